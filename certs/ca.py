@@ -1,0 +1,447 @@
+"""The lab certificate authority: creates itself, signs CSRs, issues identities.
+
+One CA per lab. Its key lives on the first server (`murmur ca init`), in `ca.key`
+(0600) next to `ca.crt`. Nodes and users never receive the CA key: they send a CSR and
+get back a certificate whose subject the CA writes itself (CN = name, OU = role), so a
+requester cannot ask for a role it was not given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certs.errors import (
+    CAExistsError,
+    CANotFoundError,
+    CertificateExpiredError,
+    CertificateFileError,
+    CsrError,
+    InvalidNameError,
+)
+from certs.files import create_private_directory, write_private_file, write_public_file
+from certs.identity import IdentityBundle, certificate_fingerprint
+from certs.keys import (
+    PrivateKey,
+    describe_public_key,
+    generate_private_key,
+    is_accepted_public_key,
+    make_csr,
+    private_key_pem,
+    public_key_der,
+    signature_hash,
+)
+from certs.roles import Role, validate_name
+from certs.times import resolve_now
+
+__all__ = [
+    "CA_CERTIFICATE_FILE",
+    "CA_KEY_FILE",
+    "CLOCK_SKEW_ALLOWANCE",
+    "NODE_TLS_NAME",
+    "CertificateAuthority",
+]
+
+NODE_TLS_NAME = "node.murmur"
+"""DNS name in every node certificate, and only in node certificates.
+
+Clients and nodes connect by IP or any host name, and verify the server against this
+name (gRPC option `grpc.ssl_target_name_override`), so a node's certificate stays
+valid when its address changes, and a user certificate can never pass as a node.
+"""
+
+CA_KEY_FILE = "ca.key"
+CA_CERTIFICATE_FILE = "ca.crt"
+
+CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
+"""Certificates start this long before they are signed, for machines whose clocks lag."""
+
+_NODE_DNS_SUFFIX = "." + NODE_TLS_NAME
+_USER_DNS_SUFFIX = ".user.murmur"
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+
+class CertificateAuthority:
+    """The lab CA: an EC P-256 (or Ed25519) key and its self-signed certificate."""
+
+    def __init__(self, private_key: PrivateKey, certificate: x509.Certificate) -> None:
+        """Pair a CA key with its certificate; use `create` or `load` instead.
+
+        Raises:
+            ValueError: the key does not match the certificate, or it is not a CA.
+        """
+        problem = _ca_pair_problem(private_key, certificate)
+        if problem is not None:
+            raise ValueError(problem)
+        self._private_key = private_key
+        self._certificate = certificate
+
+    def __repr__(self) -> str:
+        return f"CertificateAuthority(fingerprint={self.fingerprint!r})"
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        *,
+        common_name: str = "Murmur lab CA",
+        validity_days: int = 3650,
+        now: datetime | None = None,
+    ) -> CertificateAuthority:
+        """Create a new lab CA and write `ca.key` (0600) and `ca.crt` into `directory`.
+
+        Args:
+            directory: where the CA lives; created with mode 0700 if missing.
+            common_name: the CA certificate's subject CN.
+            validity_days: how long the CA certificate is valid.
+            now: the current time (tests inject it).
+
+        Raises:
+            CAExistsError: `directory` already holds `ca.key` or `ca.crt`.
+            CertificateFileError: the files cannot be written.
+            ValueError: `validity_days` is not positive.
+        """
+        _require_positive_days(validity_days)
+        for existing in (directory / CA_KEY_FILE, directory / CA_CERTIFICATE_FILE):
+            if existing.exists():
+                raise CAExistsError(
+                    f"a lab CA already exists at {existing}; refusing to overwrite it "
+                    "(move it away first if you really mean to start a new CA)"
+                )
+        moment = resolve_now(now)
+        key = generate_private_key()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(moment - CLOCK_SKEW_ALLOWANCE)
+            .not_valid_after(moment + timedelta(days=validity_days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, signature_hash(key))
+        )
+        authority = cls(key, certificate)
+        create_private_directory(directory)
+        # The certificate first: `ca.key` is what marks a complete CA.
+        write_public_file(directory / CA_CERTIFICATE_FILE, authority.certificate_pem)
+        write_private_file(directory / CA_KEY_FILE, private_key_pem(key))
+        return authority
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """Load the lab CA from `directory`.
+
+        Raises:
+            CANotFoundError: `directory` holds no `ca.key`.
+            CertificateFileError: a file is unreadable, corrupt, or they do not match.
+        """
+        key_path = directory / CA_KEY_FILE
+        certificate_path = directory / CA_CERTIFICATE_FILE
+        if not key_path.exists():
+            raise CANotFoundError(f"no lab CA at {directory} ({key_path} is missing)")
+        key_data = _read(key_path)
+        certificate_data = _read(certificate_path)
+        try:
+            key = serialization.load_pem_private_key(key_data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise CertificateFileError(
+                f"cannot load the CA key {key_path}: corrupt or encrypted PEM"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise CertificateFileError(
+                f"cannot load the CA key {key_path}: "
+                f"{describe_public_key(key.public_key())} keys are not supported"
+            )
+        try:
+            certificate = x509.load_pem_x509_certificate(certificate_data)
+        except ValueError:
+            raise CertificateFileError(
+                f"cannot load the CA certificate {certificate_path}: corrupt PEM"
+            ) from None
+        problem = _ca_pair_problem(key, certificate)
+        if problem is not None:
+            raise CertificateFileError(f"cannot load the lab CA from {directory}: {problem}")
+        return cls(key, certificate)
+
+    @staticmethod
+    def exists(directory: Path) -> bool:
+        """Whether `directory` holds a lab CA key."""
+        return (directory / CA_KEY_FILE).exists()
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The CA's self-signed certificate."""
+        return self._certificate
+
+    @property
+    def certificate_pem(self) -> bytes:
+        """The CA certificate, PEM."""
+        return self._certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def fingerprint(self) -> str:
+        """Lowercase hex SHA-256 of the CA certificate's DER; join tokens pin it."""
+        return certificate_fingerprint(self._certificate)
+
+    def sign_csr(
+        self,
+        csr_pem: bytes,
+        *,
+        name: str,
+        role: Role,
+        validity_days: int,
+        node_addresses: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> bytes:
+        """Sign a CSR into a leaf certificate for `name` with `role`.
+
+        The CSR contributes only its public key: the subject and every extension come
+        from the arguments. The certificate is valid from `now` minus five minutes (for
+        clock skew) for `validity_days`, but never beyond the CA's own expiry.
+
+        Node certificates carry DNS SANs `node.murmur`, `<name>.node.murmur` and
+        `localhost`, plus one SAN per entry of `node_addresses` (an IP SAN for an IP,
+        a DNS SAN for a host name; a `:port` suffix is dropped) and may serve TLS.
+        User certificates carry only the DNS SAN `<name>.user.murmur` and are
+        client-only.
+
+        Args:
+            csr_pem: the PEM CSR; its key must be EC P-256 or Ed25519.
+            name: the subject name (CN).
+            role: the subject role (OU).
+            validity_days: how long the certificate is valid.
+            node_addresses: addresses a node listens on ("10.0.0.5:7000", "gpu1").
+            now: the current time (tests inject it).
+
+        Returns:
+            The certificate, PEM.
+
+        Raises:
+            CsrError: the CSR is garbled, its signature is wrong, or its key type is
+                refused.
+            InvalidNameError: `name` or a node address is not acceptable.
+            CertificateExpiredError: the CA itself has expired.
+            ValueError: `validity_days` is not positive, or `node_addresses` were given
+                for a user certificate.
+        """
+        validate_name(name)
+        role = Role(role)
+        _require_positive_days(validity_days)
+        if node_addresses and role is not Role.NODE:
+            raise ValueError(f"node addresses apply only to node certificates, not {role}")
+        public_key = _csr_public_key(csr_pem)
+        moment = resolve_now(now)
+        ca_not_after = self._certificate.not_valid_after_utc
+        if moment >= ca_not_after:
+            raise CertificateExpiredError(
+                f"the lab CA expired at {ca_not_after.isoformat()}; it cannot sign certificates"
+            )
+        not_after = min(moment + timedelta(days=validity_days), ca_not_after)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role.value),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if role is Role.NODE:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(moment - CLOCK_SKEW_ALLOWANCE)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(_subject_alternative_names(name, role, node_addresses)),
+                critical=False,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(self._authority_key_identifier(), critical=False)
+            .sign(self._private_key, signature_hash(self._private_key))
+        )
+        return certificate.public_bytes(serialization.Encoding.PEM)
+
+    def issue(
+        self,
+        *,
+        name: str,
+        role: Role,
+        validity_days: int,
+        node_addresses: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> IdentityBundle:
+        """Generate a key here and sign a certificate for it: a complete identity.
+
+        For identities made where the CA lives: the admin of `ca init`, users of
+        `user add`, and the CA-holding node's own certificate.
+
+        Raises:
+            As `sign_csr`.
+        """
+        key = generate_private_key()
+        certificate_pem = self.sign_csr(
+            make_csr(key, name),
+            name=name,
+            role=role,
+            validity_days=validity_days,
+            node_addresses=node_addresses,
+            now=now,
+        )
+        return IdentityBundle(
+            key_pem=private_key_pem(key),
+            certificate_pem=certificate_pem,
+            ca_certificate_pem=self.certificate_pem,
+        )
+
+    def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        try:
+            subject_key_id = self._certificate.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier
+            )
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self._private_key.public_key()
+            )
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(subject_key_id.value)
+
+
+def _ca_pair_problem(key: PrivateKey, certificate: x509.Certificate) -> str | None:
+    certificate_key = certificate.public_key()
+    if not isinstance(certificate_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        return f"the CA certificate has an unsupported {describe_public_key(certificate_key)} key"
+    if public_key_der(key) != public_key_der(certificate_key):
+        return "the CA key does not match the CA certificate"
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return "the CA certificate has no BasicConstraints extension"
+    if not constraints.value.ca:
+        return "the CA certificate is not marked as a CA (BasicConstraints ca=False)"
+    return None
+
+
+def _csr_public_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
+    try:
+        request = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as error:
+        raise CsrError(f"not a valid PEM certificate signing request: {error}") from None
+    try:
+        public_key = request.public_key()
+        signature_valid = request.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm, InvalidSignature) as error:
+        raise CsrError(f"cannot read the CSR's public key: {error}") from None
+    if not is_accepted_public_key(public_key) or not isinstance(
+        public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    ):
+        raise CsrError(
+            f"the CSR uses a {describe_public_key(public_key)} key; "
+            "only EC P-256 and Ed25519 keys are accepted"
+        )
+    if not signature_valid:
+        raise CsrError("the CSR's signature does not match its public key")
+    return public_key
+
+
+def _subject_alternative_names(
+    name: str, role: Role, node_addresses: Sequence[str]
+) -> list[x509.GeneralName]:
+    if role is not Role.NODE:
+        return [x509.DNSName(name + _USER_DNS_SUFFIX)]
+    names: list[x509.GeneralName] = [
+        x509.DNSName(NODE_TLS_NAME),
+        x509.DNSName(name + _NODE_DNS_SUFFIX),
+        x509.DNSName("localhost"),
+    ]
+    for address in node_addresses:
+        general_name = _general_name_for_address(address)
+        if general_name not in names:
+            names.append(general_name)
+    return names
+
+
+def _general_name_for_address(address: str) -> x509.GeneralName:
+    """An IP SAN for an IP address, a DNS SAN for a host name; a port is dropped."""
+    host = _host_part(address.strip())
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    hostname = host.lower().rstrip(".")
+    if _HOSTNAME.fullmatch(hostname) is None:
+        raise InvalidNameError(
+            f"invalid node address {address!r}: expected an IP address or a host name, "
+            "optionally with :port"
+        )
+    if hostname == NODE_TLS_NAME or hostname.endswith(_NODE_DNS_SUFFIX):
+        raise InvalidNameError(
+            f"invalid node address {address!r}: names under {NODE_TLS_NAME} are reserved"
+        )
+    return x509.DNSName(hostname)
+
+
+def _host_part(address: str) -> str:
+    if address.startswith("["):
+        closing = address.find("]")
+        return address[1:closing] if closing > 0 else address
+    if address.count(":") == 1:
+        return address.rsplit(":", 1)[0]
+    return address
+
+
+def _require_positive_days(validity_days: int) -> None:
+    if validity_days <= 0:
+        raise ValueError(f"validity_days must be positive, got {validity_days}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CertificateFileError(f"cannot read {path}: {error.strerror or error}") from error

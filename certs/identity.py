@@ -1,0 +1,355 @@
+"""Who a certificate says its holder is, and the identity bundle file that holds one.
+
+An identity bundle is one file with three PEM blocks, in this order: the holder's
+private key, the holder's certificate, and the lab CA certificate that issued it. Lines
+starting with `# ` may precede the blocks (we write a short header saying whose
+identity it is). One file is easy to hand to a user, and all three parts are needed to
+open an mTLS connection, so they travel together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+
+from certs.errors import (
+    CertificateExpiredError,
+    CertificateNotYetValidError,
+    IdentityError,
+    IdentityFileError,
+)
+from certs.files import create_private_directory, write_private_file
+from certs.keys import (
+    generate_private_key,
+    is_accepted_public_key,
+    make_csr,
+    private_key_pem,
+    public_key_der,
+)
+from certs.roles import Role
+from certs.times import resolve_now
+
+__all__ = [
+    "CertificateIdentity",
+    "IdentityBundle",
+    "certificate_fingerprint",
+    "check_validity",
+    "generate_private_key",
+    "identity_from_certificate",
+    "load_certificate",
+    "make_csr",
+    "private_key_pem",
+]
+
+MISSING_IDENTITY_HINT = "run `murmur ca init` or ask an admin for `murmur user add`"
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
+_PRIVATE_KEY_LABELS = {b"PRIVATE KEY", b"EC PRIVATE KEY"}
+_CERTIFICATE_LABEL = b"CERTIFICATE"
+
+
+@dataclass(frozen=True)
+class CertificateIdentity:
+    """The name and role a certificate grants, and when it is valid."""
+
+    name: str
+    """The subject's common name: a user or node name."""
+    role: Role
+    """The subject's organizational unit."""
+    serial: str
+    """The serial number in lowercase hex without prefix; revocation lists use this."""
+    not_before: datetime
+    """Start of validity, aware UTC."""
+    not_after: datetime
+    """End of validity, aware UTC."""
+
+
+def load_certificate(pem_or_der: bytes) -> x509.Certificate:
+    """Parse a certificate given as PEM or DER.
+
+    Raises:
+        ValueError: the bytes are not a certificate.
+    """
+    if b"-----BEGIN" in pem_or_der:
+        return x509.load_pem_x509_certificate(pem_or_der)
+    return x509.load_der_x509_certificate(pem_or_der)
+
+
+def certificate_fingerprint(certificate: x509.Certificate) -> str:
+    """The lowercase hex SHA-256 of the certificate's DER encoding."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def identity_from_certificate(pem_or_der: bytes) -> CertificateIdentity:
+    """Read the name, role, serial and validity out of a certificate.
+
+    This trusts the certificate's content; checking that the lab CA issued it is the
+    TLS layer's job.
+
+    Raises:
+        IdentityError: the bytes are not a certificate, or it lacks a CN, an OU, or
+            names an unknown role.
+    """
+    try:
+        certificate = load_certificate(pem_or_der)
+    except ValueError as error:
+        raise IdentityError(f"not a valid certificate: {error}") from error
+    return _identity_of(certificate)
+
+
+def _identity_of(certificate: x509.Certificate) -> CertificateIdentity:
+    name = _single_attribute(certificate, NameOID.COMMON_NAME, "common name (CN)")
+    role_text = _single_attribute(certificate, NameOID.ORGANIZATIONAL_UNIT_NAME, "role (OU)")
+    try:
+        role = Role(role_text)
+    except ValueError:
+        known = ", ".join(role.value for role in Role)
+        raise IdentityError(
+            f"certificate for {name!r} has unknown role {role_text!r} (known: {known})"
+        ) from None
+    return CertificateIdentity(
+        name=name,
+        role=role,
+        serial=format(certificate.serial_number, "x"),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+    )
+
+
+def _single_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier, what: str) -> str:
+    attributes = certificate.subject.get_attributes_for_oid(oid)
+    if len(attributes) != 1:
+        problem = "has no" if not attributes else "has more than one"
+        raise IdentityError(
+            f"certificate {certificate.subject.rfc4514_string()!r} {problem} {what}"
+        )
+    value = attributes[0].value
+    text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    if not text:
+        raise IdentityError(f"certificate has an empty {what}")
+    return text
+
+
+def check_validity(identity: CertificateIdentity, now: datetime | None = None) -> None:
+    """Raise unless `now` lies within the certificate's validity period.
+
+    Clients call this before connecting, so a user sees "your certificate expired"
+    rather than a bare TLS handshake failure.
+
+    Raises:
+        CertificateExpiredError: `now` is after `not_after`.
+        CertificateNotYetValidError: `now` is before `not_before`.
+    """
+    moment = resolve_now(now)
+    if moment < identity.not_before:
+        raise CertificateNotYetValidError(
+            f"the certificate of {identity.name!r} is not valid before "
+            f"{identity.not_before.isoformat()} (now {moment.isoformat()}); "
+            "check this machine's clock"
+        )
+    if moment > identity.not_after:
+        raise CertificateExpiredError(
+            f"the certificate of {identity.name!r} expired at {identity.not_after.isoformat()}; "
+            "ask an admin for a new identity"
+        )
+
+
+@dataclass(frozen=True)
+class IdentityBundle:
+    """A private key, its certificate and the lab CA certificate, kept in one file."""
+
+    key_pem: bytes
+    """The holder's private key, PKCS#8 PEM, unencrypted."""
+    certificate_pem: bytes
+    """The holder's certificate, PEM."""
+    ca_certificate_pem: bytes
+    """The lab CA certificate that issued `certificate_pem`, PEM."""
+
+    @property
+    def identity(self) -> CertificateIdentity:
+        """Name, role, serial and validity of the holder's certificate.
+
+        Raises:
+            IdentityError: the certificate lacks a name or role.
+        """
+        return identity_from_certificate(self.certificate_pem)
+
+    @property
+    def ca_fingerprint(self) -> str:
+        """Lowercase hex SHA-256 of the CA certificate's DER; join tokens pin it."""
+        return certificate_fingerprint(load_certificate(self.ca_certificate_pem))
+
+    def to_pem(self) -> bytes:
+        """The file content: a comment header, then key, certificate and CA blocks."""
+        header = _header_for(self.certificate_pem)
+        blocks = (self.key_pem, self.certificate_pem, self.ca_certificate_pem)
+        return header + b"".join(_with_final_newline(block) for block in blocks)
+
+    def write(self, path: Path) -> None:
+        """Write the bundle to `path` with mode 0600, creating its directory (0700).
+
+        Raises:
+            CertificateFileError: the file or its directory cannot be written.
+        """
+        create_private_directory(path.parent)
+        write_private_file(path, self.to_pem())
+
+    @classmethod
+    def read(cls, path: Path) -> IdentityBundle:
+        """Read and check an identity bundle file.
+
+        Raises:
+            IdentityFileError: the file is missing, unreadable, lacks a block, holds a
+                corrupt block, or its key, certificate and CA do not belong together.
+        """
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IdentityFileError(f"no identity at {path}; {MISSING_IDENTITY_HINT}") from None
+        except OSError as error:
+            raise IdentityFileError(
+                f"cannot read identity {path}: {error.strerror or error}"
+            ) from error
+        return cls.parse(data, source=str(path))
+
+    @classmethod
+    def parse(cls, data: bytes, *, source: str = "<identity>") -> IdentityBundle:
+        """Parse and check the content of an identity bundle file.
+
+        Args:
+            data: the file content.
+            source: where it came from, for error messages.
+
+        Raises:
+            IdentityFileError: as for `read`.
+        """
+        key_block, certificate_block, ca_block = _split_blocks(data, source)
+        key = _load_key(key_block, source)
+        certificate = _load_block_certificate(certificate_block, "certificate", source)
+        ca_certificate = _load_block_certificate(ca_block, "CA certificate", source)
+        if public_key_der(key) != _certificate_public_key_der(certificate):
+            raise IdentityFileError(
+                f"identity file {source}: the private key does not match the certificate"
+            )
+        try:
+            certificate.verify_directly_issued_by(ca_certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            raise IdentityFileError(
+                f"identity file {source}: the certificate was not issued by the CA "
+                "certificate in the same file"
+            ) from None
+        try:
+            _identity_of(certificate)
+        except IdentityError as error:
+            raise IdentityFileError(f"identity file {source}: {error}") from None
+        return cls(
+            key_pem=key_block, certificate_pem=certificate_block, ca_certificate_pem=ca_block
+        )
+
+
+def _certificate_public_key_der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _split_blocks(data: bytes, source: str) -> tuple[bytes, bytes, bytes]:
+    blocks: list[tuple[bytes, bytes]] = []
+    position = 0
+    for match in _PEM_BLOCK.finditer(data):
+        between = data[position : match.start()]
+        if not _is_only_comments(between, allow_comments=not blocks):
+            raise IdentityFileError(
+                f"identity file {source}: unexpected text outside the PEM blocks"
+            )
+        blocks.append((match.group(1), _with_final_newline(match.group(0).rstrip(b"\r\n"))))
+        position = match.end()
+    if not _is_only_comments(data[position:], allow_comments=not blocks):
+        raise IdentityFileError(
+            f"identity file {source}: unexpected text after the PEM blocks "
+            "(a truncated or corrupt block?)"
+        )
+    expected = (
+        ("private key", _PRIVATE_KEY_LABELS),
+        ("certificate", {_CERTIFICATE_LABEL}),
+        ("CA certificate", {_CERTIFICATE_LABEL}),
+    )
+    for index, (what, labels) in enumerate(expected):
+        if index >= len(blocks):
+            raise IdentityFileError(f"identity file {source}: missing the {what} block")
+        label = blocks[index][0]
+        if label == b"ENCRYPTED PRIVATE KEY":
+            raise IdentityFileError(
+                f"identity file {source}: the private key is encrypted; Murmur reads "
+                "unencrypted keys and protects them by file mode 0600"
+            )
+        if label not in labels:
+            raise IdentityFileError(
+                f"identity file {source}: expected the {what} as block {index + 1}, "
+                f"found {label.decode('ascii')!r}"
+            )
+    if len(blocks) > len(expected):
+        raise IdentityFileError(
+            f"identity file {source}: {len(blocks)} PEM blocks, expected 3 "
+            "(private key, certificate, CA certificate)"
+        )
+    return blocks[0][1], blocks[1][1], blocks[2][1]
+
+
+def _is_only_comments(text: bytes, *, allow_comments: bool) -> bool:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if allow_comments and (stripped == b"#" or line.startswith(b"# ")):
+            continue
+        return False
+    return True
+
+
+def _load_key(block: bytes, source: str) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(block, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise IdentityFileError(
+            f"identity file {source}: the private key block is corrupt or encrypted"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) or not (
+        is_accepted_public_key(key.public_key())
+    ):
+        raise IdentityFileError(
+            f"identity file {source}: the private key is not EC P-256 or Ed25519"
+        )
+    return key
+
+
+def _load_block_certificate(block: bytes, what: str, source: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(block)
+    except ValueError:
+        raise IdentityFileError(f"identity file {source}: the {what} block is corrupt") from None
+
+
+def _header_for(certificate_pem: bytes) -> bytes:
+    try:
+        identity = identity_from_certificate(certificate_pem)
+    except IdentityError:
+        return b"# Murmur identity. Keep this file private: it holds a private key.\n"
+    return (
+        f"# Murmur identity of {identity.name!r}, role {identity.role.value}, "
+        f"valid until {identity.not_after.isoformat()}.\n"
+        "# Keep this file private: it holds a private key.\n"
+    ).encode()
+
+
+def _with_final_newline(block: bytes) -> bytes:
+    return block if block.endswith(b"\n") else block + b"\n"

@@ -1,0 +1,106 @@
+"""``murmur node ...``: run the daemon, and look at nodes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
+from murmur._cli.output import NODE_HEADERS, node_rows, print_json, print_table
+from murmur._cli.parsing import parse_key_value
+from proto.murmur.v1 import cluster_pb2
+
+
+def register(commands: Any) -> None:
+    node = commands.add_parser("node", help="run a node, list and inspect nodes")
+    actions = node.add_subparsers(dest="node_command", metavar="ACTION")
+    actions.required = True
+
+    start = actions.add_parser("start", help="run the node daemon in the foreground")
+    start.add_argument("--name", help="node name (default: the host name)")
+    start.add_argument(
+        "--data-dir", type=Path, help="store, identity and CA (default ~/.murmur/node)"
+    )
+    start.add_argument(
+        "--listen", metavar="HOST:PORT", help="mTLS API address (default 127.0.0.1:7070)"
+    )
+    start.add_argument("--join-listen", metavar="HOST:PORT", help="join listener (default: port+1)")
+    start.add_argument("--advertise", metavar="HOST:PORT", help="address others should dial")
+    start.add_argument("--join", metavar="HOST:PORT", help="an existing node, to join its cluster")
+    start.add_argument("--token", help="join token from `murmur token create`")
+    start.add_argument(
+        "--simulate-gpus", metavar="SPEC", help="declare simulated GPUs, e.g. 8xA100-80GB"
+    )
+    start.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    start.add_argument("--label", action="append", type=parse_key_value, metavar="K=V", default=[])
+    start.add_argument("--data-root", action="append", type=Path, metavar="DIR", default=[])
+    start.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    start.set_defaults(handler=start_command)
+
+    listing = actions.add_parser("list", help="every node, its state, GPUs and load")
+    add_connection_flags(listing)
+    add_json_flag(listing)
+    listing.set_defaults(handler=list_command)
+
+    show = actions.add_parser("show", help="one node in detail")
+    show.add_argument("name")
+    add_connection_flags(show)
+    add_json_flag(show)
+    show.set_defaults(handler=show_command)
+
+
+def start_command(args: argparse.Namespace) -> int:
+    from node.config import load_node_config
+    from node.daemon import run_node
+
+    flags = {
+        "name": args.name,
+        "data_dir": args.data_dir,
+        "listen": args.listen,
+        "join_listen": args.join_listen,
+        "advertise": args.advertise,
+        "join": args.join,
+        "token": args.token,
+        "simulate_gpus": args.simulate_gpus,
+        "labels": dict(args.label) or None,
+        "data_roots": [str(p) for p in args.data_root] or None,
+        "log_level": args.log_level,
+    }
+    config = load_node_config(config_file=args.config, flags=flags)
+    if config.simulate_gpus:
+        from node.gpus import parse_simulated_spec
+
+        parse_simulated_spec(config.simulate_gpus)  # fail on a bad spec before anything else
+    return run_node(config)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    nodes = run_with_client(args, lambda client: client.list_nodes())
+    if args.json:
+        print_json(cluster_pb2.ListNodesResponse(nodes=nodes))
+    else:
+        print_table(NODE_HEADERS, node_rows(nodes))
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    node = run_with_client(args, lambda client: client.get_node(args.name))
+    if args.json:
+        print_json(node)
+        return 0
+    print_table(NODE_HEADERS, node_rows([node]))
+    print()
+    gpus = node.gpus
+    for device in gpus.devices:
+        flag = " (simulated)" if device.simulated else ""
+        memory = device.memory_total_bytes / 2**30
+        print(f"gpu {device.index}: {device.model} {memory:.0f}GiB {device.uuid}{flag}")
+    if not gpus.devices:
+        print(f"gpus: none ({gpus.reason})")
+    for key, value in sorted(node.labels.items()):
+        print(f"label {key}={value}")
+    print(f"runtimes: {', '.join(node.runtimes)}")
+    if node.runtime_notes:
+        print(f"runtime notes: {node.runtime_notes}")
+    return 0

@@ -1,0 +1,100 @@
+"""How the CLI prints: JSON that mirrors the proto messages, or aligned tables.
+
+Results go to stdout; progress, notes and errors go to stderr, so scripts can
+capture exactly the result (``JOB=$(murmur job submit ...)``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from proto.murmur.v1 import types_pb2
+
+
+def print_json(message: Message) -> None:
+    """Protobuf JSON with the proto's snake_case field names, as scripts expect.
+
+    Fields at their default value are printed too (``"index": 0``), so a script
+    never has to know proto3's rule that zero values are omitted.
+    """
+    print(
+        json_format.MessageToJson(
+            message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+            indent=2,
+        )
+    )
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+NODE_STATE_NAMES = {
+    types_pb2.NODE_STATE_ALIVE: "alive",
+    types_pb2.NODE_STATE_SUSPECT: "suspect",
+    types_pb2.NODE_STATE_DEAD: "dead",
+    types_pb2.NODE_STATE_LEFT: "left",
+    types_pb2.NODE_STATE_DRAINING: "draining",
+}
+
+
+def gpu_summary(node: types_pb2.NodeInfo) -> str:
+    """``8/8 A100-80GB (simulated)``, or ``0 (NVML not found)``."""
+    devices = node.gpus.devices
+    if not devices:
+        return f"0 ({node.gpus.reason})" if node.gpus.reason else "0"
+    models = sorted({d.model for d in devices})
+    text = f"{node.load.gpus_free}/{len(devices)} {','.join(models)}"
+    if node.gpus.source == types_pb2.GPU_SOURCE_SIMULATED:
+        text += " (simulated)"
+    return text
+
+
+def node_rows(nodes: Sequence[types_pb2.NodeInfo]) -> list[list[str]]:
+    rows = []
+    for node in nodes:
+        role = "leader" if node.leader else ("voter" if node.voter else "")
+        cpu = f"{node.load.cpu_percent:.0f}%" if node.load.HasField("cpu_percent") else "-"
+        memory = (
+            f"{human_bytes(node.load.memory_used_bytes)}/{human_bytes(node.load.memory_total_bytes)}"
+            if node.load.HasField("memory_used_bytes")
+            else "-"
+        )
+        rows.append(
+            [
+                node.name,
+                NODE_STATE_NAMES.get(node.state, "unknown"),
+                role,
+                node.address,
+                gpu_summary(node),
+                cpu,
+                memory,
+            ]
+        )
+    return rows
+
+
+NODE_HEADERS = ("NAME", "STATE", "ROLE", "ADDRESS", "GPUS (free/total)", "CPU", "MEMORY")

@@ -1,0 +1,248 @@
+"""How the client finds its node and proves who it is.
+
+One place resolves the connection settings, in this order of precedence: explicit
+arguments, then environment variables (`MURMUR_NODE`, `MURMUR_IDENTITY`), then the
+client settings file `~/.murmur/client.toml`, then the defaults. The results are
+frozen dataclasses, so a client's configuration cannot change under it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certs import NODE_TLS_NAME, CertificateIdentity, IdentityBundle, IdentityFileError
+from murmur._errors import ConfigError
+
+__all__ = [
+    "DEFAULT_NODE_ADDRESS",
+    "ConnectConfig",
+    "RetryConfig",
+    "TLSConfig",
+    "client_settings_path",
+    "default_home",
+    "resolve_connect_config",
+    "validate_node_address",
+]
+
+DEFAULT_NODE_ADDRESS = "127.0.0.1:7070"
+"""Where a node listens when nothing else is said: the first node of `murmur up`."""
+
+_IDENTITY_FILE_NAME = "identity.pem"
+_CLIENT_SETTINGS_FILE_NAME = "client.toml"
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """The mutual-TLS material a client presents and trusts."""
+
+    key_pem: bytes = field(repr=False)
+    """The client's private key, PEM. Kept out of `repr` so it never lands in a log."""
+    certificate_pem: bytes = field(repr=False)
+    """The client's certificate, PEM, issued by the lab CA."""
+    ca_certificate_pem: bytes = field(repr=False)
+    """The lab CA certificate: the only issuer whose node certificates are trusted."""
+    server_name: str = NODE_TLS_NAME
+    """The name checked in the node's certificate. Clients dial nodes by IP address, and
+    every node certificate carries this one DNS name, so it stands in for the host."""
+    identity: CertificateIdentity | None = None
+    """Who `certificate_pem` says we are, when known; lets the client refuse an expired
+    certificate with a clear message instead of a failed TLS handshake."""
+
+    @classmethod
+    def from_identity_file(cls, path: str | os.PathLike[str]) -> TLSConfig:
+        """Reads an identity bundle (key, certificate and CA certificate in one file).
+
+        Raises:
+            ConfigError: The file is missing, unreadable or not a valid bundle.
+        """
+        try:
+            bundle = IdentityBundle.read(Path(path).expanduser())
+        except IdentityFileError as err:
+            raise ConfigError(str(err)) from err
+        return cls(
+            key_pem=bundle.key_pem,
+            certificate_pem=bundle.certificate_pem,
+            ca_certificate_pem=bundle.ca_certificate_pem,
+            identity=bundle.identity,
+        )
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """How calls that are safe to repeat are retried when the node is unavailable.
+
+    Only idempotent reads and job submissions (which carry an idempotency key) are
+    retried, and only on UNAVAILABLE; the call's timeout bounds all attempts together.
+    """
+
+    max_attempts: int = 5
+    """Attempts in all, the first included; 1 turns retrying off."""
+    initial_backoff: float = 0.1
+    """Seconds to wait before the second attempt; doubled after each further one."""
+    max_backoff: float = 1.0
+    """The longest wait between two attempts, in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
+            raise ConfigError(
+                "backoffs must satisfy 0 <= initial_backoff <= max_backoff, not "
+                f"{self.initial_backoff} and {self.max_backoff}"
+            )
+
+
+@dataclass(frozen=True)
+class ConnectConfig:
+    """Everything an `AsyncClient` needs to talk to one node."""
+
+    address: str
+    """The node's client API as HOST:PORT; IPv6 hosts in brackets, as in `[::1]:7070`."""
+    tls: TLSConfig
+    """The identity the client presents and the CA it trusts."""
+    timeout: float = 10.0
+    """Seconds a unary call may take (retries included) when the call names no timeout."""
+    keepalive_seconds: float = 30.0
+    """Seconds between HTTP/2 pings while a call is open, so a dead node ends a watch
+    stream instead of hanging it; 0 turns pings off."""
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    """When and how calls are retried on UNAVAILABLE."""
+
+    def __post_init__(self) -> None:
+        validate_node_address(self.address)
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout}")
+        if self.keepalive_seconds < 0:
+            raise ConfigError(
+                f"keepalive_seconds must be 0 (off) or positive, not {self.keepalive_seconds}"
+            )
+
+
+def validate_node_address(address: str, *, source: str = "") -> str:
+    """Checks that `address` is HOST:PORT and returns it without surrounding spaces.
+
+    Args:
+        address: e.g. `127.0.0.1:7070`, `gpu-01.lab:7070` or `[::1]:7070`.
+        source: Where the address came from (`MURMUR_NODE`, a file), for the message.
+
+    Raises:
+        ConfigError: The address is not HOST:PORT with a port from 1 to 65535.
+    """
+    text = address.strip()
+    origin = f" (from {source})" if source else ""
+
+    def invalid(reason: str) -> ConfigError:
+        return ConfigError(f"invalid node address {address!r}{origin}: {reason}")
+
+    if "://" in text:
+        raise invalid("give HOST:PORT without a scheme, e.g. 127.0.0.1:7070")
+    host, colon, port = text.rpartition(":")
+    if text.startswith("[") and not host.endswith("]"):
+        raise invalid("expected [IPV6]:PORT, e.g. [::1]:7070")
+    if not colon or not host:
+        raise invalid("expected HOST:PORT, e.g. 127.0.0.1:7070")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise invalid(f"{host[1:-1]!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise invalid("put an IPv6 address in brackets, e.g. [::1]:7070")
+    elif re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise invalid(f"{host!r} is not an IPv4 address") from None
+    elif not _HOST_NAME.fullmatch(host):
+        raise invalid(f"{host!r} is not a host name or IP address")
+    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise invalid(f"port must be a number from 1 to 65535, not {port!r}")
+    return text
+
+
+def default_home(env: Mapping[str, str] = os.environ) -> Path:
+    """The directory holding the user's identity and client settings.
+
+    `MURMUR_HOME` when set, else `~/.murmur`.
+    """
+    configured = env.get("MURMUR_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".murmur"
+
+
+def client_settings_path(home: Path) -> Path:
+    """The client settings file in `home`: TOML with a `node = "HOST:PORT"` key."""
+    return home / _CLIENT_SETTINGS_FILE_NAME
+
+
+def resolve_connect_config(
+    *,
+    node: str | None = None,
+    identity: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] = os.environ,
+    home: Path | None = None,
+) -> ConnectConfig:
+    """Works out which node to call and with which identity.
+
+    Args:
+        node: HOST:PORT; else `MURMUR_NODE`, else `node` in the client settings file,
+            else `DEFAULT_NODE_ADDRESS`.
+        identity: An identity bundle file; else `MURMUR_IDENTITY`, else
+            `identity.pem` in the home directory.
+        env: The environment to read (tests pass their own).
+        home: The Murmur home directory; `default_home(env)` when None.
+
+    Raises:
+        ConfigError: The address is malformed, the settings file is not valid TOML,
+            or the identity file is missing or invalid.
+    """
+    home = default_home(env) if home is None else home
+    address = _resolve_address(node, env, client_settings_path(home))
+    if identity:
+        identity_path = Path(identity)
+    elif env.get("MURMUR_IDENTITY"):
+        identity_path = Path(env["MURMUR_IDENTITY"])
+    else:
+        identity_path = home / _IDENTITY_FILE_NAME
+    return ConnectConfig(address=address, tls=TLSConfig.from_identity_file(identity_path))
+
+
+def _resolve_address(node: str | None, env: Mapping[str, str], settings_path: Path) -> str:
+    if node:
+        return validate_node_address(node)
+    if env.get("MURMUR_NODE"):
+        return validate_node_address(env["MURMUR_NODE"], source="MURMUR_NODE")
+    configured = _node_from_client_settings(settings_path)
+    if configured is not None:
+        return validate_node_address(configured, source=str(settings_path))
+    return DEFAULT_NODE_ADDRESS
+
+
+def _node_from_client_settings(path: Path) -> str | None:
+    """The `node` key of the client settings file; None when there is no file or key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read client settings {path}: {err}") from err
+    try:
+        settings = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"client settings {path} are not valid TOML: {err}") from err
+    node = settings.get("node")
+    if node is not None and not isinstance(node, str):
+        raise ConfigError(f'client settings {path}: `node` must be a string like "HOST:PORT"')
+    return node or None

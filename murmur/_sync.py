@@ -1,0 +1,243 @@
+"""`Client`: the blocking face of `AsyncClient`, for scripts and notebooks.
+
+It reimplements nothing. Each method runs the `AsyncClient` method of the same name on
+a private event loop in a daemon thread, and waits for it; a stream comes back as a
+plain iterator. So the two clients cannot drift apart, and a `Client` works whether or
+not its caller already runs an event loop (as Jupyter does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar
+
+from murmur._client import AsyncClient
+from murmur._config import ConnectConfig, resolve_connect_config
+
+if TYPE_CHECKING:
+    import os
+
+__all__ = ["Client", "EventLoopThread"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Y = TypeVar("_Y")
+
+_EXHAUSTED: Final = object()
+"""What a step returns at the end of an async iterator (StopAsyncIteration cannot
+cross threads as a plain result)."""
+
+
+class EventLoopThread:
+    """An event loop of its own, running in a daemon thread that starts on first use.
+
+    Safe to use from several threads at once; each call blocks only its caller.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def run(self, coroutine: Coroutine[Any, Any, _R]) -> _R:
+        """Runs `coroutine` on the loop and returns its result (or raises its error).
+
+        If the waiting caller is interrupted (KeyboardInterrupt), the coroutine is
+        cancelled rather than left running.
+        """
+        loop = self._loop_for(coroutine)
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def iterate(self, iterator: AsyncIterator[_Y]) -> Iterator[_Y]:
+        """Yields the items of `iterator`, each fetched on the loop.
+
+        Closing the returned iterator (or dropping it: a generator is closed when it
+        is collected) closes `iterator` too, which for a Murmur stream cancels its RPC.
+        """
+        # Serializes fetching and closing: a step being cancelled (Ctrl-C) must finish
+        # unwinding the async generator before `aclose()` may touch it.
+        in_use = asyncio.Lock()
+
+        async def step() -> object:
+            async with in_use:
+                return await anext(iterator, _EXHAUSTED)
+
+        async def close() -> None:
+            async with in_use:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        try:
+            while (item := self.run(step())) is not _EXHAUSTED:
+                yield item  # type: ignore[misc]  # not _EXHAUSTED, so a _Y
+        finally:
+            self._finish(close())
+
+    def close(self, last: Coroutine[Any, Any, object] | None = None) -> None:
+        """Runs `last` (if given), closes open async generators, stops the loop and its
+        thread. Further calls raise RuntimeError; closing twice is harmless."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._closed = True
+        if loop is None or thread is None or not loop.is_running():
+            if last is not None:
+                last.close()
+            return
+        try:
+            if last is not None:
+                asyncio.run_coroutine_threadsafe(last, loop).result()
+        finally:
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+    def _loop_for(self, coroutine: Coroutine[Any, Any, object]) -> asyncio.AbstractEventLoop:
+        """The running loop, started if need be; refuses calls that could never finish."""
+        with self._lock:
+            if self._closed:
+                coroutine.close()
+                raise RuntimeError("this Murmur client is closed; create a new one")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="murmur-client-loop", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            if threading.current_thread() is self._thread:
+                coroutine.close()
+                raise RuntimeError("a Murmur Client cannot be called from its own event loop")
+            return self._loop
+
+    def _finish(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Runs `coroutine` to its end, or only schedules it when the caller is the loop's
+        own thread (a generator collected there); drops it when the loop is gone."""
+        loop = self._loop
+        if loop is None or self._closed or not loop.is_running():
+            coroutine.close()
+            return
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        if threading.current_thread() is not self._thread:
+            future.result()
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncClient, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[Client, _P], _R]:
+    """The `Client` method that runs `method` of its `AsyncClient` and waits for it."""
+
+    @functools.wraps(method)
+    def call(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return self._loop_thread.run(method(self._async_client, *args, **kwargs))
+
+    call.__qualname__ = f"Client.{method.__name__}"
+    return call
+
+
+def _iterating(
+    method: Callable[Concatenate[AsyncClient, _P], AsyncIterator[_Y]],
+) -> Callable[Concatenate[Client, _P], Iterator[_Y]]:
+    """The `Client` method that turns the stream `method` returns into an iterator."""
+
+    @functools.wraps(method)
+    def call(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> Iterator[_Y]:
+        return self._loop_thread.iterate(method(self._async_client, *args, **kwargs))
+
+    call.__qualname__ = f"Client.{method.__name__}"
+    return call
+
+
+class Client:
+    """A blocking Murmur client; see `AsyncClient` for what each method does.
+
+    Use it as a context manager, or call `close()` when done::
+
+        with Client.from_env() as client:
+            for job in client.list_jobs(states=[murmur.JobState.JOB_STATE_RUNNING]):
+                print(job.id, job.spec.name)
+
+    Streams (`watch_*`, `stream_logs`) are iterators; leaving the loop early (or
+    calling `close()` on one) cancels the stream on the node.
+    """
+
+    def __init__(self, config: ConnectConfig) -> None:
+        self._async_client = AsyncClient(config)
+        self._loop_thread = EventLoopThread()
+        # Also runs at interpreter exit, so a forgotten client still closes its channel.
+        self._finalizer = weakref.finalize(self, _close, self._loop_thread, self._async_client)
+
+    @classmethod
+    def from_env(
+        cls, *, node: str | None = None, identity: str | os.PathLike[str] | None = None
+    ) -> Client:
+        """A client configured from arguments, environment variables and `~/.murmur/`,
+        as `resolve_connect_config` does it.
+
+        Raises:
+            ConfigError: The address is malformed or the identity cannot be read.
+        """
+        return cls(resolve_connect_config(node=node, identity=identity))
+
+    @property
+    def config(self) -> ConnectConfig:
+        """The settings this client connects with."""
+        return self._async_client.config
+
+    @property
+    def address(self) -> str:
+        """The HOST:PORT of the node this client calls."""
+        return self._async_client.address
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the channel and stops the client's thread. Closing twice is harmless."""
+        self._finalizer()
+
+    whoami = _blocking(AsyncClient.whoami)
+    status = _blocking(AsyncClient.status)
+    list_nodes = _blocking(AsyncClient.list_nodes)
+    get_node = _blocking(AsyncClient.get_node)
+    drain_node = _blocking(AsyncClient.drain_node)
+    remove_node = _blocking(AsyncClient.remove_node)
+    watch_nodes = _iterating(AsyncClient.watch_nodes)
+    submit_job = _blocking(AsyncClient.submit_job)
+    list_jobs = _blocking(AsyncClient.list_jobs)
+    get_job = _blocking(AsyncClient.get_job)
+    cancel_job = _blocking(AsyncClient.cancel_job)
+    watch_jobs = _iterating(AsyncClient.watch_jobs)
+    stream_logs = _iterating(AsyncClient.stream_logs)
+    add_dataset = _blocking(AsyncClient.add_dataset)
+    list_datasets = _blocking(AsyncClient.list_datasets)
+    get_dataset = _blocking(AsyncClient.get_dataset)
+    watch_events = _iterating(AsyncClient.watch_events)
+    list_audit = _blocking(AsyncClient.list_audit)
+    create_join_token = _blocking(AsyncClient.create_join_token)
+    issue_user_certificate = _blocking(AsyncClient.issue_user_certificate)
+
+
+def _close(loop_thread: EventLoopThread, async_client: AsyncClient) -> None:
+    """Closes a `Client`'s parts; a function of its own so the finalizer holds no `Client`."""
+    loop_thread.close(async_client.close())

@@ -1,0 +1,281 @@
+"""The one place a node's configuration is defined.
+
+A node is configured from three sources, later ones winning field by field:
+a TOML file (``--config FILE``), environment variables (``MURMUR_NODE_<FIELD>``),
+and command-line flags. Every field has a default that works for a single
+server, so a lab only writes down what differs. Nothing else in the daemon
+reads the environment or parses flags: it receives a :class:`NodeConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 7070
+"""Port of the mTLS API; the join listener defaults to the next port."""
+
+ENV_PREFIX = "MURMUR_NODE_"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or contradictory."""
+
+
+def default_data_dir() -> Path:
+    """Where a node keeps its store and identity when no ``--data-dir`` is given."""
+    home = os.environ.get("MURMUR_HOME")
+    base = Path(home) if home else Path.home() / ".murmur"
+    return base / "node"
+
+
+def default_node_name() -> str:
+    """The host name, lowered and trimmed to what a certificate name allows."""
+    raw = socket.gethostname().split(".")[0].lower()
+    cleaned = re.sub(r"[^a-z0-9._-]", "-", raw).lstrip("._-")[:63]
+    return cleaned or "node"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A ``host:port`` pair, IPv6 hosts written in brackets."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, what: str) -> HostPort:
+        text = text.strip()
+        match = re.fullmatch(
+            r"\[(?P<v6>[0-9a-fA-F:.]+)\]:(?P<p6>\d+)|(?P<h>[^:\s]+):(?P<p>\d+)", text
+        )
+        if match is None:
+            raise ConfigError(f"{what} must look like HOST:PORT, got {text!r}")
+        host = match.group("v6") or match.group("h")
+        port = int(match.group("p6") or match.group("p"))
+        if not 0 < port < 65536:
+            raise ConfigError(f"{what}: port {port} is out of range 1-65535")
+        return cls(host=host, port=port)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to start. Immutable once loaded."""
+
+    name: str | None = None
+    """Node name: its certificate CN and how users refer to it. ``None``: the name in
+    the node's existing certificate, else the host name."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Holds ``murmur.db`` (the local store), ``identity.pem`` and, on the CA node, ``ca/``."""
+
+    listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
+    """Address of the mTLS API (clients and other nodes)."""
+
+    join_listen: HostPort | None = None
+    """Address of the join listener (TLS, no client certificate). Default: listen port + 1."""
+
+    advertise: HostPort | None = None
+    """Address other nodes and clients should use, when ``listen`` is a wildcard."""
+
+    join: HostPort | None = None
+    """Address of an existing node to join, used once to obtain a certificate."""
+
+    token: str | None = None
+    """One-time join token from ``murmur token create``; needed with ``join``."""
+
+    simulate_gpus: str | None = None
+    """Declared GPU inventory such as ``8xA100-80GB``, labelled simulated everywhere."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Free-form node labels, shown in listings and usable by placement later."""
+
+    data_roots: tuple[Path, ...] = ()
+    """Directories under which datasets may be registered. Default: ``data_dir/datasets``."""
+
+    log_level: str = "info"
+    """One of debug, info, warning, error."""
+
+    shutdown_grace_seconds: float = 5.0
+    """How long in-flight RPCs may finish after SIGTERM before they are cancelled."""
+
+    telemetry_interval_seconds: float = 2.0
+    """How often GPU and host load are sampled."""
+
+    join_token_ttl_seconds: int = 3600
+    """Lifetime of a join token when ``murmur token create`` gives none."""
+
+    node_certificate_days: int = 365
+    """Validity of node certificates this node signs (CA node only)."""
+
+    user_certificate_days: int = 90
+    """Validity of user certificates this node signs (CA node only)."""
+
+    def __post_init__(self) -> None:
+        if self.name is not None and not _NAME_RE.fullmatch(self.name):
+            raise ConfigError(
+                f"node name {self.name!r} is invalid: use lowercase letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit, at most 63 characters"
+            )
+        if self.log_level not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(
+                f"log_level must be debug, info, warning or error, got {self.log_level!r}"
+            )
+        if (self.join is None) != (self.token is None):
+            raise ConfigError("--join and --token go together: pass both to join a cluster")
+        for name in ("shutdown_grace_seconds", "telemetry_interval_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        for name in ("join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive integer")
+
+    @property
+    def effective_join_listen(self) -> HostPort:
+        if self.join_listen is not None:
+            return self.join_listen
+        return HostPort(self.listen.host, self.listen.port + 1)
+
+    @property
+    def advertise_address(self) -> HostPort:
+        """The address peers and clients dial: ``advertise``, else ``listen``."""
+        return self.advertise or self.listen
+
+    @property
+    def advertise_join_address(self) -> HostPort:
+        return HostPort(self.advertise_address.host, self.effective_join_listen.port)
+
+    @property
+    def effective_data_roots(self) -> tuple[Path, ...]:
+        return self.data_roots or (self.data_dir / "datasets",)
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "murmur.db"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.data_dir / "identity.pem"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.data_dir / "ca"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Turns a raw TOML/env/flag value into the field's type, or says what is wrong."""
+    what = f"{name} (from {source})"
+    try:
+        if name in {"listen", "join_listen", "advertise", "join"}:
+            return HostPort.parse(str(value), what=what)
+        if name == "data_dir":
+            return Path(str(value)).expanduser()
+        if name == "data_roots":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(Path(str(item)).expanduser() for item in items if str(item))
+        if name == "labels":
+            if isinstance(value, Mapping):
+                return {str(k): str(v) for k, v in value.items()}
+            pairs = [p for p in str(value).split(",") if p] if isinstance(value, str) else value
+            labels: dict[str, str] = {}
+            for pair in pairs:
+                key, sep, val = str(pair).partition("=")
+                if not sep or not key:
+                    raise ConfigError(f"{what}: label {pair!r} must look like KEY=VALUE")
+                labels[key] = val
+            return labels
+        if name in {"shutdown_grace_seconds", "telemetry_interval_seconds"}:
+            if isinstance(value, bool):
+                raise ConfigError(f"{what} must be a number, got {value!r}")
+            return float(value)
+        if name in {"join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"}:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ConfigError(f"{what} must be an integer, got {value!r}")
+            return int(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{what} must be a string, got {value!r}")
+        return value
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    section = data.get("node", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [node] must be a table")
+    return section
+
+
+def load_node_config(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> NodeConfig:
+    """Builds the node configuration: defaults < TOML file < environment < flags.
+
+    Flags whose value is ``None`` count as not given. Unknown keys in the file or
+    environment are errors rather than silently ignored: a typo in a config file
+    should never quietly change nothing.
+
+    Raises:
+        ConfigError: with a one-line message naming the field and the source.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        for key, raw in _read_toml(config_file).items():
+            if key not in _FIELDS:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, f"config file {config_file}")
+    for env_key, raw in env.items():
+        if not env_key.startswith(ENV_PREFIX):
+            continue
+        key = env_key[len(ENV_PREFIX) :].lower()
+        if key not in _FIELDS:
+            raise ConfigError(f"environment variable {env_key} is not a node setting")
+        values[key] = _coerce(key, raw, f"${env_key}")
+    for key, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown node setting {key!r}")
+        values[key] = _coerce(key, raw, f"--{key.replace('_', '-')}")
+    try:
+        return NodeConfig(**values)
+    except TypeError as exc:  # a wrongly typed value that slipped through coercion
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,175 @@
+"""The node daemon's lifecycle: start everything, serve, stop cleanly.
+
+Start order matters for "changes nothing on bad input": the data dir is
+checked and the identity obtained before the store is opened or a port bound,
+so a wrong token or an unwritable directory stops the node with one line and
+no half-made state. Shutdown runs in reverse: health goes NOT_SERVING, the
+servers stop accepting and give in-flight RPCs ``shutdown_grace_seconds`` to
+finish, background tasks are cancelled and awaited, and the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+
+from certs import CertificateError
+from node.config import NodeConfig
+from node.enrollment import Enrollment
+from node.errors import StartupError
+from node.event_log import EventLog
+from node.gpus import open_gpu_probe
+from node.identity_bootstrap import obtain_identity
+from node.local_node import LocalNode
+from node.logs import configure_logging
+from node.server import build_api_server, build_join_server
+from node.services.cluster import ClusterServicer
+from node.services.join import JoinServicer
+from node.services.peer import PeerServicer
+from storage import Store, StoreError
+
+_log = logging.getLogger("murmur.node")
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Creates the data dir (0700) and proves it is writable, or says why not."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"data dir {path} is not writable: {exc.strerror or exc}") from None
+
+
+async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
+    """Runs the node until ``stop`` is set.
+
+    Raises:
+        StartupError: the node could not start; the message says what to do.
+    """
+    prepare_data_dir(config.data_dir)
+    try:
+        identity = await obtain_identity(config)
+    except CertificateError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        store = await Store.open(config.store_path)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    probe = None
+    try:
+        probe = await asyncio.to_thread(open_gpu_probe, simulate=config.simulate_gpus)
+        join_address = config.advertise_join_address if identity.ca else None
+        local = LocalNode(
+            name=identity.name,
+            address=config.advertise_address,
+            join_address=join_address,
+            holds_ca=identity.ca is not None,
+            gpu_probe=probe,
+            labels=dict(config.labels),
+        )
+        events = EventLog(store)
+        enrollment = Enrollment(
+            ca=identity.ca,
+            store=store,
+            events=events,
+            join_port=config.advertise_join_address.port,
+            default_token_ttl=timedelta(seconds=config.join_token_ttl_seconds),
+            node_certificate_days=config.node_certificate_days,
+            user_certificate_days=config.user_certificate_days,
+        )
+        health_servicer = HealthServicer()
+        servers = [
+            build_api_server(
+                listen=config.listen,
+                bundle=identity.bundle,
+                store=store,
+                node_name=identity.name,
+                cluster=ClusterServicer(
+                    local=local,
+                    store=store,
+                    events=events,
+                    enrollment=enrollment,
+                    ca_fingerprint=identity.bundle.ca_fingerprint,
+                ),
+                peer=PeerServicer(local),
+                health_servicer=health_servicer,
+            )
+        ]
+        if identity.ca is not None:
+            servers.append(
+                build_join_server(
+                    listen=config.effective_join_listen,
+                    bundle=identity.bundle,
+                    join=JoinServicer(enrollment=enrollment, store=store, local=local),
+                )
+            )
+        await local.sample_once()
+        for server in servers:
+            await server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        inventory = local.inventory
+        _log.info(
+            "node ready",
+            extra={
+                "event": "node.ready",
+                "node": identity.name,
+                "address": str(config.advertise_address),
+                "join_address": str(join_address) if join_address else "",
+                "gpus": len(inventory.devices),
+                "gpu_source": inventory.source.value,
+                "gpu_reason": inventory.reason,
+                "pid": os.getpid(),
+            },
+        )
+        async with asyncio.TaskGroup() as tasks:
+            telemetry = tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds))
+            await stop.wait()
+            _log.info("node stopping", extra={"event": "node.stopping", "node": identity.name})
+            await health_servicer.enter_graceful_shutdown()
+            await asyncio.gather(
+                *(server.stop(config.shutdown_grace_seconds) for server in servers)
+            )
+            telemetry.cancel()
+    finally:
+        if probe is not None:
+            await asyncio.to_thread(probe.close)
+        await store.close()
+    _log.info("node stopped", extra={"event": "node.stopped"})
+
+
+async def _serve_until_signalled(config: NodeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(config, stop=stop)
+
+
+def run_node(config: NodeConfig) -> int:
+    """Runs the daemon in the foreground on uvloop; returns the process exit code."""
+    configure_logging(config.log_level)
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # uvloop does not build everywhere; asyncio is fine, just slower
+        loop_factory = None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve_until_signalled(config))
+    except StartupError as exc:
+        # One plain line, not a JSON record: this is read by a person at a terminal.
+        print(f"murmur node: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,58 @@
+"""Domain errors raised by the daemon's services.
+
+They describe what went wrong in the caller's terms; which gRPC status each
+becomes is decided in one place, :mod:`node.rpc.status_map`. Services raise
+these (or the errors of ``certs`` and ``storage``) and never touch status codes.
+
+    NodeError
+    ├── NotFoundError             the thing named does not exist
+    ├── AlreadyExistsError        a name is taken
+    ├── InvalidArgumentError      the request itself is wrong
+    ├── PermissionDeniedError     the caller's role does not allow it
+    ├── FailedPreconditionError   not possible in the current state (e.g. no CA here)
+    ├── ResourceExhaustedError    no capacity now
+    ├── UnavailableError          a dependency is unreachable; try again
+    └── NotServedError            an RPC of the contract this version does not serve yet
+"""
+
+from __future__ import annotations
+
+
+class NodeError(Exception):
+    """Base of the daemon's domain errors. The message is shown to the caller."""
+
+
+class NotFoundError(NodeError):
+    pass
+
+
+class AlreadyExistsError(NodeError):
+    pass
+
+
+class InvalidArgumentError(NodeError):
+    pass
+
+
+class PermissionDeniedError(NodeError):
+    pass
+
+
+class FailedPreconditionError(NodeError):
+    pass
+
+
+class ResourceExhaustedError(NodeError):
+    pass
+
+
+class UnavailableError(NodeError):
+    pass
+
+
+class NotServedError(NodeError):
+    """The contract defines the RPC ahead of the part of murmur that will serve it."""
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is one line telling the operator what to do."""

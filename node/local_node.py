@@ -1,0 +1,99 @@
+"""This node's view of itself: static facts plus live load, as a NodeInfo.
+
+The static part (name, addresses, GPU inventory, runtimes) is fixed at start;
+the live part (GPU telemetry, host CPU and memory) is refreshed by
+:meth:`LocalNode.run_telemetry`, which does the blocking NVML and /proc reads
+in a worker thread so the event loop never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from node.broadcast import Broadcaster
+from node.config import HostPort
+from node.convert import gpu_inventory_message, node_load_message, timestamp
+from node.gpus import GpuInventory, GpuProbe, GpuTelemetry
+from node.host_load import HostLoad, HostLoadSampler
+from proto.murmur.v1 import types_pb2
+
+_log = logging.getLogger("murmur.node")
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class LocalNode:
+    """Static facts and the latest measured load of the node this daemon runs."""
+
+    name: str
+    address: HostPort
+    join_address: HostPort | None
+    holds_ca: bool
+    gpu_probe: GpuProbe
+    labels: dict[str, str]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    runtimes: tuple[str, ...] = ("process",)
+    runtime_notes: str = ""
+    updates: Broadcaster[types_pb2.NodeInfo] = field(default_factory=Broadcaster)
+    _inventory: GpuInventory | None = None
+    _telemetry: list[GpuTelemetry] = field(default_factory=list)
+    _host_load: HostLoad | None = None
+    _measured_at: datetime | None = None
+    _sampler: HostLoadSampler = field(default_factory=HostLoadSampler)
+
+    @property
+    def inventory(self) -> GpuInventory:
+        if self._inventory is None:
+            self._inventory = self.gpu_probe.inventory()
+        return self._inventory
+
+    def gpus_free(self) -> int:
+        # No job runs on this node yet (the job runtimes arrive with the queue),
+        # so every GPU in the inventory is free.
+        return len(self.inventory.devices)
+
+    def describe(self) -> types_pb2.NodeInfo:
+        return types_pb2.NodeInfo(
+            name=self.name,
+            address=str(self.address),
+            join_address=str(self.join_address) if self.join_address else "",
+            state=types_pb2.NODE_STATE_ALIVE,
+            labels=self.labels,
+            voter=True,
+            leader=True,
+            gpus=gpu_inventory_message(self.inventory),
+            load=node_load_message(
+                gpus_free=self.gpus_free(),
+                telemetry=self._telemetry,
+                host=self._host_load,
+                measured_at=self._measured_at,
+            ),
+            runtimes=list(self.runtimes),
+            runtime_notes=self.runtime_notes,
+            version=VERSION,
+            started_at=timestamp(self.started_at),
+            holds_ca=self.holds_ca,
+        )
+
+    async def sample_once(self) -> None:
+        """Reads GPU telemetry and host load (in a thread) and publishes the result."""
+        telemetry, host = await asyncio.to_thread(self._read_load)
+        self._telemetry, self._host_load = telemetry, host
+        self._measured_at = datetime.now(UTC)
+        self.updates.publish(self.describe())
+
+    def _read_load(self) -> tuple[list[GpuTelemetry], HostLoad]:
+        return self.gpu_probe.telemetry(), self._sampler.sample()
+
+    async def run_telemetry(self, interval_seconds: float) -> None:
+        """Samples load forever; a failed sample is logged and the loop goes on."""
+        while True:
+            try:
+                await self.sample_once()
+            except Exception:
+                _log.exception("telemetry sample failed")
+            await asyncio.sleep(interval_seconds)

@@ -1,0 +1,1 @@
+"""The gRPC servicers of a node: ClusterService, NodeService and JoinService."""

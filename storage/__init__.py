@@ -1,0 +1,53 @@
+"""The node's local SQLite store: datasets, runs, events, audit log and join tokens.
+
+Every node keeps its own file; nothing outside this package writes SQL. Open it with
+``await Store.open(path)``.
+"""
+
+from storage.errors import (
+    DatasetExistsError,
+    JoinTokenError,
+    RecordNotFoundError,
+    StoreClosedError,
+    StoreCorruptError,
+    StoreError,
+    StoreOpenError,
+    StoreVersionError,
+    TokenExistsError,
+    TokenExpiredError,
+    TokenUnknownError,
+    TokenUsedError,
+)
+from storage.records import (
+    TERMINAL_RUN_STATES,
+    AuditEntry,
+    AuditRecord,
+    DatasetRecord,
+    EventRecord,
+    JoinTokenRecord,
+    RunRecord,
+)
+from storage.store import Store
+
+__all__ = [
+    "TERMINAL_RUN_STATES",
+    "AuditEntry",
+    "AuditRecord",
+    "DatasetExistsError",
+    "DatasetRecord",
+    "EventRecord",
+    "JoinTokenError",
+    "JoinTokenRecord",
+    "RecordNotFoundError",
+    "RunRecord",
+    "Store",
+    "StoreClosedError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreOpenError",
+    "StoreVersionError",
+    "TokenExistsError",
+    "TokenExpiredError",
+    "TokenUnknownError",
+    "TokenUsedError",
+]

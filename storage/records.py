@@ -1,0 +1,114 @@
+"""Typed records the store reads and writes: one frozen dataclass per table row.
+
+Timestamps are aware UTC datetimes; the store keeps them as integer microseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+TERMINAL_RUN_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "lost"})
+"""Run states after which nothing more happens; every other state counts as active."""
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A dataset held on this node's disks."""
+
+    name: str
+    path: Path
+    """Where the dataset lives on this node."""
+    size_bytes: int
+    file_count: int
+    manifest_sha256: str
+    """SHA-256 of the dataset's file manifest, to tell copies on other nodes apart."""
+    added_at: datetime
+    added_by: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One attempt of a job on this node, as the node last recorded it."""
+
+    id: str
+    job_id: str
+    attempt: int
+    node: str
+    state: str
+    gpu_indices: tuple[int, ...]
+    """Indices of the node's GPUs the run holds."""
+    container_id: str
+    """Docker container id; empty for the process runtime or before the container exists."""
+    pid: int | None
+    pid_start_time: int | None
+    """The process's start time as the OS reports it (Linux: /proc/PID/stat field 22, clock
+    ticks since boot); with ``pid`` it tells our process from a later one reusing the pid."""
+    exit_code: int | None
+    reason: str
+    term: int
+    """Leader term of the assignment that created the run (fencing token, with sequence)."""
+    sequence: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the run may still hold GPUs or a process: its state is not terminal."""
+        return self.state not in TERMINAL_RUN_STATES
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event in the node's event log; ids grow with every append."""
+
+    id: int
+    time: datetime
+    kind: str
+    subject: str
+    """What the event is about, e.g. a job or run id."""
+    message: str
+    job_state: str
+    """The job's state after the event, or empty when the event is not a job transition."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audit log entry before it is stored (it gets its id from the store)."""
+
+    time: datetime
+    user: str
+    role: str
+    action: str
+    target: str
+    result: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """A stored audit log entry: who did what, when, to what, with what result."""
+
+    id: int
+    time: datetime
+    user: str
+    role: str
+    action: str
+    target: str
+    result: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class JoinTokenRecord:
+    """A one-time join token; only the SHA-256 of its secret is kept."""
+
+    token_id: str
+    secret_sha256: str
+    created_at: datetime
+    expires_at: datetime
+    created_by: str
+    used_at: datetime | None
+    used_by: str | None

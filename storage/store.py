@@ -1,0 +1,308 @@
+"""The node's local store: one SQLite file per node, behind one async facade.
+
+Why it is built this way:
+
+- **One writer.** All statements go through one connection, one at a time, under an
+  ``asyncio.Lock``, and every write runs in an explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``
+  (rolled back on any error or cancellation). SQLite allows one writer per file anyway;
+  serializing in the process turns would-be ``SQLITE_BUSY`` races into a queue, makes
+  check-then-write sequences (consuming a join token) atomic, and ``IMMEDIATE`` takes
+  the write lock up front, so another process touching the file waits (busy_timeout)
+  instead of failing mid-transaction. Reads take the same lock so they never see
+  another task's uncommitted writes on the shared connection.
+- **WAL.** Readers in other processes (a backup, ``sqlite3`` for debugging) do not
+  block the writer, and a commit appends to the log instead of rewriting pages in
+  place, which keeps a crash mid-write from touching committed data.
+- **synchronous=FULL.** In WAL mode the default (NORMAL) may lose the last commits on
+  power loss. With FULL every commit is fsynced before it returns, so a write the
+  store has acknowledged survives kill -9 and power loss: runs, audit records and used
+  join tokens are facts other nodes and users act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from storage.connection import connect, translate_sqlite_error
+from storage.errors import StoreClosedError
+from storage.migrator import apply_migrations, read_schema_version
+from storage.records import (
+    AuditEntry,
+    AuditRecord,
+    DatasetRecord,
+    EventRecord,
+    JoinTokenRecord,
+    RunRecord,
+)
+from storage.repositories import audit, datasets, events, join_tokens, meta, runs
+
+_log = logging.getLogger(__name__)
+
+
+class Store:
+    """A node's SQLite store. Create it with ``await Store.open(path)``.
+
+    Use it as an async context manager, or call ``close()`` on shutdown.
+    """
+
+    def __init__(self, path: Path, connection: aiosqlite.Connection) -> None:
+        """Wrap an already configured and migrated connection; use ``open()`` instead."""
+        self.path = path
+        self._connection: aiosqlite.Connection | None = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open the store at ``path``, creating it and applying migrations as needed.
+
+        Raises:
+            StoreOpenError: the file or its directory cannot be opened for writing.
+            StoreCorruptError: the file is not an SQLite database or is damaged.
+            StoreVersionError: the file was written by a newer murmur.
+        """
+        path = Path(path)
+        connection = await connect(path)
+        try:
+            await apply_migrations(connection, path)
+        except BaseException:
+            await connection.close()
+            raise
+        return cls(path, connection)
+
+    async def close(self) -> None:
+        """Checkpoint the WAL into the main file and close. Calling it again does nothing."""
+        async with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is None:
+                return
+            try:
+                await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                # Committed data is safe in the WAL; SQLite replays it on the next open.
+                _log.warning("store at %s: WAL checkpoint on close failed: %s", self.path, error)
+            finally:
+                await connection.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- access to the connection ------------------------------------------------------
+
+    def _open_connection(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            raise StoreClosedError(self.path)
+        return self._connection
+
+    def _translated(self, error: BaseException) -> BaseException:
+        if isinstance(error, sqlite3.Error):
+            return translate_sqlite_error(self.path, error) or error
+        return error
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for statements that only read."""
+        async with self._lock:
+            connection = self._open_connection()
+            try:
+                yield connection
+            except sqlite3.Error as error:
+                translated = self._translated(error)
+                if translated is error:
+                    raise
+                raise translated from error
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection inside a write transaction, committed when the block ends."""
+        async with self._lock:
+            connection = self._open_connection()
+            try:
+                # Inside the try: if cancelled while BEGIN is queued, the rollback queued
+                # after it still ends the transaction before the next writer's BEGIN.
+                await connection.execute("BEGIN IMMEDIATE")
+                yield connection
+                await connection.commit()
+            except BaseException as error:
+                await connection.rollback()
+                translated = self._translated(error)
+                if translated is error:
+                    raise
+                raise translated from error
+
+    # -- schema and meta -----------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        """The schema version recorded in the file."""
+        async with self._reading() as connection:
+            return await read_schema_version(connection)
+
+    async def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key``, or ``None`` if there is none."""
+        async with self._reading() as connection:
+            return await meta.get_value(connection, key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``, replacing any previous value."""
+        async with self._writing() as connection:
+            await meta.set_value(connection, key, value)
+
+    # -- datasets ------------------------------------------------------------------
+
+    async def add_dataset(self, record: DatasetRecord) -> None:
+        """Register a dataset held on this node.
+
+        Raises:
+            DatasetExistsError: a dataset with that name is already registered.
+        """
+        async with self._writing() as connection:
+            await datasets.insert(connection, record)
+
+    async def get_dataset(self, name: str) -> DatasetRecord:
+        """The dataset called ``name``.
+
+        Raises:
+            RecordNotFoundError: no such dataset.
+        """
+        async with self._reading() as connection:
+            return await datasets.get(connection, name)
+
+    async def list_datasets(self) -> list[DatasetRecord]:
+        """Every dataset on this node, by name."""
+        async with self._reading() as connection:
+            return await datasets.list_all(connection)
+
+    # -- runs ----------------------------------------------------------------------
+
+    async def put_run(self, record: RunRecord) -> None:
+        """Insert the run, or replace the stored run with the same id."""
+        async with self._writing() as connection:
+            await runs.upsert(connection, record)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run with id ``run_id``.
+
+        Raises:
+            RecordNotFoundError: no such run.
+        """
+        async with self._reading() as connection:
+            return await runs.get(connection, run_id)
+
+    async def list_runs(
+        self, *, job_id: str | None = None, active_only: bool = False
+    ) -> list[RunRecord]:
+        """Runs in creation order; of one job if ``job_id``; only non-terminal if
+        ``active_only`` (see ``TERMINAL_RUN_STATES``)."""
+        async with self._reading() as connection:
+            return await runs.list_runs(connection, job_id=job_id, active_only=active_only)
+
+    # -- events --------------------------------------------------------------------
+
+    async def append_event(
+        self,
+        *,
+        kind: str,
+        subject: str,
+        message: str,
+        job_state: str = "",
+        time: datetime | None = None,
+    ) -> EventRecord:
+        """Append an event (at ``time``, default now) and return it with its id."""
+        async with self._writing() as connection:
+            return await events.append(
+                connection,
+                time=datetime.now(UTC) if time is None else time,
+                kind=kind,
+                subject=subject,
+                message=message,
+                job_state=job_state,
+            )
+
+    async def list_events(
+        self, *, since_id: int = 0, subject: str | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Up to ``limit`` events after ``since_id``, oldest first; pass the last id seen
+        as ``since_id`` to follow the log."""
+        async with self._reading() as connection:
+            return await events.list_since(
+                connection, since_id=since_id, subject=subject, limit=limit
+            )
+
+    # -- audit ---------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        """Store an audit entry; it is durable when this returns."""
+        async with self._writing() as connection:
+            return await audit.append(connection, entry)
+
+    async def list_audit(
+        self, *, limit: int = 100, before_id: int | None = None, user: str | None = None
+    ) -> list[AuditRecord]:
+        """Up to ``limit`` audit records, newest first; pass the last (smallest) id of a
+        page as ``before_id`` for the next page, and ``user`` to see one user's."""
+        async with self._reading() as connection:
+            return await audit.list_page(connection, limit=limit, before_id=before_id, user=user)
+
+    # -- join tokens ---------------------------------------------------------------
+
+    async def add_join_token(
+        self,
+        *,
+        token_id: str,
+        secret_sha256: str,
+        created_at: datetime,
+        expires_at: datetime,
+        created_by: str,
+    ) -> None:
+        """Store a new join token by the SHA-256 hex digest of its secret.
+
+        Raises:
+            ValueError: ``secret_sha256`` is not a SHA-256 hex digest, or the token
+                expires before it is created.
+            TokenExistsError: a token with this id is already stored.
+        """
+        async with self._writing() as connection:
+            await join_tokens.insert(
+                connection,
+                token_id=token_id,
+                secret_sha256=secret_sha256,
+                created_at=created_at,
+                expires_at=expires_at,
+                created_by=created_by,
+            )
+
+    async def consume_join_token(
+        self, *, token_id: str, secret_sha256: str, now: datetime, used_by: str
+    ) -> JoinTokenRecord:
+        """Use a join token once, atomically: of concurrent consumers exactly one wins.
+
+        Raises:
+            TokenUnknownError: no such token, or the secret does not match (one error,
+                so a caller cannot tell which).
+            TokenUsedError: the token was already used.
+            TokenExpiredError: the token has expired.
+        """
+        async with self._writing() as connection:
+            return await join_tokens.consume(
+                connection,
+                token_id=token_id,
+                secret_sha256=secret_sha256,
+                now=now,
+                used_by=used_by,
+            )
