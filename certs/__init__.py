@@ -6,7 +6,7 @@ certificates alone (mutual TLS), so there is no central server to ask. New nodes
 with a token that pins the CA's fingerprint and carries a one-time secret.
 """
 
-from certs.ca import CLOCK_SKEW_ALLOWANCE, NODE_TLS_NAME, CertificateAuthority
+from certs.ca import CLOCK_SKEW_ALLOWANCE, CertificateAuthority
 from certs.errors import (
     CAExistsError,
     CANotFoundError,
@@ -36,6 +36,7 @@ from certs.identity import (
 )
 from certs.pinning import fetch_pinned_ca_certificate, server_certificate_chain
 from certs.roles import Role, validate_name
+from certs.san import NODE_TLS_NAME
 from certs.tokens import JoinToken, hash_secret, new_join_token, secret_matches
 
 __all__ = [

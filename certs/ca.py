@@ -8,8 +8,6 @@ requester cannot ask for a role it was not given.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,6 @@ from certs.errors import (
     CertificateExpiredError,
     CertificateFileError,
     CsrError,
-    InvalidNameError,
 )
 from certs.files import create_private_directory, write_private_file, write_public_file
 from certs.identity import IdentityBundle, certificate_fingerprint
@@ -41,35 +38,21 @@ from certs.keys import (
     signature_hash,
 )
 from certs.roles import Role, validate_name
+from certs.san import subject_alternative_names
 from certs.times import resolve_now
 
 __all__ = [
     "CA_CERTIFICATE_FILE",
     "CA_KEY_FILE",
     "CLOCK_SKEW_ALLOWANCE",
-    "NODE_TLS_NAME",
     "CertificateAuthority",
 ]
-
-NODE_TLS_NAME = "node.murmur"
-"""DNS name in every node certificate, and only in node certificates.
-
-Clients and nodes connect by IP or any host name, and verify the server against this
-name (gRPC option `grpc.ssl_target_name_override`), so a node's certificate stays
-valid when its address changes, and a user certificate can never pass as a node.
-"""
 
 CA_KEY_FILE = "ca.key"
 CA_CERTIFICATE_FILE = "ca.crt"
 
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 """Certificates start this long before they are signed, for machines whose clocks lag."""
-
-_NODE_DNS_SUFFIX = "." + NODE_TLS_NAME
-_USER_DNS_SUFFIX = ".user.murmur"
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-)
 
 
 class CertificateAuthority:
@@ -299,7 +282,7 @@ class CertificateAuthority:
             )
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
-                x509.SubjectAlternativeName(_subject_alternative_names(name, role, node_addresses)),
+                x509.SubjectAlternativeName(subject_alternative_names(name, role, node_addresses)),
                 critical=False,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -387,52 +370,6 @@ def _csr_public_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed255
     if not signature_valid:
         raise CsrError("the CSR's signature does not match its public key")
     return public_key
-
-
-def _subject_alternative_names(
-    name: str, role: Role, node_addresses: Sequence[str]
-) -> list[x509.GeneralName]:
-    if role is not Role.NODE:
-        return [x509.DNSName(name + _USER_DNS_SUFFIX)]
-    names: list[x509.GeneralName] = [
-        x509.DNSName(NODE_TLS_NAME),
-        x509.DNSName(name + _NODE_DNS_SUFFIX),
-        x509.DNSName("localhost"),
-    ]
-    for address in node_addresses:
-        general_name = _general_name_for_address(address)
-        if general_name not in names:
-            names.append(general_name)
-    return names
-
-
-def _general_name_for_address(address: str) -> x509.GeneralName:
-    """An IP SAN for an IP address, a DNS SAN for a host name; a port is dropped."""
-    host = _host_part(address.strip())
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    hostname = host.lower().rstrip(".")
-    if _HOSTNAME.fullmatch(hostname) is None:
-        raise InvalidNameError(
-            f"invalid node address {address!r}: expected an IP address or a host name, "
-            "optionally with :port"
-        )
-    if hostname == NODE_TLS_NAME or hostname.endswith(_NODE_DNS_SUFFIX):
-        raise InvalidNameError(
-            f"invalid node address {address!r}: names under {NODE_TLS_NAME} are reserved"
-        )
-    return x509.DNSName(hostname)
-
-
-def _host_part(address: str) -> str:
-    if address.startswith("["):
-        closing = address.find("]")
-        return address[1:closing] if closing > 0 else address
-    if address.count(":") == 1:
-        return address.rsplit(":", 1)[0]
-    return address
 
 
 def _require_positive_days(validity_days: int) -> None:

@@ -25,7 +25,12 @@ import grpc.aio
 from certs import CertificateError, check_validity
 from murmur._channel import secure_channel
 from murmur._config import ConnectConfig, TLSConfig, resolve_connect_config
-from murmur._errors import ConfigError, InternalError, translate_rpc_errors
+from murmur._errors import (
+    ConfigError,
+    InternalError,
+    is_tls_handshake_failure,
+    translate_rpc_errors,
+)
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ __all__ = ["AsyncClient"]
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 
-Metadata = Sequence[tuple[str, str]]
+CallMetadata = Sequence[tuple[str, str]]
 """Extra gRPC metadata sent with a call, as (key, value) pairs."""
 
 
@@ -109,7 +114,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def whoami(
-        self, *, timeout: float | None = None, metadata: Metadata = ()
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.WhoAmIResponse:
         """Who the node takes the caller to be, and which node answered."""
         stub = self._connected_stub()
@@ -120,7 +125,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def status(
-        self, *, timeout: float | None = None, metadata: Metadata = ()
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.ClusterStatus:
         """The cluster summary: nodes, leader, term, GPUs and jobs by state."""
         stub = self._connected_stub()
@@ -129,7 +134,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def list_nodes(
-        self, *, timeout: float | None = None, metadata: Metadata = ()
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> list[types_pb2.NodeInfo]:
         """Every node the answering node knows of, alive or not."""
         stub = self._connected_stub()
@@ -139,7 +144,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def get_node(
-        self, name: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.NodeInfo:
         """One node by name. Raises `NotFound` when no node has that name."""
         stub = self._connected_stub()
@@ -153,7 +158,7 @@ class AsyncClient:
         *,
         undrain: bool = False,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> types_pb2.NodeInfo:
         """Stops placing jobs on a node (admin); `undrain=True` lets it take jobs again."""
         stub = self._connected_stub()
@@ -163,7 +168,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def remove_node(
-        self, name: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.RemoveNodeResponse:
         """Removes a node from the cluster for good (admin)."""
         stub = self._connected_stub()
@@ -172,7 +177,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def watch_nodes(
-        self, *, timeout: float | None = None, metadata: Metadata = ()
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> AsyncIterator[types_pb2.NodeInfo]:
         """The current nodes, then each node again whenever it changes."""
         call = self._connected_stub().WatchNodes(
@@ -193,7 +198,7 @@ class AsyncClient:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> types_pb2.Job:
         """Submits a job and returns it as the leader accepted it (with its id).
 
@@ -218,7 +223,7 @@ class AsyncClient:
         queue: str = "",
         limit: int = 0,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> list[types_pb2.Job]:
         """Jobs matching every filter given, fetching page after page.
 
@@ -251,7 +256,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def get_job(
-        self, job_id: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, job_id: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.Job:
         """One job with all its runs. Raises `NotFound` when no job has that id."""
         stub = self._connected_stub()
@@ -265,7 +270,7 @@ class AsyncClient:
         *,
         reason: str = "",
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> types_pb2.Job:
         """Cancels a job (stopping its runs) and returns it; `reason` goes to its events."""
         stub = self._connected_stub()
@@ -280,7 +285,7 @@ class AsyncClient:
         user: str = "",
         queue: str = "",
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> AsyncIterator[types_pb2.Job]:
         """The matching jobs, then each of them again whenever it changes."""
         request = cluster_pb2.WatchJobsRequest(states=list(states), user=user, queue=queue)
@@ -301,7 +306,7 @@ class AsyncClient:
         tail_lines: int = 0,
         from_offset: int = 0,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> AsyncIterator[types_pb2.LogLine]:
         """A run's log lines; with `follow`, live lines until the run ends.
 
@@ -330,7 +335,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def add_dataset(
-        self, name: str, path: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, name: str, path: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.Dataset:
         """Registers a directory on the answering node's disk as a named dataset.
 
@@ -344,7 +349,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def list_datasets(
-        self, *, node: str = "", timeout: float | None = None, metadata: Metadata = ()
+        self, *, node: str = "", timeout: float | None = None, metadata: CallMetadata = ()
     ) -> list[types_pb2.Dataset]:
         """Every dataset the cluster knows of; only those on `node` when given."""
         stub = self._connected_stub()
@@ -354,7 +359,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def get_dataset(
-        self, name: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.Dataset:
         """One dataset by name. Raises `NotFound` when none has that name."""
         stub = self._connected_stub()
@@ -370,7 +375,7 @@ class AsyncClient:
         since_id: int = 0,
         subject: str = "",
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> AsyncIterator[types_pb2.Event]:
         """Events after `since_id` (all when 0), then live ones; only `subject`'s if given."""
         request = cluster_pb2.WatchEventsRequest(since_id=since_id, subject=subject)
@@ -391,7 +396,7 @@ class AsyncClient:
         user: str = "",
         before_id: int = 0,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> list[types_pb2.AuditRecord]:
         """The newest audit records (admin), before `before_id` when given (to page back)."""
         stub = self._connected_stub()
@@ -403,7 +408,7 @@ class AsyncClient:
 
     @translate_rpc_errors
     async def create_join_token(
-        self, *, ttl_seconds: int = 0, timeout: float | None = None, metadata: Metadata = ()
+        self, *, ttl_seconds: int = 0, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.CreateJoinTokenResponse:
         """A one-time token a new node joins with (admin); `ttl_seconds=0`: node default."""
         stub = self._connected_stub()
@@ -419,7 +424,7 @@ class AsyncClient:
         *,
         ttl_days: int = 0,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: CallMetadata = (),
     ) -> cluster_pb2.IssueUserCertificateResponse:
         """Has the lab CA sign a user's certificate request with a role (admin).
 
@@ -452,7 +457,7 @@ class AsyncClient:
         rpc: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
         request: _Request,
         timeout: float | None,
-        metadata: Metadata,
+        metadata: CallMetadata,
         *,
         retry: bool,
     ) -> _Response:
@@ -473,7 +478,10 @@ class AsyncClient:
                 return await rpc(request, timeout=remaining, metadata=tuple(metadata))
             except grpc.RpcError as err:
                 pause = random.uniform(backoff / 2, backoff)
-                retryable = err.code() == grpc.StatusCode.UNAVAILABLE
+                # A refused certificate is UNAVAILABLE too, but asking again cannot help.
+                retryable = err.code() == grpc.StatusCode.UNAVAILABLE and not (
+                    is_tls_handshake_failure(err)
+                )
                 if not retryable or attempts_left <= 0 or loop.time() + pause >= deadline:
                     raise
             await asyncio.sleep(pause)

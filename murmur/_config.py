@@ -122,7 +122,8 @@ class ConnectConfig:
     """When and how calls are retried on UNAVAILABLE."""
 
     def __post_init__(self) -> None:
-        validate_node_address(self.address)
+        # Stored without surrounding spaces, which gRPC would take as part of the host.
+        object.__setattr__(self, "address", validate_node_address(self.address))
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout}")
         if self.keepalive_seconds < 0:

@@ -45,6 +45,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "error_from_rpc",
+    "is_tls_handshake_failure",
     "translate_rpc_errors",
 ]
 
@@ -157,7 +158,7 @@ def _message_for(code: grpc.StatusCode, text: str, address: str | None) -> str:
     node = f"node {address}" if address else "the node"
     if code is grpc.StatusCode.UNAVAILABLE:
         message = f"cannot reach {node}: {text or 'unavailable'}"
-        if any(marker in text.lower() for marker in _TLS_FAILURE_MARKERS):
+        if _mentions_tls_failure(text):
             message += " (TLS handshake failed: is your identity from this cluster's CA?)"
         return message
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -165,6 +166,17 @@ def _message_for(code: grpc.StatusCode, text: str, address: str | None) -> str:
     if code is grpc.StatusCode.UNAUTHENTICATED:
         return f"{node} rejected your certificate: {text or 'unauthenticated'}"
     return text or f"{node} answered {code.name}"
+
+
+def is_tls_handshake_failure(err: grpc.RpcError) -> bool:
+    """Whether `err` reports a failed TLS handshake: UNAVAILABLE, but not transient."""
+    details = err.details() if callable(getattr(err, "details", None)) else None
+    return _mentions_tls_failure(details or "")
+
+
+def _mentions_tls_failure(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _TLS_FAILURE_MARKERS)
 
 
 _P = ParamSpec("_P")

@@ -9,6 +9,7 @@ not its caller already runs an event loop (as Jupyter does).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import threading
 import weakref
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, Type
 
 from murmur._client import AsyncClient
 from murmur._config import ConnectConfig, resolve_connect_config
+from murmur._errors import Cancelled
 
 if TYPE_CHECKING:
     import os
@@ -55,6 +57,8 @@ class EventLoopThread:
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            raise Cancelled("the call was cancelled: its client was closed") from None
         except BaseException:
             future.cancel()
             raise
@@ -86,23 +90,26 @@ class EventLoopThread:
             self._finish(close())
 
     def close(self, last: Coroutine[Any, Any, object] | None = None) -> None:
-        """Runs `last` (if given), closes open async generators, stops the loop and its
-        thread. Further calls raise RuntimeError; closing twice is harmless."""
+        """Runs `last` (if given), cancels what still runs, closes open async generators,
+        and stops the loop and its thread. Further calls raise RuntimeError; closing
+        twice is harmless."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._closed = True
-        if loop is None or thread is None or not loop.is_running():
+        if loop is None or thread is None or not thread.is_alive():
             if last is not None:
                 last.close()
             return
+        if threading.current_thread() is thread:
+            # Reached from the loop's own thread (a Client collected there): it cannot
+            # wait for itself, so the loop shuts itself down once this callback returns.
+            asyncio.run_coroutine_threadsafe(_shut_down(last, stop_loop=True), loop)
+            return
         try:
-            if last is not None:
-                asyncio.run_coroutine_threadsafe(last, loop).result()
+            asyncio.run_coroutine_threadsafe(_shut_down(last, stop_loop=False), loop).result()
         finally:
-            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
-            loop.close()
 
     def _loop_for(self, coroutine: Coroutine[Any, Any, object]) -> asyncio.AbstractEventLoop:
         """The running loop, started if need be; refuses calls that could never finish."""
@@ -113,7 +120,7 @@ class EventLoopThread:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
-                    target=loop.run_forever, name="murmur-client-loop", daemon=True
+                    target=_run_until_stopped, args=(loop,), name="murmur-client-loop", daemon=True
                 )
                 thread.start()
                 self._loop, self._thread = loop, thread
@@ -126,12 +133,38 @@ class EventLoopThread:
         """Runs `coroutine` to its end, or only schedules it when the caller is the loop's
         own thread (a generator collected there); drops it when the loop is gone."""
         loop = self._loop
-        if loop is None or self._closed or not loop.is_running():
+        if loop is None or self._closed:
             coroutine.close()
             return
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         if threading.current_thread() is not self._thread:
             future.result()
+
+
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread's whole life."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+async def _shut_down(last: Coroutine[Any, Any, object] | None, *, stop_loop: bool) -> None:
+    """Awaits `last`, then cancels every other task (so no caller waits forever) and
+    closes the async generators left open, as `asyncio.run` does on its way out."""
+    try:
+        if last is not None:
+            await last
+    finally:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_asyncgens()
+        if stop_loop:
+            loop.stop()
 
 
 def _blocking(

@@ -130,6 +130,10 @@ async def _apply_one(
         current = await read_schema_version(connection)
         if current > latest:
             raise StoreVersionError(path, current, latest)
+        if current == 0 and await _has_tables(connection):
+            raise StoreOpenError(
+                path, "it is an SQLite database of some other program, not a murmur store"
+            )
         if current < migration.version:
             for statement in migration.statements:
                 await connection.execute(statement)
@@ -140,6 +144,11 @@ async def _apply_one(
         await connection.rollback()
         raise
     return current
+
+
+async def _has_tables(connection: aiosqlite.Connection) -> bool:
+    rows = await connection.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+    return bool(list(rows))
 
 
 def _open_error(path: Path, step: str, error: sqlite3.Error) -> StoreError:

@@ -113,6 +113,6 @@ async def list_runs(
         parameters.extend(sorted(TERMINAL_RUN_STATES))
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = await connection.execute_fetchall(
-        f"SELECT {_COLUMNS} FROM runs {where} ORDER BY id", parameters
+        f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created_at, id", parameters
     )
     return [_from_row(row) for row in rows]

@@ -161,7 +161,7 @@ def test_the_identity_bundle_becomes_the_tls_material(home: Path) -> None:
 
 
 def test_a_missing_identity_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
-    with pytest.raises(murmur.ConfigError, match="no identity at .*identity.pem"):
+    with pytest.raises(murmur.ConfigError, match=r"no identity at .*identity\.pem"):
         resolve_connect_config(env={}, home=tmp_path)
 
 
@@ -169,7 +169,7 @@ def test_a_corrupt_identity_is_a_config_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pem"
     broken.write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n")
 
-    with pytest.raises(murmur.ConfigError, match="broken.pem"):
+    with pytest.raises(murmur.ConfigError, match=r"broken\.pem"):
         murmur.TLSConfig.from_identity_file(broken)
 
 
@@ -248,6 +248,12 @@ def test_connect_config_checks_its_fields(home: Path) -> None:
         murmur.RetryConfig(max_attempts=0)
     with pytest.raises(murmur.ConfigError, match="initial_backoff <= max_backoff"):
         murmur.RetryConfig(initial_backoff=2.0, max_backoff=1.0)
+
+
+def test_connect_config_stores_the_address_without_spaces(home: Path) -> None:
+    tls = resolve_connect_config(env={}, home=home).tls
+
+    assert murmur.ConnectConfig(address=" 10.0.0.1:7070\n", tls=tls).address == "10.0.0.1:7070"
 
 
 def test_configs_are_frozen(home: Path) -> None:

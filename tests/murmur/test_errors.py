@@ -14,7 +14,7 @@ import pytest
 
 import murmur
 from certs import CertificateAuthority, Role
-from murmur._errors import error_from_rpc, translate_rpc_errors
+from murmur._errors import error_from_rpc, is_tls_handshake_failure, translate_rpc_errors
 
 EXPECTED_CLASS_BY_CODE: dict[grpc.StatusCode, type[murmur.MurmurError]] = {
     grpc.StatusCode.OK: murmur.InternalError,
@@ -91,15 +91,21 @@ def test_unavailable_without_an_address_still_reads_well() -> None:
 
 
 def test_a_failed_tls_handshake_suggests_the_likely_cause() -> None:
-    details = "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: CERTIFICATE_VERIFY_FAILED"
+    details = (
+        "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: CERTIFICATE_VERIFY_FAILED"
+    )
 
     error = error_from_rpc(rpc_error(grpc.StatusCode.UNAVAILABLE, details), address="h:1")
 
     assert "is your identity from this cluster's CA?" in str(error)
+    assert is_tls_handshake_failure(rpc_error(grpc.StatusCode.UNAVAILABLE, details))
+    assert not is_tls_handshake_failure(rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
 
 
 def test_deadline_and_authentication_errors_say_which_node() -> None:
-    late = error_from_rpc(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), address="h:1")
+    late = error_from_rpc(
+        rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), address="h:1"
+    )
     rejected = error_from_rpc(
         rpc_error(grpc.StatusCode.UNAUTHENTICATED, "certificate revoked"), address="h:1"
     )
@@ -195,9 +201,12 @@ async def test_an_error_in_the_middle_of_a_stream_is_translated_after_the_items_
     client = FakeClient()
     received: list[int] = []
 
-    with pytest.raises(murmur.PermissionDenied, match="viewers may not watch"):
+    async def receive_all() -> None:
         async for number in client.numbers(fail_after=2):
             received.append(number)
+
+    with pytest.raises(murmur.PermissionDenied, match="viewers may not watch"):
+        await receive_all()
 
     assert received == [0, 1]
     assert client.stream_closed
@@ -225,7 +234,7 @@ def test_the_decorator_refuses_a_plain_function() -> None:
     def plain() -> None: ...
 
     with pytest.raises(TypeError, match="neither a coroutine function nor an async generator"):
-        translate_rpc_errors(plain)  # type: ignore[call-overload]
+        translate_rpc_errors(plain)  # type: ignore[arg-type]
 
 
 def closed_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -137,3 +138,25 @@ async def _has_table(connection: aiosqlite.Connection, name: str) -> bool:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     )
     return bool(list(rows))
+
+
+async def test_sqlite_file_of_another_program_is_refused(store_path: Path) -> None:
+    with closing(sqlite3.connect(store_path)) as raw:
+        raw.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, caption TEXT)")
+    with pytest.raises(StoreOpenError, match="not a murmur store"):
+        await Store.open(store_path)
+    with closing(sqlite3.connect(store_path)) as raw:
+        tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"photos"}
+
+
+async def test_two_stores_opening_a_new_file_at_once_both_succeed(store_path: Path) -> None:
+    # Each Store has its own connection (its own thread), like two processes would.
+    first, second = await asyncio.gather(Store.open(store_path), Store.open(store_path))
+    try:
+        assert await first.schema_version() == await second.schema_version() == latest_version()
+        await first.set_meta("k", "from first")
+        assert await second.get_meta("k") == "from first"
+    finally:
+        await first.close()
+        await second.close()

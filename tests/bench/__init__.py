@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`). Results and the commands go to docs/benchmarks.md."""

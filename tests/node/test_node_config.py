@@ -1,0 +1,84 @@
+"""Node configuration: defaults < TOML file < environment < flags, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.config import ConfigError, HostPort, NodeConfig, load_node_config
+
+
+def test_defaults_work_for_a_single_server(tmp_path: Path) -> None:
+    config = load_node_config(env={}, flags={"data_dir": str(tmp_path)})
+    assert config.listen == HostPort("127.0.0.1", 7070)
+    assert config.effective_join_listen == HostPort("127.0.0.1", 7071)
+    assert config.store_path == tmp_path / "murmur.db"
+    assert config.effective_data_roots == (tmp_path / "datasets",)
+
+
+def test_later_sources_win_field_by_field(tmp_path: Path) -> None:
+    file = tmp_path / "node.toml"
+    file.write_text(
+        '[node]\nname = "from-file"\nlisten = "10.0.0.1:9000"\nlog_level = "warning"\n'
+        'labels = { rack = "a" }\n'
+    )
+    config = load_node_config(
+        config_file=file,
+        env={"MURMUR_NODE_LISTEN": "10.0.0.2:9001", "MURMUR_NODE_LOG_LEVEL": "debug", "HOME": "/x"},
+        flags={"log_level": "error", "name": None},
+    )
+    assert config.name == "from-file"  # only the file set it; a None flag is "not given"
+    assert config.listen == HostPort("10.0.0.2", 9001)  # env beats file
+    assert config.log_level == "error"  # flag beats env
+    assert config.labels == {"rack": "a"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"flags": {"listen": "nowhere"}}, "must look like HOST:PORT"),
+        ({"flags": {"listen": "1.2.3.4:70000"}}, "out of range"),
+        ({"flags": {"name": "Bad Name"}}, "node name 'Bad Name' is invalid"),
+        ({"flags": {"log_level": "loud"}}, "log_level must be"),
+        ({"flags": {"join": "1.2.3.4:7070"}}, "--join and --token go together"),
+        ({"env": {"MURMUR_NODE_LISTN": "x"}}, "MURMUR_NODE_LISTN is not a node setting"),
+        ({"flags": {"labels": ["novalue"]}}, "must look like KEY=VALUE"),
+        ({"flags": {"shutdown_grace_seconds": "-1"}}, "must be positive"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_source(kwargs: dict[str, object], fragment: str) -> None:
+    kwargs.setdefault("env", {})
+    with pytest.raises(ConfigError, match=fragment):
+        load_node_config(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bad_file_is_reported_with_its_path(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_node_config(config_file=missing, env={})
+    wrong_type = tmp_path / "typed.toml"
+    wrong_type.write_text("telemetry_interval_seconds = true\n")
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_node_config(config_file=wrong_type, env={})
+
+
+@given(
+    host=st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.ip_addresses(v=6).map(str),
+        st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){0,2}", fullmatch=True),
+    ),
+    port=st.integers(1, 65535),
+)
+def test_host_port_round_trips(host: str, port: int) -> None:
+    address = HostPort(host, port)
+    assert HostPort.parse(str(address), what="x") == address
+
+
+def test_advertise_overrides_what_peers_dial() -> None:
+    config = NodeConfig(listen=HostPort("0.0.0.0", 7070), advertise=HostPort("10.1.2.3", 7070))
+    assert config.advertise_address == HostPort("10.1.2.3", 7070)
+    assert config.advertise_join_address == HostPort("10.1.2.3", 7071)

@@ -1,0 +1,1 @@
+"""Test support: real node processes, real CA, real TLS — no mocks."""
