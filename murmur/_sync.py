@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import threading
 import weakref
@@ -42,7 +43,9 @@ class EventLoopThread:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a stream collected by the garbage collector may close itself
+        # (`_finish`) on a thread that holds the lock already.
+        self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -52,9 +55,12 @@ class EventLoopThread:
 
         If the waiting caller is interrupted (KeyboardInterrupt), the coroutine is
         cancelled rather than left running.
+
+        Raises:
+            Cancelled: The bridge was closed while the coroutine ran.
+            RuntimeError: The bridge is closed, or the caller is the loop's own thread.
         """
-        loop = self._loop_for(coroutine)
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        future = self._submit(coroutine)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
@@ -111,8 +117,9 @@ class EventLoopThread:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
 
-    def _loop_for(self, coroutine: Coroutine[Any, Any, object]) -> asyncio.AbstractEventLoop:
-        """The running loop, started if need be; refuses calls that could never finish."""
+    def _submit(self, coroutine: Coroutine[Any, Any, _R]) -> concurrent.futures.Future[_R]:
+        """Hands `coroutine` to the loop, started if need be. Under the lock, so nothing
+        is submitted after `close()` began and could wait on a stopped loop forever."""
         with self._lock:
             if self._closed:
                 coroutine.close()
@@ -127,18 +134,21 @@ class EventLoopThread:
             if threading.current_thread() is self._thread:
                 coroutine.close()
                 raise RuntimeError("a Murmur Client cannot be called from its own event loop")
-            return self._loop
+            return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def _finish(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Runs `coroutine` to its end, or only schedules it when the caller is the loop's
-        own thread (a generator collected there); drops it when the loop is gone."""
-        loop = self._loop
-        if loop is None or self._closed:
-            coroutine.close()
-            return
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        own thread (a generator collected there); drops it once the bridge is closed,
+        whose shutdown closes every stream left open."""
+        with self._lock:
+            if self._loop is None or self._closed:
+                coroutine.close()
+                return
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         if threading.current_thread() is not self._thread:
-            future.result()
+            # Cancelled only by a close() that began meanwhile, which closes the stream.
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                future.result()
 
 
 def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:

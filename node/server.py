@@ -30,7 +30,7 @@ from node.services.peer import PeerServicer
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, node_pb2, node_pb2_grpc
 from storage import Store
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 _SERVER_OPTIONS = [
     # Accept client keepalive pings (clients ping every 30 s) without GOAWAY.

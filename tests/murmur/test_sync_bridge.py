@@ -7,7 +7,9 @@ import gc
 import inspect
 import signal
 import socket
+import sys
 import threading
+import time
 import types
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -35,7 +37,8 @@ class Interrupted(Exception):
 
 @pytest.fixture
 def interrupt_main_thread() -> Iterator[types.SimpleNamespace]:
-    """`send()` raises Interrupted in the main thread, as Ctrl-C raises KeyboardInterrupt."""
+    """`send()` raises Interrupted in the main thread once it blocks waiting for a result,
+    as Ctrl-C raises KeyboardInterrupt there."""
 
     def raise_interrupted(signum: int, frame: object) -> None:
         raise Interrupted
@@ -43,8 +46,18 @@ def interrupt_main_thread() -> Iterator[types.SimpleNamespace]:
     main = threading.main_thread().ident
     assert main is not None
     assert threading.get_ident() == main
+
+    def main_thread_waits() -> bool:
+        frame = sys._current_frames().get(main)
+        return frame is not None and frame.f_code is threading.Condition.wait.__code__
+
+    def send() -> None:
+        while not main_thread_waits():
+            time.sleep(0.001)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
     previous = signal.signal(signal.SIGUSR1, raise_interrupted)
-    yield types.SimpleNamespace(send=lambda: signal.pthread_kill(main, signal.SIGUSR1))
+    yield types.SimpleNamespace(send=send)
     signal.signal(signal.SIGUSR1, previous)
 
 

@@ -1,0 +1,69 @@
+"""Gossip membership: SWIM with Lifeguard, as a pure state machine.
+
+:class:`Membership` is driven by time and messages and returns messages to send;
+the daemon runs it over gRPC, :class:`Simulation` runs thousands of them on a
+fake clock. Wire format: :mod:`node.gossip.codec`.
+"""
+
+from node.gossip.codec import decode, encode, encoded_size
+from node.gossip.config import GossipConfig
+from node.gossip.errors import GossipConfigError, GossipDecodeError, GossipError
+from node.gossip.events import EventKind, MembershipEvent
+from node.gossip.machine import Membership
+from node.gossip.member import Member, MemberState
+from node.gossip.messages import (
+    Ack,
+    Alive,
+    Dead,
+    DigestEntry,
+    FullState,
+    Gossip,
+    Leave,
+    Message,
+    Nack,
+    Outgoing,
+    Ping,
+    PingReq,
+    PushPullRequest,
+    PushPullResponse,
+    PushPullStates,
+    Suspect,
+    Update,
+)
+from node.gossip.simulation import LinkModel, SimulatedNetwork, Simulation, SimulationError
+
+__all__ = [
+    "Ack",
+    "Alive",
+    "Dead",
+    "DigestEntry",
+    "EventKind",
+    "FullState",
+    "Gossip",
+    "GossipConfig",
+    "GossipConfigError",
+    "GossipDecodeError",
+    "GossipError",
+    "Leave",
+    "LinkModel",
+    "Member",
+    "MemberState",
+    "Membership",
+    "MembershipEvent",
+    "Message",
+    "Nack",
+    "Outgoing",
+    "Ping",
+    "PingReq",
+    "PushPullRequest",
+    "PushPullResponse",
+    "PushPullStates",
+    "SimulatedNetwork",
+    "Simulation",
+    "SimulationError",
+    "Suspect",
+    "Update",
+    "decode",
+    "encode",
+    "encoded_size",
+]

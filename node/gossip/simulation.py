@@ -1,0 +1,518 @@
+"""A deterministic, in-memory cluster of gossip state machines on a fake clock.
+
+Tests and benchmarks run hundreds of simulated seconds of a 1,000-node cluster in
+seconds of real time, and the same seed replays the same run exactly.
+
+- :class:`SimulatedNetwork` is the fake clock (an event queue ordered by time) and
+  the wire: each message draws its own delay from its link's :class:`LinkModel`
+  (so messages reorder), may be lost, and is dropped at delivery time if a
+  partition separates the two ends.
+- :class:`Simulation` runs one :class:`~node.gossip.machine.Membership` per node
+  on it, with faults (crash, restart, stall, partition) and observers (when did
+  every live node see X dead, how fast did a join spread, how many false "dead"
+  verdicts, messages and bytes per node per second).
+
+Default link: loopback-like, 0.3 ms one way plus an exponential jitter of mean
+0.2 ms (about the 0.57 ms p50 / 1 ms p99 round trip of a gRPC mTLS call measured
+on the project's machines), no loss.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from node.gossip.codec import encoded_size
+from node.gossip.config import GossipConfig
+from node.gossip.errors import GossipError
+from node.gossip.events import EventKind, MembershipEvent
+from node.gossip.machine import Membership
+from node.gossip.member import Member, MemberState
+from node.gossip.messages import Message, Outgoing
+
+
+class SimulationError(GossipError):
+    """A simulation was asked for something impossible (unknown node, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkModel:
+    """How one direction of a link behaves."""
+
+    base_delay: float = 0.0003
+    """Fixed one-way delay, seconds."""
+    jitter: float = 0.0002
+    """Mean of an exponential delay added to each message."""
+    loss_rate: float = 0.0
+    """Probability that a message is lost."""
+    reorder_rate: float = 0.0
+    """Probability that a message is held back an extra ``reorder_delay``."""
+    reorder_delay: float = 0.01
+
+    def delay(self, rng: random.Random) -> float | None:
+        """This message's delay, or None if it is lost."""
+        if self.loss_rate and rng.random() < self.loss_rate:
+            return None
+        delay = self.base_delay + (rng.expovariate(1 / self.jitter) if self.jitter else 0.0)
+        if self.reorder_rate and rng.random() < self.reorder_rate:
+            delay += self.reorder_delay
+        return delay
+
+
+class SimulatedNetwork:
+    """The fake clock and the wire between simulated nodes."""
+
+    def __init__(self, *, rng: random.Random, default_link: LinkModel = LinkModel()) -> None:
+        self.now = 0.0
+        self._rng = rng
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = 0
+        self.default_link = default_link
+        self._links: dict[tuple[str, str], LinkModel] = {}
+        self._receivers: dict[str, Callable[[Message, str], None]] = {}
+        self._group_of: dict[str, int] | None = None
+
+    def schedule(self, at: float, action: Callable[[], None]) -> None:
+        """Run ``action`` when the clock reaches ``at`` (ties in scheduling order)."""
+        self._order += 1
+        heapq.heappush(self._queue, (max(at, self.now), self._order, action))
+
+    def run_until(self, until: float) -> None:
+        """Run every event up to ``until``, then set the clock to ``until``."""
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            at, _, action = heapq.heappop(queue)
+            self.now = at
+            action()
+        self.now = max(self.now, until)
+
+    def attach(self, address: str, receive: Callable[[Message, str], None]) -> None:
+        """Deliver messages for ``address`` to ``receive(message, sender_address)``."""
+        self._receivers[address] = receive
+
+    def detach(self, address: str) -> None:
+        self._receivers.pop(address, None)
+
+    def set_link(self, source: str, destination: str, model: LinkModel) -> None:
+        """Override the model of the link from ``source`` to ``destination``."""
+        self._links[(source, destination)] = model
+
+    def partition(self, groups: Iterable[Collection[str]]) -> None:
+        """Only addresses in the same group can talk; addresses in no group talk to
+        no one."""
+        self._group_of = {}
+        for index, group in enumerate(groups):
+            for address in group:
+                self._group_of[address] = index
+
+    def heal(self) -> None:
+        self._group_of = None
+
+    def can_talk(self, source: str, destination: str) -> bool:
+        if self._group_of is None:
+            return True
+        group = self._group_of.get(source)
+        return group is not None and group == self._group_of.get(destination)
+
+    def send(self, source: str, destination: str, message: Message) -> None:
+        """Put ``message`` on the wire; it may be delayed, lost or cut off."""
+        link = self._links.get((source, destination), self.default_link)
+        delay = link.delay(self._rng)
+        if delay is None:
+            return
+
+        def deliver() -> None:
+            receiver = self._receivers.get(destination)
+            if receiver is not None and self.can_talk(source, destination):
+                receiver(message, source)
+
+        self.schedule(self.now + delay, deliver)
+
+
+@dataclass(slots=True)
+class Traffic:
+    """Messages and bytes sent over a window of simulated time."""
+
+    messages: int
+    bytes: int
+    seconds: float
+    nodes: int
+
+    @property
+    def messages_per_node_second(self) -> float:
+        return self.messages / max(1e-9, self.seconds * self.nodes)
+
+    @property
+    def bytes_per_node_second(self) -> float:
+        return self.bytes / max(1e-9, self.seconds * self.nodes)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """``observer`` saw ``subject`` change (``kind``) at ``at``."""
+
+    at: float
+    observer: str
+    subject: str
+    kind: EventKind
+
+
+@dataclass(slots=True)
+class _SimNode:
+    name: str
+    address: str
+    machine: Membership | None = None  # None while crashed
+    generation: int = 0
+    stalled_until: float = -math.inf
+    backlog: list[tuple[Message, str]] = field(default_factory=list)
+    wake_at: float = math.inf
+    messages_sent: int = 0
+    bytes_sent: int = 0
+
+
+def node_name(index: int) -> str:
+    return f"node-{index:04d}"
+
+
+class Simulation:
+    """A cluster of ``n_nodes`` gossip nodes on one simulated network.
+
+    Args:
+        n_nodes: nodes at the start.
+        config: every node's gossip config.
+        seed: the run's only source of randomness.
+        link: the default link model (loopback-like unless given).
+        converged: start with every node knowing every other (cheap even at 1,000
+            nodes); if False, node 0 starts alone and the others join it at time 0.
+        measure_bytes: encode every message to count bytes (costs time).
+        report_stall_lag: a stalled node reports its stall as event-loop lag when
+            it resumes, as the daemon's lag monitor would.
+    """
+
+    def __init__(
+        self,
+        n_nodes: int,
+        config: GossipConfig | None = None,
+        seed: int = 0,
+        *,
+        link: LinkModel | None = None,
+        converged: bool = True,
+        measure_bytes: bool = True,
+        report_stall_lag: bool = True,
+    ) -> None:
+        self.config = config or GossipConfig()
+        self.seed = seed
+        self._rng = random.Random(f"simulation:{seed}")
+        self.network = SimulatedNetwork(
+            rng=random.Random(f"network:{seed}"), default_link=link or LinkModel()
+        )
+        self.measure_bytes = measure_bytes
+        self.report_stall_lag = report_stall_lag
+        self._nodes: dict[str, _SimNode] = {}
+        self._next_index = 0
+        self.observations: list[Observation] = []
+        self._by_subject_kind: dict[tuple[str, EventKind], list[Observation]] = {}
+        self._down_since: dict[str, float] = {}  # crashed nodes
+        self._traffic_since = 0.0
+        self._joined_at: dict[str, float] = {}
+
+        names = [self._new_name() for _ in range(n_nodes)]
+        if converged:
+            shared = [
+                Member(name, self._address_of(name), 0, MemberState.ALIVE, 0.0) for name in names
+            ]
+            for name in names:
+                self._start_node(name, initial_members=shared)
+        else:
+            for index, name in enumerate(names):
+                self._start_node(name, seeds=[] if index == 0 else [self._address_of(names[0])])
+
+    # --- time -------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.network.now
+
+    def run_until(self, until: float) -> None:
+        self.network.run_until(until)
+
+    def run_for(self, seconds: float) -> None:
+        self.network.run_until(self.now + seconds)
+
+    # --- faults and changes ----------------------------------------------------------
+
+    def add_node(self, *, seeds: Sequence[str] | None = None) -> str:
+        """Start a new node now and join it through ``seeds`` (names; default: one
+        random running node). Returns its name."""
+        name = self._new_name()
+        seed_names = list(seeds) if seeds is not None else self._random_running(1)
+        self._start_node(name, seeds=[self._address_of(s) for s in seed_names])
+        return name
+
+    def crash(self, name: str) -> None:
+        """Kill the node: it stops at once and messages to it are lost."""
+        node = self._node(name)
+        node.machine = None
+        node.backlog.clear()
+        node.wake_at = math.inf
+        self.network.detach(node.address)
+        self._down_since[name] = self.now
+
+    def restart(
+        self, name: str, *, incarnation: int = 0, seeds: Sequence[str] | None = None
+    ) -> None:
+        """Start a crashed node again (same name and address, new process state) and
+        join it through ``seeds`` (default: one random running node)."""
+        if self._node(name).machine is not None:
+            raise SimulationError(f"{name} is running; crash it before restarting it")
+        del self._down_since[name]
+        seed_names = list(seeds) if seeds is not None else self._random_running(1, exclude=name)
+        self._start_node(
+            name, seeds=[self._address_of(s) for s in seed_names], incarnation=incarnation
+        )
+
+    def stall(self, name: str, seconds: float) -> None:
+        """Freeze the node for ``seconds`` (a CPU stall): it processes nothing, then
+        everything that arrived meanwhile, late."""
+        node = self._node(name)
+        if node.machine is None:
+            raise SimulationError(f"{name} is down; it cannot stall")
+        until = self.now + seconds
+        if until <= node.stalled_until:
+            return
+        node.stalled_until = until
+        generation = node.generation
+        self.network.schedule(until, lambda: self._resume(node, generation, seconds))
+
+    def leave(self, name: str) -> None:
+        """Graceful leave: the node says goodbye and keeps gossiping until done."""
+        node = self._node(name)
+        if node.machine is None:
+            raise SimulationError(f"{name} is down; it cannot leave")
+        self._send(node, node.machine.leave(self.now))
+        self._reschedule(node)
+
+    def update_meta(self, name: str, meta: bytes) -> None:
+        node = self._node(name)
+        if node.machine is None:
+            raise SimulationError(f"{name} is down; it cannot publish metadata")
+        self._send(node, node.machine.update_local_meta(meta, self.now))
+        self._reschedule(node)
+
+    def partition(self, groups: Iterable[Collection[str]]) -> None:
+        """Split the network: only nodes in the same group can talk."""
+        self.network.partition([{self._address_of(name) for name in group} for group in groups])
+
+    def heal(self) -> None:
+        self.network.heal()
+
+    # --- observers ------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return list(self._nodes)
+
+    def running(self) -> list[str]:
+        """Nodes not crashed (stalled ones included)."""
+        return [name for name, node in self._nodes.items() if node.machine is not None]
+
+    def machine(self, name: str) -> Membership:
+        machine = self._node(name).machine
+        if machine is None:
+            raise SimulationError(f"{name} is down")
+        return machine
+
+    def view(self, name: str) -> dict[str, MemberState]:
+        """What ``name`` believes about every member it knows."""
+        return {m.name: m.state for m in self.machine(name).members()}
+
+    def is_converged(self) -> bool:
+        """Every running node sees exactly the running nodes as alive (and any other
+        node, if it knows it at all, as dead or left)."""
+        running = set(self.running())
+        for name in running:
+            alive = {m.name for m in self.machine(name).members() if m.state is MemberState.ALIVE}
+            if alive != running:
+                return False
+        return True
+
+    def seen_by_all_at(self, subject: str, kind: EventKind, *, since: float) -> float | None:
+        """When every running node other than ``subject`` had recorded ``kind``
+        about it at or after ``since`` (None if some had not)."""
+        first: dict[str, float] = {}
+        for observation in self._by_subject_kind.get((subject, kind), ()):
+            if observation.at >= since:
+                first.setdefault(observation.observer, observation.at)
+        latest = since
+        for name in self.running():
+            if name == subject:
+                continue
+            if name not in first:
+                return None
+            latest = max(latest, first[name])
+        return latest
+
+    def informed_times(self, subject: str, *, since: float) -> list[float]:
+        """Sorted delays after ``since`` at which running nodes first learned that
+        ``subject`` joined."""
+        first: dict[str, float] = {}
+        for observation in self._by_subject_kind.get((subject, EventKind.JOINED), ()):
+            if observation.at >= since:
+                first.setdefault(observation.observer, observation.at - since)
+        running = set(self.running())
+        return sorted(at for observer, at in first.items() if observer in running)
+
+    def time_to_inform(
+        self, subject: str, *, since: float, fraction: float = 0.999
+    ) -> float | None:
+        """Delay after ``since`` until ``fraction`` of the other running nodes knew
+        that ``subject`` joined."""
+        others = len(self.running()) - 1
+        needed = max(1, math.ceil(fraction * others - 1e-9))
+        times = self.informed_times(subject, since=since)
+        return times[needed - 1] if len(times) >= needed else None
+
+    def false_dead_verdicts(self) -> list[Observation]:
+        """DEAD verdicts about nodes that were running (not crashed) at the time."""
+        return [
+            o
+            for o in self.observations
+            if o.kind is EventKind.DEAD and not self._was_down(o.subject, o.at)
+        ]
+
+    def joined_at(self, name: str) -> float:
+        """When ``name`` was last started (and asked to join)."""
+        return self._joined_at[name]
+
+    def reset_traffic(self) -> None:
+        for node in self._nodes.values():
+            node.messages_sent = 0
+            node.bytes_sent = 0
+        self._traffic_since = self.now
+
+    def traffic(self) -> Traffic:
+        """Messages and bytes sent by running nodes since the last reset."""
+        nodes = [self._nodes[name] for name in self.running()]
+        return Traffic(
+            messages=sum(n.messages_sent for n in nodes),
+            bytes=sum(n.bytes_sent for n in nodes),
+            seconds=self.now - self._traffic_since,
+            nodes=len(nodes),
+        )
+
+    # --- machinery ----------------------------------------------------------------------
+
+    def _new_name(self) -> str:
+        name = node_name(self._next_index)
+        self._next_index += 1
+        return name
+
+    @staticmethod
+    def _address_of(name: str) -> str:
+        return f"{name}.sim:7946"
+
+    def _node(self, name: str) -> _SimNode:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise SimulationError(f"no simulated node named {name!r}") from None
+
+    def _random_running(self, count: int, *, exclude: str | None = None) -> list[str]:
+        candidates = [name for name in self.running() if name != exclude]
+        return self._rng.sample(candidates, min(count, len(candidates)))
+
+    def _was_down(self, name: str, at: float) -> bool:
+        since = self._down_since.get(name)
+        left = self._nodes[name].machine
+        return (since is not None and since <= at) or (left is not None and left.leaving)
+
+    def _start_node(
+        self,
+        name: str,
+        *,
+        seeds: Sequence[str] | None = None,
+        initial_members: Iterable[Member] = (),
+        incarnation: int = 0,
+    ) -> None:
+        node = self._nodes.get(name)
+        if node is None:
+            node = _SimNode(name, self._address_of(name))
+            self._nodes[name] = node
+        node.generation += 1
+        node.stalled_until = -math.inf
+        node.backlog.clear()
+        node.machine = Membership(
+            name,
+            node.address,
+            config=self.config,
+            rng=random.Random(f"node:{self.seed}:{name}:{node.generation}"),
+            now=self.now,
+            incarnation=incarnation,
+            initial_members=initial_members,
+            on_event=lambda event: self._observe(name, event),
+        )
+        self._joined_at[name] = self.now
+        self.network.attach(
+            node.address, lambda message, sender: self._deliver(node, message, sender)
+        )
+        self._send(node, node.machine.join(seeds or [], self.now))
+        node.wake_at = math.inf
+        self._reschedule(node)
+
+    def _observe(self, observer: str, event: MembershipEvent) -> None:
+        observation = Observation(event.at, observer, event.member.name, event.kind)
+        self.observations.append(observation)
+        self._by_subject_kind.setdefault((observation.subject, event.kind), []).append(observation)
+
+    def _deliver(self, node: _SimNode, message: Message, sender: str) -> None:
+        machine = node.machine
+        if machine is None:
+            return
+        if self.now < node.stalled_until:
+            node.backlog.append((message, sender))
+            return
+        self._send(node, machine.receive(message, sender, self.now))
+        self._reschedule(node)
+
+    def _resume(self, node: _SimNode, generation: int, stalled_for: float) -> None:
+        machine = node.machine
+        if machine is None or node.generation != generation or self.now < node.stalled_until:
+            return
+        if self.report_stall_lag:
+            machine.report_loop_lag(stalled_for)
+        backlog, node.backlog = node.backlog, []
+        # Like an event loop after a stall: I/O that piled up first, then timers.
+        for message, sender in backlog:
+            self._send(node, machine.receive(message, sender, self.now))
+        self._send(node, machine.tick(self.now))
+        node.wake_at = math.inf
+        self._reschedule(node)
+
+    def _wake(self, node: _SimNode, generation: int, at: float) -> None:
+        machine = node.machine
+        if machine is None or node.generation != generation or node.wake_at != at:
+            return
+        node.wake_at = math.inf
+        if self.now < node.stalled_until:
+            return  # _resume ticks it
+        self._send(node, machine.tick(self.now))
+        self._reschedule(node)
+
+    def _reschedule(self, node: _SimNode) -> None:
+        machine = node.machine
+        if machine is None:
+            return
+        at = max(machine.next_deadline(), self.now)
+        if at < node.wake_at and at != math.inf:
+            node.wake_at = at
+            generation = node.generation
+            self.network.schedule(at, lambda: self._wake(node, generation, at))
+
+    def _send(self, node: _SimNode, outgoing: list[Outgoing]) -> None:
+        for item in outgoing:
+            node.messages_sent += 1
+            if self.measure_bytes:
+                node.bytes_sent += encoded_size(item.message)
+            self.network.send(node.address, item.destination, item.message)
