@@ -19,23 +19,28 @@ from storage.errors import (
     TokenUsedError,
 )
 from storage.records import (
+    TERMINAL_JOB_STATES,
     TERMINAL_RUN_STATES,
     AuditEntry,
     AuditRecord,
     DatasetRecord,
     EventRecord,
+    JobRecord,
     JoinTokenRecord,
     RunRecord,
 )
-from storage.store import Store
+from storage.store import EventDraft, Store
 
 __all__ = [
+    "TERMINAL_JOB_STATES",
     "TERMINAL_RUN_STATES",
     "AuditEntry",
     "AuditRecord",
     "DatasetExistsError",
     "DatasetRecord",
+    "EventDraft",
     "EventRecord",
+    "JobRecord",
     "JoinTokenError",
     "JoinTokenRecord",
     "RecordNotFoundError",

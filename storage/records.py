@@ -53,11 +53,46 @@ class RunRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    runtime: str = ""
+    """Which runtime runs it: "process" or "docker"."""
 
     @property
     def is_active(self) -> bool:
         """Whether the run may still hold GPUs or a process: its state is not terminal."""
         return self.state not in TERMINAL_RUN_STATES
+
+
+TERMINAL_JOB_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "lost"})
+"""Job states after which the job is history; a lost job that is re-queued goes back to
+"pending" instead."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job submitted to this node, as the node last recorded it."""
+
+    id: str
+    submit_order: int
+    """Queue order among jobs of equal priority; assigned by the store, 0 before insert."""
+    spec: bytes
+    """The serialized ``murmur.v1.JobSpec``, kept opaque by the store."""
+    user: str
+    queue: str
+    state: str
+    reason: str
+    submitted_at: datetime
+    updated_at: datetime
+    attempts: int
+    exit_code: int | None
+    not_before: datetime | None
+    """Retry backoff: the job is not placed before this time."""
+    cancel_reason: str
+    """Non-empty once a cancel was asked for."""
+    idempotency_key: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_JOB_STATES
 
 
 @dataclass(frozen=True)

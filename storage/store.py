@@ -26,6 +26,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -40,12 +41,34 @@ from storage.records import (
     AuditRecord,
     DatasetRecord,
     EventRecord,
+    JobRecord,
     JoinTokenRecord,
     RunRecord,
 )
-from storage.repositories import audit, datasets, events, join_tokens, meta, runs
+from storage.repositories import audit, datasets, events, jobs, join_tokens, meta, runs
 
 _log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """An event to append as part of a larger transaction."""
+
+    kind: str
+    subject: str
+    message: str
+    job_state: str = ""
+
+
+async def _append_draft(connection: aiosqlite.Connection, draft: EventDraft) -> EventRecord:
+    return await events.append(
+        connection,
+        time=datetime.now(UTC),
+        kind=draft.kind,
+        subject=draft.subject,
+        message=draft.message,
+        job_state=draft.job_state,
+    )
 
 
 class Store:
@@ -211,6 +234,65 @@ class Store:
         ``active_only`` (see ``TERMINAL_RUN_STATES``)."""
         async with self._reading() as connection:
             return await runs.list_runs(connection, job_id=job_id, active_only=active_only)
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def insert_job(self, record: JobRecord, *, event: EventDraft | None = None) -> JobRecord:
+        """Stores a new job (and its first event) in one transaction; returns it with its
+        submit_order. With an idempotency key already used by this user, returns the job
+        stored the first time instead, unchanged."""
+        async with self._writing() as connection:
+            if record.idempotency_key:
+                existing = await jobs.find_by_idempotency_key(
+                    connection, user=record.user, key=record.idempotency_key
+                )
+                if existing is not None:
+                    return existing
+            stored = await jobs.insert(connection, record)
+            if event is not None:
+                await _append_draft(connection, event)
+            return stored
+
+    async def record_transition(
+        self,
+        *,
+        job: JobRecord | None = None,
+        runs_changed: tuple[RunRecord, ...] = (),
+        event: EventDraft | None = None,
+    ) -> EventRecord | None:
+        """Writes a job's new state, its runs' new states and the event that tells of it,
+        all or nothing: after a crash, job, run and history always agree."""
+        async with self._writing() as connection:
+            if job is not None:
+                await jobs.update(connection, job)
+            for run in runs_changed:
+                await runs.upsert(connection, run)
+            return None if event is None else await _append_draft(connection, event)
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        """Raises: RecordNotFoundError: no such job."""
+        async with self._reading() as connection:
+            return await jobs.get(connection, job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        states: tuple[str, ...] = (),
+        user: str | None = None,
+        queue: str | None = None,
+        after_order: int = 0,
+        limit: int = 1000,
+    ) -> list[JobRecord]:
+        """Jobs in submit order after ``after_order`` (for paging), filtered."""
+        async with self._reading() as connection:
+            return await jobs.list_jobs(
+                connection, states=states, user=user, queue=queue, after_order=after_order,
+                limit=limit,
+            )  # fmt: skip
+
+    async def count_jobs_by_state(self) -> dict[str, int]:
+        async with self._reading() as connection:
+            return await jobs.count_by_state(connection)
 
     # -- events --------------------------------------------------------------------
 

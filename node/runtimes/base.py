@@ -128,7 +128,7 @@ class Runtime(Protocol):
         """SIGTERM, then SIGKILL after ``grace_seconds``. Returns once the run is gone."""
         ...
 
-    async def recover(self, known: list[RunHandle], files_of: "RunFilesOf") -> list[RecoveredRun]:
+    async def recover(self, known: list[RunHandle], files_of: RunFilesOf) -> list[RecoveredRun]:
         """Finds runs after a daemon restart: ``known`` from the store, plus any the
         runtime can discover itself (docker labels). Unknown live runs are reaped."""
         ...

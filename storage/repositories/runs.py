@@ -28,6 +28,7 @@ _FIELDS = (
     "created_at",
     "started_at",
     "finished_at",
+    "runtime",
 )
 _COLUMNS = ", ".join(_FIELDS)
 _UPSERT = (
@@ -56,6 +57,7 @@ def _to_row(record: RunRecord) -> tuple[object, ...]:
         to_micros(record.created_at),
         optional_to_micros(record.started_at),
         optional_to_micros(record.finished_at),
+        record.runtime,
     )
 
 
@@ -77,6 +79,7 @@ def _from_row(row: sqlite3.Row) -> RunRecord:
         created_at=from_micros(row["created_at"]),
         started_at=optional_from_micros(row["started_at"]),
         finished_at=optional_from_micros(row["finished_at"]),
+        runtime=row["runtime"],
     )
 
 
