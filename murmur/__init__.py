@@ -37,6 +37,7 @@ from murmur._errors import (
     PermissionDenied,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from murmur._sync import Client
 from proto.murmur.v1.cluster_pb2 import (
@@ -116,6 +117,7 @@ __all__ = [
     "TLSConfig",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "WhoAmIResponse",
     "__version__",
     "resolve_connect_config",

@@ -13,6 +13,7 @@ Every failure a caller can act on is a `MurmurError`; the subclass says what kin
     ├── Unavailable                UNAVAILABLE: the node cannot be reached (or has no leader)
     ├── DeadlineExceeded           DEADLINE_EXCEEDED: no answer in time
     ├── Cancelled                  CANCELLED
+    ├── Unimplemented              UNIMPLEMENTED: this node's murmur does not offer it (yet)
     ├── ConfigError                (no code) local configuration or identity problem
     └── InternalError              INTERNAL, UNKNOWN and every other code: a bug to report
 
@@ -44,6 +45,7 @@ __all__ = [
     "PermissionDenied",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "error_from_rpc",
     "is_tls_handshake_failure",
     "translate_rpc_errors",
@@ -108,6 +110,11 @@ class Cancelled(MurmurError):
     """The call was cancelled before it finished."""
 
 
+class Unimplemented(MurmurError):
+    """The node's version of murmur does not serve this call (an older node, or a part of
+    the contract still to come); the message says which part."""
+
+
 class ConfigError(MurmurError):
     """A local problem: a bad node address, a missing or expired identity, a bad settings file."""
 
@@ -128,6 +135,7 @@ _EXCEPTIONS_BY_CODE: dict[grpc.StatusCode, type[MurmurError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
 }
 
 # Substrings of grpc-core's messages for a failed TLS handshake: the usual cause is an

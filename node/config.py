@@ -113,6 +113,23 @@ class NodeConfig:
     data_roots: tuple[Path, ...] = ()
     """Directories under which datasets may be registered. Default: ``data_dir/datasets``."""
 
+    job_path_roots: tuple[Path, ...] = ()
+    """Where jobs' working dirs, virtualenvs and conda envs may live. Empty: anywhere
+    absolute (the process runtime runs code as the daemon's user regardless)."""
+
+    docker_host: str | None = None
+    """Docker engine for the docker runtime. Default: ``$DOCKER_HOST``, else the default socket."""
+
+    job_network_mode: str = "bridge"
+    """Docker network mode of job containers (``none`` isolates them; tests use it)."""
+
+    stop_grace_seconds: float = 10.0
+    """After SIGTERM, how long a cancelled or timed-out run has before SIGKILL."""
+
+    retry_backoff_seconds: float = 5.0
+    """First wait before a failed job with retries left runs again; doubles each time, up
+    to 5 minutes."""
+
     log_level: str = "info"
     """One of debug, info, warning, error."""
 
@@ -143,7 +160,12 @@ class NodeConfig:
             )
         if (self.join is None) != (self.token is None):
             raise ConfigError("--join and --token go together: pass both to join a cluster")
-        for name in ("shutdown_grace_seconds", "telemetry_interval_seconds"):
+        for name in (
+            "shutdown_grace_seconds",
+            "telemetry_interval_seconds",
+            "stop_grace_seconds",
+            "retry_backoff_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         for name in ("join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"):
@@ -170,6 +192,11 @@ class NodeConfig:
         return self.data_roots or (self.data_dir / "datasets",)
 
     @property
+    def runs_dir(self) -> Path:
+        """One directory per run: its launch file, log segments and exit record."""
+        return self.data_dir / "runs"
+
+    @property
     def store_path(self) -> Path:
         return self.data_dir / "murmur.db"
 
@@ -193,7 +220,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return HostPort.parse(str(value), what=what)
         if name == "data_dir":
             return Path(str(value)).expanduser()
-        if name == "data_roots":
+        if name in {"data_roots", "job_path_roots"}:
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(Path(str(item)).expanduser() for item in items if str(item))
         if name == "labels":
@@ -207,7 +234,12 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                     raise ConfigError(f"{what}: label {pair!r} must look like KEY=VALUE")
                 labels[key] = val
             return labels
-        if name in {"shutdown_grace_seconds", "telemetry_interval_seconds"}:
+        if name in {
+            "shutdown_grace_seconds",
+            "telemetry_interval_seconds",
+            "stop_grace_seconds",
+            "retry_backoff_seconds",
+        }:
             if isinstance(value, bool):
                 raise ConfigError(f"{what} must be a number, got {value!r}")
             return float(value)
@@ -234,9 +266,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    section = data.get("node", data)
+    if "node" not in data:
+        return data
+    section = data["node"]
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [node] must be a table")
+    stray = sorted(set(data) - {"node"})
+    if stray:
+        raise ConfigError(
+            f"config file {path}: settings outside [node] ({', '.join(stray)}); "
+            "put every setting in the [node] table or none"
+        )
     return section
 
 

@@ -10,7 +10,7 @@ from certs import CertificateIdentity, Role
 from node.gpus import GpuFacts, GpuInventory, GpuSource, GpuTelemetry
 from node.host_load import HostLoad
 from proto.murmur.v1 import types_pb2
-from storage import AuditRecord, EventRecord
+from storage import AuditRecord, DatasetRecord, EventRecord
 
 ROLE_TO_PROTO: dict[Role, types_pb2.Role.ValueType] = {
     Role.VIEWER: types_pb2.ROLE_VIEWER,
@@ -86,9 +86,12 @@ def node_load_message(
     telemetry: list[GpuTelemetry],
     host: HostLoad | None,
     measured_at: datetime | None,
+    runs_active: int = 0,
 ) -> types_pb2.NodeLoad:
     message = types_pb2.NodeLoad(
-        gpus_free=gpus_free, gpu_stats=[gpu_stats_message(t) for t in telemetry]
+        gpus_free=gpus_free,
+        gpu_stats=[gpu_stats_message(t) for t in telemetry],
+        runs_active=runs_active,
     )
     if host is not None:
         message.cpu_count = host.cpu_count
@@ -128,4 +131,17 @@ def audit_message(record: AuditRecord, node_name: str) -> types_pb2.AuditRecord:
         result=record.result,
         detail=record.detail,
         node=node_name,
+    )
+
+
+def dataset_message(record: DatasetRecord, node_name: str) -> types_pb2.Dataset:
+    return types_pb2.Dataset(
+        name=record.name,
+        node=node_name,
+        path=str(record.path),
+        size_bytes=record.size_bytes,
+        file_count=record.file_count,
+        manifest_sha256=record.manifest_sha256,
+        added_at=timestamp(record.added_at),
+        added_by=record.added_by,
     )

@@ -17,20 +17,25 @@ import signal
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from certs import CertificateError
 from node.config import NodeConfig
+from node.datasets import DatasetCatalog
 from node.enrollment import Enrollment
 from node.errors import StartupError
 from node.event_log import EventLog
-from node.gpus import open_gpu_probe
+from node.gpus import GpuSource, open_gpu_probe
 from node.identity_bootstrap import obtain_identity
+from node.jobs.manager import JobManager, NodeResources
 from node.local_node import LocalNode
 from node.logs import configure_logging
+from node.runtimes.base import Runtime
+from node.runtimes.docker import DockerRuntime
+from node.runtimes.process import ProcessRuntime
 from node.server import build_api_server, build_join_server
 from node.services.cluster import ClusterServicer
 from node.services.join import JoinServicer
@@ -40,10 +45,38 @@ from storage import Store, StoreError
 _log = logging.getLogger("murmur.node")
 
 
+def build_runtimes(config: NodeConfig, node_name: str, *, real_gpus: bool) -> dict[str, Runtime]:
+    """The process runtime always; docker too, whether or not an engine answers now."""
+    return {
+        "process": ProcessRuntime(runs_dir=config.runs_dir, node_name=node_name),
+        "docker": DockerRuntime(
+            node_name=node_name,
+            runs_dir=config.runs_dir,
+            docker_host=config.docker_host,
+            network_mode=config.job_network_mode,
+            real_gpus=real_gpus,
+        ),
+    }
+
+
+async def describe_runtimes(local: LocalNode, runtimes: dict[str, Runtime]) -> None:
+    """Which runtimes can run jobs now, and why not the others (shown in status)."""
+    usable, notes = [], []
+    for name, runtime in runtimes.items():
+        ready, why = await runtime.available()
+        if ready:
+            usable.append(name)
+        else:
+            notes.append(why)
+    local.runtimes = tuple(usable)
+    local.runtime_notes = "; ".join(notes)
+
+
 def prepare_data_dir(path: Path) -> None:
     """Creates the data dir (0700) and proves it is writable, or says why not."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # it holds the node's key: nobody else lists it
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
@@ -58,6 +91,8 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         StartupError: the node could not start; the message says what to do.
     """
     prepare_data_dir(config.data_dir)
+    for directory in (config.runs_dir, *config.effective_data_roots[:1]):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         identity = await obtain_identity(config)
     except CertificateError as exc:
@@ -79,6 +114,31 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             labels=dict(config.labels),
         )
         events = EventLog(store)
+        datasets = DatasetCatalog(store, config.effective_data_roots)
+        await datasets.load()
+        runtimes = build_runtimes(
+            config, identity.name, real_gpus=probe.inventory().source is GpuSource.NVML
+        )
+        jobs = JobManager(
+            store=store,
+            node_name=identity.name,
+            runs_dir=config.runs_dir,
+            runtimes=runtimes,
+            resources=lambda: NodeResources(
+                gpus=local.gpu_resources(),
+                cpus=float(os.cpu_count() or 1),
+                memory_bytes=local.memory_total_bytes,
+            ),
+            datasets=datasets.paths,
+            stop_grace_seconds=config.stop_grace_seconds,
+            retry_backoff_seconds=config.retry_backoff_seconds,
+            path_roots=tuple(PurePosixPath(p) for p in config.job_path_roots),
+            network_mode=config.job_network_mode,
+            on_event=events.publish,
+        )
+        local.gpu_holders = jobs.gpu_holders
+        local.active_runs = lambda: jobs.active_run_count
+        await describe_runtimes(local, runtimes)
         enrollment = Enrollment(
             ca=identity.ca,
             store=store,
@@ -88,6 +148,8 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             node_certificate_days=config.node_certificate_days,
             user_certificate_days=config.user_certificate_days,
         )
+        if identity.ca is not None:
+            await enrollment.reserve_own_name(identity.name)
         health_servicer = HealthServicer()
         servers = [
             build_api_server(
@@ -101,6 +163,8 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
                     events=events,
                     enrollment=enrollment,
                     ca_fingerprint=identity.bundle.ca_fingerprint,
+                    jobs=jobs,
+                    datasets=datasets,
                 ),
                 peer=PeerServicer(local),
                 health_servicer=health_servicer,
@@ -133,14 +197,19 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             },
         )
         async with asyncio.TaskGroup() as tasks:
-            telemetry = tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds))
+            background = [
+                tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds)),
+                tasks.create_task(jobs.run()),
+            ]
             await stop.wait()
             _log.info("node stopping", extra={"event": "node.stopping", "node": identity.name})
             await health_servicer.enter_graceful_shutdown()
             await asyncio.gather(
                 *(server.stop(config.shutdown_grace_seconds) for server in servers)
             )
-            telemetry.cancel()
+            # Runs keep going without us (supervisors, containers); the next start adopts them.
+            for task in background:
+                task.cancel()
     finally:
         if probe is not None:
             await asyncio.to_thread(probe.close)

@@ -19,12 +19,17 @@ from certs import (
     new_join_token,
     validate_name,
 )
-from node.errors import FailedPreconditionError, InvalidArgumentError
+from node.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from node.event_log import EventLog
 from storage import Store
 
 MAX_TOKEN_TTL = timedelta(days=7)
 MAX_USER_CERTIFICATE_DAYS = 3650
+
+
+def _issued_key(node_name: str) -> str:
+    """Meta key recording that a node certificate was issued for this name."""
+    return f"node-certificate-issued:{node_name}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ class Enrollment:
         self._default_token_ttl = default_token_ttl
         self._node_certificate_days = node_certificate_days
         self._user_certificate_days = user_certificate_days
+
+    async def reserve_own_name(self, name: str) -> None:
+        """Records the CA node's own name, so no joining node can take it."""
+        if await self._store.get_meta(_issued_key(name)) is None:
+            await self._store.set_meta(_issued_key(name), "self")
 
     def _authority(self) -> CertificateAuthority:
         if self._ca is None:
@@ -89,6 +99,11 @@ class Enrollment:
     ) -> IssuedCertificate:
         ca = self._authority()
         name = validate_name(node_name)
+        if await self._store.get_meta(_issued_key(name)) is not None:
+            raise AlreadyExistsError(
+                f"a node named {name!r} already joined this cluster; start the new node "
+                "with another --name"
+            )
         # Sign first (pure, no side effect) so a bad CSR never consumes the token.
         certificate = ca.sign_csr(
             csr_pem,
@@ -103,6 +118,7 @@ class Enrollment:
             now=datetime.now(UTC),
             used_by=name,
         )
+        await self._store.set_meta(_issued_key(name), address or "?")
         await self._events.record(
             kind="node.joined", subject=name, message=f"node {name} joined from {address or '?'}"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,6 +40,9 @@ class LocalNode:
     runtimes: tuple[str, ...] = ("process",)
     runtime_notes: str = ""
     updates: Broadcaster[types_pb2.NodeInfo] = field(default_factory=Broadcaster)
+    gpu_holders: Callable[[], Mapping[int, str]] = dict
+    """GPU index → job id of the run holding it (the job manager's allocation)."""
+    active_runs: Callable[[], int] = lambda: 0
     _inventory: GpuInventory | None = None
     _telemetry: list[GpuTelemetry] = field(default_factory=list)
     _host_load: HostLoad | None = None
@@ -52,9 +56,15 @@ class LocalNode:
         return self._inventory
 
     def gpus_free(self) -> int:
-        # No job runs on this node yet (the job runtimes arrive with the queue),
-        # so every GPU in the inventory is free.
-        return len(self.inventory.devices)
+        held = self.gpu_holders()
+        return sum(1 for device in self.inventory.devices if device.index not in held)
+
+    @property
+    def memory_total_bytes(self) -> int:
+        return self._host_load.memory_total_bytes if self._host_load else 0
+
+    def gpu_resources(self) -> tuple[tuple[int, str, int], ...]:
+        return tuple((d.index, d.model, d.memory_total_bytes) for d in self.inventory.devices)
 
     def describe(self) -> types_pb2.NodeInfo:
         return types_pb2.NodeInfo(
@@ -71,6 +81,7 @@ class LocalNode:
                 telemetry=self._telemetry,
                 host=self._host_load,
                 measured_at=self._measured_at,
+                runs_active=self.active_runs(),
             ),
             runtimes=list(self.runtimes),
             runtime_notes=self.runtime_notes,

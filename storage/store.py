@@ -237,21 +237,22 @@ class Store:
 
     # -- jobs ----------------------------------------------------------------------
 
-    async def insert_job(self, record: JobRecord, *, event: EventDraft | None = None) -> JobRecord:
-        """Stores a new job (and its first event) in one transaction; returns it with its
-        submit_order. With an idempotency key already used by this user, returns the job
-        stored the first time instead, unchanged."""
+    async def insert_job(
+        self, record: JobRecord, *, event: EventDraft | None = None
+    ) -> tuple[JobRecord, EventRecord | None]:
+        """Stores a new job and its first event in one transaction; returns the job with
+        its submit_order, and the event. With an idempotency key this user already used,
+        returns the job stored the first time instead, unchanged, and no event."""
         async with self._writing() as connection:
             if record.idempotency_key:
                 existing = await jobs.find_by_idempotency_key(
                     connection, user=record.user, key=record.idempotency_key
                 )
                 if existing is not None:
-                    return existing
+                    return existing, None
             stored = await jobs.insert(connection, record)
-            if event is not None:
-                await _append_draft(connection, event)
-            return stored
+            written = None if event is None else await _append_draft(connection, event)
+            return stored, written
 
     async def record_transition(
         self,

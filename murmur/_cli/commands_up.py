@@ -147,6 +147,10 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def up_command(args: argparse.Namespace) -> int:
     from murmur._config import default_home
 
@@ -154,6 +158,7 @@ def up_command(args: argparse.Namespace) -> int:
         raise CommandError(f"--nodes must be at most {MAX_DEMO_NODES} for a local demo")
     home = default_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the nodes too, like Ctrl-C
     gpus = _choose_gpus(args.simulate_gpus)
     _prepare_home(home, args.port)
     identity = home / "identity.pem"
@@ -174,7 +179,7 @@ def up_command(args: argparse.Namespace) -> int:
             note(f"node-{index} ready at {_node_address(index, args.port)}")
         note("")
         note(f"murmur: a {args.nodes}-node cluster is up (data in {home / 'cluster'}).")
-        note("In another terminal:  murmur status   |   murmur node list   |   murmur top")
+        note("In another terminal:  murmur status   |   murmur node list   |   murmur job list")
         note("Ctrl-C stops the cluster.")
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)

@@ -12,7 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from murmur._cli import commands_admin, commands_cluster, commands_node, commands_up
+from murmur._cli import (
+    commands_admin,
+    commands_cluster,
+    commands_jobs,
+    commands_node,
+    commands_up,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -36,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_admin.register(commands)
     commands_node.register(commands)
     commands_cluster.register(commands)
+    commands_jobs.register(commands)
     return parser
 
 

@@ -30,7 +30,14 @@ from node.gossip.messages import (
     Suspect,
     Update,
 )
-from node.gossip.simulation import LinkModel, SimulatedNetwork, Simulation, SimulationError
+from node.gossip.simulation import (
+    LinkModel,
+    Observation,
+    SimulatedNetwork,
+    Simulation,
+    SimulationError,
+    Traffic,
+)
 
 __all__ = [
     "Ack",
@@ -52,6 +59,7 @@ __all__ = [
     "MembershipEvent",
     "Message",
     "Nack",
+    "Observation",
     "Outgoing",
     "Ping",
     "PingReq",
@@ -62,6 +70,7 @@ __all__ = [
     "Simulation",
     "SimulationError",
     "Suspect",
+    "Traffic",
     "Update",
     "decode",
     "encode",

@@ -111,12 +111,22 @@ class GossipConfig:
     gossip interval per hop becomes one network delay per hop)."""
 
     suspicion_check_lead: float = 1.0
-    """Seconds before a suspicion would declare its member dead at which this node,
-    if it still suspects, pings the member once itself, carrying the suspicion. A
-    live member answers with its current Alive, so a node that missed the member's
-    refutation (an epidemic leaves a few such nodes, ``e**-retransmits`` each)
-    does not declare a live member dead. Zero turns it off. Not in memberlist; it
-    costs one ping per suspecting node per suspicion."""
+    """Seconds before a suspicion could expire (its minimum timeout) and before it
+    will expire (its current deadline) at which this node, if it still suspects,
+    pings the member itself, carrying the suspicion. A live member answers with its
+    current Alive, so a node that missed the member's refutation (an epidemic
+    leaves a few such nodes, ``e**-retransmits`` each) does not declare a live
+    member dead; a dead member's host refuses, which shortens the wait of a node
+    that missed the death. Zero turns it off. Not in memberlist; it costs at most
+    two pings per suspecting node per suspicion."""
+
+    refused_suspicion_timeout: float = 1.0
+    """How long a member stays suspect once the transport reports that its address
+    refused a connection (:meth:`Membership.report_refused`): a host that answers
+    "nobody listens here" has lost the process (killed, crashed, exited), which a
+    CPU stall or a slow network never looks like, so there is no need to wait out
+    the long suspicion that protects stalled nodes. The member can still refute in
+    that time (a quick restart). Zero ignores refusals. Not in memberlist."""
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -8,8 +8,9 @@ feeds it time and messages and sends what it returns.
   suspicion), suspicion timeouts (→ dead), a gossip round, a push-pull exchange, a
   reconnect attempt, tombstone expiry. ``next_deadline()`` says when to call again.
 - ``receive(message, sender_address, now)`` handles one message.
-- ``join``, ``leave``, ``update_local_meta``, ``report_loop_lag`` are the local
-  node's own acts.
+- ``join``, ``leave``, ``update_local_meta`` are the local node's own acts;
+  ``report_loop_lag`` and ``report_refused`` are what the daemon and the transport
+  observe (our event loop ran late; a peer's address refused a connection).
 
 Every call returns the messages to send as :class:`Outgoing` (address, message).
 
@@ -147,6 +148,7 @@ class Membership:
         self._broadcasts: BroadcastQueue[Update] = BroadcastQueue()
         self._fresh_news = False
         self._members: dict[str, Member] = {}
+        self._names_by_address: dict[str, str] = {}
         self._live = PeerSet()  # alive or suspect, self excluded
         self._alive = PeerSet()  # alive, self excluded: relays and push-pull partners
         self._ring = ProbeRing()
@@ -255,19 +257,18 @@ class Membership:
             self._next_reconnect_at if self._failed and not self._leaving else math.inf,
             self._next_join_at,
         ]
-        if not self._leaving:
-            deadlines.append(self._next_probe_at)
         if self._broadcasts:
             deadlines.append(self._next_gossip_at)
         probe = self._probe
         if probe is not None:
+            # The next probe starts when this one ends, not before.
             deadlines.append(probe.deadline if probe.indirect_sent else probe.direct_deadline)
+        elif not self._leaving:
+            deadlines.append(self._next_probe_at)
         deadlines.extend(relay.nack_at for relay in self._relays.values())
         deadlines.extend(s.deadline for s in self._suspicions.values())
         if self._config.suspicion_check_lead:
-            deadlines.extend(
-                self._check_time(s) for s in self._suspicions.values() if not s.checked
-            )
+            deadlines.extend(self._check_time(s) for s in self._suspicions.values())
         deadlines.extend(self._tombstones.values())
         return min(deadlines)
 
@@ -288,11 +289,13 @@ class Membership:
 
     def leave(self, now: float) -> list[Outgoing]:
         """Say goodbye: members will record this node as LEFT, not DEAD. The node stops
-        probing but keeps gossiping; see :attr:`pending_broadcasts`."""
+        probing but keeps answering and gossiping; see :attr:`pending_broadcasts`.
+        A machine that left stays left: a node that comes back is a new machine."""
         if self._leaving:
             return []
         self._leaving = True
         self._next_join_at = math.inf
+        self._probe = None
         local = self.local
         self._members[self.name] = dataclasses.replace(
             local, state=MemberState.LEFT, state_changed_at=now
@@ -309,6 +312,24 @@ class Membership:
             local, meta=meta, meta_version=local.meta_version + 1
         )
         self._announce_self()
+        return self._eager_push(now)
+
+    def report_refused(self, address: str, now: float) -> list[Outgoing]:
+        """The transport could not connect to ``address`` because nothing listens
+        there (connection refused, not a timeout): the member's process is gone.
+        Suspect it at once, with ``refused_suspicion_timeout`` to refute."""
+        timeout = self._config.refused_suspicion_timeout
+        if not timeout or self._leaving:
+            return []
+        name = self._names_by_address.get(address)
+        member = None if name is None else self._members.get(name)
+        if member is None or not member.state.is_live:
+            return []
+        if member.state is MemberState.ALIVE:
+            self._apply_suspect(Suspect(member.name, member.incarnation, self.name), now)
+        suspicion = self._suspicions.get(member.name)
+        if suspicion is not None:
+            suspicion.cap(now + timeout)
         return self._eager_push(now)
 
     def report_loop_lag(self, seconds: float) -> None:
@@ -486,18 +507,28 @@ class Membership:
     # --- suspicion, death, tombstones ---------------------------------------------------
 
     def _check_time(self, suspicion: Suspicion) -> float:
-        return max(suspicion.started_at, suspicion.deadline - self._config.suspicion_check_lead)
+        """When to ping the suspect ourselves: shortly before the suspicion could
+        expire at the earliest (its minimum), and again shortly before it will
+        expire if that is later. inf when both were sent."""
+        lead = self._config.suspicion_check_lead
+        if suspicion.checks == 0:
+            earliest = suspicion.started_at + suspicion.min_timeout - lead
+            return max(suspicion.started_at, min(earliest, suspicion.deadline - lead))
+        if suspicion.checks == 1 and suspicion.deadline - lead > suspicion.last_check_at + lead:
+            return suspicion.deadline - lead
+        return math.inf
 
     def _check_suspects(self, now: float, out: list[Outgoing]) -> None:
-        """Last chance before a death: ping each suspect we still suspect, carrying
-        the suspicion, so that a live one that refuted without our hearing it
-        answers with its current Alive."""
+        """Last chance before a death: ping each member we still suspect, carrying
+        the suspicion, so that a live one whose refutation we missed answers with
+        its current Alive, and a dead one's host refuses (see ``report_refused``)."""
         if not self._config.suspicion_check_lead:
             return
         for name, suspicion in self._suspicions.items():
-            if suspicion.checked or now < self._check_time(suspicion):
+            if now < self._check_time(suspicion):
                 continue
-            suspicion.checked = True
+            suspicion.checks += 1
+            suspicion.last_check_at = now
             suspect = self._members[name]
             accusation = Suspect(name, suspicion.incarnation, self.name)
             ping = Ping(self._next_seq(), name, self._piggyback(accusation))
@@ -514,6 +545,8 @@ class Membership:
         for name in expired:
             del self._tombstones[name]
             member = self._members.pop(name)
+            if self._names_by_address.get(member.address) == name:
+                del self._names_by_address[member.address]
             self._emit(EventKind.FORGOTTEN, member, now)
         for name in [n for n, (_, until) in self._failed.items() if now >= until]:
             del self._failed[name]
@@ -581,7 +614,12 @@ class Membership:
         return [Outgoing(seed, request) for seed in self._join_seeds]
 
     def _push_pull_request(self, *, include_self: bool = False, join: bool = False) -> Message:
-        digest = tuple(digest_entry(m) for m in self._members.values())
+        # A joiner leaves itself out of its digest so that the seed sends back what
+        # the cluster believes about it: a previous life's record (dead, or alive
+        # with other metadata) that the joiner must outbid.
+        digest = tuple(
+            digest_entry(m) for m in self._members.values() if not join or m is not self.local
+        )
         states = (full_state(self.local),) if include_self else ()
         return PushPullRequest(digest, states, join)
 
@@ -811,6 +849,9 @@ class Membership:
         previous = self._members.get(member.name)
         self._members[member.name] = member
         name = member.name
+        if previous is not None and self._names_by_address.get(previous.address) == name:
+            del self._names_by_address[previous.address]
+        self._names_by_address[member.address] = name
         if member.state.is_live:
             if name not in self._live:
                 self._live.add(name)

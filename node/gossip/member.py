@@ -30,11 +30,12 @@ SEVERITY: dict[MemberState, int] = {
     MemberState.ALIVE: 0,
     MemberState.SUSPECT: 1,
     MemberState.DEAD: 2,
-    MemberState.LEFT: 2,
+    MemberState.LEFT: 3,
 }
 """At equal incarnation the more severe state wins (memberlist's rule): news of a
 suspicion or death overrides an Alive of the same incarnation, and only the member
-itself can override them, by raising its incarnation."""
+itself can override them, by raising its incarnation. Left outranks dead: a member
+declared dead that then says goodbye is gone on purpose."""
 
 
 @dataclass(frozen=True, slots=True)

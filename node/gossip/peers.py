@@ -61,8 +61,10 @@ class ProbeRing:
         self._position = 0
 
     def insert(self, rng: random.Random, name: str) -> None:
-        """A new member joins the current round at a random place."""
-        self._order.insert(rng.randint(0, len(self._order)), name)
+        """A new member joins the rest of the current round at a random place (the
+        next round, reshuffled from the live set, includes it anyway)."""
+        if self._position < len(self._order):
+            self._order.insert(rng.randint(self._position, len(self._order)), name)
 
     def next(self, rng: random.Random, live: PeerSet) -> str | None:
         """The next member of ``live`` to probe; reshuffles at the end of a round.

@@ -40,8 +40,7 @@ def full_state(member: Member) -> FullState:
 def is_news(remote: DigestEntry | Member, local: DigestEntry | Member | None) -> bool:
     """Would the holder of ``local`` learn something from ``remote``?"""
     if local is None:
-        # Dead or left members the other side never knew are of no use to it.
-        return remote.state.is_live
+        return True
     if remote.incarnation != local.incarnation:
         if remote.incarnation > local.incarnation:
             return True

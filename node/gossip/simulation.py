@@ -14,7 +14,9 @@ seconds of real time, and the same seed replays the same run exactly.
 
 Default link: loopback-like, 0.3 ms one way plus an exponential jitter of mean
 0.2 ms (about the 0.57 ms p50 / 1 ms p99 round trip of a gRPC mTLS call measured
-on the project's machines), no loss.
+on the project's machines), no loss. By default a crashed node's address refuses
+connections, as a killed process's host does (``refuse_when_down``); partitions
+drop messages silently, as a firewall DROP rule does.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ class SimulatedNetwork:
         self._links: dict[tuple[str, str], LinkModel] = {}
         self._receivers: dict[str, Callable[[Message, str], None]] = {}
         self._group_of: dict[str, int] | None = None
+        self._filters: list[Callable[[str, str, Message], bool]] = []
+        self.on_refused: Callable[[str, str], None] | None = None
+        """Called as ``on_refused(source, destination)`` one delay after a message
+        reached an address where nothing listens (a crashed process on a live host
+        answers a connection with a reset). None: such messages vanish silently."""
 
     def schedule(self, at: float, action: Callable[[], None]) -> None:
         """Run ``action`` when the clock reaches ``at`` (ties in scheduling order)."""
@@ -117,17 +124,32 @@ class SimulatedNetwork:
         group = self._group_of.get(source)
         return group is not None and group == self._group_of.get(destination)
 
+    def add_filter(self, drop: Callable[[str, str, Message], bool]) -> None:
+        """Lose every message for which ``drop(source, destination, message)`` is
+        true (a test's scalpel: "this node never hears gossip about X")."""
+        self._filters.append(drop)
+
+    def clear_filters(self) -> None:
+        self._filters.clear()
+
     def send(self, source: str, destination: str, message: Message) -> None:
         """Put ``message`` on the wire; it may be delayed, lost or cut off."""
+        if any(drop(source, destination, message) for drop in self._filters):
+            return
         link = self._links.get((source, destination), self.default_link)
         delay = link.delay(self._rng)
         if delay is None:
             return
 
         def deliver() -> None:
+            if not self.can_talk(source, destination):
+                return
             receiver = self._receivers.get(destination)
-            if receiver is not None and self.can_talk(source, destination):
+            if receiver is not None:
                 receiver(message, source)
+            elif self.on_refused is not None:
+                refused = self.on_refused
+                self.schedule(self.now + delay, lambda: refused(source, destination))
 
         self.schedule(self.now + delay, deliver)
 
@@ -187,6 +209,9 @@ class Simulation:
         link: the default link model (loopback-like unless given).
         converged: start with every node knowing every other (cheap even at 1,000
             nodes); if False, node 0 starts alone and the others join it at time 0.
+        refuse_when_down: messages to a crashed node are refused and the sender's
+            transport says so (``report_refused``), as for a killed process on a
+            live host; False models a host that vanished (silence).
         measure_bytes: encode every message to count bytes (costs time).
         report_stall_lag: a stalled node reports its stall as event-loop lag when
             it resumes, as the daemon's lag monitor would.
@@ -200,6 +225,7 @@ class Simulation:
         *,
         link: LinkModel | None = None,
         converged: bool = True,
+        refuse_when_down: bool = True,
         measure_bytes: bool = True,
         report_stall_lag: bool = True,
     ) -> None:
@@ -210,25 +236,28 @@ class Simulation:
             rng=random.Random(f"network:{seed}"), default_link=link or LinkModel()
         )
         self.measure_bytes = measure_bytes
+        if refuse_when_down:
+            self.network.on_refused = self._refused
         self.report_stall_lag = report_stall_lag
         self._nodes: dict[str, _SimNode] = {}
+        self._by_address: dict[str, _SimNode] = {}
         self._next_index = 0
         self.observations: list[Observation] = []
         self._by_subject_kind: dict[tuple[str, EventKind], list[Observation]] = {}
-        self._down_since: dict[str, float] = {}  # crashed nodes
+        self._gone: dict[str, list[list[float]]] = {}  # name -> [crashed or left at, back at]
         self._traffic_since = 0.0
         self._joined_at: dict[str, float] = {}
 
         names = [self._new_name() for _ in range(n_nodes)]
         if converged:
             shared = [
-                Member(name, self._address_of(name), 0, MemberState.ALIVE, 0.0) for name in names
+                Member(name, self.address_of(name), 0, MemberState.ALIVE, 0.0) for name in names
             ]
             for name in names:
                 self._start_node(name, initial_members=shared)
         else:
             for index, name in enumerate(names):
-                self._start_node(name, seeds=[] if index == 0 else [self._address_of(names[0])])
+                self._start_node(name, seeds=[] if index == 0 else [self.address_of(names[0])])
 
     # --- time -------------------------------------------------------------------
 
@@ -249,7 +278,7 @@ class Simulation:
         random running node). Returns its name."""
         name = self._new_name()
         seed_names = list(seeds) if seeds is not None else self._random_running(1)
-        self._start_node(name, seeds=[self._address_of(s) for s in seed_names])
+        self._start_node(name, seeds=[self.address_of(s) for s in seed_names])
         return name
 
     def crash(self, name: str) -> None:
@@ -259,7 +288,7 @@ class Simulation:
         node.backlog.clear()
         node.wake_at = math.inf
         self.network.detach(node.address)
-        self._down_since[name] = self.now
+        self._gone.setdefault(name, []).append([self.now, math.inf])
 
     def restart(
         self, name: str, *, incarnation: int = 0, seeds: Sequence[str] | None = None
@@ -268,10 +297,11 @@ class Simulation:
         join it through ``seeds`` (default: one random running node)."""
         if self._node(name).machine is not None:
             raise SimulationError(f"{name} is running; crash it before restarting it")
-        del self._down_since[name]
+        for interval in self._gone.get(name, ()):
+            interval[1] = min(interval[1], self.now)
         seed_names = list(seeds) if seeds is not None else self._random_running(1, exclude=name)
         self._start_node(
-            name, seeds=[self._address_of(s) for s in seed_names], incarnation=incarnation
+            name, seeds=[self.address_of(s) for s in seed_names], incarnation=incarnation
         )
 
     def stall(self, name: str, seconds: float) -> None:
@@ -293,6 +323,7 @@ class Simulation:
         if node.machine is None:
             raise SimulationError(f"{name} is down; it cannot leave")
         self._send(node, node.machine.leave(self.now))
+        self._gone.setdefault(name, []).append([self.now, math.inf])
         self._reschedule(node)
 
     def update_meta(self, name: str, meta: bytes) -> None:
@@ -304,7 +335,7 @@ class Simulation:
 
     def partition(self, groups: Iterable[Collection[str]]) -> None:
         """Split the network: only nodes in the same group can talk."""
-        self.network.partition([{self._address_of(name) for name in group} for group in groups])
+        self.network.partition([{self.address_of(name) for name in group} for group in groups])
 
     def heal(self) -> None:
         self.network.heal()
@@ -315,8 +346,12 @@ class Simulation:
         return list(self._nodes)
 
     def running(self) -> list[str]:
-        """Nodes not crashed (stalled ones included)."""
-        return [name for name, node in self._nodes.items() if node.machine is not None]
+        """Nodes in the cluster: started, not crashed, not left (stalled ones count)."""
+        return [
+            name
+            for name, node in self._nodes.items()
+            if node.machine is not None and not node.machine.leaving
+        ]
 
     def machine(self, name: str) -> Membership:
         machine = self._node(name).machine
@@ -375,7 +410,8 @@ class Simulation:
         return times[needed - 1] if len(times) >= needed else None
 
     def false_dead_verdicts(self) -> list[Observation]:
-        """DEAD verdicts about nodes that were running (not crashed) at the time."""
+        """DEAD verdicts about nodes that were running (not crashed, not left) at
+        the time. Deaths across a partition count: the node was alive."""
         return [
             o
             for o in self.observations
@@ -410,7 +446,8 @@ class Simulation:
         return name
 
     @staticmethod
-    def _address_of(name: str) -> str:
+    def address_of(name: str) -> str:
+        """The gossip address of simulated node ``name``."""
         return f"{name}.sim:7946"
 
     def _node(self, name: str) -> _SimNode:
@@ -424,9 +461,7 @@ class Simulation:
         return self._rng.sample(candidates, min(count, len(candidates)))
 
     def _was_down(self, name: str, at: float) -> bool:
-        since = self._down_since.get(name)
-        left = self._nodes[name].machine
-        return (since is not None and since <= at) or (left is not None and left.leaving)
+        return any(start <= at < end for start, end in self._gone.get(name, ()))
 
     def _start_node(
         self,
@@ -438,8 +473,9 @@ class Simulation:
     ) -> None:
         node = self._nodes.get(name)
         if node is None:
-            node = _SimNode(name, self._address_of(name))
+            node = _SimNode(name, self.address_of(name))
             self._nodes[name] = node
+            self._by_address[node.address] = node
         node.generation += 1
         node.stalled_until = -math.inf
         node.backlog.clear()
@@ -465,6 +501,15 @@ class Simulation:
         observation = Observation(event.at, observer, event.member.name, event.kind)
         self.observations.append(observation)
         self._by_subject_kind.setdefault((observation.subject, event.kind), []).append(observation)
+
+    def _refused(self, source: str, destination: str) -> None:
+        node = self._by_address.get(source)
+        if node is None or node.machine is None:
+            return
+        if self.now < node.stalled_until:
+            return  # a stalled transport notices nothing; the probe times out later
+        self._send(node, node.machine.report_refused(destination, self.now))
+        self._reschedule(node)
 
     def _deliver(self, node: _SimNode, message: Message, sender: str) -> None:
         machine = node.machine

@@ -34,11 +34,13 @@ class Suspicion:
 
     __slots__ = (
         "_accusers",
+        "_cap",
         "_confirmations",
         "_deadline",
-        "checked",
+        "checks",
         "expected",
         "incarnation",
+        "last_check_at",
         "max_timeout",
         "min_timeout",
         "started_at",
@@ -63,9 +65,11 @@ class Suspicion:
         # to us must not speed up its own timer.
         self._accusers = {accuser}
         self._confirmations = 0
+        self._cap = float("inf")
         self._deadline = started_at + self._timeout()
-        self.checked = False
-        """Whether the last-chance ping (``suspicion_check_lead``) went out."""
+        self.checks = 0
+        """Last-chance pings sent to the suspect (see ``suspicion_check_lead``)."""
+        self.last_check_at = -math.inf
 
     @property
     def confirmations(self) -> int:
@@ -75,7 +79,12 @@ class Suspicion:
     @property
     def deadline(self) -> float:
         """When the member is to be declared dead unless it refutes first."""
-        return self._deadline
+        return min(self._deadline, self._cap)
+
+    def cap(self, at: float) -> None:
+        """Declare death no later than ``at`` whatever the confirmations (strong
+        evidence, such as a refused connection)."""
+        self._cap = min(self._cap, at)
 
     def confirm(self, accuser: str) -> bool:
         """Count ``accuser``'s suspicion; True if it was new and shortened the timer

@@ -100,7 +100,9 @@ def validate_job_spec(
         raise _fail("with shell, command must be a single string (the shell script)")
 
     if result.runtime == types_pb2.JOB_RUNTIME_UNSPECIFIED:
-        result.runtime = types_pb2.JOB_RUNTIME_DOCKER if result.image else types_pb2.JOB_RUNTIME_PROCESS
+        result.runtime = (
+            types_pb2.JOB_RUNTIME_DOCKER if result.image else types_pb2.JOB_RUNTIME_PROCESS
+        )
     if result.runtime == types_pb2.JOB_RUNTIME_DOCKER:
         if not result.image:
             raise _fail("the docker runtime needs an image (--image)")

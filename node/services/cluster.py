@@ -7,16 +7,29 @@ they arrive; RPCs of the contract that no part serves yet answer UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import grpc
 
-from node.convert import ROLE_FROM_PROTO, audit_message, event_message, identity_message, timestamp
+from certs import Role
+from node.convert import (
+    ROLE_FROM_PROTO,
+    audit_message,
+    dataset_message,
+    event_message,
+    identity_message,
+    timestamp,
+)
+from node.datasets import DatasetCatalog
 from node.enrollment import Enrollment
 from node.errors import InvalidArgumentError, NotFoundError, NotServedError
 from node.event_log import EventLog
+from node.jobs import states as job_states
+from node.jobs.logs import run_log_entries
+from node.jobs.manager import JobManager
 from node.local_node import VERSION, LocalNode
 from node.rpc.caller import current_caller
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
@@ -25,12 +38,14 @@ from storage import Store
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_AUDIT_PAGE = 1000
+MAX_JOBS_PAGE = 1000
+DEFAULT_JOBS_PAGE = 100
 
-
-async def _refusing_stream(error: Exception) -> AsyncIterator[Any]:
-    """A server stream that fails with ``error`` before sending anything."""
-    raise error
-    yield  # unreachable; makes this an async generator
+_LOG_STREAMS = {
+    "stdout": types_pb2.LOG_STREAM_STDOUT,
+    "stderr": types_pb2.LOG_STREAM_STDERR,
+    "system": types_pb2.LOG_STREAM_SYSTEM,
+}
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
@@ -42,12 +57,16 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         events: EventLog,
         enrollment: Enrollment,
         ca_fingerprint: str,
+        jobs: JobManager,
+        datasets: DatasetCatalog,
     ) -> None:
         self._local = local
         self._store = store
         self._events = events
         self._enrollment = enrollment
         self._ca_fingerprint = ca_fingerprint
+        self._jobs = jobs
+        self._datasets = datasets
 
     async def WhoAmI(
         self, request: cluster_pb2.WhoAmIRequest, context: Context
@@ -73,6 +92,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             gpus_total=sum(len(n.gpus.devices) for n in nodes),
             gpus_free=sum(n.load.gpus_free for n in nodes),
             gpus_simulated=any(n.gpus.source == types_pb2.GPU_SOURCE_SIMULATED for n in nodes),
+            jobs_by_state=await self._store.count_jobs_by_state(),
             version=VERSION,
         )
 
@@ -142,42 +162,146 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             certificate_pem=issued.certificate_pem, ca_certificate_pem=issued.ca_certificate_pem
         )
 
-    # RPCs of the contract served by parts still to come: the job queue and
-    # runtimes, datasets, and membership changes. They answer UNIMPLEMENTED
-    # with the reason rather than pretending.
-    def _not_served(self, rpc: str, part: str) -> NotServedError:
-        return NotServedError(f"{rpc} needs {part}, which this version of murmur does not have yet")
+    # ------------------------------------------------------------------ jobs
 
-    async def SubmitJob(self, request: cluster_pb2.SubmitJobRequest, context: Context) -> Any:
-        raise self._not_served("SubmitJob", "the job queue")
+    async def SubmitJob(
+        self, request: cluster_pb2.SubmitJobRequest, context: Context
+    ) -> types_pb2.Job:
+        return await self._jobs.submit(
+            request.spec, user=current_caller().name, idempotency_key=request.idempotency_key
+        )
 
-    async def ListJobs(self, request: cluster_pb2.ListJobsRequest, context: Context) -> Any:
-        raise self._not_served("ListJobs", "the job queue")
+    async def GetJob(self, request: cluster_pb2.GetJobRequest, context: Context) -> types_pb2.Job:
+        return await self._jobs.describe(request.id)
 
-    async def GetJob(self, request: cluster_pb2.GetJobRequest, context: Context) -> Any:
-        raise self._not_served("GetJob", "the job queue")
+    async def ListJobs(
+        self, request: cluster_pb2.ListJobsRequest, context: Context
+    ) -> cluster_pb2.ListJobsResponse:
+        if request.limit > MAX_JOBS_PAGE:
+            raise InvalidArgumentError(f"limit must be at most {MAX_JOBS_PAGE}")
+        try:
+            after = int(request.page_token) if request.page_token else 0
+            wanted = tuple(job_states.from_proto(state) for state in request.states)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"bad request: {exc}") from None
+        limit = request.limit or DEFAULT_JOBS_PAGE
+        page = await self._jobs.list_jobs(
+            states_filter=wanted, user=request.user or None, queue=request.queue or None,
+            after_order=after, limit=limit,
+        )  # fmt: skip
+        token = str(page[-1][0].submit_order) if len(page) == limit else ""
+        return cluster_pb2.ListJobsResponse(jobs=[job for _, job in page], next_page_token=token)
 
-    async def CancelJob(self, request: cluster_pb2.CancelJobRequest, context: Context) -> Any:
-        raise self._not_served("CancelJob", "the job queue")
+    async def CancelJob(
+        self, request: cluster_pb2.CancelJobRequest, context: Context
+    ) -> types_pb2.Job:
+        caller = current_caller()
+        return await self._jobs.cancel(
+            request.id, user=caller.name, is_admin=caller.role is Role.ADMIN, reason=request.reason
+        )
 
-    def WatchJobs(
+    async def WatchJobs(
         self, request: cluster_pb2.WatchJobsRequest, context: Context
     ) -> AsyncIterator[types_pb2.Job]:
-        return _refusing_stream(self._not_served("WatchJobs", "the job queue"))
+        try:
+            wanted = {job_states.to_proto(job_states.from_proto(s)) for s in request.states}
+        except ValueError as exc:
+            raise InvalidArgumentError(f"bad request: {exc}") from None
 
-    def StreamLogs(
+        def matches(job: types_pb2.Job) -> bool:
+            return (
+                (not wanted or job.state in wanted)
+                and (not request.user or job.user == request.user)
+                and (not request.queue or job.spec.queue == request.queue)
+            )
+
+        async with self._jobs.watch() as updates:
+            after = 0
+            while True:
+                page = await self._jobs.list_jobs(
+                    states_filter=(), user=request.user or None, queue=request.queue or None,
+                    after_order=after, limit=MAX_JOBS_PAGE,
+                )  # fmt: skip
+                for record, job in page:
+                    after = record.submit_order
+                    if matches(job):
+                        yield job
+                if len(page) < MAX_JOBS_PAGE:
+                    break
+            while True:
+                job = await updates.get()
+                if matches(job):
+                    yield job
+
+    async def StreamLogs(
         self, request: cluster_pb2.StreamLogsRequest, context: Context
     ) -> AsyncIterator[types_pb2.LogLine]:
-        return _refusing_stream(self._not_served("StreamLogs", "the job runtimes"))
+        run_id = request.run_id or await self._latest_run(request.job_id, wait=request.follow)
+        if not run_id:
+            return
+        run = await self._store.get_run(run_id)
+        if run.job_id != request.job_id and request.job_id:
+            raise NotFoundError(f"job {request.job_id} has no run {run_id}")
+        files = self._jobs.files_of(run_id)
+        async for entry in run_log_entries(
+            files.log_dir,
+            from_offset=request.from_offset,
+            tail_lines=request.tail_lines,
+            follow=request.follow,
+            run_ended=lambda: not self._jobs.run_is_active(run_id),
+        ):
+            line = types_pb2.LogLine(
+                run_id=run_id,
+                stream=_LOG_STREAMS.get(entry.stream, types_pb2.LOG_STREAM_UNSPECIFIED),
+                text=entry.text,
+                offset=entry.offset,
+            )
+            line.time.FromNanoseconds(int(entry.time * 1e9))
+            yield line
 
-    async def AddDataset(self, request: cluster_pb2.AddDatasetRequest, context: Context) -> Any:
-        raise self._not_served("AddDataset", "datasets")
+    async def _latest_run(self, job_id: str, *, wait: bool) -> str:
+        """The job's newest run; with ``wait``, waits for a pending job's first run."""
+        while True:
+            job = await self._jobs.describe(job_id)
+            if job.runs:
+                return job.runs[-1].id
+            if not wait or job.state not in (
+                types_pb2.JOB_STATE_PENDING,
+                types_pb2.JOB_STATE_SCHEDULED,
+                types_pb2.JOB_STATE_STARTING,
+            ):
+                return ""
+            await asyncio.sleep(0.2)
 
-    async def ListDatasets(self, request: cluster_pb2.ListDatasetsRequest, context: Context) -> Any:
-        raise self._not_served("ListDatasets", "datasets")
+    # -------------------------------------------------------------- datasets
 
-    async def GetDataset(self, request: cluster_pb2.GetDatasetRequest, context: Context) -> Any:
-        raise self._not_served("GetDataset", "datasets")
+    async def AddDataset(
+        self, request: cluster_pb2.AddDatasetRequest, context: Context
+    ) -> types_pb2.Dataset:
+        record = await self._datasets.add(
+            name=request.name, path=request.path, added_by=current_caller().name
+        )
+        return dataset_message(record, self._local.name)
+
+    async def ListDatasets(
+        self, request: cluster_pb2.ListDatasetsRequest, context: Context
+    ) -> cluster_pb2.ListDatasetsResponse:
+        if request.node and request.node != self._local.name:
+            return cluster_pb2.ListDatasetsResponse()
+        records = await self._datasets.list()
+        return cluster_pb2.ListDatasetsResponse(
+            datasets=[dataset_message(record, self._local.name) for record in records]
+        )
+
+    async def GetDataset(
+        self, request: cluster_pb2.GetDatasetRequest, context: Context
+    ) -> types_pb2.Dataset:
+        return dataset_message(await self._datasets.get(request.name), self._local.name)
+
+    # RPCs of the contract served by a part still to come (gossip membership).
+    # They answer UNIMPLEMENTED with the reason rather than pretending.
+    def _not_served(self, rpc: str, part: str) -> NotServedError:
+        return NotServedError(f"{rpc} needs {part}, which this version of murmur does not have yet")
 
     async def DrainNode(self, request: cluster_pb2.DrainNodeRequest, context: Context) -> Any:
         raise self._not_served("DrainNode", "gossip membership")

@@ -29,7 +29,7 @@ EXPECTED_CLASS_BY_CODE: dict[grpc.StatusCode, type[murmur.MurmurError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: murmur.FailedPrecondition,
     grpc.StatusCode.ABORTED: murmur.InternalError,
     grpc.StatusCode.OUT_OF_RANGE: murmur.InvalidArgument,
-    grpc.StatusCode.UNIMPLEMENTED: murmur.InternalError,
+    grpc.StatusCode.UNIMPLEMENTED: murmur.Unimplemented,
     grpc.StatusCode.INTERNAL: murmur.InternalError,
     grpc.StatusCode.UNAVAILABLE: murmur.Unavailable,
     grpc.StatusCode.DATA_LOSS: murmur.InternalError,

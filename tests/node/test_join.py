@@ -158,3 +158,19 @@ def test_only_the_ca_node_creates_tokens(lab: Lab, ca_node: NodeProcess) -> None
         "murmur: error: this node does not hold the lab CA; run this against the node where "
         "`murmur ca init` was run"
     ]
+
+
+def test_a_name_already_in_the_cluster_cannot_join_again(
+    lab: Lab, ca_node: NodeProcess, tmp_path: Path
+) -> None:
+    token = create_token(lab, ca_node)
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "murmur", "node", "start", "--name", "node-1",
+         "--data-dir", str(tmp_path / "impostor"), "--listen", f"127.0.0.1:{port}",
+         "--join", ca_node.address, "--token", token],
+        env=lab.env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert_one_line_refusal(result, "already joined")
+    # The refusal did not burn the token.
+    lab.start_node("node-2", extra_args=["--join", ca_node.address, "--token", token])

@@ -82,3 +82,10 @@ def test_advertise_overrides_what_peers_dial() -> None:
     config = NodeConfig(listen=HostPort("0.0.0.0", 7070), advertise=HostPort("10.1.2.3", 7070))
     assert config.advertise_address == HostPort("10.1.2.3", 7070)
     assert config.advertise_join_address == HostPort("10.1.2.3", 7071)
+
+
+def test_settings_outside_the_node_table_are_refused(tmp_path: Path) -> None:
+    file = tmp_path / "mixed.toml"
+    file.write_text('listen = "127.0.0.1:1"\n[node]\nname = "n"\n')
+    with pytest.raises(ConfigError, match="outside \\[node\\]"):
+        load_node_config(config_file=file, env={})

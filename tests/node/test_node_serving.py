@@ -111,8 +111,8 @@ async def test_rpcs_of_later_parts_answer_unimplemented_with_a_reason(
     lab: Lab, ca_node: NodeProcess
 ) -> None:
     async with client_for(ca_node, lab.admin_identity) as client:
-        with pytest.raises(murmur.MurmurError, match="job queue") as info:
-            await client.submit_job(murmur.JobSpec(command=["true"]))
+        with pytest.raises(murmur.Unimplemented, match="gossip membership") as info:
+            await client.drain_node("node-1")
     assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -28,7 +28,7 @@ def run(run_id: str, job_id: str, state: str = "running") -> RunRecord:
 
 
 async def test_submit_order_grows_and_listing_pages_by_it(store: Store) -> None:
-    stored = [await store.insert_job(job(f"j{i}")) for i in range(5)]
+    stored = [(await store.insert_job(job(f"j{i}")))[0] for i in range(5)]
     assert [j.submit_order for j in stored] == [1, 2, 3, 4, 5]
     first = await store.list_jobs(limit=2)
     rest = await store.list_jobs(after_order=first[-1].submit_order)
@@ -38,14 +38,17 @@ async def test_submit_order_grows_and_listing_pages_by_it(store: Store) -> None:
 
 async def test_the_same_idempotency_key_returns_the_first_job(store: Store) -> None:
     results = await asyncio.gather(*(store.insert_job(job(f"try{i}", key="k1")) for i in range(8)))
-    assert len({r.id for r in results}) == 1
+    assert len({r.id for r, _ in results}) == 1
     assert len(await store.list_jobs()) == 1
-    other_user = await store.insert_job(job("bob-job", user="bob", key="k1"))
+    other_user, _ = await store.insert_job(job("bob-job", user="bob", key="k1"))
     assert other_user.id == "bob-job"
 
 
 async def test_a_transition_writes_job_runs_and_event_together(store: Store) -> None:
-    stored = await store.insert_job(job("j1"), event=EventDraft("job.submitted", "j1", "queued"))
+    stored, first = await store.insert_job(
+        job("j1"), event=EventDraft("job.submitted", "j1", "queued")
+    )
+    assert first is not None
     running = dataclasses.replace(stored, state="running", reason="started", attempts=1)
     event = await store.record_transition(
         job=running, runs_changed=(run("r1", "j1"),),

@@ -39,6 +39,10 @@ class NodeProcess:
     log_path: Path
     log_offset: int = 0
     """Where this run's output starts in the log (a restart appends to it)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment the node was started with (kept for restarts)."""
+    extra_args: tuple[str, ...] = ()
+    """Extra flags the node was started with (kept for restarts)."""
 
     def log(self) -> str:
         """This run's output only."""
@@ -109,6 +113,7 @@ class Lab:
         host: str = "127.0.0.1",
         ports: tuple[int, int] | None = None,
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> NodeProcess:
         data_dir = data_dir or self.root / name
         port, join_port = ports or (free_port(host), free_port(host))
@@ -127,7 +132,7 @@ class Lab:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env={**self.env, **(env or {})},
             )
         node = NodeProcess(
             name=name,
@@ -137,6 +142,8 @@ class Lab:
             process=process,
             log_path=log_path,
             log_offset=log_offset,
+            env=dict(env or {}),
+            extra_args=tuple(extra_args),
         )
         self.nodes.append(node)
         if wait:
@@ -163,7 +170,12 @@ class Lab:
         host, port = node.address.rsplit(":", 1)
         join_port = int(node.join_address.rsplit(":", 1)[1])
         return self.start_node(
-            node.name, data_dir=node.data_dir, host=host, ports=(int(port), join_port)
+            node.name,
+            data_dir=node.data_dir,
+            host=host,
+            ports=(int(port), join_port),
+            extra_args=node.extra_args,
+            env=node.env,
         )
 
     def stop_all(self) -> None:

@@ -1,0 +1,294 @@
+"""``murmur job ...`` and ``murmur dataset ...``: run work, follow it, register data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+
+from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
+from murmur._cli.errors import CommandError
+from murmur._cli.output import human_bytes, note, print_json, print_table
+from murmur._cli.parsing import (
+    non_negative_float,
+    non_negative_int,
+    parse_duration,
+    parse_key_value,
+    parse_size,
+    positive_int,
+)
+from proto.murmur.v1 import cluster_pb2, types_pb2
+
+_RUNTIMES = {"docker": types_pb2.JOB_RUNTIME_DOCKER, "process": types_pb2.JOB_RUNTIME_PROCESS}
+_STATES = {
+    name.removeprefix("JOB_STATE_").lower(): value
+    for name, value in types_pb2.JobState.items()
+    if value != types_pb2.JOB_STATE_UNSPECIFIED
+}
+
+
+def register(commands: Any) -> None:
+    job = commands.add_parser("job", help="submit, list, inspect, follow and cancel jobs")
+    actions = job.add_subparsers(dest="job_command", metavar="ACTION")
+    actions.required = True
+
+    submit = actions.add_parser("submit", help="submit a job; prints its id")
+    submit.add_argument("--name", default="")
+    submit.add_argument("--image", default="", help="docker image (docker runtime)")
+    submit.add_argument("--runtime", choices=sorted(_RUNTIMES), help="default: docker with --image")
+    submit.add_argument("--venv", default="", help="process runtime: a virtualenv path")
+    submit.add_argument("--conda-env", default="", help="process runtime: a conda env path")
+    submit.add_argument("--gpus", type=non_negative_int, default=0)
+    submit.add_argument("--gpu-model", default="", help="e.g. A100 (substring of the model)")
+    submit.add_argument("--gpu-share", action="store_true", help="may share GPUs with others")
+    submit.add_argument("--cpus", type=non_negative_float, default=0.0)
+    submit.add_argument("--memory", type=parse_size, default=0, help="e.g. 16GiB")
+    submit.add_argument("--dataset", action="append", default=[], metavar="NAME")
+    submit.add_argument("--queue", default="")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--time-limit", type=parse_duration, help="e.g. 2h")
+    submit.add_argument("--retries", type=non_negative_int, default=0)
+    submit.add_argument("--nodes", type=positive_int, default=1)
+    submit.add_argument("--env", action="append", type=parse_key_value, default=[], metavar="K=V")
+    submit.add_argument("--workdir", default="")
+    submit.add_argument("--label", action="append", type=parse_key_value, default=[], metavar="K=V")
+    submit.add_argument("--shell", action="store_true", help="run CMD through /bin/sh -c")
+    submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    add_connection_flags(submit)
+    submit.set_defaults(handler=submit_command)
+
+    listing = actions.add_parser("list", help="jobs: queue and history")
+    listing.add_argument("--state", action="append", choices=sorted(_STATES), default=[])
+    listing.add_argument("--user", default="")
+    listing.add_argument("--queue", default="")
+    listing.add_argument("--limit", type=positive_int, default=1000)
+    add_connection_flags(listing)
+    add_json_flag(listing)
+    listing.set_defaults(handler=list_command)
+
+    show = actions.add_parser("show", help="one job: spec, state, reason, runs")
+    show.add_argument("id")
+    add_connection_flags(show)
+    add_json_flag(show)
+    show.set_defaults(handler=show_command)
+
+    logs = actions.add_parser("logs", help="a job's output (latest run unless --run)")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="stream until the run ends")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+    logs.add_argument("--tail", type=positive_int, help="only the last N lines")
+    logs.add_argument("--run", default="", help="a run id (see `job show`)")
+    add_connection_flags(logs)
+    logs.set_defaults(handler=logs_command)
+
+    cancel = actions.add_parser("cancel", help="cancel a pending or running job")
+    cancel.add_argument("id")
+    cancel.add_argument("--reason", default="")
+    add_connection_flags(cancel)
+    cancel.set_defaults(handler=cancel_command)
+
+    dataset = commands.add_parser("dataset", help="datasets on the nodes' disks")
+    dataset_actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION")
+    dataset_actions.required = True
+    add = dataset_actions.add_parser("add", help="register a directory on the node as a dataset")
+    add.add_argument("path")
+    add.add_argument("--name", required=True)
+    add_connection_flags(add)
+    add_json_flag(add)
+    add.set_defaults(handler=dataset_add_command)
+    dataset_list = dataset_actions.add_parser("list", help="every dataset and where it lives")
+    add_connection_flags(dataset_list)
+    add_json_flag(dataset_list)
+    dataset_list.set_defaults(handler=dataset_list_command)
+    dataset_show = dataset_actions.add_parser("show", help="one dataset")
+    dataset_show.add_argument("name")
+    add_connection_flags(dataset_show)
+    add_json_flag(dataset_show)
+    dataset_show.set_defaults(handler=dataset_show_command)
+
+
+def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CommandError(
+            "no command: put it after `--`, e.g. murmur job submit -- python train.py"
+        )
+    runtime = _RUNTIMES[args.runtime] if args.runtime else types_pb2.JOB_RUNTIME_UNSPECIFIED
+    spec = types_pb2.JobSpec(
+        name=args.name,
+        queue=args.queue,
+        priority=args.priority,
+        runtime=runtime,
+        image=args.image,
+        venv=args.venv,
+        conda_env=args.conda_env,
+        command=[" ".join(command)] if args.shell else command,
+        shell=args.shell,
+        env=dict(args.env),
+        workdir=args.workdir,
+        gpus=types_pb2.GpuRequest(count=args.gpus, model=args.gpu_model, share=args.gpu_share),
+        cpus=args.cpus,
+        memory_bytes=args.memory,
+        datasets=args.dataset,
+        retries=args.retries,
+        nodes=args.nodes,
+        labels=dict(args.label),
+    )
+    if args.time_limit is not None:
+        spec.time_limit.CopyFrom(Duration(seconds=int(args.time_limit.total_seconds())))
+    return spec
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    job = run_with_client(args, lambda client: client.submit_job(spec))
+    print(job.id)
+    note(f"submitted {job.id}: {_state(job.state)}, {job.reason}")
+    return 0
+
+
+def _state(state: int) -> str:
+    return types_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()  # type: ignore[arg-type]
+
+
+def _age(job: types_pb2.Job) -> str:
+    seconds = (datetime.now(UTC) - job.submitted_at.ToDatetime(tzinfo=UTC)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(0, seconds):.0f}s"
+
+
+def _where(job: types_pb2.Job) -> str:
+    if not job.runs:
+        return "-"
+    run = job.runs[-1]
+    gpus = ",".join(str(i) for i in run.gpu_indices)
+    return f"{run.node}" + (f" gpu {gpus}" if gpus else "")
+
+
+def list_command(args: argparse.Namespace) -> int:
+    states = [_STATES[s] for s in args.state]
+    jobs = run_with_client(
+        args,
+        lambda client: client.list_jobs(
+            states=states, user=args.user, queue=args.queue, limit=args.limit
+        ),
+    )
+    if args.json:
+        print_json(cluster_pb2.ListJobsResponse(jobs=jobs))
+        return 0
+    rows = [
+        [
+            job.id,
+            job.spec.name or "-",
+            job.user,
+            _state(job.state),
+            str(job.spec.gpus.count),
+            _where(job),
+            _age(job),
+            job.reason,
+        ]
+        for job in jobs
+    ]
+    print_table(("ID", "NAME", "USER", "STATE", "GPUS", "WHERE", "AGE", "REASON"), rows)
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    job = run_with_client(args, lambda client: client.get_job(args.id))
+    if args.json:
+        print_json(job)
+        return 0
+    spec = job.spec
+    print(f"job {job.id} {spec.name}".rstrip())
+    print(f"state: {_state(job.state)} ({job.reason})")
+    if job.queue_position:
+        print(f"position {job.queue_position} in queue {spec.queue}")
+    print(f"user: {job.user}   queue: {spec.queue}   priority: {spec.priority}")
+    runtime = types_pb2.JobRuntime.Name(spec.runtime).removeprefix("JOB_RUNTIME_").lower()
+    target = spec.image or spec.venv or spec.conda_env
+    print(f"runtime: {runtime}" + (f" ({target})" if target else ""))
+    print(f"command: {list(spec.command)}")
+    gpus = f"{spec.gpus.count}" + (f" {spec.gpus.model}" if spec.gpus.model else "")
+    memory = human_bytes(spec.memory_bytes) if spec.memory_bytes else "-"
+    print(f"gpus: {gpus}   cpus: {spec.cpus or '-'}   memory: {memory}")
+    if spec.datasets:
+        print(f"datasets: {', '.join(spec.datasets)}")
+    if job.HasField("exit_code"):
+        print(f"exit code: {job.exit_code}")
+    for run in job.runs:
+        exit_code = run.exit_code if run.HasField("exit_code") else "-"
+        gpu_list = ",".join(str(i) for i in run.gpu_indices) or "-"
+        print(
+            f"run {run.id}: {_state(run.state)} on {run.node} gpus {gpu_list} "
+            f"exit {exit_code}: {run.reason}"
+        )
+    return 0
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    async def stream(client: Any) -> None:
+        async for line in client.stream_logs(
+            args.id, run_id=args.run, follow=args.follow, tail_lines=args.tail or 0
+        ):
+            text = line.text
+            if args.timestamps:
+                moment = line.time.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds")
+                text = f"{moment} {text}"
+            target = sys.stderr if line.stream == types_pb2.LOG_STREAM_STDERR else sys.stdout
+            print(text, file=target, flush=args.follow)
+
+    run_with_client(args, stream)
+    return 0
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    job = run_with_client(args, lambda client: client.cancel_job(args.id, reason=args.reason))
+    note(f"{job.id}: {_state(job.state)}, {job.reason}")
+    return 0
+
+
+def _dataset_rows(datasets: list[types_pb2.Dataset]) -> list[list[str]]:
+    return [
+        [d.name, d.node, human_bytes(d.size_bytes), str(d.file_count), d.path] for d in datasets
+    ]
+
+
+_DATASET_HEADERS = ("NAME", "NODE", "SIZE", "FILES", "PATH")
+
+
+def dataset_add_command(args: argparse.Namespace) -> int:
+    note(f"scanning {args.path} on the node (size, files, content manifest)...")
+    dataset = run_with_client(args, lambda client: client.add_dataset(args.name, args.path))
+    if args.json:
+        print_json(dataset)
+    else:
+        print_table(_DATASET_HEADERS, _dataset_rows([dataset]))
+    return 0
+
+
+def dataset_list_command(args: argparse.Namespace) -> int:
+    datasets = run_with_client(args, lambda client: client.list_datasets())
+    if args.json:
+        print_json(cluster_pb2.ListDatasetsResponse(datasets=datasets))
+    else:
+        print_table(_DATASET_HEADERS, _dataset_rows(datasets))
+    return 0
+
+
+def dataset_show_command(args: argparse.Namespace) -> int:
+    dataset = run_with_client(args, lambda client: client.get_dataset(args.name))
+    if args.json:
+        print_json(dataset)
+        return 0
+    print_table(_DATASET_HEADERS, _dataset_rows([dataset]))
+    print(f"manifest sha256: {dataset.manifest_sha256}")
+    added_at = dataset.added_at.ToDatetime(tzinfo=UTC)
+    print(f"added by {dataset.added_by} at {added_at:%Y-%m-%d %H:%M} UTC")
+    return 0

@@ -1,0 +1,91 @@
+"""Murmur's scheduler: pure placement and queue policy over a cluster snapshot.
+
+No I/O, no clock, nothing from ``node/`` or ``storage/``: the node's job manager
+(one node) or the elected leader (many nodes) builds a ``ClusterSnapshot`` and asks
+``schedule`` for a ``Plan``. Feasibility (``check_node``: can this node run it?) is
+apart from ranking (``rank_nodes``: which node is best?) and from the queue order
+(``QueueOrder``: who goes first?); ``schedule`` combines them.
+"""
+
+from scheduler.errors import (
+    DuplicateJobError,
+    DuplicateNodeError,
+    InvalidGpuStateError,
+    InvalidJobRequestError,
+    InvalidNodeStateError,
+    InvalidSnapshotError,
+    QueueOrderError,
+    SchedulerError,
+)
+from scheduler.feasibility import (
+    CpusBusy,
+    DatasetAbsent,
+    GpuModelAbsent,
+    GpusBusy,
+    Infeasible,
+    MemoryBusy,
+    NodeUnschedulable,
+    TooFewCpus,
+    TooFewGpus,
+    TooLittleMemory,
+    check_node,
+    usable_gpu_indices,
+)
+from scheduler.plan import Placement, Plan, PlanBuilder, RankAssignment, Waiting, schedule
+from scheduler.policy import (
+    DEFAULT_POLICY,
+    FIFO_FIRST_FIT_POLICY,
+    DatasetLocality,
+    NodeChoice,
+    Policy,
+)
+from scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
+from scheduler.ranking import NodeScore, choose_gpu_indices, rank_nodes, score_node
+from scheduler.reservation import Reservation
+from scheduler.snapshot import ClusterSnapshot, GpuState, JobRequest, NodeState
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "FIFO_FIRST_FIT_POLICY",
+    "ClusterSnapshot",
+    "CpusBusy",
+    "DatasetAbsent",
+    "DatasetLocality",
+    "DuplicateJobError",
+    "DuplicateNodeError",
+    "GpuModelAbsent",
+    "GpuState",
+    "GpusBusy",
+    "Infeasible",
+    "InvalidGpuStateError",
+    "InvalidJobRequestError",
+    "InvalidNodeStateError",
+    "InvalidSnapshotError",
+    "JobRequest",
+    "MemoryBusy",
+    "NodeChoice",
+    "NodeScore",
+    "NodeState",
+    "NodeUnschedulable",
+    "Placement",
+    "Plan",
+    "PlanBuilder",
+    "Policy",
+    "QueueOrder",
+    "QueueOrderError",
+    "RankAssignment",
+    "Reservation",
+    "SchedulerError",
+    "TooFewCpus",
+    "TooFewGpus",
+    "TooLittleMemory",
+    "Waiting",
+    "check_node",
+    "choose_gpu_indices",
+    "priority_then_submit_order",
+    "rank_nodes",
+    "schedule",
+    "score_node",
+    "submit_order_only",
+    "usable_gpu_indices",
+]

@@ -1,0 +1,35 @@
+"""Who goes first: the order in which a plan considers pending jobs.
+
+The order is a policy, swappable without touching placement: any callable that
+takes the pending jobs and returns them all, reordered, is a ``QueueOrder``. The
+planner walks jobs in that order and a blocked job reserves room against every job
+after it, so the order alone says who may overtake whom. A fair-share order (by
+each group's use against its entitlement) plugs in here later; it only has to
+return a permutation.
+
+Both orders here are total (ties end on the job id), so a plan never depends on
+the order in which the snapshot happened to list its jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from scheduler.snapshot import JobRequest
+
+
+class QueueOrder(Protocol):
+    """Returns every pending job exactly once, first to be considered first."""
+
+    def __call__(self, pending: Sequence[JobRequest], /) -> Sequence[JobRequest]: ...
+
+
+def priority_then_submit_order(pending: Sequence[JobRequest], /) -> tuple[JobRequest, ...]:
+    """Higher priority first; among equals, earlier submission first, then job id."""
+    return tuple(sorted(pending, key=lambda job: (-job.priority, job.submit_order, job.id)))
+
+
+def submit_order_only(pending: Sequence[JobRequest], /) -> tuple[JobRequest, ...]:
+    """Strict arrival order (FIFO), ignoring priority; the baseline's order."""
+    return tuple(sorted(pending, key=lambda job: (job.submit_order, job.id)))
