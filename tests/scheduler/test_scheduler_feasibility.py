@@ -10,7 +10,11 @@ from scheduler import (
     DatasetLocality,
     GpuModelAbsent,
     GpusBusy,
+    GpuState,
+    Infeasible,
+    JobRequest,
     MemoryBusy,
+    NodeState,
     NodeUnschedulable,
     TooFewCpus,
     TooFewGpus,
@@ -94,8 +98,6 @@ def test_sharing_job_may_join_gpus_held_only_by_sharers() -> None:
 
 
 def test_shared_flag_without_holders_is_just_free() -> None:
-    from scheduler import GpuState, NodeState
-
     node = NodeState("n", (GpuState(0, "A100", shared=True),), 1, 1, 0, 0)
     assert usable_gpu_indices(node, make_job("j", 1)) == (0,)
 
@@ -119,8 +121,14 @@ def test_datasets_bind_only_when_required(locality: DatasetLocality) -> None:
         assert not why.transient
 
 
+def refusal(node: NodeState, job: JobRequest) -> Infeasible:
+    why = check_node(node, job)
+    assert why is not None
+    return why
+
+
 def test_clauses_read_after_which() -> None:
     node = make_node("node-3", 8, busy=range(7), cpus_free=1)
-    assert check_node(node, make_job("j", 4)).clause() == "has 1 free GPU"  # type: ignore[union-attr]
-    assert check_node(node, make_job("j", 1, cpus=2)).clause() == "has 1 free CPU"  # type: ignore[union-attr]
-    assert check_node(node, make_job("j", 9)).clause() == "has 8 GPUs in all"  # type: ignore[union-attr]
+    assert refusal(node, make_job("j", 4)).clause() == "has 1 free GPU"
+    assert refusal(node, make_job("j", 1, cpus=2)).clause() == "has 1 free CPU"
+    assert refusal(node, make_job("j", 9)).clause() == "has 8 GPUs in all"

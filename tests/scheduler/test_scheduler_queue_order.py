@@ -8,6 +8,7 @@ import pytest
 
 from scheduler import (
     JobRequest,
+    Plan,
     Policy,
     QueueOrderError,
     priority_then_submit_order,
@@ -44,8 +45,8 @@ def test_a_custom_order_decides_who_gets_the_last_gpu() -> None:
     assert ids_of_placed(schedule(snapshot, policy=Policy(queue_order=youngest_first))) == ["young"]
 
 
-def ids_of_placed(plan: object) -> list[str]:
-    return [placement.job_id for placement in plan.placements]  # type: ignore[attr-defined]
+def ids_of_placed(plan: Plan) -> list[str]:
+    return [placement.job_id for placement in plan.placements]
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,20 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler import NodeScore, choose_gpu_indices, rank_nodes, score_node
+from scheduler import (
+    GpuState,
+    NodeScore,
+    NodeState,
+    choose_gpu_indices,
+    rank_nodes,
+    score_node,
+)
 from scheduler.ranking import shortest_run
 from tests.scheduler.builders import make_job, make_node
 
 
-def names(nodes: tuple[object, ...]) -> list[str]:
-    return [node.name for node in nodes]  # type: ignore[attr-defined]
+def names(nodes: tuple[NodeState, ...]) -> list[str]:
+    return [node.name for node in nodes]
 
 
 def test_data_locality_beats_best_fit_all_then_some_then_none() -> None:
@@ -61,8 +68,6 @@ def test_gpu_choice_takes_the_shortest_contiguous_run() -> None:
 
 
 def test_gpu_choice_respects_the_model() -> None:
-    from scheduler import GpuState, NodeState
-
     gpus = (GpuState(0, "T4"), GpuState(1, "A100"), GpuState(2, "T4"), GpuState(3, "A100"))
     node = NodeState("mixed", gpus, 8, 8, 0, 0)
     assert choose_gpu_indices(node, make_job("j", 2, model="a100")) == (1, 3)

@@ -121,8 +121,10 @@ def launch_spec(run_id: str, command: str, *, runs: Path, **changes: Any) -> Lau
 @pytest.fixture
 def make_spec(engine: DockerEngine, node_name: str, tmp_path: Path) -> SpecMaker:
     def make(run_id: str, command: str, **changes: Any) -> LaunchSpec:
+        """``run_id`` gets the node's suffix: container names stay unique across sessions."""
         changes = {"node_name": node_name, "image": engine.image, **changes}
-        return launch_spec(run_id, command, runs=tmp_path / "runs", **changes)
+        unique = f"{run_id}-{node_name}"
+        return launch_spec(unique, command, runs=tmp_path / "runs", **changes)
 
     return make
 
@@ -179,7 +181,7 @@ async def test_a_run_cannot_start_twice(
     spec = make_spec("twice-1", "sleep 60")
     handle = await runtime.start(spec)
 
-    with pytest.raises(RuntimeStartError, match="twice-1"):
+    with pytest.raises(RuntimeStartError, match=spec.run_id):
         await runtime.start(spec)
 
     assert [c.id for c in node_containers(client, node_name)] == [handle.container_id]
@@ -279,8 +281,8 @@ async def test_environment_gpus_and_read_only_datasets(
     assert result.exit_code == 0
     assert {
         "FOO=bar",
-        "MURMUR_JOB_ID=job-env-1",
-        "MURMUR_RUN_ID=env-1",
+        f"MURMUR_JOB_ID=job-{spec.run_id}",
+        f"MURMUR_RUN_ID={spec.run_id}",
         "CUDA_VISIBLE_DEVICES=1,3",
         "MURMUR_DATASET_IMAGENET_1K=/datasets/imagenet-1k",
         "from the host",
@@ -312,7 +314,7 @@ async def test_limits_labels_and_isolation_are_set(
     await runtime.wait(handle)
 
     attrs = client.containers.get(handle.container_id).attrs
-    assert attrs["Name"] == "/murmur-limits-1"
+    assert attrs["Name"] == f"/murmur-{spec.run_id}"
     assert attrs["HostConfig"]["NanoCpus"] == 500_000_000
     assert attrs["HostConfig"]["Memory"] == 64 * 2**20
     assert attrs["HostConfig"]["NetworkMode"] == "none"
@@ -323,8 +325,8 @@ async def test_limits_labels_and_isolation_are_set(
         >= {
             "team": "vision",
             "murmur.node": node_name,
-            "murmur.run_id": "limits-1",
-            "murmur.job_id": "job-limits-1",
+            "murmur.run_id": spec.run_id,
+            "murmur.job_id": f"job-{spec.run_id}",
         }.items()
     )
 
@@ -380,14 +382,15 @@ async def test_recovery_after_the_daemon_is_killed(
     engine: DockerEngine, node_name: str, tmp_path: Path, client: Any
 ) -> None:
     runs = tmp_path / "runs"
+    adopt_id, ends_id = f"adopt-{node_name}", f"ends-{node_name}"
     args = {
         "node": node_name,
         "runs": str(runs),
         "host": engine.host,
         "image": engine.image,
         "runs_to_start": {
-            "adopt": "echo before; sleep 2; echo after; sleep 30",
-            "ends": "sleep 1; exit 5",
+            adopt_id: "echo before; sleep 2; echo after; sleep 30",
+            ends_id: "sleep 1; exit 5",
         },
     }
     daemon = await asyncio.create_subprocess_exec(
@@ -404,7 +407,7 @@ async def test_recovery_after_the_daemon_is_killed(
         line = await asyncio.wait_for(daemon.stdout.readline(), BOUND_SECONDS)
         assert line, "the daemon died before starting its runs"
         handles = {run_id: RunHandle(**fields) for run_id, fields in json.loads(line).items()}
-        adopt_log = RunFiles(runs / "adopt").log_dir
+        adopt_log = RunFiles(runs / adopt_id).log_dir
         await until(
             lambda: any(e.text == "before" for e in read_entries(adopt_log)), "first output"
         )
@@ -419,8 +422,8 @@ async def test_recovery_after_the_daemon_is_killed(
         network_mode="none",
         labels={LABEL_NODE: node_name, LABEL_RUN: "orphan-1"},
     )
-    ends = client.containers.get(handles["ends"].container_id)
-    adopt = client.containers.get(handles["adopt"].container_id)
+    ends = client.containers.get(handles[ends_id].container_id)
+    adopt = client.containers.get(handles[adopt_id].container_id)
     await until(lambda: (ends.reload(), ends.status)[1] == "exited", "the second run to end")
     await until(lambda: b"after" in adopt.logs(), "output while the daemon was down")
     gone = RunHandle(run_id="gone", runtime="docker", container_id="0" * 64)
@@ -430,15 +433,15 @@ async def test_recovery_after_the_daemon_is_killed(
     )
     try:
         recovered = await restarted.recover(
-            [handles["adopt"], handles["ends"], gone], lambda run_id: RunFiles(runs / run_id)
+            [handles[adopt_id], handles[ends_id], gone], lambda run_id: RunFiles(runs / run_id)
         )
 
         assert recovered == [
-            RecoveredRun(handles["adopt"], None),
-            RecoveredRun(handles["ends"], RunExit(5, "exited with code 5")),
+            RecoveredRun(handles[adopt_id], None),
+            RecoveredRun(handles[ends_id], RunExit(5, "exited with code 5")),
             RecoveredRun(gone, RunExit(None, "lost: container is gone")),
         ]
-        assert json.loads(RunFiles(runs / "ends").exit.read_text())["exit_code"] == 5
+        assert json.loads(RunFiles(runs / ends_id).exit.read_text())["exit_code"] == 5
         assert json.loads(RunFiles(runs / "gone").exit.read_text())["exit_code"] is None
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(orphan.id)
@@ -446,8 +449,8 @@ async def test_recovery_after_the_daemon_is_killed(
             lambda: any(e.text == "after" for e in read_entries(adopt_log)), "resumed output"
         )
 
-        await restarted.stop(handles["adopt"], grace_seconds=5)
-        result = await restarted.wait(handles["adopt"])
+        await restarted.stop(handles[adopt_id], grace_seconds=5)
+        result = await restarted.wait(handles[adopt_id])
     finally:
         restarted.close()
 
