@@ -94,20 +94,28 @@ class NodeState:
             object.__setattr__(self, "datasets", frozenset(self.datasets))
         if not isinstance(self.labels, MappingProxyType):
             object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
-        _check_capacity(self.name, "cpus", self.cpus_total, self.cpus_free)
-        _check_capacity(self.name, "memory", self.memory_total_bytes, self.memory_free_bytes)
+        cpus_free = _checked_free(self.name, "cpus", self.cpus_total, self.cpus_free)
+        if cpus_free != self.cpus_free:
+            object.__setattr__(self, "cpus_free", cpus_free)
+        _checked_free(self.name, "memory", self.memory_total_bytes, self.memory_free_bytes)
         indices = [gpu.index for gpu in self.gpus]
         if len(set(indices)) != len(indices):
             raise InvalidNodeStateError(self.name, f"GPU indices repeat: {sorted(indices)}")
 
 
-def _check_capacity(node: str, what: str, total: float, free: float) -> None:
+FLOAT_SLACK = 1e-9
+"""Free CPUs are sums of floats: a hair outside [0, total] is rounding, clamped."""
+
+
+def _checked_free(node: str, what: str, total: float, free: float) -> float:
+    """``free``, clamped into [0, total] when off by rounding only; else an error."""
     if not (math.isfinite(total) and math.isfinite(free)):
         raise InvalidNodeStateError(node, f"{what} total and free must be finite numbers")
-    if total < 0 or free < 0:
+    if total < 0 or free < -FLOAT_SLACK:
         raise InvalidNodeStateError(node, f"{what} total ({total}) and free ({free}) must be >= 0")
-    if free > total:
+    if free > total + FLOAT_SLACK:
         raise InvalidNodeStateError(node, f"{what} free ({free}) exceeds total ({total})")
+    return min(max(free, 0), total)
 
 
 @dataclass(frozen=True, slots=True)

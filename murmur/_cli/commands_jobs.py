@@ -264,7 +264,6 @@ _DATASET_HEADERS = ("NAME", "NODE", "SIZE", "FILES", "PATH")
 
 
 def dataset_add_command(args: argparse.Namespace) -> int:
-    note(f"scanning {args.path} on the node (size, files, content manifest)...")
     dataset = run_with_client(args, lambda client: client.add_dataset(args.name, args.path))
     if args.json:
         print_json(dataset)

@@ -48,6 +48,18 @@ def test_node_rejects_free_above_total_and_negatives() -> None:
         NodeState("", (), cpus_total=1, cpus_free=1, memory_total_bytes=0, memory_free_bytes=0)
 
 
+def test_rounding_errors_in_free_cpus_are_clamped_not_refused() -> None:
+    def node(total: float, free: float) -> NodeState:
+        return NodeState("n", (), total, free, memory_total_bytes=0, memory_free_bytes=0)
+
+    assert 0.1 + 0.2 > 0.3
+    assert node(0.3, 0.1 + 0.2).cpus_free == 0.3
+    assert 0.3 - 0.1 - 0.2 < 0
+    assert node(1, 0.3 - 0.1 - 0.2).cpus_free == 0
+    with pytest.raises(InvalidNodeStateError):
+        node(0.3, 0.31)
+
+
 def test_node_rejects_repeated_gpu_indices() -> None:
     gpus = (GpuState(0, "A100"), GpuState(0, "A100"))
     with pytest.raises(InvalidNodeStateError, match="GPU indices repeat"):
