@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/murmur/v1/*.proto)
 
-.PHONY: install up test lint proto bench clean
+.PHONY: install up test test-deps lint proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,20 +24,27 @@ install: $(STAMP)
 up: install
 	$(BIN)/murmur up
 
+# System tools the tests need: a Docker engine and busybox for the test image (root only).
+test-deps:
+	@./scripts/install-test-deps.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install lint
+test: install test-deps lint
 	$(BIN)/pytest -q
 
 proto: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -I . \
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 
-bench: install
+bench: install test-deps
 	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.bench_jobs
+	$(BIN)/python -m tests.bench.bench_scheduler
+	$(BIN)/python -m tests.bench.bench_gossip_sim
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -243,10 +243,9 @@ def check_room(room: NodeRoom, ask: Ask) -> Infeasible | None:
 def check_room_capacity(room: NodeRoom, ask: Ask) -> Infeasible | None:
     """Rules 3-4: does the node have what one rank needs at all, free or not."""
     if ask.gpus:
-        total = len(room.matching(ask.model_lower))
+        total = room.matching_count(ask.model_lower)
         if total == 0 and ask.model_lower:
-            models = tuple(sorted(set(room.gpu_models.values())))
-            return GpuModelAbsent(room.name, ask.model, models)
+            return GpuModelAbsent(room.name, ask.model, room.models_present())
         if total < ask.gpus:
             return TooFewGpus(room.name, ask.gpus, total, ask.model)
     if room.cpus_total + CPU_EPSILON < ask.cpus:

@@ -63,7 +63,7 @@ class Leftover:
         """The most GPUs of the model on one node, free or not."""
         best = self._totals.get(model_lower)
         if best is None:
-            best = _best(self.schedulable, lambda room: len(room.matching(model_lower)))
+            best = _best(self.schedulable, lambda room: room.matching_count(model_lower))
             self._totals[model_lower] = best
         return best
 
@@ -77,7 +77,7 @@ class Leftover:
         if capacities is None:
             capacities = sorted(
                 {
-                    (len(room.matching(ask.model_lower)), room.cpus_total, room.memory_total)
+                    (room.matching_count(ask.model_lower), room.cpus_total, room.memory_total)
                     for room in self.schedulable
                 }
             )

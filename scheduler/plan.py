@@ -226,7 +226,7 @@ class PlanBuilder:
             self._blocked.append(_Blocked(job, order, ask, missing))
             return
         if ask not in self._failed:
-            chosen = self._choose(job, ask, order)
+            chosen = self._choose(job, ask)
             if chosen is not None:
                 self._place(job, ask, chosen)
                 return
@@ -235,9 +235,7 @@ class PlanBuilder:
         if self._policy.reserve_for_blocked_jobs and job.queue not in self._reserved_queues:
             self._reserve(job, ask, order)
 
-    def _choose(
-        self, job: JobRequest, ask: Ask, order: int
-    ) -> list[tuple[NodeRoom, tuple[int, ...]]] | None:
+    def _choose(self, job: JobRequest, ask: Ask) -> list[tuple[NodeRoom, tuple[int, ...]]] | None:
         """The rooms (best first) and GPUs for every rank, or None if not enough fit."""
         first_fit = self._policy.node_choice is NodeChoice.FIRST_FIT
         candidates = self._index.candidates(ask)
@@ -303,6 +301,8 @@ class PlanBuilder:
         self._reservations.append(Reservation(job.id, job.queue, names))
 
     def _waiting(self) -> tuple[Waiting, ...]:
+        if not self._blocked:
+            return ()
         leftover = Leftover(self._rooms_by_name)
         known: dict[Ask, tuple[str, list[NodeRoom]]] = {}
         positions: Counter[str] = Counter()

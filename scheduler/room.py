@@ -34,7 +34,9 @@ class NodeRoom:
         "cpus_total",
         "datasets",
         "free",
-        "gpu_models",
+        "gpu_count",
+        "index_free",
+        "index_shareable",
         "memory_free",
         "memory_total",
         "name",
@@ -56,22 +58,37 @@ class NodeRoom:
         self.cpus_free = state.cpus_free
         self.memory_total = state.memory_total_bytes
         self.memory_free = state.memory_free_bytes
-        self.gpu_models = {gpu.index: gpu.model for gpu in state.gpus}
+        self.gpu_count = len(state.gpus)
         self.free: list[int] = sorted(gpu.index for gpu in state.gpus if not gpu.holders)
         self.shared: list[int] = sorted(
             gpu.index for gpu in state.gpus if gpu.holders and gpu.shared
         )
-        self._matching: dict[str, frozenset[int]] = {"": frozenset(self.gpu_models)}
+        # Where RoomIndex filed this room; kept here to spare a dict of tuples.
+        self.index_free = -1
+        self.index_shareable = -1
+        # Built on first use: a plan builds a room per node, and allocations it does
+        # not need wake the garbage collector, whose full passes cost milliseconds.
+        self._matching: dict[str, frozenset[int]] | None = None
 
     def matching(self, model_lower: str) -> frozenset[int]:
         """Indices of the GPUs whose model contains ``model_lower`` (any state)."""
+        if self._matching is None:
+            self._matching = {}
         found = self._matching.get(model_lower)
         if found is None:
             found = frozenset(
-                index for index, model in self.gpu_models.items() if model_lower in model.lower()
+                gpu.index for gpu in self.state.gpus if model_lower in gpu.model.lower()
             )
             self._matching[model_lower] = found
         return found
+
+    def matching_count(self, model_lower: str) -> int:
+        """How many GPUs of the model the node has, free or not."""
+        return len(self.matching(model_lower)) if model_lower else self.gpu_count
+
+    def models_present(self) -> tuple[str, ...]:
+        """The distinct GPU models of the node, sorted."""
+        return tuple(sorted({gpu.model for gpu in self.state.gpus}))
 
     def usable(self, ask: Ask) -> list[int]:
         """Indices ``ask`` may use now, ascending: free ones, plus shared ones if it shares."""

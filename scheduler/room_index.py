@@ -18,14 +18,13 @@ from scheduler.room import NodeRoom
 class RoomIndex:
     """Schedulable rooms by usable GPU count; call ``moved`` after a room's GPUs change."""
 
-    __slots__ = ("_by_free", "_by_shareable", "_slot")
+    __slots__ = ("_by_free", "_by_shareable")
 
     def __init__(self, rooms: Sequence[NodeRoom]) -> None:
         schedulable = [room for room in rooms if room.schedulable]
-        most = max((len(room.gpu_models) for room in schedulable), default=0)
+        most = max((room.gpu_count for room in schedulable), default=0)
         self._by_free: list[set[NodeRoom]] = [set() for _ in range(most + 1)]
         self._by_shareable: list[set[NodeRoom]] = [set() for _ in range(most + 1)]
-        self._slot: dict[NodeRoom, tuple[int, int]] = {}
         for room in schedulable:
             self._add(room)
 
@@ -34,13 +33,13 @@ class RoomIndex:
         shareable = free + len(room.shared)
         self._by_free[free].add(room)
         self._by_shareable[shareable].add(room)
-        self._slot[room] = (free, shareable)
+        room.index_free = free
+        room.index_shareable = shareable
 
     def moved(self, room: NodeRoom) -> None:
         """Re-bucket ``room`` after GPUs were taken from it."""
-        free, shareable = self._slot[room]
-        self._by_free[free].discard(room)
-        self._by_shareable[shareable].discard(room)
+        self._by_free[room.index_free].discard(room)
+        self._by_shareable[room.index_shareable].discard(room)
         self._add(room)
 
     def candidates(self, ask: Ask) -> Iterator[NodeRoom]:

@@ -28,6 +28,8 @@ fi
 
 echo "install-test-deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
 # shellcheck disable=SC2086  # $missing is a list of package names
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if ! { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }; then
+    echo "install-test-deps: apt-get could not install$missing (the Docker tests will skip; under CI=true they fail)" >&2
+fi
+exit 0

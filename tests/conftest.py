@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.docker_engine import docker_engine_fixture  # noqa: F401
 from tests.support.nodes import Lab, NodeProcess, lab_fixture
 
 

@@ -62,6 +62,10 @@ def retry_backoff(attempt: int, base: timedelta) -> timedelta:
     return min(RETRY_BACKOFF_MAX, backoff)
 
 
+def _due(job: JobRecord, now: datetime) -> bool:
+    return job.not_before is None or job.not_before <= now
+
+
 def _handle_of(run: RunRecord) -> RunHandle:
     return RunHandle(
         run_id=run.id,
@@ -121,7 +125,11 @@ class JobManager:
         self._network_mode = network_mode
         self._on_event = on_event
         self._active: dict[str, _ActiveRun] = {}
-        self._positions: dict[str, int] = {}
+        self._pending: dict[str, tuple[JobRecord, types_pb2.JobSpec]] = {}
+        """Pending jobs, in memory: the scheduler reads them on every pass."""
+        self._waiting: dict[str, tuple[str, int]] = {}
+        """Why each pending job waits, and its queue position, from the last pass. Kept in
+        memory only: it changes with every pass and is recomputed after a restart."""
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
@@ -154,7 +162,21 @@ class JobManager:
 
     async def _message(self, job: JobRecord) -> types_pb2.Job:
         runs = await self._store.list_runs(job_id=job.id)
-        return job_message(job, runs, queue_position=self._positions.get(job.id, 0))
+        position = 0
+        if job.state == states.PENDING and job.id in self._waiting:
+            reason, position = self._waiting[job.id]
+            if not job.not_before:  # a backed-off job keeps its "retrying in ..." reason
+                job = dataclasses.replace(job, reason=reason)
+        return job_message(job, runs, queue_position=position)
+
+    def _track(self, job: JobRecord) -> None:
+        """Keeps the in-memory pending set in step with what the store says."""
+        if job.state == states.PENDING and not job.cancel_reason:
+            spec = self._pending[job.id][1] if job.id in self._pending else None
+            self._pending[job.id] = (job, spec or types_pb2.JobSpec.FromString(job.spec))
+        else:
+            self._pending.pop(job.id, None)
+            self._waiting.pop(job.id, None)
 
     async def list_jobs(
         self,
@@ -204,6 +226,7 @@ class JobManager:
         )
         if event is not None:
             self._on_event(event)
+        self._track(stored)
         message = await self._message(stored)
         if stored.id == job_id:
             self.updates.publish(message)
@@ -238,6 +261,8 @@ class JobManager:
         """Recovers, then schedules until cancelled; owns every run's task."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
+            for job in await self._store.list_jobs(states=(states.PENDING,), limit=10_000_000):
+                self._track(job)
             await self._recover()
             while True:
                 # Cleared before the pass: a run that ends during it wakes the next one.
@@ -253,28 +278,18 @@ class JobManager:
     async def _schedule_pass(self) -> float | None:
         """Places what fits; returns seconds until a backed-off job becomes eligible."""
         async with self._lock:
-            pending = await self._store.list_jobs(states=(states.PENDING,), limit=1_000_000)
             now = datetime.now(UTC)
-            eligible = [
-                j
-                for j in pending
-                if j.cancel_reason == "" and (j.not_before is None or j.not_before <= now)
-            ]
-            later = [
-                j.not_before for j in pending if j.not_before is not None and j.not_before > now
-            ]
-            specs = {job.id: types_pb2.JobSpec.FromString(job.spec) for job in eligible}
+            pending = list(self._pending.values())
+            eligible = [job for job, _ in pending if _due(job, now)]
+            later = [job.not_before for job, _ in pending if job.not_before and not _due(job, now)]
+            specs = {job.id: spec for job, spec in pending}
             plan = scheduler.schedule(self._snapshot(eligible, specs))
             by_id = {job.id: job for job in eligible}
-            self._positions = {}
             for waiting in plan.waiting:
-                job = by_id[waiting.job_id]
-                self._positions[job.id] = waiting.position
-                reason = waiting.reason
-                if job.reason != reason:
-                    job = dataclasses.replace(job, reason=reason, updated_at=now)
-                    await self._record(job=job)
-                    self.updates.publish(await self._message(job))
+                before = self._waiting.get(waiting.job_id)
+                self._waiting[waiting.job_id] = (waiting.reason, waiting.position)
+                if before != (waiting.reason, waiting.position):
+                    self.updates.publish(await self._message(by_id[waiting.job_id]))
             for placement in plan.placements:
                 await self._launch(by_id[placement.job_id], specs[placement.job_id], placement)
         if not later:
@@ -547,6 +562,8 @@ class JobManager:
         written = await self._store.record_transition(
             job=job, runs_changed=runs_changed, event=event
         )
+        if job is not None:
+            self._track(job)
         if written is not None:
             self._on_event(written)
 

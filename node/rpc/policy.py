@@ -59,6 +59,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "IssueUserCertificate": _write(_ADMINS),
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
+    _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
     # Standard services every authenticated caller may use.
     "/grpc.health.v1.Health/Check": _read(),
     "/grpc.health.v1.Health/Watch": _read(),

@@ -168,11 +168,11 @@ class Quality:
     placed: int
     gpus_allocated: float
     dataset_local: float
-    whole_free_nodes: int
+    reserved_nodes: int
 
 
 def plan_quality(snapshot: ClusterSnapshot, plan: Plan) -> Quality:
-    """What the plan achieved: GPU allocation, data locality, fragmentation."""
+    """What the plan achieved: GPU allocation, data locality, nodes held for blocked jobs."""
     jobs = {job.id: job for job in snapshot.pending}
     nodes = {node.name: node for node in snapshot.nodes}
     taken: dict[str, set[int]] = {name: set() for name in nodes}
@@ -184,17 +184,16 @@ def plan_quality(snapshot: ClusterSnapshot, plan: Plan) -> Quality:
             if job.datasets:
                 bound += 1
                 local += set(job.datasets) <= nodes[assignment.node].datasets
-    total = used = whole = 0
+    total = used = 0
     for name, node in nodes.items():
         held = {gpu.index for gpu in node.gpus if gpu.holders} | taken[name]
         total += len(node.gpus)
         used += len(held)
-        whole += not held
     return Quality(
         placed=len(plan.placements),
         gpus_allocated=used / total,
         dataset_local=local / bound if bound else 1.0,
-        whole_free_nodes=whole,
+        reserved_nodes=sum(len(r.nodes) for r in plan.reservations),
     )
 
 
@@ -233,9 +232,11 @@ def main() -> None:
     print()
     print(
         "| scenario | policy | plan wall (median) | decisions/s | decision p50 | decision p99 "
-        "| decision max | placed | GPUs allocated | dataset-bound ranks local | whole free nodes |"
+        "| decision max | placed | GPUs allocated | dataset-bound ranks local | reserved nodes |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    default_rates: list[float] = []
+    default_p99s: list[float] = []
     for scenario in SCENARIOS:
         rng = random.Random(f"murmur-bench-{scenario.name}")
         nodes = build_nodes(rng, busy_fraction=scenario.busy_fraction)
@@ -251,24 +252,38 @@ def main() -> None:
             latencies = decision_latencies(snapshot, policy)
             wall = statistics.median(walls)
             quality = plan_quality(snapshot, plan)
+            if policy is DEFAULT_POLICY:
+                default_rates.append(len(pending) / wall)
+                default_p99s.append(percentile(latencies, 0.99))
             print(
                 f"| {scenario.name} | {label} | {wall:.3f} s | {len(pending) / wall:,.0f} "
                 f"| {ms(statistics.median(latencies))} | {ms(percentile(latencies, 0.99))} "
                 f"| {ms(max(latencies))} | {quality.placed} | {quality.gpus_allocated:.1%} "
-                f"| {quality.dataset_local:.1%} | {quality.whole_free_nodes} |"
+                f"| {quality.dataset_local:.1%} | {quality.reserved_nodes} |"
             )
     print()
     runs = 100 if args.quick else 500
     samples = single_job_latencies(build_nodes(random.Random("single"), busy_fraction=0.0), runs)
-    print(
-        "| one decision scoring all 200 nodes (`schedule()` of 1 job, incl. working copy) "
-        "| p50 | p99 | target |"
-    )
+    single_p99 = percentile(samples, 0.99)
+    print("| target (DEFAULT_POLICY, worst scenario) | measured | target | met |")
     print("| --- | --- | --- | --- |")
+    rate = min(default_rates)
     print(
-        f"| {runs} runs | {ms(statistics.median(samples))} | {ms(percentile(samples, 0.99))} "
-        f"| p99 <= 5 ms |"
+        f"| placement throughput | {rate:,.0f} decisions/s | >= 2,000/s | {verdict(rate >= 2000)} |"
     )
+    p99 = max(default_p99s)
+    print(
+        f"| decision latency p99, inside a plan | {ms(p99)} | <= 5 ms | {verdict(p99 <= 0.005)} |"
+    )
+    print(
+        f"| one decision scoring all 200 nodes, `schedule()` of 1 job incl. working copy "
+        f"({runs} runs, p50 {ms(statistics.median(samples))}) | p99 {ms(single_p99)} "
+        f"| <= 5 ms | {verdict(single_p99 <= 0.005)} |"
+    )
+
+
+def verdict(met: bool) -> str:
+    return "yes" if met else "NO"
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def choose_engine_source(
 
 def engine_unavailable(reason: str) -> NoReturn:
     """Skips the test with ``reason``, or fails it under ``CI=true`` (CI must run Docker tests)."""
-    message = f"no Docker engine for the tests: {reason}"
+    message = f"the Docker tests cannot run: {reason}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: the Docker tests must run, not skip)")
     pytest.skip(message)
@@ -272,6 +272,11 @@ def start_own_engine(dockerd: str) -> None:
             ],
             check=True,
             start_new_session=True,
+            # dockerd finds runc (in /usr/sbin on Debian) on its PATH.
+            env={
+                **os.environ,
+                "PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin",
+            },
         )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -282,6 +287,14 @@ def start_own_engine(dockerd: str) -> None:
         f"the test dockerd did not answer at {OWN_HOST} within {START_TIMEOUT_SECONDS:.0f} s; "
         f"{ENGINE_LOG}: {_engine_log_tail()}"
     )
+
+
+def find_dockerd() -> str | None:
+    """``dockerd`` on PATH, or where Debian puts it (sbin is often off a CI user's PATH)."""
+    found = shutil.which("dockerd")
+    if found is None and os.access("/usr/sbin/dockerd", os.X_OK):
+        found = "/usr/sbin/dockerd"
+    return found
 
 
 def _pidfile_process_alive() -> bool:
@@ -327,13 +340,13 @@ def _set_up_engine() -> DockerEngine:
         docker_host_answers=host_answers,
         own_answers=own,
         is_root=os.geteuid() == 0,
-        dockerd=shutil.which("dockerd"),
+        dockerd=find_dockerd(),
     )
     if source is EngineSource.NONE:
         raise NoEngineError(reason)
     host = docker_host if source is EngineSource.DOCKER_HOST and docker_host else OWN_HOST
     if source is EngineSource.OWN_START:
-        dockerd = shutil.which("dockerd")
+        dockerd = find_dockerd()
         assert dockerd is not None
         with _start_lock():
             if not answers(OWN_HOST):

@@ -45,6 +45,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.DescribeRequest.SerializeToString,
                 response_deserializer=proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.Gossip = channel.unary_unary(
+                '/murmur.v1.NodeService/Gossip',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -64,6 +69,15 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Gossip(self, request, context):
+        """One gossip datagram (SWIM+Lifeguard membership, node/gossip). One-way: the
+        empty response only says it was handed over; a reply, when the protocol has
+        one, is a separate Gossip call back to `from_address`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Describe,
                     request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.DescribeRequest.FromString,
                     response_serializer=proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.SerializeToString,
+            ),
+            'Gossip': grpc.unary_unary_rpc_method_handler(
+                    servicer.Gossip,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +151,33 @@ class NodeService:
             '/murmur.v1.NodeService/Describe',
             proto_dot_murmur_dot_v1_dot_node__pb2.DescribeRequest.SerializeToString,
             proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Gossip(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/Gossip',
+            proto_dot_murmur_dot_v1_dot_node__pb2.GossipRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.GossipResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,11 @@ class NodeServiceStub:
     """Liveness and identity of a peer; also the cheapest round trip."""
     Describe: _grpc.UnaryUnaryMultiCallable[_node_pb2.DescribeRequest, _types_pb2.NodeInfo]
     """The peer's own view of itself (inventory, load, runtimes)."""
+    Gossip: _grpc.UnaryUnaryMultiCallable[_node_pb2.GossipRequest, _node_pb2.GossipResponse]
+    """One gossip datagram (SWIM+Lifeguard membership, node/gossip). One-way: the
+    empty response only says it was handed over; a reply, when the protocol has
+    one, is a separate Gossip call back to `from_address`.
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -50,6 +55,11 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """Liveness and identity of a peer; also the cheapest round trip."""
     Describe: _aio.UnaryUnaryMultiCallable[_node_pb2.DescribeRequest, _types_pb2.NodeInfo]  # type: ignore[assignment]
     """The peer's own view of itself (inventory, load, runtimes)."""
+    Gossip: _aio.UnaryUnaryMultiCallable[_node_pb2.GossipRequest, _node_pb2.GossipResponse]  # type: ignore[assignment]
+    """One gossip datagram (SWIM+Lifeguard membership, node/gossip). One-way: the
+    empty response only says it was handed over; a reply, when the protocol has
+    one, is a separate Gossip call back to `from_address`.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -67,6 +77,17 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_types_pb2.NodeInfo, _abc.Awaitable[_types_pb2.NodeInfo]]:
         """The peer's own view of itself (inventory, load, runtimes)."""
+
+    @_abc_1.abstractmethod
+    def Gossip(
+        self,
+        request: _node_pb2.GossipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.GossipResponse, _abc.Awaitable[_node_pb2.GossipResponse]]:
+        """One gossip datagram (SWIM+Lifeguard membership, node/gossip). One-way: the
+        empty response only says it was handed over; a reply, when the protocol has
+        one, is a separate Gossip call back to `from_address`.
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

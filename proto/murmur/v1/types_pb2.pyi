@@ -433,6 +433,7 @@ class NodeInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     HOLDS_CA_FIELD_NUMBER: _builtins.int
+    DATASETS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -459,6 +460,10 @@ class NodeInfo(_message.Message):
 
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dataset]:
+        """the datasets held on this node's disk"""
+
     def __init__(
         self,
         *,
@@ -477,10 +482,11 @@ class NodeInfo(_message.Message):
         version: _builtins.str = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         holds_ca: _builtins.bool = ...,
+        datasets: _abc.Iterable[Global___Dataset] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

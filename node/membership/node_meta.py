@@ -1,0 +1,136 @@
+"""What a node tells the cluster about itself through gossip: its NodeInfo, trimmed.
+
+The gossip layer carries one opaque, versioned blob per member
+(:attr:`node.gossip.Member.meta`); ours is a serialized ``murmur.v1.NodeInfo``:
+name, addresses, labels, voter flag, GPU inventory, load, runtimes and the
+dataset catalog. Every member keeps every other member's blob, and each change is
+retransmitted several times, so the blob is kept small:
+
+- per-GPU telemetry keeps what a cluster view shows (utilization, memory used);
+  temperature and power stay on the node, where ``Describe`` serves them;
+- ``incarnation`` is left out: gossip itself carries the member's incarnation;
+- the blob is at most :data:`MAX_META_BYTES`. Over it, parts are dropped in this
+  order until it fits (:data:`TRIM_ORDER`): per-GPU telemetry, runtime notes,
+  dataset details (path, manifest hash, who added it and when; the name, size and
+  file count stay), then the dataset list itself. A node whose remaining facts are
+  still over (thousands of labels) gets :class:`NodeMetaTooLargeError`.
+
+Serialization is deterministic (map fields sorted), so an unchanged NodeInfo gives
+identical bytes and the runner publishes a new version only on a real change.
+Receivers treat a blob as untrusted input: :func:`decode_meta` returns ``None`` for
+anything that is not a NodeInfo with a name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from google.protobuf.message import DecodeError
+
+from node.membership.errors import NodeMetaTooLargeError
+from proto.murmur.v1 import types_pb2
+
+_log = logging.getLogger("murmur.membership")
+
+MAX_META_BYTES = 8 * 1024
+"""Largest metadata blob a node gossips. The gossip config's piggyback budget
+(``max_piggyback_bytes``) must hold one Alive carrying a blob this large, or the
+blob would never leave the broadcast queue (see :mod:`node.membership.runner`)."""
+
+
+def _drop_gpu_telemetry(info: types_pb2.NodeInfo) -> None:
+    info.load.ClearField("gpu_stats")
+
+
+def _drop_runtime_notes(info: types_pb2.NodeInfo) -> None:
+    info.ClearField("runtime_notes")
+
+
+def _drop_dataset_details(info: types_pb2.NodeInfo) -> None:
+    for dataset in info.datasets:
+        for field in ("node", "path", "manifest_sha256", "added_at", "added_by"):
+            dataset.ClearField(field)
+
+
+def _drop_datasets(info: types_pb2.NodeInfo) -> None:
+    info.ClearField("datasets")
+
+
+TRIM_ORDER: tuple[tuple[str, Callable[[types_pb2.NodeInfo], None]], ...] = (
+    ("gpu telemetry", _drop_gpu_telemetry),
+    ("runtime notes", _drop_runtime_notes),
+    ("dataset details", _drop_dataset_details),
+    ("datasets", _drop_datasets),
+)
+"""What goes, in order, when a blob is over the limit: live telemetry first (the
+next sample replaces it anyway), the node's catalog last."""
+
+_last_trim_note: dict[str, tuple[str, ...]] = {}
+"""Per node name, the parts last dropped: a trim is logged when it changes, not on
+every refresh."""
+
+
+def encode_meta(info: types_pb2.NodeInfo, *, limit: int = MAX_META_BYTES) -> bytes:
+    """The gossip blob for ``info`` (``info`` itself is not modified).
+
+    Raises:
+        NodeMetaTooLargeError: even with everything in :data:`TRIM_ORDER` dropped,
+            the blob is over ``limit``.
+    """
+    trimmed = types_pb2.NodeInfo()
+    trimmed.CopyFrom(info)
+    trimmed.ClearField("incarnation")
+    for stats in trimmed.load.gpu_stats:
+        stats.ClearField("temperature_celsius")
+        stats.ClearField("power_milliwatts")
+    blob = trimmed.SerializeToString(deterministic=True)
+    dropped: list[str] = []
+    for part, drop in TRIM_ORDER:
+        if len(blob) <= limit:
+            break
+        drop(trimmed)
+        dropped.append(part)
+        blob = trimmed.SerializeToString(deterministic=True)
+    if len(blob) > limit:
+        raise NodeMetaTooLargeError(
+            f"node {info.name!r}: its gossip metadata is {len(blob)} bytes even without "
+            f"telemetry and datasets, over the {limit}-byte limit; use fewer or shorter labels"
+        )
+    _note_trim(info.name, tuple(dropped), limit)
+    return blob
+
+
+def _note_trim(name: str, dropped: tuple[str, ...], limit: int) -> None:
+    if _last_trim_note.get(name, ()) == dropped:
+        return
+    _last_trim_note[name] = dropped
+    if dropped:
+        _log.warning(
+            "gossip metadata over its size limit; dropped %s",
+            ", ".join(dropped),
+            extra={"event": "membership.meta_trimmed", "node": name, "limit": limit},
+        )
+
+
+def decode_meta(blob: bytes) -> types_pb2.NodeInfo | None:
+    """The NodeInfo in a member's blob; ``None`` (logged) when the blob is empty,
+    does not parse, or names no node."""
+    if not blob:
+        return None
+    try:
+        info = types_pb2.NodeInfo.FromString(blob)
+    except DecodeError as exc:
+        _log.warning(
+            "dropped gossip metadata that is not a NodeInfo: %s",
+            exc,
+            extra={"event": "membership.meta_invalid", "size": len(blob)},
+        )
+        return None
+    if not info.name:
+        _log.warning(
+            "dropped gossip metadata without a node name",
+            extra={"event": "membership.meta_invalid", "size": len(blob)},
+        )
+        return None
+    return info

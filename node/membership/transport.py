@@ -1,0 +1,205 @@
+"""Gossip datagrams over gRPC: one ``NodeService.Gossip`` call per message.
+
+Gossip is one-way: the call's empty response only says the peer took the bytes,
+and a reply (an ack, a push-pull answer) is the peer's own Gossip call back to
+``from_address``. What the caller learns from a send is its :class:`SendOutcome`,
+and one outcome matters to the protocol: :attr:`SendOutcome.REFUSED`, the peer's
+host answered "nobody listens on that port", which a stalled process or a slow
+network never produces, so the membership state machine may suspect the member at
+once (``Membership.report_refused``). Anything else that failed (a TLS handshake
+refused, a reset, an error status) is :attr:`SendOutcome.OTHER`, and a deadline is
+:attr:`SendOutcome.TIMEOUT`: neither says the process is gone.
+
+gRPC reports a refused connection as ``UNAVAILABLE`` whose text holds the socket
+error, e.g. "failed to connect to all addresses; last error: UNKNOWN:
+ipv4:127.0.0.2:4100: Failed to connect to remote host: Connection refused". The
+prefix "failed to connect to all addresses" is also what a failed TLS handshake
+says ("... Socket closed"), so only "Connection refused" counts.
+
+Channels are persistent, one per peer address, made lazily inside the running
+loop (grpc issue 32480) with the node's own identity (mTLS, server name
+``NODE_TLS_NAME``). Each owns its subchannels (``grpc.use_local_subchannel_pool``)
+and reconnects within a second, and a channel whose peer refused is dropped, so
+the next send makes a fresh connection attempt instead of repeating a stale error
+while gRPC backs off: a node restarted on the same address is reachable at once.
+Channels unused for ``idle_close_seconds`` are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+import grpc.aio
+
+from certs import NODE_TLS_NAME, IdentityBundle
+from node.membership.errors import TransportClosedError
+from proto.murmur.v1 import node_pb2, node_pb2_grpc
+
+if TYPE_CHECKING:
+    from proto.murmur.v1.node_pb2_grpc import NodeServiceAsyncStub
+
+_log = logging.getLogger("murmur.membership")
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+"""The node server's limit (node/server.py); a full push-pull state of a large
+cluster stays far below it."""
+
+KEEPALIVE_TIME_MS = 30_000
+"""Ping an idle connection every 30 s: above the server's
+``grpc.http2.min_ping_interval_without_data_ms`` (10 s), or it answers GOAWAY
+``too_many_pings``."""
+
+KEEPALIVE_TIMEOUT_MS = 10_000
+
+_REFUSED_MARKER = "connection refused"
+
+
+class SendOutcome(enum.Enum):
+    """What became of one gossip send."""
+
+    OK = "ok"
+    """The peer's server accepted the message."""
+    REFUSED = "refused"
+    """Nothing listens at the address: the peer's process is gone."""
+    TIMEOUT = "timeout"
+    """No answer in time: the peer or the network is slow, or the host is down."""
+    OTHER = "other"
+    """Any other failure (TLS refused, connection reset, an error status)."""
+
+
+def classify_error(error: grpc.aio.AioRpcError) -> SendOutcome:
+    """The outcome a failed Gossip call stands for (see the module doc)."""
+    code = error.code()
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return SendOutcome.TIMEOUT
+    if code is grpc.StatusCode.UNAVAILABLE:
+        text = f"{error.details() or ''} {error.debug_error_string() or ''}".lower()
+        if _REFUSED_MARKER in text:
+            return SendOutcome.REFUSED
+    return SendOutcome.OTHER
+
+
+def channel_options() -> list[tuple[str, str | int]]:
+    """gRPC options of a gossip channel."""
+    return [
+        ("grpc.ssl_target_name_override", NODE_TLS_NAME),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Without this a client stops pinging after two pings that carried no data.
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 1_000),
+        # A dropped channel's replacement must not inherit a shared subchannel
+        # that is still backing off.
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+
+
+@dataclass(slots=True)
+class _Peer:
+    channel: grpc.aio.Channel
+    stub: NodeServiceAsyncStub
+    last_used: float
+
+
+class GrpcGossipTransport:
+    """Sends gossip payloads to peers' ``NodeService.Gossip`` over mutual TLS.
+
+    Args:
+        bundle: this node's identity; peers check it (node role, lab CA) and it
+            checks theirs. A renewed certificate needs a new transport: a gRPC
+            channel cannot reload its certificate.
+        idle_close_seconds: close a peer's channel after this long unused.
+    """
+
+    def __init__(self, bundle: IdentityBundle, *, idle_close_seconds: float = 300.0) -> None:
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=bundle.ca_certificate_pem,
+            private_key=bundle.key_pem,
+            certificate_chain=bundle.certificate_pem,
+        )
+        self._idle_close_seconds = idle_close_seconds
+        self._peers: dict[str, _Peer] = {}
+        self._next_sweep_at = time.monotonic() + idle_close_seconds
+        self._closed = False
+
+    @property
+    def open_channels(self) -> int:
+        return len(self._peers)
+
+    async def send(
+        self,
+        address: str,
+        payload: bytes,
+        *,
+        from_address: str,
+        timeout: float,  # noqa: ASYNC109 - the RPC's deadline, passed to gRPC
+    ) -> SendOutcome:
+        """Deliver one payload to the peer listening at ``address``.
+
+        Errors of the call become outcomes; only cancellation propagates.
+
+        Raises:
+            TransportClosedError: :meth:`close` was called.
+        """
+        if self._closed:
+            raise TransportClosedError("gossip transport is closed; cannot send")
+        now = time.monotonic()
+        if now >= self._next_sweep_at:
+            await self._close_idle(now)
+            if self._closed:
+                raise TransportClosedError("gossip transport is closed; cannot send")
+        peer = self._peer(address, now)
+        request = node_pb2.GossipRequest(from_address=from_address, payload=payload)
+        try:
+            await peer.stub.Gossip(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            outcome = classify_error(exc)
+            if outcome is SendOutcome.REFUSED:
+                await self._drop(address, peer)
+            return outcome
+        return SendOutcome.OK
+
+    async def close(self) -> None:
+        """Close every channel; in-flight sends end as cancelled calls."""
+        self._closed = True
+        peers, self._peers = list(self._peers.values()), {}
+        await asyncio.gather(*(peer.channel.close(None) for peer in peers))
+
+    def _peer(self, address: str, now: float) -> _Peer:
+        peer = self._peers.get(address)
+        if peer is None:
+            asyncio.get_running_loop()  # a grpc.aio channel belongs to the loop it is made in
+            channel = grpc.aio.secure_channel(address, self._credentials, channel_options())
+            peer = _Peer(channel, node_pb2_grpc.NodeServiceStub(channel), now)
+            self._peers[address] = peer
+        peer.last_used = now
+        return peer
+
+    async def _drop(self, address: str, peer: _Peer) -> None:
+        if self._peers.get(address) is peer:
+            del self._peers[address]
+        await peer.channel.close(None)
+
+    async def _close_idle(self, now: float) -> None:
+        self._next_sweep_at = now + min(self._idle_close_seconds, 30.0)
+        idle = [
+            (address, peer)
+            for address, peer in self._peers.items()
+            if now - peer.last_used >= self._idle_close_seconds
+        ]
+        for address, peer in idle:
+            _log.debug(
+                "closing idle gossip channel",
+                extra={"event": "membership.channel_idle", "peer": address},
+            )
+            await self._drop(address, peer)

@@ -1,0 +1,178 @@
+"""The NodeInfo blob each node gossips: what it keeps, what it trims, what it refuses."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.membership import (
+    MAX_META_BYTES,
+    TRIM_ORDER,
+    NodeMetaTooLargeError,
+    decode_meta,
+    encode_meta,
+)
+from proto.murmur.v1 import types_pb2
+
+
+def full_info(*, gpus: int = 8, datasets: int = 3) -> types_pb2.NodeInfo:
+    return types_pb2.NodeInfo(
+        name="gpu-07",
+        address="10.0.0.7:4100",
+        join_address="10.0.0.7:4101",
+        state=types_pb2.NODE_STATE_ALIVE,
+        labels={"rack": "r2", "zone": "a"},
+        voter=True,
+        incarnation=42,
+        gpus=types_pb2.GpuInventory(
+            source=types_pb2.GPU_SOURCE_NVML,
+            devices=[
+                types_pb2.GpuDevice(
+                    index=i,
+                    uuid=f"GPU-{i:08d}",
+                    model="NVIDIA A100-SXM4-80GB",
+                    memory_total_bytes=80 << 30,
+                )
+                for i in range(gpus)
+            ],
+        ),
+        load=types_pb2.NodeLoad(
+            gpus_free=gpus,
+            gpu_stats=[
+                types_pb2.GpuStats(
+                    index=i,
+                    utilization_percent=50,
+                    memory_used_bytes=1 << 30,
+                    temperature_celsius=60,
+                    power_milliwatts=250_000,
+                )
+                for i in range(gpus)
+            ],
+            cpu_percent=12.5,
+            cpu_count=64,
+        ),
+        runtimes=["process", "docker"],
+        runtime_notes="docker: no engine at unix:///var/run/docker.sock",
+        version="0.1.0",
+        datasets=[
+            types_pb2.Dataset(
+                name=f"set-{i}",
+                node="gpu-07",
+                path=f"/data/set-{i}",
+                size_bytes=1 << 40,
+                file_count=1000,
+                manifest_sha256="ab" * 32,
+                added_by="alice",
+            )
+            for i in range(datasets)
+        ],
+    )
+
+
+def test_a_blob_keeps_what_the_cluster_view_needs() -> None:
+    info = full_info()
+    decoded = decode_meta(encode_meta(info))
+    assert decoded is not None
+    assert decoded.name == "gpu-07"
+    assert decoded.labels == {"rack": "r2", "zone": "a"}
+    assert len(decoded.gpus.devices) == 8
+    assert decoded.load.gpus_free == 8
+    assert [s.utilization_percent for s in decoded.load.gpu_stats] == [50] * 8
+    assert [s.memory_used_bytes for s in decoded.load.gpu_stats] == [1 << 30] * 8
+    assert [d.path for d in decoded.datasets] == ["/data/set-0", "/data/set-1", "/data/set-2"]
+    assert decoded.runtime_notes == info.runtime_notes
+
+
+def test_temperature_power_and_incarnation_stay_home() -> None:
+    info = full_info()
+    decoded = decode_meta(encode_meta(info))
+    assert decoded is not None
+    assert not any(s.HasField("temperature_celsius") for s in decoded.load.gpu_stats)
+    assert not any(s.HasField("power_milliwatts") for s in decoded.load.gpu_stats)
+    assert decoded.incarnation == 0
+    # The caller's message is not modified.
+    assert info.load.gpu_stats[0].temperature_celsius == 60
+    assert info.incarnation == 42
+
+
+def test_the_same_facts_give_the_same_bytes() -> None:
+    one, two = full_info(), full_info()
+    two.labels.clear()
+    two.labels["zone"] = "a"  # inserted in the other order
+    two.labels["rack"] = "r2"
+    assert encode_meta(one) == encode_meta(two)
+
+
+def sizes_after_each_trim(info: types_pb2.NodeInfo) -> list[int]:
+    """Blob size with nothing trimmed, then after each trim step in order."""
+    trimmed = types_pb2.NodeInfo()
+    trimmed.CopyFrom(info)
+    sizes = [len(encode_meta(trimmed, limit=1 << 30))]
+    for _, drop in TRIM_ORDER:
+        drop(trimmed)
+        sizes.append(len(encode_meta(trimmed, limit=1 << 30)))
+    return sizes
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+def test_over_the_limit_the_parts_go_in_order(steps: int) -> None:
+    info = full_info(gpus=8, datasets=40)
+    sizes = sizes_after_each_trim(info)
+    assert sizes == sorted(sizes, reverse=True)
+    assert len(set(sizes)) == len(sizes), "each trim step makes the blob smaller"
+    limit = sizes[steps]  # fits after exactly `steps` trims
+
+    decoded = decode_meta(encode_meta(info, limit=limit))
+
+    assert decoded is not None
+    dropped = {part for part, _ in TRIM_ORDER[:steps]}
+    assert (len(decoded.load.gpu_stats) == 0) == ("gpu telemetry" in dropped)
+    assert (decoded.runtime_notes == "") == ("runtime notes" in dropped)
+    assert (len(decoded.datasets) == 0) == ("datasets" in dropped)
+    if "dataset details" in dropped and "datasets" not in dropped:
+        assert [d.name for d in decoded.datasets][:2] == ["set-0", "set-1"]
+        assert all(d.path == "" and d.manifest_sha256 == "" for d in decoded.datasets)
+    assert len(decoded.gpus.devices) == 8, "the inventory always stays"
+
+
+def test_trimming_is_logged_once_per_change(caplog: pytest.LogCaptureFixture) -> None:
+    info = full_info(datasets=40)
+    info.name = "trim-log-node"
+    limit = sizes_after_each_trim(info)[1]
+    with caplog.at_level(logging.WARNING, logger="murmur.membership"):
+        encode_meta(info, limit=limit)
+        encode_meta(info, limit=limit)
+    assert [r.message for r in caplog.records] == [
+        "gossip metadata over its size limit; dropped gpu telemetry"
+    ]
+
+
+def test_a_node_whose_core_facts_are_too_large_is_told_so() -> None:
+    info = full_info()
+    info.name = "labelled"
+    for i in range(2000):
+        info.labels[f"label-{i}"] = "x" * 10
+    with pytest.raises(NodeMetaTooLargeError, match="fewer or shorter labels"):
+        encode_meta(info)
+
+
+def test_a_typical_node_fits_well_within_the_limit() -> None:
+    assert len(encode_meta(full_info(gpus=8, datasets=10))) < MAX_META_BYTES // 2
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"\xff\xff\xff", types_pb2.NodeInfo(address="a:1").SerializeToString()],
+    ids=["empty", "not protobuf", "no name"],
+)
+def test_unusable_blobs_decode_to_none(blob: bytes) -> None:
+    assert decode_meta(blob) is None
+
+
+@given(st.binary(max_size=512))
+def test_decoding_never_raises(blob: bytes) -> None:
+    info = decode_meta(blob)
+    assert info is None or info.name
