@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -622,9 +621,3 @@ class JobManager:
     async def watch(self) -> AsyncIterator[asyncio.Queue[types_pb2.Job]]:
         async with self.updates.subscribe() as queue:
             yield queue
-
-
-def node_resources_from(
-    gpus: tuple[tuple[int, str, int], ...], memory_bytes: int | None
-) -> NodeResources:
-    return NodeResources(gpus=gpus, cpus=float(os.cpu_count() or 1), memory_bytes=memory_bytes or 0)
