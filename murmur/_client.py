@@ -170,7 +170,7 @@ class AsyncClient:
     async def remove_node(
         self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.RemoveNodeResponse:
-        """Removes a node from the cluster for good (admin)."""
+        """Forgets a dead node cluster-wide (admin); a node still alive is refused."""
         stub = self._connected_stub()
         request = cluster_pb2.RemoveNodeRequest(name=name)
         return await self._unary(stub.RemoveNode, request, timeout, metadata, retry=False)

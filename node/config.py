@@ -5,6 +5,14 @@ a TOML file (``--config FILE``), environment variables (``MURMUR_NODE_<FIELD>``)
 and command-line flags. Every field has a default that works for a single
 server, so a lab only writes down what differs. Nothing else in the daemon
 reads the environment or parses flags: it receives a :class:`NodeConfig`.
+
+Gossip timings are a section of their own (:class:`node.gossip.GossipConfig`, with
+the formulas next to its fields): a ``[gossip]`` table in the file and
+``MURMUR_GOSSIP_<FIELD>`` in the environment, no flags. The daemon's defaults are
+memberlist's LAN profile (:data:`DAEMON_GOSSIP`) with two changes that suit a
+gRPC transport and a cluster that people read: a piggyback budget sized for
+gRPC messages, and tombstones of dead nodes kept for an hour so that ``murmur
+node list`` keeps showing a dead server until someone removes it.
 """
 
 from __future__ import annotations
@@ -20,10 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.gossip import GossipConfig, GossipConfigError
+from node.membership.runner import GRPC_PIGGYBACK_BYTES
+
 DEFAULT_PORT = 7070
 """Port of the mTLS API; the join listener defaults to the next port."""
 
 ENV_PREFIX = "MURMUR_NODE_"
+GOSSIP_ENV_PREFIX = "MURMUR_GOSSIP_"
+
+DAEMON_GOSSIP = GossipConfig(max_piggyback_bytes=GRPC_PIGGYBACK_BYTES, dead_node_reclaim=3600.0)
+"""Gossip settings of a node that sets none."""
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -139,6 +154,10 @@ class NodeConfig:
     telemetry_interval_seconds: float = 2.0
     """How often GPU and host load are sampled."""
 
+    load_gossip_interval_seconds: float = 5.0
+    """How often this node's facts, load included, are re-read for gossip; a new
+    version goes out when they changed. A drain goes out at once regardless."""
+
     join_token_ttl_seconds: int = 3600
     """Lifetime of a join token when ``murmur token create`` gives none."""
 
@@ -147,6 +166,13 @@ class NodeConfig:
 
     user_certificate_days: int = 90
     """Validity of user certificates this node signs (CA node only)."""
+
+    seeds: tuple[HostPort, ...] = ()
+    """API addresses of other nodes to join gossip through, besides the node that
+    signed this node's certificate and the peers remembered from earlier runs."""
+
+    gossip: GossipConfig = DAEMON_GOSSIP
+    """Gossip membership timings (the ``[gossip]`` section)."""
 
     def __post_init__(self) -> None:
         if self.name is not None and not _NAME_RE.fullmatch(self.name):
@@ -163,6 +189,7 @@ class NodeConfig:
         for name in (
             "shutdown_grace_seconds",
             "telemetry_interval_seconds",
+            "load_gossip_interval_seconds",
             "stop_grace_seconds",
             "retry_backoff_seconds",
         ):
@@ -218,6 +245,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if name in {"listen", "join_listen", "advertise", "join"}:
             return HostPort.parse(str(value), what=what)
+        if name == "seeds":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(HostPort.parse(str(i), what=what) for i in items if str(i).strip())
         if name == "data_dir":
             return Path(str(value)).expanduser()
         if name in {"data_roots", "job_path_roots"}:
@@ -237,6 +267,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if name in {
             "shutdown_grace_seconds",
             "telemetry_interval_seconds",
+            "load_gossip_interval_seconds",
             "stop_grace_seconds",
             "retry_backoff_seconds",
         }:
@@ -256,7 +287,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{what}: {exc}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``[node]`` settings (or the file's top level when it has no such table)
+    and the ``[gossip]`` table of a config file."""
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -266,18 +299,68 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    gossip = data.pop("gossip", {})
+    if not isinstance(gossip, dict):
+        raise ConfigError(f"config file {path}: [gossip] must be a table")
     if "node" not in data:
-        return data
+        return data, gossip
     section = data["node"]
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [node] must be a table")
     stray = sorted(set(data) - {"node"})
     if stray:
         raise ConfigError(
-            f"config file {path}: settings outside [node] ({', '.join(stray)}); "
-            "put every setting in the [node] table or none"
+            f"config file {path}: settings outside [node] and [gossip] ({', '.join(stray)}); "
+            "put every node setting in the [node] table or none"
         )
-    return section
+    return section, gossip
+
+
+_GOSSIP_FIELDS = {f.name: f for f in dataclasses.fields(GossipConfig)}
+
+
+def _coerce_gossip(name: str, value: Any, source: str) -> float | int | bool:
+    """A raw ``[gossip]`` value as its GossipConfig field's type."""
+    kind = _GOSSIP_FIELDS[name].type
+    what = f"gossip {name} (from {source})"
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if kind == "int":
+        if not number.is_integer():
+            raise ConfigError(f"{what} must be an integer, got {value!r}")
+        return int(number)
+    return number
+
+
+def _gossip_config(
+    file_values: Mapping[str, Any], file_source: str, env: Mapping[str, str]
+) -> GossipConfig:
+    """:data:`DAEMON_GOSSIP` < the file's ``[gossip]`` < ``MURMUR_GOSSIP_<FIELD>``."""
+    values: dict[str, Any] = {}
+    sources = [(key, raw, file_source) for key, raw in file_values.items()]
+    sources += [
+        (key[len(GOSSIP_ENV_PREFIX) :].lower(), raw, f"${key}")
+        for key, raw in env.items()
+        if key.startswith(GOSSIP_ENV_PREFIX)
+    ]
+    for key, raw, source in sources:
+        if key not in _GOSSIP_FIELDS:
+            raise ConfigError(f"{source}: unknown gossip setting {key!r}")
+        values[key] = _coerce_gossip(key, raw, source)
+    try:
+        return dataclasses.replace(DAEMON_GOSSIP, **values)
+    except GossipConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_node_config(
@@ -297,16 +380,18 @@ def load_node_config(
     """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    gossip_file: dict[str, Any] = {}
     if config_file is not None:
-        for key, raw in _read_toml(config_file).items():
-            if key not in _FIELDS:
+        node_file, gossip_file = _read_toml(config_file)
+        for key, raw in node_file.items():
+            if key not in _FIELDS or key == "gossip":
                 raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
             values[key] = _coerce(key, raw, f"config file {config_file}")
     for env_key, raw in env.items():
         if not env_key.startswith(ENV_PREFIX):
             continue
         key = env_key[len(ENV_PREFIX) :].lower()
-        if key not in _FIELDS:
+        if key not in _FIELDS or key == "gossip":
             raise ConfigError(f"environment variable {env_key} is not a node setting")
         values[key] = _coerce(key, raw, f"${env_key}")
     for key, raw in (flags or {}).items():
@@ -314,7 +399,12 @@ def load_node_config(
             continue
         if key not in _FIELDS:
             raise ConfigError(f"unknown node setting {key!r}")
+        if key == "gossip" and isinstance(raw, GossipConfig):
+            values[key] = raw
+            continue
         values[key] = _coerce(key, raw, f"--{key.replace('_', '-')}")
+    if "gossip" not in values:
+        values["gossip"] = _gossip_config(gossip_file, f"config file {config_file}", env)
     try:
         return NodeConfig(**values)
     except TypeError as exc:  # a wrongly typed value that slipped through coercion

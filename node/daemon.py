@@ -23,8 +23,11 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from certs import CertificateError
+from node.cluster_view import ClusterView
 from node.config import NodeConfig
+from node.convert import dataset_message
 from node.datasets import DatasetCatalog
+from node.drain import NodeDrain
 from node.enrollment import Enrollment
 from node.errors import StartupError
 from node.event_log import EventLog
@@ -33,6 +36,9 @@ from node.identity_bootstrap import obtain_identity
 from node.jobs.manager import JobManager, NodeResources
 from node.local_node import LocalNode
 from node.logs import configure_logging
+from node.membership import GrpcGossipTransport, MembershipRunner, encode_meta
+from node.membership.seeds import SeedBook
+from node.peer_client import PeerClient
 from node.runtimes.base import Runtime
 from node.runtimes.docker import DockerRuntime
 from node.runtimes.process import ProcessRuntime
@@ -43,6 +49,13 @@ from node.services.peer import PeerServicer
 from storage import Store, StoreError
 
 _log = logging.getLogger("murmur.node")
+
+LEAVE_TIMEOUT_SECONDS = 2.0
+"""How long a stopping node spends telling peers it leaves (they then record it as
+left rather than dead); a node that cannot reach them in that time stops anyway."""
+
+PEER_RECORD_INTERVAL_SECONDS = 30.0
+"""How often the live peers are written down as seeds for the next start."""
 
 
 def build_runtimes(config: NodeConfig, node_name: str, *, real_gpus: bool) -> dict[str, Runtime]:
@@ -102,6 +115,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
     except StoreError as exc:
         raise StartupError(str(exc)) from None
     probe = None
+    transport: GrpcGossipTransport | None = None
     try:
         probe = await asyncio.to_thread(open_gpu_probe, simulate=config.simulate_gpus)
         join_address = config.advertise_join_address if identity.ca else None
@@ -116,6 +130,21 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         events = EventLog(store)
         datasets = DatasetCatalog(store, config.effective_data_roots)
         await datasets.load()
+        local.datasets = lambda: [dataset_message(r, identity.name) for r in datasets.records()]
+        seed_book = SeedBook(store, own_address=str(config.advertise_address))
+        await seed_book.remember_issuer(identity.issuer_address)
+        transport = GrpcGossipTransport(identity.bundle)
+        membership = MembershipRunner(
+            name=identity.name,
+            advertise_address=str(config.advertise_address),
+            transport=transport,
+            config=config.gossip,
+            seeds=await seed_book.seeds(str(seed) for seed in config.seeds),
+            meta_source=lambda: encode_meta(local.describe()),
+            meta_refresh_interval=config.load_gossip_interval_seconds,
+        )
+        view = ClusterView(local, membership)
+        local.alone = view.alone
         runtimes = build_runtimes(
             config, identity.name, real_gpus=probe.inventory().source is GpuSource.NVML
         )
@@ -135,7 +164,16 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             path_roots=tuple(PurePosixPath(p) for p in config.job_path_roots),
             network_mode=config.job_network_mode,
             on_event=events.publish,
+            draining=lambda: local.draining,
         )
+
+        def drain_changed() -> None:
+            jobs.reschedule()
+            membership.request_meta_refresh()
+            local.updates.publish(local.describe())
+
+        drain = NodeDrain(store=store, local=local, events=events, on_change=drain_changed)
+        await drain.load()
         local.gpu_holders = jobs.gpu_holders
         local.active_runs = lambda: jobs.active_run_count
         await describe_runtimes(local, runtimes)
@@ -158,15 +196,18 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
                 store=store,
                 node_name=identity.name,
                 cluster=ClusterServicer(
-                    local=local,
+                    view=view,
                     store=store,
                     events=events,
                     enrollment=enrollment,
                     ca_fingerprint=identity.bundle.ca_fingerprint,
                     jobs=jobs,
                     datasets=datasets,
+                    drain=drain,
+                    membership=membership,
+                    peers=PeerClient(identity.bundle),
                 ),
-                peer=PeerServicer(local),
+                peer=PeerServicer(view=view, drain=drain, membership=membership),
                 health_servicer=health_servicer,
             )
         ]
@@ -200,10 +241,19 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             background = [
                 tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds)),
                 tasks.create_task(jobs.run()),
+                tasks.create_task(membership.run()),
+                tasks.create_task(membership.join()),
+                tasks.create_task(view.relay()),
+                tasks.create_task(
+                    seed_book.keep_up_to_date(membership, interval=PEER_RECORD_INTERVAL_SECONDS)
+                ),
             ]
             await stop.wait()
             _log.info("node stopping", extra={"event": "node.stopping", "node": identity.name})
             await health_servicer.enter_graceful_shutdown()
+            # Peers record a node that says goodbye as left, not dead. The servers still
+            # run meanwhile: the goodbye's acks come back through them.
+            await membership.leave(LEAVE_TIMEOUT_SECONDS)
             await asyncio.gather(
                 *(server.stop(config.shutdown_grace_seconds) for server in servers)
             )
@@ -211,6 +261,8 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             for task in background:
                 task.cancel()
     finally:
+        if transport is not None:
+            await transport.close()
         if probe is not None:
             await asyncio.to_thread(probe.close)
         await store.close()

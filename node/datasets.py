@@ -92,13 +92,18 @@ class DatasetCatalog:
     def __init__(self, store: Store, roots: tuple[Path, ...]) -> None:
         self._store = store
         self._roots = roots
-        self._paths: dict[str, Path] = {}
+        self._records: dict[str, DatasetRecord] = {}
+        """Name → record, in step with the store: gossip reads it on every refresh."""
 
     async def load(self) -> None:
-        self._paths = {d.name: d.path for d in await self._store.list_datasets()}
+        self._records = {d.name: d for d in await self._store.list_datasets()}
 
     def paths(self) -> dict[str, Path]:
-        return dict(self._paths)
+        return {name: record.path for name, record in self._records.items()}
+
+    def records(self) -> list[DatasetRecord]:
+        """Every dataset of this node, by name, without a store read."""
+        return [self._records[name] for name in sorted(self._records)]
 
     async def add(self, *, name: str, path: str, added_by: str) -> DatasetRecord:
         if not _NAME_RE.match(name):
@@ -117,7 +122,7 @@ class DatasetCatalog:
             added_by=added_by,
         )
         await self._store.add_dataset(record)
-        self._paths[name] = real
+        self._records[name] = record
         return record
 
     async def get(self, name: str) -> DatasetRecord:

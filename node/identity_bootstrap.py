@@ -29,6 +29,8 @@ from node.join_client import join_cluster
 class NodeIdentity:
     bundle: IdentityBundle
     ca: CertificateAuthority | None
+    issuer_address: str = ""
+    """When this start joined a cluster: the API address of the node that signed."""
 
     @property
     def name(self) -> str:
@@ -64,6 +66,7 @@ async def obtain_identity(config: NodeConfig) -> NodeIdentity:
             raise StartupError(f"node certificate {config.identity_path}: {exc}") from None
         return NodeIdentity(bundle, ca)
     name = config.name or default_node_name()
+    issuer_address = ""
     if ca is not None:
         addresses = {config.listen.host, config.advertise_address.host}
         bundle = ca.issue(
@@ -73,16 +76,17 @@ async def obtain_identity(config: NodeConfig) -> NodeIdentity:
             node_addresses=sorted(addresses),
         )
     elif config.join is not None and config.token is not None:
-        bundle = await join_cluster(
+        joined = await join_cluster(
             join=config.join,
             token_text=config.token,
             node_name=name,
             advertise=config.advertise_address,
         )
+        bundle, issuer_address = joined.bundle, joined.issuer_address
     else:
         raise StartupError(
             f"no identity in {config.data_dir}: run `murmur ca init --data-dir {config.data_dir}` "
             "on the first server, or pass --join HOST:PORT --token TOKEN to join a cluster"
         )
     bundle.write(config.identity_path)
-    return NodeIdentity(bundle, ca)
+    return NodeIdentity(bundle, ca, issuer_address)

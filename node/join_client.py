@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import grpc
 
@@ -29,9 +30,16 @@ from proto.murmur.v1 import node_pb2, node_pb2_grpc
 JOIN_TIMEOUT_SECONDS = 15.0
 
 
+@dataclass(frozen=True)
+class JoinResult:
+    bundle: IdentityBundle
+    issuer_address: str
+    """API address of the node that signed: the new node's first gossip seed."""
+
+
 async def join_cluster(
     *, join: HostPort, token_text: str, node_name: str, advertise: HostPort
-) -> IdentityBundle:
+) -> JoinResult:
     """Obtains this node's identity from an existing node.
 
     Raises:
@@ -65,8 +73,9 @@ async def join_cluster(
             raise StartupError(f"join via {target} refused: {exc.details()}") from None
     if response.ca_certificate_pem.strip() != ca_pem.strip():
         raise StartupError(f"join via {target}: the node answered with a different CA")
-    return IdentityBundle(
+    bundle = IdentityBundle(
         key_pem=private_key_pem(key),
         certificate_pem=bytes(response.certificate_pem),
         ca_certificate_pem=ca_pem,
     )
+    return JoinResult(bundle, response.issuer.address)

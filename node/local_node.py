@@ -43,6 +43,13 @@ class LocalNode:
     gpu_holders: Callable[[], Mapping[int, str]] = dict
     """GPU index → job id of the run holding it (the job manager's allocation)."""
     active_runs: Callable[[], int] = lambda: 0
+    datasets: Callable[[], list[types_pb2.Dataset]] = list
+    """This node's dataset catalog, gossiped with the rest of its facts."""
+    alone: Callable[[], bool] = lambda: True
+    """Whether gossip knows no other live node. Until the election exists, a lone node
+    leads itself and a node among others claims neither vote nor lead."""
+    draining: bool = False
+    """An admin drained this node: it starts no new job (``murmur node drain``)."""
     _inventory: GpuInventory | None = None
     _telemetry: list[GpuTelemetry] = field(default_factory=list)
     _host_load: HostLoad | None = None
@@ -71,10 +78,10 @@ class LocalNode:
             name=self.name,
             address=str(self.address),
             join_address=str(self.join_address) if self.join_address else "",
-            state=types_pb2.NODE_STATE_ALIVE,
+            state=types_pb2.NODE_STATE_DRAINING if self.draining else types_pb2.NODE_STATE_ALIVE,
             labels=self.labels,
-            voter=True,
-            leader=True,
+            voter=self.alone(),
+            leader=self.alone(),
             gpus=gpu_inventory_message(self.inventory),
             load=node_load_message(
                 gpus_free=self.gpus_free(),
@@ -88,6 +95,7 @@ class LocalNode:
             version=VERSION,
             started_at=timestamp(self.started_at),
             holds_ca=self.holds_ca,
+            datasets=self.datasets(),
         )
 
     async def sample_once(self) -> None:

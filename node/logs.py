@@ -39,3 +39,5 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # aiosqlite and grpc are chatty at debug; keep ours readable.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # grpc logs "Loaded running loop" at debug on every call it makes.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(logging.INFO)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
-from murmur._cli.output import NODE_HEADERS, node_rows, print_json, print_table
+from murmur._cli.output import NODE_HEADERS, node_rows, note, print_json, print_table
 from murmur._cli.parsing import parse_key_value
 from proto.murmur.v1 import cluster_pb2
 
@@ -35,6 +35,14 @@ def register(commands: Any) -> None:
     start.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     start.add_argument("--label", action="append", type=parse_key_value, metavar="K=V", default=[])
     start.add_argument("--data-root", action="append", type=Path, metavar="DIR", default=[])
+    start.add_argument(
+        "--seed",
+        action="append",
+        metavar="HOST:PORT",
+        default=[],
+        help="another node to join gossip through (repeatable; the node that signed this "
+        "node's certificate and peers from earlier runs are used anyway)",
+    )
     start.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     start.set_defaults(handler=start_command)
 
@@ -48,6 +56,22 @@ def register(commands: Any) -> None:
     add_connection_flags(show)
     add_json_flag(show)
     show.set_defaults(handler=show_command)
+
+    drain = actions.add_parser(
+        "drain", help="stop placing new jobs on a node; running jobs finish (admin)"
+    )
+    drain.add_argument("name")
+    drain.add_argument("--undo", action="store_true", help="take new jobs again")
+    add_connection_flags(drain)
+    add_json_flag(drain)
+    drain.set_defaults(handler=drain_command)
+
+    remove = actions.add_parser(
+        "remove", help="forget a dead node cluster-wide (admin; stop its daemon first)"
+    )
+    remove.add_argument("name")
+    add_connection_flags(remove)
+    remove.set_defaults(handler=remove_command)
 
 
 def start_command(args: argparse.Namespace) -> int:
@@ -66,6 +90,7 @@ def start_command(args: argparse.Namespace) -> int:
         "labels": dict(args.label) or None,
         "data_roots": [str(p) for p in args.data_root] or None,
         "log_level": args.log_level,
+        "seeds": args.seed or None,
     }
     config = load_node_config(config_file=args.config, flags=flags)
     if config.simulate_gpus:
@@ -103,4 +128,19 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"runtimes: {', '.join(node.runtimes)}")
     if node.runtime_notes:
         print(f"runtime notes: {node.runtime_notes}")
+    return 0
+
+
+def drain_command(args: argparse.Namespace) -> int:
+    node = run_with_client(args, lambda client: client.drain_node(args.name, undrain=args.undo))
+    if args.json:
+        print_json(node)
+    else:
+        print_table(NODE_HEADERS, node_rows([node]))
+    return 0
+
+
+def remove_command(args: argparse.Namespace) -> int:
+    removed = run_with_client(args, lambda client: client.remove_node(args.name))
+    note(f"murmur: removed node {removed.name}; nodes list it as left until they forget it")
     return 0

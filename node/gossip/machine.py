@@ -303,6 +303,20 @@ class Membership:
         self._enqueue(Leave(self.name, local.incarnation))
         return self._gossip_round(now)
 
+    def force_leave(self, name: str, now: float) -> list[Outgoing]:
+        """An operator removed ``name``, a member this node holds DEAD: record it as
+        LEFT and gossip that, so every node stops trying to reconnect to it and lists
+        it as gone. Serf calls this force-leave. A member that is alive or suspect is
+        left alone (it would refute, and rightly); so is one already LEFT or unknown.
+        The member can still come back later with a higher incarnation (a restart)."""
+        member = self._members.get(name)
+        if member is None or member.state is not MemberState.DEAD or name == self.name:
+            return []
+        if not self._broadcasts:
+            self._keep_gossip_phase(now)
+        self._apply_leave(Leave(name, member.incarnation), now)
+        return self._eager_push(now)
+
     def update_local_meta(self, meta: bytes, now: float) -> list[Outgoing]:
         """Publish a new metadata blob for this node (its version goes up by one)."""
         if not self._broadcasts:

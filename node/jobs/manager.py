@@ -111,8 +111,10 @@ class JobManager:
         path_roots: Collection[PurePosixPath] = (),
         network_mode: str = "bridge",
         on_event: Callable[[EventRecord], None] = lambda event: None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
+        self._draining = draining
         self._node = node_name
         self._runs_dir = runs_dir
         self._runtimes = dict(runtimes)
@@ -135,6 +137,10 @@ class JobManager:
         self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
 
     # ------------------------------------------------------------------ queries
+
+    def reschedule(self) -> None:
+        """Run a scheduling pass soon: something the pass reads changed (a drain)."""
+        self._wake.set()
 
     def gpu_holders(self) -> dict[int, str]:
         """GPU index → job id, for every GPU a run holds now."""
@@ -299,6 +305,7 @@ class JobManager:
         self, jobs: list[JobRecord], specs: Mapping[str, types_pb2.JobSpec]
     ) -> scheduler.ClusterSnapshot:
         resources = self._resources()
+        draining = self._draining()
         holders: dict[int, list[str]] = {}
         shared: dict[int, bool] = {}
         cpus_used = 0.0
@@ -326,7 +333,8 @@ class JobManager:
             memory_total_bytes=resources.memory_bytes,
             memory_free_bytes=max(0, resources.memory_bytes - memory_used),
             datasets=frozenset(self._datasets()),
-            schedulable=True,
+            schedulable=not draining,
+            unschedulable_reason="draining" if draining else "",
         )
         requests = tuple(
             scheduler.JobRequest(

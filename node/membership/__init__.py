@@ -8,6 +8,8 @@ metadata blob every member gossips about itself.
 """
 
 from node.membership.errors import (
+    MemberNotDownError,
+    MemberNotFoundError,
     MembershipConfigError,
     MembershipError,
     NodeMetaTooLargeError,
@@ -33,6 +35,8 @@ __all__ = [
     "ClusterMember",
     "GossipTransport",
     "GrpcGossipTransport",
+    "MemberNotDownError",
+    "MemberNotFoundError",
     "MembershipChange",
     "MembershipConfigError",
     "MembershipError",

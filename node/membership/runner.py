@@ -59,7 +59,12 @@ from node.gossip import (
     encode,
 )
 from node.gossip.codec import update_size
-from node.membership.errors import MembershipConfigError, MembershipError
+from node.membership.errors import (
+    MemberNotDownError,
+    MemberNotFoundError,
+    MembershipConfigError,
+    MembershipError,
+)
 from node.membership.node_meta import MAX_META_BYTES, decode_meta
 from node.membership.transport import SendOutcome
 from proto.murmur.v1 import types_pb2
@@ -85,6 +90,11 @@ _NODE_STATES: dict[MemberState, types_pb2.NodeState.ValueType] = {
     MemberState.DEAD: types_pb2.NODE_STATE_DEAD,
     MemberState.LEFT: types_pb2.NODE_STATE_LEFT,
 }
+
+
+def node_state(state: MemberState) -> types_pb2.NodeState.ValueType:
+    """The contract's NodeState for a gossip member state."""
+    return _NODE_STATES[state]
 
 
 class GossipTransport(Protocol):
@@ -280,6 +290,11 @@ class MembershipRunner:
         return self._machine.leaving
 
     @property
+    def incarnation(self) -> int:
+        """This node's current incarnation (raised by each refutation)."""
+        return self._machine.incarnation
+
+    @property
     def health_score(self) -> int:
         """Lifeguard local health: 0 is healthy."""
         return self._machine.health_score
@@ -395,6 +410,27 @@ class MembershipRunner:
             )
             return False
         return True
+
+    def force_leave(self, name: str) -> ClusterMember:
+        """Record the dead member ``name`` as LEFT and gossip it (``murmur node
+        remove``); returns the member as it now stands.
+
+        Raises:
+            MemberNotFoundError: no member has that name.
+            MemberNotDownError: the member is this node, or alive or suspect here.
+        """
+        member = self._machine.member(name)
+        if member is None:
+            raise MemberNotFoundError(f"no node named {name!r} in this cluster")
+        if name == self.name or member.state.is_live:
+            state = "this node" if name == self.name else member.state.value
+            raise MemberNotDownError(
+                f"node {name!r} is {state}: only a dead node can be removed; "
+                "stop its daemon first (drain it before, to let its jobs finish)"
+            )
+        self._dispatch(self._machine.force_leave(name, time.monotonic()))
+        self._wake.set()
+        return self._view(self._machine.member(name) or member)
 
     def request_meta_refresh(self) -> None:
         """Read ``meta_source`` again as soon as the refresh interval allows (a change

@@ -60,6 +60,9 @@ POLICIES: dict[str, MethodPolicy] = {
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
+    # A change to the node: audited, with the forwarding node as the caller (the
+    # admin's name is in the request and in the forwarding node's own audit log).
+    _NODE + "SetDraining": _write(_NODES),
     # Standard services every authenticated caller may use.
     "/grpc.health.v1.Health/Check": _read(),
     "/grpc.health.v1.Health/Watch": _read(),

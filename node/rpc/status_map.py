@@ -16,6 +16,7 @@ import grpc
 import certs
 import storage
 from node import errors
+from node.membership import errors as membership_errors
 
 _log = logging.getLogger("murmur.node.rpc")
 
@@ -29,6 +30,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (errors.ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (errors.NotServedError, grpc.StatusCode.UNIMPLEMENTED),
+    (membership_errors.MemberNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (membership_errors.MemberNotDownError, grpc.StatusCode.FAILED_PRECONDITION),
     (storage.RecordNotFoundError, grpc.StatusCode.NOT_FOUND),
     (storage.DatasetExistsError, grpc.StatusCode.ALREADY_EXISTS),
     # A bad join token is a failed proof of identity: the caller is not who it

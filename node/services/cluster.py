@@ -1,8 +1,8 @@
 """ClusterService: the API users reach through the CLI, the client and ``murmur top``.
 
-This node answers from what it knows itself. Membership (other nodes), the
-replicated job queue and datasets are served by the parts that own them as
-they arrive; RPCs of the contract that no part serves yet answer UNIMPLEMENTED.
+Nodes and datasets come from the cluster view (this node first-hand, the others
+through gossip); jobs are this node's own until the replicated queue exists:
+a job runs on the node it was submitted to.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from certs import Role
+from node.cluster_view import ClusterView
 from node.convert import (
     ROLE_FROM_PROTO,
     audit_message,
@@ -24,13 +25,16 @@ from node.convert import (
     timestamp,
 )
 from node.datasets import DatasetCatalog
+from node.drain import NodeDrain
 from node.enrollment import Enrollment
-from node.errors import InvalidArgumentError, NotFoundError, NotServedError
+from node.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from node.event_log import EventLog
 from node.jobs import states as job_states
 from node.jobs.logs import run_log_entries
 from node.jobs.manager import JobManager
-from node.local_node import VERSION, LocalNode
+from node.local_node import VERSION
+from node.membership import MembershipRunner
+from node.peer_client import PeerClient
 from node.rpc.caller import current_caller
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 from storage import Store
@@ -40,6 +44,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_AUDIT_PAGE = 1000
 MAX_JOBS_PAGE = 1000
 DEFAULT_JOBS_PAGE = 100
+
+_DOWN = (types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT)
 
 _LOG_STREAMS = {
     "stdout": types_pb2.LOG_STREAM_STDOUT,
@@ -52,15 +58,22 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     def __init__(
         self,
         *,
-        local: LocalNode,
+        view: ClusterView,
         store: Store,
         events: EventLog,
         enrollment: Enrollment,
         ca_fingerprint: str,
         jobs: JobManager,
         datasets: DatasetCatalog,
+        drain: NodeDrain,
+        membership: MembershipRunner | None,
+        peers: PeerClient,
     ) -> None:
-        self._local = local
+        self._view = view
+        self._name = view.local_name
+        self._drain = drain
+        self._membership = membership
+        self._peers = peers
         self._store = store
         self._events = events
         self._enrollment = enrollment
@@ -73,24 +86,24 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.WhoAmIResponse:
         return cluster_pb2.WhoAmIResponse(
             identity=identity_message(current_caller(), self._ca_fingerprint),
-            node=self._local.name,
+            node=self._name,
         )
-
-    def _nodes(self) -> list[types_pb2.NodeInfo]:
-        return [self._local.describe()]
 
     async def GetStatus(
         self, request: cluster_pb2.GetStatusRequest, context: Context
     ) -> cluster_pb2.ClusterStatus:
-        nodes = self._nodes()
+        nodes = self._view.nodes()
+        up = [n for n in nodes if n.state not in _DOWN]
+        # Until the election exists, only a lone node leads (itself).
+        alone = self._view.alone()
         return cluster_pb2.ClusterStatus(
-            answered_by=self._local.name,
-            leader=self._local.name,
+            answered_by=self._name,
+            leader=self._name if alone else "",
             term=0,
-            voters=[self._local.name],
+            voters=[self._name] if alone else [],
             nodes=nodes,
-            gpus_total=sum(len(n.gpus.devices) for n in nodes),
-            gpus_free=sum(n.load.gpus_free for n in nodes),
+            gpus_total=sum(len(n.gpus.devices) for n in up),
+            gpus_free=sum(n.load.gpus_free for n in up if n.state != types_pb2.NODE_STATE_DRAINING),
             gpus_simulated=any(n.gpus.source == types_pb2.GPU_SOURCE_SIMULATED for n in nodes),
             jobs_by_state=await self._store.count_jobs_by_state(),
             version=VERSION,
@@ -99,30 +112,58 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def ListNodes(
         self, request: cluster_pb2.ListNodesRequest, context: Context
     ) -> cluster_pb2.ListNodesResponse:
-        return cluster_pb2.ListNodesResponse(nodes=self._nodes())
+        return cluster_pb2.ListNodesResponse(nodes=self._view.nodes())
 
     async def GetNode(
         self, request: cluster_pb2.GetNodeRequest, context: Context
     ) -> types_pb2.NodeInfo:
-        for node in self._nodes():
-            if node.name == request.name:
-                return node
-        raise NotFoundError(f"no node named {request.name!r}")
+        node = self._view.node(request.name)
+        if node is None:
+            raise NotFoundError(f"no node named {request.name!r}")
+        return node
 
     async def WatchNodes(
         self, request: cluster_pb2.WatchNodesRequest, context: Context
     ) -> AsyncIterator[types_pb2.NodeInfo]:
-        async with self._local.updates.subscribe() as updates:
-            for node in self._nodes():
-                yield node
-            while True:
-                yield await updates.get()
+        async for node in self._view.watch():
+            yield node
+
+    async def DrainNode(
+        self, request: cluster_pb2.DrainNodeRequest, context: Context
+    ) -> types_pb2.NodeInfo:
+        """Drains this node, or asks the named node to drain itself (it owns the flag)."""
+        draining = not request.undrain
+        admin = current_caller().name
+        if not request.name or request.name == self._name:
+            return await self._drain.set(draining, requested_by=admin)
+        node = self._view.node(request.name)
+        if node is None:
+            raise NotFoundError(f"no node named {request.name!r}")
+        if node.state in (*_DOWN, types_pb2.NODE_STATE_SUSPECT):
+            state = types_pb2.NodeState.Name(node.state).removeprefix("NODE_STATE_").lower()
+            raise FailedPreconditionError(
+                f"node {request.name} is {state}: it cannot be drained now"
+            )
+        return await self._peers.set_draining(
+            node.address, node=request.name, draining=draining, requested_by=admin
+        )
+
+    async def RemoveNode(
+        self, request: cluster_pb2.RemoveNodeRequest, context: Context
+    ) -> cluster_pb2.RemoveNodeResponse:
+        """Forgets a dead node cluster-wide; refuses a node that is up."""
+        if self._membership is None:
+            if request.name == self._name:
+                raise FailedPreconditionError("a node cannot remove itself")
+            raise NotFoundError(f"no node named {request.name!r}")
+        removed = self._membership.force_leave(request.name)
+        return cluster_pb2.RemoveNodeResponse(name=removed.name)
 
     async def WatchEvents(
         self, request: cluster_pb2.WatchEventsRequest, context: Context
     ) -> AsyncIterator[types_pb2.Event]:
         async for event in self._events.follow(since_id=request.since_id, subject=request.subject):
-            yield event_message(event, self._local.name)
+            yield event_message(event, self._name)
 
     async def ListAudit(
         self, request: cluster_pb2.ListAuditRequest, context: Context
@@ -135,7 +176,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             user=request.user or None,
         )
         return cluster_pb2.ListAuditResponse(
-            records=[audit_message(record, self._local.name) for record in records]
+            records=[audit_message(record, self._name) for record in records]
         )
 
     async def CreateJoinToken(
@@ -281,30 +322,17 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         record = await self._datasets.add(
             name=request.name, path=request.path, added_by=current_caller().name
         )
-        return dataset_message(record, self._local.name)
+        return dataset_message(record, self._name)
 
     async def ListDatasets(
         self, request: cluster_pb2.ListDatasetsRequest, context: Context
     ) -> cluster_pb2.ListDatasetsResponse:
-        if request.node and request.node != self._local.name:
-            return cluster_pb2.ListDatasetsResponse()
-        records = await self._datasets.list()
-        return cluster_pb2.ListDatasetsResponse(
-            datasets=[dataset_message(record, self._local.name) for record in records]
-        )
+        return cluster_pb2.ListDatasetsResponse(datasets=self._view.datasets(request.node))
 
     async def GetDataset(
         self, request: cluster_pb2.GetDatasetRequest, context: Context
     ) -> types_pb2.Dataset:
-        return dataset_message(await self._datasets.get(request.name), self._local.name)
-
-    # RPCs of the contract served by a part still to come (gossip membership).
-    # They answer UNIMPLEMENTED with the reason rather than pretending.
-    def _not_served(self, rpc: str, part: str) -> NotServedError:
-        return NotServedError(f"{rpc} needs {part}, which this version of murmur does not have yet")
-
-    async def DrainNode(self, request: cluster_pb2.DrainNodeRequest, context: Context) -> Any:
-        raise self._not_served("DrainNode", "gossip membership")
-
-    async def RemoveNode(self, request: cluster_pb2.RemoveNodeRequest, context: Context) -> Any:
-        raise self._not_served("RemoveNode", "gossip membership")
+        dataset = self._view.dataset(request.name)
+        if dataset is None:
+            raise NotFoundError(f"no dataset named {request.name!r} on any node")
+        return dataset

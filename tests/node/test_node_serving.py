@@ -107,15 +107,6 @@ async def test_roles_limit_what_callers_may_do(lab: Lab, ca_node: NodeProcess) -
     assert ("vera", "CreateJoinToken", "PERMISSION_DENIED") in refusals
 
 
-async def test_rpcs_of_later_parts_answer_unimplemented_with_a_reason(
-    lab: Lab, ca_node: NodeProcess
-) -> None:
-    async with client_for(ca_node, lab.admin_identity) as client:
-        with pytest.raises(murmur.Unimplemented, match="gossip membership") as info:
-            await client.drain_node("node-1")
-    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
-
-
 async def test_sigterm_stops_cleanly_and_keeps_the_store(lab: Lab, ca_node: NodeProcess) -> None:
     async with client_for(ca_node, lab.admin_identity) as client:
         await client.create_join_token()

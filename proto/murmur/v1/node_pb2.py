@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from proto.murmur.v1 import types_pb2 as proto_dot_murmur_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/murmur/v1/node.proto\x12\tmurmur.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bproto/murmur/v1/types.proto\"2\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"X\n\x0cPingResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x11\n\x0f\x44\x65scribeRequest\"6\n\rGossipRequest\x12\x14\n\x0c\x66rom_address\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x10\n\x0eGossipResponse\"n\n\x0bJoinRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x04 \x01(\x0c\x12\x19\n\x11\x61\x64vertise_address\x18\x05 \x01(\t\"h\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12#\n\x06issuer\x18\x03 \x01(\x0b\x32\x13.murmur.v1.NodeInfo2\xc2\x01\n\x0bNodeService\x12\x37\n\x04Ping\x12\x16.murmur.v1.PingRequest\x1a\x17.murmur.v1.PingResponse\x12;\n\x08\x44\x65scribe\x12\x1a.murmur.v1.DescribeRequest\x1a\x13.murmur.v1.NodeInfo\x12=\n\x06Gossip\x12\x18.murmur.v1.GossipRequest\x1a\x19.murmur.v1.GossipResponse2F\n\x0bJoinService\x12\x37\n\x04Join\x12\x16.murmur.v1.JoinRequest\x1a\x17.murmur.v1.JoinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/murmur/v1/node.proto\x12\tmurmur.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bproto/murmur/v1/types.proto\"2\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"X\n\x0cPingResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x11\n\x0f\x44\x65scribeRequest\"6\n\rGossipRequest\x12\x14\n\x0c\x66rom_address\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x10\n\x0eGossipResponse\"<\n\x12SetDrainingRequest\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"n\n\x0bJoinRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x04 \x01(\x0c\x12\x19\n\x11\x61\x64vertise_address\x18\x05 \x01(\t\"h\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12#\n\x06issuer\x18\x03 \x01(\x0b\x32\x13.murmur.v1.NodeInfo2\x85\x02\n\x0bNodeService\x12\x37\n\x04Ping\x12\x16.murmur.v1.PingRequest\x1a\x17.murmur.v1.PingResponse\x12;\n\x08\x44\x65scribe\x12\x1a.murmur.v1.DescribeRequest\x1a\x13.murmur.v1.NodeInfo\x12=\n\x06Gossip\x12\x18.murmur.v1.GossipRequest\x1a\x19.murmur.v1.GossipResponse\x12\x41\n\x0bSetDraining\x12\x1d.murmur.v1.SetDrainingRequest\x1a\x13.murmur.v1.NodeInfo2F\n\x0bJoinService\x12\x37\n\x04Join\x12\x16.murmur.v1.JoinRequest\x1a\x17.murmur.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,12 +43,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GOSSIPREQUEST']._serialized_end=318
   _globals['_GOSSIPRESPONSE']._serialized_start=320
   _globals['_GOSSIPRESPONSE']._serialized_end=336
-  _globals['_JOINREQUEST']._serialized_start=338
-  _globals['_JOINREQUEST']._serialized_end=448
-  _globals['_JOINRESPONSE']._serialized_start=450
-  _globals['_JOINRESPONSE']._serialized_end=554
-  _globals['_NODESERVICE']._serialized_start=557
-  _globals['_NODESERVICE']._serialized_end=751
-  _globals['_JOINSERVICE']._serialized_start=753
-  _globals['_JOINSERVICE']._serialized_end=823
+  _globals['_SETDRAININGREQUEST']._serialized_start=338
+  _globals['_SETDRAININGREQUEST']._serialized_end=398
+  _globals['_JOINREQUEST']._serialized_start=400
+  _globals['_JOINREQUEST']._serialized_end=510
+  _globals['_JOINRESPONSE']._serialized_start=512
+  _globals['_JOINRESPONSE']._serialized_end=616
+  _globals['_NODESERVICE']._serialized_start=619
+  _globals['_NODESERVICE']._serialized_end=880
+  _globals['_JOINSERVICE']._serialized_start=882
+  _globals['_JOINSERVICE']._serialized_end=952
 # @@protoc_insertion_point(module_scope)

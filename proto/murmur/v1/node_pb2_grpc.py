@@ -50,6 +50,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipRequest.SerializeToString,
                 response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipResponse.FromString,
                 _registered_method=True)
+        self.SetDraining = channel.unary_unary(
+                '/murmur.v1.NodeService/SetDraining',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.SetDrainingRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -78,6 +83,15 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDraining(self, request, context):
+        """Drain (or undrain) the peer itself: it starts no new job while drained. A node
+        forwards an admin's ClusterService.DrainNode of another node here; the admin's
+        name travels in `requested_by` for the peer's event log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Gossip,
                     request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipRequest.FromString,
                     response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.GossipResponse.SerializeToString,
+            ),
+            'SetDraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDraining,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.SetDrainingRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +197,33 @@ class NodeService:
             '/murmur.v1.NodeService/Gossip',
             proto_dot_murmur_dot_v1_dot_node__pb2.GossipRequest.SerializeToString,
             proto_dot_murmur_dot_v1_dot_node__pb2.GossipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/SetDraining',
+            proto_dot_murmur_dot_v1_dot_node__pb2.SetDrainingRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,11 @@ class NodeServiceStub:
     empty response only says it was handed over; a reply, when the protocol has
     one, is a separate Gossip call back to `from_address`.
     """
+    SetDraining: _grpc.UnaryUnaryMultiCallable[_node_pb2.SetDrainingRequest, _types_pb2.NodeInfo]
+    """Drain (or undrain) the peer itself: it starts no new job while drained. A node
+    forwards an admin's ClusterService.DrainNode of another node here; the admin's
+    name travels in `requested_by` for the peer's event log.
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -59,6 +64,11 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """One gossip datagram (SWIM+Lifeguard membership, node/gossip). One-way: the
     empty response only says it was handed over; a reply, when the protocol has
     one, is a separate Gossip call back to `from_address`.
+    """
+    SetDraining: _aio.UnaryUnaryMultiCallable[_node_pb2.SetDrainingRequest, _types_pb2.NodeInfo]  # type: ignore[assignment]
+    """Drain (or undrain) the peer itself: it starts no new job while drained. A node
+    forwards an admin's ClusterService.DrainNode of another node here; the admin's
+    name travels in `requested_by` for the peer's event log.
     """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -87,6 +97,17 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """One gossip datagram (SWIM+Lifeguard membership, node/gossip). One-way: the
         empty response only says it was handed over; a reply, when the protocol has
         one, is a separate Gossip call back to `from_address`.
+        """
+
+    @_abc_1.abstractmethod
+    def SetDraining(
+        self,
+        request: _node_pb2.SetDrainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.NodeInfo, _abc.Awaitable[_types_pb2.NodeInfo]]:
+        """Drain (or undrain) the peer itself: it starts no new job while drained. A node
+        forwards an admin's ClusterService.DrainNode of another node here; the admin's
+        name travels in `requested_by` for the peer's event log.
         """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,48 @@
+"""Calls from this node to another node's ``NodeService``, over mutual TLS.
+
+Gossip has its own persistent channels (:mod:`node.membership.transport`); the
+calls here are rare (an admin's drain of another node) and open a channel each.
+"""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+
+from certs import IdentityBundle
+from node.errors import UnavailableError
+from node.membership.transport import channel_options
+from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
+
+PEER_CALL_TIMEOUT_SECONDS = 10.0
+
+
+class PeerClient:
+    """Makes NodeService calls with this node's identity."""
+
+    def __init__(self, bundle: IdentityBundle) -> None:
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=bundle.ca_certificate_pem,
+            private_key=bundle.key_pem,
+            certificate_chain=bundle.certificate_pem,
+        )
+
+    async def set_draining(
+        self, address: str, *, node: str, draining: bool, requested_by: str
+    ) -> types_pb2.NodeInfo:
+        """Ask the node at ``address`` to drain or undrain itself.
+
+        Raises:
+            UnavailableError: the node did not answer, or refused; says which node.
+            grpc.aio.AioRpcError: never; every failure becomes UnavailableError.
+        """
+        async with grpc.aio.secure_channel(address, self._credentials, channel_options()) as ch:
+            stub = node_pb2_grpc.NodeServiceStub(ch)
+            request = node_pb2.SetDrainingRequest(draining=draining, requested_by=requested_by)
+            try:
+                return await stub.SetDraining(request, timeout=PEER_CALL_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as exc:
+                raise UnavailableError(
+                    f"node {node} at {address} did not take the drain: "
+                    f"{exc.code().name.lower()}: {exc.details()}"
+                ) from None
