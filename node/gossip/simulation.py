@@ -326,6 +326,14 @@ class Simulation:
         self._gone.setdefault(name, []).append([self.now, math.inf])
         self._reschedule(node)
 
+    def force_leave(self, by: str, name: str) -> None:
+        """An operator on ``by`` removes the dead member ``name`` (``node remove``)."""
+        node = self._node(by)
+        if node.machine is None:
+            raise SimulationError(f"{by} is down; it cannot remove {name}")
+        self._send(node, node.machine.force_leave(name, self.now))
+        self._reschedule(node)
+
     def update_meta(self, name: str, meta: bytes) -> None:
         node = self._node(name)
         if node.machine is None:

@@ -89,3 +89,56 @@ def test_settings_outside_the_node_table_are_refused(tmp_path: Path) -> None:
     file.write_text('listen = "127.0.0.1:1"\n[node]\nname = "n"\n')
     with pytest.raises(ConfigError, match="outside \\[node\\]"):
         load_node_config(config_file=file, env={})
+
+
+def test_gossip_timings_come_from_the_gossip_table_then_the_environment(tmp_path: Path) -> None:
+    file = tmp_path / "node.toml"
+    file.write_text(
+        '[node]\nname = "n1"\nseeds = ["10.0.0.5:7070"]\n\n'
+        "[gossip]\nprobe_interval = 2.0\nprobe_timeout = 0.8\neager_push = false\n"
+    )
+    config = load_node_config(
+        config_file=file,
+        env={"MURMUR_GOSSIP_PROBE_TIMEOUT": "0.9", "MURMUR_GOSSIP_INDIRECT_CHECKS": "5"},
+    )
+    assert config.gossip.probe_interval == 2.0
+    assert config.gossip.probe_timeout == 0.9
+    assert config.gossip.indirect_checks == 5
+    assert config.gossip.eager_push is False
+    assert config.seeds == (HostPort("10.0.0.5", 7070),)
+    # What is not set keeps the daemon's defaults: memberlist's LAN profile, sized for gRPC.
+    assert config.gossip.suspicion_mult == 4
+    assert config.gossip.max_piggyback_bytes == 64 * 1024
+
+
+def test_seeds_from_the_environment_and_flags() -> None:
+    env = {"MURMUR_NODE_SEEDS": "127.0.0.2:7070,127.0.0.3:7070"}
+    assert [str(s) for s in load_node_config(env=env).seeds] == ["127.0.0.2:7070", "127.0.0.3:7070"]
+    flagged = load_node_config(env=env, flags={"seeds": ["10.1.1.1:7070"]})
+    assert flagged.seeds == (HostPort("10.1.1.1", 7070),)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MURMUR_GOSSIP_PROBE_INTERVAL": "soon"}, "probe_interval .* must be a number"),
+        ({"MURMUR_GOSSIP_INDIRECT_CHECKS": "2.5"}, "indirect_checks .* must be an integer"),
+        ({"MURMUR_GOSSIP_EAGER_PUSH": "maybe"}, "eager_push .* must be true or false"),
+        ({"MURMUR_GOSSIP_PROBE_TIMOUT": "1"}, "unknown gossip setting 'probe_timout'"),
+        ({"MURMUR_GOSSIP_PROBE_TIMEOUT": "3"}, "probe_timeout must be shorter than probe_interval"),
+        ({"MURMUR_NODE_SEEDS": "nowhere"}, "seeds .* must look like HOST:PORT"),
+        ({"MURMUR_NODE_LOAD_GOSSIP_INTERVAL_SECONDS": "0"}, "must be positive"),
+    ],
+)
+def test_bad_gossip_settings_are_refused_with_the_field_named(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_node_config(env=env)
+
+
+def test_a_gossip_table_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "node.toml"
+    file.write_text('gossip = "fast"\n')
+    with pytest.raises(ConfigError, match=r"\[gossip\] must be a table"):
+        load_node_config(config_file=file, env={})

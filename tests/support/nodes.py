@@ -43,6 +43,8 @@ class NodeProcess:
     """Extra environment the node was started with (kept for restarts)."""
     extra_args: tuple[str, ...] = ()
     """Extra flags the node was started with (kept for restarts)."""
+    wrapper: tuple[str, ...] = ()
+    """What the command was prefixed with (kept for restarts)."""
 
     def log(self) -> str:
         """This run's output only."""
@@ -114,13 +116,16 @@ class Lab:
         ports: tuple[int, int] | None = None,
         wait: bool = True,
         env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> NodeProcess:
+        """Starts ``murmur node start`` for ``name``; ``wrapper`` prefixes the command
+        (``ip netns exec NS`` runs the node in a network namespace)."""
         data_dir = data_dir or self.root / name
         port, join_port = ports or (free_port(host), free_port(host))
         log_path = self.root / f"{name}.log"
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         command = [
-            sys.executable, "-m", "murmur", "node", "start",
+            *wrapper, sys.executable, "-m", "murmur", "node", "start",
             "--name", name, "--data-dir", str(data_dir),
             "--listen", f"{host}:{port}", "--join-listen", f"{host}:{join_port}",
             "--log-level", "debug",
@@ -144,6 +149,7 @@ class Lab:
             log_offset=log_offset,
             env=dict(env or {}),
             extra_args=tuple(extra_args),
+            wrapper=tuple(wrapper),
         )
         self.nodes.append(node)
         if wait:
@@ -151,13 +157,17 @@ class Lab:
         return node
 
     def murmur(
-        self, *args: str, identity: Path | None = None, timeout: float = 60.0
+        self,
+        *args: str,
+        identity: Path | None = None,
+        timeout: float = 60.0,
+        wrapper: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
         """Runs the CLI in a subprocess, as a user would."""
         env = self.env
         env["MURMUR_IDENTITY"] = str(identity or self.admin_identity)
         return subprocess.run(
-            [sys.executable, "-m", "murmur", *args],
+            [*wrapper, sys.executable, "-m", "murmur", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -176,6 +186,7 @@ class Lab:
             ports=(int(port), join_port),
             extra_args=node.extra_args,
             env=node.env,
+            wrapper=node.wrapper,
         )
 
     def stop_all(self) -> None:

@@ -191,6 +191,30 @@ def test_a_stale_alive_cannot_resurrect_the_dead_but_a_restart_rejoins() -> None
     assert sim.is_converged()
 
 
+def test_removing_a_dead_node_marks_it_left_everywhere_and_a_live_one_is_untouched() -> None:
+    sim = Simulation(20, seed=12)
+    sim.run_until(5)
+    victim, live = node_name(7), node_name(8)
+    sim.crash(victim)
+    sim.run_for(30)
+    assert all(sim.view(name)[victim] is MemberState.DEAD for name in sim.running())
+
+    removed_at = sim.now
+    sim.force_leave(node_name(0), victim)
+    sim.force_leave(node_name(0), live)  # alive: refused, nothing is sent about it
+    sim.run_for(5)
+    assert sim.seen_by_all_at(victim, EventKind.LEFT, since=removed_at) is not None
+    assert all(sim.view(name)[live] is MemberState.ALIVE for name in sim.running())
+    assert not sim.false_dead_verdicts()
+
+    # A removed server that is started again is welcome back.
+    back_at = sim.now
+    sim.restart(victim)
+    sim.run_for(5)
+    assert sim.seen_by_all_at(victim, EventKind.JOINED, since=back_at) is not None
+    assert sim.is_converged()
+
+
 def test_metadata_updates_spread_and_the_owners_newest_version_wins() -> None:
     sim = Simulation(30, seed=10)
     sim.run_until(5)
