@@ -28,11 +28,12 @@ def status_command(args: argparse.Namespace) -> int:
         print_json(status)
         return 0
     count = len(status.nodes)
-    leader = status.leader or "none"
-    print(
-        f"cluster: {count} node{'s' if count != 1 else ''}, leader {leader} (term {status.term}), "
-        f"voters: {', '.join(status.voters) or 'none'}"
-    )
+    nodes = f"{count} node{'s' if count != 1 else ''}"
+    if status.leader:
+        voters = ", ".join(status.voters) or "none"
+        print(f"cluster: {nodes}, leader {status.leader} (term {status.term}), voters: {voters}")
+    else:
+        print(f"cluster: {nodes}, no leader: each node schedules the jobs submitted to it")
     simulated = " (simulated)" if status.gpus_simulated else ""
     print(f"gpus: {status.gpus_free}/{status.gpus_total} free{simulated}")
     queue = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs_by_state.items()))

@@ -120,6 +120,26 @@ async def _wait_ready(address: str, identity: Path, process: subprocess.Popen[by
             await asyncio.sleep(0.2)
 
 
+async def _wait_converged(address: str, identity: Path, names: set[str]) -> bool:
+    """Whether the node at ``address`` came to see every node of ``names`` alive in
+    time (gossip usually takes well under a second)."""
+    from murmur import AsyncClient, MurmurError, resolve_connect_config
+    from proto.murmur.v1 import types_pb2
+
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    async with AsyncClient(resolve_connect_config(node=address, identity=identity)) as client:
+        while time.monotonic() < deadline:
+            try:
+                nodes = await client.list_nodes(timeout=2.0)
+            except MurmurError:
+                nodes = []
+            alive = {n.name for n in nodes if n.state == types_pb2.NODE_STATE_ALIVE}
+            if names <= alive:
+                return True
+            await asyncio.sleep(0.2)
+    return False
+
+
 async def _create_token(address: str, identity: Path) -> str:
     from murmur import AsyncClient, resolve_connect_config
 
@@ -177,6 +197,9 @@ def up_command(args: argparse.Namespace) -> int:
             if status is None:
                 raise CommandError(f"node-{index} exited at start: {_last_log_line(home, index)}")
             note(f"node-{index} ready at {_node_address(index, args.port)}")
+        names = {f"node-{index}" for index in range(1, args.nodes + 1)}
+        if not asyncio.run(_wait_converged(_node_address(1, args.port), identity, names)):
+            note(f"murmur: node-1 does not see all {args.nodes} nodes yet; see their node.log")
         note("")
         note(f"murmur: a {args.nodes}-node cluster is up (data in {home / 'cluster'}).")
         note("In another terminal:  murmur status   |   murmur node list   |   murmur job list")

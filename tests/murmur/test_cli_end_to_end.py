@@ -97,7 +97,7 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
     env["MURMUR_HOME"] = str(home)
     port = free_port("127.0.0.1")
     up = subprocess.Popen(
-        [sys.executable, "-m", "murmur", "up", "--nodes", "2", "--port", str(port)],
+        [sys.executable, "-m", "murmur", "up", "--nodes", "3", "--port", str(port)],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -114,9 +114,12 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
         )  # fmt: skip
         assert status is not None
         assert status.returncode == 0, (status.stderr, up.poll())
-        assert "node-1" in status.stdout
-        assert f"127.0.0.1:{port}" in status.stdout
+        # Every node, from the one node the client knows: gossip put them together.
+        for index in (1, 2, 3):
+            assert f"node-{index}" in status.stdout
+            assert f"127.0.0.{index}:{port}" in status.stdout
         assert "(simulated)" in status.stdout
+        assert "24" in status.stdout, "3 nodes x 8 simulated GPUs"
         second = subprocess.run(
             [sys.executable, "-m", "murmur", "whoami", "--node", f"127.0.0.2:{port}"],
             env=env, capture_output=True, text=True, timeout=30,
@@ -126,7 +129,8 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
         up.send_signal(signal.SIGINT)
         _, stderr = up.communicate(timeout=30)
     assert up.returncode == 0, stderr
-    assert any("murmur: a 2-node cluster is up" in line for line in seen)
-    for index in (1, 2):
+    assert any("murmur: a 3-node cluster is up" in line for line in seen)
+    assert not any("does not see all" in line for line in seen), seen
+    for index in (1, 2, 3):
         log = (home / "cluster" / f"node-{index}" / "node.log").read_text()
         assert '"event": "node.stopped"' in log, f"node-{index} did not stop cleanly"
