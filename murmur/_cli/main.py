@@ -17,6 +17,7 @@ from murmur._cli import (
     commands_cluster,
     commands_jobs,
     commands_node,
+    commands_top,
     commands_up,
 )
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_node.register(commands)
     commands_cluster.register(commands)
     commands_jobs.register(commands)
+    commands_top.register(commands)
     return parser
 
 

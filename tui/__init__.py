@@ -1,0 +1,10 @@
+"""`murmur top`: the Textual dashboard that attaches to any node and shows the lab live.
+
+Data comes in through one `Connection` handed to `MurmurTop`; widgets never open
+connections themselves, so tests drive the app against a real node or a fake.
+"""
+
+from tui.app import MurmurTop
+from tui.connection import Connection
+
+__all__ = ["Connection", "MurmurTop"]

@@ -1,0 +1,199 @@
+"""The columns and filter fields of the three tables: nodes, jobs, datasets.
+
+Each column reads one thing off a proto message; sort keys are raw values (numbers
+sort as numbers), cells are formatted at paint time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.text import Text
+
+from proto.murmur.v1 import types_pb2
+from tui.filters import FilterSpec
+from tui.format import (
+    JOB_STATE_STYLES,
+    MISSING,
+    NODE_STATE_STYLES,
+    age,
+    gpu_bar,
+    human_bytes,
+    job_state_name,
+    node_state_name,
+    percent,
+)
+from tui.node_summary import summarize
+from tui.table_model import Column
+
+# ------------------------------------------------------------------------ nodes
+
+
+def _node_name(node: types_pb2.NodeInfo, now: float) -> Text:
+    mark = Text("★ ", style="bold yellow") if node.leader else Text("  ")
+    return mark + Text(node.name)
+
+
+def _node_state(node: types_pb2.NodeInfo, now: float) -> Text:
+    return Text(node_state_name(node.state), style=NODE_STATE_STYLES.get(node.state, ""))
+
+
+def _node_models(node: types_pb2.NodeInfo, now: float) -> Text:
+    summary = summarize(node)
+    text = Text(summary.models)
+    if summary.simulated:
+        text.append(" (simulated)", style="italic magenta")
+    return text
+
+
+def _node_memory(node: types_pb2.NodeInfo, now: float) -> str:
+    summary = summarize(node)
+    if summary.memory_total == 0:
+        return MISSING
+    return f"{human_bytes(summary.memory_used)} / {human_bytes(summary.memory_total)}"
+
+
+def _or_minus_one(value: float | None) -> float:
+    """Unknown sorts below every known value, including 0."""
+    return -1.0 if value is None else float(value)
+
+
+def _node_temperature(node: types_pb2.NodeInfo) -> int | None:
+    return summarize(node).temperature_max
+
+
+NODE_COLUMNS: list[Column[types_pb2.NodeInfo]] = [
+    Column("NAME", 18, lambda n: n.name, _node_name),
+    Column("STATE", 9, lambda n: n.state, _node_state),
+    Column(
+        "GPUS USED",
+        15,
+        lambda n: summarize(n).gpus_used,
+        lambda n, now: gpu_bar(summarize(n).gpus_used, summarize(n).gpus_total),
+    ),
+    Column("MODEL", 28, lambda n: summarize(n).models, _node_models),
+    Column(
+        "UTIL",
+        5,
+        lambda n: _or_minus_one(summarize(n).utilization),
+        lambda n, now: percent(summarize(n).utilization),
+    ),
+    Column("GPU MEMORY", 19, lambda n: _or_minus_one(summarize(n).memory_used), _node_memory),
+    Column(
+        "TEMP",
+        5,
+        lambda n: _or_minus_one(_node_temperature(n)),
+        lambda n, now: MISSING if (t := _node_temperature(n)) is None else f"{t}°C",
+    ),
+    Column("JOBS", 4, lambda n: n.load.runs_active, lambda n, now: str(n.load.runs_active)),
+    Column(
+        "CPU",
+        5,
+        lambda n: n.load.cpu_percent,
+        lambda n, now: percent(n.load.cpu_percent if n.load.HasField("cpu_percent") else None),
+    ),
+    Column("ADDRESS", 21, lambda n: n.address, lambda n, now: n.address),
+]
+
+
+def _node_fields(node: types_pb2.NodeInfo) -> Mapping[str, str]:
+    return {"state": node_state_name(node.state), "node": node.name, "name": node.name}
+
+
+NODE_FILTER: FilterSpec[types_pb2.NodeInfo] = FilterSpec(
+    fields=_node_fields,
+    text=lambda n: f"{n.name} {node_state_name(n.state)} {summarize(n).models} {n.address}",
+    names=frozenset({"state", "node", "name"}),
+)
+
+# ------------------------------------------------------------------------- jobs
+
+
+def job_node(job: types_pb2.Job) -> str:
+    """Where the job's latest run is (or was); empty before its first run."""
+    return job.runs[-1].node if job.runs else ""
+
+
+def job_gpus(job: types_pb2.Job) -> str:
+    request = job.spec.gpus
+    text = str(request.count)
+    if request.model:
+        text += f"x{request.model}"
+    if request.share:
+        text += " shared"
+    return text
+
+
+def job_reason(job: types_pb2.Job) -> str:
+    """The why-pending line: the node's reason plus the queue position."""
+    reason = job.reason
+    if job.state == types_pb2.JOB_STATE_PENDING and job.queue_position:
+        where = f"#{job.queue_position} in {job.spec.queue or 'default'}"
+        reason = f"{reason}; {where}" if reason else where
+    return reason
+
+
+def _job_state(job: types_pb2.Job, now: float) -> Text:
+    return Text(job_state_name(job.state), style=JOB_STATE_STYLES.get(job.state, ""))
+
+
+def _submitted(job: types_pb2.Job) -> float:
+    return job.submitted_at.seconds + job.submitted_at.nanos / 1e9
+
+
+JOB_COLUMNS: list[Column[types_pb2.Job]] = [
+    Column("ID", 14, lambda j: j.id, lambda j, now: j.id),
+    Column("NAME", 16, lambda j: j.spec.name, lambda j, now: j.spec.name),
+    Column("USER", 10, lambda j: j.user, lambda j, now: j.user),
+    Column("QUEUE", 9, lambda j: j.spec.queue, lambda j, now: j.spec.queue or "default"),
+    Column("STATE", 10, lambda j: j.state, _job_state),
+    Column("GPUS", 6, lambda j: j.spec.gpus.count, lambda j, now: job_gpus(j)),
+    Column("NODE", 12, job_node, lambda j, now: job_node(j)),
+    Column("AGE", 6, lambda j: -_submitted(j), lambda j, now: age(now - _submitted(j))),
+    Column("REASON", 40, job_reason, lambda j, now: job_reason(j)),
+]
+JOB_DEFAULT_SORT = 7
+"""Newest first: the AGE column sorts by submission time, latest on top."""
+
+
+def _job_fields(job: types_pb2.Job) -> Mapping[str, str]:
+    return {
+        "user": job.user,
+        "state": job_state_name(job.state),
+        "queue": job.spec.queue or "default",
+        "node": job_node(job),
+        "id": job.id,
+        "name": job.spec.name,
+    }
+
+
+JOB_FILTER: FilterSpec[types_pb2.Job] = FilterSpec(
+    fields=_job_fields,
+    text=lambda j: " ".join(
+        (j.id, j.spec.name, j.user, job_state_name(j.state), job_node(j), job_reason(j))
+    ),
+    names=frozenset({"user", "state", "queue", "node", "id", "name"}),
+)
+
+# --------------------------------------------------------------------- datasets
+
+
+def _added(dataset: types_pb2.Dataset) -> float:
+    return float(dataset.added_at.seconds)
+
+
+DATASET_COLUMNS: list[Column[types_pb2.Dataset]] = [
+    Column("NAME", 20, lambda d: d.name, lambda d, now: d.name),
+    Column("NODE", 14, lambda d: d.node, lambda d, now: d.node),
+    Column("SIZE", 10, lambda d: d.size_bytes, lambda d, now: human_bytes(d.size_bytes)),
+    Column("FILES", 8, lambda d: d.file_count, lambda d, now: str(d.file_count)),
+    Column("PATH", 36, lambda d: d.path, lambda d, now: d.path),
+    Column("ADDED BY", 10, lambda d: d.added_by, lambda d, now: d.added_by),
+    Column("AGE", 6, lambda d: -_added(d), lambda d, now: age(now - _added(d))),
+]
+
+DATASET_FILTER: FilterSpec[types_pb2.Dataset] = FilterSpec(
+    fields=lambda d: {"node": d.node, "name": d.name},
+    text=lambda d: f"{d.name} {d.node} {d.path} {d.added_by}",
+    names=frozenset({"node", "name"}),
+)

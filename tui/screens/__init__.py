@@ -1,0 +1,1 @@
+"""The views of `murmur top`: one screen each, plus the dialogs."""

@@ -1,0 +1,1 @@
+"""Widgets of `murmur top` that Textual does not ship in the shape needed."""
