@@ -166,7 +166,9 @@ class JobManager:
         return await self._message(job)
 
     async def _message(self, job: JobRecord) -> types_pb2.Job:
-        runs = await self._store.list_runs(job_id=job.id)
+        # A job gets its first run in the transaction that sets attempts to 1: one
+        # never tried has none, and a scheduling pass describes many such jobs.
+        runs = await self._store.list_runs(job_id=job.id) if job.attempts else []
         position = 0
         if job.state == states.PENDING and job.id in self._waiting:
             reason, position = self._waiting[job.id]
@@ -290,13 +292,22 @@ class JobManager:
             specs = {job.id: spec for job, spec in pending}
             plan = scheduler.schedule(self._snapshot(eligible, specs))
             by_id = {job.id: job for job in eligible}
+            for placement in plan.placements:
+                await self._launch(by_id[placement.job_id], specs[placement.job_id], placement)
+            moved = []
             for waiting in plan.waiting:
                 before = self._waiting.get(waiting.job_id)
                 self._waiting[waiting.job_id] = (waiting.reason, waiting.position)
                 if before != (waiting.reason, waiting.position):
-                    self.updates.publish(await self._message(by_id[waiting.job_id]))
-            for placement in plan.placements:
-                await self._launch(by_id[placement.job_id], specs[placement.job_id], placement)
+                    moved.append(by_id[waiting.job_id])
+        # When one job leaves the queue every waiting job's position changes: describing
+        # hundreds of them must not hold the lock that runs starting or ending need. A
+        # job that changed meanwhile is skipped; whoever changed it published it.
+        for job in moved:
+            message = await self._message(job)
+            current = self._pending.get(job.id)
+            if current is not None and current[0] is job:
+                self.updates.publish(message)
         if not later:
             return None
         return max(0.05, (min(later) - datetime.now(UTC)).total_seconds())
