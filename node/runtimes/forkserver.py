@@ -211,14 +211,24 @@ class ForkServer:
     """The process runtime's handle on its fork server: starts it on first use,
     sends it requests (thread-safe: one at a time), and retires it on failure."""
 
-    def __init__(self, *, python: str, package_root: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        python: str,
+        package_root: Path,
+        log_path: Path,
+        reply_timeout_seconds: float = REPLY_TIMEOUT_SECONDS,
+    ) -> None:
         """
         Args:
             python: the interpreter that runs the server.
             package_root: the directory holding the ``node`` package.
             log_path: where the server's own output goes.
+            reply_timeout_seconds: how long a request waits for its reply before
+                the server is taken for hung and killed.
         """
         self._python = python
+        self._reply_timeout = reply_timeout_seconds
         self._package_root = package_root
         self._log_path = log_path
         self._lock = threading.Lock()
@@ -326,12 +336,12 @@ class ForkServer:
             os.write(self._requests, json.dumps(request).encode("utf-8") + b"\n")
         except OSError as exc:
             raise ForkServerError(f"the fork server is gone: {exc}") from exc
-        deadline = time.monotonic() + REPLY_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self._reply_timeout
         while (reply := self._next_reply()) is None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._replies], [], [], left)[0]:
                 raise ForkServerError(
-                    f"the fork server did not answer within {REPLY_TIMEOUT_SECONDS:g} s"
+                    f"the fork server did not answer within {self._reply_timeout:g} s"
                 )
             data = os.read(self._replies, 65536)
             if not data:

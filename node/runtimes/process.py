@@ -219,6 +219,11 @@ class ProcessRuntime:
         """Supervisors this process started itself (without the fork server) and
         has not reaped yet."""
 
+    @property
+    def fork_server_pid(self) -> int | None:
+        """The fork server's pid while it runs."""
+        return self._fork_server.pid
+
     def close(self) -> None:
         """Stops the fork server; runs go on. Without it, the fork server exits
         when this process does."""

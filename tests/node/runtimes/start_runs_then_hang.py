@@ -1,8 +1,9 @@
 """Test helper: a stand-in for the daemon in the kill -9 scenario.
 
 ``python tests/node/runtimes/start_runs_then_hang.py RUNS_DIR`` starts three runs
-with a ProcessRuntime, prints their handles as one JSON line, then waits to be
-killed. The test SIGKILLs it and checks that a fresh runtime finds the runs.
+with a ProcessRuntime, prints their handles and its fork server's pid as one JSON
+line (``{"handles": {...}, "fork_server_pid": N}``), then waits to be killed. The
+test SIGKILLs it and checks that a fresh runtime finds the runs.
 
     sleeper   prints "before", then "after" 1.5 s later, then sleeps 30 s
     short     exits 5 after 1 s
@@ -46,7 +47,8 @@ async def start_runs_then_hang(runs_dir: Path) -> None:
             files=RunFiles(runs_dir / run_id),
         )
         handles[run_id] = dataclasses.asdict(await runtime.start(spec))
-    print(json.dumps(handles), flush=True)
+    started = {"handles": handles, "fork_server_pid": runtime.fork_server_pid}
+    print(json.dumps(started), flush=True)
     await asyncio.Event().wait()
 
 

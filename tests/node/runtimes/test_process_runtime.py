@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,10 @@ def runs_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def runtime(runs_dir: Path) -> ProcessRuntime:
-    return ProcessRuntime(runs_dir=runs_dir, node_name="node-1")
+def runtime(runs_dir: Path) -> Iterator[ProcessRuntime]:
+    runtime = ProcessRuntime(runs_dir=runs_dir, node_name="node-1")
+    yield runtime
+    runtime.close()
 
 
 def launch_spec(runs_dir: Path, argv: tuple[str, ...], **overrides: Any) -> LaunchSpec:
@@ -357,8 +360,14 @@ async def test_recover_tells_lost_runs_from_ended_ones(
     assert not is_running(*lost_job)
 
 
+@dataclass(frozen=True)
+class KilledDaemon:
+    handles: dict[str, RunHandle]
+    fork_server_pid: int
+
+
 @pytest.fixture
-def handles_of_killed_daemon(runs_dir: Path) -> dict[str, RunHandle]:
+def killed_daemon(runs_dir: Path) -> KilledDaemon:
     """Runs started by a daemon stand-in (a real process) that was then SIGKILLed."""
     daemon = subprocess.Popen(
         [sys.executable, str(HELPER), str(runs_dir)],
@@ -373,13 +382,17 @@ def handles_of_killed_daemon(runs_dir: Path) -> dict[str, RunHandle]:
             daemon.kill()
             daemon.wait()
     assert printed, "the daemon stand-in exited before it started its runs"
-    return {run_id: RunHandle(**fields) for run_id, fields in json.loads(printed).items()}
+    started = json.loads(printed)
+    return KilledDaemon(
+        handles={run_id: RunHandle(**fields) for run_id, fields in started["handles"].items()},
+        fork_server_pid=started["fork_server_pid"],
+    )
 
 
 async def test_runs_survive_a_killed_daemon_and_are_found_again(
-    runs_dir: Path, handles_of_killed_daemon: dict[str, RunHandle]
+    runs_dir: Path, killed_daemon: KilledDaemon
 ) -> None:
-    handles = handles_of_killed_daemon
+    handles = killed_daemon.handles
     sleeper, short, orphan = handles["sleeper"], handles["short"], handles["orphan"]
 
     def files_of(run_id: str) -> RunFiles:
@@ -405,6 +418,11 @@ async def test_runs_survive_a_killed_daemon_and_are_found_again(
     assert not is_running(orphan.pid, orphan.pid_start_time)
     assert not is_running(*orphan_job)
     assert json.loads(files_of("orphan").exit.read_text())["reason"] == REAPED_REASON
+    # Its fork server went with the daemon (end-of-file on its requests), its runs did not.
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while (stat := read_stat(killed_daemon.fork_server_pid)) is not None and stat.state != "Z":
+        assert time.monotonic() < deadline, "the fork server outlived its daemon"
+        await asyncio.sleep(0.02)
     # The adopted run is managed like any other.
     assert sleeper.pid is not None
     assert process_start_time(sleeper.pid) == sleeper.pid_start_time
