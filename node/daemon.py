@@ -37,6 +37,7 @@ from node.jobs.manager import JobManager, NodeResources
 from node.local_node import LocalNode
 from node.logs import configure_logging
 from node.membership import GrpcGossipTransport, MembershipRunner, encode_meta
+from node.membership.node_meta import LoadDamper
 from node.membership.seeds import SeedBook
 from node.peer_client import PeerClient
 from node.runtimes.base import Runtime
@@ -134,13 +135,14 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         seed_book = SeedBook(store, own_address=str(config.advertise_address))
         await seed_book.remember_issuer(identity.issuer_address)
         transport = GrpcGossipTransport(identity.bundle)
+        load_damper = LoadDamper()
         membership = MembershipRunner(
             name=identity.name,
             advertise_address=str(config.advertise_address),
             transport=transport,
             config=config.gossip,
             seeds=await seed_book.seeds(str(seed) for seed in config.seeds),
-            meta_source=lambda: encode_meta(local.describe()),
+            meta_source=lambda: encode_meta(load_damper.apply(local.describe())),
             meta_refresh_interval=config.load_gossip_interval_seconds,
         )
         view = ClusterView(local, membership)

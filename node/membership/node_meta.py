@@ -9,6 +9,9 @@ retransmitted several times, so the blob is kept small:
 - per-GPU telemetry keeps what a cluster view shows (utilization, memory used);
   temperature and power stay on the node, where ``Describe`` serves them;
 - ``incarnation`` is left out: gossip itself carries the member's incarnation;
+- the daemon passes its NodeInfo through a :class:`LoadDamper` first, so load
+  readings that barely moved do not make a new version (and a cluster-wide
+  retransmission) at every sample;
 - the blob is at most :data:`MAX_META_BYTES`. Over it, parts are dropped in this
   order until it fits (:data:`TRIM_ORDER`): per-GPU telemetry, runtime notes,
   dataset details (path, manifest hash, who added it and when; the name, size and
@@ -65,6 +68,85 @@ TRIM_ORDER: tuple[tuple[str, Callable[[types_pb2.NodeInfo], None]], ...] = (
 )
 """What goes, in order, when a blob is over the limit: live telemetry first (the
 next sample replaces it anyway), the node's catalog last."""
+
+UTILIZATION_STEP_PERCENT = 5.0
+"""A CPU or GPU utilization is re-gossiped once it moved this many points."""
+
+MEMORY_STEP_FRACTION = 1 / 64
+"""Host memory use is re-gossiped once it moved by this much of the total."""
+
+GPU_MEMORY_STEP_BYTES = 256 * 2**20
+"""GPU memory use is re-gossiped once it moved by this much."""
+
+
+def _hold(new: float, last: float, step: float) -> bool:
+    return abs(new - last) < step
+
+
+class LoadDamper:
+    """Holds back load changes too small to be worth telling the whole cluster.
+
+    Every changed blob is retransmitted to the cluster; an idle node whose CPU
+    reading wobbles between 2 % and 3 % would otherwise publish a new version at
+    every sample and keep every member gossiping. A reading is replaced only when
+    it moved a whole step (:data:`UTILIZATION_STEP_PERCENT`,
+    :data:`MEMORY_STEP_FRACTION`, :data:`GPU_MEMORY_STEP_BYTES`) from the value last
+    gossiped, so what peers see is never off by more than a step. Counts (free
+    GPUs, active runs) pass unchanged, and the sample time is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._last: types_pb2.NodeLoad | None = None
+
+    def apply(self, info: types_pb2.NodeInfo) -> types_pb2.NodeInfo:
+        """A copy of ``info`` whose load holds the last gossiped readings where
+        the new ones differ by less than a step."""
+        damped = types_pb2.NodeInfo()
+        damped.CopyFrom(info)
+        load = damped.load
+        load.ClearField("measured_at")
+        last = self._last
+        if last is not None:
+            if (
+                load.HasField("cpu_percent")
+                and last.HasField("cpu_percent")
+                and _hold(load.cpu_percent, last.cpu_percent, UTILIZATION_STEP_PERCENT)
+            ):
+                load.cpu_percent = last.cpu_percent
+            memory_step = load.memory_total_bytes * MEMORY_STEP_FRACTION
+            if (
+                load.HasField("memory_used_bytes")
+                and last.HasField("memory_used_bytes")
+                and _hold(load.memory_used_bytes, last.memory_used_bytes, memory_step)
+            ):
+                load.memory_used_bytes = last.memory_used_bytes
+            previous = {stats.index: stats for stats in last.gpu_stats}
+            for stats in load.gpu_stats:
+                before = previous.get(stats.index)
+                if before is None:
+                    continue
+                if (
+                    stats.HasField("utilization_percent")
+                    and before.HasField("utilization_percent")
+                    and _hold(
+                        stats.utilization_percent,
+                        before.utilization_percent,
+                        UTILIZATION_STEP_PERCENT,
+                    )
+                ):
+                    stats.utilization_percent = before.utilization_percent
+                if (
+                    stats.HasField("memory_used_bytes")
+                    and before.HasField("memory_used_bytes")
+                    and _hold(
+                        stats.memory_used_bytes, before.memory_used_bytes, GPU_MEMORY_STEP_BYTES
+                    )
+                ):
+                    stats.memory_used_bytes = before.memory_used_bytes
+        self._last = types_pb2.NodeLoad()
+        self._last.CopyFrom(load)
+        return damped
+
 
 _last_trim_note: dict[str, tuple[str, ...]] = {}
 """Per node name, the parts last dropped: a trim is logged when it changes, not on

@@ -9,6 +9,7 @@ handler through a context variable.
 from __future__ import annotations
 
 import contextvars
+import functools
 from typing import Any
 
 import grpc
@@ -41,4 +42,12 @@ def caller_from_context(context: grpc.aio.ServicerContext[Any, Any]) -> Certific
     pems = list(auth.get("x509_pem_cert") or [])
     if not pems:
         raise IdentityError("no client certificate: every call needs a certificate from the lab CA")
-    return identity_from_certificate(pems[0])
+    return _identity_of(bytes(pems[0]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_of(pem: bytes) -> CertificateIdentity:
+    """Parsing a certificate costs more than a gossip message's whole handling, and
+    a peer presents the same one on every call; the identity is immutable. A
+    certificate that fails to parse raises and is not cached."""
+    return identity_from_certificate(pem)

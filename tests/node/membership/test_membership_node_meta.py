@@ -15,6 +15,7 @@ from node.membership import (
     decode_meta,
     encode_meta,
 )
+from node.membership.node_meta import LoadDamper
 from proto.murmur.v1 import types_pb2
 
 
@@ -176,3 +177,48 @@ def test_unusable_blobs_decode_to_none(blob: bytes) -> None:
 def test_decoding_never_raises(blob: bytes) -> None:
     info = decode_meta(blob)
     assert info is None or info.name
+
+
+def _loaded(cpu: float, memory_used: int, gpu_util: int, gpu_memory: int) -> types_pb2.NodeInfo:
+    info = types_pb2.NodeInfo(name="n1")
+    info.load.cpu_percent = cpu
+    info.load.memory_total_bytes = 64 * 2**30
+    info.load.memory_used_bytes = memory_used
+    info.load.gpus_free = 3
+    info.load.measured_at.seconds = 1_800_000_000
+    info.load.gpu_stats.add(index=0, utilization_percent=gpu_util, memory_used_bytes=gpu_memory)
+    return info
+
+
+def test_the_load_damper_keeps_the_blob_identical_while_readings_only_wobble() -> None:
+    damper = LoadDamper()
+    first = encode_meta(damper.apply(_loaded(2.0, 10 * 2**30, 0, 0)))
+    for cpu, memory, util, gpu_memory in [
+        (4.9, 10 * 2**30 + 2**29, 4, 2**27),
+        (0.0, 10 * 2**30 - 2**29, 1, 0),
+        (6.9, 10 * 2**30 + 2**29, 4, 255 * 2**20),
+    ]:
+        assert encode_meta(damper.apply(_loaded(cpu, memory, util, gpu_memory))) == first
+
+
+def test_the_load_damper_lets_a_real_change_through_exactly() -> None:
+    damper = LoadDamper()
+    damper.apply(_loaded(2.0, 10 * 2**30, 0, 0))
+    moved = damper.apply(_loaded(37.5, 20 * 2**30, 90, 40 * 2**30))
+    assert moved.load.cpu_percent == 37.5
+    assert moved.load.memory_used_bytes == 20 * 2**30
+    assert moved.load.gpu_stats[0].utilization_percent == 90
+    assert moved.load.gpu_stats[0].memory_used_bytes == 40 * 2**30
+    assert not moved.load.HasField("measured_at")
+    # Counts are never held back: a freed GPU is news at once.
+    counted = _loaded(37.5, 20 * 2**30, 90, 40 * 2**30)
+    counted.load.gpus_free = 4
+    assert damper.apply(counted).load.gpus_free == 4
+
+
+@given(st.lists(st.floats(min_value=0, max_value=100), min_size=1, max_size=30))
+def test_the_gossiped_cpu_reading_is_never_off_by_a_whole_step(readings: list[float]) -> None:
+    damper = LoadDamper()
+    for reading in readings:
+        info = _loaded(reading, 0, 0, 0)
+        assert abs(damper.apply(info).load.cpu_percent - reading) < 5.0
