@@ -128,6 +128,16 @@ class GossipConfig:
     the long suspicion that protects stalled nodes. The member can still refute in
     that time (a quick restart). Zero ignores refusals. Not in memberlist."""
 
+    quiet_metadata: bool = True
+    """Metadata-only news (a member's newer blob at the same incarnation: its load, its
+    datasets) rides only on probe traffic (pings, acks, indirect probes), never in
+    gossip rounds or eager pushes, and push-pull repairs what it misses. It then
+    costs bytes, not messages: every blob change otherwise keeps every member
+    gossiping for a while, which over gRPC (a fraction of a millisecond of CPU per
+    message) dominates the cost of a large cluster. Changes a node marks urgent (a
+    drain), joins, suspicions, deaths and refutations still go out at once. Not in
+    memberlist, whose UDP messages cost microseconds."""
+
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)

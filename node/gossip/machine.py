@@ -146,6 +146,8 @@ class Membership:
         self._events: deque[MembershipEvent] = deque(maxlen=_MAX_QUEUED_EVENTS)
         self._awareness = Awareness(config.awareness_max_multiplier)
         self._broadcasts: BroadcastQueue[Update] = BroadcastQueue()
+        self._quiet: BroadcastQueue[Update] = BroadcastQueue()
+        """Metadata-only news: piggybacked on probe traffic only (``quiet_metadata``)."""
         self._fresh_news = False
         self._members: dict[str, Member] = {}
         self._names_by_address: dict[str, str] = {}
@@ -317,14 +319,20 @@ class Membership:
         self._apply_leave(Leave(name, member.incarnation), now)
         return self._eager_push(now)
 
-    def update_local_meta(self, meta: bytes, now: float) -> list[Outgoing]:
-        """Publish a new metadata blob for this node (its version goes up by one)."""
-        if not self._broadcasts:
-            self._keep_gossip_phase(now)
+    def update_local_meta(self, meta: bytes, now: float, *, urgent: bool = False) -> list[Outgoing]:
+        """Publish a new metadata blob for this node (its version goes up by one).
+
+        Unless ``urgent``, with ``quiet_metadata`` on, it travels on probe traffic
+        only (see the config field)."""
         local = self.local
         self._members[self.name] = dataclasses.replace(
             local, meta=meta, meta_version=local.meta_version + 1
         )
+        if self._config.quiet_metadata and not urgent:
+            self._enqueue(self._alive_update(), quiet=True)
+            return []
+        if not self._broadcasts:
+            self._keep_gossip_phase(now)
         self._announce_self()
         return self._eager_push(now)
 
@@ -639,7 +647,10 @@ class Membership:
 
     # --- broadcasts -------------------------------------------------------------------------
 
-    def _enqueue(self, update: Update) -> None:
+    def _enqueue(self, update: Update, *, quiet: bool = False) -> None:
+        if quiet:
+            self._quiet.enqueue(update.name, update, update_size(update))
+            return
         self._broadcasts.enqueue(update.name, update, update_size(update))
         self._fresh_news = True
 
@@ -651,10 +662,20 @@ class Membership:
         )
 
     def _piggyback(self, first: Update | None = None) -> tuple[Update, ...]:
-        if first is None:
-            return tuple(self._take_broadcasts(self._config.max_piggyback_bytes))
-        rest = self._take_broadcasts(self._config.max_piggyback_bytes - update_size(first))
-        return (first, *rest)
+        """Updates for a probe-traffic message: ``first``, then urgent news, then
+        metadata-only news in what room is left."""
+        budget = self._config.max_piggyback_bytes - (0 if first is None else update_size(first))
+        urgent = self._take_broadcasts(budget)
+        room = budget - sum(update_size(u) for u in urgent)
+        items = self._config.max_piggyback_updates - len(urgent)
+        quiet: list[Update] = []
+        if self._quiet and room > 0 and items > 0:
+            quiet = self._quiet.take(
+                transmit_limit=self._config.retransmit_limit(self.cluster_size()),
+                max_bytes=room,
+                max_items=items,
+            )
+        return (*([first] if first is not None else []), *urgent, *quiet)
 
     def _alive_update(self) -> Alive:
         local = self.local
@@ -752,7 +773,8 @@ class Membership:
             self._emit(EventKind.JOINED, updated, now)
         if (updated.meta, updated.meta_version) != (member.meta, member.meta_version):
             self._emit(EventKind.META_UPDATED, updated, now)
-        self._enqueue(alive)
+        meta_only = not newer_state and updated.state is member.state
+        self._enqueue(alive, quiet=meta_only and self._config.quiet_metadata)
 
     def _apply_own_alive(self, alive: Alive) -> None:
         local = self.local

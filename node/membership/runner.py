@@ -262,6 +262,7 @@ class MembershipRunner:
         self._progress = asyncio.Event()
         """Set after each tick and each finished send: what :meth:`leave` waits on."""
         self._join_requested = False
+        self._urgent_meta = False
         self._last_meta_error = ""
         self._last_meta_read_at = 0.0
         self._last_drop_log: dict[str, float] = {}
@@ -433,8 +434,10 @@ class MembershipRunner:
         return self._view(self._machine.member(name) or member)
 
     def request_meta_refresh(self) -> None:
-        """Read ``meta_source`` again as soon as the refresh interval allows (a change
-        that should not wait, like a drain)."""
+        """Read ``meta_source`` again as soon as the refresh interval allows and send
+        the result out at once, not only on probe traffic (a change that should not
+        wait, like a drain)."""
+        self._urgent_meta = True
         self._next_meta_refresh_at = min(
             self._next_meta_refresh_at,
             max(time.monotonic(), self._last_meta_read_at + self._meta_refresh_interval),
@@ -591,10 +594,11 @@ class MembershipRunner:
         self._next_meta_refresh_at = now + self._meta_refresh_interval
         local = self._machine.local
         blob = self._read_meta(local.meta_version + 1)
+        urgent, self._urgent_meta = self._urgent_meta, False
         if blob is None or blob == local.meta:
             return
         self._stats.meta_published += 1
-        self._dispatch(self._machine.update_local_meta(blob, now))
+        self._dispatch(self._machine.update_local_meta(blob, now, urgent=urgent))
 
     # --- members and events ------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -400,10 +401,43 @@ def test_metadata_of_a_suspect_updates_without_clearing_the_suspicion() -> None:
     assert (member.state, member.meta) == (MemberState.SUSPECT, b"load=3")
 
 
-def test_updating_local_metadata_raises_its_version_and_announces_it() -> None:
+def test_urgent_local_metadata_raises_its_version_and_is_gossiped() -> None:
     harness = Harness(["b"])
-    harness.machine.update_local_meta(b"gpus=8", 1.0)
+    harness.machine.update_local_meta(b"gpus=8", 1.0, urgent=True)
     assert (harness.machine.local.meta, harness.machine.local.meta_version) == (b"gpus=8", 1)
+    gossip = messages_of(harness.machine.tick(harness.machine.next_deadline()), Gossip)
+    assert Alive("me", 0, addr("me"), b"gpus=8", 1) in gossip[0].message.updates  # type: ignore[union-attr]
+
+
+def test_quiet_local_metadata_rides_on_probes_only() -> None:
+    harness = Harness(["b", "c"])
+    harness.run_until(5.0)  # the start-up announcement is gossiped out
+    assert harness.machine.pending_broadcasts == 0
+    assert not harness.machine.update_local_meta(b"load=7", 5.0), "no eager push"
+    news = Alive("me", 0, addr("me"), b"load=7", 1)
+    _, ping = harness.tick_until_probe()
+    assert news in ping.message.updates  # type: ignore[union-attr]
+    # No gossip round carries it (peers that never answer are gossiped about, though).
+    rounds = messages_of(harness.run_until(harness.now + 3.0), Gossip)
+    assert all(news not in item.message.updates for item in rounds)  # type: ignore[union-attr]
+    # An ack carries it too.
+    acks = messages_of(harness.machine.receive(Ping(9, "me"), addr("c"), harness.now), Ack)
+    assert news in acks[0].message.updates  # type: ignore[union-attr]
+
+
+def test_a_peers_metadata_only_news_is_relayed_quietly_but_a_state_change_at_once() -> None:
+    harness = Harness(["b", "c"], config=dataclasses.replace(CONFIG, eager_push=True))
+    harness.run_until(5.0)
+    out = harness.machine.receive(Gossip((Alive("b", 0, addr("b"), b"load=3", 1),)), addr("b"), 5.1)
+    assert not messages_of(out, Gossip)
+    assert harness.machine.pending_broadcasts == 0
+    out = harness.machine.receive(Gossip((Alive("b", 1, addr("b"), b"load=3", 1),)), addr("b"), 5.2)
+    assert messages_of(out, Gossip), "a new incarnation is news to push"
+
+
+def test_quiet_metadata_can_be_turned_off() -> None:
+    harness = Harness(["b"], config=dataclasses.replace(CONFIG, quiet_metadata=False))
+    harness.machine.update_local_meta(b"gpus=8", 1.0)
     gossip = messages_of(harness.machine.tick(harness.machine.next_deadline()), Gossip)
     assert Alive("me", 0, addr("me"), b"gpus=8", 1) in gossip[0].message.updates  # type: ignore[union-attr]
 

@@ -222,7 +222,7 @@ def test_metadata_updates_spread_and_the_owners_newest_version_wins() -> None:
     sim.update_meta(owner, b"gpus=8 load=0")
     sim.run_for(0.5)
     sim.update_meta(owner, b"gpus=8 load=3")
-    sim.run_for(2)
+    sim.run_for(8)  # metadata rides on probe traffic only: a few seconds to reach 30 nodes
     # An old announcement arriving late changes nothing.
     from node.gossip import Gossip
 
