@@ -49,6 +49,13 @@ _log = logging.getLogger("murmur.node.jobs")
 
 RETRY_BACKOFF_MAX = timedelta(minutes=5)
 
+GATHER_PASS_COSTS = 4.0
+"""After only submissions woke the scheduler, it waits this many times the cost of its
+last pass (a run ending cuts the wait short): a burst of submissions to a long queue
+is placed in a few passes, not one pass each, while on a short queue the wait is a
+fraction of a millisecond."""
+GATHER_MAX_SECONDS = 0.05
+
 _RUNTIME_NAMES = {
     types_pb2.JOB_RUNTIME_DOCKER: "docker",
     types_pb2.JOB_RUNTIME_PROCESS: "process",
@@ -132,6 +139,8 @@ class JobManager:
         """Why each pending job waits, and its queue position, from the last pass. Kept in
         memory only: it changes with every pass and is recomputed after a restart."""
         self._wake = asyncio.Event()
+        self._run_ended = asyncio.Event()
+        """Set with ``_wake`` when a run gave its resources back: a pass is due now."""
         self._lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
         self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
@@ -271,12 +280,22 @@ class JobManager:
             for job in await self._store.list_jobs(states=(states.PENDING,), limit=10_000_000):
                 self._track(job)
             await self._recover()
+            loop = asyncio.get_running_loop()
             while True:
                 # Cleared before the pass: a run that ends during it wakes the next one.
                 self._wake.clear()
+                self._run_ended.clear()
+                began = loop.time()
                 delay = await self._schedule_pass()
+                cost = loop.time() - began
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                if not self._run_ended.is_set():
+                    # A pass costs in proportion to the queue: let a burst of submissions
+                    # gather rather than pay one pass per submission.
+                    gather = min(GATHER_MAX_SECONDS, GATHER_PASS_COSTS * cost)
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._run_ended.wait(), timeout=gather)
 
     def _spawn(self, run: _ActiveRun, job_spec_limit: timedelta | None) -> None:
         assert self._tasks is not None
@@ -556,6 +575,7 @@ class JobManager:
             )  # fmt: skip
             self._active.pop(record.id, None)
         self.updates.publish(await self._message(job))
+        self._run_ended.set()
         self._wake.set()
 
     async def _transition(

@@ -334,8 +334,8 @@ class ForkServer:
     def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
             os.write(self._requests, json.dumps(request).encode("utf-8") + b"\n")
-        except OSError as exc:
-            raise ForkServerError(f"the fork server is gone: {exc}") from exc
+        except OSError as exc:  # EPIPE: it exited before it read the request
+            raise ForkServerError(f"the fork server exited: {self._last_log_line()}") from exc
         deadline = time.monotonic() + self._reply_timeout
         while (reply := self._next_reply()) is None:
             left = deadline - time.monotonic()
