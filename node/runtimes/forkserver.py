@@ -83,6 +83,13 @@ def _reply(data: dict[str, Any]) -> None:
     os.write(REPLIES_FD, json.dumps(data).encode("utf-8") + b"\n")
 
 
+def _name_process(name: str) -> None:
+    """Sets the name ``top`` and ``ps -o comm`` show (15 bytes at most). Supervisors
+    share the server's command line, so this is how an operator tells them apart."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
+        comm.write(name)
+
+
 def _reap_children() -> None:
     """Collects every exited child, so no supervisor stays a zombie."""
     while True:
@@ -106,6 +113,7 @@ def _become_supervisor(run_dir: str, go_fd: int, server_fds: tuple[int, ...]) ->
             code = 0  # the server died before the runtime learned our pid: not ours to run
             return
         os.close(go_fd)
+        _name_process("murmur-run")
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -199,6 +207,7 @@ def serve() -> None:
 
 def main() -> int:
     os.chdir("/")  # hold no directory busy
+    _name_process("murmur-forksrv")
     with contextlib.suppress(BrokenPipeError):  # the runtime is gone: nobody to answer
         serve()
     return 0

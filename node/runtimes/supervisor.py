@@ -1,10 +1,11 @@
 """The per-run supervisor: a small process that sits between the daemon and one job.
 
-The process runtime starts it as ``python -P -m node.runtimes.supervisor RUN_DIR``
-in a session of its own. It reads ``launch.json``, starts the job in a process
-group of its own, pumps the job's stdout and stderr into the run's log,
-forwards SIGTERM to the job, and records how the job ended in ``exit.json``
-before it exits.
+The process runtime's fork server (:mod:`node.runtimes.forkserver`) forks it,
+already loaded, into a session of its own; if the fork server fails, the runtime
+starts it as ``python -S -P -m node.runtimes.supervisor RUN_DIR``. It reads
+``launch.json``, starts the job in a process group of its own, pumps the job's
+stdout and stderr into the run's log, forwards SIGTERM to the job, and records
+how the job ended in ``exit.json`` before it exits.
 
 Why a process of its own: the daemon may be killed (kill -9, out of memory, an
 upgrade) while jobs run. A job whose parent was the daemon would be reparented
@@ -13,8 +14,9 @@ break. The supervisor outlives the daemon, so output keeps reaching the disk and
 the exit code is on disk when the daemon comes back.
 
 It imports only the standard library, :mod:`node.runtimes.run_log` and
-:mod:`node.runtimes.procfs`: it starts once per run and a heavy import would
-delay every job.
+:mod:`node.runtimes.procfs`: every supervisor is a copy of the fork server,
+which imports it, and a fresh one (the fallback) would pay any heavy import
+before its job could start.
 
 The files in RUN_DIR are the contract with :mod:`node.runtimes.process`:
 

@@ -76,6 +76,10 @@ def parent_and_session(pid: int) -> tuple[int, int]:
     return int(fields[4 - 3]), int(fields[6 - 3])
 
 
+def process_name(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def gone(pid: int) -> bool:
     """No such process any more, not even a zombie: someone reaped it."""
     return read_stat(pid) is None
@@ -105,6 +109,9 @@ async def test_a_supervisor_is_forked_into_a_session_of_its_own_and_reaped_when_
 
     assert handle.pid is not None
     assert parent_and_session(handle.pid) == (server, handle.pid)
+    # They share the server's command line; top and ps -o comm tell them apart.
+    assert process_name(handle.pid) == "murmur-run"
+    assert process_name(server) == "murmur-forksrv"
     with pytest.raises(ChildProcessError):  # not the daemon's to reap
         os.waitpid(handle.pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG: does not block
     assert await runtime.wait(handle) == RunExit(0, "exited with code 0")
