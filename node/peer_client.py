@@ -15,6 +15,7 @@ from node.membership.transport import channel_options
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 
 PEER_CALL_TIMEOUT_SECONDS = 10.0
+DESCRIBE_TIMEOUT_SECONDS = 2.0
 
 
 class PeerClient:
@@ -46,3 +47,15 @@ class PeerClient:
                     f"node {node} at {address} did not take the drain: "
                     f"{exc.code().name.lower()}: {exc.details()}"
                 ) from None
+
+    async def describe(self, address: str) -> types_pb2.NodeInfo | None:
+        """The node's own, fresh NodeInfo (with the telemetry gossip leaves out), or
+        ``None`` when it does not answer within :data:`DESCRIBE_TIMEOUT_SECONDS`."""
+        async with grpc.aio.secure_channel(address, self._credentials, channel_options()) as ch:
+            stub = node_pb2_grpc.NodeServiceStub(ch)
+            try:
+                return await stub.Describe(
+                    node_pb2.DescribeRequest(), timeout=DESCRIBE_TIMEOUT_SECONDS
+                )
+            except grpc.aio.AioRpcError:
+                return None

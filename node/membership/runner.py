@@ -75,6 +75,10 @@ MIN_PIGGYBACK_BYTES = MAX_META_BYTES + 512
 """Smallest ``max_piggyback_bytes`` that carries an Alive with a full metadata blob
 (the name, address and counters take well under 512 bytes)."""
 
+DEFAULT_SEND_TIMEOUT = 5.0
+"""Deadline of one gossip send: about how long a datagram may wait in a busy
+receiver's socket buffer before it is as good as lost."""
+
 GRPC_PIGGYBACK_BYTES = 64 * 1024
 """Piggyback budget to use over gRPC: several full-metadata Alives per message."""
 
@@ -201,7 +205,11 @@ class MembershipRunner:
             in seconds, so a restarted node outbids its previous life at once.
         meta_refresh_interval: least time between two reads of ``meta_source``.
         max_in_flight_sends: sends in progress at once; more are dropped.
-        send_timeout: deadline of one send; by default the config's probe timeout.
+        send_timeout: deadline of one send (:data:`DEFAULT_SEND_TIMEOUT`). It is not
+            the probe timeout: the machine keeps its own timers, and a deadline on
+            the call only decides when a message still unread by a busy peer is
+            thrown away. A short one turns a CPU-starved cluster's slow acks and
+            refutations into lost ones, and false deaths follow.
         loop_lag_interval: how often the event loop's lag is measured.
         change_queue_size: changes buffered per subscriber; a slow one loses the
             oldest (it can always re-read :meth:`members`).
@@ -236,7 +244,7 @@ class MembershipRunner:
         for label, value in (
             ("meta_refresh_interval", meta_refresh_interval),
             ("loop_lag_interval", loop_lag_interval),
-            ("send_timeout", config.probe_timeout if send_timeout is None else send_timeout),
+            ("send_timeout", DEFAULT_SEND_TIMEOUT if send_timeout is None else send_timeout),
             ("max_in_flight_sends", max_in_flight_sends),
         ):
             if value <= 0:
@@ -249,7 +257,7 @@ class MembershipRunner:
         self._meta_source = meta_source
         self._meta_refresh_interval = meta_refresh_interval
         self._max_in_flight = max_in_flight_sends
-        self._send_timeout = config.probe_timeout if send_timeout is None else send_timeout
+        self._send_timeout = DEFAULT_SEND_TIMEOUT if send_timeout is None else send_timeout
         self._loop_lag_interval = loop_lag_interval
         self._stats = MembershipStats()
         self._changes: Broadcaster[MembershipChange] = Broadcaster(queue_size=change_queue_size)

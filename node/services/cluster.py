@@ -120,7 +120,17 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         node = self._view.node(request.name)
         if node is None:
             raise NotFoundError(f"no node named {request.name!r}")
-        return node
+        if request.name == self._name or node.state in _DOWN:
+            return node
+        # Ask the node itself for what gossip leaves out (temperature, power, fresh
+        # readings); gossip's verdict on its state and incarnation stands.
+        fresh = await self._peers.describe(node.address)
+        if fresh is None or fresh.name != node.name:
+            return node
+        if node.state not in (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING):
+            fresh.state = node.state  # suspect: the node's own "alive" does not settle it
+        fresh.incarnation = node.incarnation
+        return fresh
 
     async def WatchNodes(
         self, request: cluster_pb2.WatchNodesRequest, context: Context

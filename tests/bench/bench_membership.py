@@ -88,10 +88,25 @@ def log_time(record: dict[str, object]) -> float:
     return datetime.fromisoformat(str(record["time"])).timestamp()
 
 
-def start_nodes(lab: Lab, count: int, first_index: int, started: list[NodeProcess]) -> None:
+START_BATCH = 10
+"""Nodes started at once: a Python daemon takes about a second of CPU to start, and
+fifty starting together on two cores would starve the running ones."""
+
+
+def start_nodes(
+    lab: Lab,
+    count: int,
+    first_index: int,
+    started: list[NodeProcess],
+    env: dict[str, str] | None = None,
+) -> None:
     rng = random.Random(first_index)
-    batch = []
+    batch: list[NodeProcess] = []
     for index in range(first_index, first_index + count):
+        if len(batch) == START_BATCH:
+            for node in batch:
+                node.wait_ready(timeout=300)
+            batch = []
         name = f"node-{index}"
         host = host_of(index)
         if index == 1:
@@ -108,6 +123,7 @@ def start_nodes(lab: Lab, count: int, first_index: int, started: list[NodeProces
             host=host,
             extra_args=[*args, "--log-level", "info", "--simulate-gpus", "8xA100-80GB"],
             wait=False,
+            env=env,
         )
         batch.append(node)
         if index == 1:
@@ -207,13 +223,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def bench_size(n: int, crashes: int, root: Path) -> SizeResult:
+def bench_size(n: int, crashes: int, root: Path, env: dict[str, str]) -> SizeResult:
     lab = create_lab(root)
     lab.issue_identity("bench", Role.ADMIN)
     nodes: list[NodeProcess] = []
     try:
         started = time.monotonic()
-        start_nodes(lab, n, 1, nodes)
+        start_nodes(lab, n, 1, nodes, env)
         start_seconds = time.monotonic() - started
         converge_seconds = asyncio.run(wait_all_see(nodes, lab.admin_identity))
         time.sleep(5)  # let the start-up's metadata broadcasts drain
@@ -236,7 +252,7 @@ def bench_size(n: int, crashes: int, root: Path) -> SizeResult:
             time.sleep(2)
 
         with_joiner = list(live)
-        start_nodes(lab, 1, n + 1, with_joiner)
+        start_nodes(lab, 1, n + 1, with_joiner, env)
         joined = with_joiner[-1]
         result.join_seconds = wait_for_events(
             reader, live, "membership.joined", joined.name, ready_time(joined)
@@ -276,12 +292,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,50,100", help="comma-separated cluster sizes")
     parser.add_argument("--crashes", type=int, default=5, help="kill -9 trials per size")
+    parser.add_argument(
+        "--gossip",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a gossip setting for every node (MURMUR_GOSSIP_<FIELD>), e.g. probe_timeout=1.5",
+    )
     args = parser.parse_args()
+    env = {}
+    for setting in args.gossip:
+        field, _, value = setting.partition("=")
+        env[f"MURMUR_GOSSIP_{field.upper()}"] = value
+    if env:
+        print(f"gossip settings: {env}")
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix=f"murmur-bench-{n}-") as tmp:
             print(f"N={n}: starting...", flush=True)
-            result = bench_size(n, args.crashes, Path(tmp))
+            result = bench_size(n, args.crashes, Path(tmp), env)
             results.append(result)
             report([result])
     print("\nAll sizes:")

@@ -73,6 +73,14 @@ async def test_five_nodes_joined_with_tokens_converge_and_any_node_shows_all(lab
     assert summary["gpus_total"] == 40
     assert summary["gpus_simulated"] is True
     assert summary["answered_by"] == "node-3"
+    # `node show` of another node asks that node itself: fresh readings with their
+    # sample time, which gossip does not carry.
+    shown = lab.murmur("node", "show", "node-2", "--node", nodes[0].address, "--json")
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert detail["name"] == "node-2"
+    assert detail["load"]["measured_at"]
+    assert "measured_at" not in listed["node-2"]["load"]
     table = lab.murmur("node", "list", "--node", nodes[4].address)
     assert table.returncode == 0, table.stderr
     for name in names:
