@@ -49,12 +49,15 @@ _log = logging.getLogger("murmur.node.jobs")
 
 RETRY_BACKOFF_MAX = timedelta(minutes=5)
 
-GATHER_PASS_COSTS = 4.0
+GATHER_PASS_COSTS = 8.0
 """After only submissions woke the scheduler, it waits this many times the cost of its
-last pass (a run ending cuts the wait short): a burst of submissions to a long queue
-is placed in a few passes, not one pass each, while on a short queue the wait is a
-fraction of a millisecond."""
-GATHER_MAX_SECONDS = 0.05
+last pass (a run ending cuts the wait short), so passes take at most about a ninth of
+the event loop: a burst of submissions to a long queue is placed in a few passes, not
+one pass each (a pass costs about 10 µs per pending job), while on a short queue the
+wait is a fraction of a millisecond."""
+GATHER_MAX_SECONDS = 0.1
+"""At most this long: a job that could start at once waits no longer, however long the
+queue behind which it was submitted."""
 
 _RUNTIME_NAMES = {
     types_pb2.JOB_RUNTIME_DOCKER: "docker",
