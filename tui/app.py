@@ -176,7 +176,7 @@ class MurmurTop(App[None]):
             self.notify(describe_failure(f"cancel job {job_id}", exc), severity="error")
             return
         self.state.apply_job(job)
-        self.notify(f"job {job_id}: {job_state_name(job.state)}")
+        self.notify(f"cancel of job {job_id} accepted: {job_state_name(job.state)}")
 
     def confirm_drain(self, name: str) -> None:
         warning = role_warning(self.connection.role, types_pb2.ROLE_ADMIN)
@@ -195,7 +195,7 @@ class MurmurTop(App[None]):
             self.notify(describe_failure(f"drain node {name}", exc), severity="error")
             return
         self.state.apply_node(node)
-        self.notify(f"node {name}: {node_state_name(node.state)}")
+        self.notify(f"drain node {name} accepted: {node_state_name(node.state)}")
 
     def open_submit_form(self) -> None:
         def submitted(spec: types_pb2.JobSpec | None) -> None:

@@ -178,6 +178,14 @@ JOB_FILTER: FilterSpec[types_pb2.Job] = FilterSpec(
 # --------------------------------------------------------------------- datasets
 
 
+PATH_WIDTH = 40
+
+
+def _path_tail(path: str) -> str:
+    """A long path keeps its end, where the dataset's own directory is named."""
+    return path if len(path) <= PATH_WIDTH else "…" + path[-(PATH_WIDTH - 1) :]
+
+
 def _added(dataset: types_pb2.Dataset) -> float:
     return float(dataset.added_at.seconds)
 
@@ -187,7 +195,7 @@ DATASET_COLUMNS: list[Column[types_pb2.Dataset]] = [
     Column("NODE", 14, lambda d: d.node, lambda d, now: d.node),
     Column("SIZE", 10, lambda d: d.size_bytes, lambda d, now: human_bytes(d.size_bytes)),
     Column("FILES", 8, lambda d: d.file_count, lambda d, now: str(d.file_count)),
-    Column("PATH", 36, lambda d: d.path, lambda d, now: d.path),
+    Column("PATH", PATH_WIDTH, lambda d: d.path, lambda d, now: _path_tail(d.path)),
     Column("ADDED BY", 10, lambda d: d.added_by, lambda d, now: d.added_by),
     Column("AGE", 6, lambda d: -_added(d), lambda d, now: age(now - _added(d))),
 ]

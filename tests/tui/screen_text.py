@@ -23,4 +23,4 @@ def screen_text(app: App[Any]) -> str:
         full=True, screen_stack=app._background_screens, simplify=True
     )
     console.print(update)
-    return console.export_text()
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())

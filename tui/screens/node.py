@@ -142,7 +142,13 @@ def gpu_table(node: types_pb2.NodeInfo, state: ClusterState) -> RenderableType:
             held,
         )
     notes: list[RenderableType] = [table]
-    if not node.load.gpu_stats:
+    if not any(_has_telemetry(s) for s in node.load.gpu_stats):
         why = "simulated GPUs report none" if summarize(node).simulated else "none reported yet"
         notes.append(Text(f"no telemetry: {why}", style="dim italic"))
     return Group(*notes)
+
+
+def _has_telemetry(stats: types_pb2.GpuStats) -> bool:
+    """Whether a GPU reported anything: simulated ones send samples with every value absent."""
+    fields = ("utilization_percent", "memory_used_bytes", "temperature_celsius")
+    return any(stats.HasField(field) for field in fields)
