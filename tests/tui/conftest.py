@@ -33,10 +33,10 @@ def top_for(
 
 
 async def wait_for_text(
-    pilot: Pilot[Any], *needles: str, timeout: float = WAIT_SECONDS, absent: bool = False
+    pilot: Pilot[Any], *needles: str, seconds: float = WAIT_SECONDS, absent: bool = False
 ) -> str:
     """Waits until every needle is on screen (or, with `absent`, none is); returns the screen."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while True:
         await pilot.pause(0.05)
         text = screen_text(pilot.app)

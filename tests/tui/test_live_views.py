@@ -32,6 +32,12 @@ def submit_ticker(lab: Lab, node: NodeProcess, *, gpus: int = 0, identity: objec
     return result.stdout.strip()
 
 
+def job_shown(lab: Lab, node: NodeProcess, job_id: str) -> dict[str, object]:
+    shown = lab.murmur("job", "show", job_id, "--json", "--node", node.address)
+    assert shown.returncode == 0, shown.stderr
+    return dict(json.loads(shown.stdout))
+
+
 def audit(lab: Lab, node: NodeProcess) -> list[dict[str, str]]:
     shown = lab.murmur("audit", "--json", "--node", node.address)
     assert shown.returncode == 0, shown.stderr
@@ -102,7 +108,7 @@ async def test_submit_form_then_live_log_with_follow_wrap_timestamps_then_cancel
         await pilot.press("y")
         await wait_for_text(pilot, f"cancel of job {job_id} accepted")
         await wait_for_text(pilot, "state      cancelled", "cancelled by admin")
-    shown = json.loads(lab.murmur("job", "show", job_id, "--json", "--node", ca_node.address).stdout)
+    shown = job_shown(lab, ca_node, job_id)
     assert shown["state"] == "JOB_STATE_CANCELLED"
 
 
@@ -151,9 +157,7 @@ async def test_datasets_view_lists_what_lives_where(lab: Lab, ca_node: NodeProce
         assert "/node-1/datasets/mnist" in text
 
 
-async def test_help_and_command_errors_are_shown_not_raised(
-    lab: Lab, ca_node: NodeProcess
-) -> None:
+async def test_help_and_command_errors_are_shown_not_raised(lab: Lab, ca_node: NodeProcess) -> None:
     app = top_for(lab, ca_node)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for_text(pilot, "★ node-1")
@@ -222,5 +226,5 @@ async def test_viewer_cancel_and_submit_are_refused_by_the_node(
         await pilot.press("ctrl+s")
         await wait_for_text(pilot, "submit job refused by the node")
     assert app.state.jobs[job_id].state != types_pb2.JOB_STATE_CANCELLED
-    shown = json.loads(lab.murmur("job", "show", job_id, "--json", "--node", ca_node.address).stdout)
+    shown = job_shown(lab, ca_node, job_id)
     assert shown["state"] == "JOB_STATE_RUNNING"
