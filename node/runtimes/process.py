@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -498,6 +499,14 @@ class ProcessRuntime:
                 continue
             run_dir = files_of(handle.run_id).directory
             self._run_dirs[handle.run_id] = run_dir
+            if handle.pid is None:
+                # The daemon died after the supervisor started, before the store had its
+                # pid: the supervisor's own record finds it. Taken for lost, its job
+                # would be killed, or run on unseen if it had not started yet.
+                supervisor = _identity(read_json(run_dir / SUPERVISOR_FILE))
+                if supervisor is not None and is_running(*supervisor):
+                    pid, start_time = supervisor
+                    handle = dataclasses.replace(handle, pid=pid, pid_start_time=start_time)
             if handle.pid is not None and is_running(handle.pid, handle.pid_start_time):
                 recovered.append(RecoveredRun(handle, None))
             else:

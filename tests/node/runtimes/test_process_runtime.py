@@ -360,6 +360,29 @@ async def test_recover_tells_lost_runs_from_ended_ones(
     assert not is_running(*lost_job)
 
 
+async def test_a_run_whose_pid_was_not_stored_yet_is_adopted_not_lost(
+    runtime: ProcessRuntime, runs_dir: Path
+) -> None:
+    """The daemon died after the supervisor started but before the store had its pid:
+    the run is known (its record says "starting"), and it is alive."""
+    spec = launch_spec(runs_dir, ("sleep", "30"))
+    handle = await runtime.start(spec)
+    job = job_pid(spec)
+    unstored = RunHandle(handle.run_id, "process")
+
+    fresh = ProcessRuntime(runs_dir=runs_dir, node_name="node-1")
+    recovered = await fresh.recover([unstored], lambda run_id: RunFiles(runs_dir / run_id))
+
+    assert [(r.handle, r.exit) for r in recovered] == [(handle, None)]
+    assert is_running(*job)
+    assert not spec.files.exit.exists()
+    waiting = asyncio.create_task(fresh.wait(handle))
+    await fresh.stop(handle, grace_seconds=1)
+    assert await asyncio.wait_for(waiting, SETTLE_SECONDS) == RunExit(
+        143, "killed by signal SIGTERM"
+    )
+
+
 @dataclass(frozen=True)
 class KilledDaemon:
     handles: dict[str, RunHandle]
