@@ -63,22 +63,22 @@ def _node_temperature(node: types_pb2.NodeInfo) -> int | None:
 
 
 NODE_COLUMNS: list[Column[types_pb2.NodeInfo]] = [
-    Column("NAME", 18, lambda n: n.name, _node_name),
+    Column("NAME", 14, lambda n: n.name, _node_name),
     Column("STATE", 9, lambda n: n.state, _node_state),
     Column(
         "GPUS USED",
-        15,
+        14,
         lambda n: summarize(n).gpus_used,
         lambda n, now: gpu_bar(summarize(n).gpus_used, summarize(n).gpus_total),
     ),
-    Column("MODEL", 28, lambda n: summarize(n).models, _node_models),
+    Column("MODEL", 25, lambda n: summarize(n).models, _node_models),
     Column(
         "UTIL",
         5,
         lambda n: _or_minus_one(summarize(n).utilization),
         lambda n, now: percent(summarize(n).utilization),
     ),
-    Column("GPU MEMORY", 19, lambda n: _or_minus_one(summarize(n).memory_used), _node_memory),
+    Column("GPU MEMORY", 18, lambda n: _or_minus_one(summarize(n).memory_used), _node_memory),
     Column(
         "TEMP",
         5,
@@ -92,7 +92,7 @@ NODE_COLUMNS: list[Column[types_pb2.NodeInfo]] = [
         lambda n: n.load.cpu_percent,
         lambda n, now: percent(n.load.cpu_percent if n.load.HasField("cpu_percent") else None),
     ),
-    Column("ADDRESS", 21, lambda n: n.address, lambda n, now: n.address),
+    Column("ADDRESS", 19, lambda n: n.address, lambda n, now: n.address),
 ]
 
 
@@ -142,7 +142,7 @@ def _submitted(job: types_pb2.Job) -> float:
 
 
 JOB_COLUMNS: list[Column[types_pb2.Job]] = [
-    Column("ID", 14, lambda j: j.id, lambda j, now: j.id),
+    Column("ID", 13, lambda j: j.id, lambda j, now: j.id),
     Column("NAME", 16, lambda j: j.spec.name, lambda j, now: j.spec.name),
     Column("USER", 10, lambda j: j.user, lambda j, now: j.user),
     Column("QUEUE", 9, lambda j: j.spec.queue, lambda j, now: j.spec.queue or "default"),
@@ -150,7 +150,7 @@ JOB_COLUMNS: list[Column[types_pb2.Job]] = [
     Column("GPUS", 6, lambda j: j.spec.gpus.count, lambda j, now: job_gpus(j)),
     Column("NODE", 12, job_node, lambda j, now: job_node(j)),
     Column("AGE", 6, lambda j: -_submitted(j), lambda j, now: age(now - _submitted(j))),
-    Column("REASON", 40, job_reason, lambda j, now: job_reason(j)),
+    Column("REASON", 30, job_reason, lambda j, now: job_reason(j)),
 ]
 JOB_DEFAULT_SORT = 7
 """Newest first: the AGE column sorts by submission time, latest on top."""

@@ -27,7 +27,8 @@ def gpu_bar(used: int, total: int, width: int = 8) -> str:
 def sparkline(values: Sequence[float | None], width: int, top: float = 100.0) -> str:
     """The last `width` samples as block characters scaled to `top`; gaps stay blank.
 
-    A missing sample (None) is a space, so a telemetry gap is visible as a gap.
+    A missing sample (None) is a space, so a telemetry gap is visible as a gap. The
+    line is only as long as the history, so a fresh dashboard shows a short line.
     """
     recent = list(values)[-width:]
     cells = []
@@ -37,7 +38,7 @@ def sparkline(values: Sequence[float | None], width: int, top: float = 100.0) ->
             continue
         level = 0 if top <= 0 else min(max(value / top, 0.0), 1.0)
         cells.append(_SPARK_BLOCKS[max(1, round(level * (len(_SPARK_BLOCKS) - 1)))])
-    return "".join(cells).rjust(width)
+    return "".join(cells)
 
 
 def human_bytes(count: int | None) -> str:

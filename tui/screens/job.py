@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from rich import box
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -206,7 +207,9 @@ def job_summary(job: types_pb2.Job) -> RenderableType:
 def runs_table(job: types_pb2.Job) -> RenderableType:
     if not job.runs:
         return Text("no runs yet", style="dim")
-    table = Table(title="runs", title_justify="left", title_style="bold", expand=True)
+    table = Table(
+        title="runs", title_justify="left", title_style="bold", expand=True, box=box.SIMPLE_HEAD
+    )
     for title in ("#", "NODE", "GPUS", "STATE", "STARTED", "EXIT", "REASON"):
         table.add_column(title, no_wrap=title != "REASON")
     for run in job.runs:

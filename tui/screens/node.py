@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -26,8 +27,15 @@ from tui.node_summary import summarize
 from tui.screens.base import ViewScreen
 from tui.state import ClusterState
 
-SPARK_WIDTH = 30
-GPU_COLUMNS = ("GPU", "MODEL", "UTIL (last minutes)", "MEMORY (last minutes)", "TEMP", "HELD BY")
+SPARK_WIDTH = 24
+GPU_COLUMNS = (
+    "GPU",
+    "MODEL",
+    "UTIL (last minutes)",
+    "MEMORY USED (last minutes)",
+    "TEMP",
+    "HELD BY",
+)
 
 
 class NodeScreen(ViewScreen):
@@ -95,15 +103,10 @@ def node_facts(node: types_pb2.NodeInfo) -> RenderableType:
 def gpu_table(node: types_pb2.NodeInfo, state: ClusterState) -> RenderableType:
     if not node.gpus.devices:
         return Text(f"No GPUs: {node.gpus.reason or 'none found'}", style="dim")
-    table = Table(title="GPUs", expand=True, title_justify="left", title_style="bold")
-    for title in (
-        "GPU",
-        "MODEL",
-        "UTIL (last minutes)",
-        "MEMORY (last minutes)",
-        "TEMP",
-        "HELD BY",
-    ):
+    table = Table(
+        title="GPUs", expand=True, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD
+    )
+    for title in GPU_COLUMNS:
         table.add_column(title, no_wrap=True)
     stats = {s.index: s for s in node.load.gpu_stats}
     for device in node.gpus.devices:
@@ -136,8 +139,7 @@ def gpu_table(node: types_pb2.NodeInfo, state: ClusterState) -> RenderableType:
             str(device.index),
             model,
             f"{sparkline(history.utilization, SPARK_WIDTH)} {percent(util)}",
-            f"{sparkline(history.memory_percent, SPARK_WIDTH)} "
-            f"{human_bytes(used)}/{human_bytes(device.memory_total_bytes)}",
+            f"{sparkline(history.memory_percent, SPARK_WIDTH)} {human_bytes(used)}",
             temp,
             held,
         )

@@ -177,26 +177,36 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         self.painted_at = time.perf_counter()
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
+    def column_widths(self) -> list[int]:
+        """The columns' widths; the last one takes whatever room the window has left."""
+        widths = [column.width for column in self.model.columns]
+        spare = self.size.width - sum(width + _GAP for width in widths)
+        if widths and spare > 0:
+            widths[-1] += spare
+        return widths
+
     def _header(self) -> Strip:
         segments = []
-        for index, column in enumerate(self.model.columns):
+        for index, (column, width) in enumerate(
+            zip(self.model.columns, self.column_widths(), strict=True)
+        ):
             title = column.title
             if index == self.model.sort_column:
                 title += " ▼" if self.model.sort_reverse else " ▲"
-            segments.append(Segment(_fit(title, column.width) + " " * _GAP, _HEADER_STYLE))
+            segments.append(Segment(_fit(title, width) + " " * _GAP, _HEADER_STYLE))
         return Strip(segments)
 
     def _row(self, item: T, now: float) -> Strip:
         segments: list[Segment] = []
         console = self.app.console
-        for column in self.model.columns:
+        for column, width in zip(self.model.columns, self.column_widths(), strict=True):
             value = column.cell(item, now)
             if isinstance(value, Text):
                 text = value.copy()
-                text.truncate(column.width, overflow="ellipsis", pad=True)
+                text.truncate(width, overflow="ellipsis", pad=True)
                 segments.extend(text.render(console))
             else:
-                segments.append(Segment(_fit(value, column.width)))
+                segments.append(Segment(_fit(value, width)))
             segments.append(Segment(" " * _GAP))
         return Strip(segments)
 
