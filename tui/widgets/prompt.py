@@ -16,7 +16,10 @@ PromptMode = Literal["command", "filter"]
 
 class Prompt(Input):
     DEFAULT_CSS = """
-    Prompt { dock: bottom; display: none; border: none; height: 1; padding: 0 1; }
+    Prompt, Prompt:focus {
+        display: none; border: none; height: 1; padding: 0 1;
+        background: $boost;
+    }
     Prompt.-open { display: block; }
     """
 
