@@ -145,6 +145,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             meta_source=lambda: encode_meta(load_damper.apply(local.describe())),
             meta_refresh_interval=config.load_gossip_interval_seconds,
         )
+        datasets.on_change = membership.request_meta_refresh
         view = ClusterView(local, membership)
         local.alone = view.alone
         runtimes = build_runtimes(

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,8 @@ class DatasetCatalog:
         self._roots = roots
         self._records: dict[str, DatasetRecord] = {}
         """Name → record, in step with the store: gossip reads it on every refresh."""
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after a dataset is added (the daemon gossips the catalog at once)."""
 
     async def load(self) -> None:
         self._records = {d.name: d for d in await self._store.list_datasets()}
@@ -123,6 +126,7 @@ class DatasetCatalog:
         )
         await self._store.add_dataset(record)
         self._records[name] = record
+        self.on_change()
         return record
 
     async def get(self, name: str) -> DatasetRecord:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 
 import grpc
 import pytest
@@ -245,8 +246,13 @@ async def test_datasets_of_every_node_are_listed_from_any_node(lab: Lab) -> None
     assert [(d["name"], d["node"]) for d in found] == [("shards", "node-2")]
     assert found[0]["size_bytes"] == "1024"
     assert found[0]["file_count"] == "2"
-    shown = lab.murmur("dataset", "show", "shards", "--node", nodes[0].address, "--json")
-    assert shown.returncode == 0, shown.stderr
+
+    async def shown_on_node_1() -> subprocess.CompletedProcess[str]:
+        return lab.murmur("dataset", "show", "shards", "--node", nodes[0].address, "--json")
+
+    shown = await eventually(
+        shown_on_node_1, lambda r: r.returncode == 0, within=30, what="the dataset on node-1"
+    )
     assert json.loads(shown.stdout)["node"] == "node-2"
 
 
