@@ -25,13 +25,16 @@ gets a process of its own:
 - The server reaps its children (the supervisors) as they exit, driven by
   SIGCHLD; once the server is gone they are reparented and reaped by init,
   exactly as supervisors whose daemon was killed.
-- The server exits as soon as its requests pipe reaches end-of-file: when the
+- The server exits as soon as its channel reaches end-of-file: when the
   daemon closes it, exits, or is killed.
 
-Protocol, one JSON object per line over two pipes (fds ``REQUESTS_FD`` and
-``REPLIES_FD`` in the server): the runtime writes ``{"run_dir": PATH}``, the
-server answers ``{"pid": N, "start_time": T}`` or ``{"error": TEXT}``. One
-request at a time.
+Protocol, over a ``SOCK_SEQPACKET`` socket pair (fd ``CHANNEL_FD`` in the server),
+one JSON object per message, one request at a time: the runtime sends
+``{"run_dir": PATH}`` with the write end of the run's *started* pipe attached
+(``SCM_RIGHTS``), the server answers ``{"pid": N, "start_time": T}`` or
+``{"error": TEXT}``. The supervisor writes a byte to the started pipe once the
+job runs (or exits, closing it): the runtime waits for that instead of polling
+for ``child.json``.
 
 Standard library only, plus :mod:`node.runtimes.supervisor` (which the server
 imports once, so that the children need to import nothing).
@@ -44,6 +47,7 @@ import json
 import os
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -55,10 +59,8 @@ from typing import Any
 from node.runtimes import supervisor
 from node.runtimes.procfs import process_start_time
 
-REQUESTS_FD = 3
-"""The server reads requests from this fd (the read end of the runtime's pipe)."""
-REPLIES_FD = 4
-"""The server writes replies to this fd (the write end of the runtime's pipe)."""
+CHANNEL_FD = 3
+"""The server's end of the socket pair: requests in, replies out."""
 
 REPLY_TIMEOUT_SECONDS = 10.0
 """How long a request may wait for its reply, the server's own start included."""
@@ -79,8 +81,8 @@ class ForkServerError(Exception):
 # -- the server -----------------------------------------------------------------
 
 
-def _reply(data: dict[str, Any]) -> None:
-    os.write(REPLIES_FD, json.dumps(data).encode("utf-8") + b"\n")
+def _reply(channel: socket.socket, data: dict[str, Any]) -> None:
+    channel.send(json.dumps(data).encode("utf-8"))
 
 
 def _name_process(name: str) -> None:
@@ -101,13 +103,15 @@ def _reap_children() -> None:
             return
 
 
-def _become_supervisor(run_dir: str, go_fd: int, server_fds: tuple[int, ...]) -> None:
+def _become_supervisor(
+    run_dir: str, go_fd: int, started_fd: int, server_fds: tuple[int, ...]
+) -> None:
     """The forked child: waits for the go, then runs the supervisor. Never returns."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in server_fds:  # above all the replies pipe: its reader waits for EOF
+        for fd in server_fds:  # above all the channel: the runtime waits for its EOF
             os.close(fd)
         if not os.read(go_fd, 1):
             code = 0  # the server died before the runtime learned our pid: not ours to run
@@ -126,7 +130,7 @@ def _become_supervisor(run_dir: str, go_fd: int, server_fds: tuple[int, ...]) ->
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        code = supervisor.main([run_dir])
+        code = supervisor.main([run_dir, str(started_fd)])
     except SystemExit as exc:
         # What the interpreter would do with it at the top level.
         if exc.code is None or isinstance(exc.code, int):
@@ -145,7 +149,9 @@ def _become_supervisor(run_dir: str, go_fd: int, server_fds: tuple[int, ...]) ->
         os._exit(code)
 
 
-def _fork_supervisor(run_dir: str, wake_fds: tuple[int, int]) -> None:
+def _fork_supervisor(
+    channel: socket.socket, run_dir: str, started_fd: int, wake_fds: tuple[int, int]
+) -> None:
     """Answers one request: forks the supervisor, replies, then lets it go on."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -155,15 +161,15 @@ def _fork_supervisor(run_dir: str, wake_fds: tuple[int, int]) -> None:
     except OSError as exc:
         os.close(go_read)
         os.close(go_write)
-        _reply({"error": f"cannot fork a supervisor: {exc.strerror or exc}"})
+        _reply(channel, {"error": f"cannot fork a supervisor: {exc.strerror or exc}"})
         return
     if pid == 0:
-        _become_supervisor(run_dir, go_read, (REQUESTS_FD, REPLIES_FD, go_write, *wake_fds))
+        _become_supervisor(run_dir, go_read, started_fd, (CHANNEL_FD, go_write, *wake_fds))
     os.close(go_read)
     try:
         # Our unreaped child (reaping happens only in the main loop): this is its
         # start time, not a reused pid's.
-        _reply({"pid": pid, "start_time": process_start_time(pid)})
+        _reply(channel, {"pid": pid, "start_time": process_start_time(pid)})
         os.write(go_write, b"g")
     finally:
         os.close(go_write)  # without the go byte: end-of-file, and the child exits
@@ -181,34 +187,37 @@ def serve() -> None:
         child is never reaped between its fork and the reading of its start time."""
 
     signal.signal(signal.SIGCHLD, on_child_exit)
-    pending = b""
+    channel = socket.socket(fileno=CHANNEL_FD)
     while True:
-        readable, _, _ = select.select([REQUESTS_FD, wake_read], [], [])
+        readable, _, _ = select.select([CHANNEL_FD, wake_read], [], [])
         if wake_read in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_read, 4096):
                     pass
             _reap_children()
-        if REQUESTS_FD not in readable:
+        if CHANNEL_FD not in readable:
             continue
-        data = os.read(REQUESTS_FD, 65536)
-        if not data:
+        message, fds, _, _ = socket.recv_fds(channel, 65536, 1)
+        if not message and not fds:
             return  # the runtime closed its end, exited or was killed
-        pending += data
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            try:
-                run_dir = str(json.loads(line)["run_dir"])
-            except (ValueError, KeyError, TypeError) as exc:
-                _reply({"error": f"bad request: {exc!r}"})
-                continue
-            _fork_supervisor(run_dir, (wake_read, wake_write))
+        try:
+            run_dir = str(json.loads(message)["run_dir"])
+            (started_fd,) = fds
+        except (ValueError, KeyError, TypeError) as exc:
+            for fd in fds:
+                os.close(fd)
+            _reply(channel, {"error": f"bad request: {exc!r}"})
+            continue
+        try:
+            _fork_supervisor(channel, run_dir, started_fd, (wake_read, wake_write))
+        finally:
+            os.close(started_fd)  # the child has its own copy
 
 
 def main() -> int:
     os.chdir("/")  # hold no directory busy
     _name_process("murmur-forksrv")
-    with contextlib.suppress(BrokenPipeError):  # the runtime is gone: nobody to answer
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # nobody to answer
         serve()
     return 0
 
@@ -242,9 +251,7 @@ class ForkServer:
         self._log_path = log_path
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._requests = -1
-        self._replies = -1
-        self._pending = b""
+        self._channel: socket.socket | None = None
         self._retry_at = 0.0
 
     @property
@@ -260,10 +267,15 @@ class ForkServer:
                 with contextlib.suppress(ForkServerError):
                     self._start()
 
-    def spawn(self, run_dir: Path) -> tuple[int, int | None]:
+    def spawn(self, run_dir: Path, started_fd: int) -> tuple[int, int | None]:
         """Starts a supervisor for ``run_dir`` (whose ``launch.json`` is written).
 
         Blocks for about a millisecond, or for the server's start on first use.
+
+        Args:
+            run_dir: the run's directory.
+            started_fd: the write end of the run's started pipe; the supervisor
+                gets a copy (the caller keeps and closes its own).
 
         Returns:
             The supervisor's pid and start time.
@@ -277,9 +289,9 @@ class ForkServer:
                     raise ForkServerError("the fork server failed recently")
                 self._start()
             try:
-                reply = self._request({"run_dir": str(run_dir)})
+                reply = self._request({"run_dir": str(run_dir)}, started_fd)
             except ForkServerError:
-                # Once the server is dead, a reply it wrote before it died is final:
+                # Once the server is dead, a reply it sent before it died is final:
                 # that child may have been told to go on, so it is the answer.
                 left_behind = self._retire()
                 if left_behind is None:
@@ -294,7 +306,7 @@ class ForkServer:
         """Stops the server (it exits at end-of-file); running supervisors go on."""
         with self._lock:
             pid = self._pid
-            self._close_pipes()
+            self._close_channel()
             if pid is not None:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
@@ -305,8 +317,7 @@ class ForkServer:
         except OSError as exc:
             self._retry_at = time.monotonic() + RETRY_AFTER_SECONDS
             raise ForkServerError(f"cannot start the fork server: {exc}") from exc
-        requests_read, requests_write = os.pipe()
-        replies_read, replies_write = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._pid = os.posix_spawn(
                 self._python,
@@ -326,72 +337,62 @@ class ForkServer:
                         0o600,
                     ),
                     (os.POSIX_SPAWN_DUP2, 1, 2),
-                    (os.POSIX_SPAWN_DUP2, requests_read, REQUESTS_FD),
-                    (os.POSIX_SPAWN_DUP2, replies_write, REPLIES_FD),
+                    (os.POSIX_SPAWN_DUP2, theirs.fileno(), CHANNEL_FD),
                 ],
                 setsid=True,  # a Ctrl-C meant for the daemon's terminal does not reach it
             )
         except OSError as exc:
-            for fd in (requests_read, requests_write, replies_read, replies_write):
-                os.close(fd)
+            ours.close()
             self._retry_at = time.monotonic() + RETRY_AFTER_SECONDS
             raise ForkServerError(f"cannot start the fork server: {exc}") from exc
-        os.close(requests_read)
-        os.close(replies_write)
-        self._requests, self._replies, self._pending = requests_write, replies_read, b""
+        finally:
+            theirs.close()
+        self._channel = ours
 
-    def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, request: dict[str, Any], started_fd: int) -> dict[str, Any]:
+        assert self._channel is not None
         try:
-            os.write(self._requests, json.dumps(request).encode("utf-8") + b"\n")
+            socket.send_fds(self._channel, [json.dumps(request).encode("utf-8")], [started_fd])
         except OSError as exc:  # EPIPE: it exited before it read the request
             raise ForkServerError(f"the fork server exited: {self._last_log_line()}") from exc
-        deadline = time.monotonic() + self._reply_timeout
-        while (reply := self._next_reply()) is None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._replies], [], [], left)[0]:
-                raise ForkServerError(
-                    f"the fork server did not answer within {self._reply_timeout:g} s"
-                )
-            data = os.read(self._replies, 65536)
-            if not data:
-                raise ForkServerError(f"the fork server exited: {self._last_log_line()}")
-            self._pending += data
-        return reply
-
-    def _next_reply(self) -> dict[str, Any] | None:
-        """The next whole reply line received, parsed; None until one is in."""
-        if b"\n" not in self._pending:
-            return None
-        line, self._pending = self._pending.split(b"\n", 1)
-        reply: dict[str, Any] = json.loads(line)  # the server writes nothing else
-        return reply
+        ready = select.select([self._channel], [], [], self._reply_timeout)[0]
+        if not ready:
+            raise ForkServerError(
+                f"the fork server did not answer within {self._reply_timeout:g} s"
+            )
+        try:
+            reply = self._channel.recv(65536)
+        except OSError as exc:
+            raise ForkServerError(f"the fork server exited: {self._last_log_line()}") from exc
+        if not reply:
+            raise ForkServerError(f"the fork server exited: {self._last_log_line()}")
+        parsed: dict[str, Any] = json.loads(reply)  # the server sends nothing else
+        return parsed
 
     def _retire(self) -> dict[str, Any] | None:
         """Kills the server after a failure and waits for it, so no child of it can
-        be told to go on any more. Returns a reply it wrote before it died, if any."""
+        be told to go on any more. Returns a reply it sent before it died, if any."""
         pid = self._pid
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        if self._replies >= 0:
-            os.set_blocking(self._replies, False)
-            # A child forked just now may still hold the write end: read, do not wait.
-            with contextlib.suppress(BlockingIOError):
-                while data := os.read(self._replies, 65536):
-                    self._pending += data
-        reply = self._next_reply()
-        self._close_pipes()
+        reply = None
+        if self._channel is not None:
+            # A child forked just now may still hold the server's end: do not wait.
+            self._channel.setblocking(False)
+            with contextlib.suppress(OSError):
+                if message := self._channel.recv(65536):
+                    reply = json.loads(message)
+        self._close_channel()
         self._retry_at = time.monotonic() + RETRY_AFTER_SECONDS
         return reply
 
-    def _close_pipes(self) -> None:
-        for fd in (self._requests, self._replies):
-            if fd >= 0:
-                os.close(fd)
-        self._requests = self._replies = -1
-        self._pending = b""
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
         self._pid = None
 
     def _last_log_line(self) -> str:

@@ -77,6 +77,9 @@ own secrets and settings stay out)."""
 LOST_REASON = "lost: the run's supervisor ended without recording an exit"
 REAPED_REASON = "reaped: the node did not know this run after a restart"
 
+_SUPERVISOR_STARTED_FD = 3
+"""Where a supervisor started as a fresh interpreter finds its end of the started pipe."""
+
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The directory holding the ``node`` package: the supervisor imports from it."""
 
@@ -240,21 +243,27 @@ class ProcessRuntime:
     async def start(self, spec: LaunchSpec) -> RunHandle:
         self._reap_exited()
         run_dir = spec.files.directory
-        pid, start_time = await asyncio.to_thread(self._spawn_supervisor, spec)
-        handle = RunHandle(spec.run_id, self.name, pid=pid, pid_start_time=start_time)
-        self._run_dirs[spec.run_id] = run_dir
+        # One byte here once the job runs; end-of-file once the supervisor is gone.
+        started_read, started_write = os.pipe()
         try:
-            await self._until_job_started(handle, run_dir)
-        except Exception:
-            self._kill_run_now(handle, run_dir)
-            await self._exited_within(pid, start_time, KILL_WAIT_SECONDS)  # nothing left behind
-            self._reap(pid)
-            self._run_dirs.pop(spec.run_id, None)
-            raise
-        except BaseException:  # cancelled: kill, but await nothing more
-            self._kill_run_now(handle, run_dir)
-            self._run_dirs.pop(spec.run_id, None)
-            raise
+            # The worker thread owns the write end from here: it closes it.
+            pid, start_time = await asyncio.to_thread(self._spawn_supervisor, spec, started_write)
+            handle = RunHandle(spec.run_id, self.name, pid=pid, pid_start_time=start_time)
+            self._run_dirs[spec.run_id] = run_dir
+            try:
+                await self._started_or_failed(run_dir, started_read)
+            except Exception:
+                self._kill_run_now(handle, run_dir)
+                await self._exited_within(pid, start_time, KILL_WAIT_SECONDS)  # nothing left
+                self._reap(pid)
+                self._run_dirs.pop(spec.run_id, None)
+                raise
+            except BaseException:  # cancelled: kill, but await nothing more
+                self._kill_run_now(handle, run_dir)
+                self._run_dirs.pop(spec.run_id, None)
+                raise
+        finally:
+            os.close(started_read)
         _log.info(
             "run started",
             extra={
@@ -312,9 +321,16 @@ class ProcessRuntime:
 
     # -- start -----------------------------------------------------------------
 
-    def _spawn_supervisor(self, spec: LaunchSpec) -> tuple[int, int | None]:
-        """Validates the spec, writes ``launch.json`` and starts the supervisor
-        (in a worker thread: file system calls and a fork)."""
+    def _spawn_supervisor(self, spec: LaunchSpec, started_fd: int) -> tuple[int, int | None]:
+        """Validates the spec, writes ``launch.json`` and starts the supervisor, which
+        gets a copy of ``started_fd`` (in a worker thread: file system calls, a fork).
+        Closes ``started_fd``: only the supervisor holds the write end afterwards."""
+        try:
+            return self._spawn_supervisor_with(spec, started_fd)
+        finally:
+            os.close(started_fd)
+
+    def _spawn_supervisor_with(self, spec: LaunchSpec, started_fd: int) -> tuple[int, int | None]:
         check_launch_paths(spec)
         run_dir = spec.files.directory
         if (run_dir / LAUNCH_FILE).exists():
@@ -340,7 +356,7 @@ class ProcessRuntime:
         except OSError as exc:
             raise RuntimeStartError(f"cannot start the run on {self._node_name}: {exc}") from exc
         try:
-            return self._fork_server.spawn(run_dir.resolve())
+            return self._fork_server.spawn(run_dir.resolve(), started_fd)
         except ForkServerError as exc:
             _log.warning(
                 "starting the run's supervisor without the fork server: %s",
@@ -348,9 +364,9 @@ class ProcessRuntime:
                 extra={"event": "run.forkserver_failed", "run_id": spec.run_id},
             )
         # No supervisor of this run came from the fork server, nor will: one of our own.
-        return self._spawn_supervisor_process(run_dir)
+        return self._spawn_supervisor_process(run_dir, started_fd)
 
-    def _spawn_supervisor_process(self, run_dir: Path) -> tuple[int, int | None]:
+    def _spawn_supervisor_process(self, run_dir: Path, started_fd: int) -> tuple[int, int | None]:
         """Starts the supervisor as a fresh interpreter: the way round a failed fork
         server. ``-S``: it needs nothing from site-packages, and ``site`` is a third of
         its start-up."""
@@ -359,7 +375,7 @@ class ProcessRuntime:
                 self._python,
                 [
                     self._python, "-S", "-P", "-m", "node.runtimes.supervisor",
-                    str(run_dir.resolve()),
+                    str(run_dir.resolve()), str(_SUPERVISOR_STARTED_FD),
                 ],
                 {
                     "PATH": os.environ.get("PATH", os.defpath),
@@ -376,6 +392,7 @@ class ProcessRuntime:
                         0o600,
                     ),
                     (os.POSIX_SPAWN_DUP2, 1, 2),
+                    (os.POSIX_SPAWN_DUP2, started_fd, _SUPERVISOR_STARTED_FD),
                 ],
                 setsid=True,
             )  # fmt: skip
@@ -385,31 +402,40 @@ class ProcessRuntime:
         # Our unreaped child: its pid cannot be reused, so this is its start time.
         return pid, process_start_time(pid)
 
-    async def _until_job_started(self, handle: RunHandle, run_dir: Path) -> None:
+    async def _started_or_failed(self, run_dir: Path, started_fd: int) -> None:
         """Returns once the supervisor has started the job (``child.json``).
+
+        Waits for the started pipe: the supervisor writes a byte once the job runs,
+        and every copy of the write end is closed once the supervisor is gone.
 
         Raises:
             RuntimeStartError: the job could not be started, or the supervisor
                 failed or took too long.
         """
-        assert handle.pid is not None
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if (run_dir / CHILD_FILE).exists():
-                return
-            ended = _read_exit(run_dir)
-            if ended is not None:
-                raise RuntimeStartError(ended.reason)
-            if not is_running(handle.pid, handle.pid_start_time):
-                if (run_dir / CHILD_FILE).exists() or (run_dir / EXIT_FILE).exists():
-                    continue  # it wrote one just before it exited
-                detail = _last_line(run_dir / SUPERVISOR_LOG) or "no output"
-                raise RuntimeStartError(f"the run's supervisor failed to start: {detail}")
-            if time.monotonic() > deadline:
-                raise RuntimeStartError(
-                    f"the run did not start within {START_TIMEOUT_SECONDS:g} s on {self._node_name}"
-                )
-            await asyncio.sleep(0.005)
+        loop = asyncio.get_running_loop()
+        signalled = loop.create_future()
+
+        def on_readable() -> None:
+            if not signalled.done():
+                signalled.set_result(None)
+
+        loop.add_reader(started_fd, on_readable)
+        try:
+            async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                await signalled
+        except TimeoutError:
+            raise RuntimeStartError(
+                f"the run did not start within {START_TIMEOUT_SECONDS:g} s on {self._node_name}"
+            ) from None
+        finally:
+            loop.remove_reader(started_fd)
+        if (run_dir / CHILD_FILE).exists():
+            return
+        ended = _read_exit(run_dir)
+        if ended is not None:
+            raise RuntimeStartError(ended.reason)
+        detail = _last_line(run_dir / SUPERVISOR_LOG) or "no output"
+        raise RuntimeStartError(f"the run's supervisor failed to start: {detail}")
 
     def _kill_run_now(self, handle: RunHandle, run_dir: Path) -> None:
         """Kills a run that failed to start, without awaiting (we may be cancelled)."""

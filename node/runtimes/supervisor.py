@@ -5,7 +5,9 @@ already loaded, into a session of its own; if the fork server fails, the runtime
 starts it as ``python -S -P -m node.runtimes.supervisor RUN_DIR``. It reads
 ``launch.json``, starts the job in a process group of its own, pumps the job's
 stdout and stderr into the run's log, forwards SIGTERM to the job, and records
-how the job ended in ``exit.json`` before it exits.
+how the job ended in ``exit.json`` before it exits. Given STARTED_FD (the write end
+of the runtime's pipe), it writes a byte there once ``child.json`` is written, so the
+runtime learns that the job runs without polling for it.
 
 Why a process of its own: the daemon may be killed (kill -9, out of memory, an
 upgrade) while jobs run. A job whose parent was the daemon would be reparented
@@ -367,8 +369,15 @@ class RunCgroup:
 class Supervisor:
     """Runs one job from its run directory; see the module docstring."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, started_fd: int | None = None) -> None:
+        """
+        Args:
+            run_dir: the run's directory (``launch.json`` in it).
+            started_fd: the write end of the runtime's started pipe: one byte once
+                the job runs, then closed (end-of-file alone: the supervisor exited).
+        """
         self._run_dir = run_dir
+        self._started_fd = started_fd
         self._job: subprocess.Popen[bytes] | None = None
         self._job_ended = False
         self._stop_requested = False
@@ -417,6 +426,7 @@ class Supervisor:
             self._run_dir / CHILD_FILE,
             {"pid": job.pid, "pgid": job.pid, "start_time": process_start_time(job.pid)},
         )
+        self._announce_started()
         log.write("system", f"started pid {job.pid}")
         if self._stop_requested:
             self._signal_job(signal.SIGTERM)
@@ -465,6 +475,17 @@ class Supervisor:
             close_fds=True,
         )
 
+    def _announce_started(self) -> None:
+        """Tells the runtime the job runs (``child.json`` is written): it waits on the
+        pipe rather than polling. Nobody listening (the daemon died) is no error."""
+        if self._started_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._started_fd, b"s")
+        with contextlib.suppress(OSError):
+            os.close(self._started_fd)
+        self._started_fd = None
+
     def _finish(self, exit_code: int | None, reason: str) -> None:
         write_json_atomic(
             self._run_dir / EXIT_FILE,
@@ -498,12 +519,13 @@ def _required_json(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    if len(arguments) != 1:
-        print("usage: python -m node.runtimes.supervisor RUN_DIR", file=sys.stderr)
+    if len(arguments) not in (1, 2) or (len(arguments) == 2 and not arguments[1].isdigit()):
+        print("usage: python -m node.runtimes.supervisor RUN_DIR [STARTED_FD]", file=sys.stderr)
         return 2
     run_dir = Path(arguments[0]).resolve()
+    started_fd = int(arguments[1]) if len(arguments) == 2 else None
     os.chdir("/")  # hold no directory busy; the job gets its own working directory
-    return Supervisor(run_dir).run()
+    return Supervisor(run_dir, started_fd=started_fd).run()
 
 
 if __name__ == "__main__":

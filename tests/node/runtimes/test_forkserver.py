@@ -5,6 +5,7 @@ hangs, runs still start, once each."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,10 +27,12 @@ from node.runtimes.process import ProcessRuntime
 from node.runtimes.procfs import is_running, read_stat
 from node.runtimes.run_log import read_entries
 from node.runtimes.supervisor import (
+    CHILD_FILE,
     LAUNCH_FILE,
     SUPERVISOR_FILE,
     SUPERVISOR_LOG,
     Launch,
+    read_json,
     write_json_atomic,
 )
 from tests.node.runtimes.test_process_runtime import kill_everything_under
@@ -76,6 +79,21 @@ def parent_and_session(pid: int) -> tuple[int, int]:
     return int(fields[4 - 3]), int(fields[6 - 3])
 
 
+@contextlib.contextmanager
+def started_pipe() -> Iterator[int]:
+    """The write end of a started pipe, as the runtime passes it to ``spawn``."""
+    read, write = os.pipe()
+    try:
+        yield write
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def open_fds(pid: int) -> list[str]:
+    return sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
+
+
 def process_name(pid: int) -> str:
     return Path(f"/proc/{pid}/comm").read_text().strip()
 
@@ -118,6 +136,21 @@ async def test_a_supervisor_is_forked_into_a_session_of_its_own_and_reaped_when_
     pid = handle.pid
     await settle(lambda: gone(pid), "the exited supervisor was not reaped by the fork server")
     assert runtime.fork_server_pid == server  # one server for every run
+
+
+async def test_the_job_holds_no_descriptor_of_its_supervisor_or_the_server(
+    runtime: ProcessRuntime, runs_dir: Path
+) -> None:
+    """Not the started pipe (the runtime would wait for the job's end to hear of a
+    supervisor that died), nor the server's channel (its EOF is how it learns the
+    daemon is gone)."""
+    spec = spec_of(runs_dir, "fds", "sleep", "30")
+    handle = await runtime.start(spec)
+
+    child = read_json(spec.files.directory / CHILD_FILE)
+    assert child is not None
+    assert open_fds(child["pid"]) == ["0", "1", "2"]
+    await runtime.stop(handle, grace_seconds=1)
 
 
 async def test_many_runs_at_once_each_get_their_own_supervisor(
@@ -195,16 +228,21 @@ def test_a_child_its_server_never_told_to_go_leaves_the_run_alone(tmp_path: Path
     write_json_atomic(run_dir / LAUNCH_FILE, launch.to_json())
     go_read, go_write = os.pipe()
 
+    started_read, started_write = os.pipe()
+
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child always leaves through os._exit
-        _become_supervisor(str(run_dir), go_read, (go_write,))
+        _become_supervisor(str(run_dir), go_read, started_write, (go_write, started_read))
     os.close(go_read)
+    os.close(started_write)
     os.close(go_write)  # the server "dies" without the go byte
     _, status = os.waitpid(pid, 0)
 
     assert os.waitstatus_to_exitcode(status) == 0
     assert not (run_dir / SUPERVISOR_FILE).exists()
     assert not (run_dir / SUPERVISOR_LOG).exists()
+    assert os.read(started_read, 1) == b""  # the runtime hears of it: end-of-file
+    os.close(started_read)
 
 
 def test_a_server_that_does_not_answer_is_killed_and_the_request_refused(
@@ -220,12 +258,12 @@ def test_a_server_that_does_not_answer_is_killed_and_the_request_refused(
         reply_timeout_seconds=0.3,
     )
 
-    with pytest.raises(ForkServerError, match=r"did not answer within 0\.3 s"):
-        server.spawn(tmp_path / "run")
+    with started_pipe() as started, pytest.raises(ForkServerError, match=r"within 0\.3 s"):
+        server.spawn(tmp_path / "run", started)
 
     assert server.pid is None  # killed and reaped, not left hanging
-    with pytest.raises(ForkServerError, match="failed recently"):
-        server.spawn(tmp_path / "run")
+    with started_pipe() as started, pytest.raises(ForkServerError, match="failed recently"):
+        server.spawn(tmp_path / "run", started)
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
@@ -234,8 +272,11 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     broken.chmod(0o755)
     server = ForkServer(python=str(broken), package_root=REPO_ROOT, log_path=tmp_path / "fs.log")
 
-    with pytest.raises(ForkServerError, match="exited: ModuleNotFoundError: No module named node"):
-        server.spawn(tmp_path / "run")
+    with (
+        started_pipe() as started,
+        pytest.raises(ForkServerError, match="exited: ModuleNotFoundError: No module named node"),
+    ):
+        server.spawn(tmp_path / "run", started)
     assert server.pid is None
 
 
