@@ -1,11 +1,12 @@
 """The supervisor fork server: one long-lived process that forks a ready supervisor per run.
 
 Starting a supervisor as a fresh interpreter (``python -m node.runtimes.supervisor``)
-costs 40-60 ms of CPU per run: interpreter start, ``site`` and the supervisor's
-imports. On a busy node that is most of the gap between one run ending and the
-next one starting. The fork server pays that once: it is started by the process
-runtime as ``python -S -P -m node.runtimes.forkserver``, imports the supervisor,
-and then, per run, forks a child that *is* a fresh supervisor (about 1 ms).
+costs 50-65 ms of CPU per run (42 ms of wall time on an idle machine): interpreter
+start, ``site`` and the supervisor's imports. On a busy node that was most of the
+gap between one run ending and the next one starting. The fork server pays that
+once: it is started by the process runtime as ``python -S -P -m
+node.runtimes.forkserver``, imports the supervisor, and then, per run, forks a
+child that *is* a fresh supervisor (about 1 ms).
 
 The guarantees of the per-run supervisor are unchanged, because each run still
 gets a process of its own:
@@ -176,7 +177,7 @@ def _fork_supervisor(
 
 
 def serve() -> None:
-    """The server's loop: one request at a time until the requests pipe closes."""
+    """The server's loop: one request at a time until the channel closes."""
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)
