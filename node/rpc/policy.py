@@ -51,6 +51,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "WatchJobs": _read(),
     _CLUSTER + "StreamLogs": _read(),
     _CLUSTER + "AddDataset": _write(),
+    _CLUSTER + "AddDatasetWithProgress": _write(),
     _CLUSTER + "ListDatasets": _read(),
     _CLUSTER + "GetDataset": _read(),
     _CLUSTER + "WatchEvents": _read(),

@@ -487,6 +487,77 @@ class AddDatasetRequest(_message.Message):
 Global___AddDatasetRequest: _TypeAlias = AddDatasetRequest  # noqa: Y015
 
 @_typing.final
+class AddDatasetProgress(_message.Message):
+    """One message of AddDatasetWithProgress: scan progress, or (last) the stored dataset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCAN_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def scan(self) -> Global___DatasetScanProgress: ...
+    @_builtins.property
+    def dataset(self) -> _types_pb2.Dataset: ...
+    def __init__(
+        self,
+        *,
+        scan: Global___DatasetScanProgress | None = ...,
+        dataset: _types_pb2.Dataset | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "scan", b"scan", "update", b"update"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "scan", b"scan", "update", b"update"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_update: _TypeAlias = _typing.Literal["scan", "dataset"]  # noqa: Y015
+    _WhichOneofArgType_update: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_update) -> _WhichOneofReturnType_update | None: ...
+
+Global___AddDatasetProgress: _TypeAlias = AddDatasetProgress  # noqa: Y015
+
+@_typing.final
+class DatasetScanProgress(_message.Message):
+    """How far a dataset's scan has got. The scan first lists the tree (the totals grow),
+    then hashes every file (the scanned counts grow towards the totals).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LISTING_FIELD_NUMBER: _builtins.int
+    FILES_TOTAL_FIELD_NUMBER: _builtins.int
+    BYTES_TOTAL_FIELD_NUMBER: _builtins.int
+    FILES_SCANNED_FIELD_NUMBER: _builtins.int
+    BYTES_SCANNED_FIELD_NUMBER: _builtins.int
+    CURRENT_PATH_FIELD_NUMBER: _builtins.int
+    listing: _builtins.bool
+    """still listing: the totals are those found so far"""
+    files_total: _builtins.int
+    bytes_total: _builtins.int
+    """sizes as listed; a file that changes meanwhile moves it"""
+    files_scanned: _builtins.int
+    """files hashed so far"""
+    bytes_scanned: _builtins.int
+    """bytes hashed so far, the current file's included"""
+    current_path: _builtins.str
+    """relative to the dataset's path"""
+    def __init__(
+        self,
+        *,
+        listing: _builtins.bool = ...,
+        files_total: _builtins.int = ...,
+        bytes_total: _builtins.int = ...,
+        files_scanned: _builtins.int = ...,
+        bytes_scanned: _builtins.int = ...,
+        current_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_scanned", b"bytes_scanned", "bytes_total", b"bytes_total", "current_path", b"current_path", "files_scanned", b"files_scanned", "files_total", b"files_total", "listing", b"listing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetScanProgress: _TypeAlias = DatasetScanProgress  # noqa: Y015
+
+@_typing.final
 class ListDatasetsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -105,6 +105,11 @@ class ClusterServiceStub:
                 request_serializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetRequest.SerializeToString,
                 response_deserializer=proto_dot_murmur_dot_v1_dot_types__pb2.Dataset.FromString,
                 _registered_method=True)
+        self.AddDatasetWithProgress = channel.unary_stream(
+                '/murmur.v1.ClusterService/AddDatasetWithProgress',
+                request_serializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetProgress.FromString,
+                _registered_method=True)
         self.ListDatasets = channel.unary_unary(
                 '/murmur.v1.ClusterService/ListDatasets',
                 request_serializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.ListDatasetsRequest.SerializeToString,
@@ -231,6 +236,15 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddDatasetWithProgress(self, request, context):
+        """AddDataset, reporting the scan as it goes (a few updates a second), then the
+        stored dataset as the last message. Cancelling the call stops the scan and
+        adds nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDatasets(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -343,6 +357,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.AddDataset,
                     request_deserializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetRequest.FromString,
                     response_serializer=proto_dot_murmur_dot_v1_dot_types__pb2.Dataset.SerializeToString,
+            ),
+            'AddDatasetWithProgress': grpc.unary_stream_rpc_method_handler(
+                    servicer.AddDatasetWithProgress,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetProgress.SerializeToString,
             ),
             'ListDatasets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDatasets,
@@ -753,6 +772,33 @@ class ClusterService:
             '/murmur.v1.ClusterService/AddDataset',
             proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetRequest.SerializeToString,
             proto_dot_murmur_dot_v1_dot_types__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddDatasetWithProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/murmur.v1.ClusterService/AddDatasetWithProgress',
+            proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_cluster__pb2.AddDatasetProgress.FromString,
             options,
             channel_credentials,
             insecure,

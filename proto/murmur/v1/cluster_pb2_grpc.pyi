@@ -56,6 +56,11 @@ class ClusterServiceStub:
     StreamLogs: _grpc.UnaryStreamMultiCallable[_cluster_pb2.StreamLogsRequest, _types_pb2.LogLine]
     """A run's log; with `follow`, live lines until the run ends."""
     AddDataset: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.AddDatasetRequest, _types_pb2.Dataset]
+    AddDatasetWithProgress: _grpc.UnaryStreamMultiCallable[_cluster_pb2.AddDatasetRequest, _cluster_pb2.AddDatasetProgress]
+    """AddDataset, reporting the scan as it goes (a few updates a second), then the
+    stored dataset as the last message. Cancelling the call stops the scan and
+    adds nothing.
+    """
     ListDatasets: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListDatasetsRequest, _cluster_pb2.ListDatasetsResponse]
     GetDataset: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetDatasetRequest, _types_pb2.Dataset]
     WatchEvents: _grpc.UnaryStreamMultiCallable[_cluster_pb2.WatchEventsRequest, _types_pb2.Event]
@@ -91,6 +96,11 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     StreamLogs: _aio.UnaryStreamMultiCallable[_cluster_pb2.StreamLogsRequest, _types_pb2.LogLine]  # type: ignore[assignment]
     """A run's log; with `follow`, live lines until the run ends."""
     AddDataset: _aio.UnaryUnaryMultiCallable[_cluster_pb2.AddDatasetRequest, _types_pb2.Dataset]  # type: ignore[assignment]
+    AddDatasetWithProgress: _aio.UnaryStreamMultiCallable[_cluster_pb2.AddDatasetRequest, _cluster_pb2.AddDatasetProgress]  # type: ignore[assignment]
+    """AddDataset, reporting the scan as it goes (a few updates a second), then the
+    stored dataset as the last message. Cancelling the call stops the scan and
+    adds nothing.
+    """
     ListDatasets: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListDatasetsRequest, _cluster_pb2.ListDatasetsResponse]  # type: ignore[assignment]
     GetDataset: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetDatasetRequest, _types_pb2.Dataset]  # type: ignore[assignment]
     WatchEvents: _aio.UnaryStreamMultiCallable[_cluster_pb2.WatchEventsRequest, _types_pb2.Event]  # type: ignore[assignment]
@@ -207,6 +217,17 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.AddDatasetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_types_pb2.Dataset, _abc.Awaitable[_types_pb2.Dataset]]: ...
+
+    @_abc_1.abstractmethod
+    def AddDatasetWithProgress(
+        self,
+        request: _cluster_pb2.AddDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_cluster_pb2.AddDatasetProgress], _abc.AsyncIterator[_cluster_pb2.AddDatasetProgress]]:
+        """AddDataset, reporting the scan as it goes (a few updates a second), then the
+        stored dataset as the last message. Cancelling the call stops the scan and
+        adds nothing.
+        """
 
     @_abc_1.abstractmethod
     def ListDatasets(
