@@ -14,6 +14,7 @@ RPC with its ``context``. Outermost first, the daemon installs
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -198,6 +199,8 @@ class AuditInterceptor(_WrappingInterceptor):
     ) -> None:
         if error is None:
             result, detail = "OK", ""
+        elif isinstance(error, asyncio.CancelledError):
+            result, detail = grpc.StatusCode.CANCELLED.name, "the caller cancelled the call"
         else:
             code, detail = status_for(error)
             result = code.name
@@ -239,4 +242,22 @@ class AuditInterceptor(_WrappingInterceptor):
         return unary
 
     def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
-        return behavior  # streams only read
+        policy = policy_for(method)
+        if policy is None or not policy.audited:
+            return behavior
+
+        # A stream that changes state (AddDatasetWithProgress) is recorded once,
+        # when it ends: done, refused, failed, or given up by its caller.
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            caller = current_caller()
+            target = _audit_target(request)
+            try:
+                async for response in behavior(request, context):
+                    target = target or _audit_target(response)
+                    yield response
+            except (Exception, asyncio.CancelledError) as exc:
+                await self.record(method=method, target=target, caller=caller, error=exc)
+                raise
+            await self.record(method=method, target=target, caller=caller, error=None)
+
+        return stream

@@ -8,6 +8,7 @@ a job runs on the node it was submitted to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -37,7 +38,7 @@ from node.membership import MembershipRunner
 from node.peer_client import PeerClient
 from node.rpc.caller import current_caller
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
-from storage import Store
+from storage import DatasetRecord, Store
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -333,6 +334,30 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             name=request.name, path=request.path, added_by=current_caller().name
         )
         return dataset_message(record, self._name)
+
+    async def AddDatasetWithProgress(
+        self, request: cluster_pb2.AddDatasetRequest, context: Context
+    ) -> AsyncIterator[cluster_pb2.AddDatasetProgress]:
+        adding = self._datasets.add_with_progress(
+            name=request.name, path=request.path, added_by=current_caller().name
+        )
+        async with contextlib.aclosing(adding) as updates:
+            async for update in updates:
+                if isinstance(update, DatasetRecord):
+                    yield cluster_pb2.AddDatasetProgress(
+                        dataset=dataset_message(update, self._name)
+                    )
+                    continue
+                yield cluster_pb2.AddDatasetProgress(
+                    scan=cluster_pb2.DatasetScanProgress(
+                        listing=update.listing,
+                        files_total=update.files_total,
+                        bytes_total=update.bytes_total,
+                        files_scanned=update.files_scanned,
+                        bytes_scanned=update.bytes_scanned,
+                        current_path=update.current_path,
+                    )
+                )
 
     async def ListDatasets(
         self, request: cluster_pb2.ListDatasetsRequest, context: Context
