@@ -272,6 +272,7 @@ class Client:
     cancel_job = _blocking(AsyncClient.cancel_job)
     watch_jobs = _iterating(AsyncClient.watch_jobs)
     stream_logs = _iterating(AsyncClient.stream_logs)
+    # `on_progress` is called on the client's own loop thread, not the caller's.
     add_dataset = _blocking(AsyncClient.add_dataset)
     list_datasets = _blocking(AsyncClient.list_datasets)
     get_dataset = _blocking(AsyncClient.get_dataset)

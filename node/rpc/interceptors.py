@@ -199,7 +199,7 @@ class AuditInterceptor(_WrappingInterceptor):
     ) -> None:
         if error is None:
             result, detail = "OK", ""
-        elif isinstance(error, asyncio.CancelledError):
+        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
             result, detail = grpc.StatusCode.CANCELLED.name, "the caller cancelled the call"
         else:
             code, detail = status_for(error)
@@ -247,7 +247,9 @@ class AuditInterceptor(_WrappingInterceptor):
             return behavior
 
         # A stream that changes state (AddDatasetWithProgress) is recorded once,
-        # when it ends: done, refused, failed, or given up by its caller.
+        # when it ends: done, refused, failed, or given up by its caller. A caller
+        # gone while its last message is sent is recorded CANCELLED although the
+        # change is done; the stream's own messages say which of them means done.
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             caller = current_caller()
             target = _audit_target(request)
@@ -255,7 +257,8 @@ class AuditInterceptor(_WrappingInterceptor):
                 async for response in behavior(request, context):
                     target = target or _audit_target(response)
                     yield response
-            except (Exception, asyncio.CancelledError) as exc:
+            # GeneratorExit: grpc was cancelled while sending, and closes us later.
+            except (Exception, asyncio.CancelledError, GeneratorExit) as exc:
                 await self.record(method=method, target=target, caller=caller, error=exc)
                 raise
             await self.record(method=method, target=target, caller=caller, error=None)
