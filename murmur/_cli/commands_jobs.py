@@ -20,6 +20,7 @@ from murmur._cli.parsing import (
     parse_size,
     positive_int,
 )
+from murmur._cli.scan_progress import ScanProgressLine
 from proto.murmur.v1 import cluster_pb2, types_pb2
 
 _RUNTIMES = {"docker": types_pb2.JOB_RUNTIME_DOCKER, "process": types_pb2.JOB_RUNTIME_PROCESS}
@@ -264,7 +265,17 @@ _DATASET_HEADERS = ("NAME", "NODE", "SIZE", "FILES", "PATH")
 
 
 def dataset_add_command(args: argparse.Namespace) -> int:
-    dataset = run_with_client(args, lambda client: client.add_dataset(args.name, args.path))
+    # The scan of a large tree takes minutes: progress on stderr (none with --json),
+    # and no deadline, which a stream of progress makes safe.
+    progress = ScanProgressLine(f"scanning {args.name}")
+    on_progress = (lambda _: None) if args.json else progress.update
+    try:
+        dataset = run_with_client(
+            args,
+            lambda client: client.add_dataset(args.name, args.path, on_progress=on_progress),
+        )
+    finally:
+        progress.finish()
     if args.json:
         print_json(dataset)
     else:
