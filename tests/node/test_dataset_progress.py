@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
+import grpc
 import pytest
 
 import murmur
+from certs import Role, server_certificate_chain
 from murmur import AsyncClient, resolve_connect_config
-from proto.murmur.v1 import cluster_pb2
+from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 from tests.support.nodes import Lab, NodeProcess
 
 SMALL_FILES = 3000
@@ -135,3 +138,49 @@ async def test_a_cancelled_add_stops_the_scan_and_adds_nothing(
         (root / "small.txt").write_text("small\n")
         added = await client.add_dataset("huge", str(root), on_progress=lambda _: None)
     assert added.file_count == 1
+
+
+class OlderNode(cluster_pb2_grpc.ClusterServiceServicer):
+    """A node whose murmur predates AddDatasetWithProgress (grpc answers UNIMPLEMENTED)."""
+
+    async def AddDataset(
+        self, request: cluster_pb2.AddDatasetRequest, context: object
+    ) -> types_pb2.Dataset:
+        return types_pb2.Dataset(name=request.name, path=request.path, file_count=1)
+
+
+async def test_a_node_without_progress_is_asked_the_unary_way(lab: Lab, tmp_path: Path) -> None:
+    node = lab.ca.issue(name="old", role=Role.NODE, validity_days=1)
+    server = grpc.aio.server()
+    # Only AddDataset: the generated base answers UNIMPLEMENTED for the rest.
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(OlderNode(), server)  # type: ignore[abstract]
+    credentials = grpc.ssl_server_credentials(
+        [(node.key_pem, server_certificate_chain(node))],
+        root_certificates=lab.ca.certificate_pem,
+        require_client_auth=True,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    await server.start()
+    try:
+        config = resolve_connect_config(node=f"127.0.0.1:{port}", identity=lab.admin_identity)
+        updates: list[cluster_pb2.DatasetScanProgress] = []
+        async with AsyncClient(config) as client:
+            added = await client.add_dataset("old", "/data/old", on_progress=updates.append)
+    finally:
+        await server.stop(grace=None)
+    assert (added.name, added.path, added.file_count) == ("old", "/data/old", 1)
+    assert updates == []
+
+
+def test_the_blocking_client_reports_progress_from_its_loop_thread(
+    lab: Lab, ca_node: NodeProcess
+) -> None:
+    root = large_tree(ca_node.data_dir / "datasets" / "tree", sparse_bytes=256 * 1024**2)
+    threads: set[str] = set()
+    config = resolve_connect_config(node=ca_node.address, identity=lab.admin_identity)
+    with murmur.Client(config) as client:
+        added = client.add_dataset(
+            "tree", str(root), on_progress=lambda _: threads.add(threading.current_thread().name)
+        )
+    assert added.file_count == SMALL_FILES + 1
+    assert threads == {"murmur-client-loop"}
