@@ -122,9 +122,14 @@ class _Meter:
                 bytes_total=self.bytes_total,
                 files_scanned=self.files_scanned,
                 bytes_scanned=self.bytes_scanned,
-                current_path=current_path,
+                current_path=_printable(current_path),
             )
         )
+
+
+def _printable(path: str) -> str:
+    """A file name as text a client can show: bytes that are not UTF-8 as U+FFFD."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
 
 
 def _raise_unreadable(root: Path) -> Callable[[OSError], None]:
@@ -132,7 +137,7 @@ def _raise_unreadable(root: Path) -> Callable[[OSError], None]:
         # os.walk would skip a directory it cannot list: the manifest would then
         # describe less than the tree, silently.
         raise FailedPreconditionError(
-            f"cannot read {error.filename} in dataset {root}: {error.strerror}"
+            f"cannot read {_printable(str(error.filename))} in dataset {root}: {error.strerror}"
         ) from error
 
     return unreadable
@@ -169,6 +174,11 @@ def scan_tree(
     # (relative path, full path, lstat mode): the size goes to the meter only.
     entries: list[tuple[str, str, int]] = []
 
+    def line(text: str) -> None:
+        # Names go in as their bytes: UTF-8 names as ever, and a name that is not
+        # UTF-8 (which used to fail the add) as it is on disk.
+        manifest.update(text.encode(errors="surrogateescape"))
+
     def listed(relative: str, full: str) -> None:
         meter.tick(relative)
         info = os.lstat(full)
@@ -191,10 +201,10 @@ def scan_tree(
         for relative, full, mode in entries:
             meter.tick(relative)
             if stat.S_ISLNK(mode):
-                manifest.update(f"L {relative} -> {os.readlink(full)}\n".encode())
+                line(f"L {relative} -> {os.readlink(full)}\n")
                 continue
             if not stat.S_ISREG(mode):
-                manifest.update(f"S {relative}\n".encode())
+                line(f"S {relative}\n")
                 continue
             content = hashlib.sha256()
             file_size = 0
@@ -204,11 +214,12 @@ def scan_tree(
                     file_size += len(chunk)
                     meter.bytes_scanned += len(chunk)
                     meter.tick(relative)
-            manifest.update(f"F {relative} {file_size} {content.hexdigest()}\n".encode())
+            line(f"F {relative} {file_size} {content.hexdigest()}\n")
             meter.files_scanned += 1
     except OSError as error:
         raise FailedPreconditionError(
-            f"cannot read {error.filename or root} in dataset {root}: {error.strerror}"
+            f"cannot read {_printable(str(error.filename or root))} in dataset {root}: "
+            f"{error.strerror}"
         ) from error
     return Scan(
         size_bytes=meter.bytes_scanned,

@@ -22,7 +22,10 @@ def describe(progress: cluster_pb2.DatasetScanProgress) -> str:
     if progress.listing:
         found = f"{progress.files_total:,} files ({human_bytes(progress.bytes_total)})"
         return f"listing: {found} so far"
-    done = progress.bytes_scanned / progress.bytes_total if progress.bytes_total else 1.0
+    if progress.bytes_total:
+        done = progress.bytes_scanned / progress.bytes_total
+    else:  # empty files only
+        done = progress.files_scanned / progress.files_total if progress.files_total else 1.0
     return (
         f"{progress.files_scanned:,}/{progress.files_total:,} files, "
         f"{human_bytes(progress.bytes_scanned)}/{human_bytes(progress.bytes_total)} "
@@ -74,6 +77,8 @@ class ScanProgressLine:
     def _rewrite(self, text: str, current_path: str) -> None:
         width = _columns(self._stream) - 1  # the last column would wrap on some terminals
         room = width - len(text) - 2
+        # A file name is anyone's text: no escape sequence of it reaches the terminal.
+        current_path = "".join(c if c.isprintable() else "?" for c in current_path)
         if current_path and room >= 12:
             if len(current_path) > room:
                 current_path = "…" + current_path[-(room - 1) :]

@@ -181,3 +181,18 @@ def test_the_line_waits_a_second_then_shows_every_few_seconds_off_a_terminal() -
         "scanning x: 5/10 files, 1.0KiB/2.0KiB (50%)",
         "scanning x: listing: 7 files (3.0GiB) so far",
     ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_names_are_shown_without_their_control_characters() -> None:
+    now = [0.0]
+    out = Terminal()
+    line = ScanProgressLine("scanning x", out, clock=lambda: now[0])
+    now[0] = 2.0
+    line.update(progress(files_total=1, current_path="a\x1b]0;owned\x07.txt"))
+    line.finish()
+    assert out.getvalue() == ("\rscanning x: 0/1 files, 0B/0B (0%), a?]0;owned?.txt\x1b[K\r\x1b[K")

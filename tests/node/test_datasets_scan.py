@@ -170,3 +170,18 @@ async def test_the_catalog_refuses_before_scanning_and_adds_only_whole_scans(
         # The scanning thread ends at once instead of hashing the other 63.9 GiB:
         # the executor's shutdown waits for it.
         await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 10)
+
+
+def test_names_that_are_not_utf8_are_scanned_and_reported_printable(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    odd = os.fsdecode(b"caf\xe9.txt")  # Latin-1, as an old tarball may hold
+    (root / odd).write_text("x")
+    reports: list[ScanProgress] = []
+    scan = scan_tree(root, report=reports.append, interval=0)
+    assert scan.file_count == 1
+    expected = hashlib.sha256(
+        b"F caf\xe9.txt 1 " + hashlib.sha256(b"x").hexdigest().encode() + b"\n"
+    )
+    assert scan.manifest_sha256 == expected.hexdigest()
+    assert {r.current_path for r in reports} == {"caf\ufffd.txt"}
