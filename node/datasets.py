@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from node.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from node.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from storage import DatasetExistsError, DatasetRecord, RecordNotFoundError, Store
 
 _log = logging.getLogger("murmur.node.datasets")
@@ -270,6 +275,8 @@ class DatasetCatalog:
         self._roots = roots
         self._records: dict[str, DatasetRecord] = {}
         """Name → record, in step with the store: gossip reads it on every refresh."""
+        self._adding: set[str] = set()
+        """Names whose scan is under way: a second add of one is refused at once."""
         self.on_change: Callable[[], None] = lambda: None
         """Called after a dataset is added (the daemon gossips the catalog at once)."""
 
@@ -306,6 +313,7 @@ class DatasetCatalog:
         Raises:
             InvalidArgumentError: a bad name, or a path outside the data roots.
             DatasetExistsError: the name is taken on this node.
+            AlreadyExistsError: another add of the name is scanning.
             FailedPreconditionError: part of the tree cannot be read.
         """
         if not _NAME_RE.match(name):
@@ -315,50 +323,59 @@ class DatasetCatalog:
         real = resolve_under_roots(path, self._roots)
         if name in self._records:
             raise DatasetExistsError(name)
-        progress = _LatestProgress(asyncio.get_running_loop())
-        stop = threading.Event()
-        started = time.monotonic()
-        scanning = asyncio.ensure_future(
-            asyncio.to_thread(scan_tree, real, report=progress.publish, stop=stop)
-        )
-        scanning.add_done_callback(lambda _: progress.wake())
+        if name in self._adding:
+            raise AlreadyExistsError(
+                f"dataset {name!r} is being added on this node (its scan is under way); "
+                "choose another --name"
+            )
+        self._adding.add(name)
         try:
-            while not scanning.done():
-                update = await progress.next()
-                if update is not None and not scanning.done():
-                    yield update
-            scan = scanning.result()
+            progress = _LatestProgress(asyncio.get_running_loop())
+            stop = threading.Event()
+            started = time.monotonic()
+            scanning = asyncio.ensure_future(
+                asyncio.to_thread(scan_tree, real, report=progress.publish, stop=stop)
+            )
+            scanning.add_done_callback(lambda _: progress.wake())
+            try:
+                while not scanning.done():
+                    update = await progress.next()
+                    if update is not None and not scanning.done():
+                        yield update
+                scan = scanning.result()
+            finally:
+                if not scanning.done():
+                    # The caller went away: the thread cannot be cancelled, so it is
+                    # told to stop, and nobody waits for what it would have returned.
+                    stop.set()
+                    scanning.cancel()
+                    _log.info(
+                        "dataset %s: scan of %s stopped, nothing added",
+                        name,
+                        real,
+                        extra={"event": "dataset.scan_stopped", "dataset": name},
+                    )
+            record = DatasetRecord(
+                name=name,
+                path=real,
+                size_bytes=scan.size_bytes,
+                file_count=scan.file_count,
+                manifest_sha256=scan.manifest_sha256,
+                added_at=datetime.now(UTC),
+                added_by=added_by,
+            )
+            await self._store_record(record)
+            _log.info(
+                "dataset %s added: %d files, %d bytes, scanned in %.1f s",
+                name,
+                scan.file_count,
+                scan.size_bytes,
+                time.monotonic() - started,
+                extra={"event": "dataset.added", "dataset": name},
+            )
+            yield record
         finally:
-            if not scanning.done():
-                # The caller went away: the thread cannot be cancelled, so it is
-                # told to stop, and nobody waits for what it would have returned.
-                stop.set()
-                scanning.cancel()
-                _log.info(
-                    "dataset %s: scan of %s stopped, nothing added",
-                    name,
-                    real,
-                    extra={"event": "dataset.scan_stopped", "dataset": name},
-                )
-        record = DatasetRecord(
-            name=name,
-            path=real,
-            size_bytes=scan.size_bytes,
-            file_count=scan.file_count,
-            manifest_sha256=scan.manifest_sha256,
-            added_at=datetime.now(UTC),
-            added_by=added_by,
-        )
-        await self._store_record(record)
-        _log.info(
-            "dataset %s added: %d files, %d bytes, scanned in %.1f s",
-            name,
-            scan.file_count,
-            scan.size_bytes,
-            time.monotonic() - started,
-            extra={"event": "dataset.added", "dataset": name},
-        )
-        yield record
+            self._adding.discard(name)
 
     async def _store_record(self, record: DatasetRecord) -> None:
         """Stores the record, then the in-memory map and gossip see it; all or nothing.

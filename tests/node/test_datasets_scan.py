@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from node.datasets import DatasetCatalog, ScanProgress, ScanStopped, scan_tree
-from node.errors import FailedPreconditionError, InvalidArgumentError
+from node.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from storage import DatasetExistsError, DatasetRecord, Store
 
 
@@ -162,6 +162,9 @@ async def test_the_catalog_refuses_before_scanning_and_adds_only_whole_scans(
         updates = catalog.add_with_progress(name="big", path=str(data_root / "big"), added_by="ada")
         async with contextlib.aclosing(updates):
             first = await asyncio.wait_for(anext(updates), timeout=30)
+            # While it scans, its name is taken: a second add is refused at once.
+            with pytest.raises(AlreadyExistsError, match="scan is under way"):
+                await catalog.add(name="big", path=str(tree), added_by="bo")
         assert isinstance(first, ScanProgress)
         assert first.bytes_total == 64 * 1024**3
         assert sorted(d.name for d in await catalog.list()) == ["t2", "tree"]
