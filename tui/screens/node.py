@@ -152,5 +152,8 @@ def gpu_table(node: types_pb2.NodeInfo, state: ClusterState) -> RenderableType:
 
 def _has_telemetry(stats: types_pb2.GpuStats) -> bool:
     """Whether a GPU reported anything: simulated ones send samples with every value absent."""
-    fields = ("utilization_percent", "memory_used_bytes", "temperature_celsius")
-    return any(stats.HasField(field) for field in fields)
+    return (
+        stats.HasField("utilization_percent")
+        or stats.HasField("memory_used_bytes")
+        or stats.HasField("temperature_celsius")
+    )
