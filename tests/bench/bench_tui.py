@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import subprocess
 import sys
@@ -27,8 +28,10 @@ from textual.pilot import Pilot
 from proto.murmur.v1 import types_pb2
 from tests.tui.fake_cluster import FakeCluster, make_job, make_node
 from tui import Connection, MurmurTop
+from tui.app import REFRESH_SECONDS
 from tui.widgets.virtual_table import VirtualTable
 
+_PHASE = random.Random(4)
 NODES = 200
 JOBS = 10_000
 SIZE = (160, 50)
@@ -83,8 +86,13 @@ async def wait_painted(app: MurmurTop, rows: int, deadline: float = 30.0) -> flo
 async def measure_update(
     app: MurmurTop, push: Any, key: str, changed: Any, wanted: object
 ) -> float:
-    """Seconds from pushing a change to the first frame painted after the model has it."""
+    """Seconds from pushing a change to the first frame painted after the model has it.
+
+    A random pause first, so pushes land anywhere in the repaint tick rather than
+    always just after the frame that ended the previous measurement.
+    """
     table = app.screen.query_one(VirtualTable)
+    await asyncio.sleep(_PHASE.uniform(0, REFRESH_SECONDS))
     start = time.perf_counter()
     push()
     while time.perf_counter() - start < 10:
