@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,9 +19,31 @@ from proto.murmur.v1 import cluster_pb2
 from tests.support.nodes import Lab, NodeProcess
 
 
-def slow_tree(root: Path, *, sparse_bytes: int = 1024**3) -> Path:
-    """A thousand small files and one sparse file: about 3 s of hashing here."""
+def bytes_scanned_in(seconds: float, scratch: Path) -> int:
+    """About what a scan reads and hashes here in ``seconds``, measured on a sparse file
+    like the tests' own: SHA-256 runs at 0.3 to 2 GB/s, by machine and by load."""
+    probe = scratch / "probe.bin"
+    with probe.open("wb") as handle:
+        handle.truncate(64 * 1024**3)
+    digest = hashlib.sha256()
+    read = 0
+    started = time.perf_counter()
+    with probe.open("rb") as handle:
+        while time.perf_counter() - started < 0.25:
+            chunk = handle.read(1024**2)
+            digest.update(chunk)
+            read += len(chunk)
+    rate = read / (time.perf_counter() - started)
+    probe.unlink()
+    return max(int(rate * seconds) // 1024**2, 1) * 1024**2
+
+
+def slow_tree(root: Path, *, sparse_bytes: int | None = None) -> Path:
+    """A thousand small files and one sparse file: about 3 s of scanning by default,
+    which shows progress (after 1 s) a few times."""
     (root / "small").mkdir(parents=True)
+    if sparse_bytes is None:
+        sparse_bytes = bytes_scanned_in(3.0, root)
     for i in range(1000):
         (root / "small" / f"{i:04}.txt").write_text(f"{i}\n")
     with (root / "big.bin").open("wb") as handle:
@@ -44,7 +67,8 @@ def test_a_long_scan_shows_progress_on_stderr_and_only_the_result_on_stdout(
     assert added.returncode == 0, added.stderr
     header, row = added.stdout.splitlines()
     assert header.split() == ["NAME", "NODE", "SIZE", "FILES", "PATH"]
-    assert row.split()[:4] == ["big", "node-1", "1.0GiB", "1001"]
+    assert row.split()[:2] == ["big", "node-1"]
+    assert row.split()[3] == "1001"
     # Not a terminal: plain lines (the first after a second, then one per 5 s).
     lines = added.stderr.splitlines()
     assert lines, "no progress shown for a scan of seconds"
@@ -108,9 +132,9 @@ def test_on_a_terminal_one_line_is_rewritten_in_place_then_erased(
     assert process.returncode == 0
     assert stdout.decode().splitlines()[0].split()[0] == "NAME"
     text = shown.decode()
-    rewrites = text.split("\r")
+    updates = [u for u in text.split("\r") if u.startswith("scanning big: ")]
     assert text.startswith("\rscanning big: ")
-    assert len(rewrites) >= 3, text  # several updates on one line
+    assert len(updates) >= 2, text
     assert "\n" not in text
     assert text.endswith("\r\x1b[K")  # erased: the terminal is clean for what follows
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -16,6 +18,25 @@ from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 from tests.support.nodes import Lab, NodeProcess
 
 SMALL_FILES = 3000
+
+
+def bytes_scanned_in(seconds: float, scratch: Path) -> int:
+    """About what a scan reads and hashes here in ``seconds``, measured on a sparse file
+    like the tests' own: SHA-256 runs at 0.3 to 2 GB/s, by machine and by load."""
+    probe = scratch / "probe.bin"
+    with probe.open("wb") as handle:
+        handle.truncate(64 * 1024**3)
+    digest = hashlib.sha256()
+    read = 0
+    started = time.perf_counter()
+    with probe.open("rb") as handle:
+        while time.perf_counter() - started < 0.25:
+            chunk = handle.read(1024**2)
+            digest.update(chunk)
+            read += len(chunk)
+    rate = read / (time.perf_counter() - started)
+    probe.unlink()
+    return max(int(rate * seconds) // 1024**2, 1) * 1024**2
 
 
 def client_for(node: NodeProcess, lab: Lab) -> AsyncClient:
@@ -39,9 +60,10 @@ def large_tree(root: Path, *, sparse_bytes: int) -> Path:
 
 
 async def test_progress_grows_and_the_record_is_what_the_unary_call_gives(
-    lab: Lab, ca_node: NodeProcess
+    lab: Lab, ca_node: NodeProcess, tmp_path: Path
 ) -> None:
-    root = large_tree(ca_node.data_dir / "datasets" / "tree", sparse_bytes=512 * 1024**2)
+    big = bytes_scanned_in(1.5, tmp_path)  # reports come every 0.25 s; 2 are needed
+    root = large_tree(ca_node.data_dir / "datasets" / "tree", sparse_bytes=big)
     updates: list[cluster_pb2.DatasetScanProgress] = []
     async with client_for(ca_node, lab) as client:
         streamed = await client.add_dataset("tree", str(root), on_progress=updates.append)
@@ -173,9 +195,10 @@ async def test_a_node_without_progress_is_asked_the_unary_way(lab: Lab, tmp_path
 
 
 def test_the_blocking_client_reports_progress_from_its_loop_thread(
-    lab: Lab, ca_node: NodeProcess
+    lab: Lab, ca_node: NodeProcess, tmp_path: Path
 ) -> None:
-    root = large_tree(ca_node.data_dir / "datasets" / "tree", sparse_bytes=256 * 1024**2)
+    big = bytes_scanned_in(1.0, tmp_path)
+    root = large_tree(ca_node.data_dir / "datasets" / "tree", sparse_bytes=big)
     threads: set[str] = set()
     config = resolve_connect_config(node=ca_node.address, identity=lab.admin_identity)
     with murmur.Client(config) as client:
