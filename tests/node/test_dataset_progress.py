@@ -207,3 +207,21 @@ def test_the_blocking_client_reports_progress_from_its_loop_thread(
         )
     assert added.file_count == SMALL_FILES + 1
     assert threads == {"murmur-client-loop"}
+
+
+async def test_a_viewer_may_not_add_and_the_refusal_is_audited(
+    lab: Lab, ca_node: NodeProcess
+) -> None:
+    (ca_node.data_dir / "datasets" / "ok").mkdir(parents=True)
+    viewer = lab.issue_identity("vera", Role.VIEWER)
+    config = resolve_connect_config(node=ca_node.address, identity=viewer)
+    async with AsyncClient(config) as client:
+        with pytest.raises(murmur.PermissionDenied, match="AddDatasetWithProgress"):
+            await client.add_dataset(
+                "ok", str(ca_node.data_dir / "datasets" / "ok"), on_progress=lambda _: None
+            )
+    async with client_for(ca_node, lab) as admin:
+        assert await admin.list_datasets() == []
+        audit = await admin.list_audit(limit=5)
+    refused = [(r.user, r.action, r.result) for r in audit if r.user == "vera"]
+    assert refused == [("vera", "AddDatasetWithProgress", "PERMISSION_DENIED")]
