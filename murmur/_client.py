@@ -354,8 +354,9 @@ class AsyncClient:
             path: A directory on that node, under one of its configured data roots.
             on_progress: Called on this client's event loop with each progress update
                 the node sends while it scans: at most four a second, none for a tree
-                scanned in under a quarter second. Keep it quick. A node whose murmur
-                predates progress reports is asked without them (never called).
+                scanned in under a quarter second. Keep it quick; an exception it
+                raises cancels the add. A node whose murmur predates progress reports
+                is asked without them (never called).
             timeout: Seconds for the whole call. With `on_progress`, None means no
                 deadline: the updates show that the scan goes on.
         """
