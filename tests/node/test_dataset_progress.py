@@ -225,3 +225,24 @@ async def test_a_viewer_may_not_add_and_the_refusal_is_audited(
         audit = await admin.list_audit(limit=5)
     refused = [(r.user, r.action, r.result) for r in audit if r.user == "vera"]
     assert refused == [("vera", "AddDatasetWithProgress", "PERMISSION_DENIED")]
+
+
+async def test_an_exception_from_on_progress_cancels_the_add(
+    lab: Lab, ca_node: NodeProcess
+) -> None:
+    root = ca_node.data_dir / "datasets" / "huge"
+    sparse(root / "huge.bin", 256 * 1024**3)
+
+    def give_up(progress: cluster_pb2.DatasetScanProgress) -> None:
+        raise RuntimeError("enough")
+
+    async with client_for(ca_node, lab) as client:
+        with pytest.raises(RuntimeError, match="enough"):
+            await client.add_dataset("huge", str(root), on_progress=give_up)
+        for _ in range(200):
+            if '"dataset.scan_stopped"' in ca_node.log():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the scan did not stop")
+        assert await client.list_datasets() == []
