@@ -175,7 +175,7 @@ class MurmurTop(App[None]):
         except MurmurError as exc:
             self.notify(describe_failure(f"cancel job {job_id}", exc), severity="error")
             return
-        self.state.apply_job(job)
+        self.state.apply_job(job, unless_older=True)
         self.notify(f"cancel of job {job_id} accepted: {job_state_name(job.state)}")
 
     def confirm_drain(self, name: str) -> None:
@@ -213,5 +213,5 @@ class MurmurTop(App[None]):
         except MurmurError as exc:
             self.notify(describe_failure("submit job", exc), severity="error")
             return
-        self.state.apply_job(job)
+        self.state.apply_job(job, unless_older=True)
         self.notify(f"submitted job {job.id}")

@@ -39,7 +39,18 @@ class ClusterState:
         self.node_revisions[node.name] = self.revision
         self.history.record(node)
 
-    def apply_job(self, job: types_pb2.Job) -> None:
+    def apply_job(self, job: types_pb2.Job, *, unless_older: bool = False) -> None:
+        """Takes `job` as its latest state.
+
+        Args:
+            unless_older: Skip it if what the streams already brought is newer. An
+                action's answer (CancelJob's "stopping") can arrive after the stream
+                told of the end ("cancelled"); it must not undo that.
+        """
+        held = self.jobs.get(job.id)
+        stamp = job.updated_at.ToNanoseconds()
+        if unless_older and held is not None and stamp < held.updated_at.ToNanoseconds():
+            return
         self.revision += 1
         self.jobs[job.id] = job
         self.job_revisions[job.id] = self.revision

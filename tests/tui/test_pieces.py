@@ -116,6 +116,21 @@ def test_state_knows_which_job_holds_each_gpu_and_forgets_it_when_the_job_ends()
     assert state.holder("gpu-01", 3) is None
 
 
+def test_an_action_answer_older_than_the_stream_does_not_undo_it() -> None:
+    state = ClusterState()
+    stopping = make_job("j-1", node="gpu-01", gpu_indices=[0])
+    stopping.updated_at.FromSeconds(100)
+    ended = types_pb2.Job()
+    ended.CopyFrom(stopping)
+    ended.state = types_pb2.JOB_STATE_CANCELLED
+    ended.updated_at.FromSeconds(101)
+    state.apply_job(ended)
+    state.apply_job(stopping, unless_older=True)
+    assert state.jobs["j-1"].state == types_pb2.JOB_STATE_CANCELLED
+    state.apply_job(stopping)
+    assert state.jobs["j-1"].state == types_pb2.JOB_STATE_RUNNING
+
+
 def test_telemetry_history_is_bounded_and_skips_repeated_samples() -> None:
     history = TelemetryHistory(capacity=5)
     for second in range(20):
