@@ -38,7 +38,7 @@ class JobScreen(ViewScreen):
         Binding("f", "follow", "Follow"),
         Binding("w", "wrap", "Wrap"),
         Binding("t", "timestamps", "Timestamps"),
-        Binding("ctrl+k", "cancel", "Cancel job"),
+        Binding("ctrl+k", "cancel", "Cancel job", priority=True),
     ]
     DEFAULT_CSS = """
     JobScreen #job-top { height: 1fr; }

@@ -16,7 +16,7 @@ class JobsScreen(TableScreen[types_pb2.Job]):
     VIEW_NAME = "jobs"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "submit", "New job"),
-        Binding("ctrl+k", "cancel", "Cancel job"),
+        Binding("ctrl+k", "cancel", "Cancel job", priority=True),
     ]
 
     def __init__(self) -> None:
