@@ -77,9 +77,7 @@ class MurmurTop(App[None]):
         self.connection_changed = False
         self._refresh_seconds = refresh_seconds
         self._ticks = 0
-        self._feed = LiveFeed(
-            connection, self.state, on_change=self._noop, on_connection=self._on_connection
-        )
+        self._feed = LiveFeed(connection, self.state, on_connection=self._on_connection)
 
     def on_mount(self) -> None:
         self.run_worker(self._feed.run(), name="live feed", group="feed")
@@ -89,9 +87,6 @@ class MurmurTop(App[None]):
         await self.connection.close()
 
     # ---------------------------------------------------------------- refresh
-
-    def _noop(self) -> None:
-        """Streams need not wake the app: the tick looks at the state's revision."""
 
     def _on_connection(self, notice: str, attached: bool) -> None:
         self.connection_changed = True

@@ -2,8 +2,8 @@
 
 One task per stream (WatchNodes, WatchJobs) under a TaskGroup: no polling, and
 when either stream fails both restart together on whichever node the connection
-moves to. Pumps only write into the state and call `on_change`; repainting is the
-app's business, on its own tick.
+moves to. Pumps only write into the state (bumping its revision); repainting is the app's
+business, on its own tick, which is what batches a burst of changes into one frame.
 """
 
 from __future__ import annotations
@@ -29,18 +29,15 @@ class LiveFeed:
         connection: Connection,
         state: ClusterState,
         *,
-        on_change: Callable[[], None],
         on_connection: Callable[[str, bool], None],
     ) -> None:
         """
         Args:
-            on_change: Called after the state changed (cheap: it sets a flag).
             on_connection: Called with the connection's notice and whether it is
                 attached, whenever that changes.
         """
         self._connection = connection
         self._state = state
-        self._on_change = on_change
         self._on_connection = on_connection
 
     async def run(self) -> None:
@@ -74,11 +71,9 @@ class LiveFeed:
         async for node in self._connection.client.watch_nodes():
             self._state.apply_node(node)
             self._connection.learn((node,))
-            self._on_change()
         raise StreamEnded(f"{self._connection.address} ended the node stream")
 
     async def _pump_jobs(self) -> None:
         async for job in self._connection.client.watch_jobs():
             self._state.apply_job(job)
-            self._on_change()
         raise StreamEnded(f"{self._connection.address} ended the job stream")
