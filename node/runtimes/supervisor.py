@@ -274,7 +274,8 @@ def _own_cgroup() -> Path | None:
 
 
 class RunCgroup:
-    """The job's cgroup v2 (``/sys/fs/cgroup/murmur/<run_id>``): memory and CPU limits.
+    """The job's cgroup v2 (``/sys/fs/cgroup/murmur/<run_id>``): memory and CPU limits
+    (:class:`RunCgroupV1` on a cgroup v1 host).
 
     The job must be inside before it runs a single instruction, or what it
     forks first escapes the limit. So the supervisor moves itself in, starts
@@ -366,6 +367,155 @@ class RunCgroup:
                 time.sleep(0.05)
 
 
+def _v1_mounts() -> dict[str, Path]:
+    """Controller name → mount point of each cgroup v1 hierarchy (``/proc/self/mounts``)."""
+    found: dict[str, Path] = {}
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) >= 4 and fields[2] == "cgroup":
+                    for option in fields[3].split(","):
+                        found.setdefault(option, Path(fields[1]))
+    except OSError:
+        return {}
+    return found
+
+
+def _v1_own_paths() -> dict[str, str]:
+    """Controller name → the supervisor's cgroup path in that v1 hierarchy."""
+    paths: dict[str, str] = {}
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            for line in handle:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                for controller in controllers.split(","):
+                    if controller:
+                        paths[controller] = path.lstrip("/")
+    except (OSError, ValueError):
+        return {}
+    return paths
+
+
+class RunCgroupV1:
+    """The job's cgroups on a cgroup v1 host: one directory per controller
+    (``<memory mount>/murmur/<run_id>``, ``<cpu mount>/murmur/<run_id>``), entered
+    and left the way :class:`RunCgroup` does it, for the same reason."""
+
+    def __init__(self, paths: dict[str, Path], homes: dict[str, Path]) -> None:
+        self._paths = paths
+        self._homes = homes
+        self._supervisor_inside = True
+
+    @classmethod
+    def enter_new(cls, launch: Launch, wanted: list[str]) -> tuple[RunCgroupV1 | None, str]:
+        limits = " and ".join(wanted)
+        mounts, own = _v1_mounts(), _v1_own_paths()
+        missing = [name for name in wanted if name not in mounts or name not in own]
+        if missing:
+            return None, (
+                f"{limits} limit not enforced: no cgroup v2 at {CGROUP_ROOT} and no cgroup v1 "
+                f"{' or '.join(missing)} hierarchy"
+            )
+        paths = {name: mounts[name] / CGROUP_PARENT / launch.run_id for name in wanted}
+        homes = {name: mounts[name] / own[name] for name in wanted}
+        made: list[Path] = []
+        try:
+            for name, path in paths.items():
+                path.parent.mkdir(exist_ok=True)
+                path.mkdir(exist_ok=True)
+                made.append(path)
+                if name == "memory":
+                    (path / "memory.limit_in_bytes").write_text(str(launch.memory_bytes))
+                else:
+                    assert launch.cpus is not None
+                    (path / "cpu.cfs_period_us").write_text("100000")
+                    quota = max(1000, int(launch.cpus * 100_000))
+                    (path / "cpu.cfs_quota_us").write_text(str(quota))
+            for path in paths.values():
+                (path / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError as exc:
+            for home in homes.values():
+                with contextlib.suppress(OSError):
+                    (home / "cgroup.procs").write_text(str(os.getpid()))
+            for path in made:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            return None, f"{limits} limit not enforced: cannot set up cgroup v1 ({exc})"
+        return cls(paths, homes), ""
+
+    def leave(self) -> str:
+        problems = []
+        for name, home in self._homes.items():
+            try:
+                (home / "cgroup.procs").write_text(str(os.getpid()))
+            except OSError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            return (
+                f"the supervisor stays in the job's cgroup ({'; '.join(problems)}): "
+                "it counts against the limit"
+            )
+        self._supervisor_inside = False
+        return ""
+
+    def oom_kills(self) -> int:
+        path = self._paths.get("memory")
+        if path is None:
+            return 0
+        try:
+            for line in (path / "memory.oom_control").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            return 0
+        return 0
+
+    def remove(self) -> None:
+        """Kills what is left inside (v1 has no ``cgroup.kill``) and removes the
+        directories (best effort)."""
+        if self._supervisor_inside:
+            return
+        deadline = time.monotonic() + 2.0
+        for path in self._paths.values():
+            while True:
+                try:
+                    pids = (path / "cgroup.procs").read_text().split()
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    with contextlib.suppress(OSError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+
+
+def enter_run_cgroup(launch: Launch) -> tuple[RunCgroup | RunCgroupV1 | None, str]:
+    """The run's cgroup with the launch's limits, the supervisor inside it: cgroup
+    v2 where the host has it, else cgroup v1. Returns it, or None and why the
+    limits are not enforced (empty when there are none to enforce)."""
+    wanted = []
+    if launch.memory_bytes is not None:
+        wanted.append("memory")
+    if launch.cpus is not None:
+        wanted.append("cpu")
+    if not wanted:
+        return None, ""
+    if not _cgroup2_at_root():
+        return RunCgroupV1.enter_new(launch, wanted)
+    return RunCgroup.enter_new(launch)
+
+
 class Supervisor:
     """Runs one job from its run directory; see the module docstring."""
 
@@ -406,7 +556,7 @@ class Supervisor:
         if self._stop_requested:
             self._finish(None, "stopped before it started")
             return
-        cgroup, not_enforced = RunCgroup.enter_new(launch)
+        cgroup, not_enforced = enter_run_cgroup(launch)
         if not_enforced:
             log.write("system", not_enforced)
         try:

@@ -221,6 +221,65 @@ def test_a_memory_limit_is_enforced_or_the_log_says_why_not(supervise: Any) -> N
         assert any(line.endswith(f"/murmur/{run.run_dir.name}") for line in run.texts("stdout"))
 
 
+def _limits_unavailable() -> str | None:
+    """Why this machine cannot enforce a job's limits (neither cgroup v2 nor a
+    writable cgroup v1 memory and cpu hierarchy), or None."""
+    if os.geteuid() != 0:
+        return "setting up cgroups needs root"
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    if any(" /sys/fs/cgroup cgroup2 " in line for line in mounts):
+        return None
+    v1 = {
+        option
+        for line in mounts
+        if len(fields := line.split()) >= 4 and fields[2] == "cgroup"
+        for option in fields[3].split(",")
+    }
+    missing = {"memory", "cpu"} - v1
+    return f"no cgroup {' or '.join(sorted(missing))} controller" if missing else None
+
+
+_WHY_NO_LIMITS = _limits_unavailable()
+needs_cgroups = pytest.mark.skipif(
+    _WHY_NO_LIMITS is not None and os.environ.get("CI") != "true",
+    reason=f"limits cannot be enforced here: {_WHY_NO_LIMITS}",
+)
+
+_ALLOCATE = "import sys; chunks = [bytearray(16 * 2**20) for _ in range(40)]; print(len(chunks))"
+_SPIN = (
+    "import time\n"
+    "end = time.monotonic() + 1.5\n"
+    "while time.monotonic() < end: pass\n"
+    "print(time.process_time())\n"
+)
+
+
+@needs_cgroups
+def test_a_job_over_its_memory_limit_is_killed_and_says_out_of_memory(supervise: Any) -> None:
+    run = supervise([sys.executable, "-c", _ALLOCATE], memory_bytes=96 * 2**20)
+
+    ended = run.finish()
+
+    assert ended["exit_code"] == 137, (ended, run.texts("system"))
+    assert "out of memory" in ended["reason"]
+    assert not any("not enforced" in line for line in run.texts("system"))
+    # The same job without a limit allocates its 640 MiB and succeeds.
+    free = supervise([sys.executable, "-c", _ALLOCATE])
+    assert free.finish()["exit_code"] == 0
+    assert free.texts("stdout") == ["40"]
+
+
+@needs_cgroups
+def test_a_cpu_limit_holds_a_busy_job_to_its_share(supervise: Any) -> None:
+    run = supervise([sys.executable, "-c", _SPIN], cpus=0.2)
+
+    assert run.finish()["exit_code"] == 0
+    cpu_seconds = float(run.texts("stdout")[0])
+    # 1.5 s of wall time at 0.2 of a CPU is about 0.3 s of CPU; unlimited, about 1.5 s.
+    assert cpu_seconds < 0.8, cpu_seconds
+    assert not any("not enforced" in line for line in run.texts("system"))
+
+
 def test_describe_exit_uses_the_shell_convention_for_signals() -> None:
     assert describe_exit(0) == (0, "exited with code 0")
     assert describe_exit(-15) == (143, "killed by signal SIGTERM")
