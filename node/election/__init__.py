@@ -15,6 +15,8 @@ from node.election.messages import (
     LogPosition,
     Message,
     Outgoing,
+    PreVote,
+    PreVoteResponse,
     RequestVote,
     VoteResponse,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "Message",
     "Outgoing",
     "PersistentState",
+    "PreVote",
+    "PreVoteResponse",
     "RequestVote",
     "Role",
     "VoteResponse",

@@ -52,9 +52,19 @@ class ElectionConfig:
     schedule. It must cover at least two heartbeat rounds, or a single late answer
     would depose a healthy leader."""
 
+    pre_vote: bool = True
+    """Before standing, ask the voters whether they would vote (Raft §9.6) and stand
+    only with a majority's yes. A voter says no while it has heard from a leader
+    within ``election_timeout_min``, or when the asker's log is behind its own. A
+    node cut off from the cluster then keeps its term instead of raising it at
+    every timeout, and on its return does not depose a working leader. Costs one
+    round trip per election."""
+
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
+            if isinstance(value, bool):
+                continue
             if not value > 0:
                 raise ElectionConfigError(f"election config: {field.name} must be > 0, got {value}")
         if self.election_timeout_max <= self.election_timeout_min:

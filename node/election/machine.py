@@ -39,10 +39,19 @@ Rules (Raft §5.1, §5.2, §5.4.1, and check-quorum from §6.2 of Ongaro's thesi
   minority from believing in itself for long. It is not a read lease: the time a
   contact counts from is when its answer arrived, not when the question left.
 
+- Pre-vote (§9.6, on by default, ``ElectionConfig.pre_vote``): at its election
+  timeout a node first becomes a pre-candidate and sends PreVote for its term + 1,
+  changing no persistent state; only with a majority of yes (itself included) does
+  it stand for real. A voter says yes when the proposed term is above its own, the
+  asker's log is at least as up to date as its own, and it has not heard from a
+  leader within ``election_timeout_min`` (a leader always says no). A refusal that
+  carries a higher term is adopted like any other. Without pre-vote, a voter cut
+  off from the leader raises its term on every timeout and deposes the leader
+  once on its return.
+
 Voters are a fixed set given at construction; membership changes (adding and
-removing voters one at a time) come with the replicated log. Pre-vote (§9.6) is
-not done yet: a voter cut off from the leader raises its term on every timeout,
-and on its return deposes the leader once.
+removing voters one at a time) come with the replicated log. Messages from nodes
+that are not voters are ignored.
 """
 
 from __future__ import annotations
@@ -62,13 +71,36 @@ from node.election.messages import (
     LogPosition,
     Message,
     Outgoing,
+    PreVote,
+    PreVoteResponse,
     RequestVote,
     VoteResponse,
 )
 
 
+def _sender(message: Message) -> str:
+    match message:
+        case RequestVote() | PreVote():
+            return message.candidate
+        case VoteResponse() | PreVoteResponse():
+            return message.voter
+        case Heartbeat():
+            return message.leader
+        case HeartbeatResponse():
+            return message.follower
+
+
+def _proposed_term_only(message: Message) -> bool:
+    """A PreVote's term, and a granted answer's, are proposals, not terms in use."""
+    return isinstance(message, PreVote) or (
+        isinstance(message, PreVoteResponse) and message.granted
+    )
+
+
 class Role(enum.Enum):
     FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    """Asking PreVotes: its term and vote are unchanged."""
     CANDIDATE = "candidate"
     LEADER = "leader"
 
@@ -129,6 +161,8 @@ class Election:
         self._role = Role.FOLLOWER
         self._leader: str | None = None
         self._grants: dict[str, float] = {}  # candidate only: voter -> grant arrived at
+        self._pre_grants: set[str] = set()  # pre-candidate only
+        self._leader_heard_at = -math.inf  # last heartbeat accepted from a leader
         self._heard_at: dict[str, float] = {}  # leader only: voter -> last contact
         self._election_at = math.inf
         self._heartbeat_at = math.inf
@@ -203,20 +237,28 @@ class Election:
                 return self._heartbeat_round(now)
             return []
         if now >= self._election_at:
+            if self._config.pre_vote and self._quorum > 1:
+                return self._ask_pre_votes(now)
             return self._stand(now)
         return []
 
     def receive(self, message: Message, now: float) -> list[Outgoing]:
         """Handle one message; returns the replies to send."""
+        if _sender(message) not in self._voters:
+            return []
         if self._role is Role.LEADER:
             self._lease_lost(now)
-        if message.term > self._term:
+        if message.term > self._term and not _proposed_term_only(message):
             self._follow(message.term, now)
         match message:
             case RequestVote():
                 return self._on_request_vote(message, now)
             case VoteResponse():
                 return self._on_vote_response(message, now)
+            case PreVote():
+                return self._on_pre_vote(message, now)
+            case PreVoteResponse():
+                return self._on_pre_vote_response(message, now)
             case Heartbeat():
                 return self._on_heartbeat(message, now)
             case HeartbeatResponse():
@@ -239,9 +281,18 @@ class Election:
         self._role = Role.FOLLOWER
         self._leader = None
         self._grants.clear()
+        self._pre_grants.clear()
         self._heard_at.clear()
         if was_leader:
             self._reset_election_timer(now)
+
+    def _ask_pre_votes(self, now: float) -> list[Outgoing]:
+        self._role = Role.PRE_CANDIDATE
+        self._leader = None
+        self._pre_grants.clear()
+        self._reset_election_timer(now)
+        request = PreVote(self._term + 1, self.node_id, self._log)
+        return [Outgoing(voter, request) for voter in self._others]
 
     def _stand(self, now: float) -> list[Outgoing]:
         self._term += 1
@@ -249,6 +300,7 @@ class Election:
         self._role = Role.CANDIDATE
         self._leader = None
         self._grants.clear()
+        self._pre_grants.clear()
         self._reset_election_timer(now)
         if self._quorum == 1:
             return self._lead(now)
@@ -299,7 +351,6 @@ class Election:
     def _on_request_vote(self, request: RequestVote, now: float) -> list[Outgoing]:
         granted = (
             request.term == self._term
-            and request.candidate in self._voters
             and self._voted_for in (None, request.candidate)
             and request.last_log >= self._log
         )
@@ -310,18 +361,36 @@ class Election:
         return [Outgoing(request.candidate, answer)]
 
     def _on_vote_response(self, response: VoteResponse, now: float) -> list[Outgoing]:
-        if (
-            self._role is not Role.CANDIDATE
-            or response.term != self._term
-            or not response.granted
-            or response.voter not in self._voters
-        ):
+        if self._role is not Role.CANDIDATE or response.term != self._term or not response.granted:
             return []
         self._grants[response.voter] = now
         fresh_after = now - self._config.lease_timeout
         self._grants = {v: at for v, at in self._grants.items() if at > fresh_after}
         if 1 + len(self._grants) >= self._quorum:
             return self._lead(now)
+        return []
+
+    def _on_pre_vote(self, request: PreVote, now: float) -> list[Outgoing]:
+        heard_from_leader = (
+            self._role is Role.LEADER
+            or now - self._leader_heard_at < self._config.election_timeout_min
+        )
+        granted = (
+            request.term > self._term and request.last_log >= self._log and not heard_from_leader
+        )
+        answer = PreVoteResponse(request.term if granted else self._term, self.node_id, granted)
+        return [Outgoing(request.candidate, answer)]
+
+    def _on_pre_vote_response(self, response: PreVoteResponse, now: float) -> list[Outgoing]:
+        if (
+            self._role is not Role.PRE_CANDIDATE
+            or not response.granted
+            or response.term != self._term + 1
+        ):
+            return []
+        self._pre_grants.add(response.voter)
+        if 1 + len(self._pre_grants) >= self._quorum:
+            return self._stand(now)
         return []
 
     def _on_heartbeat(self, heartbeat: Heartbeat, now: float) -> list[Outgoing]:
@@ -332,18 +401,15 @@ class Election:
             return []  # another leader in our term: impossible if votes were persisted
         self._role = Role.FOLLOWER
         self._grants.clear()
+        self._pre_grants.clear()
         self._leader = heartbeat.leader
+        self._leader_heard_at = now
         self._reset_election_timer(now)
         answer = HeartbeatResponse(self._term, self.node_id, accepted=True)
         return [Outgoing(heartbeat.leader, answer)]
 
     def _on_heartbeat_response(self, response: HeartbeatResponse, now: float) -> None:
-        if (
-            self._role is not Role.LEADER
-            or response.term != self._term
-            or not response.accepted
-            or response.follower not in self._voters
-        ):
+        if self._role is not Role.LEADER or response.term != self._term or not response.accepted:
             return
         self._heard_at[response.follower] = now
         self._update_lease(now)

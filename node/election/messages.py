@@ -3,12 +3,15 @@
 - :class:`RequestVote` / :class:`VoteResponse`: a candidate asks for votes,
   showing the position of its log's last entry so that voters can refuse one
   whose log is behind theirs;
+- :class:`PreVote` / :class:`PreVoteResponse`: before standing, a node asks
+  whether it could win (Raft §9.6), without raising anyone's term;
 - :class:`Heartbeat` / :class:`HeartbeatResponse`: the leader asserts its term
   (Raft's AppendEntries with no entries; entries come with the replicated log),
   and the answers are what the leader's quorum lease counts.
 
 Every message carries its sender's term: a node that sees a higher term adopts it
-and becomes a follower. Nodes are named by their voter id; the caller maps ids to
+and becomes a follower (except in a PreVote and a granted PreVoteResponse, whose
+term is only proposed). Nodes are named by their voter id; the caller maps ids to
 addresses.
 """
 
@@ -48,6 +51,26 @@ class VoteResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class PreVote:
+    """Would you vote for ``candidate`` in ``term`` (its current term + 1)? Asked
+    before standing (Raft §9.6); answering it changes nothing at the voter."""
+
+    term: int
+    candidate: str
+    last_log: LogPosition
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteResponse:
+    """``voter``'s answer to a PreVote. ``term`` is the PreVote's term when
+    ``granted``, and the voter's own term when refused."""
+
+    term: int
+    voter: str
+    granted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """``leader`` leads in ``term`` (an AppendEntries without entries)."""
 
@@ -69,7 +92,7 @@ EMPTY_LOG = LogPosition()
 """The position of a log with no entries."""
 
 
-Message = RequestVote | VoteResponse | Heartbeat | HeartbeatResponse
+Message = RequestVote | VoteResponse | PreVote | PreVoteResponse | Heartbeat | HeartbeatResponse
 
 
 @dataclass(frozen=True, slots=True)

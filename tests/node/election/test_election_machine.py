@@ -1,4 +1,8 @@
-"""Unit tests of the election state machine, driven by hand."""
+"""Unit tests of the election state machine, driven by hand.
+
+Most tests run with pre-vote off, to test Raft's core transitions one at a time;
+the pre-vote tests at the end turn it on (the default).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,15 @@ from node.election import (
     LogPosition,
     Outgoing,
     PersistentState,
+    PreVote,
+    PreVoteResponse,
     RequestVote,
     Role,
     VoteResponse,
 )
 
-CONFIG = ElectionConfig()
+CONFIG = ElectionConfig(pre_vote=False)
+PRE_VOTE = ElectionConfig()
 NEW_NODE = PersistentState()
 EMPTY_LOG = LogPosition()
 VOTERS = ("a", "b", "c")
@@ -35,11 +42,12 @@ def make(
     persistent: PersistentState = NEW_NODE,
     log: LogPosition = EMPTY_LOG,
     seed: int = 1,
+    config: ElectionConfig = CONFIG,
 ) -> Election:
     return Election(
         node_id,
         voters,
-        config=CONFIG,
+        config=config,
         rng=random.Random(seed),
         now=now,
         persistent=persistent,
@@ -343,3 +351,111 @@ def test_a_leader_ignores_a_heartbeat_of_its_own_term() -> None:
     at = elect(machine)
     assert machine.receive(Heartbeat(1, "b"), at) == []
     assert machine.is_leader
+
+
+def test_messages_from_non_voters_are_ignored() -> None:
+    machine = make("b")
+    assert machine.receive(RequestVote(9, "z", LogPosition()), 0.1) == []
+    assert machine.receive(Heartbeat(9, "z"), 0.1) == []
+    assert machine.persistent == PersistentState(0, None)
+
+
+# --- pre-vote ----------------------------------------------------------------------
+
+
+def test_pre_vote_timeout_asks_without_changing_term_or_vote() -> None:
+    machine = make(config=PRE_VOTE, persistent=PersistentState(3, "c"), log=LogPosition(3, 4))
+    at, out = stand(machine)
+    assert machine.role is Role.PRE_CANDIDATE
+    assert machine.persistent == PersistentState(3, "c")
+    request = PreVote(4, "a", LogPosition(3, 4))
+    assert out == [Outgoing("b", request), Outgoing("c", request)]
+    assert machine.next_deadline() >= at + CONFIG.election_timeout_min
+
+
+def test_pre_vote_majority_starts_the_real_election() -> None:
+    machine = make(config=PRE_VOTE, persistent=PersistentState(3))
+    at, _ = stand(machine)
+    assert machine.receive(PreVoteResponse(3, "b", granted=False), at) == []
+    assert machine.receive(PreVoteResponse(3, "b", granted=True), at) == []  # stale round
+    out = machine.receive(PreVoteResponse(4, "c", granted=True), at)
+    assert machine.role is Role.CANDIDATE
+    assert machine.persistent == PersistentState(4, "a")
+    assert out == [Outgoing(o, RequestVote(4, "a", LogPosition())) for o in ("b", "c")]
+
+
+def test_pre_candidate_times_out_into_another_pre_vote_round() -> None:
+    machine = make(config=PRE_VOTE)
+    stand(machine)
+    _, out = stand(machine)
+    assert machine.role is Role.PRE_CANDIDATE
+    assert machine.term == 0
+    assert {o.message for o in out} == {PreVote(1, "a", LogPosition())}
+
+
+def test_lone_voter_skips_pre_vote() -> None:
+    machine = make(voters=("a",), config=PRE_VOTE)
+    machine.tick(0.0)
+    assert machine.is_leader
+
+
+def test_voter_answers_a_pre_vote_without_changing_state() -> None:
+    machine = make("b", config=PRE_VOTE, persistent=PersistentState(2, "c"))
+    deadline = machine.next_deadline()
+    out = machine.receive(PreVote(3, "a", LogPosition()), 0.1)
+    assert out == [Outgoing("a", PreVoteResponse(3, "b", granted=True))]
+    assert machine.persistent == PersistentState(2, "c")
+    assert machine.next_deadline() == deadline
+
+
+@pytest.mark.parametrize(
+    ("request_", "why"),
+    [
+        (PreVote(2, "a", LogPosition()), "proposed term not above ours"),
+        (PreVote(3, "a", LogPosition(1, 0)), "log behind"),
+    ],
+)
+def test_voter_refuses_a_pre_vote(request_: PreVote, why: str) -> None:
+    machine = make("b", config=PRE_VOTE, persistent=PersistentState(2), log=LogPosition(2, 1))
+    out = machine.receive(request_, 0.1)
+    assert out == [Outgoing("a", PreVoteResponse(2, "b", granted=False))], why
+
+
+def test_voter_refuses_pre_votes_while_it_hears_a_leader() -> None:
+    machine = make("b", config=PRE_VOTE)
+    machine.receive(Heartbeat(1, "c"), 1.0)
+    soon = 1.0 + CONFIG.election_timeout_min - 0.01
+    assert machine.receive(PreVote(2, "a", LogPosition()), soon) == [
+        Outgoing("a", PreVoteResponse(1, "b", granted=False))
+    ]
+    later = 1.0 + CONFIG.election_timeout_min + 0.001
+    assert machine.receive(PreVote(2, "a", LogPosition()), later) == [
+        Outgoing("a", PreVoteResponse(2, "b", granted=True))
+    ]
+
+
+def test_leader_refuses_pre_votes() -> None:
+    machine = make(config=PRE_VOTE)
+    at, _ = stand(machine)
+    machine.receive(PreVoteResponse(1, "b", granted=True), at)
+    machine.receive(VoteResponse(1, "b", granted=True), at)
+    assert machine.is_leader
+    out = machine.receive(PreVote(2, "c", LogPosition(5, 5)), at + 0.01)
+    assert out == [Outgoing("c", PreVoteResponse(1, "a", granted=False))]
+    assert machine.is_leader
+
+
+def test_pre_candidate_adopts_a_higher_term_from_a_refusal() -> None:
+    machine = make(config=PRE_VOTE)
+    at, _ = stand(machine)
+    machine.receive(PreVoteResponse(7, "b", granted=False), at)
+    assert machine.role is Role.FOLLOWER
+    assert machine.persistent == PersistentState(7, None)
+
+
+def test_pre_candidate_yields_to_a_heartbeat() -> None:
+    machine = make(config=PRE_VOTE)
+    at, _ = stand(machine)
+    machine.receive(Heartbeat(0, "b"), at)
+    assert machine.role is Role.FOLLOWER
+    assert machine.leader == "b"

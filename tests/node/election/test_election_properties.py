@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from node.election import ElectionSimulation, LogPosition, PersistentState
+from node.election import ElectionConfig, ElectionSimulation, LogPosition, PersistentState
 from node.gossip.simulation import LinkModel
 
 SCHEDULES = 1_000
@@ -53,7 +53,8 @@ def run_schedule(seed: int, *, lose_disk: bool = False) -> Outcome:
         reorder_rate=rng.choice((0.0, 0.1, 0.3)),
         reorder_delay=rng.choice((0.01, 0.1)),
     )
-    sim = ElectionSimulation(voters, seed=seed, link=link, logs=logs, persistent=persistent)
+    config = ElectionConfig(pre_vote=rng.random() < 0.7)
+    sim = ElectionSimulation(voters, config, seed=seed, link=link, logs=logs, persistent=persistent)
     crashes = partitions = 0
     while sim.now < FAULT_PHASE:
         sim.run_for(rng.expovariate(1 / 0.3))

@@ -76,8 +76,8 @@ def test_leader_in_a_minority_steps_down_and_the_majority_elects_another() -> No
     assert sim.violations == []
 
 
-def test_isolated_follower_rejoins_and_a_leader_is_elected_again() -> None:
-    sim = ElectionSimulation(3, seed=4)
+def test_without_pre_vote_an_isolated_follower_deposes_the_leader_on_return() -> None:
+    sim = ElectionSimulation(3, ElectionConfig(pre_vote=False), seed=4)
     sim.run_until_leader(within=2.0)
     leader = sim.stable_leader()
     loner = next(name for name in sim.voters if name != leader)
@@ -141,4 +141,22 @@ def test_elects_under_loss_and_reordering() -> None:
     sim = ElectionSimulation(5, seed=7, link=link)
     assert sim.run_until_leader(within=10.0) is not None
     sim.run_for(20.0)
+    assert sim.violations == []
+
+
+def test_with_pre_vote_an_isolated_follower_rejoins_without_disruption() -> None:
+    sim = ElectionSimulation(3, seed=4)
+    sim.run_until_leader(within=2.0)
+    leader = sim.stable_leader()
+    assert leader is not None
+    term = sim.machine(leader).term
+    loner = next(name for name in sim.voters if name != leader)
+    sim.partition([{loner}, set(sim.voters) - {loner}])
+    sim.run_for(5.0)
+    assert sim.machine(loner).term == term  # it asked, nobody answered, it stayed put
+    sim.heal()
+    sim.run_for(3.0)
+    assert sim.stable_leader() == leader
+    assert sim.machine(leader).term == term
+    assert sim.machine(loner).leader == leader
     assert sim.violations == []
