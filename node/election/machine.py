@@ -3,9 +3,9 @@
 No I/O, no asyncio, no clock: the caller (later the daemon over gRPC, today the
 simulation) feeds it time and messages and sends what it returns.
 
-- ``tick(now)`` runs whatever is due: a follower's or candidate's election timeout
-  (→ a new term and RequestVotes), a leader's heartbeat round, a leader's lease
-  check. ``next_deadline()`` says when to call again.
+- ``tick(now)`` runs whatever is due: an election timeout (→ PreVotes, or with
+  pre-vote off a new term and RequestVotes), a leader's heartbeat round, a
+  leader's lease check. ``next_deadline()`` says when to call again.
 - ``receive(message, now)`` handles one message.
 - ``update_log(position)`` tells the machine where the local log now ends.
 
@@ -20,25 +20,25 @@ leaders be elected. On restart, build the machine with the saved value; everythi
 else (role, votes received, the known leader, the lease) is volatile and starts
 afresh as a follower.
 
-Rules (Raft §5.1, §5.2, §5.4.1, and check-quorum from §6.2 of Ongaro's thesis):
+Rules (Raft §5.1, §5.2, §5.4.1; check-quorum, §6.2 of Ongaro's thesis; pre-vote
+and leader stickiness, §9.6 and §4.2.3):
 
 - A message with a higher term makes us a follower of that term, without a vote.
 - A voter grants at most one vote per term, and only to a candidate whose log is
   at least as up to date as its own (:class:`LogPosition` order). Granting resets
   its election timer.
 - A candidate that gathers a majority (itself included) leads, counting only
-  grants that arrived within ``lease_timeout`` (they are its lease's first
-  contacts, so a new leader really holds its lease; a grant delayed past that
-  is as good as lost, and the candidate stands again at its next timeout); a lone voter
-  stands at its first tick (``next_deadline()`` is the start time) and wins at
-  once. A heartbeat of its term makes a candidate a follower.
+  grants that arrived within ``lease_timeout``: they are its lease's first
+  contacts, so a new leader really holds its lease; a grant delayed past that is
+  as good as lost, and the candidate stands again at its next timeout. A lone
+  voter stands at its first tick (``next_deadline()`` is the start time) and wins
+  at once. A heartbeat of its term makes a candidate a follower.
 - A leader sends a heartbeat every ``heartbeat_interval``. It steps down when it
   has not heard, within ``lease_timeout``, from a majority of voters (itself
   included), counting vote grants and heartbeat answers of its term. This is
   check-quorum, the liveness half of a lease: it keeps a leader cut off in a
   minority from believing in itself for long. It is not a read lease: the time a
   contact counts from is when its answer arrived, not when the question left.
-
 - Pre-vote (§9.6, on by default, ``ElectionConfig.pre_vote``): at its election
   timeout a node first becomes a pre-candidate and sends PreVote for its term + 1,
   changing no persistent state; only with a majority of yes (itself included) does

@@ -15,13 +15,16 @@ any breach in :attr:`ElectionSimulation.violations`:
 - one vote per term: a node never grants votes to two candidates in one term,
   across restarts;
 - up-to-date leaders: a new leader's log is at least as up to date as the logs
-  of a majority of voters;
+  of a majority of voters (compared at the moment it wins; meaningful while logs
+  change only between elections, as in the randomized tests, which keep them
+  fixed);
 - quorum lease: after every step, a leader heard answers of its term from a
   majority of voters (itself included) within ``lease_timeout``, as counted on
   the wire by the simulation, not by the machine.
 
 Default link: loopback-like, 0.3 ms one way plus an exponential jitter of mean
-0.2 ms, as in the gossip simulation.
+0.2 ms, as in the gossip simulation. ``link`` is an attribute; replacing it
+mid-run changes the network from then on (a test heals a lossy network that way).
 """
 
 from __future__ import annotations
