@@ -46,6 +46,7 @@ bench: install test-deps
 	$(BIN)/python -m tests.bench.bench_scheduler
 	$(BIN)/python -m tests.bench.bench_gossip_sim
 	$(BIN)/python -m tests.bench.bench_tui
+	$(BIN)/python -m tests.bench.bench_election_sim
 	$(BIN)/python -m tests.bench.bench_membership --sizes 10,32
 	$(BIN)/python -m tests.bench.bench_membership --sizes 50 --gossip probe_interval=2 --gossip probe_timeout=1.5
 
