@@ -18,6 +18,7 @@ from tui.format import age, gpu_bar, human_bytes, sparkline
 from tui.history import TelemetryHistory
 from tui.job_form import FormError, JobForm, spec_from_form
 from tui.keymap import KEYMAP
+from tui.screens.job import JobScreen
 from tui.state import ClusterState
 from tui.table_model import TableModel
 
@@ -183,3 +184,9 @@ def test_the_docs_page_lists_every_key() -> None:
     for entry in KEYMAP:
         for key in entry.keys.split(" / "):
             assert f"`{key}`" in page, key
+
+
+def test_a_screen_not_yet_composed_ignores_the_repaint_tick() -> None:
+    # Regression: the app's 0.1 s tick reached a just-pushed Job view before its
+    # widgets existed, and `murmur top` died with NoMatches('#job-spec').
+    JobScreen("abc123").refresh_view(force=True)

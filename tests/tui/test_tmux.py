@@ -63,6 +63,8 @@ class Terminal:
     def __init__(self, socket: str, command: str, *, width: int = 160, height: int = 45) -> None:
         self.socket = socket
         self._tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height), command)
+        # Keep the pane when the program exits: a crash's traceback stays readable.
+        self._tmux("set-option", "-t", "top", "remain-on-exit", "on")
 
     def _tmux(self, *args: str) -> str:
         result = subprocess.run(

@@ -47,6 +47,8 @@ class ViewScreen(Screen[None]):
 
     def refresh_view(self, *, force: bool = False) -> None:
         """Brings the screen up to date with the app's state if it changed."""
+        if not self.is_mounted:
+            return  # the app's repaint tick can fall between a push and the compose
         top = self.top
         revision = top.state.revision
         if not force and revision == self.shown_revision and not top.connection_changed:
