@@ -18,7 +18,8 @@ from node.local_node import LocalNode
 from node.membership.runner import ClusterMember, MembershipRunner, node_state
 from proto.murmur.v1 import types_pb2
 
-_DOWN = (types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT)
+DOWN_STATES = (types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT)
+"""Node states of a member that is gone: its GPUs and datasets count for nothing."""
 
 
 class ClusterView:
@@ -81,7 +82,7 @@ class ClusterView:
         count always; path and manifest unless its blob had to be trimmed."""
         found: list[types_pb2.Dataset] = []
         for info in self.nodes():
-            if (node and info.name != node) or info.state in _DOWN:
+            if (node and info.name != node) or info.state in DOWN_STATES:
                 continue
             for dataset in info.datasets:
                 entry = types_pb2.Dataset()

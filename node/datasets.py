@@ -33,9 +33,8 @@ from node.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
-    NotFoundError,
 )
-from storage import DatasetExistsError, DatasetRecord, RecordNotFoundError, Store
+from storage import DatasetExistsError, DatasetRecord, Store
 
 _log = logging.getLogger("murmur.node.datasets")
 
@@ -404,12 +403,6 @@ class DatasetCatalog:
                     extra={"event": "dataset.add_failed", "dataset": record.name},
                 )
             raise
-
-    async def get(self, name: str) -> DatasetRecord:
-        try:
-            return await self._store.get_dataset(name)
-        except RecordNotFoundError:
-            raise NotFoundError(f"no dataset named {name!r}") from None
 
     async def list(self) -> list[DatasetRecord]:
         return await self._store.list_datasets()

@@ -34,6 +34,7 @@ The files in RUN_DIR are the contract with :mod:`node.runtimes.process`:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -273,6 +275,44 @@ def _own_cgroup() -> Path | None:
     return None
 
 
+CPU_PERIOD_US = 100_000
+"""The CFS period a CPU limit is expressed in (cgroup v2 ``cpu.max``, v1 ``cfs_*``)."""
+
+
+def _cpu_quota_us(cpus: float) -> int:
+    """The CFS quota per :data:`CPU_PERIOD_US` that grants ``cpus`` CPUs (1 ms at least)."""
+    return max(1000, int(cpus * CPU_PERIOD_US))
+
+
+def _oom_kill_count(events: Path) -> int:
+    """The ``oom_kill`` counter of a cgroup's ``memory.events`` (v2) or
+    ``memory.oom_control`` (v1) file; 0 when it cannot be read."""
+    try:
+        for line in events.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+def _remove_cgroup_dir(path: Path, deadline: float, kill_left: Callable[[], None]) -> None:
+    """Removes ``path`` once the processes left in it are gone, calling ``kill_left``
+    before each try, until ``deadline`` (best effort)."""
+    while True:
+        kill_left()
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+
 class RunCgroup:
     """The job's cgroup v2 (``/sys/fs/cgroup/murmur/<run_id>``): memory and CPU limits
     (:class:`RunCgroupV1` on a cgroup v1 host).
@@ -288,20 +328,11 @@ class RunCgroup:
         self._supervisor_inside = True
 
     @classmethod
-    def enter_new(cls, launch: Launch) -> tuple[RunCgroup | None, str]:
-        """Creates the run's cgroup with the launch's limits and moves the
-        supervisor into it. Returns it, or None and why the limits are not
-        enforced (empty when there are none to enforce)."""
-        wanted = []
-        if launch.memory_bytes is not None:
-            wanted.append("memory")
-        if launch.cpus is not None:
-            wanted.append("cpu")
-        if not wanted:
-            return None, ""
+    def enter_new(cls, launch: Launch, wanted: list[str]) -> tuple[RunCgroup | None, str]:
+        """Creates the run's cgroup with the launch's limits (the ``wanted``
+        controllers) and moves the supervisor into it. Returns it, or None and why
+        the limits are not enforced."""
         limits = " and ".join(wanted)
-        if not _cgroup2_at_root():
-            return None, f"{limits} limit not enforced: {CGROUP_ROOT} is not a cgroup v2 mount"
         home = _own_cgroup()
         if home is None:
             return None, f"{limits} limit not enforced: the supervisor's cgroup is unknown"
@@ -319,8 +350,8 @@ class RunCgroup:
             if launch.memory_bytes is not None:
                 (path / "memory.max").write_text(str(launch.memory_bytes))
             if launch.cpus is not None:
-                quota = max(1000, int(launch.cpus * 100_000))
-                (path / "cpu.max").write_text(f"{quota} 100000")
+                quota = _cpu_quota_us(launch.cpus)
+                (path / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
             (path / "cgroup.procs").write_text(str(os.getpid()))
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -339,14 +370,7 @@ class RunCgroup:
         return ""
 
     def oom_kills(self) -> int:
-        try:
-            for line in (self.path / "memory.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            return 0
-        return 0
+        return _oom_kill_count(self.path / "memory.events")
 
     def remove(self) -> None:
         """Kills what is left inside and removes the directory (best effort)."""
@@ -354,17 +378,7 @@ class RunCgroup:
             return  # cgroup.kill would kill the supervisor too; the job is already gone
         with contextlib.suppress(OSError):
             (self.path / "cgroup.kill").write_text("1")
-        deadline = time.monotonic() + 2.0
-        while True:
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.05)
+        _remove_cgroup_dir(self.path, time.monotonic() + 2.0, lambda: None)
 
 
 def _v1_mounts() -> dict[str, Path]:
@@ -429,9 +443,8 @@ class RunCgroupV1:
                     (path / "memory.limit_in_bytes").write_text(str(launch.memory_bytes))
                 else:
                     assert launch.cpus is not None
-                    (path / "cpu.cfs_period_us").write_text("100000")
-                    quota = max(1000, int(launch.cpus * 100_000))
-                    (path / "cpu.cfs_quota_us").write_text(str(quota))
+                    (path / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                    (path / "cpu.cfs_quota_us").write_text(str(_cpu_quota_us(launch.cpus)))
             for path in paths.values():
                 (path / "cgroup.procs").write_text(str(os.getpid()))
         except OSError as exc:
@@ -461,16 +474,7 @@ class RunCgroupV1:
 
     def oom_kills(self) -> int:
         path = self._paths.get("memory")
-        if path is None:
-            return 0
-        try:
-            for line in (path / "memory.oom_control").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            return 0
-        return 0
+        return 0 if path is None else _oom_kill_count(path / "memory.oom_control")
 
     def remove(self) -> None:
         """Kills what is left inside (v1 has no ``cgroup.kill``) and removes the
@@ -479,25 +483,18 @@ class RunCgroupV1:
             return
         deadline = time.monotonic() + 2.0
         for path in self._paths.values():
-            while True:
-                try:
-                    pids = (path / "cgroup.procs").read_text().split()
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    pids = []
-                for pid in pids:
-                    with contextlib.suppress(OSError, ValueError):
-                        os.kill(int(pid), signal.SIGKILL)
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.05)
+            _remove_cgroup_dir(path, deadline, functools.partial(_kill_all_in, path))
+
+
+def _kill_all_in(path: Path) -> None:
+    """SIGKILL every process listed in a v1 cgroup directory."""
+    try:
+        pids = (path / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def enter_run_cgroup(launch: Launch) -> tuple[RunCgroup | RunCgroupV1 | None, str]:
@@ -513,7 +510,7 @@ def enter_run_cgroup(launch: Launch) -> tuple[RunCgroup | RunCgroupV1 | None, st
         return None, ""
     if not _cgroup2_at_root():
         return RunCgroupV1.enter_new(launch, wanted)
-    return RunCgroup.enter_new(launch)
+    return RunCgroup.enter_new(launch, wanted)
 
 
 class Supervisor:

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from certs import Role
-from node.cluster_view import ClusterView
+from node.cluster_view import DOWN_STATES, ClusterView
 from node.convert import (
     ROLE_FROM_PROTO,
     audit_message,
@@ -45,8 +45,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_AUDIT_PAGE = 1000
 MAX_JOBS_PAGE = 1000
 DEFAULT_JOBS_PAGE = 100
-
-_DOWN = (types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT)
 
 _LOG_STREAMS = {
     "stdout": types_pb2.LOG_STREAM_STDOUT,
@@ -94,7 +92,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.GetStatusRequest, context: Context
     ) -> cluster_pb2.ClusterStatus:
         nodes = self._view.nodes()
-        up = [n for n in nodes if n.state not in _DOWN]
+        up = [n for n in nodes if n.state not in DOWN_STATES]
         # Until the election exists, only a lone node leads (itself).
         alone = self._view.alone()
         return cluster_pb2.ClusterStatus(
@@ -121,7 +119,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         node = self._view.node(request.name)
         if node is None:
             raise NotFoundError(f"no node named {request.name!r}")
-        if request.name == self._name or node.state in _DOWN:
+        if request.name == self._name or node.state in DOWN_STATES:
             return node
         # Ask the node itself for what gossip leaves out (temperature, power, fresh
         # readings); gossip's verdict on its state and incarnation stands.
@@ -150,7 +148,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         node = self._view.node(request.name)
         if node is None:
             raise NotFoundError(f"no node named {request.name!r}")
-        if node.state in (*_DOWN, types_pb2.NODE_STATE_SUSPECT):
+        if node.state in (*DOWN_STATES, types_pb2.NODE_STATE_SUSPECT):
             state = types_pb2.NodeState.Name(node.state).removeprefix("NODE_STATE_").lower()
             raise FailedPreconditionError(
                 f"node {request.name} is {state}: it cannot be drained now"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,26 +15,8 @@ from pathlib import Path
 
 from murmur._cli.scan_progress import ScanProgressLine
 from proto.murmur.v1 import cluster_pb2
+from tests.support.datasets import bytes_scanned_in
 from tests.support.nodes import Lab, NodeProcess
-
-
-def bytes_scanned_in(seconds: float, scratch: Path) -> int:
-    """About what a scan reads and hashes here in ``seconds``, measured on a sparse file
-    like the tests' own: SHA-256 runs at 0.3 to 2 GB/s, by machine and by load."""
-    probe = scratch / "probe.bin"
-    with probe.open("wb") as handle:
-        handle.truncate(64 * 1024**3)
-    digest = hashlib.sha256()
-    read = 0
-    started = time.perf_counter()
-    with probe.open("rb") as handle:
-        while time.perf_counter() - started < 0.25:
-            chunk = handle.read(1024**2)
-            digest.update(chunk)
-            read += len(chunk)
-    rate = read / (time.perf_counter() - started)
-    probe.unlink()
-    return max(int(rate * seconds) // 1024**2, 1) * 1024**2
 
 
 def slow_tree(root: Path, *, sparse_bytes: int | None = None) -> Path:

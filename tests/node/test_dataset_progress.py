@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -15,28 +13,10 @@ import murmur
 from certs import Role, server_certificate_chain
 from murmur import AsyncClient, resolve_connect_config
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
+from tests.support.datasets import bytes_scanned_in
 from tests.support.nodes import Lab, NodeProcess
 
 SMALL_FILES = 3000
-
-
-def bytes_scanned_in(seconds: float, scratch: Path) -> int:
-    """About what a scan reads and hashes here in ``seconds``, measured on a sparse file
-    like the tests' own: SHA-256 runs at 0.3 to 2 GB/s, by machine and by load."""
-    probe = scratch / "probe.bin"
-    with probe.open("wb") as handle:
-        handle.truncate(64 * 1024**3)
-    digest = hashlib.sha256()
-    read = 0
-    started = time.perf_counter()
-    with probe.open("rb") as handle:
-        while time.perf_counter() - started < 0.25:
-            chunk = handle.read(1024**2)
-            digest.update(chunk)
-            read += len(chunk)
-    rate = read / (time.perf_counter() - started)
-    probe.unlink()
-    return max(int(rate * seconds) // 1024**2, 1) * 1024**2
 
 
 def client_for(node: NodeProcess, lab: Lab) -> AsyncClient:
