@@ -2,6 +2,7 @@
 #   make up      create .venv, install, start a local demo cluster (Ctrl-C stops it)
 #   make test    install what tests need, then lint, type-check and run the test suite
 #   make bench   run the benchmarks in tests/bench (results: docs/benchmarks.md)
+#   make chaos   randomized fault rounds against real 5-node clusters (CHAOS_ROUNDS, CHAOS_SEED)
 #   make proto   regenerate the gRPC stubs from proto/
 #   make lint    ruff + mypy
 
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/murmur/v1/*.proto)
 
-.PHONY: install up test test-deps lint proto bench clean
+.PHONY: install up test test-deps lint proto bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +50,14 @@ bench: install test-deps
 	$(BIN)/python -m tests.bench.bench_election_sim
 	$(BIN)/python -m tests.bench.bench_membership --sizes 10,32
 	$(BIN)/python -m tests.bench.bench_membership --sizes 50 --gossip probe_interval=2 --gossip probe_timeout=1.5
+	$(BIN)/python -m tests.bench.bench_consensus
+
+# Kill -9 (leader included), restarts and partitions against real clusters; exit 1 on any
+# lost acknowledged job, job running twice at once, or orphan process. About 15 s a round.
+CHAOS_ROUNDS ?= 100
+CHAOS_SEED ?= 1
+chaos: install test-deps
+	$(BIN)/python -m tests.chaos.run --rounds $(CHAOS_ROUNDS) --seed $(CHAOS_SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -40,15 +40,6 @@ class ClusterView:
     def local_name(self) -> str:
         return self._local.name
 
-    def alone(self) -> bool:
-        """Whether no other node is alive or suspect as far as gossip knows."""
-        if self._membership is None:
-            return True
-        return not any(
-            member.name != self._local.name and member.state.is_live
-            for member in self._membership.members()
-        )
-
     # --- nodes -------------------------------------------------------------------------
 
     def describe_local(self) -> types_pb2.NodeInfo:

@@ -167,6 +167,19 @@ class NodeConfig:
     user_certificate_days: int = 90
     """Validity of user certificates this node signs (CA node only)."""
 
+    voter_stabilization_seconds: float = 10.0
+    """How long a node must have been alive before the leader makes it a Raft voter,
+    and a voter dead before the leader replaces it (node/consensus/voter_policy.py)."""
+
+    max_voters: int = 5
+    """Most Raft voters the leader keeps: 1, 3 or 5 (odd; 5 tolerates two failures)."""
+
+    run_lease_seconds: float = 30.0
+    """How long a node keeps its runs going without word from a leader. A node cut
+    off longer stops them (recorded lost), and only then may the leader run those
+    jobs elsewhere: a job never runs twice at once. Longer rides out longer network
+    trouble; shorter re-places a dead node's jobs sooner."""
+
     seeds: tuple[HostPort, ...] = ()
     """API addresses of other nodes to join gossip through, besides the node that
     signed this node's certificate and the peers remembered from earlier runs."""
@@ -192,9 +205,13 @@ class NodeConfig:
             "load_gossip_interval_seconds",
             "stop_grace_seconds",
             "retry_backoff_seconds",
+            "voter_stabilization_seconds",
+            "run_lease_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.max_voters not in (1, 3, 5, 7):
+            raise ConfigError(f"max_voters must be 1, 3, 5 or 7, got {self.max_voters}")
         for name in ("join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer")
@@ -270,11 +287,18 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "load_gossip_interval_seconds",
             "stop_grace_seconds",
             "retry_backoff_seconds",
+            "voter_stabilization_seconds",
+            "run_lease_seconds",
         }:
             if isinstance(value, bool):
                 raise ConfigError(f"{what} must be a number, got {value!r}")
             return float(value)
-        if name in {"join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"}:
+        if name in {
+            "join_token_ttl_seconds",
+            "node_certificate_days",
+            "user_certificate_days",
+            "max_voters",
+        }:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ConfigError(f"{what} must be an integer, got {value!r}")
             return int(value)

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
@@ -23,23 +23,32 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from certs import CertificateError
+from node.cluster_jobs import ClusterJobs
 from node.cluster_view import ClusterView
 from node.config import NodeConfig
+from node.consensus.leadership import known_leadership
+from node.consensus.runner import ConsensusRunner
+from node.consensus.voter_manager import VoterManager
+from node.consensus.voter_policy import VoterPolicyConfig
+from node.control.state import ControlState
 from node.convert import dataset_message
 from node.datasets import DatasetCatalog
 from node.drain import NodeDrain
+from node.election import ElectionConfig
 from node.enrollment import Enrollment
 from node.errors import StartupError
 from node.event_log import EventLog
 from node.gpus import GpuSource, open_gpu_probe
 from node.identity_bootstrap import obtain_identity
-from node.jobs.manager import JobManager, NodeResources
+from node.jobs.manager import JobManager
+from node.leader.duties import LeaderDuties
 from node.local_node import LocalNode
 from node.logs import configure_logging
-from node.membership import GrpcGossipTransport, MembershipRunner, encode_meta
+from node.membership import MembershipRunner, PeerTransport, encode_meta
 from node.membership.node_meta import LoadDamper
 from node.membership.seeds import SeedBook
 from node.peer_client import PeerClient
+from node.run_reporter import RunReporter
 from node.runtimes.base import Runtime
 from node.runtimes.docker import DockerRuntime
 from node.runtimes.process import ProcessRuntime
@@ -116,7 +125,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
     except StoreError as exc:
         raise StartupError(str(exc)) from None
     probe = None
-    transport: GrpcGossipTransport | None = None
+    transport: PeerTransport | None = None
     try:
         probe = await asyncio.to_thread(open_gpu_probe, simulate=config.simulate_gpus)
         join_address = config.advertise_join_address if identity.ca else None
@@ -134,7 +143,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         local.datasets = lambda: [dataset_message(r, identity.name) for r in datasets.records()]
         seed_book = SeedBook(store, own_address=str(config.advertise_address))
         await seed_book.remember_issuer(identity.issuer_address)
-        transport = GrpcGossipTransport(identity.bundle)
+        transport = PeerTransport(identity.bundle)
         load_damper = LoadDamper()
         membership = MembershipRunner(
             name=identity.name,
@@ -147,31 +156,82 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         )
         datasets.on_change = membership.request_meta_refresh
         view = ClusterView(local, membership)
-        local.alone = view.alone
+
+        def member_address(name: str) -> str | None:
+            member = membership.member(name)
+            return member.address if member is not None else None
+
+        def consensus_changed() -> None:
+            membership.request_meta_refresh()
+            local.updates.publish(local.describe())
+
+        control = ControlState(retry_backoff_base_us=int(config.retry_backoff_seconds * 1e6))
+        consensus = ConsensusRunner(
+            name=identity.name,
+            advertise_address=str(config.advertise_address),
+            store=store,
+            transport=transport,
+            address_of=member_address,
+            state_machine=control,
+            config=ElectionConfig(),
+            bootstrap=identity.ca is not None,
+            on_change=consensus_changed,
+        )
+        await consensus.start()
+        local.election = consensus.election_facts
+        voter_manager = VoterManager(
+            consensus=consensus,
+            membership=membership,
+            config=VoterPolicyConfig(
+                stabilization_seconds=config.voter_stabilization_seconds,
+                max_voters=config.max_voters,
+            ),
+        )
         runtimes = build_runtimes(
             config, identity.name, real_gpus=probe.inventory().source is GpuSource.NVML
         )
+
+        def waiting() -> Mapping[str, tuple[str, int]]:
+            return leader_duties.waiting()
+
+        cluster_jobs = ClusterJobs(
+            consensus=consensus,
+            control=control,
+            peers=transport,
+            leadership=lambda: known_leadership(consensus.status(), view.nodes()),
+            waiting=waiting,
+        )
+        run_reporter = RunReporter(cluster_jobs)
         jobs = JobManager(
             store=store,
             node_name=identity.name,
             runs_dir=config.runs_dir,
             runtimes=runtimes,
-            resources=lambda: NodeResources(
-                gpus=local.gpu_resources(),
-                cpus=float(os.cpu_count() or 1),
-                memory_bytes=local.memory_total_bytes,
-            ),
             datasets=datasets.paths,
             stop_grace_seconds=config.stop_grace_seconds,
-            retry_backoff_seconds=config.retry_backoff_seconds,
-            path_roots=tuple(PurePosixPath(p) for p in config.job_path_roots),
             network_mode=config.job_network_mode,
             on_event=events.publish,
-            draining=lambda: local.draining,
+            on_run_change=run_reporter.report,
+            default_lease_seconds=config.run_lease_seconds,
+            node_gpus=lambda: [index for index, _, _ in local.gpu_resources()],
+        )
+        leader_duties = LeaderDuties(
+            consensus=consensus,
+            control=control,
+            jobs=cluster_jobs,
+            view=view,
+            peers=transport,
+            lease_seconds=config.run_lease_seconds,
+            local_address=str(config.advertise_address),
         )
 
+        def applied(result: object) -> None:
+            cluster_jobs.applied(result)
+            leader_duties.applied(result)
+
+        consensus.on_applied = applied
+
         def drain_changed() -> None:
-            jobs.reschedule()
             membership.request_meta_refresh()
             local.updates.publish(local.describe())
 
@@ -204,13 +264,24 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
                     events=events,
                     enrollment=enrollment,
                     ca_fingerprint=identity.bundle.ca_fingerprint,
-                    jobs=jobs,
+                    executor=jobs,
+                    cluster_jobs=cluster_jobs,
+                    path_roots=tuple(PurePosixPath(p) for p in config.job_path_roots),
                     datasets=datasets,
                     drain=drain,
                     membership=membership,
                     peers=PeerClient(identity.bundle),
+                    peer_channels=transport,
+                    consensus=consensus,
                 ),
-                peer=PeerServicer(view=view, drain=drain, membership=membership),
+                peer=PeerServicer(
+                    view=view,
+                    drain=drain,
+                    membership=membership,
+                    consensus=consensus,
+                    cluster_jobs=cluster_jobs,
+                    executor=jobs,
+                ),
                 health_servicer=health_servicer,
             )
         ]
@@ -246,6 +317,10 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
                 tasks.create_task(jobs.run()),
                 tasks.create_task(membership.run()),
                 tasks.create_task(membership.join()),
+                tasks.create_task(consensus.run()),
+                tasks.create_task(voter_manager.run()),
+                tasks.create_task(leader_duties.run()),
+                tasks.create_task(run_reporter.run()),
                 tasks.create_task(view.relay()),
                 tasks.create_task(
                     seed_book.keep_up_to_date(membership, interval=PEER_RECORD_INTERVAL_SECONDS)

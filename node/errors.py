@@ -12,10 +12,13 @@ these (or the errors of ``certs`` and ``storage``) and never touch status codes.
     ├── FailedPreconditionError   not possible in the current state (e.g. no CA here)
     ├── ResourceExhaustedError    no capacity now
     ├── UnavailableError          a dependency is unreachable; try again
+    ├── PeerRefusedError          the peer a request was forwarded to refused it (its code)
     └── NotServedError            an RPC of the contract this version does not serve yet
 """
 
 from __future__ import annotations
+
+import grpc
 
 
 class NodeError(Exception):
@@ -48,6 +51,15 @@ class ResourceExhaustedError(NodeError):
 
 class UnavailableError(NodeError):
     pass
+
+
+class PeerRefusedError(NodeError):
+    """A peer this node forwarded the request to (the leader, or the node that runs
+    a job) refused it: the caller gets the peer's status code and message as is."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class NotServedError(NodeError):

@@ -45,9 +45,9 @@ class LocalNode:
     active_runs: Callable[[], int] = lambda: 0
     datasets: Callable[[], list[types_pb2.Dataset]] = list
     """This node's dataset catalog, gossiped with the rest of its facts."""
-    alone: Callable[[], bool] = lambda: True
-    """Whether gossip knows no other live node. Until the election exists, a lone node
-    leads itself and a node among others claims neither vote nor lead."""
+    election: Callable[[], tuple[bool, bool, int]] = lambda: (False, False, 0)
+    """(voter, leader, term) as this node's Raft sees them (node/consensus), gossiped
+    so that any node can tell clients who leads."""
     draining: bool = False
     """An admin drained this node: it starts no new job (``murmur node drain``)."""
     _inventory: GpuInventory | None = None
@@ -74,14 +74,16 @@ class LocalNode:
         return tuple((d.index, d.model, d.memory_total_bytes) for d in self.inventory.devices)
 
     def describe(self) -> types_pb2.NodeInfo:
+        voter, leader, term = self.election()
         return types_pb2.NodeInfo(
             name=self.name,
             address=str(self.address),
             join_address=str(self.join_address) if self.join_address else "",
             state=types_pb2.NODE_STATE_DRAINING if self.draining else types_pb2.NODE_STATE_ALIVE,
             labels=self.labels,
-            voter=self.alone(),
-            leader=self.alone(),
+            voter=voter,
+            leader=leader,
+            term=term,
             gpus=gpu_inventory_message(self.inventory),
             load=node_load_message(
                 gpus_free=self.gpus_free(),

@@ -27,6 +27,9 @@ from storage.records import (
     EventRecord,
     JobRecord,
     JoinTokenRecord,
+    RaftDurableState,
+    RaftEntryRecord,
+    RaftSnapshotRecord,
     RunRecord,
 )
 from storage.store import EventDraft, Store
@@ -43,6 +46,9 @@ __all__ = [
     "JobRecord",
     "JoinTokenError",
     "JoinTokenRecord",
+    "RaftDurableState",
+    "RaftEntryRecord",
+    "RaftSnapshotRecord",
     "RecordNotFoundError",
     "RunRecord",
     "Store",

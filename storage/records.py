@@ -147,3 +147,34 @@ class JoinTokenRecord:
     created_by: str
     used_at: datetime | None
     used_by: str | None
+
+
+@dataclass(frozen=True)
+class RaftEntryRecord:
+    """One entry of the Raft log, as stored: the store does not interpret it."""
+
+    index: int
+    term: int
+    kind: str
+    data: bytes
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RaftSnapshotRecord:
+    """The replicated state up to ``last_index``, and the voters in force there."""
+
+    last_term: int
+    last_index: int
+    voters: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RaftDurableState:
+    """Everything Raft saved: term, vote, snapshot and the entries after it."""
+
+    term: int
+    voted_for: str | None
+    snapshot: RaftSnapshotRecord | None
+    entries: tuple[RaftEntryRecord, ...]

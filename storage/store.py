@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,9 +43,12 @@ from storage.records import (
     EventRecord,
     JobRecord,
     JoinTokenRecord,
+    RaftDurableState,
+    RaftEntryRecord,
+    RaftSnapshotRecord,
     RunRecord,
 )
-from storage.repositories import audit, datasets, events, jobs, join_tokens, meta, runs
+from storage.repositories import audit, datasets, events, jobs, join_tokens, meta, raft, runs
 
 _log = logging.getLogger(__name__)
 
@@ -235,6 +238,11 @@ class Store:
         async with self._reading() as connection:
             return await runs.list_runs(connection, job_id=job_id, active_only=active_only)
 
+    async def list_runs_ended_since(self, since: datetime) -> list[RunRecord]:
+        """Runs whose end was recorded at or after ``since``, in the order they ended."""
+        async with self._reading() as connection:
+            return await runs.list_ended_since(connection, since)
+
     # -- jobs ----------------------------------------------------------------------
 
     async def insert_job(
@@ -262,10 +270,11 @@ class Store:
         event: EventDraft | None = None,
     ) -> EventRecord | None:
         """Writes a job's new state, its runs' new states and the event that tells of it,
-        all or nothing: after a crash, job, run and history always agree."""
+        all or nothing: after a crash, job, run and history always agree. A job this
+        store has no row for yet is inserted (the mirror of a job placed here)."""
         async with self._writing() as connection:
             if job is not None:
-                await jobs.update(connection, job)
+                await jobs.upsert(connection, job)
             for run in runs_changed:
                 await runs.upsert(connection, run)
             return None if event is None else await _append_draft(connection, event)
@@ -389,3 +398,34 @@ class Store:
                 now=now,
                 used_by=used_by,
             )
+
+    # -- raft ------------------------------------------------------------------------
+
+    async def load_raft(self) -> RaftDurableState:
+        """What Raft saved before the last stop: term, vote, snapshot and later entries."""
+        async with self._reading() as connection:
+            return await raft.load(connection)
+
+    async def save_raft(
+        self,
+        *,
+        hard_state: tuple[int, str | None] | None = None,
+        snapshot: RaftSnapshotRecord | None = None,
+        truncate_from: int | None = None,
+        entries: Sequence[RaftEntryRecord] = (),
+    ) -> None:
+        """Make one batch of Raft's output durable in one fsynced transaction.
+
+        Order inside the transaction follows Raft's: a received snapshot replaces the
+        log it covers, a conflicting suffix goes, then new entries are appended. Raft
+        sends the messages of the batch only after this returns.
+        """
+        async with self._writing() as connection:
+            if hard_state is not None:
+                await raft.save_hard_state(connection, *hard_state)
+            if snapshot is not None:
+                await raft.save_snapshot(connection, snapshot)
+            if truncate_from is not None:
+                await raft.truncate_log(connection, truncate_from)
+            if entries:
+                await raft.append_entries(connection, entries)

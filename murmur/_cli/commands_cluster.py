@@ -33,7 +33,11 @@ def status_command(args: argparse.Namespace) -> int:
         voters = ", ".join(status.voters) or "none"
         print(f"cluster: {nodes}, leader {status.leader} (term {status.term}), voters: {voters}")
     else:
-        print(f"cluster: {nodes}, no leader: each node schedules the jobs submitted to it")
+        voters = ", ".join(status.voters) or "none known"
+        print(
+            f"cluster: {nodes}, no leader (term {status.term}), voters: {voters}; "
+            "nothing is scheduled until a majority of voters elect one"
+        )
     simulated = " (simulated)" if status.gpus_simulated else ""
     print(f"gpus: {status.gpus_free}/{status.gpus_total} free{simulated}")
     queue = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs_by_state.items()))

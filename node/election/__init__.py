@@ -1,45 +1,75 @@
-"""Leader election: Raft's election with check-quorum, as a pure state machine.
+"""Raft as a pure state machine: election, replicated log, voter changes, snapshots.
 
-:class:`Election` is driven by time and messages and returns messages to send,
-with the term and vote the caller must persist first; :class:`ElectionSimulation`
-runs a cluster of them on a fake clock with crashes, restarts, partitions and
-loss. The replicated log, voter changes and the gRPC wiring come later (issue 6).
+:class:`Raft` is driven by time and messages; :meth:`Raft.ready` hands out what to
+persist, then the messages to send, then the committed entries to apply.
+:class:`RaftSimulation` runs clusters of them on a fake clock with crashes,
+restarts, partitions, loss, voter changes and compaction, and checks Raft's safety
+properties as it goes. The daemon drives the machine through ``node/consensus/``.
 """
 
 from node.election.config import ElectionConfig
-from node.election.errors import ElectionConfigError, ElectionError, ElectionSetupError
-from node.election.machine import Election, PersistentState, Role
+from node.election.errors import (
+    CompactionError,
+    ElectionConfigError,
+    ElectionError,
+    ElectionSetupError,
+    NotLeaderError,
+    VoterChangeError,
+)
 from node.election.messages import (
-    Heartbeat,
-    HeartbeatResponse,
+    EMPTY_LOG,
+    AppendEntries,
+    AppendResponse,
+    EntryKind,
+    InstallSnapshot,
+    LogEntry,
     LogPosition,
     Message,
     Outgoing,
     PreVote,
     PreVoteResponse,
     RequestVote,
+    Snapshot,
     VoteResponse,
 )
-from node.election.simulation import ElectionSimulation, ElectionSimulationError, failover_times
+from node.election.raft import NEW_NODE, PersistentState, Raft, Ready, Role, bootstrap_entry
+from node.election.simulation import (
+    RaftSimulation,
+    RaftSimulationError,
+    commit_latencies,
+    failover_times,
+)
 
 __all__ = [
-    "Election",
+    "EMPTY_LOG",
+    "NEW_NODE",
+    "AppendEntries",
+    "AppendResponse",
+    "CompactionError",
     "ElectionConfig",
     "ElectionConfigError",
     "ElectionError",
     "ElectionSetupError",
-    "ElectionSimulation",
-    "ElectionSimulationError",
-    "Heartbeat",
-    "HeartbeatResponse",
+    "EntryKind",
+    "InstallSnapshot",
+    "LogEntry",
     "LogPosition",
     "Message",
+    "NotLeaderError",
     "Outgoing",
     "PersistentState",
     "PreVote",
     "PreVoteResponse",
+    "Raft",
+    "RaftSimulation",
+    "RaftSimulationError",
+    "Ready",
     "RequestVote",
     "Role",
+    "Snapshot",
     "VoteResponse",
+    "VoterChangeError",
+    "bootstrap_entry",
+    "commit_latencies",
     "failover_times",
 ]

@@ -1,4 +1,5 @@
-"""The timings of leader election, in one frozen dataclass.
+"""The timings of Raft (election, heartbeats, lease) and its batching limits, in one
+frozen dataclass.
 
 The defaults aim at issue 6's failover targets (kill -9 of the leader → a new
 leader: p50 <= 1.0 s, p99 <= 2.0 s, measured end to end over gRPC, where etcd 3.4
@@ -24,7 +25,7 @@ from node.election.errors import ElectionConfigError
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ElectionConfig:
-    """Timings (seconds) of Raft leader election with check-quorum."""
+    """Timings (seconds) of Raft with check-quorum, and the size of its messages."""
 
     heartbeat_interval: float = 0.1
     """How often a leader tells every voter that it leads (an AppendEntries without
@@ -59,6 +60,15 @@ class ElectionConfig:
     node cut off from the cluster then keeps its term instead of raising it at
     every timeout, and on its return does not depose a working leader. Costs one
     round trip per election."""
+
+    max_entries_per_message: int = 512
+    """Most log entries in one AppendEntries. A leader keeps at most one message with
+    entries in flight per follower and batches whatever was proposed meanwhile into
+    the next one: throughput comes from the batch, latency from sending it at once."""
+
+    max_bytes_per_message: int = 1 << 20
+    """Most bytes of entries (data, voter names and a small per-entry overhead) in one
+    AppendEntries; a single larger entry still goes alone."""
 
     def __post_init__(self) -> None:
         for field in fields(self):

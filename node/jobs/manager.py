@@ -1,17 +1,28 @@
-"""The node's job manager: the local queue, GPU allocation and every run's lifecycle.
+"""The node's run executor: starts the runs a leader assigns here and sees each to its end.
 
-One loop places pending jobs: it builds a snapshot of this node (its GPUs and
-who holds them, free CPUs and memory), asks the pure ``scheduler`` for a plan,
-and starts the placed runs. Each run then has one task that starts it through
-its runtime, waits for it, enforces its time limit, and records how it ended.
+The elected leader owns the queue and decides placement; it sends this node
+assignments, each fenced by (term, sequence). The executor refuses an assignment, a
+stop or a report request from a term older than the highest it has seen (kept in the
+store, so a restart still refuses them), never gives a GPU to two runs unless both
+asked to share, and starts a run id at most once: a repeated assignment gets the
+run's current record back.
 
-Every transition is written in one store transaction together with the run's
-record and the event that tells of it, so after a crash job, run and history
-agree. A run's GPUs are taken in memory *before* its runtime is asked to start
-it and given back only after its exit is recorded, so a GPU is never handed to
-two runs. At start the manager first recovers what its runtimes still run
-(adopting live runs, recording exits that happened while the daemon was down,
-reaping what it does not know) and only then schedules anything.
+Each run has one task that starts it through its runtime, waits for it, enforces
+its time limit, and records how it ended. Every transition is written in one store
+transaction together with the run's record, the job's mirror row and the event that
+tells of it, so after a crash run, job and history agree; ``on_run_change`` then
+tells the leader. A run's GPUs are taken in memory before its runtime is asked to
+start it and given back only after its end is recorded. No retry is decided here:
+a failed run just ends, and the leader decides whether its job runs again.
+
+Runs hold a lease from the leader (:mod:`node.jobs.lease`), renewed by every
+assignment and every report the leader asks for. When it lapses, the executor stops
+its runs and records them lost: a leader re-places their jobs only after the lease
+and a margin, so a job never runs twice at once. Each renewal is also written into
+every run's directory (``lease.json``), where the process runtime's supervisor
+enforces it even when the daemon was killed. At start the executor recovers what
+its runtimes still run (adopting live runs, recording exits that happened while the
+daemon was down, reaping what it does not know) before it takes any assignment.
 """
 
 from __future__ import annotations
@@ -19,19 +30,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Collection, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import scheduler
-from node.broadcast import Broadcaster
-from node.errors import FailedPreconditionError, PermissionDeniedError
+from node.errors import FailedPreconditionError, InvalidArgumentError
 from node.jobs import states
-from node.jobs.convert import job_message
-from node.jobs.validation import validate_job_spec
+from node.jobs.lease import RunLease
 from node.runtimes.base import (
     DatasetMount,
     LaunchSpec,
@@ -42,22 +49,18 @@ from node.runtimes.base import (
     Runtime,
     RuntimeStartError,
 )
+from node.runtimes.lease_file import RunLeaseFile, write_lease
 from proto.murmur.v1 import types_pb2
-from storage import EventDraft, EventRecord, JobRecord, RunRecord, Store
+from storage import EventDraft, EventRecord, JobRecord, RecordNotFoundError, RunRecord, Store
 
 _log = logging.getLogger("murmur.node.jobs")
 
-RETRY_BACKOFF_MAX = timedelta(minutes=5)
+RECENT_RUNS_SECONDS = 600.0
+"""A report to the leader lists the runs that ended this recently besides the active
+ones: a leader that took over, or missed a change, learns how they ended."""
 
-GATHER_PASS_COSTS = 8.0
-"""After only submissions woke the scheduler, it waits this many times the cost of its
-last pass (a run ending cuts the wait short), so passes take at most about a ninth of
-the event loop: a burst of submissions to a long queue is placed in a few passes, not
-one pass each (a pass costs about 10 µs per pending job), while on a short queue the
-wait is a fraction of a millisecond."""
-GATHER_MAX_SECONDS = 0.1
-"""At most this long: a job that could start at once waits no longer, however long the
-queue behind which it was submitted."""
+FENCE_TERM_KEY = "fence-term"
+"""Store meta key of the highest leader term this node has seen."""
 
 _RUNTIME_NAMES = {
     types_pb2.JOB_RUNTIME_DOCKER: "docker",
@@ -65,14 +68,28 @@ _RUNTIME_NAMES = {
 }
 
 
-def retry_backoff(attempt: int, base: timedelta) -> timedelta:
-    """base, 2 base, 4 base ... capped at 5 min: a crashing job does not spin the node."""
-    backoff: timedelta = base * 2 ** max(0, attempt - 1)
-    return min(RETRY_BACKOFF_MAX, backoff)
+@dataclass(frozen=True, slots=True)
+class RunAssignment:
+    """One run a leader placed on this node."""
+
+    job_id: str
+    run_id: str
+    attempt: int
+    spec: types_pb2.JobSpec
+    """Already validated by the leader's side."""
+    gpu_indices: tuple[int, ...]
+    term: int
+    """Fencing token: the leader's term ..."""
+    sequence: int
+    """... and the assignment's log index."""
+    user: str
+    lease_seconds: float
+    """How long this node's runs may go on without word from a leader (renewed by this
+    assignment); 0 or less: the executor's default."""
 
 
-def _due(job: JobRecord, now: datetime) -> bool:
-    return job.not_before is None or job.not_before <= now
+class StaleAssignmentError(FailedPreconditionError):
+    """A request from a leader whose term is older than the highest this node has seen."""
 
 
 def _handle_of(run: RunRecord) -> RunHandle:
@@ -85,28 +102,38 @@ def _handle_of(run: RunRecord) -> RunHandle:
     )
 
 
+def _write_leases(directories: list[Path], lease: RunLeaseFile) -> None:
+    for directory in directories:
+        write_lease(directory, lease)
+
+
+def _time_limit(spec: types_pb2.JobSpec) -> timedelta | None:
+    return spec.time_limit.ToTimedelta() if spec.HasField("time_limit") else None
+
+
 @dataclass
 class _ActiveRun:
-    """A run that holds resources on this node: from "starting" until its exit is recorded."""
+    """A run that holds resources on this node: from "starting" until its end is recorded."""
 
     record: RunRecord
     spec: types_pb2.JobSpec
+    job: JobRecord
+    """The job's mirror row as this run last wrote it."""
     handle: RunHandle | None = None
-    timed_out: bool = False
+    end: tuple[str, str] | None = None
+    """(state, reason) the run ends with once a stop was asked for it (cancelled by the
+    leader, lost with the lease, failed on its time limit); the first ask wins."""
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
-
-@dataclass(frozen=True)
-class NodeResources:
-    """What this node offers the scheduler; the GPU list comes from its probe."""
-
-    gpus: tuple[tuple[int, str, int], ...]
-    """(index, model, memory bytes) of each GPU."""
-    cpus: float
-    memory_bytes: int
+    def request_stop(self, state: str, reason: str) -> None:
+        if self.end is None:
+            self.end = (state, reason)
+        self.stop_requested.set()
 
 
 class JobManager:
+    """Runs what the leader assigns to this node; see the module docstring."""
+
     def __init__(
         self,
         *,
@@ -114,45 +141,50 @@ class JobManager:
         node_name: str,
         runs_dir: Path,
         runtimes: Mapping[str, Runtime],
-        resources: Callable[[], NodeResources],
         datasets: Callable[[], Mapping[str, Path]],
         stop_grace_seconds: float,
-        retry_backoff_seconds: float = 5.0,
-        path_roots: Collection[PurePosixPath] = (),
         network_mode: str = "bridge",
         on_event: Callable[[EventRecord], None] = lambda event: None,
-        draining: Callable[[], bool] = lambda: False,
+        on_run_change: Callable[[RunRecord], None] = lambda run: None,
+        default_lease_seconds: float = 30.0,
+        node_gpus: Callable[[], Collection[int]] | None = None,
     ) -> None:
+        """
+        Args:
+            on_event: gets every event written (for live watchers).
+            on_run_change: gets a run's record after each of its recorded transitions;
+                called synchronously, so it must not block.
+            default_lease_seconds: the lease after a (re)start, until a leader renews it.
+            node_gpus: the indices of this node's GPUs; an assignment naming another is
+                refused. None: not checked.
+        """
         self._store = store
-        self._draining = draining
         self._node = node_name
         self._runs_dir = runs_dir
         self._runtimes = dict(runtimes)
-        self._resources = resources
         self._datasets = datasets
         self._grace = stop_grace_seconds
-        self._retry_backoff = timedelta(seconds=retry_backoff_seconds)
-        self._path_roots = path_roots
         self._network_mode = network_mode
         self._on_event = on_event
+        self._on_run_change = on_run_change
+        self._default_lease = default_lease_seconds
+        self._node_gpus = node_gpus
         self._active: dict[str, _ActiveRun] = {}
-        self._pending: dict[str, tuple[JobRecord, types_pb2.JobSpec]] = {}
-        """Pending jobs, in memory: the scheduler reads them on every pass."""
-        self._waiting: dict[str, tuple[str, int]] = {}
-        """Why each pending job waits, and its queue position, from the last pass. Kept in
-        memory only: it changes with every pass and is recomputed after a restart."""
-        self._wake = asyncio.Event()
-        self._run_ended = asyncio.Event()
-        """Set with ``_wake`` when a run gave its resources back: a pass is due now."""
+        self._highest_term = 0
+        self._lease = RunLease(default_lease_seconds)
+        self._lease_renewed = asyncio.Event()
+        self._ready = asyncio.Event()
+        """Set once recovery is done: requests wait for it."""
         self._lock = asyncio.Lock()
+        """Held from a check to its store write: fencing, GPU checks and transitions."""
         self._tasks: asyncio.TaskGroup | None = None
-        self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
 
     # ------------------------------------------------------------------ queries
 
-    def reschedule(self) -> None:
-        """Run a scheduling pass soon: something the pass reads changed (a drain)."""
-        self._wake.set()
+    @property
+    def highest_term(self) -> int:
+        """The highest leader term this node has seen; older ones are refused."""
+        return self._highest_term
 
     def gpu_holders(self) -> dict[int, str]:
         """GPU index → job id, for every GPU a run holds now."""
@@ -173,231 +205,128 @@ class JobManager:
     def files_of(self, run_id: str) -> RunFiles:
         return RunFiles(self._runs_dir / run_id)
 
-    async def describe(self, job_id: str) -> types_pb2.Job:
-        job = await self._store.get_job(job_id)
-        return await self._message(job)
-
-    async def _message(self, job: JobRecord) -> types_pb2.Job:
-        # A job gets its first run in the transaction that sets attempts to 1: one
-        # never tried has none, and a scheduling pass describes many such jobs.
-        runs = await self._store.list_runs(job_id=job.id) if job.attempts else []
-        position = 0
-        if job.state == states.PENDING and job.id in self._waiting:
-            reason, position = self._waiting[job.id]
-            if not job.not_before:  # a backed-off job keeps its "retrying in ..." reason
-                job = dataclasses.replace(job, reason=reason)
-        return job_message(job, runs, queue_position=position)
-
-    def _track(self, job: JobRecord) -> None:
-        """Keeps the in-memory pending set in step with what the store says."""
-        if job.state == states.PENDING and not job.cancel_reason:
-            spec = self._pending[job.id][1] if job.id in self._pending else None
-            self._pending[job.id] = (job, spec or types_pb2.JobSpec.FromString(job.spec))
-        else:
-            self._pending.pop(job.id, None)
-            self._waiting.pop(job.id, None)
-
-    async def list_jobs(
-        self,
-        *,
-        states_filter: tuple[str, ...],
-        user: str | None,
-        queue: str | None,
-        after_order: int,
-        limit: int,
-    ) -> list[tuple[JobRecord, types_pb2.Job]]:
-        jobs = await self._store.list_jobs(
-            states=states_filter, user=user, queue=queue, after_order=after_order, limit=limit
-        )
-        return [(job, await self._message(job)) for job in jobs]
-
     # ----------------------------------------------------------------- commands
 
-    async def submit(
-        self, spec: types_pb2.JobSpec, *, user: str, idempotency_key: str
-    ) -> types_pb2.Job:
-        validated = validate_job_spec(
-            spec, known_datasets=set(self._datasets()), path_roots=self._path_roots
-        )
-        now = datetime.now(UTC)
-        job_id = uuid.uuid4().hex[:12]
-        record = JobRecord(
-            id=job_id,
-            submit_order=0,
-            spec=validated.spec.SerializeToString(),
-            user=user,
-            queue=validated.spec.queue,
-            state=states.PENDING,
-            reason="queued",
-            submitted_at=now,
-            updated_at=now,
-            attempts=0,
-            exit_code=None,
-            not_before=None,
-            cancel_reason="",
-            idempotency_key=idempotency_key[:128],
-        )
-        stored, event = await self._store.insert_job(
-            record,
-            event=EventDraft(
-                "job.submitted", job_id, f"submitted by {user}", job_state=states.PENDING
-            ),
-        )
-        if event is not None:
-            self._on_event(event)
-        self._track(stored)
-        message = await self._message(stored)
-        if stored.id == job_id:
-            self.updates.publish(message)
-            self._wake.set()
-        return message
+    async def start_assigned(self, assignment: RunAssignment) -> RunRecord:
+        """Starts the assigned run, or returns the record of the run with its id if this
+        node already knows it (a repeated assignment starts nothing).
 
-    async def cancel(self, job_id: str, *, user: str, is_admin: bool, reason: str) -> types_pb2.Job:
+        Waits until recovery after a start is done. Renews the lease.
+
+        Raises:
+            StaleAssignmentError: the assignment's term is older than the highest seen.
+            FailedPreconditionError: a GPU it names is held by another run (unless both
+                share) or is not on this node.
+            InvalidArgumentError: it names a GPU twice.
+        """
+        await self._ready.wait()
         async with self._lock:
-            job = await self._store.get_job(job_id)
-            if job.user != user and not is_admin:
-                raise PermissionDeniedError(
-                    f"job {job_id} belongs to {job.user}; only they or an admin may cancel it"
-                )
-            if job.is_terminal:
-                raise FailedPreconditionError(f"job {job_id} already ended: {job.state}")
-            why = f"cancelled by {user}" + (f": {reason}" if reason else "")
-            active = [run for run in self._active.values() if run.record.job_id == job_id]
-            if not active:
-                job = await self._transition(job, states.CANCELLED, why, cancel_reason=why)
-                return await self._message(job)
-            job = dataclasses.replace(job, cancel_reason=why, updated_at=datetime.now(UTC))
+            await self._fence(assignment.term)
+            await self._renew(assignment.lease_seconds)
+            known = self._active.get(assignment.run_id)
+            if known is not None:
+                return known.record
+            with suppress(RecordNotFoundError):
+                return await self._store.get_run(assignment.run_id)
+            self._check_gpus(assignment)
+            run = self._new_run(assignment)
+            gpus = ",".join(str(index) for index in run.record.gpu_indices) or "none"
             await self._record(
-                job=job, event=EventDraft("job.cancel", job_id, f"{why}; stopping the run")
+                run, run.record, f"run {run.record.id} starting on {self._node} (GPUs {gpus})"
             )
-            for run in active:
-                run.stop_requested.set()
-        return await self._message(job)
+            self._active[run.record.id] = run
+            await self._publish_lease((run.record.id,))
+            self._spawn(run)
+            return run.record
 
-    # ------------------------------------------------------------------ running
+    async def stop_run(self, run_id: str, *, term: int, reason: str) -> bool:
+        """Asks the run to stop; its end is recorded as cancelled with ``reason``.
+        Returns False when the run is unknown here or has already ended.
 
-    async def run(self) -> None:
-        """Recovers, then schedules until cancelled; owns every run's task."""
-        async with asyncio.TaskGroup() as tasks:
-            self._tasks = tasks
-            for job in await self._store.list_jobs(states=(states.PENDING,), limit=10_000_000):
-                self._track(job)
-            await self._recover()
-            loop = asyncio.get_running_loop()
-            while True:
-                # Cleared before the pass: a run that ends during it wakes the next one.
-                self._wake.clear()
-                self._run_ended.clear()
-                began = loop.time()
-                delay = await self._schedule_pass()
-                cost = loop.time() - began
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                if not self._run_ended.is_set():
-                    # A pass costs in proportion to the queue: let a burst of submissions
-                    # gather rather than pay one pass per submission.
-                    gather = min(GATHER_MAX_SECONDS, GATHER_PASS_COSTS * cost)
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(self._run_ended.wait(), timeout=gather)
-
-    def _spawn(self, run: _ActiveRun, job_spec_limit: timedelta | None) -> None:
-        assert self._tasks is not None
-        self._tasks.create_task(self._lifecycle(run, job_spec_limit), name=f"run-{run.record.id}")
-
-    async def _schedule_pass(self) -> float | None:
-        """Places what fits; returns seconds until a backed-off job becomes eligible."""
+        Raises:
+            StaleAssignmentError: ``term`` is older than the highest seen.
+        """
+        await self._ready.wait()
         async with self._lock:
-            now = datetime.now(UTC)
-            pending = list(self._pending.values())
-            eligible = [job for job, _ in pending if _due(job, now)]
-            later = [job.not_before for job, _ in pending if job.not_before and not _due(job, now)]
-            specs = {job.id: spec for job, spec in pending}
-            plan = scheduler.schedule(self._snapshot(eligible, specs))
-            by_id = {job.id: job for job in eligible}
-            for placement in plan.placements:
-                await self._launch(by_id[placement.job_id], specs[placement.job_id], placement)
-            moved = []
-            for waiting in plan.waiting:
-                before = self._waiting.get(waiting.job_id)
-                self._waiting[waiting.job_id] = (waiting.reason, waiting.position)
-                if before != (waiting.reason, waiting.position):
-                    moved.append(by_id[waiting.job_id])
-        # When one job leaves the queue every waiting job's position changes: describing
-        # hundreds of them must not hold the lock that runs starting or ending need. A
-        # job that changed meanwhile is skipped; whoever changed it published it.
-        for job in moved:
-            message = await self._message(job)
-            current = self._pending.get(job.id)
-            if current is not None and current[0] is job:
-                self.updates.publish(message)
-        if not later:
-            return None
-        return max(0.05, (min(later) - datetime.now(UTC)).total_seconds())
+            await self._fence(term)
+            run = self._active.get(run_id)
+            if run is None:
+                return False
+            run.request_stop(states.CANCELLED, reason or "cancelled by the leader")
+            return True
 
-    def _snapshot(
-        self, jobs: list[JobRecord], specs: Mapping[str, types_pb2.JobSpec]
-    ) -> scheduler.ClusterSnapshot:
-        resources = self._resources()
-        draining = self._draining()
-        holders: dict[int, list[str]] = {}
-        shared: dict[int, bool] = {}
-        cpus_used = 0.0
-        memory_used = 0
-        for run in self._active.values():
-            for index in run.record.gpu_indices:
-                holders.setdefault(index, []).append(run.record.job_id)
-                shared[index] = shared.get(index, True) and run.spec.gpus.share
-            cpus_used += run.spec.cpus
-            memory_used += run.spec.memory_bytes
-        node = scheduler.NodeState(
-            name=self._node,
-            gpus=tuple(
-                scheduler.GpuState(
-                    index=index,
-                    model=model,
-                    memory_bytes=memory,
-                    holders=tuple(holders.get(index, ())),
-                    shared=shared.get(index, False),
-                )
-                for index, model, memory in resources.gpus
-            ),
-            cpus_total=resources.cpus,
-            cpus_free=max(0.0, resources.cpus - cpus_used),
-            memory_total_bytes=resources.memory_bytes,
-            memory_free_bytes=max(0, resources.memory_bytes - memory_used),
-            datasets=frozenset(self._datasets()),
-            schedulable=not draining,
-            unschedulable_reason="draining" if draining else "",
-        )
-        requests = tuple(
-            scheduler.JobRequest(
-                id=job.id,
-                user=job.user,
-                queue=job.queue,
-                priority=specs[job.id].priority,
-                submit_order=job.submit_order,
-                gpus=specs[job.id].gpus.count,
-                gpu_model=specs[job.id].gpus.model,
-                gpu_share=specs[job.id].gpus.share,
-                cpus=specs[job.id].cpus,
-                memory_bytes=specs[job.id].memory_bytes,
-                datasets=tuple(specs[job.id].datasets),
-                nodes=max(1, specs[job.id].nodes),
+    async def runs_report(self, *, term: int, lease_seconds: float) -> list[RunRecord]:
+        """Every active run, then the runs that ended in the last ``RECENT_RUNS_SECONDS``:
+        what a leader reconciles its state with. Renews the lease of all runs.
+
+        Raises:
+            StaleAssignmentError: ``term`` is older than the highest seen.
+        """
+        await self._ready.wait()
+        async with self._lock:
+            await self._fence(term)
+            await self._renew(lease_seconds)
+            since = datetime.now(UTC) - timedelta(seconds=RECENT_RUNS_SECONDS)
+            ended = await self._store.list_runs_ended_since(since)
+            return [run.record for run in self._active.values()] + [
+                record for record in ended if record.id not in self._active
+            ]
+
+    async def _fence(self, term: int) -> None:
+        """Refuses an older term; a newer one is stored before anything acts on it."""
+        if term < self._highest_term:
+            raise StaleAssignmentError(
+                f"term {term} is older than term {self._highest_term}, the highest "
+                f"{self._node} has seen: a newer leader took over"
             )
-            for job in jobs
-        )
-        return scheduler.ClusterSnapshot(nodes=(node,), pending=requests)
+        if term > self._highest_term:
+            await self._store.set_meta(FENCE_TERM_KEY, str(term))
+            self._highest_term = term
 
-    async def _launch(
-        self, job: JobRecord, spec: types_pb2.JobSpec, placement: scheduler.Placement
-    ) -> None:
-        (assignment,) = placement.assignments  # one node: gangs wait until the cluster grows
-        attempt = job.attempts + 1
+    async def _renew(self, lease_seconds: float) -> None:
+        self._lease.renew(lease_seconds if lease_seconds > 0 else self._default_lease)
+        self._lease_renewed.set()
+        await self._publish_lease(self._active)
+
+    async def _publish_lease(self, run_ids: Iterable[str]) -> None:
+        """Writes the lease's wall-clock expiry into the runs' directories, for the
+        supervisors that enforce it without the daemon. Callers hold the lock, so an
+        older expiry never overwrites a newer one."""
+        lease = RunLeaseFile(
+            expires_at=self._lease.wall_clock_expiry(),
+            lease_seconds=self._lease.seconds,
+            grace_seconds=self._grace,
+        )
+        directories = [self.files_of(run_id).directory for run_id in run_ids]
+        try:
+            await asyncio.to_thread(_write_leases, directories, lease)
+        except OSError as exc:
+            # The daemon's own watchdog still stops the runs in time while it lives.
+            _log.warning("cannot write the runs' lease files: %s", exc)
+
+    def _check_gpus(self, assignment: RunAssignment) -> None:
+        """Never double-book a GPU: each one asked for must be here and free, or held
+        only by runs that share it with this one."""
+        wanted = assignment.gpu_indices
+        if len(set(wanted)) != len(wanted):
+            raise InvalidArgumentError(f"run {assignment.run_id} names a GPU twice: {wanted}")
+        present = None if self._node_gpus is None else set(self._node_gpus())
+        for index in wanted:
+            if present is not None and index not in present:
+                raise FailedPreconditionError(f"GPU {index} is not present on {self._node}")
+            for run in self._active.values():
+                if index in run.record.gpu_indices and not (
+                    assignment.spec.gpus.share and run.spec.gpus.share
+                ):
+                    raise FailedPreconditionError(f"GPU {index} is held by run {run.record.id}")
+
+    def _new_run(self, assignment: RunAssignment) -> _ActiveRun:
+        spec = assignment.spec
         now = datetime.now(UTC)
-        run = RunRecord(
-            id=f"{job.id}.{attempt}",
-            job_id=job.id,
-            attempt=attempt,
+        record = RunRecord(
+            id=assignment.run_id,
+            job_id=assignment.job_id,
+            attempt=assignment.attempt,
             node=self._node,
             state=states.STARTING,
             gpu_indices=tuple(assignment.gpu_indices),
@@ -406,32 +335,80 @@ class JobManager:
             pid_start_time=None,
             exit_code=None,
             reason="starting",
-            term=0,
-            sequence=0,
+            term=assignment.term,
+            sequence=assignment.sequence,
             created_at=now,
             started_at=None,
             finished_at=None,
-            runtime=_RUNTIME_NAMES[spec.runtime],
+            runtime=_RUNTIME_NAMES.get(spec.runtime, "unspecified"),
         )
-        gpus = ",".join(str(i) for i in run.gpu_indices) or "none"
-        job = dataclasses.replace(
-            job, state=states.STARTING, reason=f"starting on {self._node} (GPUs {gpus})",
-            attempts=attempt, updated_at=now, not_before=None,
-        )  # fmt: skip
-        await self._record(
-            job=job,
-            runs_changed=(run,),
-            event=EventDraft("job.state", job.id, job.reason, job_state=states.STARTING),
+        job = JobRecord(
+            id=assignment.job_id,
+            submit_order=0,
+            spec=spec.SerializeToString(),
+            user=assignment.user,
+            queue=spec.queue,
+            state=states.STARTING,
+            reason="",
+            submitted_at=now,
+            updated_at=now,
+            attempts=assignment.attempt,
+            exit_code=None,
+            not_before=None,
+            cancel_reason="",
+            idempotency_key="",
         )
-        active = _ActiveRun(record=run, spec=spec)
-        self._active[run.id] = active
-        self.updates.publish(await self._message(job))
-        limit = spec.time_limit.ToTimedelta() if spec.HasField("time_limit") else None
-        self._spawn(active, limit)
+        return _ActiveRun(record=record, spec=spec, job=job)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Recovers, then watches the lease until cancelled; owns every run's task.
+
+        Cancelling it leaves the runs going (their supervisors or containers outlive
+        the daemon): the next start adopts them.
+        """
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            self._highest_term = int(await self._store.get_meta(FENCE_TERM_KEY) or 0)
+            await self._recover()
+            # From now: adopted runs get this long for a leader to show up.
+            await self._renew(self._default_lease)
+            self._ready.set()
+            await self._watch_lease()
+
+    async def _watch_lease(self) -> None:
+        """Stops every run, recording it lost, once the lease has expired."""
+        while True:
+            self._lease_renewed.clear()
+            remaining = self._lease.remaining()
+            if remaining > 0:
+                # Not wait_for: on 3.11 it can swallow a cancellation that arrives as
+                # the event is set (a renewal right before shutdown).
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._lease_renewed.wait()
+                continue
+            reason = f"lost: no word from a leader for {self._lease.seconds:g} s (lease expired)"
+            for run in self._active.values():
+                if run.end is None:
+                    _log.warning(
+                        "stopping run %s: %s", run.record.id, reason,
+                        extra={"event": "run.lease_expired", "run": run.record.id},
+                    )  # fmt: skip
+                run.request_stop(states.LOST, reason)
+            await self._lease_renewed.wait()
+
+    def _spawn(self, run: _ActiveRun) -> None:
+        assert self._tasks is not None
+        self._tasks.create_task(self._lifecycle(run), name=f"run-{run.record.id}")
 
     def _launch_spec(self, run: _ActiveRun) -> LaunchSpec:
         spec = run.spec
         datasets = self._datasets()
+        missing = [name for name in spec.datasets if name not in datasets]
+        if missing:
+            raise RuntimeStartError(f"dataset {missing[0]} is not on {self._node}")
         return LaunchSpec(
             run_id=run.record.id,
             job_id=run.record.job_id,
@@ -452,7 +429,7 @@ class JobManager:
             labels=dict(spec.labels),
         )
 
-    async def _lifecycle(self, run: _ActiveRun, time_limit: timedelta | None) -> None:
+    async def _lifecycle(self, run: _ActiveRun) -> None:
         """Starts (unless adopted), waits, enforces the time limit, records the end."""
         runtime = self._runtimes.get(run.record.runtime)
         try:
@@ -467,7 +444,7 @@ class JobManager:
                 run.handle = await runtime.start(self._launch_spec(run))
                 await self._started(run)
             assert runtime is not None
-            exit_ = await self._wait(runtime, run, time_limit)
+            exit_ = await self._wait(runtime, run)
         except RuntimeStartError as exc:
             exit_ = RunExit(None, f"could not start: {exc}")
         except Exception as exc:  # a runtime bug must not lose the run's record
@@ -485,12 +462,11 @@ class JobManager:
             except Exception:
                 _log.exception("cleanup of run %s failed", run.record.id)
 
-    async def _wait(
-        self, runtime: Runtime, run: _ActiveRun, time_limit: timedelta | None
-    ) -> RunExit:
+    async def _wait(self, runtime: Runtime, run: _ActiveRun) -> RunExit:
         assert run.handle is not None
         waiter = asyncio.ensure_future(runtime.wait(run.handle))
         stopper = asyncio.ensure_future(run.stop_requested.wait())
+        time_limit = _time_limit(run.spec)
         deadline = None
         if time_limit is not None:
             started = run.record.started_at or datetime.now(UTC)
@@ -500,7 +476,8 @@ class JobManager:
                 {waiter, stopper}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
             )
             if waiter not in done:
-                run.timed_out = stopper not in done
+                if stopper not in done:
+                    run.request_stop(states.FAILED, f"time limit {time_limit} exceeded; stopped")
                 await runtime.stop(run.handle, grace_seconds=self._grace)
             return await waiter
         finally:
@@ -511,108 +488,72 @@ class JobManager:
     async def _started(self, run: _ActiveRun) -> None:
         assert run.handle is not None
         async with self._lock:
-            now = datetime.now(UTC)
             record = dataclasses.replace(
-                run.record, state=states.RUNNING, reason="running", started_at=now,
+                run.record, state=states.RUNNING, reason="running",
+                started_at=run.record.started_at or datetime.now(UTC),
                 container_id=run.handle.container_id, pid=run.handle.pid,
                 pid_start_time=run.handle.pid_start_time,
             )  # fmt: skip
-            run.record = record
-            job = await self._store.get_job(record.job_id)
-            what = f"running on {self._node}" + (f" (pid {record.pid})" if record.pid else "")
-            job = dataclasses.replace(job, state=states.RUNNING, reason=what, updated_at=now)
-            await self._record(
-                job=job, runs_changed=(record,),
-                event=EventDraft("job.state", job.id, what, job_state=states.RUNNING),
-            )  # fmt: skip
-        self.updates.publish(await self._message(job))
-        if job.cancel_reason:
-            run.stop_requested.set()
+            what = f"run {record.id} running on {self._node}" + (
+                f" (pid {record.pid})" if record.pid else ""
+            )
+            await self._record(run, record, what)
 
     async def _finish(self, run: _ActiveRun, exit_: RunExit) -> None:
+        if run.end is not None:
+            state, reason = run.end
+        elif exit_.exit_code == 0:
+            state, reason = states.SUCCEEDED, exit_.reason or "exited with code 0"
+        elif exit_.reason.startswith("lost"):
+            # Whatever its exit code: a supervisor that stopped it on an expired lease
+            # records the signal's.
+            state, reason = states.LOST, exit_.reason
+        else:
+            state, reason = states.FAILED, exit_.reason or f"exited with code {exit_.exit_code}"
         async with self._lock:
-            job = await self._store.get_job(run.record.job_id)
-            spec = run.spec
-            if job.cancel_reason:
-                run_state, reason = states.CANCELLED, job.cancel_reason
-            elif run.timed_out:
-                limit = spec.time_limit.ToTimedelta()
-                run_state, reason = states.FAILED, f"time limit {limit} exceeded; stopped"
-            elif exit_.exit_code == 0:
-                run_state, reason = states.SUCCEEDED, exit_.reason or "exited with code 0"
-            elif exit_.exit_code is None and exit_.reason.startswith("lost"):
-                run_state, reason = states.LOST, exit_.reason
-            else:
-                run_state, reason = (
-                    states.FAILED,
-                    exit_.reason or f"exited with code {exit_.exit_code}",
-                )
-            now = datetime.now(UTC)
             record = dataclasses.replace(
-                run.record, state=run_state, reason=reason, exit_code=exit_.exit_code,
-                finished_at=now,
+                run.record, state=state, reason=reason, exit_code=exit_.exit_code,
+                finished_at=datetime.now(UTC),
             )  # fmt: skip
-            job_state, job_reason, not_before = run_state, reason, None
-            retryable = run_state in (states.FAILED, states.LOST) and not run.timed_out
-            if (
-                retryable
-                and job.attempts <= spec.retries
-                and not reason.startswith("could not start")
-            ):
-                backoff = retry_backoff(job.attempts, self._retry_backoff)
-                not_before = now + backoff
-                job_state = states.PENDING
-                job_reason = (
-                    f"retrying in {backoff.total_seconds():.0f}s after: {reason} "
-                    f"(attempt {job.attempts + 1} of {spec.retries + 1} next)"
-                )
-            job = dataclasses.replace(
-                job, state=job_state, reason=job_reason, exit_code=exit_.exit_code,
-                not_before=not_before, updated_at=now,
-            )  # fmt: skip
-            await self._record(
-                job=job, runs_changed=(record,),
-                event=EventDraft(
-                    "job.state", job.id, f"run {record.id}: {reason}", job_state=job_state
-                ),
-            )  # fmt: skip
+            await self._record(run, record, f"run {record.id}: {reason}")
             self._active.pop(record.id, None)
-        self.updates.publish(await self._message(job))
-        self._run_ended.set()
-        self._wake.set()
 
-    async def _transition(
-        self, job: JobRecord, state: str, reason: str, *, cancel_reason: str = ""
-    ) -> JobRecord:
-        job = dataclasses.replace(
-            job, state=state, reason=reason, updated_at=datetime.now(UTC),
-            cancel_reason=cancel_reason or job.cancel_reason,
-        )  # fmt: skip
-        await self._record(job=job, event=EventDraft("job.state", job.id, reason, job_state=state))
-        self.updates.publish(await self._message(job))
-        return job
-
-    async def _record(
-        self,
-        *,
-        job: JobRecord | None = None,
-        runs_changed: tuple[RunRecord, ...] = (),
-        event: EventDraft | None = None,
-    ) -> None:
-        """One store transaction; the event it wrote goes to live watchers."""
-        written = await self._store.record_transition(
-            job=job, runs_changed=runs_changed, event=event
+    async def _record(self, run: _ActiveRun, record: RunRecord, message: str) -> None:
+        """Writes the run's new record, its job's mirror and the event in one store
+        transaction, then tells the watchers and the leader."""
+        newer = any(
+            other.record.job_id == record.job_id and other.record.attempt > record.attempt
+            for other in self._active.values()
         )
+        job = None
+        if not newer:  # the mirror follows the job's latest run here
+            job = dataclasses.replace(
+                run.job, state=record.state, reason=record.reason, exit_code=record.exit_code,
+                attempts=record.attempt, updated_at=datetime.now(UTC),
+            )  # fmt: skip
+        written = await self._store.record_transition(
+            job=job,
+            runs_changed=(record,),
+            event=EventDraft(
+                "job.state" if job else "run.state", record.job_id, message,
+                job_state=record.state if job else "",
+            ),
+        )  # fmt: skip
+        run.record = record
         if job is not None:
-            self._track(job)
+            run.job = job
         if written is not None:
             self._on_event(written)
+        try:
+            self._on_run_change(record)
+        except Exception:
+            _log.exception("reporting the change of run %s failed", record.id)
 
     # ----------------------------------------------------------------- recovery
 
     async def _recover(self) -> None:
         """Adopts runs still alive, records exits that happened while we were down,
-        and lets each runtime reap what the store does not know, before any placement."""
+        and lets each runtime reap what the store does not know, before any assignment."""
         active = await self._store.list_runs(active_only=True)
         handles = {run.id: _handle_of(run) for run in active}
         recovered: dict[str, RecoveredRun] = {}
@@ -629,7 +570,7 @@ class JobManager:
             job = await self._store.get_job(record.job_id)
             spec = types_pb2.JobSpec.FromString(job.spec)
             found = recovered.get(record.id)
-            run = _ActiveRun(record=record, spec=spec, handle=handles[record.id])
+            run = _ActiveRun(record=record, spec=spec, job=job, handle=handles[record.id])
             if found is not None and found.exit is None:
                 # Alive: adopt it, whatever state we last wrote (a crash right after
                 # the runtime started it leaves "starting" in the store).
@@ -640,26 +581,9 @@ class JobManager:
                 self._active[record.id] = run
                 if record.state != states.RUNNING:
                     await self._started(run)
-                limit = spec.time_limit.ToTimedelta() if spec.HasField("time_limit") else None
-                self._spawn(run, limit)
-                if job.cancel_reason:
-                    run.stop_requested.set()
+                self._spawn(run)
                 continue
             exit_ = (found.exit if found is not None else None) or RunExit(
                 None, "lost: the node restarted and the run was not found"
             )
             await self._finish(run, exit_)
-        # Jobs caught between "placed" and "run recorded" cannot exist (one transaction),
-        # but a job left "starting"/"scheduled" without an active run goes back to the queue.
-        for job in await self._store.list_jobs(
-            states=(states.SCHEDULED, states.STARTING, states.RUNNING)
-        ):
-            if not any(run.record.job_id == job.id for run in self._active.values()):
-                await self._transition(job, states.PENDING, "re-queued after a node restart")
-
-    # -------------------------------------------------------------------- watch
-
-    @asynccontextmanager
-    async def watch(self) -> AsyncIterator[asyncio.Queue[types_pb2.Job]]:
-        async with self.updates.subscribe() as queue:
-            yield queue

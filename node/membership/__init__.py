@@ -1,7 +1,7 @@
 """Gossip membership on a live node: the gRPC transport, the runner, the node's blob.
 
 :mod:`node.gossip` is the pure SWIM+Lifeguard state machine; this package runs it
-for real: :class:`GrpcGossipTransport` carries its messages as
+for real: :class:`PeerTransport` carries its messages as
 ``NodeService.Gossip`` calls over mutual TLS, :class:`MembershipRunner` drives it on
 the monotonic clock, and :mod:`.node_meta` turns this node's ``NodeInfo`` into the
 metadata blob every member gossips about itself.
@@ -25,7 +25,7 @@ from node.membership.runner import (
     MembershipRunner,
     MembershipStats,
 )
-from node.membership.transport import GrpcGossipTransport, SendOutcome, classify_error
+from node.membership.transport import PeerTransport, SendOutcome, classify_error
 
 __all__ = [
     "GRPC_PIGGYBACK_BYTES",
@@ -34,7 +34,6 @@ __all__ = [
     "TRIM_ORDER",
     "ClusterMember",
     "GossipTransport",
-    "GrpcGossipTransport",
     "MemberNotDownError",
     "MemberNotFoundError",
     "MembershipChange",
@@ -43,6 +42,7 @@ __all__ = [
     "MembershipRunner",
     "MembershipStats",
     "NodeMetaTooLargeError",
+    "PeerTransport",
     "SendOutcome",
     "TransportClosedError",
     "classify_error",

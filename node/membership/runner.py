@@ -102,7 +102,7 @@ def node_state(state: MemberState) -> types_pb2.NodeState.ValueType:
 
 
 class GossipTransport(Protocol):
-    """What the runner sends through (:class:`~node.membership.transport.GrpcGossipTransport`
+    """What the runner sends through (:class:`~node.membership.transport.PeerTransport`
     in the daemon)."""
 
     async def send(

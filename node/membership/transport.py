@@ -1,4 +1,6 @@
-"""Gossip datagrams over gRPC: one ``NodeService.Gossip`` call per message.
+"""The node's channels to its peers; gossip datagrams over gRPC, one
+``NodeService.Gossip`` call per message. Raft (node/consensus) and the replicated
+queue's calls share the same channels: one connection per peer.
 
 Gossip is one-way: the call's empty response only says the peer took the bytes,
 and a reply (an ack, a push-pull answer) is the peer's own Gossip call back to
@@ -31,6 +33,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,9 +42,10 @@ import grpc.aio
 
 from certs import NODE_TLS_NAME, IdentityBundle
 from node.membership.errors import TransportClosedError
-from proto.murmur.v1 import node_pb2, node_pb2_grpc
+from proto.murmur.v1 import cluster_pb2_grpc, node_pb2, node_pb2_grpc
 
 if TYPE_CHECKING:
+    from proto.murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
     from proto.murmur.v1.node_pb2_grpc import NodeServiceAsyncStub
 
 _log = logging.getLogger("murmur.membership")
@@ -108,11 +112,13 @@ def channel_options() -> list[tuple[str, str | int]]:
 class _Peer:
     channel: grpc.aio.Channel
     stub: NodeServiceAsyncStub
+    cluster_stub: ClusterServiceAsyncStub
     last_used: float
 
 
-class GrpcGossipTransport:
-    """Sends gossip payloads to peers' ``NodeService.Gossip`` over mutual TLS.
+class PeerTransport:
+    """This node's channels to its peers, over mutual TLS: gossip payloads to
+    ``NodeService.Gossip``, Raft messages, and the calls of the replicated queue.
 
     Args:
         bundle: this node's identity; peers check it (node role, lab CA) and it
@@ -144,30 +150,60 @@ class GrpcGossipTransport:
         from_address: str,
         timeout: float,  # noqa: ASYNC109 - the RPC's deadline, passed to gRPC
     ) -> SendOutcome:
-        """Deliver one payload to the peer listening at ``address``.
+        """Deliver one gossip payload to the peer listening at ``address``.
 
         Errors of the call become outcomes; only cancellation propagates.
 
         Raises:
             TransportClosedError: :meth:`close` was called.
         """
+        request = node_pb2.GossipRequest(from_address=from_address, payload=payload)
+        return await self.call(address, lambda stub: stub.Gossip(request, timeout=timeout))
+
+    async def call(
+        self, address: str, invoke: Callable[[NodeServiceAsyncStub], Awaitable[object]]
+    ) -> SendOutcome:
+        """Make one one-way NodeService call on the peer's shared channel: gossip's,
+        and Raft's (node/consensus), so a peer costs one connection, not two.
+
+        Raises:
+            TransportClosedError: :meth:`close` was called.
+        """
         if self._closed:
-            raise TransportClosedError("gossip transport is closed; cannot send")
+            raise TransportClosedError("peer transport is closed; cannot send")
         now = time.monotonic()
         if now >= self._next_sweep_at:
             await self._close_idle(now)
             if self._closed:
-                raise TransportClosedError("gossip transport is closed; cannot send")
+                raise TransportClosedError("peer transport is closed; cannot send")
         peer = self._peer(address, now)
-        request = node_pb2.GossipRequest(from_address=from_address, payload=payload)
         try:
-            await peer.stub.Gossip(request, timeout=timeout)
+            await invoke(peer.stub)
         except grpc.aio.AioRpcError as exc:
             outcome = classify_error(exc)
             if outcome is SendOutcome.REFUSED:
                 await self._drop(address, peer)
             return outcome
         return SendOutcome.OK
+
+    def node_stub(self, address: str) -> NodeServiceAsyncStub:
+        """The peer's NodeService on its shared channel, for calls that want an answer
+        (the replicated queue's forwarding, assignments and reports). Errors are the
+        caller's to handle.
+
+        Raises:
+            TransportClosedError: :meth:`close` was called.
+        """
+        if self._closed:
+            raise TransportClosedError("peer transport is closed; cannot send")
+        return self._peer(address, time.monotonic()).stub
+
+    def cluster_stub(self, address: str) -> ClusterServiceAsyncStub:
+        """The peer's ClusterService on its shared channel: a node forwards the reads
+        it cannot answer (jobs, logs) with its own identity, which may read."""
+        if self._closed:
+            raise TransportClosedError("peer transport is closed; cannot send")
+        return self._peer(address, time.monotonic()).cluster_stub
 
     async def close(self) -> None:
         """Close every channel; in-flight sends end as cancelled calls."""
@@ -180,7 +216,12 @@ class GrpcGossipTransport:
         if peer is None:
             asyncio.get_running_loop()  # a grpc.aio channel belongs to the loop it is made in
             channel = grpc.aio.secure_channel(address, self._credentials, channel_options())
-            peer = _Peer(channel, node_pb2_grpc.NodeServiceStub(channel), now)
+            peer = _Peer(
+                channel,
+                node_pb2_grpc.NodeServiceStub(channel),
+                cluster_pb2_grpc.ClusterServiceStub(channel),
+                now,
+            )
             self._peers[address] = peer
         peer.last_used = now
         return peer

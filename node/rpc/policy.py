@@ -61,6 +61,14 @@ POLICIES: dict[str, MethodPolicy] = {
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
+    _NODE + "Raft": MethodPolicy(_NODES, audited=False),
+    # Machine traffic of the replicated queue: the user's change was audited where
+    # the user made it (the node the client reached).
+    _NODE + "Propose": MethodPolicy(_NODES, audited=False),
+    _NODE + "StartRun": MethodPolicy(_NODES, audited=False),
+    _NODE + "StopRun": MethodPolicy(_NODES, audited=False),
+    _NODE + "ListRuns": MethodPolicy(_NODES, audited=False),
+    _NODE + "ReportRun": MethodPolicy(_NODES, audited=False),
     # A change to the node: audited, with the forwarding node as the caller (the
     # admin's name is in the request and in the forwarding node's own audit log).
     _NODE + "SetDraining": _write(_NODES),

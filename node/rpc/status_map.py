@@ -51,6 +51,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a caller should see for ``exc``."""
+    if isinstance(exc, errors.PeerRefusedError):
+        return exc.code, str(exc)
     for error_type, code in _STATUS_BY_ERROR:
         if isinstance(exc, error_type):
             if type(exc) is NotImplementedError:

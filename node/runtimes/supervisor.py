@@ -13,12 +13,15 @@ Why a process of its own: the daemon may be killed (kill -9, out of memory, an
 upgrade) while jobs run. A job whose parent was the daemon would be reparented
 to init, which reaps it and forgets its exit status, and its output pipes would
 break. The supervisor outlives the daemon, so output keeps reaching the disk and
-the exit code is on disk when the daemon comes back.
+the exit code is on disk when the daemon comes back. For the same reason it enforces
+the node's lease from the leader (``lease.json``, :mod:`node.runtimes.lease_file`):
+a daemon that was killed cannot stop its runs when the lease lapses, and the leader
+re-places their jobs soon after.
 
-It imports only the standard library, :mod:`node.runtimes.run_log` and
-:mod:`node.runtimes.procfs`: every supervisor is a copy of the fork server,
-which imports it, and a fresh one (the fallback) would pay any heavy import
-before its job could start.
+It imports only the standard library, :mod:`node.runtimes.run_log`,
+:mod:`node.runtimes.lease_file` and :mod:`node.runtimes.procfs`: every supervisor
+is a copy of the fork server, which imports it, and a fresh one (the fallback)
+would pay any heavy import before its job could start.
 
 The files in RUN_DIR are the contract with :mod:`node.runtimes.process`:
 
@@ -27,6 +30,9 @@ The files in RUN_DIR are the contract with :mod:`node.runtimes.process`:
     child.json        {"pid", "pgid", "start_time"} of the job, once it runs
     exit.json         {"exit_code", "reason", "finished_at"}, its last write;
                       once it exists the log is complete
+    lease.json        {"expires_at", "lease_seconds", "grace_seconds"}, written by
+                      the job manager on every renewal; once passed the job is
+                      stopped (no file: no lease to enforce)
     supervisor.log    the supervisor's own stdout and stderr (tracebacks)
     log/              the job's output, in :mod:`node.runtimes.run_log` format
 """
@@ -49,6 +55,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from node.runtimes.lease_file import read_lease
 from node.runtimes.procfs import process_start_time
 from node.runtimes.run_log import RunLogWriter, Stream
 
@@ -68,6 +75,9 @@ the job's group (setsid) may hold them open; its output is then not captured."""
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "murmur"
+
+LEASE_CHECK_SECONDS = 1.0
+"""How often the supervisor reads ``lease.json``."""
 
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 
@@ -528,6 +538,14 @@ class Supervisor:
         self._job: subprocess.Popen[bytes] | None = None
         self._job_ended = False
         self._stop_requested = False
+        self._ended = threading.Event()
+        """Set with ``_job_ended``, for the lease thread to wait on."""
+        self._reap_lock = threading.Lock()
+        """Held by the lease thread while it signals the job's group, and by the main
+        thread when it marks the job ended, before it reaps the job: after that the
+        group's number may be reused, and nothing signals it any more."""
+        self._lease_reason = ""
+        """Set once the lease expired and the supervisor stopped the job."""
 
     def run(self) -> int:
         launch = Launch.from_json(_required_json(self._run_dir / LAUNCH_FILE))
@@ -583,16 +601,21 @@ class Supervisor:
         ]
         for pump in pumps:
             pump.start()
+        threading.Thread(target=self._enforce_lease, args=(log,), daemon=True).start()
         # Wait without reaping: while the job is a zombie its pid (the group's
         # number) cannot be reused, so killing what is left of its group is safe.
         os.waitid(os.P_PID, job.pid, os.WEXITED | os.WNOWAIT)
-        self._job_ended = True
+        with self._reap_lock:
+            self._job_ended = True
+        self._ended.set()
         # A job is over when its main process is; what it left behind in its
         # group would hold GPUs and the output pipes.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(job.pid, signal.SIGKILL)
         returncode = job.wait()
         exit_code, reason = describe_exit(returncode)
+        if self._lease_reason:
+            reason = self._lease_reason
         if cgroup is not None:
             if returncode == -signal.SIGKILL and cgroup.oom_kills() > 0:
                 reason += f" (out of memory: limit {launch.memory_bytes} bytes)"
@@ -609,6 +632,29 @@ class Supervisor:
             log.write("system", f"{log.dropped} output lines lost: the log could not be written")
         log.write("system", reason)
         self._finish(exit_code, reason)
+
+    def _enforce_lease(self, log: _SharedLog) -> None:
+        """Stops the job once ``lease.json`` says the lease has passed: SIGTERM, then
+        SIGKILL after the lease's grace (a thread of its own; the main thread waits
+        for the job)."""
+        while not self._ended.wait(LEASE_CHECK_SECONDS):
+            lease = read_lease(self._run_dir)
+            if lease is None or time.time() < lease.expires_at:
+                continue
+            self._lease_reason = (
+                f"lost: no word from a leader for {lease.lease_seconds:g} s (lease expired); "
+                "stopped by the run's supervisor"
+            )
+            log.write("system", self._lease_reason)
+            self._signal_job_locked(signal.SIGTERM)
+            if not self._ended.wait(lease.grace_seconds):
+                self._signal_job_locked(signal.SIGKILL)
+            return
+
+    def _signal_job_locked(self, signum: signal.Signals) -> None:
+        # Not in the SIGTERM handler: it runs in the main thread, which may hold the lock.
+        with self._reap_lock:
+            self._signal_job(signum)
 
     def _spawn(self, launch: Launch) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

@@ -1,22 +1,30 @@
 """ClusterService: the API users reach through the CLI, the client and ``murmur top``.
 
 Nodes and datasets come from the cluster view (this node first-hand, the others
-through gossip); jobs are this node's own until the replicated queue exists:
-a job runs on the node it was submitted to.
+through gossip); jobs come from the replicated queue, through the leader
+(:mod:`node.cluster_jobs`), and a job's logs from the node that runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Collection
 from datetime import timedelta
+from pathlib import PurePosixPath
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from certs import Role
+from node.cluster_jobs import ClusterJobs, refused_by_peer
 from node.cluster_view import DOWN_STATES, ClusterView
+from node.consensus.leadership import known_leadership
+from node.consensus.runner import ConsensusRunner
+from node.control.commands import CancelJob, SubmitJob
 from node.convert import (
     ROLE_FROM_PROTO,
     audit_message,
@@ -28,13 +36,21 @@ from node.convert import (
 from node.datasets import DatasetCatalog
 from node.drain import NodeDrain
 from node.enrollment import Enrollment
-from node.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from node.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PeerRefusedError,
+    UnavailableError,
+)
 from node.event_log import EventLog
 from node.jobs import states as job_states
 from node.jobs.logs import run_log_entries
 from node.jobs.manager import JobManager
+from node.jobs.validation import validate_job_spec
 from node.local_node import VERSION
 from node.membership import MembershipRunner
+from node.membership.transport import PeerTransport
 from node.peer_client import PeerClient
 from node.rpc.caller import current_caller
 from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
@@ -62,22 +78,30 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         events: EventLog,
         enrollment: Enrollment,
         ca_fingerprint: str,
-        jobs: JobManager,
+        executor: JobManager,
+        cluster_jobs: ClusterJobs,
+        path_roots: Collection[PurePosixPath] = (),
         datasets: DatasetCatalog,
         drain: NodeDrain,
         membership: MembershipRunner | None,
         peers: PeerClient,
+        peer_channels: PeerTransport,
+        consensus: ConsensusRunner | None = None,
     ) -> None:
         self._view = view
+        self._consensus = consensus
         self._name = view.local_name
         self._drain = drain
         self._membership = membership
         self._peers = peers
+        self._peer_channels = peer_channels
         self._store = store
         self._events = events
         self._enrollment = enrollment
         self._ca_fingerprint = ca_fingerprint
-        self._jobs = jobs
+        self._executor = executor
+        self._cluster_jobs = cluster_jobs
+        self._path_roots = path_roots
         self._datasets = datasets
 
     async def WhoAmI(
@@ -93,18 +117,18 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.ClusterStatus:
         nodes = self._view.nodes()
         up = [n for n in nodes if n.state not in DOWN_STATES]
-        # Until the election exists, only a lone node leads (itself).
-        alone = self._view.alone()
+        local = self._consensus.status() if self._consensus is not None else None
+        leadership = known_leadership(local, nodes)
         return cluster_pb2.ClusterStatus(
             answered_by=self._name,
-            leader=self._name if alone else "",
-            term=0,
-            voters=[self._name] if alone else [],
+            leader=leadership.leader,
+            term=leadership.term,
+            voters=leadership.voters,
             nodes=nodes,
             gpus_total=sum(len(n.gpus.devices) for n in up),
             gpus_free=sum(n.load.gpus_free for n in up if n.state != types_pb2.NODE_STATE_DRAINING),
             gpus_simulated=any(n.gpus.source == types_pb2.GPU_SOURCE_SIMULATED for n in nodes),
-            jobs_by_state=await self._store.count_jobs_by_state(),
+            jobs_by_state=await self._cluster_jobs.counts(),
             version=VERSION,
         )
 
@@ -166,13 +190,33 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 raise FailedPreconditionError("a node cannot remove itself")
             raise NotFoundError(f"no node named {request.name!r}")
         removed = self._membership.force_leave(request.name)
+        if self._consensus is not None:
+            self._consensus.forget_voter(request.name)
         return cluster_pb2.RemoveNodeResponse(name=removed.name)
 
     async def WatchEvents(
         self, request: cluster_pb2.WatchEventsRequest, context: Context
     ) -> AsyncIterator[types_pb2.Event]:
+        if request.subject and await self._is_job(request.subject):
+            # A job's story is the cluster's, kept by the queue, wherever it ran.
+            stream = self._cluster_jobs.job_events(request.subject, request.since_id)
+            async with contextlib.aclosing(stream) as job_events:
+                async for job_event in job_events:
+                    yield job_event
+            return
         async for event in self._events.follow(since_id=request.since_id, subject=request.subject):
             yield event_message(event, self._name)
+
+    async def _is_job(self, subject: str) -> bool:
+        try:
+            await self._cluster_jobs.get(subject)
+        except NotFoundError:
+            return False
+        except PeerRefusedError as exc:
+            if exc.code is grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
 
     async def ListAudit(
         self, request: cluster_pb2.ListAuditRequest, context: Context
@@ -217,12 +261,25 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def SubmitJob(
         self, request: cluster_pb2.SubmitJobRequest, context: Context
     ) -> types_pb2.Job:
-        return await self._jobs.submit(
-            request.spec, user=current_caller().name, idempotency_key=request.idempotency_key
+        known = {dataset.name for dataset in self._view.datasets()}
+        validated = validate_job_spec(
+            request.spec, known_datasets=known, path_roots=self._path_roots
+        )
+        job_id = uuid.uuid4().hex[:12]
+        return await self._cluster_jobs.propose(
+            SubmitJob(
+                job_id=job_id,
+                spec=validated.spec,
+                user=current_caller().name,
+                # Without a client key, a forward retried after a lost answer must
+                # still find the first one: the node makes one up.
+                idempotency_key=request.idempotency_key[:128] or f"~{job_id}",
+                submitted_at_us=time.time_ns() // 1000,
+            )
         )
 
     async def GetJob(self, request: cluster_pb2.GetJobRequest, context: Context) -> types_pb2.Job:
-        return await self._jobs.describe(request.id)
+        return await self._cluster_jobs.get(request.id)
 
     async def ListJobs(
         self, request: cluster_pb2.ListJobsRequest, context: Context
@@ -230,24 +287,28 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         if request.limit > MAX_JOBS_PAGE:
             raise InvalidArgumentError(f"limit must be at most {MAX_JOBS_PAGE}")
         try:
-            after = int(request.page_token) if request.page_token else 0
-            wanted = tuple(job_states.from_proto(state) for state in request.states)
+            int(request.page_token or "0")
+            for state in request.states:
+                job_states.from_proto(state)
         except ValueError as exc:
             raise InvalidArgumentError(f"bad request: {exc}") from None
-        limit = request.limit or DEFAULT_JOBS_PAGE
-        page = await self._jobs.list_jobs(
-            states_filter=wanted, user=request.user or None, queue=request.queue or None,
-            after_order=after, limit=limit,
-        )  # fmt: skip
-        token = str(page[-1][0].submit_order) if len(page) == limit else ""
-        return cluster_pb2.ListJobsResponse(jobs=[job for _, job in page], next_page_token=token)
+        checked = cluster_pb2.ListJobsRequest()
+        checked.CopyFrom(request)
+        checked.limit = request.limit or DEFAULT_JOBS_PAGE
+        return await self._cluster_jobs.list(checked)
 
     async def CancelJob(
         self, request: cluster_pb2.CancelJobRequest, context: Context
     ) -> types_pb2.Job:
         caller = current_caller()
-        return await self._jobs.cancel(
-            request.id, user=caller.name, is_admin=caller.role is Role.ADMIN, reason=request.reason
+        return await self._cluster_jobs.propose(
+            CancelJob(
+                job_id=request.id,
+                user=caller.name,
+                is_admin=caller.role in (Role.ADMIN, Role.NODE),
+                reason=request.reason,
+                at_us=time.time_ns() // 1000,
+            )
         )
 
     async def WatchJobs(
@@ -265,43 +326,42 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 and (not request.queue or job.spec.queue == request.queue)
             )
 
-        async with self._jobs.watch() as updates:
-            after = 0
-            while True:
-                page = await self._jobs.list_jobs(
-                    states_filter=(), user=request.user or None, queue=request.queue or None,
-                    after_order=after, limit=MAX_JOBS_PAGE,
-                )  # fmt: skip
-                for record, job in page:
-                    after = record.submit_order
-                    if matches(job):
-                        yield job
-                if len(page) < MAX_JOBS_PAGE:
-                    break
-            while True:
-                job = await updates.get()
+        async with contextlib.aclosing(self._cluster_jobs.watch(request)) as jobs:
+            async for job in jobs:
                 if matches(job):
                     yield job
 
     async def StreamLogs(
         self, request: cluster_pb2.StreamLogsRequest, context: Context
     ) -> AsyncIterator[types_pb2.LogLine]:
-        run_id = request.run_id or await self._latest_run(request.job_id, wait=request.follow)
-        if not run_id:
+        run = await self._run_of(request)
+        if run is None:
             return
-        run = await self._store.get_run(run_id)
-        if run.job_id != request.job_id and request.job_id:
-            raise NotFoundError(f"job {request.job_id} has no run {run_id}")
-        files = self._jobs.files_of(run_id)
+        if run.node != self._name:
+            # The run's files are on its node: relay that node's stream.
+            node = self._view.node(run.node)
+            if node is None or node.state in DOWN_STATES:
+                raise UnavailableError(f"node {run.node}, which ran {run.id}, is not reachable")
+            relayed = cluster_pb2.StreamLogsRequest()
+            relayed.CopyFrom(request)
+            relayed.run_id = run.id
+            stub = self._peer_channels.cluster_stub(node.address)
+            try:
+                async for line in stub.StreamLogs(relayed):
+                    yield line
+            except grpc.aio.AioRpcError as exc:
+                raise refused_by_peer(exc, f"node {run.node}") from None
+            return
+        files = self._executor.files_of(run.id)
         async for entry in run_log_entries(
             files.log_dir,
             from_offset=request.from_offset,
             tail_lines=request.tail_lines,
             follow=request.follow,
-            run_ended=lambda: not self._jobs.run_is_active(run_id),
+            run_ended=lambda: not self._executor.run_is_active(run.id),
         ):
             line = types_pb2.LogLine(
-                run_id=run_id,
+                run_id=run.id,
                 stream=_LOG_STREAMS.get(entry.stream, types_pb2.LOG_STREAM_UNSPECIFIED),
                 text=entry.text,
                 offset=entry.offset,
@@ -309,18 +369,27 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             line.time.FromNanoseconds(int(entry.time * 1e9))
             yield line
 
-    async def _latest_run(self, job_id: str, *, wait: bool) -> str:
-        """The job's newest run; with ``wait``, waits for a pending job's first run."""
+    async def _run_of(self, request: cluster_pb2.StreamLogsRequest) -> types_pb2.Run | None:
+        """The run whose log is asked for: the one named, or the job's newest; with
+        ``follow``, waits for a pending job's first run."""
+        if request.run_id and not request.job_id:
+            # A relay from another node: the run is one of ours.
+            return types_pb2.Run(id=request.run_id, node=self._name)
         while True:
-            job = await self._jobs.describe(job_id)
+            job = await self._cluster_jobs.get(request.job_id)
+            if request.run_id:
+                for run in job.runs:
+                    if run.id == request.run_id:
+                        return run
+                raise NotFoundError(f"job {request.job_id} has no run {request.run_id}")
             if job.runs:
-                return job.runs[-1].id
-            if not wait or job.state not in (
+                return job.runs[-1]
+            if not request.follow or job.state not in (
                 types_pb2.JOB_STATE_PENDING,
                 types_pb2.JOB_STATE_SCHEDULED,
                 types_pb2.JOB_STATE_STARTING,
             ):
-                return ""
+                return None
             await asyncio.sleep(0.2)
 
     # -------------------------------------------------------------- datasets

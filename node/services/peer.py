@@ -7,10 +7,17 @@ from typing import Any
 
 import grpc
 
+from node.cluster_jobs import ClusterJobs
 from node.cluster_view import ClusterView
+from node.consensus.runner import ConsensusRunner
+from node.consensus.wire import WireError
+from node.control.commands import CommandDecodeError, decode
 from node.convert import timestamp
 from node.drain import NodeDrain
 from node.errors import InvalidArgumentError, NotServedError
+from node.jobs.convert import run_message
+from node.jobs.manager import JobManager, RunAssignment
+from node.leader.duties import report_of
 from node.membership import MembershipRunner
 from node.rpc.caller import current_caller
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
@@ -22,11 +29,21 @@ MAX_REQUESTED_BY_CHARS = 256
 
 class PeerServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(
-        self, *, view: ClusterView, drain: NodeDrain, membership: MembershipRunner | None
+        self,
+        *,
+        view: ClusterView,
+        drain: NodeDrain,
+        membership: MembershipRunner | None,
+        consensus: ConsensusRunner | None = None,
+        cluster_jobs: ClusterJobs | None = None,
+        executor: JobManager | None = None,
     ) -> None:
         self._view = view
         self._drain = drain
         self._membership = membership
+        self._consensus = consensus
+        self._cluster_jobs = cluster_jobs
+        self._executor = executor
 
     async def Ping(self, request: node_pb2.PingRequest, context: Context) -> node_pb2.PingResponse:
         return node_pb2.PingResponse(
@@ -43,6 +60,77 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         # Never fails for what the peer sent: an unusable message is logged and dropped.
         await self._membership.receive(request.from_address, request.payload)
         return node_pb2.GossipResponse()
+
+    async def Raft(self, request: node_pb2.RaftRequest, context: Context) -> node_pb2.RaftResponse:
+        if self._consensus is None:
+            raise NotServedError(f"raft is not running on {self._view.local_name}")
+        try:
+            self._consensus.receive(request)
+        except WireError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return node_pb2.RaftResponse()
+
+    async def Propose(
+        self, request: node_pb2.ProposeRequest, context: Context
+    ) -> node_pb2.ProposeResponse:
+        try:
+            decode(request.command)  # only well-formed commands reach the log
+        except CommandDecodeError as exc:
+            raise InvalidArgumentError(f"not a control command: {exc}") from None
+        job = await self._queue().propose_here(request.command)
+        return node_pb2.ProposeResponse(job=job)
+
+    async def ReportRun(
+        self, request: node_pb2.ReportRunRequest, context: Context
+    ) -> node_pb2.ReportRunResponse:
+        run = request.run
+        await self._queue().propose(report_of(run.job_id, current_caller().name, run))
+        return node_pb2.ReportRunResponse()
+
+    async def StartRun(
+        self, request: node_pb2.StartRunRequest, context: Context
+    ) -> node_pb2.StartRunResponse:
+        if not request.run_id or not request.job_id:
+            raise InvalidArgumentError("an assignment needs a job id and a run id")
+        await self._runs().start_assigned(
+            RunAssignment(
+                job_id=request.job_id,
+                run_id=request.run_id,
+                attempt=request.attempt,
+                spec=request.spec,
+                gpu_indices=tuple(request.gpu_indices),
+                term=request.term,
+                sequence=request.sequence,
+                user=request.user,
+                lease_seconds=request.lease_seconds,
+            )
+        )
+        return node_pb2.StartRunResponse()
+
+    async def StopRun(
+        self, request: node_pb2.StopRunRequest, context: Context
+    ) -> node_pb2.StopRunResponse:
+        await self._runs().stop_run(request.run_id, term=request.term, reason=request.reason)
+        return node_pb2.StopRunResponse()
+
+    async def ListRuns(
+        self, request: node_pb2.ListRunsRequest, context: Context
+    ) -> node_pb2.ListRunsResponse:
+        executor = self._runs()
+        runs = await executor.runs_report(term=request.term, lease_seconds=request.lease_seconds)
+        return node_pb2.ListRunsResponse(
+            runs=[run_message(run) for run in runs], highest_term=executor.highest_term
+        )
+
+    def _queue(self) -> ClusterJobs:
+        if self._cluster_jobs is None:
+            raise NotServedError(f"the job queue is not running on {self._view.local_name}")
+        return self._cluster_jobs
+
+    def _runs(self) -> JobManager:
+        if self._executor is None:
+            raise NotServedError(f"no runs are executed on {self._view.local_name}")
+        return self._executor
 
     async def Describe(
         self, request: node_pb2.DescribeRequest, context: Context

@@ -1,4 +1,4 @@
-"""The ``jobs`` table: jobs submitted to this node and their current state."""
+"""The ``jobs`` table: this node's mirror of each job that ran here, and its state."""
 
 from __future__ import annotations
 
@@ -93,6 +93,16 @@ async def update(connection: aiosqlite.Connection, record: JobRecord) -> None:
     await cursor.close()
     if changed == 0:
         raise RecordNotFoundError("job", record.id)
+
+
+async def upsert(connection: aiosqlite.Connection, record: JobRecord) -> None:
+    """Writes the mutable fields of the stored job with ``record.id``, or inserts it
+    (taking the next submit_order) when there is none: a job placed here by the leader
+    gets its row with its first run, and a retried one that comes back finds it."""
+    try:
+        await update(connection, record)
+    except RecordNotFoundError:
+        await insert(connection, record)
 
 
 async def get(connection: aiosqlite.Connection, job_id: str) -> JobRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 
 import aiosqlite
 
@@ -117,5 +118,14 @@ async def list_runs(
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = await connection.execute_fetchall(
         f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created_at, id", parameters
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def list_ended_since(connection: aiosqlite.Connection, since: datetime) -> list[RunRecord]:
+    """Runs that ended at or after ``since``, in the order they ended."""
+    rows = await connection.execute_fetchall(
+        f"SELECT {_COLUMNS} FROM runs WHERE finished_at >= ? ORDER BY finished_at, id",
+        (to_micros(since),),
     )
     return [_from_row(row) for row in rows]

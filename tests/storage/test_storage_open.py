@@ -36,9 +36,9 @@ def _write_garbage(path: Path) -> None:
 
 async def test_open_creates_schema_at_latest_version(store_path: Path) -> None:
     async with await Store.open(store_path) as store:
-        assert await store.schema_version() == latest_version() == 3
+        assert await store.schema_version() == latest_version() == 4
         assert store.path == store_path
-    expected = {"meta", "datasets", "runs", "events", "audit", "join_tokens", "jobs"}
+    expected = {"meta", "datasets", "runs", "events", "audit", "join_tokens", "jobs", "raft_log"}
     assert expected <= _table_names(store_path)
 
 

@@ -9,9 +9,12 @@ is TLS without client certificates: a joining node has none yet and proves
 itself with a one-time token instead.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from proto.murmur.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
@@ -23,6 +26,25 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RaftEntryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RaftEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RaftEntryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RAFT_ENTRY_KIND_UNSPECIFIED: _RaftEntryKind.ValueType  # 0
+    RAFT_ENTRY_KIND_COMMAND: _RaftEntryKind.ValueType  # 1
+    RAFT_ENTRY_KIND_NOOP: _RaftEntryKind.ValueType  # 2
+    RAFT_ENTRY_KIND_VOTERS: _RaftEntryKind.ValueType  # 3
+
+class RaftEntryKind(_RaftEntryKind, metaclass=_RaftEntryKindEnumTypeWrapper): ...
+
+RAFT_ENTRY_KIND_UNSPECIFIED: RaftEntryKind.ValueType  # 0
+RAFT_ENTRY_KIND_COMMAND: RaftEntryKind.ValueType  # 1
+RAFT_ENTRY_KIND_NOOP: RaftEntryKind.ValueType  # 2
+RAFT_ENTRY_KIND_VOTERS: RaftEntryKind.ValueType  # 3
+Global___RaftEntryKind: _TypeAlias = RaftEntryKind  # noqa: Y015
 
 @_typing.final
 class PingRequest(_message.Message):
@@ -125,6 +147,501 @@ class GossipResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GossipResponse: _TypeAlias = GossipResponse  # noqa: Y015
+
+@_typing.final
+class RaftRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    VOTE_FIELD_NUMBER: _builtins.int
+    VOTE_ANSWER_FIELD_NUMBER: _builtins.int
+    APPEND_FIELD_NUMBER: _builtins.int
+    APPEND_ANSWER_FIELD_NUMBER: _builtins.int
+    INSTALL_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    from_address: _builtins.str
+    """the sender's API address (host:port), where answers go"""
+    @_builtins.property
+    def vote(self) -> Global___RaftVote: ...
+    @_builtins.property
+    def vote_answer(self) -> Global___RaftVoteAnswer: ...
+    @_builtins.property
+    def append(self) -> Global___RaftAppend: ...
+    @_builtins.property
+    def append_answer(self) -> Global___RaftAppendAnswer: ...
+    @_builtins.property
+    def install_snapshot(self) -> Global___RaftInstallSnapshot: ...
+    def __init__(
+        self,
+        *,
+        from_address: _builtins.str = ...,
+        vote: Global___RaftVote | None = ...,
+        vote_answer: Global___RaftVoteAnswer | None = ...,
+        append: Global___RaftAppend | None = ...,
+        append_answer: Global___RaftAppendAnswer | None = ...,
+        install_snapshot: Global___RaftInstallSnapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "append_answer", b"append_answer", "install_snapshot", b"install_snapshot", "message", b"message", "vote", b"vote", "vote_answer", b"vote_answer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "append_answer", b"append_answer", "from_address", b"from_address", "install_snapshot", b"install_snapshot", "message", b"message", "vote", b"vote", "vote_answer", b"vote_answer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["vote", "vote_answer", "append", "append_answer", "install_snapshot"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___RaftRequest: _TypeAlias = RaftRequest  # noqa: Y015
+
+@_typing.final
+class RaftResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftResponse: _TypeAlias = RaftResponse  # noqa: Y015
+
+@_typing.final
+class ProposeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    command: _builtins.bytes
+    """a murmur.v1.ControlCommand, serialized"""
+    def __init__(
+        self,
+        *,
+        command: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeRequest: _TypeAlias = ProposeRequest  # noqa: Y015
+
+@_typing.final
+class ProposeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> _types_pb2.Job:
+        """the job the command made or changed"""
+
+    def __init__(
+        self,
+        *,
+        job: _types_pb2.Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeResponse: _TypeAlias = ProposeResponse  # noqa: Y015
+
+@_typing.final
+class StartRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    GPU_INDICES_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    run_id: _builtins.str
+    attempt: _builtins.int
+    term: _builtins.int
+    """the leader's term and the assignment's log index:"""
+    sequence: _builtins.int
+    """together the run's fencing token"""
+    user: _builtins.str
+    lease_seconds: _builtins.float
+    """stop the run if the lease is not renewed within this"""
+    @_builtins.property
+    def spec(self) -> _types_pb2.JobSpec: ...
+    @_builtins.property
+    def gpu_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        spec: _types_pb2.JobSpec | None = ...,
+        gpu_indices: _abc.Iterable[_builtins.int] | None = ...,
+        term: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+        user: _builtins.str = ...,
+        lease_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "lease_seconds", b"lease_seconds", "run_id", b"run_id", "sequence", b"sequence", "spec", b"spec", "term", b"term", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartRunRequest: _TypeAlias = StartRunRequest  # noqa: Y015
+
+@_typing.final
+class StartRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartRunResponse: _TypeAlias = StartRunResponse  # noqa: Y015
+
+@_typing.final
+class StopRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    term: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        term: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopRunRequest: _TypeAlias = StopRunRequest  # noqa: Y015
+
+@_typing.final
+class StopRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopRunResponse: _TypeAlias = StopRunResponse  # noqa: Y015
+
+@_typing.final
+class ListRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    leader: _builtins.str
+    lease_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        leader: _builtins.str = ...,
+        lease_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leader", b"leader", "lease_seconds", b"lease_seconds", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    HIGHEST_TERM_FIELD_NUMBER: _builtins.int
+    highest_term: _builtins.int
+    """the highest term the node has seen"""
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Run]: ...
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[_types_pb2.Run] | None = ...,
+        highest_term: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["highest_term", b"highest_term", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
+
+@_typing.final
+class ReportRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> _types_pb2.Run: ...
+    def __init__(
+        self,
+        *,
+        run: _types_pb2.Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportRunRequest: _TypeAlias = ReportRunRequest  # noqa: Y015
+
+@_typing.final
+class ReportRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportRunResponse: _TypeAlias = ReportRunResponse  # noqa: Y015
+
+@_typing.final
+class RaftLogPosition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    index: _builtins.int
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftLogPosition: _TypeAlias = RaftLogPosition  # noqa: Y015
+
+@_typing.final
+class RaftVote(_message.Message):
+    """RequestVote, or with `pre_vote` a PreVote (Raft thesis 9.6)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    CANDIDATE_FIELD_NUMBER: _builtins.int
+    LAST_LOG_FIELD_NUMBER: _builtins.int
+    PRE_VOTE_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    candidate: _builtins.str
+    pre_vote: _builtins.bool
+    @_builtins.property
+    def last_log(self) -> Global___RaftLogPosition: ...
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        candidate: _builtins.str = ...,
+        last_log: Global___RaftLogPosition | None = ...,
+        pre_vote: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_log", b"last_log"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "last_log", b"last_log", "pre_vote", b"pre_vote", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftVote: _TypeAlias = RaftVote  # noqa: Y015
+
+@_typing.final
+class RaftVoteAnswer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    VOTER_FIELD_NUMBER: _builtins.int
+    GRANTED_FIELD_NUMBER: _builtins.int
+    PRE_VOTE_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    voter: _builtins.str
+    granted: _builtins.bool
+    pre_vote: _builtins.bool
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        voter: _builtins.str = ...,
+        granted: _builtins.bool = ...,
+        pre_vote: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted", "pre_vote", b"pre_vote", "term", b"term", "voter", b"voter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftVoteAnswer: _TypeAlias = RaftVoteAnswer  # noqa: Y015
+
+@_typing.final
+class RaftEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    VOTERS_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    index: _builtins.int
+    kind: Global___RaftEntryKind.ValueType
+    data: _builtins.bytes
+    @_builtins.property
+    def voters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        index: _builtins.int = ...,
+        kind: Global___RaftEntryKind.ValueType = ...,
+        data: _builtins.bytes = ...,
+        voters: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "index", b"index", "kind", b"kind", "term", b"term", "voters", b"voters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftEntry: _TypeAlias = RaftEntry  # noqa: Y015
+
+@_typing.final
+class RaftAppend(_message.Message):
+    """AppendEntries; without entries, the heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    leader: _builtins.str
+    commit: _builtins.int
+    @_builtins.property
+    def previous(self) -> Global___RaftLogPosition: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaftEntry]: ...
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        leader: _builtins.str = ...,
+        previous: Global___RaftLogPosition | None = ...,
+        entries: _abc.Iterable[Global___RaftEntry] | None = ...,
+        commit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "entries", b"entries", "leader", b"leader", "previous", b"previous", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftAppend: _TypeAlias = RaftAppend  # noqa: Y015
+
+@_typing.final
+class RaftAppendAnswer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    FOLLOWER_FIELD_NUMBER: _builtins.int
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    MATCH_INDEX_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    follower: _builtins.str
+    success: _builtins.bool
+    match_index: _builtins.int
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        follower: _builtins.str = ...,
+        success: _builtins.bool = ...,
+        match_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower", b"follower", "match_index", b"match_index", "success", b"success", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftAppendAnswer: _TypeAlias = RaftAppendAnswer  # noqa: Y015
+
+@_typing.final
+class RaftInstallSnapshot(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    VOTERS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    leader: _builtins.str
+    data: _builtins.bytes
+    @_builtins.property
+    def last(self) -> Global___RaftLogPosition: ...
+    @_builtins.property
+    def voters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        leader: _builtins.str = ...,
+        last: Global___RaftLogPosition | None = ...,
+        voters: _abc.Iterable[_builtins.str] | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last", b"last"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "last", b"last", "leader", b"leader", "term", b"term", "voters", b"voters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftInstallSnapshot: _TypeAlias = RaftInstallSnapshot  # noqa: Y015
 
 @_typing.final
 class SetDrainingRequest(_message.Message):

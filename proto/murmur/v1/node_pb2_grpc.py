@@ -55,6 +55,36 @@ class NodeServiceStub:
                 request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.SetDrainingRequest.SerializeToString,
                 response_deserializer=proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.Raft = channel.unary_unary(
+                '/murmur.v1.NodeService/Raft',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.FromString,
+                _registered_method=True)
+        self.Propose = channel.unary_unary(
+                '/murmur.v1.NodeService/Propose',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ProposeRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ProposeResponse.FromString,
+                _registered_method=True)
+        self.StartRun = channel.unary_unary(
+                '/murmur.v1.NodeService/StartRun',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.StartRunRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.StartRunResponse.FromString,
+                _registered_method=True)
+        self.StopRun = channel.unary_unary(
+                '/murmur.v1.NodeService/StopRun',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.StopRunRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.StopRunResponse.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/murmur.v1.NodeService/ListRuns',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ReportRun = channel.unary_unary(
+                '/murmur.v1.NodeService/ReportRun',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -92,6 +122,54 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Raft(self, request, context):
+        """One Raft message (node/election, driven by node/consensus). One-way like
+        Gossip: the answer, when Raft has one, is a separate Raft call back to
+        `from_address`, so a slow voter never holds a leader's call open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Propose(self, request, context):
+        """A command for the replicated job queue (a submission, a cancel), built and
+        authorized by the node the client reached, forwarded to the leader. Answered
+        once it is committed by a quorum of voters and applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRun(self, request, context):
+        """The leader places a run on the peer, stamped with (term, sequence). The peer
+        refuses an assignment from a term older than the highest it has seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopRun(self, request, context):
+        """The leader stops a run it no longer wants (cancelled, or re-placed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """The runs the peer holds and recently ended: what a new leader reconciles with
+        before it re-places anything. Also renews the peer's runs' lease.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportRun(self, request, context):
+        """A node tells the leader that one of its runs changed state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +192,36 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.SetDraining,
                     request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.SetDrainingRequest.FromString,
                     response_serializer=proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.SerializeToString,
+            ),
+            'Raft': grpc.unary_unary_rpc_method_handler(
+                    servicer.Raft,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.SerializeToString,
+            ),
+            'Propose': grpc.unary_unary_rpc_method_handler(
+                    servicer.Propose,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ProposeRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ProposeResponse.SerializeToString,
+            ),
+            'StartRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRun,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.StartRunRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.StartRunResponse.SerializeToString,
+            ),
+            'StopRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopRun,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.StopRunRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.StopRunResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ListRunsRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ReportRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRun,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +332,168 @@ class NodeService:
             '/murmur.v1.NodeService/SetDraining',
             proto_dot_murmur_dot_v1_dot_node__pb2.SetDrainingRequest.SerializeToString,
             proto_dot_murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Raft(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/Raft',
+            proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Propose(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/Propose',
+            proto_dot_murmur_dot_v1_dot_node__pb2.ProposeRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.ProposeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/StartRun',
+            proto_dot_murmur_dot_v1_dot_node__pb2.StartRunRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.StartRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/StopRun',
+            proto_dot_murmur_dot_v1_dot_node__pb2.StopRunRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.StopRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/ListRuns',
+            proto_dot_murmur_dot_v1_dot_node__pb2.ListRunsRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/ReportRun',
+            proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,28 @@ class NodeServiceStub:
     forwards an admin's ClusterService.DrainNode of another node here; the admin's
     name travels in `requested_by` for the peer's event log.
     """
+    Raft: _grpc.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]
+    """One Raft message (node/election, driven by node/consensus). One-way like
+    Gossip: the answer, when Raft has one, is a separate Raft call back to
+    `from_address`, so a slow voter never holds a leader's call open.
+    """
+    Propose: _grpc.UnaryUnaryMultiCallable[_node_pb2.ProposeRequest, _node_pb2.ProposeResponse]
+    """A command for the replicated job queue (a submission, a cancel), built and
+    authorized by the node the client reached, forwarded to the leader. Answered
+    once it is committed by a quorum of voters and applied.
+    """
+    StartRun: _grpc.UnaryUnaryMultiCallable[_node_pb2.StartRunRequest, _node_pb2.StartRunResponse]
+    """The leader places a run on the peer, stamped with (term, sequence). The peer
+    refuses an assignment from a term older than the highest it has seen.
+    """
+    StopRun: _grpc.UnaryUnaryMultiCallable[_node_pb2.StopRunRequest, _node_pb2.StopRunResponse]
+    """The leader stops a run it no longer wants (cancelled, or re-placed)."""
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListRunsRequest, _node_pb2.ListRunsResponse]
+    """The runs the peer holds and recently ended: what a new leader reconciles with
+    before it re-places anything. Also renews the peer's runs' lease.
+    """
+    ReportRun: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReportRunRequest, _node_pb2.ReportRunResponse]
+    """A node tells the leader that one of its runs changed state."""
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -70,6 +92,28 @@ class NodeServiceAsyncStub(NodeServiceStub):
     forwards an admin's ClusterService.DrainNode of another node here; the admin's
     name travels in `requested_by` for the peer's event log.
     """
+    Raft: _aio.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]  # type: ignore[assignment]
+    """One Raft message (node/election, driven by node/consensus). One-way like
+    Gossip: the answer, when Raft has one, is a separate Raft call back to
+    `from_address`, so a slow voter never holds a leader's call open.
+    """
+    Propose: _aio.UnaryUnaryMultiCallable[_node_pb2.ProposeRequest, _node_pb2.ProposeResponse]  # type: ignore[assignment]
+    """A command for the replicated job queue (a submission, a cancel), built and
+    authorized by the node the client reached, forwarded to the leader. Answered
+    once it is committed by a quorum of voters and applied.
+    """
+    StartRun: _aio.UnaryUnaryMultiCallable[_node_pb2.StartRunRequest, _node_pb2.StartRunResponse]  # type: ignore[assignment]
+    """The leader places a run on the peer, stamped with (term, sequence). The peer
+    refuses an assignment from a term older than the highest it has seen.
+    """
+    StopRun: _aio.UnaryUnaryMultiCallable[_node_pb2.StopRunRequest, _node_pb2.StopRunResponse]  # type: ignore[assignment]
+    """The leader stops a run it no longer wants (cancelled, or re-placed)."""
+    ListRuns: _aio.UnaryUnaryMultiCallable[_node_pb2.ListRunsRequest, _node_pb2.ListRunsResponse]  # type: ignore[assignment]
+    """The runs the peer holds and recently ended: what a new leader reconciles with
+    before it re-places anything. Also renews the peer's runs' lease.
+    """
+    ReportRun: _aio.UnaryUnaryMultiCallable[_node_pb2.ReportRunRequest, _node_pb2.ReportRunResponse]  # type: ignore[assignment]
+    """A node tells the leader that one of its runs changed state."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -109,6 +153,64 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         forwards an admin's ClusterService.DrainNode of another node here; the admin's
         name travels in `requested_by` for the peer's event log.
         """
+
+    @_abc_1.abstractmethod
+    def Raft(
+        self,
+        request: _node_pb2.RaftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.RaftResponse, _abc.Awaitable[_node_pb2.RaftResponse]]:
+        """One Raft message (node/election, driven by node/consensus). One-way like
+        Gossip: the answer, when Raft has one, is a separate Raft call back to
+        `from_address`, so a slow voter never holds a leader's call open.
+        """
+
+    @_abc_1.abstractmethod
+    def Propose(
+        self,
+        request: _node_pb2.ProposeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ProposeResponse, _abc.Awaitable[_node_pb2.ProposeResponse]]:
+        """A command for the replicated job queue (a submission, a cancel), built and
+        authorized by the node the client reached, forwarded to the leader. Answered
+        once it is committed by a quorum of voters and applied.
+        """
+
+    @_abc_1.abstractmethod
+    def StartRun(
+        self,
+        request: _node_pb2.StartRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.StartRunResponse, _abc.Awaitable[_node_pb2.StartRunResponse]]:
+        """The leader places a run on the peer, stamped with (term, sequence). The peer
+        refuses an assignment from a term older than the highest it has seen.
+        """
+
+    @_abc_1.abstractmethod
+    def StopRun(
+        self,
+        request: _node_pb2.StopRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.StopRunResponse, _abc.Awaitable[_node_pb2.StopRunResponse]]:
+        """The leader stops a run it no longer wants (cancelled, or re-placed)."""
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _node_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ListRunsResponse, _abc.Awaitable[_node_pb2.ListRunsResponse]]:
+        """The runs the peer holds and recently ended: what a new leader reconciles with
+        before it re-places anything. Also renews the peer's runs' lease.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportRun(
+        self,
+        request: _node_pb2.ReportRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ReportRunResponse, _abc.Awaitable[_node_pb2.ReportRunResponse]]:
+        """A node tells the leader that one of its runs changed state."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

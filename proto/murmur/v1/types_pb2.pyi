@@ -434,6 +434,7 @@ class NodeInfo(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     HOLDS_CA_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -448,6 +449,8 @@ class NodeInfo(_message.Message):
     version: _builtins.str
     holds_ca: _builtins.bool
     """this node can sign join requests"""
+    term: _builtins.int
+    """the highest Raft term this node has seen"""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -483,10 +486,11 @@ class NodeInfo(_message.Message):
         started_at: _timestamp_pb2.Timestamp | None = ...,
         holds_ca: _builtins.bool = ...,
         datasets: _abc.Iterable[Global___Dataset] | None = ...,
+        term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -739,6 +743,7 @@ class Job(_message.Message):
     RUNS_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user: _builtins.str
     """from the submitter's certificate"""
@@ -758,6 +763,10 @@ class Job(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """the job's story as the queue recorded it, oldest first"""
+
     def __init__(
         self,
         *,
@@ -772,10 +781,11 @@ class Job(_message.Message):
         runs: _abc.Iterable[Global___Run] | None = ...,
         exit_code: _builtins.int | None = ...,
         attempts: _builtins.int = ...,
+        history: _abc.Iterable[Global___Event] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "spec", b"spec", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempts", b"attempts", "exit_code", b"exit_code", "id", b"id", "queue_position", b"queue_position", "reason", b"reason", "runs", b"runs", "spec", b"spec", "state", b"state", "submitted_at", b"submitted_at", "updated_at", b"updated_at", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempts", b"attempts", "exit_code", b"exit_code", "history", b"history", "id", b"id", "queue_position", b"queue_position", "reason", b"reason", "runs", b"runs", "spec", b"spec", "state", b"state", "submitted_at", b"submitted_at", "updated_at", b"updated_at", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

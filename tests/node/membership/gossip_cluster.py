@@ -1,5 +1,5 @@
 """Real gossip nodes inside one test process: a grpc.aio server over mutual TLS on a
-127.0.0.x address, a GrpcGossipTransport and a MembershipRunner each.
+127.0.0.x address, a PeerTransport and a MembershipRunner each.
 
 The server serves only ``NodeService.Gossip`` (a test servicer that hands the
 payload to the runner); the daemon's own servicer and interceptors are the lead's
@@ -21,8 +21,8 @@ from certs import CertificateAuthority, IdentityBundle, Role
 from node.gossip import GossipConfig, MemberState
 from node.membership import (
     GRPC_PIGGYBACK_BYTES,
-    GrpcGossipTransport,
     MembershipRunner,
+    PeerTransport,
     encode_meta,
 )
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
@@ -113,7 +113,7 @@ class GossipNode:
     info: types_pb2.NodeInfo
     server: grpc.aio.Server
     servicer: GossipOnlyServicer
-    transport: GrpcGossipTransport
+    transport: PeerTransport
     runner: MembershipRunner
     task: asyncio.Task[None]
     stopped: bool = False
@@ -159,7 +159,7 @@ class GossipLab:
         servicer = GossipOnlyServicer()
         server, address = await start_gossip_server(bundle, host, servicer)
         info = node_info(name, address, host=host)
-        transport = GrpcGossipTransport(bundle)
+        transport = PeerTransport(bundle)
         runner = MembershipRunner(
             name=name,
             advertise_address=address,

@@ -166,7 +166,22 @@ async def test_drain_through_any_node_holds_new_jobs_and_survives_a_restart(lab:
     assert json.loads(drained.stdout)["state"] == "NODE_STATE_DRAINING"
     await wait_converged(nodes, lab.admin_identity, {target.name: "draining"})
 
-    # A job submitted to the drained node waits, and says why.
+    # A job submitted through the drained node runs on another one.
+    async with client_for(target, lab.admin_identity) as client:
+        elsewhere = await client.submit_job(_sleep_spec())
+        placed = await eventually(
+            lambda: client.get_job(elsewhere.id),
+            lambda j: bool(j.runs),
+            within=15,
+            what="the job to be placed",
+        )
+        assert placed.runs[-1].node != target.name
+
+    # With every node drained, a job waits, and says why.
+    for other in (nodes[0], nodes[2]):
+        result = lab.murmur("node", "drain", other.name, "--node", nodes[0].address)
+        assert result.returncode == 0, result.stderr
+    await wait_converged(nodes, lab.admin_identity, dict.fromkeys(names(nodes), "draining"))
     async with client_for(target, lab.admin_identity) as client:
         job = await client.submit_job(_sleep_spec())
         waiting = await eventually(
@@ -186,12 +201,13 @@ async def test_drain_through_any_node_holds_new_jobs_and_survives_a_restart(lab:
     undrained = lab.murmur("node", "drain", target.name, "--undo", "--node", nodes[2].address)
     assert undrained.returncode == 0, undrained.stderr
     async with client_for(target, lab.admin_identity) as client:
-        await eventually(
+        started = await eventually(
             lambda: client.get_job(job.id),
             lambda j: j.state != types_pb2.JOB_STATE_PENDING,
             within=15,
             what="the held job to start after undrain",
         )
+        assert started.runs[-1].node == target.name
     await wait_converged(nodes, lab.admin_identity, {target.name: "alive"})
     events = lab.murmur("audit", "--node", target.address, "--json")
     assert events.returncode == 0, events.stderr
@@ -266,6 +282,10 @@ async def test_a_node_restarts_through_remembered_peers_when_its_seed_is_down(la
     await wait_converged(
         [nodes[1], restarted], lab.admin_identity, {"node-2": "alive", "node-3": "alive"}
     )
+
+
+def names(nodes: list[NodeProcess]) -> list[str]:
+    return [node.name for node in nodes]
 
 
 def _sleep_spec() -> types_pb2.JobSpec:

@@ -1,4 +1,4 @@
-"""GrpcGossipTransport against real mTLS servers: what each failure is reported as."""
+"""PeerTransport against real mTLS servers: what each failure is reported as."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from certs import CertificateAuthority, IdentityBundle, Role
-from node.membership import GrpcGossipTransport, SendOutcome, TransportClosedError
+from node.membership import PeerTransport, SendOutcome, TransportClosedError
 from node.membership.transport import channel_options
 from node.server import _SERVER_OPTIONS
 from proto.murmur.v1 import node_pb2
@@ -54,7 +54,7 @@ async def test_a_payload_reaches_the_peer_with_the_senders_address(
 ) -> None:
     servicer = RecordingServicer()
     server, address = await start_gossip_server(node_bundle(lab_ca, "b"), "127.0.0.2", servicer)
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"))
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
     try:
         first = await transport.send(address, b"one", from_address="127.0.0.3:7", timeout=2)
         second = await transport.send(address, b"two", from_address="127.0.0.3:7", timeout=2)
@@ -71,7 +71,7 @@ async def test_a_closed_port_is_refused_and_a_restart_there_is_reached_at_once(
 ) -> None:
     port = free_port("127.0.0.2")
     address = f"127.0.0.2:{port}"
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"))
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
     server = None
     try:
         assert await transport.send(address, b"x", from_address="a:1", timeout=2) is (
@@ -99,7 +99,7 @@ async def test_a_stopped_server_is_refused_on_the_existing_channel(
     server, address = await start_gossip_server(
         node_bundle(lab_ca, "b"), "127.0.0.2", RecordingServicer()
     )
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"))
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
     try:
         assert await transport.send(address, b"x", from_address="a:1", timeout=2) is (
             SendOutcome.OK
@@ -121,7 +121,7 @@ async def test_a_peer_that_does_not_answer_in_time_is_a_timeout_not_a_refusal(
     servicer = RecordingServicer()
     servicer.release.clear()
     server, address = await start_gossip_server(node_bundle(lab_ca, "b"), "127.0.0.2", servicer)
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"))
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
     try:
         outcome = await transport.send(address, b"x", from_address="a:1", timeout=0.2)
     finally:
@@ -142,7 +142,7 @@ async def test_a_certificate_from_another_ca_is_other_not_refused(
         certificate_pem=foreign.certificate_pem,
         ca_certificate_pem=lab_ca.certificate_pem,
     )
-    transport = GrpcGossipTransport(stranger)
+    transport = PeerTransport(stranger)
     try:
         outcome = await transport.send(address, b"x", from_address="a:1", timeout=2)
     finally:
@@ -158,7 +158,7 @@ async def test_a_server_of_another_ca_is_not_trusted(
     impostor = node_bundle(CertificateAuthority.create(tmp_path / "other"), "b")
     servicer = RecordingServicer()
     server, address = await start_gossip_server(impostor, "127.0.0.2", servicer)
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"))
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
     try:
         outcome = await transport.send(address, b"x", from_address="a:1", timeout=2)
     finally:
@@ -173,7 +173,7 @@ async def test_idle_channels_are_closed(lab_ca: CertificateAuthority) -> None:
         await start_gossip_server(node_bundle(lab_ca, "b"), host, RecordingServicer())
         for host in ("127.0.0.2", "127.0.0.3")
     ]
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"), idle_close_seconds=0.0)
+    transport = PeerTransport(node_bundle(lab_ca, "a"), idle_close_seconds=0.0)
     try:
         for _, address in servers:
             assert await transport.send(address, b"x", from_address="a:1", timeout=2) is (
@@ -187,7 +187,7 @@ async def test_idle_channels_are_closed(lab_ca: CertificateAuthority) -> None:
 
 
 async def test_sending_after_close_is_an_error(lab_ca: CertificateAuthority) -> None:
-    transport = GrpcGossipTransport(node_bundle(lab_ca, "a"))
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
     await transport.close()
     with pytest.raises(TransportClosedError):
         await transport.send("127.0.0.2:1", b"x", from_address="a:1", timeout=1)

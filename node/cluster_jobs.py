@@ -1,0 +1,285 @@
+"""`ClusterJobs`: the replicated job queue as any node's ClusterService sees it.
+
+Writes (a submission, a cancel) become control commands (node/control). The leader
+proposes them to Raft and answers once a quorum of voters has them; any other node
+forwards the command to the leader over ``NodeService.Propose``, after checking the
+caller's request itself, so the leader only ever sees well-formed commands from
+nodes. Reads are answered by the leader, whose state is the newest: the node a
+client reached answers itself when it leads, and asks the leader otherwise, so a
+client always reads its own writes whichever node it talks to.
+
+While no leader is known (an election is under way), calls wait up to
+``LEADER_PATIENCE_SECONDS`` for one, which covers a failover; then they fail with
+UNAVAILABLE, and a retry later is safe: submissions carry an idempotency key, made
+up by the node when the client gave none, so a forward repeated after a lost
+answer never makes a second job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+import grpc
+import grpc.aio
+
+from node.broadcast import Broadcaster
+from node.consensus.errors import NotLeaderError
+from node.consensus.leadership import Leadership
+from node.consensus.runner import ConsensusRunner
+from node.control.commands import Command, encode
+from node.control.convert import job_message
+from node.control.records import ClusterJob
+from node.control.results import ApplyResult
+from node.control.state import ControlState
+from node.errors import NotFoundError, PeerRefusedError, UnavailableError
+from node.jobs import states as job_states
+from node.membership.transport import PeerTransport
+from proto.murmur.v1 import cluster_pb2, node_pb2, types_pb2
+
+if TYPE_CHECKING:
+    from proto.murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
+
+T = TypeVar("T")
+
+LEADER_PATIENCE_SECONDS = 5.0
+"""How long a call waits for a leader: several failovers' worth (p99 about 1 s)."""
+
+FORWARD_TIMEOUT_SECONDS = 10.0
+"""Deadline of a call forwarded to the leader; a commit takes milliseconds, so
+only a leader that lost its voters runs into it (it then answers UNAVAILABLE at
+``PROPOSAL_TIMEOUT_SECONDS`` first)."""
+
+RETRY_PAUSE_SECONDS = 0.05
+
+
+def refused_by_peer(exc: grpc.aio.AioRpcError, who: str) -> Exception:
+    """A forwarded call's failure as this node's error: the leader's own refusals
+    keep their code; a leader that is gone or stepped down means "try again"."""
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return NotLeaderError(None, f"{who} did not take it: {exc.details()}")
+    return PeerRefusedError(code, exc.details() or code.name)
+
+
+class ClusterJobs:
+    """The cluster's jobs, through whichever node leads.
+
+    Args:
+        consensus: this node's Raft.
+        control: this node's replica of the control state (current on the leader).
+        peers: the shared peer channels.
+        leadership: who leads, as this node can tell (own Raft, else gossip).
+        waiting: the leader's latest "why it waits" and queue position per job.
+    """
+
+    def __init__(
+        self,
+        *,
+        consensus: ConsensusRunner,
+        control: ControlState,
+        peers: PeerTransport,
+        leadership: Callable[[], Leadership],
+        waiting: Callable[[], Mapping[str, tuple[str, int]]],
+    ) -> None:
+        self._consensus = consensus
+        self._control = control
+        self._peers = peers
+        self._leadership = leadership
+        self._waiting = waiting
+        self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
+        """Jobs as they change, on the leader (see :meth:`applied`)."""
+
+    # --- conversions -----------------------------------------------------------------
+
+    def message(self, job: ClusterJob) -> types_pb2.Job:
+        reason, position = self._waiting().get(job.id, ("", 0))
+        return job_message(job, queue_position=position, waiting_reason=reason)
+
+    def outcome(self, result: object) -> types_pb2.Job:
+        """The job a committed command made or changed, or its refusal raised."""
+        if not isinstance(result, ApplyResult):
+            raise TypeError(f"the control state answered {result!r}")
+        error = result.exception()
+        if error is not None:
+            raise error
+        if result.job is None:
+            raise NotFoundError(result.message or "no such job")
+        return self.message(result.job)
+
+    def applied(self, result: object) -> None:
+        """Every applied command's result (the runner's ``on_applied``): the leader
+        tells its watchers about the jobs it changed."""
+        if not self._consensus.is_leader or not self.updates.subscriber_count:
+            return
+        if isinstance(result, ApplyResult):
+            for job in result.changed:
+                self.updates.publish(self.message(job))
+
+    def publish(self, job_ids: list[str]) -> None:
+        """Tell watchers about jobs whose waiting reason or position moved."""
+        if not self.updates.subscriber_count:
+            return
+        for job_id in job_ids:
+            job = self._control.job(job_id)
+            if job is not None:
+                self.updates.publish(self.message(job))
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def propose(self, command: Command) -> types_pb2.Job:
+        """Commit ``command`` through the leader; returns the job it made or changed.
+
+        Raises:
+            UnavailableError: no leader took it within ``LEADER_PATIENCE_SECONDS``.
+            NodeError: the control state refused it (not found, not allowed, ended).
+        """
+        data = encode(command)
+        return await self._with_leader(lambda: self._propose_once(data))
+
+    async def propose_here(self, data: bytes) -> types_pb2.Job:
+        """The leader's side of a forwarded command (``NodeService.Propose``)."""
+        return self.outcome(await self._consensus.propose(data))
+
+    async def _propose_once(self, data: bytes) -> types_pb2.Job:
+        if self._consensus.is_leader:
+            return await self.propose_here(data)
+        address = self._leader_address()
+        try:
+            response = await self._peers.node_stub(address).Propose(
+                node_pb2.ProposeRequest(command=data), timeout=FORWARD_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise refused_by_peer(exc, "the leader") from None
+        return response.job
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> types_pb2.Job:
+        async def once() -> types_pb2.Job:
+            if self._consensus.state_is_current():
+                job = self._control.job(job_id)
+                if job is None:
+                    raise NotFoundError(f"no job {job_id!r}")
+                return self.message(job)
+            return await self._forward(
+                lambda stub: stub.GetJob(
+                    cluster_pb2.GetJobRequest(id=job_id), timeout=FORWARD_TIMEOUT_SECONDS
+                )
+            )
+
+        return await self._with_leader(once)
+
+    async def list(self, request: cluster_pb2.ListJobsRequest) -> cluster_pb2.ListJobsResponse:
+        """One page of jobs in submit order; the request was checked by the caller."""
+
+        async def once() -> cluster_pb2.ListJobsResponse:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.ListJobs(request, timeout=FORWARD_TIMEOUT_SECONDS)
+                )
+            after = int(request.page_token) if request.page_token else 0
+            wanted = [job_states.from_proto(state) for state in request.states]
+            found = self._control.jobs(
+                states=wanted or None,
+                user=request.user or None,
+                queue=request.queue or None,
+            )
+            page = [job for job in found if job.submit_order > after][: request.limit]
+            token = str(page[-1].submit_order) if len(page) == request.limit else ""
+            return cluster_pb2.ListJobsResponse(
+                jobs=[self.message(job) for job in page], next_page_token=token
+            )
+
+        return await self._with_leader(once)
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs by state name (as ``ClusterStatus.jobs_by_state``); empty when no
+        leader answers."""
+        if self._consensus.state_is_current():
+            return {state: n for state, n in self._control.counts_by_state().items() if n}
+        try:
+            status = await self._forward(
+                lambda stub: stub.GetStatus(cluster_pb2.GetStatusRequest(), timeout=2.0)
+            )
+        except Exception:
+            return {}
+        return dict(status.jobs_by_state)
+
+    async def watch(
+        self, request: cluster_pb2.WatchJobsRequest
+    ) -> AsyncGenerator[types_pb2.Job, None]:
+        """Every matching job, then each change. Off the leader, the leader's stream
+        is relayed; when it ends (the leader changed), the client is told to retry."""
+        if not self._consensus.state_is_current():
+            address = self._leader_address_or_unavailable()
+            try:
+                async for relayed in self._peers.cluster_stub(address).WatchJobs(request):
+                    yield relayed
+            except grpc.aio.AioRpcError as exc:
+                raise refused_by_peer(exc, "the leader") from None
+            raise UnavailableError("the leader's job stream ended; reconnect to follow on")
+        async with self.updates.subscribe() as updates:
+            for current in self._control.jobs():
+                yield self.message(current)
+            while True:
+                yield await updates.get()
+
+    async def job_events(self, job_id: str, since_id: int) -> AsyncGenerator[types_pb2.Event, None]:
+        """The job's story (its history, oldest first, after ``since_id``), then each
+        new line as the job changes.
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        last = since_id
+        job = await self.get(job_id)
+        for event in job.history:
+            if event.id > last:
+                last = event.id
+                yield event
+        async with contextlib.aclosing(self.watch(cluster_pb2.WatchJobsRequest())) as updates:
+            async for update in updates:
+                if update.id != job_id:
+                    continue
+                for event in update.history:
+                    if event.id > last:
+                        last = event.id
+                        yield event
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def _with_leader(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + LEADER_PATIENCE_SECONDS
+        while True:
+            try:
+                return await attempt()
+            except NotLeaderError as exc:
+                if time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"no leader could answer within {LEADER_PATIENCE_SECONDS:g} s ({exc}); "
+                        "a majority of the voters must be up and connected"
+                    ) from None
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    def _leader_address(self) -> str:
+        leadership = self._leadership()
+        if not leadership.leader_address or leadership.leader == self._consensus.name:
+            raise NotLeaderError(None, "no leader is known yet")
+        return leadership.leader_address
+
+    def _leader_address_or_unavailable(self) -> str:
+        try:
+            return self._leader_address()
+        except NotLeaderError as exc:
+            raise UnavailableError(str(exc)) from None
+
+    async def _forward(self, call: Callable[[ClusterServiceAsyncStub], Awaitable[T]]) -> T:
+        address = self._leader_address()
+        try:
+            return await call(self._peers.cluster_stub(address))
+        except grpc.aio.AioRpcError as exc:
+            raise refused_by_peer(exc, "the leader") from None

@@ -1,0 +1,507 @@
+"""`ConsensusRunner`: the daemon's side of Raft. It drives the pure machine
+(node/election) with the monotonic clock, makes its output durable in the node's
+SQLite store before any message leaves, carries messages over ``NodeService.Raft``
+(mTLS), and applies committed entries to the replicated state machine.
+
+One loop owns the machine. Inputs (messages from peers, proposals) wait in an
+inbox; each turn feeds all of them, ticks, and handles the one ``Ready`` they
+produced: persist (one fsynced transaction: term, vote, snapshot, truncation,
+entries), then send, then apply. A burst of proposals or messages therefore costs
+one transaction and one round of messages, not one each: that is where
+throughput comes from.
+
+A proposal is answered only once its entry is committed and applied (a quorum of
+voters has it on disk): the caller then gets the state machine's result. An entry
+that lost its place (a new leader's log replaced it) fails the proposal with
+:class:`NotLeaderError`; one that is neither committed nor lost within
+``PROPOSAL_TIMEOUT_SECONDS`` fails with :class:`ProposalTimeoutError`. In both cases
+the caller does not know whether the command took effect; commands are written so
+that a retry is harmless (an idempotency key for submissions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from node.consensus.errors import NotLeaderError, ProposalTimeoutError
+from node.consensus.wire import (
+    entries_from_records,
+    entry_to_record,
+    from_wire,
+    sender_of,
+    snapshot_from_record,
+    snapshot_to_record,
+    to_wire,
+)
+from node.election import (
+    ElectionConfig,
+    ElectionError,
+    EntryKind,
+    LogEntry,
+    LogPosition,
+    Message,
+    Outgoing,
+    PersistentState,
+    Raft,
+    Ready,
+    Role,
+    Snapshot,
+    bootstrap_entry,
+)
+from node.membership.transport import SendOutcome
+from proto.murmur.v1 import node_pb2
+from storage import RaftDurableState, RaftEntryRecord, RaftSnapshotRecord
+
+if TYPE_CHECKING:
+    from proto.murmur.v1.node_pb2_grpc import NodeServiceAsyncStub
+
+_log = logging.getLogger("murmur.consensus")
+
+PROPOSAL_TIMEOUT_SECONDS = 5.0
+"""How long a proposal waits to be committed. Failover takes about a second, so
+this covers one; past it the leader is cut off from its voters and the client is
+better told so than kept waiting."""
+
+SEND_TIMEOUT_SECONDS = 1.0
+"""Deadline of one Raft call. A message later than this is useless anyway: the
+leader resends what was not answered at the next heartbeat."""
+
+SNAPSHOT_EVERY_ENTRIES = 10_000
+"""Compact the log once this many entries were applied since the last snapshot:
+a restart replays at most this many, and a lagging voter gets a snapshot instead
+of an unbounded log."""
+
+
+class StateMachine(Protocol):
+    """What the log's COMMAND entries are applied to (node/control's ControlState)."""
+
+    def apply(self, term: int, index: int, data: bytes) -> object:
+        """Apply one committed command; the result goes to whoever proposed it."""
+
+    def snapshot(self) -> bytes:
+        """The whole state, for compaction."""
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a snapshot's."""
+
+
+class RaftTransport(Protocol):
+    """The peer channels (:class:`~node.membership.transport.PeerTransport`)."""
+
+    async def call(
+        self, address: str, invoke: Callable[[NodeServiceAsyncStub], Awaitable[object]]
+    ) -> SendOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusStatus:
+    """This node's view of the election, for status displays and gossip."""
+
+    role: Role
+    term: int
+    leader: str | None
+    voters: frozenset[str]
+    commit_index: int
+    last_index: int
+    learners: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class _Pending:
+    position: LogPosition
+    future: asyncio.Future[object] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class ConsensusRunner:
+    """Runs Raft for this node.
+
+    Args:
+        name: this node's name (its Raft id).
+        advertise_address: where peers reach this node's API (answers come here).
+        store: the node's store (``load_raft``/``save_raft``).
+        transport: the shared peer channels.
+        address_of: a peer's API address by name, from gossip (``None``: unknown).
+        state_machine: where committed commands go.
+        config: Raft timings.
+        bootstrap: this node founded the cluster; with an empty log it writes the
+            entry that makes it the lone voter. Every other node starts with no
+            voters and waits for a leader to replicate to it.
+        on_change: called (no arguments) when role, term, leader or voters change.
+        on_applied: called with the state machine's result of every applied command
+            (on every node that applies it), e.g. to tell watchers what changed.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        advertise_address: str,
+        store: RaftStore,
+        transport: RaftTransport,
+        address_of: Callable[[str], str | None],
+        state_machine: StateMachine,
+        config: ElectionConfig,
+        bootstrap: bool,
+        on_change: Callable[[], None] = lambda: None,
+        on_applied: Callable[[object], None] = lambda result: None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self._address = advertise_address
+        self._store = store
+        self._transport = transport
+        self._address_of = address_of
+        self._state_machine = state_machine
+        self._config = config
+        self._bootstrap = bootstrap
+        self._on_change = on_change
+        self.on_applied = on_applied
+        """Called with every applied command's result (settable after construction:
+        what consumes results may need this runner first)."""
+        self._applied_signal = asyncio.Event()
+        self._rng = rng or random.Random()
+        self._raft: Raft | None = None
+        self._inbox: list[Message] = []
+        self._wake = asyncio.Event()
+        self._pending: dict[int, _Pending] = {}
+        self._learned_addresses: dict[str, str] = {}
+        self._sends: set[asyncio.Task[None]] = set()
+        self._applied = LogPosition()
+        self._applied_voters: frozenset[str] = frozenset()
+        self._snapshot_index = 0
+        self._last_status: ConsensusStatus | None = None
+
+    # --- reading ------------------------------------------------------------------
+
+    @property
+    def raft(self) -> Raft:
+        if self._raft is None:
+            raise RuntimeError("consensus runner used before start()")
+        return self._raft
+
+    def status(self) -> ConsensusStatus:
+        raft = self.raft
+        return ConsensusStatus(
+            role=raft.role,
+            term=raft.term,
+            leader=raft.leader,
+            voters=raft.voters,
+            commit_index=raft.commit_index,
+            last_index=raft.last_log.index,
+            learners=raft.learners if raft.is_leader else frozenset(),
+        )
+
+    def election_facts(self) -> tuple[bool, bool, int]:
+        """(voter, leader, term) for this node's gossiped NodeInfo."""
+        raft = self._raft
+        if raft is None:
+            return (False, False, 0)
+        return (self.name in raft.voters, raft.is_leader, raft.term)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._raft is not None and self._raft.is_leader
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied.index
+
+    def state_is_current(self) -> bool:
+        """Whether this node leads and has applied every entry of earlier terms (its
+        term's first entry is applied): only then may it act on the replicated state,
+        e.g. schedule, since a new leader's state is incomplete until then."""
+        return self.is_leader and self._applied.term == self.raft.term
+
+    def applied_signal(self) -> asyncio.Event:
+        """An event set the next time entries are applied (or leadership changes)."""
+        return self._applied_signal
+
+    def _signal_applied(self) -> None:
+        signal, self._applied_signal = self._applied_signal, asyncio.Event()
+        signal.set()
+
+    def leader_address(self) -> str | None:
+        """Where the leader this node knows of listens (``None``: no leader known)."""
+        leader = self.raft.leader
+        if leader is None:
+            return None
+        if leader == self.name:
+            return self._address
+        return self._peer_address(leader)
+
+    # --- life ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load what Raft saved and build the machine; founders bootstrap once."""
+        durable = await self._store.load_raft()
+        snapshot = snapshot_from_record(durable.snapshot) if durable.snapshot else None
+        entries = entries_from_records(durable.entries)
+        if self._bootstrap and snapshot is None and not entries:
+            entry = bootstrap_entry(self.name)
+            await self._store.save_raft(entries=[entry_to_record(entry)])
+            entries = [entry]
+        if snapshot is not None:
+            self._state_machine.restore(snapshot.data)
+            self._applied = snapshot.last
+            self._applied_voters = snapshot.voters
+            self._snapshot_index = snapshot.last.index
+        self._raft = Raft(
+            self.name,
+            config=self._config,
+            rng=self._rng,
+            now=time.monotonic(),
+            hard_state=PersistentState(durable.term, durable.voted_for),
+            snapshot=snapshot,
+            entries=entries,
+        )
+        _log.info(
+            "raft loaded",
+            extra={
+                "event": "consensus.loaded",
+                "term": durable.term,
+                "entries": len(entries),
+                "snapshot_index": self._snapshot_index,
+                "voters": sorted(self._raft.voters),
+            },
+        )
+
+    async def run(self) -> None:
+        """Drive the machine until cancelled."""
+        raft = self.raft
+        try:
+            while True:
+                delay = raft.next_deadline() - time.monotonic()
+                if delay > 0 and not self._inbox:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), min(delay, 1.0))
+                self._wake.clear()
+                now = time.monotonic()
+                inbox, self._inbox = self._inbox, []
+                for message in inbox:
+                    raft.receive(message, now)
+                raft.tick(now)
+                await self._handle(raft.ready())
+        finally:
+            self._fail_pending(NotLeaderError(None, "this node is stopping"))
+            for task in list(self._sends):
+                task.cancel()
+
+    # --- inputs -------------------------------------------------------------------
+
+    def receive(self, request: node_pb2.RaftRequest) -> None:
+        """A message from a peer (``NodeService.Raft``); handled on the next turn.
+
+        Raises:
+            WireError: the request cannot be decoded.
+        """
+        message = from_wire(request)
+        if request.from_address:
+            self._learned_addresses[sender_of(message)] = request.from_address
+        self._inbox.append(message)
+        self._wake.set()
+
+    async def propose(self, data: bytes) -> object:
+        """Append a command; returns the state machine's result once it is applied.
+
+        Raises:
+            NotLeaderError: this node does not lead (the error names the leader if
+                known), or lost leadership before the entry committed.
+            ProposalTimeoutError: not committed within ``PROPOSAL_TIMEOUT_SECONDS``.
+        """
+        raft = self.raft
+        if not raft.is_leader:
+            raise NotLeaderError(raft.leader, f"{self.name} is not the leader")
+        position = raft.propose(data, time.monotonic())
+        pending = _Pending(position)
+        self._pending[position.index] = pending
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), PROPOSAL_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise ProposalTimeoutError(
+                f"not committed within {PROPOSAL_TIMEOUT_SECONDS:g} s "
+                "(the leader cannot reach a quorum of voters)"
+            ) from None
+        finally:
+            if self._pending.get(position.index) is pending:
+                del self._pending[position.index]
+
+    def change_voters(self, voters: frozenset[str]) -> None:
+        """Leader: propose a new voter set (one added or removed); see Raft."""
+        self.raft.change_voters(voters, time.monotonic())
+        self._wake.set()
+
+    def forget_voter(self, name: str) -> bool:
+        """An admin removed ``name`` (``node remove``): the leader takes it out of the
+        voters at once when Raft allows; otherwise the voter manager does, once the
+        node has been gone for the stabilization time. Returns whether it was done."""
+        raft = self._raft
+        if raft is None or not raft.is_leader or name == self.name or name not in raft.voters:
+            return False
+        try:
+            self.change_voters(raft.voters - {name})
+        except ElectionError as exc:
+            _log.info("voter %s not removed yet: %s", name, exc)
+            return False
+        return True
+
+    def add_learner(self, name: str) -> None:
+        self.raft.add_learner(name)
+        self._wake.set()
+
+    def remove_learner(self, name: str) -> None:
+        self.raft.remove_learner(name)
+        self._wake.set()
+
+    # --- one turn -----------------------------------------------------------------
+
+    async def _handle(self, ready: Ready) -> None:
+        if ready.empty:
+            self._note_status()
+            return
+        if (
+            ready.hard_state is not None
+            or ready.snapshot is not None
+            or ready.truncate_from is not None
+            or ready.entries
+        ):
+            hard = ready.hard_state
+            await self._store.save_raft(
+                hard_state=(hard.term, hard.voted_for) if hard is not None else None,
+                snapshot=snapshot_to_record(ready.snapshot) if ready.snapshot else None,
+                truncate_from=ready.truncate_from,
+                entries=[entry_to_record(entry) for entry in ready.entries],
+            )
+        if ready.snapshot is not None:
+            self._restore(ready.snapshot)
+        self._send(ready.messages)
+        self._apply(ready.committed)
+        if ready.committed or ready.snapshot is not None:
+            self._signal_applied()
+        self._note_status()
+        if self._applied.index - self._snapshot_index >= SNAPSHOT_EVERY_ENTRIES:
+            await self._compact()
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        self._state_machine.restore(snapshot.data)
+        self._applied = snapshot.last
+        self._applied_voters = snapshot.voters
+        self._snapshot_index = snapshot.last.index
+        for index in [i for i in self._pending if i <= snapshot.last.index]:
+            pending = self._pending.pop(index)
+            if not pending.future.done():
+                pending.future.set_exception(
+                    NotLeaderError(self.raft.leader, "replaced by a snapshot from another leader")
+                )
+
+    def _apply(self, committed: Iterable[LogEntry]) -> None:
+        for entry in committed:
+            result: object = None
+            if entry.kind is EntryKind.COMMAND:
+                result = self._state_machine.apply(entry.term, entry.index, entry.data)
+                self.on_applied(result)
+            elif entry.kind is EntryKind.VOTERS:
+                self._applied_voters = entry.voters
+            self._applied = entry.position
+            pending = self._pending.get(entry.index)
+            if pending is None or pending.future.done():
+                continue
+            if pending.position.term == entry.term:
+                pending.future.set_result(result)
+            else:
+                pending.future.set_exception(
+                    NotLeaderError(
+                        self.raft.leader, "leadership changed before the entry committed"
+                    )
+                )
+
+    async def _compact(self) -> None:
+        snapshot = Snapshot(self._applied, self._applied_voters, self._state_machine.snapshot())
+        await self._store.save_raft(snapshot=snapshot_to_record(snapshot))
+        self.raft.compact(snapshot)
+        self._snapshot_index = snapshot.last.index
+        _log.info(
+            "raft log compacted",
+            extra={"event": "consensus.compacted", "index": snapshot.last.index},
+        )
+
+    def _fail_pending(self, error: Exception) -> None:
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        self._pending.clear()
+
+    def _note_status(self) -> None:
+        raft = self.raft
+        status = ConsensusStatus(
+            role=raft.role,
+            term=raft.term,
+            leader=raft.leader,
+            voters=raft.voters,
+            commit_index=0,
+            last_index=0,
+        )
+        if status != self._last_status:
+            previous, self._last_status = self._last_status, status
+            if previous is None or (previous.leader, previous.term, previous.voters) != (
+                status.leader,
+                status.term,
+                status.voters,
+            ):
+                _log.info(
+                    "raft state",
+                    extra={
+                        "event": "consensus.state",
+                        "role": status.role.value,
+                        "term": status.term,
+                        "leader": status.leader or "",
+                        "voters": sorted(status.voters),
+                    },
+                )
+            self._on_change()
+            self._signal_applied()
+
+    # --- sending ------------------------------------------------------------------
+
+    def _peer_address(self, name: str) -> str | None:
+        return self._address_of(name) or self._learned_addresses.get(name)
+
+    def _send(self, messages: Iterable[Outgoing]) -> None:
+        for outgoing in messages:
+            address = self._peer_address(outgoing.destination)
+            if address is None:
+                continue  # not known yet: gossip will tell; Raft resends
+            request = to_wire(outgoing.message, from_address=self._address)
+            task = asyncio.create_task(self._deliver(address, request))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _deliver(self, address: str, request: node_pb2.RaftRequest) -> None:
+        with contextlib.suppress(Exception):
+            await self._transport.call(
+                address, lambda stub: stub.Raft(request, timeout=SEND_TIMEOUT_SECONDS)
+            )
+
+
+class RaftStore(Protocol):
+    """The part of :class:`storage.Store` Raft uses."""
+
+    async def load_raft(self) -> RaftDurableState: ...
+
+    async def save_raft(
+        self,
+        *,
+        hard_state: tuple[int, str | None] | None = None,
+        snapshot: RaftSnapshotRecord | None = None,
+        truncate_from: int | None = None,
+        entries: Sequence[RaftEntryRecord] = (),
+    ) -> None: ...

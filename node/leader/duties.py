@@ -1,0 +1,349 @@
+"""`LeaderDuties`: while this node leads, turn the replicated queue into runs.
+
+A new leader first waits until it has applied every entry of earlier terms (its
+state is then complete), then reconciles: it asks every node for its own record of
+its runs (``NodeService.ListRuns``) and commits what the nodes know that the log
+does not (a run that ended while no leader listened), stops runs the log no
+longer wants (a copy re-placed elsewhere, a cancelled job), and re-sends
+assignments a node never received. Only then does it place anything. After that,
+one loop:
+
+- places the due pending jobs with the pure placement step (node/control), over
+  offers built from gossip, and commits one AssignJob per placement; once
+  committed, the assignment goes to its node (``NodeService.StartRun``) stamped
+  with (term, sequence);
+- reconciles again every ``RECONCILE_INTERVAL_SECONDS``, which also renews the
+  runs' lease on every node it reaches;
+- gives up the runs of a node gossip holds dead, once their lease has surely
+  expired: no contact from this leader for ``lease_seconds`` plus a margin, and
+  this leader has led at least that long (the previous leader may have renewed
+  the lease just before it fell). Only then is NodeLost committed and the jobs
+  re-queued (retries permitting), so a re-placed job never runs beside its old
+  copy: the node's executor stops runs whose lease lapsed.
+
+Every call to a node carries this leader's term; a node that has seen a newer one
+refuses, and this leader soon learns it was deposed through Raft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+import grpc
+import grpc.aio
+
+from node.cluster_jobs import ClusterJobs
+from node.cluster_view import DOWN_STATES, ClusterView
+from node.consensus.errors import NotLeaderError, ProposalTimeoutError
+from node.consensus.runner import ConsensusRunner
+from node.control.commands import Command, NodeLost, ReportRun, encode
+from node.control.placement import plan_cluster, waiting_reasons
+from node.control.records import ClusterJob
+from node.control.results import ApplyResult
+from node.control.state import ControlState
+from node.jobs import states
+from node.leader.offers import offer_of
+from node.membership.transport import PeerTransport
+from proto.murmur.v1 import node_pb2, types_pb2
+
+_log = logging.getLogger("murmur.leader")
+
+RECONCILE_INTERVAL_SECONDS = 2.0
+"""How often the leader compares the log with every node's runs; it also renews
+the runs' lease, so it must stay well below the lease."""
+
+CALL_TIMEOUT_SECONDS = 3.0
+
+LEASE_MARGIN_SECONDS = 5.0
+"""Added to the lease before a dead node's runs are given up: covers clock rate
+differences and the node's watchdog period."""
+
+IDLE_WAKE_SECONDS = 0.5
+"""A placement pass runs at least this often while leading (backoffs end, nodes
+change)."""
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _run_state(run: types_pb2.Run) -> str:
+    return states.from_proto(run.state)
+
+
+class LeaderDuties:
+    def __init__(
+        self,
+        *,
+        consensus: ConsensusRunner,
+        control: ControlState,
+        jobs: ClusterJobs,
+        view: ClusterView,
+        peers: PeerTransport,
+        lease_seconds: float,
+        local_address: str,
+    ) -> None:
+        self._consensus = consensus
+        self._control = control
+        self._jobs = jobs
+        self._view = view
+        self._peers = peers
+        self._lease_seconds = lease_seconds
+        self._local_address = local_address
+        self._waiting: dict[str, tuple[str, int]] = {}
+        self._led_since = 0.0
+        self._contact: dict[str, float] = {}
+        """Node → when this leader last heard its runs (monotonic)."""
+        self._delivered: set[str] = set()
+        """Run ids a node confirmed receiving in this term."""
+        self._wake = asyncio.Event()
+
+    def waiting(self) -> Mapping[str, tuple[str, int]]:
+        """Job id → (why it waits, queue position), from the last placement pass."""
+        return self._waiting
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            if not self._consensus.state_is_current():
+                await self._consensus.applied_signal().wait()
+                continue
+            term = self._consensus.raft.term
+            try:
+                await self._lead(term)
+            except (NotLeaderError, ProposalTimeoutError) as exc:
+                _log.info("stopped leading in term %d: %s", term, exc)
+            self._waiting = {}
+
+    async def _lead(self, term: int) -> None:
+        _log.info("leading", extra={"event": "leader.start", "term": term})
+        self._led_since = time.monotonic()
+        self._contact.clear()
+        self._delivered.clear()
+        await self._reconcile(term)
+        next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
+        while self._leads(term):
+            await self._place(term)
+            if time.monotonic() >= next_reconcile:
+                await self._reconcile(term)
+                await self._give_up_dead_nodes(term)
+                next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
+            self._wake.clear()
+            signal = self._consensus.applied_signal()
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(signal.wait())]
+            try:
+                await asyncio.wait(waits, timeout=IDLE_WAKE_SECONDS, return_when="FIRST_COMPLETED")
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    def _leads(self, term: int) -> bool:
+        return self._consensus.state_is_current() and self._consensus.raft.term == term
+
+    # --- placing --------------------------------------------------------------------
+
+    async def _place(self, term: int) -> None:
+        offers = [offer_of(info) for info in self._view.nodes()]
+        plan = plan_cluster(
+            self._control, offers, now_us(), new_run_id=lambda: uuid.uuid4().hex[:12]
+        )
+        before, self._waiting = self._waiting, waiting_reasons(plan)
+        moved = [job_id for job_id, why in self._waiting.items() if before.get(job_id) != why]
+        self._jobs.publish(moved)
+        if not plan.assignments:
+            return
+        results = await asyncio.gather(
+            *(self._commit(assignment) for assignment in plan.assignments), return_exceptions=True
+        )
+        for assignment, result in zip(plan.assignments, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, (NotLeaderError, ProposalTimeoutError)):
+                    raise result
+                _log.warning("assignment of %s failed: %s", assignment.job_id, result)
+                continue
+            job = self._control.job(assignment.job_id)
+            if job is not None and job.assignment and job.assignment.run_id == assignment.run_id:
+                self._send_start(term, job)
+
+    async def _commit(self, command: Command) -> object:
+        return await self._consensus.propose(encode(command))
+
+    # --- talking to nodes -----------------------------------------------------------
+
+    def _address_of(self, node: str) -> str | None:
+        if node == self._consensus.name:
+            return self._local_address
+        info = self._view.node(node)
+        if info is None or info.state in DOWN_STATES:
+            return None
+        return info.address
+
+    def _send_start(self, term: int, job: ClusterJob) -> None:
+        task = asyncio.ensure_future(self._start(term, job))
+        task.add_done_callback(_log_failure)
+
+    async def _start(self, term: int, job: ClusterJob) -> None:
+        assignment = job.assignment
+        if assignment is None:
+            return
+        address = self._address_of(assignment.node)
+        if address is None:
+            return  # reconciliation retries; node loss gives it up
+        request = node_pb2.StartRunRequest(
+            job_id=job.id,
+            run_id=assignment.run_id,
+            attempt=assignment.attempt,
+            spec=job.spec,
+            gpu_indices=list(assignment.gpu_indices),
+            term=assignment.term,
+            sequence=assignment.sequence,
+            user=job.user,
+            lease_seconds=self._lease_seconds,
+        )
+        try:
+            await self._peers.node_stub(address).StartRun(request, timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and self._leads(term):
+                # The node will not run it (a newer term, a GPU it says is busy): the
+                # run is lost and the job goes back to the queue, retries permitting.
+                await self._commit(
+                    ReportRun(
+                        job_id=job.id, run_id=assignment.run_id, node=assignment.node,
+                        state=states.LOST, exit_code=None,
+                        reason=f"could not start on {assignment.node}: {exc.details()}",
+                        at_us=now_us(),
+                    )
+                )  # fmt: skip
+            return
+        self._delivered.add(assignment.run_id)
+        self._contact[assignment.node] = time.monotonic()
+
+    async def _reconcile(self, term: int) -> None:
+        """Compare every reachable node's runs with the log and settle differences."""
+        nodes = {info.name for info in self._view.nodes() if info.state not in DOWN_STATES}
+        nodes |= set(self._control.nodes_with_runs())
+        reports = await asyncio.gather(*(self._list_runs(term, node) for node in sorted(nodes)))
+        for node, runs in zip(sorted(nodes), reports, strict=True):
+            if runs is not None and self._leads(term):
+                await self._settle(term, node, runs)
+
+    async def _list_runs(self, term: int, node: str) -> list[types_pb2.Run] | None:
+        address = self._address_of(node)
+        if address is None:
+            return None
+        request = node_pb2.ListRunsRequest(
+            term=term, leader=self._consensus.name, lease_seconds=self._lease_seconds
+        )
+        try:
+            response = await self._peers.node_stub(address).ListRuns(
+                request, timeout=CALL_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        self._contact[node] = time.monotonic()
+        return list(response.runs)
+
+    async def _settle(self, term: int, node: str, runs: list[types_pb2.Run]) -> None:
+        by_id = {run.id: run for run in runs}
+        for job in self._control.active_on(node):
+            assignment = job.assignment
+            assert assignment is not None
+            run = by_id.get(assignment.run_id)
+            if run is None:
+                self._send_start(term, job)  # never arrived (or the node lost it)
+                continue
+            seen = _run_state(run)
+            if seen != job.state and seen != states.PENDING:
+                await self._commit(report_of(job.id, node, run))
+            elif job.cancel_requested and seen in (states.STARTING, states.RUNNING):
+                await self._stop(term, node, run.id, job.cancel_reason or "cancelled")
+        for run in runs:
+            if _run_state(run) not in (states.STARTING, states.RUNNING):
+                continue
+            owner = self._control.job(run.job_id)
+            current = owner.assignment if owner is not None else None
+            if current is None or current.run_id != run.id or current.node != node:
+                await self._stop(term, node, run.id, "stale: the cluster placed this job elsewhere")
+
+    async def _stop(self, term: int, node: str, run_id: str, reason: str) -> None:
+        address = self._address_of(node)
+        if address is None:
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._peers.node_stub(address).StopRun(
+                node_pb2.StopRunRequest(run_id=run_id, term=term, reason=reason),
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
+
+    def applied(self, result: object) -> None:
+        """Every applied command's result: a cancel of a running job is sent to its
+        node at once, rather than at the next reconciliation."""
+        if not isinstance(result, ApplyResult) or result.job is None:
+            return
+        job = result.job
+        if job.cancel_requested and job.is_active and self._consensus.is_leader:
+            task = asyncio.ensure_future(self.stop_cancelled(job))
+            task.add_done_callback(_log_failure)
+
+    async def stop_cancelled(self, job: ClusterJob) -> None:
+        """A cancel was committed for a running job: tell its node now rather than at
+        the next reconciliation."""
+        if job.assignment is None or not self._consensus.is_leader:
+            return
+        await self._stop(
+            self._consensus.raft.term, job.assignment.node, job.assignment.run_id,
+            job.cancel_reason or "cancelled",
+        )  # fmt: skip
+
+    async def _give_up_dead_nodes(self, term: int) -> None:
+        now = time.monotonic()
+        patience = self._lease_seconds + LEASE_MARGIN_SECONDS
+        if now - self._led_since < patience:
+            return
+        for node in self._control.nodes_with_runs():
+            info = self._view.node(node)
+            if info is not None and info.state not in DOWN_STATES:
+                continue
+            if now - self._contact.get(node, self._led_since) < patience:
+                continue
+            state = "gone" if info is None else types_pb2.NodeState.Name(info.state)[11:].lower()
+            await self._commit(
+                NodeLost(
+                    node=node,
+                    reason=f"node {node} is {state}; its runs' lease expired "
+                    f"({self._lease_seconds:g} s without a leader's word)",
+                    at_us=now_us(),
+                )
+            )
+            _log.warning("gave up the runs of %s", node, extra={"event": "leader.node_lost"})
+
+
+def report_of(job_id: str, node: str, run: types_pb2.Run) -> ReportRun:
+    """A node's record of its run as the command that tells the log."""
+    return ReportRun(
+        job_id=job_id,
+        run_id=run.id,
+        node=node,
+        state=_run_state(run),
+        exit_code=run.exit_code if run.HasField("exit_code") else None,
+        reason=run.reason,
+        at_us=now_us(),
+        timed_out=run.reason.startswith("time limit"),
+    )
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, (NotLeaderError, ProposalTimeoutError)):
+        _log.warning("leader call failed: %s", error)

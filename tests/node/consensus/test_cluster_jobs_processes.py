@@ -1,0 +1,114 @@
+"""The replicated job queue in real daemons: submit through any node, the leader
+places, the chosen node runs, and a leader's death loses nothing."""
+
+from __future__ import annotations
+
+import murmur
+from proto.murmur.v1 import types_pb2
+from tests.node.consensus.test_consensus_processes import FAST_VOTERS, status_of, wait_agreed
+from tests.support.cluster import client_for, eventually, start_cluster
+from tests.support.nodes import Lab
+
+TWO_GPUS = ["--simulate-gpus", "2xA100-80GB"]
+
+
+def process_job(name: str, *command: str, gpus: int = 0) -> types_pb2.JobSpec:
+    return types_pb2.JobSpec(
+        name=name,
+        runtime=types_pb2.JOB_RUNTIME_PROCESS,
+        command=list(command),
+        gpus=types_pb2.GpuRequest(count=gpus),
+    )
+
+
+async def job_state(client: murmur.AsyncClient, job_id: str) -> types_pb2.Job:
+    return await client.get_job(job_id, timeout=10)
+
+
+def ended(job: types_pb2.Job) -> bool:
+    return job.state in (
+        types_pb2.JOB_STATE_SUCCEEDED,
+        types_pb2.JOB_STATE_FAILED,
+        types_pb2.JOB_STATE_CANCELLED,
+        types_pb2.JOB_STATE_LOST,
+    )
+
+
+async def test_jobs_submitted_anywhere_spread_over_the_nodes_and_logs_follow(lab: Lab) -> None:
+    nodes = start_cluster(lab, 3, extra_args=TWO_GPUS, env=FAST_VOTERS)
+    leader, _ = await wait_agreed(nodes, lab, voters=3)
+    follower = next(node for node in nodes if node.name != leader)
+
+    async with client_for(follower, lab.admin_identity) as client:
+        # Three jobs that each need a whole node's GPUs run side by side, one per node.
+        submitted = [
+            await client.submit_job(process_job(f"wide-{i}", "sleep", "3", gpus=2))
+            for i in range(3)
+        ]
+        running = await eventually(
+            lambda: _all(client, [job.id for job in submitted]),
+            lambda jobs: all(job.state == types_pb2.JOB_STATE_RUNNING for job in jobs),
+            within=20,
+            what="three two-GPU jobs running at once",
+        )
+        assert sorted(job.runs[-1].node for job in running) == sorted(n.name for n in nodes)
+        for job in running:
+            run = job.runs[-1]
+            assert run.term >= 1
+            assert run.sequence >= 1
+
+        # A job's output is read through any node, from the node that ran it.
+        echo = await client.submit_job(process_job("hello", "echo", "hello from the cluster"))
+        done = await eventually(
+            lambda: job_state(client, echo.id), ended, within=20, what="the echo job to end"
+        )
+        assert done.state == types_pb2.JOB_STATE_SUCCEEDED, done
+    other = next(node for node in nodes if node.name not in (follower.name, done.runs[-1].node))
+    logs = lab.murmur("job", "logs", echo.id, "--node", other.address)
+    assert logs.returncode == 0, logs.stderr
+    assert "hello from the cluster" in logs.stdout
+
+
+async def _all(client: murmur.AsyncClient, ids: list[str]) -> list[types_pb2.Job]:
+    return [await job_state(client, job_id) for job_id in ids]
+
+
+async def test_running_jobs_survive_the_leaders_kill_and_finish_once(lab: Lab) -> None:
+    short_lease = {**FAST_VOTERS, "MURMUR_NODE_RUN_LEASE_SECONDS": "3"}
+    nodes = start_cluster(lab, 3, extra_args=TWO_GPUS, env=short_lease)
+    leader, term = await wait_agreed(nodes, lab, voters=3)
+    others = [node for node in nodes if node.name != leader]
+
+    async with client_for(others[0], lab.admin_identity) as client:
+        jobs = [
+            await client.submit_job(process_job(f"long-{i}", "sleep", "4", gpus=2))
+            for i in range(2)
+        ]
+        await eventually(
+            lambda: _all(client, [job.id for job in jobs]),
+            lambda seen: all(job.state == types_pb2.JOB_STATE_RUNNING for job in seen),
+            within=20,
+            what="both jobs running",
+        )
+        next(node for node in nodes if node.name == leader).kill()
+        new_leader, new_term = await wait_agreed(
+            others, lab, voters=3, within=20, not_leader=leader
+        )
+        assert new_term > term
+
+        # Submissions go on through the new leader.
+        after = await client.submit_job(process_job("after", "true"))
+        finished = await eventually(
+            lambda: _all(client, [*(job.id for job in jobs), after.id]),
+            lambda seen: all(ended(job) for job in seen),
+            within=40,
+            what="every job to end",
+        )
+    for job in finished:
+        if job.runs[-1].node == leader:
+            continue  # its node was killed: lost, and maybe re-run elsewhere later
+        assert job.state == types_pb2.JOB_STATE_SUCCEEDED, job
+        assert len(job.runs) == 1, job  # never re-run: its run survived the failover
+    status = await status_of(others[1], lab)
+    assert status is not None
+    assert status.leader == new_leader

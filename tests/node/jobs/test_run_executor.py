@@ -1,0 +1,349 @@
+"""The node's run executor with a real store and real processes: assignments run to
+their end, fencing, idempotence, GPU booking, stops, reports, the lease, and adoption
+after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from node.errors import FailedPreconditionError
+from node.jobs import states
+from node.jobs.manager import JobManager, RunAssignment, StaleAssignmentError
+from node.runtimes.process import ProcessRuntime
+from node.runtimes.procfs import is_running
+from node.runtimes.run_log import read_entries
+from node.runtimes.supervisor import CHILD_FILE, EXIT_FILE, SUPERVISOR_FILE, read_json
+from proto.murmur.v1 import types_pb2
+from storage import RunRecord, Store
+
+NODE = "node-1"
+
+
+def kill_everything_under(runs_dir: Path) -> None:
+    """Teardown: no job or supervisor outlives the test, whatever it did."""
+    if not runs_dir.exists():
+        return
+    for run_dir in runs_dir.iterdir():
+        for name in (CHILD_FILE, SUPERVISOR_FILE):
+            recorded = read_json(run_dir / name)
+            if recorded is None or not is_running(recorded["pid"], recorded["start_time"]):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if name == CHILD_FILE:
+                    os.killpg(recorded["pgid"], signal.SIGKILL)
+                else:
+                    os.kill(recorded["pid"], signal.SIGKILL)
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "runs"
+    path.mkdir()
+    yield path
+    kill_everything_under(path)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "node.sqlite") as opened:
+        yield opened
+
+
+@dataclass
+class Executor:
+    jobs: JobManager
+    changes: list[RunRecord] = field(default_factory=list)
+
+    def of(self, run_id: str) -> list[RunRecord]:
+        return [record for record in self.changes if record.id == run_id]
+
+    async def ended(self, run_id: str, within: float = 15.0) -> RunRecord:
+        await until(lambda: any(not r.is_active for r in self.of(run_id)), within)
+        return self.of(run_id)[-1]
+
+    async def running(self, run_id: str) -> RunRecord:
+        await until(lambda: any(r.state == states.RUNNING for r in self.of(run_id)))
+        return self.of(run_id)[-1]
+
+
+async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def executor(
+    store: Store, runs_dir: Path, *, lease: float = 30.0, stop_runs: bool = True
+) -> AsyncIterator[Executor]:
+    """A running JobManager over the process runtime and 8 simulated GPUs. On exit it
+    stops what still runs (unless ``stop_runs`` is False: a simulated daemon crash)."""
+    runtime = ProcessRuntime(runs_dir=runs_dir, node_name=NODE)
+    changes: list[RunRecord] = []
+    jobs = JobManager(
+        store=store,
+        node_name=NODE,
+        runs_dir=runs_dir,
+        runtimes={"process": runtime},
+        datasets=lambda: {},
+        stop_grace_seconds=1.0,
+        on_run_change=changes.append,
+        default_lease_seconds=lease,
+        node_gpus=lambda: range(8),
+    )
+    task = asyncio.create_task(jobs.run())
+    try:
+        yield Executor(jobs, changes)
+        if stop_runs:
+            for record in await jobs.runs_report(term=jobs.highest_term, lease_seconds=lease):
+                await jobs.stop_run(record.id, term=jobs.highest_term, reason="teardown")
+            await until(lambda: jobs.active_run_count == 0)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])  # unlike `await task`, lets a cancellation of ours through
+        runtime.close()
+        if not task.cancelled():
+            task.result()  # run() ended on its own: show why
+
+
+def assignment(
+    run_id: str,
+    *command: str,
+    gpus: tuple[int, ...] = (),
+    share: bool = False,
+    term: int = 1,
+    sequence: int = 1,
+    attempt: int = 1,
+    lease: float = 30.0,
+    time_limit: float | None = None,
+) -> RunAssignment:
+    spec = types_pb2.JobSpec(
+        runtime=types_pb2.JOB_RUNTIME_PROCESS,
+        command=list(command),
+        queue="default",
+        gpus=types_pb2.GpuRequest(count=len(gpus), share=share),
+    )
+    if time_limit is not None:
+        spec.time_limit.CopyFrom(Duration(nanos=int(time_limit * 1e9)))
+    return RunAssignment(
+        job_id=run_id.split(".")[0],
+        run_id=run_id,
+        attempt=attempt,
+        spec=spec,
+        gpu_indices=gpus,
+        term=term,
+        sequence=sequence,
+        user="ada",
+        lease_seconds=lease,
+    )
+
+
+async def test_an_assigned_run_succeeds_and_every_transition_is_reported(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir) as node:
+        first = await node.jobs.start_assigned(
+            assignment("j1.1", "sh", "-c", "echo CUDA=$CUDA_VISIBLE_DEVICES", gpus=(0, 1),
+                       term=3, sequence=17)
+        )  # fmt: skip
+        assert first.state == states.STARTING
+        done = await node.ended("j1.1")
+    assert [r.state for r in node.of("j1.1")] == [states.STARTING, states.RUNNING, states.SUCCEEDED]
+    assert {(r.term, r.sequence, r.gpu_indices) for r in node.of("j1.1")} == {(3, 17, (0, 1))}
+    assert done.exit_code == 0
+    assert await store.get_run("j1.1") == done
+    mirror = await store.get_job("j1")
+    assert (mirror.state, mirror.attempts, mirror.user) == (states.SUCCEEDED, 1, "ada")
+    lines = [entry.text for entry in read_entries(node.jobs.files_of("j1.1").log_dir)]
+    assert "CUDA=0,1" in lines
+    events = await store.list_events(subject="j1")
+    assert [event.job_state for event in events] == [
+        states.STARTING, states.RUNNING, states.SUCCEEDED
+    ]  # fmt: skip
+
+
+async def test_a_failing_run_ends_failed_with_its_exit_code_and_is_not_retried(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir) as node:
+        spec = assignment("j1.1", "sh", "-c", "exit 3")
+        spec.spec.retries = 5
+        await node.jobs.start_assigned(spec)
+        done = await node.ended("j1.1")
+        await asyncio.sleep(0.2)
+        assert node.jobs.active_run_count == 0
+    assert (done.state, done.exit_code) == (states.FAILED, 3)
+    assert [r.id for r in await store.list_runs()] == ["j1.1"]
+    assert (await store.get_job("j1")).state == states.FAILED
+
+
+async def test_a_retried_job_comes_back_with_a_new_attempt(store: Store, runs_dir: Path) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("j1.1", "false"))
+        await node.ended("j1.1")
+        await node.jobs.start_assigned(assignment("j1.2", "true", attempt=2, sequence=2))
+        assert (await node.ended("j1.2")).state == states.SUCCEEDED
+    mirror = await store.get_job("j1")
+    assert (mirror.state, mirror.attempts) == (states.SUCCEEDED, 2)
+
+
+async def test_an_older_term_is_refused_also_after_a_restart(store: Store, runs_dir: Path) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("j1.1", "true", term=5))
+        await node.ended("j1.1")
+        with pytest.raises(StaleAssignmentError, match=r"term 4 .*term 5"):
+            await node.jobs.start_assigned(assignment("j2.1", "true", term=4))
+        with pytest.raises(StaleAssignmentError):
+            await node.jobs.stop_run("j1.1", term=4, reason="")
+        with pytest.raises(StaleAssignmentError):
+            await node.jobs.runs_report(term=4, lease_seconds=30)
+    async with executor(store, runs_dir) as restarted:
+        await restarted.jobs.runs_report(term=5, lease_seconds=30)  # waits for recovery
+        assert restarted.jobs.highest_term == 5
+        with pytest.raises(StaleAssignmentError):
+            await restarted.jobs.start_assigned(assignment("j2.1", "true", term=4))
+        await restarted.jobs.start_assigned(assignment("j2.1", "true", term=6))
+        await restarted.ended("j2.1")
+        assert restarted.jobs.highest_term == 6
+    assert [r.term for r in await store.list_runs()] == [5, 6]
+
+
+async def test_the_same_assignment_twice_starts_one_run(store: Store, runs_dir: Path) -> None:
+    async with executor(store, runs_dir) as node:
+        again = assignment("j1.1", "sleep", "30", gpus=(0,))
+        first = await node.jobs.start_assigned(again)
+        second = await node.jobs.start_assigned(again)
+        assert second.id == first.id
+        assert node.jobs.active_run_count == 1
+        await node.jobs.stop_run("j1.1", term=1, reason="done")
+        ended = await node.ended("j1.1")
+        assert await node.jobs.start_assigned(again) == ended  # from the store
+    assert [r.state for r in node.of("j1.1")].count(states.STARTING) == 1
+    assert len(await store.list_runs()) == 1
+
+
+async def test_a_gpu_is_never_double_booked_unless_both_share(store: Store, runs_dir: Path) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("a.1", "sleep", "30", gpus=(0, 1)))
+        with pytest.raises(FailedPreconditionError, match=r"GPU 1 is held by run a\.1"):
+            await node.jobs.start_assigned(assignment("b.1", "sleep", "30", gpus=(1, 2)))
+        with pytest.raises(FailedPreconditionError, match="GPU 9 is not present"):
+            await node.jobs.start_assigned(assignment("b.1", "sleep", "30", gpus=(9,)))
+        await node.jobs.start_assigned(assignment("c.1", "sleep", "30", gpus=(2,), share=True))
+        await node.jobs.start_assigned(assignment("d.1", "sleep", "30", gpus=(2,), share=True))
+        with pytest.raises(FailedPreconditionError, match=r"GPU 2 is held by run c\.1"):
+            await node.jobs.start_assigned(assignment("e.1", "sleep", "30", gpus=(2,)))
+        holders = node.jobs.gpu_holders()
+        assert (holders[0], holders[1], holders[2] in {"c", "d"}) == ("a", "a", True)
+        assert node.jobs.active_run_count == 3
+        await node.jobs.stop_run("a.1", term=1, reason="free them")
+        await node.ended("a.1")
+        await node.jobs.start_assigned(assignment("b.1", "sleep", "30", gpus=(1,)))
+    assert "b.1" in {r.id for r in await store.list_runs()}
+
+
+async def test_stop_run_cancels_with_the_reason(store: Store, runs_dir: Path) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("j1.1", "sleep", "30"))
+        await node.running("j1.1")
+        started = time.monotonic()
+        assert await node.jobs.stop_run("j1.1", term=1, reason="cancelled by ada")
+        done = await node.ended("j1.1")
+        assert time.monotonic() - started < 5
+        assert not await node.jobs.stop_run("j1.1", term=1, reason="again")
+        assert not await node.jobs.stop_run("nobody.1", term=1, reason="")
+    assert (done.state, done.reason) == (states.CANCELLED, "cancelled by ada")
+    assert (await store.get_job("j1")).state == states.CANCELLED
+
+
+async def test_a_time_limit_fails_the_run(store: Store, runs_dir: Path) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("j1.1", "sleep", "30", time_limit=0.5))
+        done = await node.ended("j1.1")
+    assert done.state == states.FAILED
+    assert "time limit" in done.reason
+
+
+async def test_runs_report_lists_active_and_recent_runs_and_renews_the_lease(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir, lease=1.0) as node:
+        await node.jobs.start_assigned(assignment("done.1", "true", lease=1.0))
+        await node.ended("done.1")
+        await node.jobs.start_assigned(assignment("long.1", "sleep", "30", lease=1.0))
+        await node.running("long.1")
+        for _ in range(8):  # 2.4 s: more than twice the lease
+            report = await node.jobs.runs_report(term=1, lease_seconds=1.0)
+            await asyncio.sleep(0.3)
+        assert {(r.id, r.state) for r in report} == {
+            ("long.1", states.RUNNING), ("done.1", states.SUCCEEDED)
+        }  # fmt: skip
+        assert node.jobs.run_is_active("long.1")
+        # No word from a leader any more: the run is stopped and recorded lost.
+        lost = await node.ended("long.1", within=5)
+    assert lost.state == states.LOST
+    assert lost.reason == "lost: no word from a leader for 1 s (lease expired)"
+    assert (await store.get_job("long")).state == states.LOST
+
+
+async def test_a_restarted_executor_adopts_live_runs_and_records_dead_ones_lost(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir, stop_runs=False) as first:
+        await first.jobs.start_assigned(assignment("live.1", "sleep", "30", gpus=(0,)))
+        await first.jobs.start_assigned(assignment("dies.1", "sleep", "30", gpus=(1,)))
+        await first.running("live.1")
+        dies = await first.running("dies.1")
+    # The daemon is down; meanwhile one run dies without a word (kill -9 of all of it).
+    child = read_json(runs_dir / "dies.1" / CHILD_FILE)
+    assert child is not None
+    assert dies.pid is not None
+    os.killpg(child["pgid"], signal.SIGKILL)
+    os.kill(dies.pid, signal.SIGKILL)
+    supervisor = (dies.pid, dies.pid_start_time)
+    await until(lambda: not is_running(*supervisor))
+    async with executor(store, runs_dir) as second:
+        report = await second.jobs.runs_report(term=1, lease_seconds=30)
+        assert second.jobs.run_is_active("live.1")
+        assert not second.jobs.run_is_active("dies.1")
+        assert second.jobs.gpu_holders() == {0: "live"}
+        assert [r.state for r in second.of("dies.1")] == [states.LOST]
+        assert {(r.id, r.state) for r in report} == {
+            ("live.1", states.RUNNING), ("dies.1", states.LOST)
+        }  # fmt: skip
+        await second.jobs.stop_run("live.1", term=1, reason="done")
+        assert (await second.ended("live.1")).state == states.CANCELLED
+
+
+async def test_the_supervisor_stops_a_run_whose_lease_expires_while_the_daemon_is_down(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir, lease=1.5, stop_runs=False) as first:
+        await first.jobs.start_assigned(assignment("j1.1", "sleep", "30", lease=1.5))
+        await first.running("j1.1")
+        renewed = time.monotonic()
+    # No daemon, so no watchdog: the run's supervisor alone must stop it.
+    child = read_json(runs_dir / "j1.1" / CHILD_FILE)
+    assert child is not None
+    job = (child["pid"], child["start_time"])
+    await until(lambda: (runs_dir / "j1.1" / EXIT_FILE).exists(), within=10)
+    assert not is_running(*job)
+    assert time.monotonic() - renewed < 1.5 + 3
+    async with executor(store, runs_dir) as second:
+        report = await second.jobs.runs_report(term=1, lease_seconds=30)
+        assert [r.state for r in second.of("j1.1")] == [states.LOST]
+    (record,) = [r for r in report if r.id == "j1.1"]
+    assert record.state == states.LOST
+    assert record.reason.startswith("lost: no word from a leader for 1.5 s (lease expired)")
