@@ -48,10 +48,10 @@ T = TypeVar("T")
 LEADER_PATIENCE_SECONDS = 5.0
 """How long a call waits for a leader: several failovers' worth (p99 about 1 s)."""
 
-FORWARD_TIMEOUT_SECONDS = 10.0
-"""Deadline of a call forwarded to the leader; a commit takes milliseconds, so
-only a leader that lost its voters runs into it (it then answers UNAVAILABLE at
-``PROPOSAL_TIMEOUT_SECONDS`` first)."""
+FORWARD_TIMEOUT_SECONDS = 2.0
+"""Deadline of a call forwarded to the leader. A commit takes milliseconds; a
+leader that does not answer in 2 s has died or lost its voters, and the call is
+tried again (with the same idempotency key) on whoever leads by then."""
 
 RETRY_PAUSE_SECONDS = 0.05
 
@@ -197,13 +197,14 @@ class ClusterJobs:
         return await self._with_leader(once)
 
     async def counts(self) -> dict[str, int]:
-        """Jobs by state name (as ``ClusterStatus.jobs_by_state``); empty when no
-        leader answers."""
-        if self._consensus.state_is_current():
+        """Jobs by state name (as ``ClusterStatus.jobs_by_state``): from this node's
+        replica when it is a voter (at most a heartbeat behind), else the leader's;
+        empty when no leader answers."""
+        if self._consensus.state_is_current() or self._consensus.is_voter:
             return {state: n for state, n in self._control.counts_by_state().items() if n}
         try:
             status = await self._forward(
-                lambda stub: stub.GetStatus(cluster_pb2.GetStatusRequest(), timeout=2.0)
+                lambda stub: stub.GetStatus(cluster_pb2.GetStatusRequest(), timeout=1.0)
             )
         except Exception:
             return {}

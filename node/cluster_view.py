@@ -11,7 +11,7 @@ left; draining when the member says so itself). Without a membership runner
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from node.broadcast import Broadcaster
 from node.local_node import LocalNode
@@ -55,6 +55,7 @@ class ClusterView:
             for member in self._membership.members():
                 if member.name != self._local.name:
                     nodes[member.name] = _member_info(member)
+        _settle_leader_claims(nodes.values())
         return [nodes[name] for name in sorted(nodes)]
 
     def node(self, name: str) -> types_pb2.NodeInfo | None:
@@ -132,3 +133,15 @@ def _member_info(member: ClusterMember) -> types_pb2.NodeInfo:
         state=node_state(member.state),
         incarnation=member.member.incarnation,
     )
+
+
+def _settle_leader_claims(nodes: Iterable[types_pb2.NodeInfo]) -> None:
+    """Each node gossips whether it leads; a dead or suspect node's last word, or a
+    deposed leader's not yet replaced, is stale: only the live claim of the highest
+    term stands."""
+    claims = [n for n in nodes if n.leader]
+    live = [n for n in claims if n.state not in (*DOWN_STATES, types_pb2.NODE_STATE_SUSPECT)]
+    standing = max(live, key=lambda n: n.term, default=None)
+    for node in claims:
+        if node is not standing:
+            node.leader = False

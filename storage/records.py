@@ -69,7 +69,7 @@ TERMINAL_JOB_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancell
 
 @dataclass(frozen=True)
 class JobRecord:
-    """A job submitted to this node, as the node last recorded it."""
+    """A job the leader placed on this node (its local mirror), as the node last recorded it."""
 
     id: str
     submit_order: int

@@ -85,6 +85,8 @@ class Store:
         self.path = path
         self._connection: aiosqlite.Connection | None = connection
         self._lock = asyncio.Lock()
+        self._audit_queue: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]] = []
+        self._audit_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -245,23 +247,6 @@ class Store:
 
     # -- jobs ----------------------------------------------------------------------
 
-    async def insert_job(
-        self, record: JobRecord, *, event: EventDraft | None = None
-    ) -> tuple[JobRecord, EventRecord | None]:
-        """Stores a new job and its first event in one transaction; returns the job with
-        its submit_order, and the event. With an idempotency key this user already used,
-        returns the job stored the first time instead, unchanged, and no event."""
-        async with self._writing() as connection:
-            if record.idempotency_key:
-                existing = await jobs.find_by_idempotency_key(
-                    connection, user=record.user, key=record.idempotency_key
-                )
-                if existing is not None:
-                    return existing, None
-            stored = await jobs.insert(connection, record)
-            written = None if event is None else await _append_draft(connection, event)
-            return stored, written
-
     async def record_transition(
         self,
         *,
@@ -283,26 +268,6 @@ class Store:
         """Raises: RecordNotFoundError: no such job."""
         async with self._reading() as connection:
             return await jobs.get(connection, job_id)
-
-    async def list_jobs(
-        self,
-        *,
-        states: tuple[str, ...] = (),
-        user: str | None = None,
-        queue: str | None = None,
-        after_order: int = 0,
-        limit: int = 1000,
-    ) -> list[JobRecord]:
-        """Jobs in submit order after ``after_order`` (for paging), filtered."""
-        async with self._reading() as connection:
-            return await jobs.list_jobs(
-                connection, states=states, user=user, queue=queue, after_order=after_order,
-                limit=limit,
-            )  # fmt: skip
-
-    async def count_jobs_by_state(self) -> dict[str, int]:
-        async with self._reading() as connection:
-            return await jobs.count_by_state(connection)
 
     # -- events --------------------------------------------------------------------
 
@@ -339,9 +304,35 @@ class Store:
     # -- audit ---------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        """Store an audit entry; it is durable when this returns."""
-        async with self._writing() as connection:
-            return await audit.append(connection, entry)
+        """Store an audit entry; it is durable when this returns.
+
+        Group commit: entries that arrive while a batch is being written go together
+        in the next transaction, so a burst of audited calls costs one fsync per
+        batch rather than one each. A caller that gives up waiting (its RPC was
+        cancelled) does not take its entry out: it is written all the same.
+        """
+        future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        self._audit_queue.append((entry, future))
+        if self._audit_writer is None or self._audit_writer.done():
+            self._audit_writer = asyncio.create_task(self._write_audit_batches())
+        return await asyncio.shield(future)
+
+    async def _write_audit_batches(self) -> None:
+        while self._audit_queue:
+            batch, self._audit_queue = self._audit_queue, []
+            try:
+                async with self._writing() as connection:
+                    records = [await audit.append(connection, entry) for entry, _ in batch]
+            except BaseException as error:
+                for _, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, waiting), record in zip(batch, records, strict=True):
+                if not waiting.done():
+                    waiting.set_result(record)
 
     async def list_audit(
         self, *, limit: int = 100, before_id: int | None = None, user: str | None = None

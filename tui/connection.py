@@ -55,6 +55,14 @@ class Connection:
         answer = await self.client.whoami(timeout=ATTACH_TIMEOUT_SECONDS)
         self.node_name, self.identity, self.attached = answer.node, answer.identity, True
 
+    async def answers(self) -> bool:
+        """Whether the node we are attached to still answers at all."""
+        try:
+            await self.client.whoami(timeout=ATTACH_TIMEOUT_SECONDS)
+        except MurmurError:
+            return False
+        return True
+
     async def failover(self, why: str) -> bool:
         """Moves to the first other known node that answers; False if none does.
 

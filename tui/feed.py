@@ -74,6 +74,22 @@ class LiveFeed:
         raise StreamEnded(f"{self._connection.address} ended the node stream")
 
     async def _pump_jobs(self) -> None:
-        async for job in self._connection.client.watch_jobs():
-            self._state.apply_job(job)
-        raise StreamEnded(f"{self._connection.address} ended the job stream")
+        """Jobs come through the cluster's leader: when the stream breaks but the node
+        still answers (an election is under way, or no leader exists), the node view
+        stays, the header says why jobs are missing, and the stream is tried again."""
+        connection = self._connection
+        delay = RETRY_INITIAL_SECONDS
+        while True:
+            try:
+                async for job in connection.client.watch_jobs():
+                    if delay != RETRY_INITIAL_SECONDS:
+                        delay = RETRY_INITIAL_SECONDS
+                        self._on_connection(connection.notice, True)
+                    self._state.apply_job(job)
+                raise StreamEnded(f"{connection.address} ended the job stream")
+            except MurmurError as exc:
+                if not await connection.answers():
+                    raise
+                self._on_connection(f"jobs unavailable: {exc}; retrying", True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)

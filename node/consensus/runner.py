@@ -55,6 +55,7 @@ from node.election import (
     Snapshot,
     bootstrap_entry,
 )
+from node.election.errors import NotLeaderError as ElectionNotLeaderError
 from node.membership.transport import SendOutcome
 from proto.murmur.v1 import node_pb2
 from storage import RaftDurableState, RaftEntryRecord, RaftSnapshotRecord
@@ -208,6 +209,11 @@ class ConsensusRunner:
         return (self.name in raft.voters, raft.is_leader, raft.term)
 
     @property
+    def is_voter(self) -> bool:
+        """Whether this node votes: it then applies every committed entry."""
+        return self._raft is not None and self.name in self._raft.voters
+
+    @property
     def is_leader(self) -> bool:
         return self._raft is not None and self._raft.is_leader
 
@@ -320,7 +326,10 @@ class ConsensusRunner:
         raft = self.raft
         if not raft.is_leader:
             raise NotLeaderError(raft.leader, f"{self.name} is not the leader")
-        position = raft.propose(data, time.monotonic())
+        try:
+            position = raft.propose(data, time.monotonic())
+        except ElectionNotLeaderError as exc:  # leads, but may not take entries now
+            raise NotLeaderError(raft.leader, f"{self.name} cannot take entries: {exc}") from None
         pending = _Pending(position)
         self._pending[position.index] = pending
         self._wake.set()

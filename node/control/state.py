@@ -68,11 +68,11 @@ SNAPSHOT_FORMAT = 1
 
 DEFAULT_RETRY_BACKOFF_BASE_US = 5_000_000
 RETRY_BACKOFF_MAX_US = 300_000_000
-"""Same cap as ``node.jobs.manager.RETRY_BACKOFF_MAX`` (5 min)."""
+"""A retry waits at most 5 min, however often the job failed."""
 
 
 def retry_backoff_us(attempt: int, base_us: int) -> int:
-    """base, 2 base, 4 base ... capped at 5 min (``node.jobs.manager.retry_backoff`` in µs)."""
+    """base, 2 base, 4 base ... capped at 5 min: a crashing job does not spin the cluster."""
     exponent = max(0, attempt - 1)
     if exponent >= 40:  # far past the cap; spares a huge integer
         return RETRY_BACKOFF_MAX_US

@@ -33,6 +33,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 
 import grpc
 import grpc.aio
@@ -63,9 +64,18 @@ LEASE_MARGIN_SECONDS = 5.0
 """Added to the lease before a dead node's runs are given up: covers clock rate
 differences and the node's watchdog period."""
 
+GATHER_PASS_COSTS = 8.0
+GATHER_MAX_SECONDS = 0.1
+"""After a placement pass the leader waits this many times the pass's cost, at most
+``GATHER_MAX_SECONDS``, before the next: a burst of submissions to a long queue is
+placed in a few passes, while on a short queue the wait is a fraction of a ms."""
+
 IDLE_WAKE_SECONDS = 0.5
 """A placement pass runs at least this often while leading (backoffs end, nodes
 change)."""
+
+
+_UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 def now_us() -> int:
@@ -99,8 +109,9 @@ class LeaderDuties:
         self._led_since = 0.0
         self._contact: dict[str, float] = {}
         """Node → when this leader last heard its runs (monotonic)."""
-        self._delivered: set[str] = set()
-        """Run ids a node confirmed receiving in this term."""
+        self._unreachable: set[str] = set()
+        """Nodes whose last call from this leader failed: offered nothing until one
+        succeeds (gossip may still hold a node alive that just died)."""
         self._wake = asyncio.Event()
 
     def waiting(self) -> Mapping[str, tuple[str, int]]:
@@ -128,11 +139,15 @@ class LeaderDuties:
         _log.info("leading", extra={"event": "leader.start", "term": term})
         self._led_since = time.monotonic()
         self._contact.clear()
-        self._delivered.clear()
+        self._unreachable.clear()
         await self._reconcile(term)
         next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
         while self._leads(term):
-            await self._place(term)
+            cost = await self._place(term)
+            # A plan costs in proportion to the queue: after one, let submissions
+            # gather for a few times its cost (never long) rather than plan again
+            # for each, so planning takes a small share of the event loop.
+            await asyncio.sleep(min(GATHER_MAX_SECONDS, GATHER_PASS_COSTS * cost))
             if time.monotonic() >= next_reconcile:
                 await self._reconcile(term)
                 await self._give_up_dead_nodes(term)
@@ -151,16 +166,24 @@ class LeaderDuties:
 
     # --- placing --------------------------------------------------------------------
 
-    async def _place(self, term: int) -> None:
-        offers = [offer_of(info) for info in self._view.nodes()]
+    async def _place(self, term: int) -> float:
+        """One placement pass; returns what planning cost (seconds of CPU)."""
+        began = time.monotonic()
+        offers = [
+            replace(offer, schedulable=False, unschedulable_reason="unreachable")
+            if offer.name in self._unreachable and offer.schedulable
+            else offer
+            for offer in map(offer_of, self._view.nodes())
+        ]
         plan = plan_cluster(
             self._control, offers, now_us(), new_run_id=lambda: uuid.uuid4().hex[:12]
         )
         before, self._waiting = self._waiting, waiting_reasons(plan)
         moved = [job_id for job_id, why in self._waiting.items() if before.get(job_id) != why]
         self._jobs.publish(moved)
+        cost = time.monotonic() - began
         if not plan.assignments:
-            return
+            return cost
         results = await asyncio.gather(
             *(self._commit(assignment) for assignment in plan.assignments), return_exceptions=True
         )
@@ -173,6 +196,7 @@ class LeaderDuties:
             job = self._control.job(assignment.job_id)
             if job is not None and job.assignment and job.assignment.run_id == assignment.run_id:
                 self._send_start(term, job)
+        return cost
 
     async def _commit(self, command: Command) -> object:
         return await self._consensus.propose(encode(command))
@@ -212,6 +236,8 @@ class LeaderDuties:
         try:
             await self._peers.node_stub(address).StartRun(request, timeout=CALL_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE_CODES:
+                self._unreachable.add(assignment.node)
             if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and self._leads(term):
                 # The node will not run it (a newer term, a GPU it says is busy): the
                 # run is lost and the job goes back to the queue, retries permitting.
@@ -224,8 +250,7 @@ class LeaderDuties:
                     )
                 )  # fmt: skip
             return
-        self._delivered.add(assignment.run_id)
-        self._contact[assignment.node] = time.monotonic()
+        self._reached(assignment.node)
 
     async def _reconcile(self, term: int) -> None:
         """Compare every reachable node's runs with the log and settle differences."""
@@ -247,10 +272,16 @@ class LeaderDuties:
             response = await self._peers.node_stub(address).ListRuns(
                 request, timeout=CALL_TIMEOUT_SECONDS
             )
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE_CODES:
+                self._unreachable.add(node)
             return None
-        self._contact[node] = time.monotonic()
+        self._reached(node)
         return list(response.runs)
+
+    def _reached(self, node: str) -> None:
+        self._contact[node] = time.monotonic()
+        self._unreachable.discard(node)
 
     async def _settle(self, term: int, node: str, runs: list[types_pb2.Run]) -> None:
         by_id = {run.id: run for run in runs}

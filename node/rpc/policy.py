@@ -69,6 +69,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _NODE + "StopRun": MethodPolicy(_NODES, audited=False),
     _NODE + "ListRuns": MethodPolicy(_NODES, audited=False),
     _NODE + "ReportRun": MethodPolicy(_NODES, audited=False),
+    _NODE + "ForgetVoter": MethodPolicy(_NODES, audited=False),
     # A change to the node: audited, with the forwarding node as the caller (the
     # admin's name is in the request and in the forwarding node's own audit log).
     _NODE + "SetDraining": _write(_NODES),

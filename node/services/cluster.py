@@ -53,7 +53,7 @@ from node.membership import MembershipRunner
 from node.membership.transport import PeerTransport
 from node.peer_client import PeerClient
 from node.rpc.caller import current_caller
-from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
+from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, node_pb2, types_pb2
 from storage import DatasetRecord, Store
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -115,6 +115,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def GetStatus(
         self, request: cluster_pb2.GetStatusRequest, context: Context
     ) -> cluster_pb2.ClusterStatus:
+        # Counts first: they may wait on the leader, and the rest must be as of the answer.
+        jobs_by_state = await self._cluster_jobs.counts()
         nodes = self._view.nodes()
         up = [n for n in nodes if n.state not in DOWN_STATES]
         local = self._consensus.status() if self._consensus is not None else None
@@ -128,7 +130,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             gpus_total=sum(len(n.gpus.devices) for n in up),
             gpus_free=sum(n.load.gpus_free for n in up if n.state != types_pb2.NODE_STATE_DRAINING),
             gpus_simulated=any(n.gpus.source == types_pb2.GPU_SOURCE_SIMULATED for n in nodes),
-            jobs_by_state=await self._cluster_jobs.counts(),
+            jobs_by_state=jobs_by_state,
             version=VERSION,
         )
 
@@ -190,9 +192,26 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 raise FailedPreconditionError("a node cannot remove itself")
             raise NotFoundError(f"no node named {request.name!r}")
         removed = self._membership.force_leave(request.name)
-        if self._consensus is not None:
-            self._consensus.forget_voter(request.name)
+        await self._forget_voter(request.name)
         return cluster_pb2.RemoveNodeResponse(name=removed.name)
+
+    async def _forget_voter(self, name: str) -> None:
+        """Take a removed node out of the voters: here when this node leads, else
+        through the leader. Best effort: without a leader now, the leader to come
+        replaces the dead voter by itself after the stabilization time."""
+        consensus = self._consensus
+        if consensus is None or name not in consensus.raft.voters:
+            return
+        if consensus.is_leader:
+            consensus.forget_voter(name)
+            return
+        address = consensus.leader_address()
+        if address is None:
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._peer_channels.node_stub(address).ForgetVoter(
+                node_pb2.ForgetVoterRequest(name=name), timeout=5.0
+            )
 
     async def WatchEvents(
         self, request: cluster_pb2.WatchEventsRequest, context: Context
@@ -305,7 +324,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             CancelJob(
                 job_id=request.id,
                 user=caller.name,
-                is_admin=caller.role in (Role.ADMIN, Role.NODE),
+                is_admin=caller.role is Role.ADMIN,
                 reason=request.reason,
                 at_us=time.time_ns() // 1000,
             )

@@ -9,6 +9,7 @@ import grpc
 
 from node.cluster_jobs import ClusterJobs
 from node.cluster_view import ClusterView
+from node.consensus.errors import NotLeaderError
 from node.consensus.runner import ConsensusRunner
 from node.consensus.wire import WireError
 from node.control.commands import CommandDecodeError, decode
@@ -121,6 +122,17 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         return node_pb2.ListRunsResponse(
             runs=[run_message(run) for run in runs], highest_term=executor.highest_term
         )
+
+    async def ForgetVoter(
+        self, request: node_pb2.ForgetVoterRequest, context: Context
+    ) -> node_pb2.ForgetVoterResponse:
+        if self._consensus is None:
+            raise NotServedError(f"raft is not running on {self._view.local_name}")
+        if not self._consensus.is_leader:
+            raise NotLeaderError(
+                self._consensus.raft.leader, f"{self._view.local_name} does not lead"
+            )
+        return node_pb2.ForgetVoterResponse(removed=self._consensus.forget_voter(request.name))
 
     def _queue(self) -> ClusterJobs:
         if self._cluster_jobs is None:

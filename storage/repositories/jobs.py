@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Collection
 
 import aiosqlite
 
@@ -112,49 +111,3 @@ async def get(connection: aiosqlite.Connection, job_id: str) -> JobRecord:
     if not rows:
         raise RecordNotFoundError("job", job_id)
     return _from_row(rows[0])
-
-
-async def find_by_idempotency_key(
-    connection: aiosqlite.Connection, *, user: str, key: str
-) -> JobRecord | None:
-    rows = list(
-        await connection.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM jobs WHERE user = ? AND idempotency_key = ?", (user, key)
-        )
-    )
-    return _from_row(rows[0]) if rows else None
-
-
-async def list_jobs(
-    connection: aiosqlite.Connection,
-    *,
-    states: Collection[str],
-    user: str | None,
-    queue: str | None,
-    after_order: int,
-    limit: int,
-) -> list[JobRecord]:
-    """Jobs in submit order after ``after_order``, filtered; at most ``limit``."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-    conditions, parameters = ["submit_order > ?"], [after_order]
-    if states:
-        conditions.append(f"state IN ({', '.join('?' for _ in states)})")
-        parameters.extend(states)  # type: ignore[arg-type]
-    if user is not None:
-        conditions.append("user = ?")
-        parameters.append(user)  # type: ignore[arg-type]
-    if queue is not None:
-        conditions.append("queue = ?")
-        parameters.append(queue)  # type: ignore[arg-type]
-    rows = await connection.execute_fetchall(
-        f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(conditions)} "
-        "ORDER BY submit_order LIMIT ?",
-        [*parameters, limit],
-    )
-    return [_from_row(row) for row in rows]
-
-
-async def count_by_state(connection: aiosqlite.Connection) -> dict[str, int]:
-    rows = await connection.execute_fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-    return {str(row[0]): int(row[1]) for row in rows}

@@ -1,71 +1,61 @@
-"""The jobs table: insert with queue order, idempotent submission, atomic transitions."""
+"""The jobs table, the node's mirror of the jobs it ran: upserted with queue order,
+written together with runs and events in one transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import UTC, datetime
 
-from storage import EventDraft, JobRecord, RunRecord, Store
+import pytest
+
+from storage import EventDraft, JobRecord, RecordNotFoundError, RunRecord, Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def job(job_id: str, *, user: str = "ada", key: str = "", queue: str = "default") -> JobRecord:
+def job(job_id: str, *, user: str = "ada", state: str = "starting") -> JobRecord:
     return JobRecord(
-        id=job_id, submit_order=0, spec=b"\x0a\x01x", user=user, queue=queue, state="pending",
-        reason="queued", submitted_at=NOW, updated_at=NOW, attempts=0, exit_code=None,
-        not_before=None, cancel_reason="", idempotency_key=key,
+        id=job_id, submit_order=0, spec=b"\x0a\x01x", user=user, queue="default", state=state,
+        reason="placed", submitted_at=NOW, updated_at=NOW, attempts=1, exit_code=None,
+        not_before=None, cancel_reason="", idempotency_key="",
     )  # fmt: skip
 
 
 def run(run_id: str, job_id: str, state: str = "running") -> RunRecord:
     return RunRecord(
         id=run_id, job_id=job_id, attempt=1, node="n1", state=state, gpu_indices=(0, 1),
-        container_id="", pid=10, pid_start_time=99, exit_code=None, reason="", term=0,
-        sequence=0, created_at=NOW, started_at=NOW, finished_at=None, runtime="process",
+        container_id="", pid=10, pid_start_time=99, exit_code=None, reason="", term=3,
+        sequence=17, created_at=NOW, started_at=NOW, finished_at=None, runtime="process",
     )  # fmt: skip
 
 
-async def test_submit_order_grows_and_listing_pages_by_it(store: Store) -> None:
-    stored = [(await store.insert_job(job(f"j{i}")))[0] for i in range(5)]
-    assert [j.submit_order for j in stored] == [1, 2, 3, 4, 5]
-    first = await store.list_jobs(limit=2)
-    rest = await store.list_jobs(after_order=first[-1].submit_order)
-    assert [j.id for j in first + rest] == ["j0", "j1", "j2", "j3", "j4"]
-    assert await store.get_job("j3") == stored[3]
+async def test_the_first_write_of_a_job_gives_it_the_next_submit_order(store: Store) -> None:
+    for index in range(3):
+        await store.record_transition(job=job(f"j{index}"))
+    assert [(await store.get_job(f"j{i}")).submit_order for i in range(3)] == [1, 2, 3]
 
 
-async def test_the_same_idempotency_key_returns_the_first_job(store: Store) -> None:
-    results = await asyncio.gather(*(store.insert_job(job(f"try{i}", key="k1")) for i in range(8)))
-    assert len({r.id for r, _ in results}) == 1
-    assert len(await store.list_jobs()) == 1
-    other_user, _ = await store.insert_job(job("bob-job", user="bob", key="k1"))
-    assert other_user.id == "bob-job"
+async def test_a_later_write_updates_the_job_and_keeps_its_order(store: Store) -> None:
+    await store.record_transition(job=job("j1"))
+    await store.record_transition(job=job("j2"))
+    retried = dataclasses.replace(job("j1"), state="running", attempts=2, reason="again")
+    await store.record_transition(job=retried)
+    stored = await store.get_job("j1")
+    assert (stored.submit_order, stored.state, stored.attempts) == (1, "running", 2)
 
 
 async def test_a_transition_writes_job_runs_and_event_together(store: Store) -> None:
-    stored, first = await store.insert_job(
-        job("j1"), event=EventDraft("job.submitted", "j1", "queued")
-    )
-    assert first is not None
-    running = dataclasses.replace(stored, state="running", reason="started", attempts=1)
     event = await store.record_transition(
-        job=running, runs_changed=(run("r1", "j1"),),
+        job=job("j1", state="running"), runs_changed=(run("r1", "j1"),),
         event=EventDraft("job.state", "j1", "running on n1", job_state="running"),
     )  # fmt: skip
     assert event is not None
     assert (await store.get_job("j1")).state == "running"
-    assert (await store.get_run("r1")).runtime == "process"
-    kinds = [e.kind for e in await store.list_events(subject="j1")]
-    assert kinds == ["job.submitted", "job.state"]
-    assert await store.count_jobs_by_state() == {"running": 1}
+    stored_run = await store.get_run("r1")
+    assert (stored_run.runtime, stored_run.term, stored_run.sequence) == ("process", 3, 17)
+    assert [e.kind for e in await store.list_events(subject="j1")] == ["job.state"]
 
 
-async def test_filters_by_state_user_and_queue(store: Store) -> None:
-    await store.insert_job(job("a", user="ada"))
-    await store.insert_job(job("b", user="bob", queue="big"))
-    assert [j.id for j in await store.list_jobs(user="bob")] == ["b"]
-    assert [j.id for j in await store.list_jobs(queue="big")] == ["b"]
-    assert [j.id for j in await store.list_jobs(states=("pending",))] == ["a", "b"]
-    assert await store.list_jobs(states=("running",)) == []
+async def test_an_unknown_job_is_not_found(store: Store) -> None:
+    with pytest.raises(RecordNotFoundError):
+        await store.get_job("nope")

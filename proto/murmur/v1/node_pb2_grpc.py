@@ -85,6 +85,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunRequest.SerializeToString,
                 response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunResponse.FromString,
                 _registered_method=True)
+        self.ForgetVoter = channel.unary_unary(
+                '/murmur.v1.NodeService/ForgetVoter',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ForgetVoterRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ForgetVoterResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -170,6 +175,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetVoter(self, request, context):
+        """An admin removed a node (ClusterService.RemoveNode) through a node that does
+        not lead: the leader takes it out of the voters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +235,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.ReportRun,
                     request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunRequest.FromString,
                     response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunResponse.SerializeToString,
+            ),
+            'ForgetVoter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetVoter,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.ForgetVoterRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ForgetVoterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +512,33 @@ class NodeService:
             '/murmur.v1.NodeService/ReportRun',
             proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunRequest.SerializeToString,
             proto_dot_murmur_dot_v1_dot_node__pb2.ReportRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetVoter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/ForgetVoter',
+            proto_dot_murmur_dot_v1_dot_node__pb2.ForgetVoterRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.ForgetVoterResponse.FromString,
             options,
             channel_credentials,
             insecure,

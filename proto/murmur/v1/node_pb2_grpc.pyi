@@ -74,6 +74,10 @@ class NodeServiceStub:
     """
     ReportRun: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReportRunRequest, _node_pb2.ReportRunResponse]
     """A node tells the leader that one of its runs changed state."""
+    ForgetVoter: _grpc.UnaryUnaryMultiCallable[_node_pb2.ForgetVoterRequest, _node_pb2.ForgetVoterResponse]
+    """An admin removed a node (ClusterService.RemoveNode) through a node that does
+    not lead: the leader takes it out of the voters.
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -114,6 +118,10 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """
     ReportRun: _aio.UnaryUnaryMultiCallable[_node_pb2.ReportRunRequest, _node_pb2.ReportRunResponse]  # type: ignore[assignment]
     """A node tells the leader that one of its runs changed state."""
+    ForgetVoter: _aio.UnaryUnaryMultiCallable[_node_pb2.ForgetVoterRequest, _node_pb2.ForgetVoterResponse]  # type: ignore[assignment]
+    """An admin removed a node (ClusterService.RemoveNode) through a node that does
+    not lead: the leader takes it out of the voters.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -211,6 +219,16 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.ReportRunResponse, _abc.Awaitable[_node_pb2.ReportRunResponse]]:
         """A node tells the leader that one of its runs changed state."""
+
+    @_abc_1.abstractmethod
+    def ForgetVoter(
+        self,
+        request: _node_pb2.ForgetVoterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ForgetVoterResponse, _abc.Awaitable[_node_pb2.ForgetVoterResponse]]:
+        """An admin removed a node (ClusterService.RemoveNode) through a node that does
+        not lead: the leader takes it out of the voters.
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -12,12 +12,13 @@ from tests.support.nodes import Lab
 TWO_GPUS = ["--simulate-gpus", "2xA100-80GB"]
 
 
-def process_job(name: str, *command: str, gpus: int = 0) -> types_pb2.JobSpec:
+def process_job(name: str, *command: str, gpus: int = 0, retries: int = 0) -> types_pb2.JobSpec:
     return types_pb2.JobSpec(
         name=name,
         runtime=types_pb2.JOB_RUNTIME_PROCESS,
         command=list(command),
         gpus=types_pb2.GpuRequest(count=gpus),
+        retries=retries,
     )
 
 
@@ -81,14 +82,14 @@ async def test_running_jobs_survive_the_leaders_kill_and_finish_once(lab: Lab) -
 
     async with client_for(others[0], lab.admin_identity) as client:
         jobs = [
-            await client.submit_job(process_job(f"long-{i}", "sleep", "4", gpus=2))
-            for i in range(2)
+            await client.submit_job(process_job(f"long-{i}", "sleep", "4", gpus=2, retries=1))
+            for i in range(3)
         ]
         await eventually(
             lambda: _all(client, [job.id for job in jobs]),
             lambda seen: all(job.state == types_pb2.JOB_STATE_RUNNING for job in seen),
             within=20,
-            what="both jobs running",
+            what="all three jobs running, one per node",
         )
         next(node for node in nodes if node.name == leader).kill()
         new_leader, new_term = await wait_agreed(
@@ -105,10 +106,16 @@ async def test_running_jobs_survive_the_leaders_kill_and_finish_once(lab: Lab) -
             what="every job to end",
         )
     for job in finished:
-        if job.runs[-1].node == leader:
-            continue  # its node was killed: lost, and maybe re-run elsewhere later
         assert job.state == types_pb2.JOB_STATE_SUCCEEDED, job
-        assert len(job.runs) == 1, job  # never re-run: its run survived the failover
+        if job.runs[0].node != leader:
+            assert len(job.runs) == 1, job  # never re-run: its run survived the failover
+            continue
+        # Its node died with it: once the run's lease surely expired, the job was
+        # given up there and run again elsewhere (it had a retry left).
+        first, second = job.runs
+        assert first.state == types_pb2.JOB_STATE_LOST, job
+        assert second.node != leader, job
+        assert second.term > first.term, job
     status = await status_of(others[1], lab)
     assert status is not None
     assert status.leader == new_leader

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proto.murmur.v1 import cluster_pb2
-from tests.support.cluster import client_for, eventually, start_cluster
+from tests.support.cluster import client_for, eventually, node_states, start_cluster, state_name
 from tests.support.nodes import Lab, NodeProcess
 
 FAST_VOTERS = {"MURMUR_NODE_VOTER_STABILIZATION_SECONDS": "1"}
@@ -108,3 +108,37 @@ async def test_a_dead_voter_is_replaced_by_a_spare_node(lab: Lab) -> None:
         within=45,
         what=f"{spare.name} replaces {victim.name} among the voters",
     )
+
+
+async def test_node_remove_through_a_follower_takes_a_dead_voter_out(lab: Lab) -> None:
+    nodes = start_cluster(lab, 3, env=FAST_VOTERS)
+    leader, _ = await wait_agreed(nodes, lab, voters=3)
+    followers = [node for node in nodes if node.name != leader]
+    victim, messenger = followers
+    victim.kill()
+    # Gossip must hold it dead before an admin may remove it.
+    await eventually(
+        lambda: node_states(messenger, lab.admin_identity),
+        lambda seen: state_name(seen[victim.name]) == "dead",
+        what=f"{victim.name} dead",
+    )
+    removed = lab.murmur("node", "remove", victim.name, "--node", messenger.address)
+    assert removed.returncode == 0, removed.stderr
+    survivors = [node for node in nodes if node is not victim]
+    await wait_agreed(survivors, lab, voters=2, within=15)
+
+
+async def test_a_dead_leader_is_not_listed_as_leading(lab: Lab) -> None:
+    nodes = start_cluster(lab, 3, env=FAST_VOTERS)
+    leader, _ = await wait_agreed(nodes, lab, voters=3)
+    victim = next(node for node in nodes if node.name == leader)
+    victim.kill()
+    survivors = [node for node in nodes if node is not victim]
+    new_leader, _ = await wait_agreed(survivors, lab, voters=3, within=20, not_leader=leader)
+    listed = await eventually(
+        lambda: node_states(survivors[0], lab.admin_identity),
+        lambda seen: not seen[leader].leader and seen[new_leader].leader,
+        within=20,
+        what="only the new leader listed as leading",
+    )
+    assert [name for name, info in listed.items() if info.leader] == [new_leader]

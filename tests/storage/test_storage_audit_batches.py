@@ -1,0 +1,32 @@
+"""Audit entries are group-committed: a burst shares transactions, every entry is
+durable when its call returns, and one whose caller gave up is written anyway."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage import AuditEntry, Store
+
+
+def entry(number: int) -> AuditEntry:
+    return AuditEntry(datetime.now(UTC), "ada", "member", "SubmitJob", f"job-{number}", "OK", "")
+
+
+async def test_a_burst_of_entries_is_all_written_in_order_of_arrival(store_path: Path) -> None:
+    async with await Store.open(store_path) as store:
+        records = await asyncio.gather(*(store.append_audit(entry(n)) for n in range(200)))
+    assert [r.target for r in records] == [f"job-{n}" for n in range(200)]
+    assert [r.id for r in records] == sorted(r.id for r in records)
+    async with await Store.open(store_path) as reopened:
+        stored = await reopened.list_audit(limit=500)
+    assert sorted(r.target for r in stored) == sorted(f"job-{n}" for n in range(200))
+
+
+async def test_an_entry_whose_caller_was_cancelled_is_still_written(store: Store) -> None:
+    waiting = asyncio.ensure_future(store.append_audit(entry(1)))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await store.append_audit(entry(2))  # written after the first: proves it went through
+    assert sorted(r.target for r in await store.list_audit()) == ["job-1", "job-2"]
