@@ -105,8 +105,26 @@ def runtime_of(spec: types_pb2.JobSpec) -> str:
     return DOCKER if spec.image else PROCESS
 
 
+_REQUESTS: dict[str, tuple[types_pb2.JobSpec, int, scheduler.JobRequest]] = {}
+"""``job_request`` memo, by job id, with the spec object and submit order it was made
+from: what a job asks never changes (the state shares one spec object per job for
+its whole life), and a leader plans over the whole pending queue many times a second."""
+_REQUESTS_LIMIT = 200_000
+
+
 def job_request(job: ClusterJob) -> scheduler.JobRequest:
-    """What ``job`` asks of the cluster (as ``node.jobs.manager`` builds it on one node)."""
+    """What ``job`` asks of the cluster (what it needs, and its place in the queue)."""
+    known = _REQUESTS.get(job.id)
+    if known is not None and known[0] is job.spec and known[1] == job.submit_order:
+        return known[2]
+    if len(_REQUESTS) >= _REQUESTS_LIMIT:
+        _REQUESTS.clear()
+    request = _build_request(job)
+    _REQUESTS[job.id] = (job.spec, job.submit_order, request)
+    return request
+
+
+def _build_request(job: ClusterJob) -> scheduler.JobRequest:
     spec = job.spec
     return scheduler.JobRequest(
         id=job.id,

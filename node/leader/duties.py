@@ -65,10 +65,11 @@ LEASE_MARGIN_SECONDS = 5.0
 differences and the node's watchdog period."""
 
 GATHER_PASS_COSTS = 8.0
-GATHER_MAX_SECONDS = 0.1
-"""After a placement pass the leader waits this many times the pass's cost, at most
-``GATHER_MAX_SECONDS``, before the next: a burst of submissions to a long queue is
-placed in a few passes, while on a short queue the wait is a fraction of a ms."""
+GATHER_MAX_SECONDS = 0.5
+"""After a placement pass the leader waits this many times the plan's cost, at most
+``GATHER_MAX_SECONDS``, before the next, unless a run ends meanwhile: a burst of
+submissions to a long queue is placed in a few passes, while on a short queue (a
+plan of a few jobs costs well under a millisecond) the wait is a few ms."""
 
 IDLE_WAKE_SECONDS = 0.5
 """A placement pass runs at least this often while leading (backoffs end, nodes
@@ -113,6 +114,8 @@ class LeaderDuties:
         """Nodes whose last call from this leader failed: offered nothing until one
         succeeds (gossip may still hold a node alive that just died)."""
         self._wake = asyncio.Event()
+        self._freed = asyncio.Event()
+        """Set when an applied entry ended a run: resources came free."""
 
     def waiting(self) -> Mapping[str, tuple[str, int]]:
         """Job id → (why it waits, queue position), from the last placement pass."""
@@ -143,11 +146,15 @@ class LeaderDuties:
         await self._reconcile(term)
         next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
         while self._leads(term):
+            self._freed.clear()
             cost = await self._place(term)
             # A plan costs in proportion to the queue: after one, let submissions
-            # gather for a few times its cost (never long) rather than plan again
-            # for each, so planning takes a small share of the event loop.
-            await asyncio.sleep(min(GATHER_MAX_SECONDS, GATHER_PASS_COSTS * cost))
+            # gather for a few times its cost rather than plan again for each, so
+            # planning takes a small share of the event loop; a run that ended (its
+            # resources are free now) cuts the wait short.
+            pause = min(GATHER_MAX_SECONDS, GATHER_PASS_COSTS * cost)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), pause)
             if time.monotonic() >= next_reconcile:
                 await self._reconcile(term)
                 await self._give_up_dead_nodes(term)
@@ -318,7 +325,11 @@ class LeaderDuties:
     def applied(self, result: object) -> None:
         """Every applied command's result: a cancel of a running job is sent to its
         node at once, rather than at the next reconciliation."""
-        if not isinstance(result, ApplyResult) or result.job is None:
+        if not isinstance(result, ApplyResult):
+            return
+        if any(_ended_a_run(changed) for changed in result.changed):
+            self._freed.set()
+        if result.job is None:
             return
         job = result.job
         if job.cancel_requested and job.is_active and self._consensus.is_leader:
@@ -356,6 +367,12 @@ class LeaderDuties:
                 )
             )
             _log.warning("gave up the runs of %s", node, extra={"event": "leader.node_lost"})
+
+
+def _ended_a_run(job: ClusterJob) -> bool:
+    """Whether ``job`` just gave back what a run held (it is neither running nor a
+    fresh submission)."""
+    return not job.is_active and not (job.state == states.PENDING and job.attempts == 0)
 
 
 def report_of(job_id: str, node: str, run: types_pb2.Run) -> ReportRun:

@@ -280,7 +280,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def SubmitJob(
         self, request: cluster_pb2.SubmitJobRequest, context: Context
     ) -> types_pb2.Job:
-        known = {dataset.name for dataset in self._view.datasets()}
+        # The cluster's datasets, only when asked for: listing them describes every node.
+        known = {d.name for d in self._view.datasets()} if request.spec.datasets else set()
         validated = validate_job_spec(
             request.spec, known_datasets=known, path_roots=self._path_roots
         )
