@@ -1,0 +1,164 @@
+"""The leader's reconciliation with a node's own record of its runs.
+
+The control state is real and fed through a log; Raft, gossip and the node's RPCs
+are small fakes that record what the leader asked, so each rule shows alone: a run
+the log no longer wants is stopped, what the node knows that the log does not is
+committed, an assignment the node never received is sent again, and a cancel
+pending on a running job is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.control import AssignJob, CancelJob, ControlState, ReportRun, SubmitJob, decode
+from node.jobs import states
+from node.leader.duties import LeaderDuties
+from proto.murmur.v1 import node_pb2, types_pb2
+from tests.node.control.builders import SECOND, Log, spec
+
+TERM = 4
+
+
+@dataclass
+class FakeConsensus:
+    """Commits every proposal at once, at the next index of the log."""
+
+    log: Log
+    name: str = "leader"
+    proposed: list[object] = field(default_factory=list)
+
+    @property
+    def raft(self) -> Any:
+        return type("RaftView", (), {"term": TERM})()
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+    def state_is_current(self) -> bool:
+        return True
+
+    async def propose(self, data: bytes) -> object:
+        self.proposed.append(decode(data))
+        return self.log.apply_bytes(data)
+
+
+@dataclass
+class FakeNodeStub:
+    calls: list[tuple[str, object]]
+
+    async def StopRun(self, request: node_pb2.StopRunRequest, **_: float) -> None:
+        self.calls.append(("StopRun", request))
+
+    async def StartRun(self, request: node_pb2.StartRunRequest, **_: float) -> None:
+        self.calls.append(("StartRun", request))
+
+
+@dataclass
+class FakePeers:
+    calls: list[tuple[str, object]] = field(default_factory=list)
+
+    def node_stub(self, address: str) -> FakeNodeStub:
+        return FakeNodeStub(self.calls)
+
+
+class FakeView:
+    def node(self, name: str) -> types_pb2.NodeInfo:
+        return types_pb2.NodeInfo(name=name, address=f"{name}:1", state=types_pb2.NODE_STATE_ALIVE)
+
+    def nodes(self) -> list[types_pb2.NodeInfo]:
+        return [self.node("n1"), self.node("n2")]
+
+
+def leader_over(log: Log) -> tuple[LeaderDuties, FakeConsensus, FakePeers]:
+    consensus, peers = FakeConsensus(log), FakePeers()
+    duties = LeaderDuties(
+        consensus=consensus,  # type: ignore[arg-type]
+        control=log.state,
+        jobs=None,  # type: ignore[arg-type]
+        view=FakeView(),  # type: ignore[arg-type]
+        peers=peers,  # type: ignore[arg-type]
+        lease_seconds=30.0,
+        local_address="leader:1",
+    )
+    return duties, consensus, peers
+
+
+def run(run_id: str, job_id: str, state: str, *, exit_code: int | None = None) -> types_pb2.Run:
+    message = types_pb2.Run(id=run_id, job_id=job_id, state=states.to_proto(state), reason=state)
+    if exit_code is not None:
+        message.exit_code = exit_code
+    return message
+
+
+def placed(log: Log, job_id: str, *, node: str = "n1", run_id: str = "r1") -> None:
+    assert log.apply(SubmitJob(job_id, spec(), "alice", "", SECOND)).ok
+    assert log.apply(AssignJob(job_id, node, run_id, 1, (), 2 * SECOND)).ok
+
+
+async def test_a_run_the_log_placed_elsewhere_is_stopped() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1", node="n2", run_id="r-new")
+    duties, _, peers = leader_over(log)
+    # n1 comes back still running the job's old copy.
+    await duties._settle(TERM, "n1", [run("r-old", "j1", states.RUNNING)])
+    assert [(kind, req.run_id) for kind, req in peers.calls] == [("StopRun", "r-old")]  # type: ignore[attr-defined]
+    (_, stop) = peers.calls[0]
+    assert stop.term == TERM  # type: ignore[attr-defined]
+
+
+async def test_a_run_of_an_unknown_job_is_stopped_and_an_ended_one_left_alone() -> None:
+    log = Log(ControlState(), term=TERM)
+    duties, consensus, peers = leader_over(log)
+    await duties._settle(
+        TERM, "n1", [run("r9", "ghost", states.RUNNING), run("r8", "ghost", states.SUCCEEDED)]
+    )
+    assert [(kind, req.run_id) for kind, req in peers.calls] == [("StopRun", "r9")]  # type: ignore[attr-defined]
+    assert consensus.proposed == []
+
+
+async def test_what_the_node_knows_and_the_log_does_not_is_committed() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1")
+    duties, consensus, peers = leader_over(log)
+    # The run ended while no leader listened: the node's record settles it.
+    await duties._settle(TERM, "n1", [run("r1", "j1", states.SUCCEEDED, exit_code=0)])
+    assert peers.calls == []
+    (report,) = consensus.proposed
+    assert isinstance(report, ReportRun)
+    assert (report.run_id, report.state, report.exit_code) == ("r1", states.SUCCEEDED, 0)
+    job = log.state.job("j1")
+    assert job is not None
+    assert job.state == states.SUCCEEDED
+
+
+async def test_an_assignment_the_node_never_received_is_sent_again() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1")
+    duties, _, peers = leader_over(log)
+    await duties._settle(TERM, "n1", [])
+    await _drain_tasks()
+    ((kind, start),) = peers.calls
+    assert kind == "StartRun"
+    assert (start.run_id, start.term) == ("r1", TERM)  # type: ignore[attr-defined]
+
+
+async def test_a_cancel_pending_on_a_running_job_is_delivered() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1")
+    assert log.apply(ReportRun("j1", "r1", "n1", states.RUNNING, None, "running", 3 * SECOND)).ok
+    assert log.apply(CancelJob("j1", "alice", False, "not needed", 4 * SECOND)).ok
+    duties, _, peers = leader_over(log)
+    await duties._settle(TERM, "n1", [run("r1", "j1", states.RUNNING)])
+    ((kind, stop),) = peers.calls
+    assert kind == "StopRun"
+    assert stop.run_id == "r1"  # type: ignore[attr-defined]
+    assert "not needed" in stop.reason  # type: ignore[attr-defined]
+
+
+async def _drain_tasks() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
