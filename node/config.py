@@ -174,6 +174,11 @@ class NodeConfig:
     max_voters: int = 5
     """Most Raft voters the leader keeps: 1, 3 or 5 (odd; 5 tolerates two failures)."""
 
+    raft_snapshot_entries: int = 10_000
+    """Compact the Raft log into a snapshot of the job queue every this many applied
+    entries: a restart replays at most this many, and a voter that fell further
+    behind receives the snapshot instead of the entries."""
+
     run_lease_seconds: float = 30.0
     """How long a node keeps its runs going without word from a leader. A node cut
     off longer stops them (recorded lost), and only then may the leader run those
@@ -210,6 +215,8 @@ class NodeConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.raft_snapshot_entries < 1:
+            raise ConfigError("raft_snapshot_entries must be a positive integer")
         if self.max_voters not in (1, 3, 5, 7):
             raise ConfigError(f"max_voters must be 1, 3, 5 or 7, got {self.max_voters}")
         for name in ("join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"):
@@ -298,6 +305,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "node_certificate_days",
             "user_certificate_days",
             "max_voters",
+            "raft_snapshot_entries",
         }:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ConfigError(f"{what} must be an integer, got {value!r}")

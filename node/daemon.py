@@ -176,6 +176,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             config=ElectionConfig(),
             bootstrap=identity.ca is not None,
             on_change=consensus_changed,
+            snapshot_every=config.raft_snapshot_entries,
         )
         await consensus.start()
         local.election = consensus.election_facts

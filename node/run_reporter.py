@@ -70,6 +70,10 @@ class RunReporter:
                     continue
                 except NodeError as exc:
                     _log.info("report of run %s not taken: %s", run_id, exc)
+                except Exception:
+                    _log.exception("report of run %s failed; trying again", run_id)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
                 if self._latest.get(run_id) is run:
                     del self._latest[run_id]
         finally:

@@ -74,11 +74,6 @@ SEND_TIMEOUT_SECONDS = 1.0
 """Deadline of one Raft call. A message later than this is useless anyway: the
 leader resends what was not answered at the next heartbeat."""
 
-SNAPSHOT_EVERY_ENTRIES = 10_000
-"""Compact the log once this many entries were applied since the last snapshot:
-a restart replays at most this many, and a lagging voter gets a snapshot instead
-of an unbounded log."""
-
 
 class StateMachine(Protocol):
     """What the log's COMMAND entries are applied to (node/control's ControlState)."""
@@ -139,6 +134,9 @@ class ConsensusRunner:
         on_change: called (no arguments) when role, term, leader or voters change.
         on_applied: called with the state machine's result of every applied command
             (on every node that applies it), e.g. to tell watchers what changed.
+        snapshot_every: compact the log once this many entries were applied since
+            the last snapshot: a restart replays at most this many, and a lagging
+            voter gets the snapshot instead of an unbounded log.
     """
 
     def __init__(
@@ -154,6 +152,7 @@ class ConsensusRunner:
         bootstrap: bool,
         on_change: Callable[[], None] = lambda: None,
         on_applied: Callable[[object], None] = lambda result: None,
+        snapshot_every: int = 10_000,
         rng: random.Random | None = None,
     ) -> None:
         self.name = name
@@ -179,6 +178,7 @@ class ConsensusRunner:
         self._applied = LogPosition()
         self._applied_voters: frozenset[str] = frozenset()
         self._snapshot_index = 0
+        self._snapshot_every = snapshot_every
         self._last_status: ConsensusStatus | None = None
 
     # --- reading ------------------------------------------------------------------
@@ -392,12 +392,16 @@ class ConsensusRunner:
             )
         if ready.snapshot is not None:
             self._restore(ready.snapshot)
+            _log.info(
+                "raft snapshot installed",
+                extra={"event": "consensus.snapshot_installed", "index": ready.snapshot.last.index},
+            )
         self._send(ready.messages)
         self._apply(ready.committed)
         if ready.committed or ready.snapshot is not None:
             self._signal_applied()
         self._note_status()
-        if self._applied.index - self._snapshot_index >= SNAPSHOT_EVERY_ENTRIES:
+        if self._applied.index - self._snapshot_index >= self._snapshot_every:
             await self._compact()
 
     def _restore(self, snapshot: Snapshot) -> None:

@@ -60,8 +60,12 @@ class VoterManager:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(INTERVAL_SECONDS)
-            if self._consensus.is_leader:
+            if not self._consensus.is_leader:
+                continue
+            try:
                 self.step_once()
+            except Exception:
+                _log.exception("voter step failed; trying again")
 
     def step_once(self) -> VoterStep | None:
         """Take one step if the policy wants one; returns it (for tests and logs)."""

@@ -99,7 +99,19 @@ class NodeLost:
     at_us: int
 
 
-Command = SubmitJob | CancelJob | AssignJob | ReportRun | NodeLost
+@dataclass(frozen=True, slots=True)
+class RevokeAssignment:
+    """The leader takes back the assignment ``run_id`` of a job whose node surely never
+    received it (the node refused the connection, so no copy can run there): the job
+    goes back to the queue without spending an attempt."""
+
+    job_id: str
+    run_id: str
+    reason: str
+    at_us: int
+
+
+Command = SubmitJob | CancelJob | AssignJob | ReportRun | NodeLost | RevokeAssignment
 
 
 def to_message(command: Command) -> control_pb2.ControlCommand:
@@ -153,6 +165,15 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
             message.node_lost.CopyFrom(
                 control_pb2.NodeLostCommand(
                     node=command.node, reason=command.reason, at_us=command.at_us
+                )
+            )
+        case RevokeAssignment():
+            message.revoke_assignment.CopyFrom(
+                control_pb2.RevokeAssignmentCommand(
+                    job_id=command.job_id,
+                    run_id=command.run_id,
+                    reason=command.reason,
+                    at_us=command.at_us,
                 )
             )
     return message
@@ -211,6 +232,9 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "node_lost":
         lost = message.node_lost
         return NodeLost(lost.node, lost.reason, lost.at_us)
+    if kind == "revoke_assignment":
+        revoke = message.revoke_assignment
+        return RevokeAssignment(revoke.job_id, revoke.run_id, revoke.reason, revoke.at_us)
     raise CommandDecodeError("the entry carries no command this version knows")
 
 

@@ -47,6 +47,7 @@ from node.control.commands import (
     CommandDecodeError,
     NodeLost,
     ReportRun,
+    RevokeAssignment,
     SubmitJob,
     decode,
 )
@@ -162,6 +163,8 @@ class ControlState:
                 return self._report(command)
             case NodeLost():
                 return self._node_lost(command)
+            case RevokeAssignment():
+                return self._revoke(command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         if command.idempotency_key:
@@ -331,6 +334,28 @@ class ControlState:
             for job in active
         )
         return ApplyResult(ok=True, changed=changed)
+
+    def _revoke(self, command: RevokeAssignment) -> ApplyResult:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
+        current = job.assignment
+        if current is None or current.run_id != command.run_id:
+            return refused(
+                ErrorKind.STALE, f"run {command.run_id} is not the current run of job {job.id}", job
+            )
+        if job.state != states.SCHEDULED:
+            # Its node spoke of it: it was received, and only its node can end it.
+            return refused(
+                ErrorKind.STALE, f"run {command.run_id} is {job.state} on {current.node}", job
+            )
+        reason = f"placed again: {command.reason}" if command.reason else "placed again"
+        changed = self._change(
+            job, command.at_us, state=states.PENDING, reason=reason,
+            attempts=current.attempt - 1, assignment=None,
+            event=f"run {current.run_id} taken back from {current.node}: {command.reason}",
+        )  # fmt: skip
+        return ApplyResult(ok=True, job=changed, changed=(changed,))
 
     def _end_run(
         self,

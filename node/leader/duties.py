@@ -42,14 +42,14 @@ from node.cluster_jobs import ClusterJobs
 from node.cluster_view import DOWN_STATES, ClusterView
 from node.consensus.errors import NotLeaderError, ProposalTimeoutError
 from node.consensus.runner import ConsensusRunner
-from node.control.commands import Command, NodeLost, ReportRun, encode
+from node.control.commands import Command, NodeLost, ReportRun, RevokeAssignment, encode
 from node.control.placement import plan_cluster, waiting_reasons
-from node.control.records import ClusterJob
+from node.control.records import ACTIVE_STATES, ClusterJob
 from node.control.results import ApplyResult
 from node.control.state import ControlState
 from node.jobs import states
 from node.leader.offers import offer_of
-from node.membership.transport import PeerTransport
+from node.membership.transport import PeerTransport, SendOutcome, classify_error
 from proto.murmur.v1 import node_pb2, types_pb2
 
 _log = logging.getLogger("murmur.leader")
@@ -110,6 +110,11 @@ class LeaderDuties:
         self._led_since = 0.0
         self._contact: dict[str, float] = {}
         """Node → when this leader last heard its runs (monotonic)."""
+        self._start_attempts: dict[str, int] = {}
+        """StartRun calls made per run id in this term: only a run whose one and only
+        call was refused may be taken back."""
+        self._revoking: set[str] = set()
+        """Run ids being taken back: never sent again."""
         self._unreachable: set[str] = set()
         """Nodes whose last call from this leader failed: offered nothing until one
         succeeds (gossip may still hold a node alive that just died)."""
@@ -136,6 +141,11 @@ class LeaderDuties:
                 await self._lead(term)
             except (NotLeaderError, ProposalTimeoutError) as exc:
                 _log.info("stopped leading in term %d: %s", term, exc)
+            except Exception:
+                # A bug here must not take the node down with it: Raft and the runs
+                # go on, and the duties start over after a pause.
+                _log.exception("leader duties failed in term %d; starting over", term)
+                await asyncio.sleep(1.0)
             self._waiting = {}
 
     async def _lead(self, term: int) -> None:
@@ -143,6 +153,8 @@ class LeaderDuties:
         self._led_since = time.monotonic()
         self._contact.clear()
         self._unreachable.clear()
+        self._start_attempts.clear()
+        self._revoking.clear()
         await self._reconcile(term)
         next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
         while self._leads(term):
@@ -224,8 +236,11 @@ class LeaderDuties:
 
     async def _start(self, term: int, job: ClusterJob) -> None:
         assignment = job.assignment
-        if assignment is None:
+        if assignment is None or assignment.run_id in self._revoking:
             return
+        attempts = self._start_attempts[assignment.run_id] = (
+            self._start_attempts.get(assignment.run_id, 0) + 1
+        )
         address = self._address_of(assignment.node)
         if address is None:
             return  # reconciliation retries; node loss gives it up
@@ -245,6 +260,20 @@ class LeaderDuties:
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE_CODES:
                 self._unreachable.add(assignment.node)
+            refused = classify_error(exc) is SendOutcome.REFUSED
+            sole_attempt = attempts == 1 and self._start_attempts[assignment.run_id] == 1
+            if refused and sole_attempt and assignment.term == term and self._leads(term):
+                # Nothing listened on the node: it never got the run, so no copy can
+                # run there. Take the assignment back; the job is placed again at once
+                # without spending an attempt, instead of waiting out a lease.
+                self._revoking.add(assignment.run_id)
+                await self._commit(
+                    RevokeAssignment(
+                        job_id=job.id, run_id=assignment.run_id,
+                        reason=f"{assignment.node} refused the connection", at_us=now_us(),
+                    )
+                )  # fmt: skip
+                return
             if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and self._leads(term):
                 # The node will not run it (a newer term, a GPU it says is busy): the
                 # run is lost and the job goes back to the queue, retries permitting.
@@ -261,6 +290,13 @@ class LeaderDuties:
 
     async def _reconcile(self, term: int) -> None:
         """Compare every reachable node's runs with the log and settle differences."""
+        active = {
+            job.assignment.run_id
+            for job in self._control.jobs(states=ACTIVE_STATES)
+            if job.assignment is not None
+        }
+        self._start_attempts = {r: n for r, n in self._start_attempts.items() if r in active}
+        self._revoking &= active
         nodes = {info.name for info in self._view.nodes() if info.state not in DOWN_STATES}
         nodes |= set(self._control.nodes_with_runs())
         reports = await asyncio.gather(*(self._list_runs(term, node) for node in sorted(nodes)))

@@ -39,6 +39,7 @@ class ControlCommand(_message.Message):
     ASSIGN_JOB_FIELD_NUMBER: _builtins.int
     REPORT_RUN_FIELD_NUMBER: _builtins.int
     NODE_LOST_FIELD_NUMBER: _builtins.int
+    REVOKE_ASSIGNMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def submit_job(self) -> Global___SubmitJobCommand: ...
     @_builtins.property
@@ -48,7 +49,9 @@ class ControlCommand(_message.Message):
     @_builtins.property
     def report_run(self) -> Global___ReportRunCommand: ...
     @_builtins.property
-    def node_lost(self) -> Global___NodeLostCommand:
+    def node_lost(self) -> Global___NodeLostCommand: ...
+    @_builtins.property
+    def revoke_assignment(self) -> Global___RevokeAssignmentCommand:
         """Later: certificate revocations, usage records."""
 
     def __init__(
@@ -59,12 +62,13 @@ class ControlCommand(_message.Message):
         assign_job: Global___AssignJobCommand | None = ...,
         report_run: Global___ReportRunCommand | None = ...,
         node_lost: Global___NodeLostCommand | None = ...,
+        revoke_assignment: Global___RevokeAssignmentCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "node_lost", b"node_lost", "report_run", b"report_run", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "submit_job", b"submit_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "node_lost", b"node_lost", "report_run", b"report_run", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "submit_job", b"submit_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -252,6 +256,38 @@ class NodeLostCommand(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeLostCommand: _TypeAlias = NodeLostCommand  # noqa: Y015
+
+@_typing.final
+class RevokeAssignmentCommand(_message.Message):
+    """The leader takes back an assignment its node surely never received (the node
+    refused the connection): the job goes back to the queue, the attempt unspent.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    run_id: _builtins.str
+    reason: _builtins.str
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "job_id", b"job_id", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAssignmentCommand: _TypeAlias = RevokeAssignmentCommand  # noqa: Y015
 
 @_typing.final
 class ControlSnapshot(_message.Message):

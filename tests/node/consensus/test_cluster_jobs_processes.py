@@ -6,7 +6,7 @@ from __future__ import annotations
 import murmur
 from proto.murmur.v1 import types_pb2
 from tests.node.consensus.test_consensus_processes import FAST_VOTERS, status_of, wait_agreed
-from tests.support.cluster import client_for, eventually, start_cluster
+from tests.support.cluster import client_for, eventually, start_cluster, wait_converged
 from tests.support.nodes import Lab
 
 TWO_GPUS = ["--simulate-gpus", "2xA100-80GB"]
@@ -119,3 +119,39 @@ async def test_running_jobs_survive_the_leaders_kill_and_finish_once(lab: Lab) -
     status = await status_of(others[1], lab)
     assert status is not None
     assert status.leader == new_leader
+
+
+async def test_a_voter_that_missed_a_compacted_log_catches_up_from_a_snapshot(lab: Lab) -> None:
+    # Snapshots every 10 entries: a few jobs are enough to compact the log several times.
+    settings = {**FAST_VOTERS, "MURMUR_NODE_RAFT_SNAPSHOT_ENTRIES": "10"}
+    nodes = start_cluster(lab, 3, extra_args=TWO_GPUS, env=settings)
+    leader, _ = await wait_agreed(nodes, lab, voters=3)
+    absent = next(node for node in nodes if node.name != leader)
+    others = [node for node in nodes if node is not absent]
+    absent.kill()
+    # Once gossip holds it dead, nothing is placed there (a job placed in the very
+    # moment it died would wait out a lease, which is not what this test is about).
+    await wait_converged(others, lab.admin_identity, {absent.name: "dead"})
+
+    async with client_for(others[0], lab.admin_identity) as client:
+        submitted = [await client.submit_job(process_job(f"j{i}", "true")) for i in range(12)]
+        await eventually(
+            lambda: _all(client, [job.id for job in submitted]),
+            lambda seen: all(ended(job) for job in seen),
+            within=40,
+            what="every job to end while one voter is away",
+        )
+    back = lab.restart(absent)
+    everyone = [*others, back]
+    await wait_agreed(everyone, lab, voters=3, within=30)
+    # The returning voter's own replica (GetStatus counts come from it) holds every job.
+    counts = await eventually(
+        lambda: status_of(back, lab),
+        lambda status: status is not None and sum(status.jobs_by_state.values()) == 12,
+        within=30,
+        what="the returning voter to hold all 12 jobs",
+    )
+    assert counts is not None
+    assert dict(counts.jobs_by_state) == {"succeeded": 12}
+    events = [record.get("event") for record in back.log_records()]
+    assert "consensus.snapshot_installed" in events

@@ -17,6 +17,7 @@ from node.control import (
     ErrorKind,
     NodeLost,
     ReportRun,
+    RevokeAssignment,
     SubmitJob,
     encode,
     retry_backoff_us,
@@ -414,3 +415,32 @@ def test_ten_thousand_submissions_apply_quickly() -> None:
     elapsed = time.perf_counter() - began
     assert len(state) == 10_000
     assert elapsed < 2.0, f"{10_000 / elapsed:.0f} submissions/s"
+
+
+# ------------------------------------------------------------------ revoke
+
+
+def test_a_revoked_assignment_puts_the_job_back_without_spending_an_attempt() -> None:
+    log = Log()
+    submit(log, retries=0)
+    assign(log, run="r1")
+    result = log.apply(RevokeAssignment("j1", "r1", "n1 refused the connection", 25 * SECOND))
+    assert result.ok, result
+    assert result.job is not None
+    job = result.job
+    assert (job.state, job.attempts, job.assignment) == (states.PENDING, 0, None)
+    assert "n1 refused the connection" in job.reason
+    # Placed again, it starts over at attempt 1, and its GPUs were given back.
+    again = assign(log, run="r2", node="n2")
+    assert (again.state, again.attempts) == (states.SCHEDULED, 1)
+
+
+def test_only_a_run_its_node_never_spoke_of_can_be_revoked() -> None:
+    log = Log()
+    submit(log)
+    assign(log, run="r1")
+    assert report(log, states.STARTING).ok
+    refused = log.apply(RevokeAssignment("j1", "r1", "refused", 25 * SECOND))
+    assert refused.error is ErrorKind.STALE
+    stale = log.apply(RevokeAssignment("j1", "r0", "refused", 25 * SECOND))
+    assert stale.error is ErrorKind.STALE

@@ -1,4 +1,5 @@
-"""The leader's reconciliation with a node's own record of its runs.
+"""The leader's reconciliation with a node's own record of its runs, and its
+handling of a start its node refused.
 
 The control state is real and fed through a log; Raft, gossip and the node's RPCs
 are small fakes that record what the leader asked, so each rule shows alone: a run
@@ -13,7 +14,18 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.control import AssignJob, CancelJob, ControlState, ReportRun, SubmitJob, decode
+import grpc
+import grpc.aio
+
+from node.control import (
+    AssignJob,
+    CancelJob,
+    ControlState,
+    ReportRun,
+    RevokeAssignment,
+    SubmitJob,
+    decode,
+)
 from node.jobs import states
 from node.leader.duties import LeaderDuties
 from proto.murmur.v1 import node_pb2, types_pb2
@@ -49,20 +61,24 @@ class FakeConsensus:
 @dataclass
 class FakeNodeStub:
     calls: list[tuple[str, object]]
+    fail_with: grpc.aio.AioRpcError | None = None
 
     async def StopRun(self, request: node_pb2.StopRunRequest, **_: float) -> None:
         self.calls.append(("StopRun", request))
 
     async def StartRun(self, request: node_pb2.StartRunRequest, **_: float) -> None:
         self.calls.append(("StartRun", request))
+        if self.fail_with is not None:
+            raise self.fail_with
 
 
 @dataclass
 class FakePeers:
     calls: list[tuple[str, object]] = field(default_factory=list)
+    fail_with: grpc.aio.AioRpcError | None = None
 
     def node_stub(self, address: str) -> FakeNodeStub:
-        return FakeNodeStub(self.calls)
+        return FakeNodeStub(self.calls, self.fail_with)
 
 
 class FakeView:
@@ -162,3 +178,48 @@ async def test_a_cancel_pending_on_a_running_job_is_delivered() -> None:
 async def _drain_tasks() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+REFUSED = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.3:4100: "
+    "Failed to connect to remote host: Connection refused"
+)
+
+
+async def test_a_run_whose_only_start_was_refused_is_taken_back_and_its_attempt_kept() -> None:
+    log = Log(ControlState(), term=TERM)
+    assert log.apply(SubmitJob("j1", spec(), "alice", "", SECOND)).ok
+    assert log.apply(AssignJob("j1", "n1", "r1", 1, (), 2 * SECOND)).ok
+    duties, consensus, peers = leader_over(log)
+    peers.fail_with = rpc_error(grpc.StatusCode.UNAVAILABLE, REFUSED)
+    job = log.state.job("j1")
+    assert job is not None
+    await duties._start(TERM, job)
+    (revoke,) = consensus.proposed
+    assert isinstance(revoke, RevokeAssignment)
+    after = log.state.job("j1")
+    assert after is not None
+    assert (after.state, after.attempts) == (states.PENDING, 0)
+
+
+async def test_a_start_that_may_have_arrived_is_never_taken_back() -> None:
+    log = Log(ControlState(), term=TERM)
+    assert log.apply(SubmitJob("j1", spec(), "alice", "", SECOND)).ok
+    assert log.apply(AssignJob("j1", "n1", "r1", 1, (), 2 * SECOND)).ok
+    duties, consensus, peers = leader_over(log)
+    job = log.state.job("j1")
+    assert job is not None
+    # A deadline or a reset connection may come after the node took the run.
+    peers.fail_with = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    await duties._start(TERM, job)
+    # Even a later refusal does not prove that the first call never arrived.
+    peers.fail_with = rpc_error(grpc.StatusCode.UNAVAILABLE, REFUSED)
+    await duties._start(TERM, job)
+    assert consensus.proposed == []
+    still = log.state.job("j1")
+    assert still is not None
+    assert still.state == states.SCHEDULED
