@@ -19,6 +19,14 @@ grace) run in a thread of their own, so they never starve the default executor.
 Containers run under ``docker-init`` (``init=True``): the job is not PID 1, so it
 gets SIGTERM on stop like any process (PID 1 ignores it by default), and its
 zombies are reaped.
+
+A run that holds a lease from the leader (``lease.json`` in its directory, see
+:mod:`node.runtimes.lease_file`) gets a lease guard (:mod:`node.runtimes.lease_guard`)
+next to its container: a process in a session of its own that outlives the daemon
+and stops the container once the lease has passed, as the process runtime's
+supervisor does for a process. The guard writes why it stopped it
+(``lease_stop.json``) before it does; :meth:`DockerRuntime.wait` and
+:meth:`DockerRuntime.recover` then report the run lost, with that reason.
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ import asyncio
 import calendar
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -53,9 +63,10 @@ from node.runtimes.base import (
     RunHandle,
     RuntimeStartError,
 )
+from node.runtimes.lease_file import read_lease
 from node.runtimes.process import dataset_variable
 from node.runtimes.run_log import RunLogWriter, Stream, end_offset, read_entries
-from node.runtimes.supervisor import write_json_atomic
+from node.runtimes.supervisor import read_json, write_json_atomic
 
 _log = logging.getLogger("murmur.node.runtimes")
 
@@ -91,8 +102,20 @@ CONTAINER_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "64m", "max-
 (Not the ``local`` driver: in Docker 20.10 it drops the newline that ends a line
 longer than 16 KiB, so that line and the next would become one.)"""
 
-_ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException)
+ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException)
 """What a call to the engine raises when it refuses or cannot be reached."""
+
+LEASE_GUARD_LOCK = "lease_guard.lock"
+"""In the run's directory: locked by the run's lease guard for as long as it runs."""
+
+LEASE_GUARD_LOG = "lease_guard.log"
+"""In the run's directory: the lease guard's own output."""
+
+LEASE_STOP_FILE = "lease_stop.json"
+"""In the run's directory: written by the lease guard just before it stops the container."""
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+"""The directory holding the ``node`` package: the lease guard imports from it."""
 
 
 def container_name(run_id: str) -> str:
@@ -190,6 +213,112 @@ def record_exit(files: RunFiles, result: RunExit) -> None:
         )
     except OSError as exc:
         _log.error("cannot record the exit of a run", extra={"path": str(files.exit), "error": exc})
+
+
+@dataclass(frozen=True)
+class LeaseStop:
+    """``lease_stop.json``: the lease guard stopped (or is stopping) a container."""
+
+    container_id: str
+    """The full id of the container it stopped: a record about another is ignored."""
+    reason: str
+    """Starts with ``lost:`` and names the lease."""
+    at: float
+    """Unix seconds, just before the guard asked the engine to stop the container."""
+
+
+def write_lease_stop(run_dir: Path, stop: LeaseStop) -> None:
+    write_json_atomic(
+        run_dir / LEASE_STOP_FILE,
+        {"container_id": stop.container_id, "reason": stop.reason, "at": stop.at},
+    )
+
+
+def read_lease_stop(run_dir: Path) -> LeaseStop | None:
+    """The lease guard's record, or None when there is none or it is damaged."""
+    data = read_json(run_dir / LEASE_STOP_FILE)
+    if data is None:
+        return None
+    try:
+        return LeaseStop(
+            container_id=str(data["container_id"]), reason=str(data["reason"]), at=float(data["at"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def lease_stop_reason(run_dir: Path, container_id: str, finished_at: str | None) -> str | None:
+    """Why the lease guard stopped this container, if it did.
+
+    Args:
+        run_dir: the run's directory.
+        container_id: the container's full id.
+        finished_at: the engine's ``State.FinishedAt``, None when the container is gone.
+            A container that ended before the guard decided to stop it ended by
+            itself (the guard's stop then found it stopped).
+    """
+    stop = read_lease_stop(run_dir)
+    if stop is None or stop.container_id != container_id:
+        return None
+    if finished_at is not None:
+        finished = parse_engine_time(finished_at)
+        if finished is not None and finished < stop.at:
+            return None
+    return stop.reason
+
+
+def lease_guard_running(run_dir: Path) -> bool:
+    """Whether a lease guard holds the run's guard lock (probes it without waiting)."""
+    try:
+        fd = os.open(run_dir / LEASE_GUARD_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock if the probe took it
+    return False
+
+
+def spawn_lease_guard(
+    *, python: str, run_dir: Path, run_id: str, container_id: str, host: str
+) -> int:
+    """Starts the lease guard of a container in a session of its own (``setsid``), so
+    that neither a kill of the daemon nor of its process group reaches it.
+    ``posix_spawn``, not fork: the daemon runs gRPC, which must not be forked.
+
+    Returns:
+        The guard's pid; the caller reaps it.
+
+    Raises:
+        OSError: it could not be started.
+    """
+    return os.posix_spawn(
+        python,
+        [
+            python, "-P", "-m", "node.runtimes.lease_guard",
+            str(run_dir.resolve()), run_id, container_id, host,
+        ],
+        {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "PYTHONPATH": str(_PACKAGE_ROOT),
+            "LANG": "C.UTF-8",
+        },
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (
+                os.POSIX_SPAWN_OPEN,
+                1,
+                str(run_dir / LEASE_GUARD_LOG),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o600,
+            ),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )  # fmt: skip
 
 
 @dataclass
@@ -336,7 +465,7 @@ class LogPump:
                 self._copy(stream, point, follow=follow)
             except docker.errors.NotFound:
                 return
-            except _ENGINE_ERRORS as exc:
+            except ENGINE_ERRORS as exc:
                 _log.warning(
                     "lost the output stream of a container; trying again",
                     extra={"run_id": self._run_id, "stream": stream, "error": engine_reason(exc)},
@@ -389,7 +518,7 @@ class LogPump:
             state = self._client().api.inspect_container(self._container_id)["State"]
         except docker.errors.NotFound:
             return False
-        except _ENGINE_ERRORS:
+        except ENGINE_ERRORS:
             return True  # the engine is away; the container may well run on
         return bool(state.get("Running"))
 
@@ -446,11 +575,15 @@ class DockerRuntime:
         self._host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._network_mode = network_mode
         self._real_gpus = real_gpus
+        self._python = sys.executable
+        """Runs the lease guards (needs the ``node`` package and the Docker SDK)."""
         self._docker: Any = None
         self._closed = False
         self._client_lock = threading.Lock()
         self._pumps: dict[str, LogPump] = {}
         self._files: dict[str, RunFiles] = {}
+        self._guards: set[int] = set()
+        """Lease guards this process started and has not reaped yet."""
         self._state_lock = threading.Lock()
 
     @property
@@ -482,7 +615,7 @@ class DockerRuntime:
                 result = RunExit(None, "lost: container removed outside murmur")
                 await asyncio.to_thread(self._conclude, handle.run_id, files, result)
                 return result
-            except _ENGINE_ERRORS as exc:
+            except ENGINE_ERRORS as exc:
                 _log.warning(
                     "cannot wait for a container; asking the engine again",
                     extra={"run_id": handle.run_id, "error": engine_reason(exc)},
@@ -513,6 +646,7 @@ class DockerRuntime:
             self._pumps.clear()
         for pump in pumps:
             pump.close()
+        self._reap_guards()  # the ones still running go on: they outlive the daemon
         with self._client_lock:
             if self._docker is not None:
                 self._docker.close()
@@ -540,7 +674,7 @@ class DockerRuntime:
             client = self._client()
             client.ping()
             version = client.version().get("Version", "?")
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             return False, f"docker: no engine answering at {self._host}: {engine_reason(exc)}"
         return True, f"docker: engine {version} at {self._host}"
 
@@ -554,7 +688,7 @@ class DockerRuntime:
             ) from exc
         try:
             client = self._client()
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeStartError(
                 f"docker: no engine answering at {self._host}: {engine_reason(exc)}"
             ) from exc
@@ -565,20 +699,20 @@ class DockerRuntime:
                 f"image {image} is not present on node {self._node}; there is no registry "
                 "here: load it with `docker load`"
             ) from None
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeStartError(
                 f"docker: cannot look up image {image}: {engine_reason(exc)}"
             ) from exc
         try:
             container = client.containers.create(image, **self._container_options(spec))
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeStartError(
                 f"docker: cannot create the container for run {spec.run_id}: {engine_reason(exc)}"
             ) from exc
         try:
             container.start()
-        except _ENGINE_ERRORS as exc:
-            with contextlib.suppress(*_ENGINE_ERRORS):
+        except ENGINE_ERRORS as exc:
+            with contextlib.suppress(*ENGINE_ERRORS):
                 container.remove(force=True)
             raise RuntimeStartError(
                 f"docker: cannot start the container for run {spec.run_id}: {engine_reason(exc)}"
@@ -589,11 +723,12 @@ class DockerRuntime:
         try:
             self._start_pump(spec.run_id, container_id, spec.files, follow=True)
         except OSError as exc:
-            with contextlib.suppress(*_ENGINE_ERRORS):
+            with contextlib.suppress(*ENGINE_ERRORS):
                 container.remove(force=True)
             raise RuntimeStartError(
                 f"cannot write the run's log in {spec.files.log_dir}: {exc.strerror or exc}"
             ) from exc
+        self._ensure_guard(spec.run_id, container_id, spec.files)
         return container_id
 
     def _container_options(self, spec: LaunchSpec) -> dict[str, Any]:
@@ -682,12 +817,17 @@ class DockerRuntime:
 
     def _ended(self, handle: RunHandle, exit_code: int) -> RunExit:
         """How a container that just stopped ended (it may have been removed meanwhile)."""
+        run_dir = self._files_of(handle.run_id).directory
         try:
             state = self._client().api.inspect_container(handle.container_id)["State"]
         except docker.errors.NotFound:
-            return RunExit(None, "lost: container removed outside murmur")
-        except _ENGINE_ERRORS:
-            return RunExit(exit_code, exit_reason(exit_code, oom_killed=False))
+            reason = lease_stop_reason(run_dir, handle.container_id, None)
+            return RunExit(None, reason or "lost: container removed outside murmur")
+        except ENGINE_ERRORS:
+            reason = lease_stop_reason(run_dir, handle.container_id, None)
+            return RunExit(exit_code, reason or exit_reason(exit_code, oom_killed=False))
+        if reason := lease_stop_reason(run_dir, handle.container_id, state.get("FinishedAt")):
+            return RunExit(exit_code, reason)
         if state.get("Status") in ("removing", "dead"):  # a forced removal killed it
             return RunExit(None, "lost: container removed outside murmur")
         return RunExit(exit_code, exit_reason(exit_code, oom_killed=bool(state.get("OOMKilled"))))
@@ -707,26 +847,67 @@ class DockerRuntime:
             self._client().api.stop(handle.container_id, timeout=math.ceil(max(0.0, grace_seconds)))
         except docker.errors.NotFound:
             return
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             _log.error(
                 "cannot stop a container",
                 extra={"run_id": handle.run_id, "error": engine_reason(exc)},
             )
 
     def _cleanup(self, handle: RunHandle) -> None:
+        """Removes the container; one its lease guard stopped, or that is gone, is no error."""
         with self._state_lock:
             pump = self._pumps.pop(handle.run_id, None)
             self._files.pop(handle.run_id, None)
         if pump is not None:
             pump.close()
         self._remove(handle.container_id, run_id=handle.run_id)
+        self._reap_guards()
+
+    def _ensure_guard(self, run_id: str, container_id: str, files: RunFiles) -> None:
+        """Starts the lease guard of a running container whose run has a lease, unless
+        one already runs (a restarted daemon adopting the container). A guard that
+        cannot be started is logged: the daemon's own lease watch still stops the run
+        while the daemon lives."""
+        self._reap_guards()
+        if read_lease(files.directory) is None or lease_guard_running(files.directory):
+            return
+        try:
+            pid = spawn_lease_guard(
+                python=self._python,
+                run_dir=files.directory,
+                run_id=run_id,
+                container_id=container_id,
+                host=self._host,
+            )
+        except OSError as exc:
+            _log.error(
+                "cannot start the lease guard of a container; it will not be stopped "
+                "on an expired lease while the daemon is down",
+                extra={"run_id": run_id, "error": exc},
+            )
+            return
+        with self._state_lock:
+            self._guards.add(pid)
+
+    def _reap_guards(self) -> None:
+        """Collects the lease guards that exited (only those: other children are not ours)."""
+        with self._state_lock:
+            guards = list(self._guards)
+        for pid in guards:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                with self._state_lock:
+                    self._guards.discard(pid)
 
     def _remove(self, container_id: str, *, run_id: str) -> None:
         try:
             self._client().api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             return
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             _log.error(
                 "cannot remove a container", extra={"run_id": run_id, "error": engine_reason(exc)}
             )
@@ -736,7 +917,7 @@ class DockerRuntime:
             containers = self._client().api.containers(
                 all=True, filters={"label": f"{LABEL_NODE}={self._node}"}
             )
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             # Without the engine nothing can be told; the runs stay unresolved rather
             # than lost, and the manager's wait() keeps asking the engine.
             _log.error(
@@ -772,7 +953,7 @@ class DockerRuntime:
         self, handle: RunHandle, files: RunFiles, summary: dict[str, Any] | None
     ) -> RecoveredRun:
         if summary is None:
-            result = RunExit(None, "lost: container is gone")
+            result = self._gone(handle, files)
             record_exit(files, result)
             return RecoveredRun(handle, result)
         container_id = str(summary["Id"])
@@ -780,21 +961,25 @@ class DockerRuntime:
             handle = dataclasses.replace(handle, container_id=container_id)
         if summary.get("State") in ("running", "paused", "restarting"):
             self._start_pump_logged(handle.run_id, container_id, files, follow=True)
+            self._ensure_guard(handle.run_id, container_id, files)
             return RecoveredRun(handle, None)
         try:
             state = self._client().api.inspect_container(container_id)["State"]
         except docker.errors.NotFound:
-            result = RunExit(None, "lost: container is gone")
+            result = self._gone(handle, files)
             record_exit(files, result)
             return RecoveredRun(handle, result)
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             _log.error(
                 "cannot inspect a container to recover its run",
                 extra={"run_id": handle.run_id, "error": engine_reason(exc)},
             )
             return RecoveredRun(handle, None)
+        lease_reason = lease_stop_reason(files.directory, container_id, state.get("FinishedAt"))
         if summary.get("State") == "created":
             result = RunExit(None, "lost: the container was created but never started")
+        elif lease_reason is not None:
+            result = RunExit(int(state.get("ExitCode", -1)), lease_reason)
         else:
             exit_code = int(state.get("ExitCode", -1))
             result = RunExit(
@@ -803,6 +988,12 @@ class DockerRuntime:
         self._start_pump_logged(handle.run_id, container_id, files, follow=False)
         self._conclude(handle.run_id, files, result)
         return RecoveredRun(handle, result)
+
+    @staticmethod
+    def _gone(handle: RunHandle, files: RunFiles) -> RunExit:
+        """How a run whose container is gone ended: lost, on its lease if the guard stopped it."""
+        reason = lease_stop_reason(files.directory, handle.container_id, None)
+        return RunExit(None, reason or "lost: container is gone")
 
     def _files_of(self, run_id: str) -> RunFiles:
         with self._state_lock:
