@@ -224,6 +224,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             peers=transport,
             lease_seconds=config.run_lease_seconds,
             local_address=str(config.advertise_address),
+            stop_grace_seconds=config.stop_grace_seconds,
         )
 
         def applied(result: object) -> None:

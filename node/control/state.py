@@ -446,6 +446,8 @@ class ControlState:
     def _hold(self, job: ClusterJob, assignment: Assignment) -> None:
         self._active_runs[assignment.run_id] = job.id
         self._active_by_node.setdefault(assignment.node, {})[job.id] = None
+        if not assignment.gpu_indices:
+            return
         holders_of = self._gpu_holders.setdefault(assignment.node, {})
         for gpu in assignment.gpu_indices:
             holders_of.setdefault(gpu, {})[job.id] = job.shares_gpus
@@ -456,6 +458,8 @@ class ControlState:
         del active[job_id]
         if not active:
             del self._active_by_node[assignment.node]
+        if not assignment.gpu_indices:
+            return
         holders_of = self._gpu_holders[assignment.node]
         for gpu in assignment.gpu_indices:
             holders = holders_of[gpu]

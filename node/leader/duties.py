@@ -56,13 +56,14 @@ _log = logging.getLogger("murmur.leader")
 
 RECONCILE_INTERVAL_SECONDS = 2.0
 """How often the leader compares the log with every node's runs; it also renews
-the runs' lease, so it must stay well below the lease."""
+the runs' lease, so it is at most a third of the lease."""
 
 CALL_TIMEOUT_SECONDS = 3.0
+"""Deadline of a call to a node (at most a third of the lease)."""
 
 LEASE_MARGIN_SECONDS = 5.0
-"""Added to the lease before a dead node's runs are given up: covers clock rate
-differences and the node's watchdog period."""
+"""Added to the lease and the stop grace before a dead node's runs are given up:
+covers clock rate differences and the supervisors' one-second checks."""
 
 GATHER_PASS_COSTS = 8.0
 GATHER_MAX_SECONDS = 0.5
@@ -98,6 +99,7 @@ class LeaderDuties:
         peers: PeerTransport,
         lease_seconds: float,
         local_address: str,
+        stop_grace_seconds: float = 10.0,
     ) -> None:
         self._consensus = consensus
         self._control = control
@@ -105,6 +107,10 @@ class LeaderDuties:
         self._view = view
         self._peers = peers
         self._lease_seconds = lease_seconds
+        self._stop_grace_seconds = stop_grace_seconds
+        # Renewals must reach every node well within its lease, however short.
+        self._renew_interval = min(RECONCILE_INTERVAL_SECONDS, lease_seconds / 3)
+        self._call_timeout = min(CALL_TIMEOUT_SECONDS, lease_seconds / 3)
         self._local_address = local_address
         self._waiting: dict[str, tuple[str, int]] = {}
         self._led_since = 0.0
@@ -156,8 +162,16 @@ class LeaderDuties:
         self._start_attempts.clear()
         self._revoking.clear()
         await self._reconcile(term)
-        next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
-        while self._leads(term):
+        renewals = asyncio.create_task(self._keep_reconciling(term))
+        try:
+            await self._keep_placing(term, renewals)
+        finally:
+            renewals.cancel()
+            with contextlib.suppress(asyncio.CancelledError, NotLeaderError, ProposalTimeoutError):
+                await renewals
+
+    async def _keep_placing(self, term: int, renewals: asyncio.Task[None]) -> None:
+        while self._leads(term) and not renewals.done():
             self._freed.clear()
             cost = await self._place(term)
             # A plan costs in proportion to the queue: after one, let submissions
@@ -167,10 +181,6 @@ class LeaderDuties:
             pause = min(GATHER_MAX_SECONDS, GATHER_PASS_COSTS * cost)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._freed.wait(), pause)
-            if time.monotonic() >= next_reconcile:
-                await self._reconcile(term)
-                await self._give_up_dead_nodes(term)
-                next_reconcile = time.monotonic() + RECONCILE_INTERVAL_SECONDS
             self._wake.clear()
             signal = self._consensus.applied_signal()
             waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(signal.wait())]
@@ -256,7 +266,7 @@ class LeaderDuties:
             lease_seconds=self._lease_seconds,
         )
         try:
-            await self._peers.node_stub(address).StartRun(request, timeout=CALL_TIMEOUT_SECONDS)
+            await self._peers.node_stub(address).StartRun(request, timeout=self._call_timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE_CODES:
                 self._unreachable.add(assignment.node)
@@ -288,8 +298,33 @@ class LeaderDuties:
             return
         self._reached(assignment.node)
 
-    async def _reconcile(self, term: int) -> None:
-        """Compare every reachable node's runs with the log and settle differences."""
+    async def _keep_reconciling(self, term: int) -> None:
+        """Every ``_renew_interval``, reconcile each node on its own: a node that does
+        not answer delays nobody else's lease renewal."""
+        in_flight: dict[str, asyncio.Task[None]] = {}
+        while self._leads(term):
+            await asyncio.sleep(self._renew_interval)
+            self._forget_inactive_runs()
+            for node in sorted(self._nodes_to_reconcile()):
+                if node not in in_flight or in_flight[node].done():
+                    in_flight[node] = asyncio.create_task(self._reconcile_node(term, node))
+            for node, task in list(in_flight.items()):
+                if task.done():
+                    del in_flight[node]
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error
+            await self._give_up_dead_nodes(term)
+
+    async def _reconcile_node(self, term: int, node: str) -> None:
+        runs = await self._list_runs(term, node)
+        if runs is not None and self._leads(term):
+            await self._settle(term, node, runs)
+
+    def _nodes_to_reconcile(self) -> set[str]:
+        nodes = {info.name for info in self._view.nodes() if info.state not in DOWN_STATES}
+        return nodes | set(self._control.nodes_with_runs())
+
+    def _forget_inactive_runs(self) -> None:
         active = {
             job.assignment.run_id
             for job in self._control.jobs(states=ACTIVE_STATES)
@@ -297,10 +332,13 @@ class LeaderDuties:
         }
         self._start_attempts = {r: n for r, n in self._start_attempts.items() if r in active}
         self._revoking &= active
-        nodes = {info.name for info in self._view.nodes() if info.state not in DOWN_STATES}
-        nodes |= set(self._control.nodes_with_runs())
-        reports = await asyncio.gather(*(self._list_runs(term, node) for node in sorted(nodes)))
-        for node, runs in zip(sorted(nodes), reports, strict=True):
+
+    async def _reconcile(self, term: int) -> None:
+        """Compare every reachable node's runs with the log and settle differences
+        (a new leader does this once, whole, before it places anything)."""
+        nodes = sorted(self._nodes_to_reconcile())
+        reports = await asyncio.gather(*(self._list_runs(term, node) for node in nodes))
+        for node, runs in zip(nodes, reports, strict=True):
             if runs is not None and self._leads(term):
                 await self._settle(term, node, runs)
 
@@ -313,7 +351,7 @@ class LeaderDuties:
         )
         try:
             response = await self._peers.node_stub(address).ListRuns(
-                request, timeout=CALL_TIMEOUT_SECONDS
+                request, timeout=self._call_timeout
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE_CODES:
@@ -355,7 +393,7 @@ class LeaderDuties:
         with contextlib.suppress(grpc.aio.AioRpcError):
             await self._peers.node_stub(address).StopRun(
                 node_pb2.StopRunRequest(run_id=run_id, term=term, reason=reason),
-                timeout=CALL_TIMEOUT_SECONDS,
+                timeout=self._call_timeout,
             )
 
     def applied(self, result: object) -> None:
@@ -384,7 +422,8 @@ class LeaderDuties:
 
     async def _give_up_dead_nodes(self, term: int) -> None:
         now = time.monotonic()
-        patience = self._lease_seconds + LEASE_MARGIN_SECONDS
+        # A run whose lease lapsed is sent SIGTERM, and SIGKILL only after the grace.
+        patience = self._lease_seconds + self._stop_grace_seconds + LEASE_MARGIN_SECONDS
         if now - self._led_since < patience:
             return
         for node in self._control.nodes_with_runs():

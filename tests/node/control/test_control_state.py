@@ -444,3 +444,19 @@ def test_only_a_run_its_node_never_spoke_of_can_be_revoked() -> None:
     assert refused.error is ErrorKind.STALE
     stale = log.apply(RevokeAssignment("j1", "r0", "refused", 25 * SECOND))
     assert stale.error is ErrorKind.STALE
+
+
+def test_two_runs_without_gpus_on_one_node_both_end_cleanly() -> None:
+    # Regression (found by the chaos test): the first run's release dropped the
+    # node's GPU index while the second, also GPU-less, still ran there, and the
+    # second's report failed half-applied with KeyError.
+    log = Log()
+    submit(log, "a")
+    submit(log, "b")
+    assign(log, "a", node="n1", run="ra")
+    assign(log, "b", node="n1", run="rb")
+    first = report(log, states.SUCCEEDED, job_id="a", run="ra", exit_code=0)
+    second = report(log, states.SUCCEEDED, job_id="b", run="rb", exit_code=0)
+    assert first.ok, first
+    assert second.ok, second
+    assert log.state.active_on("n1") == []
