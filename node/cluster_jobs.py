@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
@@ -42,6 +43,8 @@ from proto.murmur.v1 import cluster_pb2, node_pb2, types_pb2
 
 if TYPE_CHECKING:
     from proto.murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
+
+_log = logging.getLogger("murmur.jobs")
 
 T = TypeVar("T")
 
@@ -259,7 +262,14 @@ class ClusterJobs:
             try:
                 return await attempt()
             except NotLeaderError as exc:
+                _log.debug("waiting for a leader: %s", exc, extra={"event": "jobs.no_leader"})
                 if time.monotonic() >= deadline:
+                    _log.warning(
+                        "no leader took a request within %g s: %s",
+                        LEADER_PATIENCE_SECONDS,
+                        exc,
+                        extra={"event": "jobs.no_leader_in_time"},
+                    )
                     raise UnavailableError(
                         f"no leader could answer within {LEADER_PATIENCE_SECONDS:g} s ({exc}); "
                         "a majority of the voters must be up and connected"

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
@@ -354,7 +355,26 @@ async def _serve_until_signalled(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, log_task_stacks)
     await serve(config, stop=stop)
+
+
+def log_task_stacks() -> None:
+    """``kill -USR1 PID``: where every asyncio task waits, into the log (the chain of
+    coroutines each is suspended in), to see why a daemon seems stuck."""
+    for task in asyncio.all_tasks():
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < 40:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                where = frame.f_code.co_filename.rsplit("/", 2)[-1]
+                chain.append(f"{frame.f_code.co_name} ({where}:{frame.f_lineno})")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        _log.warning(
+            "task %s: %s", task.get_name(), " -> ".join(chain) or "not started",
+            extra={"event": "node.task_stack"},
+        )  # fmt: skip
 
 
 def run_node(config: NodeConfig) -> int:

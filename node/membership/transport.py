@@ -63,6 +63,10 @@ KEEPALIVE_TIMEOUT_MS = 10_000
 
 _REFUSED_MARKER = "connection refused"
 
+DROP_GRACE_SECONDS = 15.0
+"""How long a dropped channel's other calls may still run before it is closed: more
+than any deadline the node sets on a peer call."""
+
 
 class SendOutcome(enum.Enum):
     """What became of one gossip send."""
@@ -135,6 +139,7 @@ class PeerTransport:
         )
         self._idle_close_seconds = idle_close_seconds
         self._peers: dict[str, _Peer] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self._next_sweep_at = time.monotonic() + idle_close_seconds
         self._closed = False
 
@@ -210,6 +215,8 @@ class PeerTransport:
         self._closed = True
         peers, self._peers = list(self._peers.values()), {}
         await asyncio.gather(*(peer.channel.close(None) for peer in peers))
+        for closing in list(self._closing):
+            closing.cancel()
 
     def _peer(self, address: str, now: float) -> _Peer:
         peer = self._peers.get(address)
@@ -227,9 +234,16 @@ class PeerTransport:
         return peer
 
     async def _drop(self, address: str, peer: _Peer) -> None:
+        """Forget the peer's channel so that the next call connects afresh, and close
+        it in the background once its other calls had time to end. The channel is
+        shared: closing it at once would cancel whatever else is in flight on it (a
+        forwarded submission, an assignment), and a cancelled call raises
+        CancelledError in its caller, which must never come from another's failure."""
         if self._peers.get(address) is peer:
             del self._peers[address]
-        await peer.channel.close(None)
+        closing = asyncio.ensure_future(peer.channel.close(DROP_GRACE_SECONDS))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _close_idle(self, now: float) -> None:
         self._next_sweep_at = now + min(self._idle_close_seconds, 30.0)

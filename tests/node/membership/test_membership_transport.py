@@ -198,3 +198,26 @@ def test_the_channel_keepalive_respects_the_servers_minimum_ping_interval() -> N
     server = dict(_SERVER_OPTIONS)
     minimum = int(server["grpc.http2.min_ping_interval_without_data_ms"])
     assert int(client["grpc.keepalive_time_ms"]) >= minimum
+
+
+async def test_dropping_a_channel_lets_its_other_calls_finish(lab_ca: CertificateAuthority) -> None:
+    # Regression (found by the consensus benchmark): a gossip send refused by a dead
+    # peer dropped the shared channel at once, which cancelled a submission being
+    # forwarded on it; the CancelledError left the client's call unanswered.
+    servicer = RecordingServicer()
+    servicer.release.clear()
+    server, address = await start_gossip_server(node_bundle(lab_ca, "b"), "127.0.0.2", servicer)
+    transport = PeerTransport(node_bundle(lab_ca, "a"))
+    try:
+        in_flight = asyncio.ensure_future(
+            transport.send(address, b"slow", from_address="127.0.0.3:7", timeout=5)
+        )
+        while not servicer.received:
+            await asyncio.sleep(0.01)
+        await transport._drop(address, transport._peers[address])
+        assert transport.open_channels == 0  # the next call connects afresh
+        servicer.release.set()
+        assert await in_flight == SendOutcome.OK
+    finally:
+        await transport.close()
+        await server.stop(0)
