@@ -26,6 +26,7 @@ class RecordingServicer(GossipOnlyServicer):
     def __init__(self) -> None:
         super().__init__()
         self.received: list[tuple[str, bytes]] = []
+        self.arrived = asyncio.Event()
         self.release = asyncio.Event()
         self.release.set()
 
@@ -33,6 +34,7 @@ class RecordingServicer(GossipOnlyServicer):
         self, request: node_pb2.GossipRequest, context: Context
     ) -> node_pb2.GossipResponse:
         self.received.append((request.from_address, request.payload))
+        self.arrived.set()
         await self.release.wait()
         return node_pb2.GossipResponse()
 
@@ -212,8 +214,7 @@ async def test_dropping_a_channel_lets_its_other_calls_finish(lab_ca: Certificat
         in_flight = asyncio.ensure_future(
             transport.send(address, b"slow", from_address="127.0.0.3:7", timeout=5)
         )
-        while not servicer.received:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(servicer.arrived.wait(), timeout=5)
         await transport._drop(address, transport._peers[address])
         assert transport.open_channels == 0  # the next call connects afresh
         servicer.release.set()
