@@ -13,29 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from node.cluster_jobs import ClusterJobs
-from node.control.commands import ReportRun
 from node.errors import NodeError, UnavailableError
+from node.jobs.convert import run_message
+from node.leader.duties import report_of
 from storage import RunRecord
 
 _log = logging.getLogger("murmur.jobs")
 
 RETRY_SECONDS = 0.5
-
-
-def report_command(run: RunRecord) -> ReportRun:
-    return ReportRun(
-        job_id=run.job_id,
-        run_id=run.id,
-        node=run.node,
-        state=run.state,
-        exit_code=run.exit_code,
-        reason=run.reason,
-        at_us=time.time_ns() // 1000,
-        timed_out=run.reason.startswith("time limit"),
-    )
 
 
 class RunReporter:
@@ -63,7 +50,7 @@ class RunReporter:
         try:
             while (run := self._latest.get(run_id)) is not None:
                 try:
-                    await self._jobs.propose(report_command(run))
+                    await self._jobs.propose(report_of(run.job_id, run.node, run_message(run)))
                 except UnavailableError as exc:
                     _log.info("report of run %s waits for a leader: %s", run_id, exc)
                     await asyncio.sleep(RETRY_SECONDS)

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -58,7 +58,7 @@ from node.election import (
 from node.election.errors import NotLeaderError as ElectionNotLeaderError
 from node.membership.transport import SendOutcome
 from proto.murmur.v1 import node_pb2
-from storage import RaftDurableState, RaftEntryRecord, RaftSnapshotRecord
+from storage import Store
 
 if TYPE_CHECKING:
     from proto.murmur.v1.node_pb2_grpc import NodeServiceAsyncStub
@@ -144,7 +144,7 @@ class ConsensusRunner:
         *,
         name: str,
         advertise_address: str,
-        store: RaftStore,
+        store: Store,
         transport: RaftTransport,
         address_of: Callable[[str], str | None],
         state_machine: StateMachine,
@@ -179,7 +179,7 @@ class ConsensusRunner:
         self._applied_voters: frozenset[str] = frozenset()
         self._snapshot_index = 0
         self._snapshot_every = snapshot_every
-        self._last_status: ConsensusStatus | None = None
+        self._last_seen: tuple[Role, int, str | None, frozenset[str]] | None = None
 
     # --- reading ------------------------------------------------------------------
 
@@ -454,34 +454,25 @@ class ConsensusRunner:
         self._pending.clear()
 
     def _note_status(self) -> None:
+        """Tell ``on_change`` (and the log, unless only the role moved) what changed."""
         raft = self.raft
-        status = ConsensusStatus(
-            role=raft.role,
-            term=raft.term,
-            leader=raft.leader,
-            voters=raft.voters,
-            commit_index=0,
-            last_index=0,
-        )
-        if status != self._last_status:
-            previous, self._last_status = self._last_status, status
-            if previous is None or (previous.leader, previous.term, previous.voters) != (
-                status.leader,
-                status.term,
-                status.voters,
-            ):
-                _log.info(
-                    "raft state",
-                    extra={
-                        "event": "consensus.state",
-                        "role": status.role.value,
-                        "term": status.term,
-                        "leader": status.leader or "",
-                        "voters": sorted(status.voters),
-                    },
-                )
-            self._on_change()
-            self._signal_applied()
+        seen = (raft.role, raft.term, raft.leader, raft.voters)
+        if seen == self._last_seen:
+            return
+        previous, self._last_seen = self._last_seen, seen
+        if previous is None or previous[1:] != seen[1:]:
+            _log.info(
+                "raft state",
+                extra={
+                    "event": "consensus.state",
+                    "role": raft.role.value,
+                    "term": raft.term,
+                    "leader": raft.leader or "",
+                    "voters": sorted(raft.voters),
+                },
+            )
+        self._on_change()
+        self._signal_applied()
 
     # --- sending ------------------------------------------------------------------
 
@@ -503,18 +494,3 @@ class ConsensusRunner:
             await self._transport.call(
                 address, lambda stub: stub.Raft(request, timeout=SEND_TIMEOUT_SECONDS)
             )
-
-
-class RaftStore(Protocol):
-    """The part of :class:`storage.Store` Raft uses."""
-
-    async def load_raft(self) -> RaftDurableState: ...
-
-    async def save_raft(
-        self,
-        *,
-        hard_state: tuple[int, str | None] | None = None,
-        snapshot: RaftSnapshotRecord | None = None,
-        truncate_from: int | None = None,
-        entries: Sequence[RaftEntryRecord] = (),
-    ) -> None: ...

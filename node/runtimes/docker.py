@@ -63,6 +63,7 @@ from node.runtimes.base import (
     RunHandle,
     RuntimeStartError,
 )
+from node.runtimes.detached import spawn_module
 from node.runtimes.lease_file import read_lease
 from node.runtimes.process import dataset_variable
 from node.runtimes.run_log import RunLogWriter, Stream, end_offset, read_entries
@@ -113,9 +114,6 @@ LEASE_GUARD_LOG = "lease_guard.log"
 
 LEASE_STOP_FILE = "lease_stop.json"
 """In the run's directory: written by the lease guard just before it stops the container."""
-
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-"""The directory holding the ``node`` package: the lease guard imports from it."""
 
 
 def container_name(run_id: str) -> str:
@@ -295,30 +293,13 @@ def spawn_lease_guard(
     Raises:
         OSError: it could not be started.
     """
-    return os.posix_spawn(
+    return spawn_module(
         python,
-        [
-            python, "-P", "-m", "node.runtimes.lease_guard",
-            str(run_dir.resolve()), run_id, container_id, host,
-        ],
-        {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "PYTHONPATH": str(_PACKAGE_ROOT),
-            "LANG": "C.UTF-8",
-        },
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (
-                os.POSIX_SPAWN_OPEN,
-                1,
-                str(run_dir / LEASE_GUARD_LOG),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o600,
-            ),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )  # fmt: skip
+        ["-P"],
+        "node.runtimes.lease_guard",
+        [str(run_dir.resolve()), run_id, container_id, host],
+        log_path=run_dir / LEASE_GUARD_LOG,
+    )
 
 
 @dataclass

@@ -41,6 +41,7 @@ from node.runtimes.base import (
     RunHandle,
     RuntimeStartError,
 )
+from node.runtimes.detached import PACKAGE_ROOT, spawn_module
 from node.runtimes.forkserver import FORKSERVER_LOG, ForkServer, ForkServerError
 from node.runtimes.procfs import (
     is_running,
@@ -79,9 +80,6 @@ REAPED_REASON = "reaped: the node did not know this run after a restart"
 
 _SUPERVISOR_STARTED_FD = 3
 """Where a supervisor started as a fresh interpreter finds its end of the started pipe."""
-
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-"""The directory holding the ``node`` package: the supervisor imports from it."""
 
 
 def dataset_variable(name: str) -> str:
@@ -216,7 +214,7 @@ class ProcessRuntime:
         self._node_name = node_name
         self._python = python
         self._fork_server = ForkServer(
-            python=python, package_root=_PACKAGE_ROOT, log_path=runs_dir / FORKSERVER_LOG
+            python=python, package_root=PACKAGE_ROOT, log_path=runs_dir / FORKSERVER_LOG
         )
         self._run_dirs: dict[str, Path] = {}
         self._children: set[int] = set()
@@ -371,31 +369,14 @@ class ProcessRuntime:
         server. ``-S``: it needs nothing from site-packages, and ``site`` is a third of
         its start-up."""
         try:
-            pid = os.posix_spawnp(
+            pid = spawn_module(
                 self._python,
-                [
-                    self._python, "-S", "-P", "-m", "node.runtimes.supervisor",
-                    str(run_dir.resolve()), str(_SUPERVISOR_STARTED_FD),
-                ],
-                {
-                    "PATH": os.environ.get("PATH", os.defpath),
-                    "PYTHONPATH": str(_PACKAGE_ROOT),
-                    "LANG": "C.UTF-8",
-                },
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (
-                        os.POSIX_SPAWN_OPEN,
-                        1,
-                        str(run_dir / SUPERVISOR_LOG),
-                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                        0o600,
-                    ),
-                    (os.POSIX_SPAWN_DUP2, 1, 2),
-                    (os.POSIX_SPAWN_DUP2, started_fd, _SUPERVISOR_STARTED_FD),
-                ],
-                setsid=True,
-            )  # fmt: skip
+                ["-S", "-P"],
+                "node.runtimes.supervisor",
+                [str(run_dir.resolve()), str(_SUPERVISOR_STARTED_FD)],
+                log_path=run_dir / SUPERVISOR_LOG,
+                inherit_fds=[(started_fd, _SUPERVISOR_STARTED_FD)],
+            )
         except OSError as exc:
             raise RuntimeStartError(f"cannot start the run on {self._node_name}: {exc}") from exc
         self._children.add(pid)

@@ -46,7 +46,7 @@ from typing import Any
 from murmur import AsyncClient, MurmurError, resolve_connect_config
 from proto.murmur.v1 import cluster_pb2, types_pb2
 from tests.bench.run import percentile
-from tests.support.cluster import client_for, start_cluster
+from tests.support.cluster import client_for, start_cluster, status_of
 from tests.support.nodes import Lab, NodeProcess, create_lab
 
 NODE_ENV = {"MURMUR_NODE_VOTER_STABILIZATION_SECONDS": "1"}
@@ -106,14 +106,6 @@ def cpu_ticks(pid: int) -> int:
 
 
 # --- the cluster ------------------------------------------------------------------------
-
-
-async def status_of(node: NodeProcess, lab: Lab) -> cluster_pb2.ClusterStatus | None:
-    try:
-        async with client_for(node, lab.admin_identity) as client:
-            return await client.status(timeout=3)
-    except MurmurError:
-        return None
 
 
 async def wait_agreed(nodes: Sequence[NodeProcess], lab: Lab, voters: int = 3) -> str:

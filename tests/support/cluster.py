@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from certs import Role
-from murmur import AsyncClient, resolve_connect_config
-from proto.murmur.v1 import types_pb2
+from murmur import AsyncClient, MurmurError, resolve_connect_config
+from proto.murmur.v1 import cluster_pb2, types_pb2
 from tests.support.nodes import Lab, NodeProcess
 
 T = TypeVar("T")
@@ -73,6 +73,15 @@ def start_cluster(
 
 def client_for(node: NodeProcess, identity: Path) -> AsyncClient:
     return AsyncClient(resolve_connect_config(node=node.address, identity=identity))
+
+
+async def status_of(node: NodeProcess, lab: Lab) -> cluster_pb2.ClusterStatus | None:
+    """``murmur status`` as ``node`` answers it; ``None`` when it does not answer."""
+    try:
+        async with client_for(node, lab.admin_identity) as client:
+            return await client.status(timeout=3)
+    except MurmurError:
+        return None
 
 
 async def node_states(node: NodeProcess, identity: Path) -> dict[str, types_pb2.NodeInfo]:

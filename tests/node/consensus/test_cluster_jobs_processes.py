@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import murmur
 from proto.murmur.v1 import types_pb2
-from tests.node.consensus.test_consensus_processes import FAST_VOTERS, status_of, wait_agreed
-from tests.support.cluster import client_for, eventually, start_cluster, wait_converged
+from tests.node.consensus.test_consensus_processes import FAST_VOTERS, wait_agreed
+from tests.support.cluster import client_for, eventually, start_cluster, status_of, wait_converged
 from tests.support.nodes import Lab
 
 TWO_GPUS = ["--simulate-gpus", "2xA100-80GB"]

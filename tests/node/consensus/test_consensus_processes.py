@@ -9,18 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proto.murmur.v1 import cluster_pb2
-from tests.support.cluster import client_for, eventually, node_states, start_cluster, state_name
+from tests.support.cluster import eventually, node_states, start_cluster, state_name, status_of
 from tests.support.nodes import Lab, NodeProcess
 
 FAST_VOTERS = {"MURMUR_NODE_VOTER_STABILIZATION_SECONDS": "1"}
-
-
-async def status_of(node: NodeProcess, lab: Lab) -> cluster_pb2.ClusterStatus | None:
-    try:
-        async with client_for(node, lab.admin_identity) as client:
-            return await client.status(timeout=3)
-    except Exception:
-        return None
 
 
 async def statuses(

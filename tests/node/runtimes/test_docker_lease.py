@@ -17,12 +17,10 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from node.runtimes.base import LaunchSpec, RecoveredRun, RunExit, RunFiles, RunHandle
@@ -46,28 +44,6 @@ STOP_SLACK_SECONDS = 4.0
 """After the lease and its grace: the guard's start, its one-second checks, the engine's stop."""
 BOUND_SECONDS = 20.0
 """Upper bound of every polling loop here: a broken guard fails, it does not hang."""
-
-
-@pytest.fixture
-def node_name(docker_engine: DockerEngine) -> Iterator[str]:
-    """A node name for this test only; its containers are removed when the test ends."""
-    name = f"lease-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = docker.DockerClient(base_url=docker_engine.host, version="auto")
-    try:
-        for container in client.containers.list(
-            all=True, filters={"label": f"{LABEL_NODE}={name}"}
-        ):
-            container.remove(force=True)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def client(docker_engine: DockerEngine) -> Iterator[Any]:
-    sdk = docker.DockerClient(base_url=docker_engine.host, version="auto")
-    yield sdk
-    sdk.close()
 
 
 @pytest.fixture

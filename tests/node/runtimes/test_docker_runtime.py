@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -46,7 +45,6 @@ from tests.support.docker_engine import (
     DockerEngine,
     EngineSource,
     choose_engine_source,
-    docker_engine,
     engine_unavailable,
 )
 
@@ -57,31 +55,9 @@ BOUND_SECONDS = 20.0
 SpecMaker = Callable[..., LaunchSpec]
 
 
-@pytest.fixture(scope="module")
-def engine() -> DockerEngine:
-    return docker_engine()
-
-
 @pytest.fixture
-def node_name(engine: DockerEngine) -> Iterator[str]:
-    """A node name for this test only; its containers are removed when the test ends."""
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = docker.DockerClient(base_url=engine.host, version="auto")
-    try:
-        for container in client.containers.list(
-            all=True, filters={"label": f"{LABEL_NODE}={name}"}
-        ):
-            container.remove(force=True)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def client(engine: DockerEngine) -> Iterator[Any]:
-    sdk = docker.DockerClient(base_url=engine.host, version="auto")
-    yield sdk
-    sdk.close()
+def engine(docker_engine: DockerEngine) -> DockerEngine:
+    return docker_engine
 
 
 @pytest.fixture
