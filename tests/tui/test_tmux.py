@@ -100,6 +100,14 @@ class Terminal:
                 raise AssertionError(f"not on screen: {missing}\n{screen}")
             time.sleep(0.2)
 
+    def wait_for_match(self, pattern: str, seconds: float = 30.0) -> list[str]:
+        """Every match of `pattern` on the screen, once there is at least one."""
+        deadline = time.monotonic() + seconds
+        while not (matches := re.findall(pattern, self.screen())):
+            assert time.monotonic() < deadline, f"no {pattern!r} on screen:\n{self.screen()}"
+            time.sleep(0.2)
+        return matches
+
     def close(self) -> None:
         subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
 
@@ -128,8 +136,9 @@ def test_top_in_tmux_shows_the_gpus_a_running_job_and_its_live_log(
     terminal.command(f"job {job_id}")
     terminal.wait_for(f"job {job_id}", "job.state")
     terminal.type("l")
-    screen = terminal.wait_for("log: live", "tick ")
-    first_tick = max(int(n) for n in re.findall(r"tick (\d+)", screen))
+    terminal.wait_for("log: live")
+    # A log line, not the job's command: the command itself shows "tick {i}".
+    first_tick = max(int(n) for n in terminal.wait_for_match(r"tick (\d+)"))
     deadline = time.monotonic() + 20
     while True:  # new lines keep arriving: the log is live, not a snapshot
         later = max(int(n) for n in re.findall(r"tick (\d+)", terminal.screen()) or ["0"])
