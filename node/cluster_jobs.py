@@ -4,9 +4,10 @@ Writes (a submission, a cancel) become control commands (node/control). The lead
 proposes them to Raft and answers once a quorum of voters has them; any other node
 forwards the command to the leader over ``NodeService.Propose``, after checking the
 caller's request itself, so the leader only ever sees well-formed commands from
-nodes. Reads are answered by the leader, whose state is the newest: the node a
-client reached answers itself when it leads, and asks the leader otherwise, so a
-client always reads its own writes whichever node it talks to.
+nodes; concurrent commands share a call (node/proposal_forwarder.py). Reads
+are answered by the leader, whose state is the newest: the node a client reached
+answers itself when it leads, and asks the leader otherwise, so a client always
+reads its own writes whichever node it talks to.
 
 While no leader is known (an election is under way), calls wait up to
 ``LEADER_PATIENCE_SECONDS`` for one, which covers a failover; then they fail with
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
@@ -36,10 +37,11 @@ from node.control.convert import job_message
 from node.control.records import ClusterJob
 from node.control.results import ApplyResult
 from node.control.state import ControlState
-from node.errors import NotFoundError, PeerRefusedError, UnavailableError
+from node.errors import NotFoundError, UnavailableError
 from node.jobs import states as job_states
 from node.membership.transport import PeerTransport
-from proto.murmur.v1 import cluster_pb2, node_pb2, types_pb2
+from node.proposal_forwarder import ProposalForwarder, refusal_error
+from proto.murmur.v1 import cluster_pb2, types_pb2
 
 if TYPE_CHECKING:
     from proto.murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
@@ -60,12 +62,8 @@ RETRY_PAUSE_SECONDS = 0.05
 
 
 def refused_by_peer(exc: grpc.aio.AioRpcError, who: str) -> Exception:
-    """A forwarded call's failure as this node's error: the leader's own refusals
-    keep their code; a leader that is gone or stepped down means "try again"."""
-    code = exc.code()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return NotLeaderError(None, f"{who} did not take it: {exc.details()}")
-    return PeerRefusedError(code, exc.details() or code.name)
+    """A forwarded call's failure as this node's error (see :func:`refusal_error`)."""
+    return refusal_error(exc.code(), exc.details() or "", who)
 
 
 class ClusterJobs:
@@ -93,6 +91,7 @@ class ClusterJobs:
         self._peers = peers
         self._leadership = leadership
         self._waiting = waiting
+        self._forwarder = ProposalForwarder(peers.node_stub, timeout=FORWARD_TIMEOUT_SECONDS)
         self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
         """Jobs as they change, on the leader (see :meth:`applied`)."""
 
@@ -143,21 +142,28 @@ class ClusterJobs:
         data = encode(command)
         return await self._with_leader(lambda: self._propose_once(data))
 
-    async def propose_here(self, data: bytes) -> types_pb2.Job:
-        """The leader's side of a forwarded command (``NodeService.Propose``)."""
-        return self.outcome(await self._consensus.propose(data))
+    async def propose_here(self, commands: Sequence[bytes]) -> list[types_pb2.Job | Exception]:
+        """The leader's side of a forwarded batch (``NodeService.Propose``): each
+        command's job, or the error it was refused with, in order."""
+        outcomes: list[types_pb2.Job | Exception] = []
+        for result in await self._consensus.propose_all(commands):
+            if isinstance(result, Exception):  # not committed: NotLeader, timeout
+                outcomes.append(result)
+                continue
+            try:
+                outcomes.append(self.outcome(result))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def _propose_once(self, data: bytes) -> types_pb2.Job:
         if self._consensus.is_leader:
-            return await self.propose_here(data)
-        address = self._leader_address()
-        try:
-            response = await self._peers.node_stub(address).Propose(
-                node_pb2.ProposeRequest(command=data), timeout=FORWARD_TIMEOUT_SECONDS
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise refused_by_peer(exc, "the leader") from None
-        return response.job
+            return self.outcome(await self._consensus.propose(data))
+        return await self._forwarder.forward(self._leader_address(), data)
+
+    async def close(self) -> None:
+        """Stop forwarding: calls in flight are cancelled."""
+        await self._forwarder.close()
 
     # --- reads -----------------------------------------------------------------------
 

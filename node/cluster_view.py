@@ -58,6 +58,16 @@ class ClusterView:
         _settle_leader_claims(nodes.values())
         return [nodes[name] for name in sorted(nodes)]
 
+    def address_of(self, name: str) -> str:
+        """Where node ``name``'s API listens; empty when it is unknown or down.
+        Builds no NodeInfo, unlike :meth:`nodes`: it is asked on every forwarded write."""
+        if name == self._local.name:
+            return str(self._local.address)
+        member = self._membership.member(name) if self._membership is not None else None
+        if member is None or node_state(member.state) in DOWN_STATES:
+            return ""
+        return member.address
+
     def node(self, name: str) -> types_pb2.NodeInfo | None:
         if name == self._local.name:
             return self.describe_local()

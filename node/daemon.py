@@ -27,7 +27,7 @@ from certs import CertificateError
 from node.cluster_jobs import ClusterJobs
 from node.cluster_view import ClusterView
 from node.config import NodeConfig
-from node.consensus.leadership import known_leadership
+from node.consensus.leadership import Leadership, known_leadership, raft_leadership
 from node.consensus.runner import ConsensusRunner
 from node.consensus.voter_manager import VoterManager
 from node.consensus.voter_policy import VoterPolicyConfig
@@ -196,11 +196,16 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         def waiting() -> Mapping[str, tuple[str, int]]:
             return leader_duties.waiting()
 
+        def leadership() -> Leadership:
+            # A voter's own Raft answers without describing every node.
+            local = consensus.status()
+            return raft_leadership(local, view.address_of) or known_leadership(local, view.nodes())
+
         cluster_jobs = ClusterJobs(
             consensus=consensus,
             control=control,
             peers=transport,
-            leadership=lambda: known_leadership(consensus.status(), view.nodes()),
+            leadership=leadership,
             waiting=waiting,
         )
         run_reporter = RunReporter(cluster_jobs)
@@ -341,6 +346,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             # Runs keep going without us (supervisors, containers); the next start adopts them.
             for task in background:
                 task.cancel()
+            await cluster_jobs.close()
     finally:
         if transport is not None:
             await transport.close()

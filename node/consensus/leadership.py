@@ -10,7 +10,7 @@ and a forward to a deposed leader is refused there and retried.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from node.cluster_view import DOWN_STATES
@@ -28,19 +28,31 @@ class Leadership:
     """Where the leader's API listens; empty when unknown."""
 
 
+def raft_leadership(
+    local: ConsensusStatus | None, address_of: Callable[[str], str]
+) -> Leadership | None:
+    """The leadership as this node's own Raft knows it (a voter or learner that
+    hears a leader); ``None`` when it does not. Needs only the leader's address:
+    cheap enough for every forwarded write."""
+    if local is None or not local.voters or local.leader is None:
+        return None
+    return Leadership(
+        leader=local.leader,
+        term=local.term,
+        voters=tuple(sorted(local.voters)),
+        leader_address=address_of(local.leader),
+    )
+
+
 def known_leadership(
     local: ConsensusStatus | None, nodes: Iterable[types_pb2.NodeInfo]
 ) -> Leadership:
     """The leadership as ``local`` Raft state and gossiped ``nodes`` tell it."""
     up = [node for node in nodes if node.state not in DOWN_STATES]
     addresses = {node.name: node.address for node in up}
-    if local is not None and local.voters and local.leader is not None:
-        return Leadership(
-            leader=local.leader,
-            term=local.term,
-            voters=tuple(sorted(local.voters)),
-            leader_address=addresses.get(local.leader, ""),
-        )
+    own = raft_leadership(local, lambda name: addresses.get(name, ""))
+    if own is not None:
+        return own
     claims = sorted((node.term, node.name) for node in up if node.leader)
     voters = tuple(sorted(node.name for node in up if node.voter))
     term = max((node.term for node in up), default=local.term if local else 0)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -111,7 +112,11 @@ class ConsensusStatus:
 
 @dataclass(slots=True)
 class _Pending:
+    """A proposal waiting for its entry to be applied (or lost, or late)."""
+
     position: LogPosition
+    deadline: float
+    """Monotonic time after which the run loop fails it with ProposalTimeoutError."""
     future: asyncio.Future[object] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -285,7 +290,7 @@ class ConsensusRunner:
         raft = self.raft
         try:
             while True:
-                delay = raft.next_deadline() - time.monotonic()
+                delay = min(raft.next_deadline(), self._next_expiry()) - time.monotonic()
                 if delay > 0 and not self._inbox:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), min(delay, 1.0))
@@ -296,6 +301,7 @@ class ConsensusRunner:
                     raft.receive(message, now)
                 raft.tick(now)
                 await self._handle(raft.ready())
+                self._expire_pending(time.monotonic())
         finally:
             self._fail_pending(NotLeaderError(None, "this node is stopping"))
             for task in list(self._sends):
@@ -323,26 +329,68 @@ class ConsensusRunner:
                 known), or lost leadership before the entry committed.
             ProposalTimeoutError: not committed within ``PROPOSAL_TIMEOUT_SECONDS``.
         """
+        # No wait_for: the run loop fails the proposal at its deadline, which costs
+        # nothing per call. A cancelled caller cancels the future; applying skips it.
+        return await self._append_pending(data).future
+
+    async def propose_all(self, commands: Sequence[bytes]) -> list[object]:
+        """Append several commands at once (a forwarded batch); returns, in order,
+        each one's result, or the exception :meth:`propose` would have raised."""
+        outcomes: list[object] = []
+        waiting: list[asyncio.Future[object]] = []
+        for data in commands:
+            try:
+                pending = self._append_pending(data)
+            except NotLeaderError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(pending.future)
+                waiting.append(pending.future)
+        if waiting:
+            await asyncio.wait(waiting)
+        return [
+            (outcome.exception() or outcome.result())
+            if isinstance(outcome, asyncio.Future)
+            else outcome
+            for outcome in outcomes
+        ]
+
+    def _append_pending(self, data: bytes) -> _Pending:
         raft = self.raft
         if not raft.is_leader:
             raise NotLeaderError(raft.leader, f"{self.name} is not the leader")
+        now = time.monotonic()
         try:
-            position = raft.propose(data, time.monotonic())
+            position = raft.propose(data, now)
         except ElectionNotLeaderError as exc:  # leads, but may not take entries now
             raise NotLeaderError(raft.leader, f"{self.name} cannot take entries: {exc}") from None
-        pending = _Pending(position)
+        pending = _Pending(position, now + PROPOSAL_TIMEOUT_SECONDS)
         self._pending[position.index] = pending
         self._wake.set()
-        try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), PROPOSAL_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise ProposalTimeoutError(
-                f"not committed within {PROPOSAL_TIMEOUT_SECONDS:g} s "
-                "(the leader cannot reach a quorum of voters)"
-            ) from None
-        finally:
-            if self._pending.get(position.index) is pending:
-                del self._pending[position.index]
+        return pending
+
+    def _next_expiry(self) -> float:
+        """The oldest proposal's deadline (they were made in deadline order)."""
+        for pending in self._pending.values():
+            return pending.deadline
+        return math.inf
+
+    def _expire_pending(self, now: float) -> None:
+        """Fail the proposals whose deadline passed before their entry applied."""
+        expired = []
+        for index, pending in self._pending.items():
+            if pending.deadline > now:
+                break
+            expired.append(index)
+        for index in expired:
+            future = self._pending.pop(index).future
+            if not future.done():
+                future.set_exception(
+                    ProposalTimeoutError(
+                        f"not committed within {PROPOSAL_TIMEOUT_SECONDS:g} s "
+                        "(the leader cannot reach a quorum of voters)"
+                    )
+                )
 
     def change_voters(self, voters: frozenset[str]) -> None:
         """Leader: propose a new voter set (one added or removed); see Raft."""
@@ -425,7 +473,7 @@ class ConsensusRunner:
             elif entry.kind is EntryKind.VOTERS:
                 self._applied_voters = entry.voters
             self._applied = entry.position
-            pending = self._pending.get(entry.index)
+            pending = self._pending.pop(entry.index, None)
             if pending is None or pending.future.done():
                 continue
             if pending.position.term == entry.term:

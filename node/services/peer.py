@@ -20,12 +20,23 @@ from node.jobs.convert import run_message
 from node.jobs.manager import JobManager, RunAssignment
 from node.leader.duties import report_of
 from node.membership import MembershipRunner
+from node.proposal_forwarder import MAX_BATCH
 from node.rpc.caller import current_caller
+from node.rpc.status_map import status_for
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_REQUESTED_BY_CHARS = 256
+
+
+def _outcome_message(outcome: types_pb2.Job | Exception) -> node_pb2.ProposeOutcome:
+    """One command's answer in a Propose batch: its job, or the status it was refused with."""
+    if isinstance(outcome, Exception):
+        code, message = status_for(outcome)
+        refusal = node_pb2.Refusal(code=code.value[0], message=message)
+        return node_pb2.ProposeOutcome(refusal=refusal)
+    return node_pb2.ProposeOutcome(job=outcome)
 
 
 class PeerServicer(node_pb2_grpc.NodeServiceServicer):
@@ -74,12 +85,19 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
     async def Propose(
         self, request: node_pb2.ProposeRequest, context: Context
     ) -> node_pb2.ProposeResponse:
-        try:
-            decode(request.command)  # only well-formed commands reach the log
-        except CommandDecodeError as exc:
-            raise InvalidArgumentError(f"not a control command: {exc}") from None
-        job = await self._queue().propose_here(request.command)
-        return node_pb2.ProposeResponse(job=job)
+        if len(request.commands) > MAX_BATCH:
+            raise InvalidArgumentError(f"at most {MAX_BATCH} commands per call")
+        outcomes: dict[int, types_pb2.Job | Exception] = {}
+        for index, command in enumerate(request.commands):
+            try:
+                decode(command)  # only well-formed commands reach the log
+            except CommandDecodeError as exc:
+                outcomes[index] = InvalidArgumentError(f"not a control command: {exc}")
+        well_formed = [i for i in range(len(request.commands)) if i not in outcomes]
+        proposed = await self._queue().propose_here([request.commands[i] for i in well_formed])
+        outcomes.update(zip(well_formed, proposed, strict=True))
+        ordered = (outcomes[index] for index in range(len(request.commands)))
+        return node_pb2.ProposeResponse(outcomes=[_outcome_message(o) for o in ordered])
 
     async def ReportRun(
         self, request: node_pb2.ReportRunRequest, context: Context

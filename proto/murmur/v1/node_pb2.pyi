@@ -209,17 +209,19 @@ Global___RaftResponse: _TypeAlias = RaftResponse  # noqa: Y015
 class ProposeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    COMMAND_FIELD_NUMBER: _builtins.int
-    command: _builtins.bytes
-    """a murmur.v1.ControlCommand, serialized"""
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """murmur.v1.ControlCommand each, serialized"""
+
     def __init__(
         self,
         *,
-        command: _builtins.bytes = ...,
+        commands: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -229,23 +231,80 @@ Global___ProposeRequest: _TypeAlias = ProposeRequest  # noqa: Y015
 class ProposeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposeOutcome]:
+        """one per command, in the same order"""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___ProposeOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeResponse: _TypeAlias = ProposeResponse  # noqa: Y015
+
+@_typing.final
+class ProposeOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
     JOB_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job(self) -> _types_pb2.Job:
         """the job the command made or changed"""
+
+    @_builtins.property
+    def refusal(self) -> Global___Refusal:
+        """the command was not committed, or the queue refused it"""
 
     def __init__(
         self,
         *,
         job: _types_pb2.Job | None = ...,
+        refusal: Global___Refusal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "outcome", b"outcome", "refusal", b"refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "outcome", b"outcome", "refusal", b"refusal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["job", "refusal"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ProposeOutcome: _TypeAlias = ProposeOutcome  # noqa: Y015
+
+@_typing.final
+class Refusal(_message.Message):
+    """Why the leader did not take one command of a batch: the status the call would
+    have ended with had the command come alone.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """a grpc.StatusCode value (e.g. 5 = NOT_FOUND, 14 = UNAVAILABLE)"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ProposeResponse: _TypeAlias = ProposeResponse  # noqa: Y015
+Global___Refusal: _TypeAlias = Refusal  # noqa: Y015
 
 @_typing.final
 class StartRunRequest(_message.Message):

@@ -137,9 +137,11 @@ class NodeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Propose(self, request, context):
-        """A command for the replicated job queue (a submission, a cancel), built and
-        authorized by the node the client reached, forwarded to the leader. Answered
-        once it is committed by a quorum of voters and applied.
+        """Commands for the replicated job queue (submissions, cancels, run reports),
+        built and authorized by the node the client reached, forwarded to the leader
+        in batches: one call carries every command that arrived while the node's
+        previous call was in flight. Answered once they are committed by a quorum of
+        voters and applied, with one outcome per command.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

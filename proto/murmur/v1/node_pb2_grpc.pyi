@@ -58,9 +58,11 @@ class NodeServiceStub:
     `from_address`, so a slow voter never holds a leader's call open.
     """
     Propose: _grpc.UnaryUnaryMultiCallable[_node_pb2.ProposeRequest, _node_pb2.ProposeResponse]
-    """A command for the replicated job queue (a submission, a cancel), built and
-    authorized by the node the client reached, forwarded to the leader. Answered
-    once it is committed by a quorum of voters and applied.
+    """Commands for the replicated job queue (submissions, cancels, run reports),
+    built and authorized by the node the client reached, forwarded to the leader
+    in batches: one call carries every command that arrived while the node's
+    previous call was in flight. Answered once they are committed by a quorum of
+    voters and applied, with one outcome per command.
     """
     StartRun: _grpc.UnaryUnaryMultiCallable[_node_pb2.StartRunRequest, _node_pb2.StartRunResponse]
     """The leader places a run on the peer, stamped with (term, sequence). The peer
@@ -102,9 +104,11 @@ class NodeServiceAsyncStub(NodeServiceStub):
     `from_address`, so a slow voter never holds a leader's call open.
     """
     Propose: _aio.UnaryUnaryMultiCallable[_node_pb2.ProposeRequest, _node_pb2.ProposeResponse]  # type: ignore[assignment]
-    """A command for the replicated job queue (a submission, a cancel), built and
-    authorized by the node the client reached, forwarded to the leader. Answered
-    once it is committed by a quorum of voters and applied.
+    """Commands for the replicated job queue (submissions, cancels, run reports),
+    built and authorized by the node the client reached, forwarded to the leader
+    in batches: one call carries every command that arrived while the node's
+    previous call was in flight. Answered once they are committed by a quorum of
+    voters and applied, with one outcome per command.
     """
     StartRun: _aio.UnaryUnaryMultiCallable[_node_pb2.StartRunRequest, _node_pb2.StartRunResponse]  # type: ignore[assignment]
     """The leader places a run on the peer, stamped with (term, sequence). The peer
@@ -179,9 +183,11 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_pb2.ProposeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.ProposeResponse, _abc.Awaitable[_node_pb2.ProposeResponse]]:
-        """A command for the replicated job queue (a submission, a cancel), built and
-        authorized by the node the client reached, forwarded to the leader. Answered
-        once it is committed by a quorum of voters and applied.
+        """Commands for the replicated job queue (submissions, cancels, run reports),
+        built and authorized by the node the client reached, forwarded to the leader
+        in batches: one call carries every command that arrived while the node's
+        previous call was in flight. Answered once they are committed by a quorum of
+        voters and applied, with one outcome per command.
         """
 
     @_abc_1.abstractmethod
