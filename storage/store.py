@@ -322,7 +322,7 @@ class Store:
             batch, self._audit_queue = self._audit_queue, []
             try:
                 async with self._writing() as connection:
-                    records = [await audit.append(connection, entry) for entry, _ in batch]
+                    records = await audit.append_all(connection, [entry for entry, _ in batch])
             except BaseException as error:
                 for _, waiting in batch:
                     if not waiting.done():

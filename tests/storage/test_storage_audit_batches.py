@@ -24,6 +24,17 @@ async def test_a_burst_of_entries_is_all_written_in_order_of_arrival(store_path:
     assert sorted(r.target for r in stored) == sorted(f"job-{n}" for n in range(200))
 
 
+async def test_each_entry_is_answered_with_the_record_that_reads_back(store: Store) -> None:
+    """Several batches (a burst, then stragglers): every returned id is the stored one."""
+    first = await asyncio.gather(*(store.append_audit(entry(n)) for n in range(50)))
+    lone = await store.append_audit(entry(50))
+    second = await asyncio.gather(*(store.append_audit(entry(n)) for n in range(51, 80)))
+    returned = [*first, lone, *second]
+    stored = {record.id: record for record in await store.list_audit(limit=500)}
+    assert len(stored) == 80
+    assert {record.id: record for record in returned} == stored
+
+
 async def test_an_entry_whose_caller_was_cancelled_is_still_written(store: Store) -> None:
     waiting = asyncio.ensure_future(store.append_audit(entry(1)))
     await asyncio.sleep(0)
