@@ -398,15 +398,16 @@ class LeaderDuties:
 
     def applied(self, result: object) -> None:
         """Every applied command's result: a cancel of a running job is sent to its
-        node at once, rather than at the next reconciliation."""
-        if not isinstance(result, ApplyResult):
+        node at once, rather than at the next reconciliation. Only the leader acts:
+        every voter applies every entry, and a follower has nothing to do here."""
+        if not isinstance(result, ApplyResult) or not self._consensus.is_leader:
             return
         if any(_ended_a_run(changed) for changed in result.changed):
             self._freed.set()
         if result.job is None:
             return
         job = result.job
-        if job.cancel_requested and job.is_active and self._consensus.is_leader:
+        if job.cancel_requested and job.is_active:
             task = asyncio.ensure_future(self.stop_cancelled(job))
             task.add_done_callback(_log_failure)
 
