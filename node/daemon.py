@@ -57,6 +57,7 @@ from node.server import build_api_server, build_join_server
 from node.services.cluster import ClusterServicer
 from node.services.join import JoinServicer
 from node.services.peer import PeerServicer
+from node.services.runs import LocalNodeStub, RunStubs
 from storage import Store, StoreError
 
 _log = logging.getLogger("murmur.node")
@@ -227,7 +228,7 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
             control=control,
             jobs=cluster_jobs,
             view=view,
-            peers=transport,
+            peers=RunStubs(transport, str(config.advertise_address), LocalNodeStub(jobs)),
             lease_seconds=config.run_lease_seconds,
             local_address=str(config.advertise_address),
             stop_grace_seconds=config.stop_grace_seconds,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -58,6 +59,19 @@ _log = logging.getLogger("murmur.node.jobs")
 RECENT_RUNS_SECONDS = 600.0
 """A report to the leader lists the runs that ended this recently besides the active
 ones: a leader that took over, or missed a change, learns how they ended."""
+
+LEASE_FILE_SLACK_SECONDS = 1.0
+"""A renewal rewrites a run's ``lease.json`` only once the expiry it holds is older
+than the renewed one by this much, or a tenth of the lease if less (or later: a
+shortened lease is written at once). A file that lags errs early, never late, and a
+busy node renews its lease on every assignment: rewriting every run's file each time
+was a good share of the cost of starting a run."""
+
+
+def lease_file_slack(lease_seconds: float) -> float:
+    """How far a run's lease file may lag the lease (see LEASE_FILE_SLACK_SECONDS)."""
+    return min(LEASE_FILE_SLACK_SECONDS, lease_seconds / 10)
+
 
 FENCE_TERM_KEY = "fence-term"
 """Store meta key of the highest leader term this node has seen."""
@@ -173,6 +187,8 @@ class JobManager:
         self._highest_term = 0
         self._lease = RunLease(default_lease_seconds)
         self._lease_renewed = asyncio.Event()
+        self._published: dict[str, float] = {}
+        """Run id → the expiry its ``lease.json`` holds."""
         self._ready = asyncio.Event()
         """Set once recovery is done: requests wait for it."""
         self._lock = asyncio.Lock()
@@ -286,7 +302,16 @@ class JobManager:
     async def _renew(self, lease_seconds: float) -> None:
         self._lease.renew(lease_seconds if lease_seconds > 0 else self._default_lease)
         self._lease_renewed.set()
-        await self._publish_lease(self._active)
+        expiry = self._lease.wall_clock_expiry()
+        stale = [
+            run_id
+            for run_id in self._active
+            if not expiry - lease_file_slack(self._lease.seconds)
+            <= self._published.get(run_id, -math.inf)
+            <= expiry
+        ]
+        if stale:
+            await self._publish_lease(stale)
 
     async def _publish_lease(self, run_ids: Iterable[str]) -> None:
         """Writes the lease's wall-clock expiry into the runs' directories, for the
@@ -297,12 +322,19 @@ class JobManager:
             lease_seconds=self._lease.seconds,
             grace_seconds=self._grace,
         )
+        run_ids = list(run_ids)
         directories = [self.files_of(run_id).directory for run_id in run_ids]
         try:
             await asyncio.to_thread(_write_leases, directories, lease)
         except OSError as exc:
             # The daemon's own watchdog still stops the runs in time while it lives.
             _log.warning("cannot write the runs' lease files: %s", exc)
+            for run_id in run_ids:  # written or not: rewrite at the next renewal
+                self._published.pop(run_id, None)
+            return
+        for run_id in run_ids:
+            if run_id in self._active:
+                self._published[run_id] = lease.expires_at
 
     def _check_gpus(self, assignment: RunAssignment) -> None:
         """Never double-book a GPU: each one asked for must be here and free, or held
@@ -517,6 +549,7 @@ class JobManager:
             )  # fmt: skip
             await self._record(run, record, f"run {record.id}: {reason}")
             self._active.pop(record.id, None)
+            self._published.pop(record.id, None)
 
     async def _record(self, run: _ActiveRun, record: RunRecord, message: str) -> None:
         """Writes the run's new record, its job's mirror and the event in one store

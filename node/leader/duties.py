@@ -49,7 +49,8 @@ from node.control.results import ApplyResult
 from node.control.state import ControlState
 from node.jobs import states
 from node.leader.offers import offer_of
-from node.membership.transport import PeerTransport, SendOutcome, classify_error
+from node.membership.transport import SendOutcome, classify_error
+from node.services.runs import NodeStubs
 from proto.murmur.v1 import node_pb2, types_pb2
 
 _log = logging.getLogger("murmur.leader")
@@ -96,7 +97,7 @@ class LeaderDuties:
         control: ControlState,
         jobs: ClusterJobs,
         view: ClusterView,
-        peers: PeerTransport,
+        peers: NodeStubs,
         lease_seconds: float,
         local_address: str,
         stop_grace_seconds: float = 10.0,

@@ -16,13 +16,13 @@ from node.control.commands import CommandDecodeError, decode
 from node.convert import timestamp
 from node.drain import NodeDrain
 from node.errors import InvalidArgumentError, NotServedError
-from node.jobs.convert import run_message
-from node.jobs.manager import JobManager, RunAssignment
+from node.jobs.manager import JobManager
 from node.leader.duties import report_of
 from node.membership import MembershipRunner
 from node.proposal_forwarder import MAX_BATCH
 from node.rpc.caller import current_caller
 from node.rpc.status_map import status_for
+from node.services.runs import list_runs, start_run, stop_run
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -109,37 +109,17 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
     async def StartRun(
         self, request: node_pb2.StartRunRequest, context: Context
     ) -> node_pb2.StartRunResponse:
-        if not request.run_id or not request.job_id:
-            raise InvalidArgumentError("an assignment needs a job id and a run id")
-        await self._runs().start_assigned(
-            RunAssignment(
-                job_id=request.job_id,
-                run_id=request.run_id,
-                attempt=request.attempt,
-                spec=request.spec,
-                gpu_indices=tuple(request.gpu_indices),
-                term=request.term,
-                sequence=request.sequence,
-                user=request.user,
-                lease_seconds=request.lease_seconds,
-            )
-        )
-        return node_pb2.StartRunResponse()
+        return await start_run(self._runs(), request)
 
     async def StopRun(
         self, request: node_pb2.StopRunRequest, context: Context
     ) -> node_pb2.StopRunResponse:
-        await self._runs().stop_run(request.run_id, term=request.term, reason=request.reason)
-        return node_pb2.StopRunResponse()
+        return await stop_run(self._runs(), request)
 
     async def ListRuns(
         self, request: node_pb2.ListRunsRequest, context: Context
     ) -> node_pb2.ListRunsResponse:
-        executor = self._runs()
-        runs = await executor.runs_report(term=request.term, lease_seconds=request.lease_seconds)
-        return node_pb2.ListRunsResponse(
-            runs=[run_message(run) for run in runs], highest_term=executor.highest_term
-        )
+        return await list_runs(self._runs(), request)
 
     async def ForgetVoter(
         self, request: node_pb2.ForgetVoterRequest, context: Context

@@ -5,149 +5,25 @@ after a restart."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from google.protobuf.duration_pb2 import Duration
 
 from node.errors import FailedPreconditionError
 from node.jobs import states
-from node.jobs.manager import JobManager, RunAssignment, StaleAssignmentError
-from node.runtimes.process import ProcessRuntime
+from node.jobs.manager import (
+    StaleAssignmentError,
+    lease_file_slack,
+)
+from node.runtimes.lease_file import read_lease
 from node.runtimes.procfs import is_running
 from node.runtimes.run_log import read_entries
-from node.runtimes.supervisor import CHILD_FILE, EXIT_FILE, SUPERVISOR_FILE, read_json
-from proto.murmur.v1 import types_pb2
-from storage import RunRecord, Store
-
-NODE = "node-1"
-
-
-def kill_everything_under(runs_dir: Path) -> None:
-    """Teardown: no job or supervisor outlives the test, whatever it did."""
-    if not runs_dir.exists():
-        return
-    for run_dir in runs_dir.iterdir():
-        for name in (CHILD_FILE, SUPERVISOR_FILE):
-            recorded = read_json(run_dir / name)
-            if recorded is None or not is_running(recorded["pid"], recorded["start_time"]):
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if name == CHILD_FILE:
-                    os.killpg(recorded["pgid"], signal.SIGKILL)
-                else:
-                    os.kill(recorded["pid"], signal.SIGKILL)
-
-
-@pytest.fixture
-def runs_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "runs"
-    path.mkdir()
-    yield path
-    kill_everything_under(path)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "node.sqlite") as opened:
-        yield opened
-
-
-@dataclass
-class Executor:
-    jobs: JobManager
-    changes: list[RunRecord] = field(default_factory=list)
-
-    def of(self, run_id: str) -> list[RunRecord]:
-        return [record for record in self.changes if record.id == run_id]
-
-    async def ended(self, run_id: str, within: float = 15.0) -> RunRecord:
-        await until(lambda: any(not r.is_active for r in self.of(run_id)), within)
-        return self.of(run_id)[-1]
-
-    async def running(self, run_id: str) -> RunRecord:
-        await until(lambda: any(r.state == states.RUNNING for r in self.of(run_id)))
-        return self.of(run_id)[-1]
-
-
-async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def executor(
-    store: Store, runs_dir: Path, *, lease: float = 30.0, stop_runs: bool = True
-) -> AsyncIterator[Executor]:
-    """A running JobManager over the process runtime and 8 simulated GPUs. On exit it
-    stops what still runs (unless ``stop_runs`` is False: a simulated daemon crash)."""
-    runtime = ProcessRuntime(runs_dir=runs_dir, node_name=NODE)
-    changes: list[RunRecord] = []
-    jobs = JobManager(
-        store=store,
-        node_name=NODE,
-        runs_dir=runs_dir,
-        runtimes={"process": runtime},
-        datasets=lambda: {},
-        stop_grace_seconds=1.0,
-        on_run_change=changes.append,
-        default_lease_seconds=lease,
-        node_gpus=lambda: range(8),
-    )
-    task = asyncio.create_task(jobs.run())
-    try:
-        yield Executor(jobs, changes)
-        if stop_runs:
-            for record in await jobs.runs_report(term=jobs.highest_term, lease_seconds=lease):
-                await jobs.stop_run(record.id, term=jobs.highest_term, reason="teardown")
-            await until(lambda: jobs.active_run_count == 0)
-    finally:
-        task.cancel()
-        await asyncio.wait([task])  # unlike `await task`, lets a cancellation of ours through
-        runtime.close()
-        if not task.cancelled():
-            task.result()  # run() ended on its own: show why
-
-
-def assignment(
-    run_id: str,
-    *command: str,
-    gpus: tuple[int, ...] = (),
-    share: bool = False,
-    term: int = 1,
-    sequence: int = 1,
-    attempt: int = 1,
-    lease: float = 30.0,
-    time_limit: float | None = None,
-) -> RunAssignment:
-    spec = types_pb2.JobSpec(
-        runtime=types_pb2.JOB_RUNTIME_PROCESS,
-        command=list(command),
-        queue="default",
-        gpus=types_pb2.GpuRequest(count=len(gpus), share=share),
-    )
-    if time_limit is not None:
-        spec.time_limit.CopyFrom(Duration(nanos=int(time_limit * 1e9)))
-    return RunAssignment(
-        job_id=run_id.split(".")[0],
-        run_id=run_id,
-        attempt=attempt,
-        spec=spec,
-        gpu_indices=gpus,
-        term=term,
-        sequence=sequence,
-        user="ada",
-        lease_seconds=lease,
-    )
+from node.runtimes.supervisor import CHILD_FILE, EXIT_FILE, read_json
+from storage import Store
+from tests.support.executor import assignment, executor, until
 
 
 async def test_an_assigned_run_succeeds_and_every_transition_is_reported(
@@ -296,6 +172,31 @@ async def test_runs_report_lists_active_and_recent_runs_and_renews_the_lease(
     assert lost.state == states.LOST
     assert lost.reason == "lost: no word from a leader for 1 s (lease expired)"
     assert (await store.get_job("long")).state == states.LOST
+
+
+async def test_a_runs_lease_file_lags_renewals_by_at_most_the_slack_and_never_runs_late(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir, lease=30.0) as node:
+        await node.jobs.start_assigned(assignment("long.1", "sleep", "30", lease=30.0))
+        await node.running("long.1")
+        for _ in range(6):
+            await asyncio.sleep(0.3)
+            before = time.time()
+            await node.jobs.runs_report(term=1, lease_seconds=30)
+            written = read_lease(runs_dir / "long.1")
+            assert written is not None
+            # Earlier than the lease the node holds, by at most the slack: never later.
+            assert written.expires_at <= time.time() + 30
+            assert written.expires_at >= before + 30 - lease_file_slack(30)
+        # A shortened lease is written at once, whatever the slack.
+        await node.jobs.runs_report(term=1, lease_seconds=5)
+        shorter = read_lease(runs_dir / "long.1")
+        assert shorter is not None
+        assert shorter.lease_seconds == 5
+        assert shorter.expires_at <= time.time() + 5
+        await node.jobs.stop_run("long.1", term=1, reason="done")
+        assert (await node.ended("long.1")).state == states.CANCELLED
 
 
 async def test_a_restarted_executor_adopts_live_runs_and_records_dead_ones_lost(
