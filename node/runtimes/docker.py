@@ -64,7 +64,12 @@ from node.runtimes.base import (
     RuntimeStartError,
 )
 from node.runtimes.detached import spawn_module
-from node.runtimes.lease_file import read_lease
+from node.runtimes.lease_file import (
+    LEASE_GUARD_LOCK,
+    LEASE_GUARD_LOG,
+    mark_container_removed,
+    read_lease,
+)
 from node.runtimes.process import dataset_variable
 from node.runtimes.run_log import RunLogWriter, Stream, end_offset, read_entries
 from node.runtimes.supervisor import read_json, write_json_atomic
@@ -105,12 +110,6 @@ longer than 16 KiB, so that line and the next would become one.)"""
 
 ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException)
 """What a call to the engine raises when it refuses or cannot be reached."""
-
-LEASE_GUARD_LOCK = "lease_guard.lock"
-"""In the run's directory: locked by the run's lease guard for as long as it runs."""
-
-LEASE_GUARD_LOG = "lease_guard.log"
-"""In the run's directory: the lease guard's own output."""
 
 LEASE_STOP_FILE = "lease_stop.json"
 """In the run's directory: written by the lease guard just before it stops the container."""
@@ -838,10 +837,12 @@ class DockerRuntime:
         """Removes the container; one its lease guard stopped, or that is gone, is no error."""
         with self._state_lock:
             pump = self._pumps.pop(handle.run_id, None)
-            self._files.pop(handle.run_id, None)
+            files = self._files.pop(handle.run_id, None)
         if pump is not None:
             pump.close()
-        self._remove(handle.container_id, run_id=handle.run_id)
+        if self._remove(handle.container_id, run_id=handle.run_id) and files is not None:
+            with contextlib.suppress(OSError):  # the guard then exits once the lease passed
+                mark_container_removed(files.directory)
         self._reap_guards()
 
     def _ensure_guard(self, run_id: str, container_id: str, files: RunFiles) -> None:
@@ -883,15 +884,18 @@ class DockerRuntime:
                 with self._state_lock:
                     self._guards.discard(pid)
 
-    def _remove(self, container_id: str, *, run_id: str) -> None:
+    def _remove(self, container_id: str, *, run_id: str) -> bool:
+        """Removes the container; returns whether it is gone."""
         try:
             self._client().api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
-            return
+            return True
         except ENGINE_ERRORS as exc:
             _log.error(
                 "cannot remove a container", extra={"run_id": run_id, "error": engine_reason(exc)}
             )
+            return False
+        return True
 
     def _recover(self, known: list[RunHandle], files_of: RunFilesOf) -> list[RecoveredRun]:
         try:

@@ -18,6 +18,25 @@ from pathlib import Path
 
 LEASE_FILE = "lease.json"
 
+LEASE_GUARD_LOCK = "lease_guard.lock"
+"""In a container run's directory: locked by the run's lease guard while it runs."""
+
+LEASE_GUARD_LOG = "lease_guard.log"
+"""In a container run's directory: the lease guard's own output."""
+
+CONTAINER_REMOVED_FILE = "container_removed"
+"""In a container run's directory: the runtime removed the run's container, so its
+lease guard has nothing left to guard."""
+
+
+def mark_container_removed(run_dir: Path) -> None:
+    """Tells the run's lease guard that the container is gone (it exits at its next round)."""
+    (run_dir / CONTAINER_REMOVED_FILE).touch()
+
+
+def container_removed(run_dir: Path) -> bool:
+    return (run_dir / CONTAINER_REMOVED_FILE).exists()
+
 
 @dataclass(frozen=True)
 class RunLeaseFile:

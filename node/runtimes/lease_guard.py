@@ -8,13 +8,22 @@ container that has none. It runs in a session of its own, so a kill of the daemo
 or of the daemon's whole process group, does not reach it: it is the docker
 counterpart of the process runtime's supervisor, which enforces the same lease.
 
-About once a second it asks the engine about its container, then reads the lease:
+About once a second it reads the run's directory:
 
-- the container has ended, or is gone: the guard exits;
-- the lease has passed: it writes ``lease_stop.json`` (the reason, which the
-  runtime's ``wait`` and ``recover`` report), then asks the engine to stop the
-  container (SIGTERM, SIGKILL after the lease's grace), and kills it if it still runs;
-- the engine does not answer: it logs, and asks again.
+- the runtime removed the container (``container_removed``): the guard exits;
+- the lease holds: nothing to do until the next round (the engine is not asked);
+- the lease has passed (or there is none to read): it asks the engine about the
+  container. Ended or gone: the guard exits. Still live: it writes
+  ``lease_stop.json`` (the reason, which the runtime's ``wait`` and ``recover``
+  report), then asks the engine to stop the container (SIGTERM, SIGKILL after the
+  lease's grace), and kills it if it still runs. The engine does not answer: it
+  logs, and asks again.
+
+The engine client (the docker SDK) is imported only when the guard first has to ask
+the engine: it costs a fresh interpreter about 0.15 s of CPU, which every container
+start paid while it was imported up front, and a container that ends with its
+lease valid never needs it. A guard whose container ended while the daemon was
+down (so nobody marked it removed) exits once the lease has passed.
 
 It touches only the container whose full id it was given, and only while that
 container carries the run's label. One guard per container: a guard holds an
@@ -36,22 +45,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-
-from node.runtimes.docker import (
-    API_TIMEOUT_SECONDS,
-    ENGINE_ERRORS,
-    LABEL_RUN,
+from node.runtimes.lease_file import (
     LEASE_GUARD_LOCK,
-    LeaseStop,
-    check_unix_socket,
-    engine_reason,
-    write_lease_stop,
+    RunLeaseFile,
+    container_removed,
+    read_lease,
 )
-from node.runtimes.lease_file import RunLeaseFile, read_lease
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 _log = logging.getLogger("murmur.node.lease_guard")
 
@@ -63,6 +67,14 @@ UNREACHABLE_LOG_SECONDS = 60.0
 
 LIVE_STATES = ("created", "running", "paused", "restarting")
 """Engine states of a container that may still run the job (or run it again)."""
+
+
+def _engine() -> ModuleType:
+    """node.runtimes.docker (and with it the docker SDK), imported on first use: see
+    the module docstring."""
+    from node.runtimes import docker as engine
+
+    return engine
 
 
 def lease_reason(lease: RunLeaseFile) -> str:
@@ -142,32 +154,39 @@ class LeaseGuard:
         return 0
 
     def check(self) -> bool:
-        """One round: looks at the container, then at the lease. Returns whether to go on."""
+        """One round (see the module docstring). Returns whether to go on."""
+        if container_removed(self._run_dir):
+            _log.info("the runtime removed the container; exiting")
+            return False
+        lease = read_lease(self._run_dir)
+        if lease is not None and self._clock() < lease.expires_at:
+            return True
         live = self._container_live()
         if live is False:
             return False
-        lease = read_lease(self._run_dir)
-        if live and lease is not None and self._clock() >= lease.expires_at:
+        if live and lease is not None:
             self._stop(lease)
         return True  # live is None: the engine does not answer; ask again next round
 
     def _container_live(self) -> bool | None:
         """Whether the container may still run (False: ended, gone or not ours);
         None when the engine cannot be asked."""
+        engine = _engine()
         try:
             details = self._client().api.inspect_container(self._container_id)
-        except docker.errors.NotFound:
+        except engine.docker.errors.NotFound:
             _log.info("the container is gone; exiting")
             return False
-        except ENGINE_ERRORS as exc:
+        except engine.ENGINE_ERRORS as exc:
             self._engine_failed(exc)
             return None
         self._engine_answered()
         labels = (details.get("Config") or {}).get("Labels") or {}
-        if details.get("Id") != self._container_id or labels.get(LABEL_RUN) != self._run_id:
+        label = labels.get(engine.LABEL_RUN)
+        if details.get("Id") != self._container_id or label != self._run_id:
             _log.error(
                 "container %s is not run %s's (id %s, label %s); leaving it alone",
-                self._container_id[:12], self._run_id, details.get("Id"), labels.get(LABEL_RUN),
+                self._container_id[:12], self._run_id, details.get("Id"), label,
             )  # fmt: skip
             return False
         status = (details.get("State") or {}).get("Status")
@@ -179,12 +198,15 @@ class LeaseGuard:
     def _stop(self, lease: RunLeaseFile) -> None:
         """Records why, then stops the container: the engine sends SIGTERM, then SIGKILL
         after the lease's grace; a container still running after that is killed."""
+        engine = _engine()
         if not self._stopping:
             reason = lease_reason(lease)
             _log.warning("%s: stopping container %s", reason, self._container_id[:12])
-            stop = LeaseStop(container_id=self._container_id, reason=reason, at=self._clock())
+            stop = engine.LeaseStop(
+                container_id=self._container_id, reason=reason, at=self._clock()
+            )
             try:
-                write_lease_stop(self._run_dir, stop)
+                engine.write_lease_stop(self._run_dir, stop)
             except OSError as exc:  # the run still must stop; its reason will be a plain exit
                 _log.error("cannot record why the container is stopped: %s", exc)
             self._stopping = True
@@ -193,17 +215,18 @@ class LeaseGuard:
             api.stop(self._container_id, timeout=math.ceil(max(0.0, lease.grace_seconds)))
             if api.inspect_container(self._container_id)["State"].get("Running"):
                 api.kill(self._container_id)
-        except docker.errors.NotFound:
+        except engine.docker.errors.NotFound:
             return
-        except ENGINE_ERRORS as exc:
-            _log.error("cannot stop the container yet: %s", engine_reason(exc))
+        except engine.ENGINE_ERRORS as exc:
+            _log.error("cannot stop the container yet: %s", engine.engine_reason(exc))
             self._close_client()
 
     def _client(self) -> Any:
         if self._docker is None:
-            check_unix_socket(self._host)  # the SDK leaks the socket of a refused connection
-            self._docker = docker.DockerClient(
-                base_url=self._host, version="auto", timeout=API_TIMEOUT_SECONDS
+            engine = _engine()
+            engine.check_unix_socket(self._host)  # the SDK leaks a refused connection's socket
+            self._docker = engine.docker.DockerClient(
+                base_url=self._host, version="auto", timeout=engine.API_TIMEOUT_SECONDS
             )
         return self._docker
 
@@ -224,7 +247,7 @@ class LeaseGuard:
         self._unreachable_logged = now
         _log.warning(
             "no engine answering at %s for %.0f s (%s); asking again",
-            self._host, now - self._unreachable_since, engine_reason(exc),
+            self._host, now - self._unreachable_since, _engine().engine_reason(exc),
         )  # fmt: skip
 
     def _engine_answered(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from node.runtimes.base import LaunchSpec, RecoveredRun, RunExit, RunFiles, RunHandle
+from node.runtimes.detached import PACKAGE_ROOT
 from node.runtimes.docker import (
     LABEL_NODE,
     LABEL_RUN,
@@ -33,7 +34,7 @@ from node.runtimes.docker import (
     lease_guard_running,
     parse_engine_time,
 )
-from node.runtimes.lease_file import RunLeaseFile, read_lease, write_lease
+from node.runtimes.lease_file import RunLeaseFile, mark_container_removed, read_lease, write_lease
 from node.runtimes.lease_guard import LeaseGuard
 from tests.support.docker_engine import DockerEngine
 
@@ -305,3 +306,39 @@ def test_the_guard_keeps_asking_an_engine_that_does_not_answer(
     unreachable = [r for r in caplog.records if "no engine answering" in r.getMessage()]
     assert len(unreachable) == 1  # once, not every second
     assert not (tmp_path / LEASE_STOP_FILE).exists()
+
+
+def test_a_guard_whose_lease_holds_asks_the_engine_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    grant_lease(tmp_path, seconds=60.0)
+    guard = LeaseGuard(
+        run_dir=tmp_path,
+        run_id="run-1",
+        container_id="0" * 64,
+        host=f"unix://{tmp_path / 'absent.sock'}",  # asking it would be logged
+    )
+    with caplog.at_level(logging.INFO, logger="murmur.node.lease_guard"):
+        assert guard.check()
+    assert not [r for r in caplog.records if "no engine answering" in r.getMessage()]
+
+
+def test_a_guard_exits_once_the_runtime_removed_its_container(tmp_path: Path) -> None:
+    grant_lease(tmp_path, seconds=60.0)
+    guard = LeaseGuard(
+        run_dir=tmp_path, run_id="run-1", container_id="0" * 64, host="unix:///absent.sock"
+    )
+    assert guard.check()
+    mark_container_removed(tmp_path)
+    assert not guard.check()
+
+
+def test_a_guard_starts_without_the_docker_sdk() -> None:
+    """The SDK costs a fresh guard ~0.15 s of CPU: only a guard that must ask the
+    engine imports it."""
+    imported = "sorted({'docker', 'requests'} & set(sys.modules))"
+    probe = subprocess.run(
+        [sys.executable, "-P", "-c", f"import sys, node.runtimes.lease_guard; print({imported})"],
+        capture_output=True, text=True, check=True, cwd=PACKAGE_ROOT,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "[]"
