@@ -1,6 +1,7 @@
 """``lease.json`` in a run's directory: until when the run may go on without a leader.
 
-The job manager rewrites it on every renewal of the node's lease; the process
+The job manager rewrites it as the node's lease is renewed (once it lags by a
+little: see ``LEASE_FILE_SLACK_SECONDS`` in node/jobs/manager.py); the process
 runtime's supervisor reads it about once a second and stops the run once the lease
 has passed, so a run stops in time even when the daemon that should stop it was
 killed. The time is the wall clock (``time.time()``): the supervisor is another
