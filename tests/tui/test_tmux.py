@@ -129,8 +129,8 @@ def test_top_in_tmux_shows_the_gpus_a_running_job_and_its_live_log(
     three_nodes: ThreeNodes, terminal: Terminal
 ) -> None:
     first, job_id = three_nodes.nodes[0], three_nodes.job_id
-    screen = terminal.wait_for("murmur top", f"attached to node-1 at {first.address}")
-    screen = terminal.wait_for("node-1", "8xA100 (simulated)", "1/8")
+    terminal.wait_for("murmur top", f"attached to node-1 at {first.address}")
+    terminal.wait_for("node-1", "8xA100 (simulated)", "1/8")
     terminal.command("jobs")
     terminal.wait_for(job_id, "ticker", "running")
     terminal.command(f"job {job_id}")
