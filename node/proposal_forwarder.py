@@ -91,6 +91,7 @@ class ProposalForwarder:
         self._max_in_flight = max_in_flight
         self._lanes: dict[str, _Lane] = {}
         self._calls: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.calls_made = 0
         """Propose calls sent, for tests and benchmarks: commands / calls is the batch size."""
 
@@ -101,6 +102,8 @@ class ProposalForwarder:
             NotLeaderError: the leader did not answer, or no longer leads: retry.
             PeerRefusedError: the leader refused the command (its status as is).
         """
+        if self._closed:
+            raise NotLeaderError(None, "this node is stopping")
         future: asyncio.Future[types_pb2.Job] = asyncio.get_running_loop().create_future()
         lane = self._lanes.setdefault(address, _Lane())
         lane.waiting.append((command, future))
@@ -108,7 +111,14 @@ class ProposalForwarder:
         return await future
 
     async def close(self) -> None:
-        """Cancel the calls in flight; their callers get ``CancelledError``."""
+        """Cancel the calls in flight and fail what waits for one: their callers get
+        :class:`NotLeaderError`, and nothing is sent any more."""
+        self._closed = True
+        for lane in self._lanes.values():
+            for _, future in lane.waiting:
+                if not future.done():
+                    future.set_exception(NotLeaderError(None, "this node is stopping"))
+            lane.waiting.clear()
         for call in list(self._calls):
             call.cancel()
         for call in list(self._calls):
@@ -118,6 +128,8 @@ class ProposalForwarder:
     def _schedule(self, address: str, lane: _Lane) -> None:
         # call_soon, not now: every command that arrives in this turn of the loop
         # joins the same call.
+        if self._closed:
+            return
         if lane.waiting and not lane.flush_scheduled and lane.in_flight < self._max_in_flight:
             lane.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush, address, lane)

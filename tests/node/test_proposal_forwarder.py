@@ -190,15 +190,22 @@ async def test_a_caller_that_gave_up_before_the_call_sends_nothing() -> None:
     assert leader.calls == [[b"busy"], [b"stayer"]]
 
 
-async def test_close_cancels_calls_in_flight_and_their_callers_hear_of_it() -> None:
+async def test_close_fails_calls_in_flight_and_commands_waiting_and_sends_nothing_more() -> None:
     leader = ScriptedLeader()
     leader.release.clear()
-    forwarder = forwarder_to(leader)
-    waiting = asyncio.create_task(forwarder.forward("leader:1", b"x"))
+    forwarder = forwarder_to(leader, max_in_flight=1)
+    in_flight = asyncio.create_task(forwarder.forward("leader:1", b"x"))
+    await asyncio.sleep(0.01)
+    queued = asyncio.create_task(forwarder.forward("leader:1", b"y"))
     await asyncio.sleep(0.01)
     await forwarder.close()
-    with pytest.raises(NotLeaderError):
-        await waiting
+    for caller in (in_flight, queued):
+        with pytest.raises(NotLeaderError):
+            await caller
+    with pytest.raises(NotLeaderError, match="stopping"):
+        await forwarder.forward("leader:1", b"z")
+    await asyncio.sleep(0.01)
+    assert leader.calls == [[b"x"]]
 
 
 def test_status_codes_round_trip_their_wire_numbers() -> None:
