@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import Store
-from tests.support.executor import kill_everything_under
+from tests.support.run_processes import kill_everything_under
 
 
 @pytest.fixture

@@ -8,26 +8,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import murmur
-from certs import NODE_TLS_NAME, IdentityBundle, Role
+from certs import IdentityBundle, Role
 from murmur import AsyncClient, resolve_connect_config
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 from storage import Store
+from tests.support.cluster import mtls_channel
 from tests.support.nodes import Lab, NodeProcess
 
 
 def client_for(node: NodeProcess, identity: object) -> AsyncClient:
     return AsyncClient(resolve_connect_config(node=node.address, identity=identity))  # type: ignore[arg-type]
-
-
-def raw_channel(node: NodeProcess, bundle: IdentityBundle) -> grpc.aio.Channel:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=bundle.ca_certificate_pem,
-        private_key=bundle.key_pem,
-        certificate_chain=bundle.certificate_pem,
-    )
-    return grpc.aio.secure_channel(
-        node.address, credentials, options=[("grpc.ssl_target_name_override", NODE_TLS_NAME)]
-    )
 
 
 async def test_whoami_and_status_show_the_node_and_its_simulated_gpus(
@@ -66,7 +56,7 @@ async def test_health_and_reflection_answer_authenticated_callers(
     lab: Lab, ca_node: NodeProcess
 ) -> None:
     bundle = IdentityBundle.read(lab.admin_identity)
-    async with raw_channel(ca_node, bundle) as channel:
+    async with mtls_channel(ca_node, bundle) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=5
         )
@@ -96,7 +86,7 @@ async def test_roles_limit_what_callers_may_do(lab: Lab, ca_node: NodeProcess) -
         with pytest.raises(murmur.PermissionDenied):
             await client.list_audit()
     # A user certificate cannot speak the node-to-node protocol.
-    async with raw_channel(ca_node, IdentityBundle.read(member)) as channel:
+    async with mtls_channel(ca_node, IdentityBundle.read(member)) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await node_pb2_grpc.NodeServiceStub(channel).Ping(node_pb2.PingRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -9,23 +9,12 @@ import time
 import grpc
 import pytest
 
-from certs import NODE_TLS_NAME, IdentityBundle, Role
+from certs import IdentityBundle, Role
 from node.control import CancelJob, SubmitJob, encode
 from proto.murmur.v1 import node_pb2, node_pb2_grpc
 from tests.node.control.builders import spec
-from tests.support.cluster import status_of
+from tests.support.cluster import mtls_channel, status_of
 from tests.support.nodes import Lab, NodeProcess
-
-
-def peer_channel(node: NodeProcess, bundle: IdentityBundle) -> grpc.aio.Channel:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=bundle.ca_certificate_pem,
-        private_key=bundle.key_pem,
-        certificate_chain=bundle.certificate_pem,
-    )
-    return grpc.aio.secure_channel(
-        node.address, credentials, options=[("grpc.ssl_target_name_override", NODE_TLS_NAME)]
-    )
 
 
 def submission(job_id: str) -> bytes:
@@ -49,7 +38,7 @@ async def test_each_command_of_a_batch_gets_its_own_answer(lab: Lab, ca_node: No
     cancel_unknown = encode(CancelJob("no-such-job", "alice", False, "", time.time_ns() // 1000))
     commands = [submission("aaaa00000001"), b"\xffnot a command", cancel_unknown]
     commands.append(submission("aaaa00000002"))
-    async with peer_channel(ca_node, peer) as channel:
+    async with mtls_channel(ca_node, peer) as channel:
         stub = node_pb2_grpc.NodeServiceStub(channel)
         answer = await stub.Propose(node_pb2.ProposeRequest(commands=commands), timeout=10)
         again = await stub.Propose(node_pb2.ProposeRequest(commands=commands[:1]), timeout=10)
@@ -70,7 +59,7 @@ async def test_each_command_of_a_batch_gets_its_own_answer(lab: Lab, ca_node: No
 async def test_a_batch_over_the_limit_is_refused_whole(lab: Lab, ca_node: NodeProcess) -> None:
     peer = IdentityBundle.read(lab.issue_identity("node-9", Role.NODE))
     commands = [submission(f"bbbb{i:08d}") for i in range(257)]
-    async with peer_channel(ca_node, peer) as channel:
+    async with mtls_channel(ca_node, peer) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await node_pb2_grpc.NodeServiceStub(channel).Propose(
                 node_pb2.ProposeRequest(commands=commands), timeout=10

@@ -15,7 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from certs import Role
+import grpc
+import grpc.aio
+
+from certs import NODE_TLS_NAME, IdentityBundle, Role
 from murmur import AsyncClient, MurmurError, resolve_connect_config
 from proto.murmur.v1 import cluster_pb2, types_pb2
 from tests.support.nodes import Lab, NodeProcess
@@ -69,6 +72,19 @@ def start_cluster(
     for node in nodes:
         node.wait_ready()
     return nodes
+
+
+def mtls_channel(node: NodeProcess, bundle: IdentityBundle) -> grpc.aio.Channel:
+    """A bare gRPC channel to ``node`` as ``bundle``'s holder: for calls the client
+    library does not make (NodeService as a node, a user trying one)."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=bundle.ca_certificate_pem,
+        private_key=bundle.key_pem,
+        certificate_chain=bundle.certificate_pem,
+    )
+    return grpc.aio.secure_channel(
+        node.address, credentials, options=[("grpc.ssl_target_name_override", NODE_TLS_NAME)]
+    )
 
 
 def client_for(node: NodeProcess, identity: Path) -> AsyncClient:

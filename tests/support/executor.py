@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,28 +15,10 @@ from google.protobuf.duration_pb2 import Duration
 from node.jobs import states
 from node.jobs.manager import JobManager, RunAssignment
 from node.runtimes.process import ProcessRuntime
-from node.runtimes.procfs import is_running
-from node.runtimes.supervisor import CHILD_FILE, SUPERVISOR_FILE, read_json
 from proto.murmur.v1 import types_pb2
 from storage import RunRecord, Store
 
 NODE = "node-1"
-
-
-def kill_everything_under(runs_dir: Path) -> None:
-    """Teardown: no job or supervisor outlives the test, whatever it did."""
-    if not runs_dir.exists():
-        return
-    for run_dir in runs_dir.iterdir():
-        for name in (CHILD_FILE, SUPERVISOR_FILE):
-            recorded = read_json(run_dir / name)
-            if recorded is None or not is_running(recorded["pid"], recorded["start_time"]):
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if name == CHILD_FILE:
-                    os.killpg(recorded["pgid"], signal.SIGKILL)
-                else:
-                    os.kill(recorded["pid"], signal.SIGKILL)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from node.runtimes.supervisor import (
     read_json,
     write_json_atomic,
 )
-from tests.node.runtimes.test_process_runtime import kill_everything_under
+from tests.support.run_processes import kill_everything_under
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SETTLE_SECONDS = 10.0

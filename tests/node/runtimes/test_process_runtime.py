@@ -4,7 +4,6 @@ the environment a job sees, and finding runs again after the daemon was killed."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -31,32 +30,13 @@ from node.runtimes.process import LOST_REASON, REAPED_REASON, ProcessRuntime
 from node.runtimes.procfs import is_running, is_same_process, process_start_time, read_stat
 from node.runtimes.run_log import read_entries
 from node.runtimes.supervisor import CHILD_FILE, SUPERVISOR_FILE, read_json
+from tests.support.run_processes import kill_everything_under
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HELPER = Path(__file__).with_name("start_runs_then_hang.py")
 SETTLE_SECONDS = 10.0
 
 _run_numbers = itertools.count(1)
-
-
-def kill_everything_under(runs_dir: Path) -> None:
-    """Test teardown: no job or supervisor outlives the test, whatever it did."""
-    if not runs_dir.exists():
-        return
-    for run_dir in runs_dir.iterdir():
-        for name in (CHILD_FILE, SUPERVISOR_FILE):
-            recorded = read_json(run_dir / name)
-            if recorded is None or not is_running(recorded["pid"], recorded["start_time"]):
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if name == CHILD_FILE:
-                    os.killpg(recorded["pgid"], signal.SIGKILL)
-                else:
-                    os.kill(recorded["pid"], signal.SIGKILL)
-        supervisor = read_json(run_dir / SUPERVISOR_FILE)
-        if supervisor is not None and is_same_process(supervisor["pid"], supervisor["start_time"]):
-            with contextlib.suppress(ChildProcessError):  # not ours: init reaps it
-                os.waitpid(supervisor["pid"], 0)
 
 
 @pytest.fixture
