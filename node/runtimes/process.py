@@ -182,6 +182,23 @@ def _kill_job_group(run_dir: Path) -> bool:
     return signal_group(pid, start_time, signal.SIGKILL)
 
 
+def _end_job_group(run_dir: Path) -> None:
+    """SIGKILLs what is left of the run's job and waits (a bounded while, in a
+    worker thread) until its leader is gone: a killed job dies asynchronously, and
+    the run must not be reported ended, and its GPUs handed on, while it lives."""
+    if not _kill_job_group(run_dir):
+        return
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while _job_is_running(run_dir):
+        if time.monotonic() >= deadline:
+            _log.warning(
+                "a killed job is still running",
+                extra={"event": "run.job_survives_kill", "run_id": run_dir.name},
+            )
+            return
+        time.sleep(0.005)
+
+
 def _job_is_running(run_dir: Path) -> bool:
     child = _identity(read_json(run_dir / CHILD_FILE))
     return child is not None and is_running(*child)
@@ -301,11 +318,11 @@ class ProcessRuntime:
         self._reap(pid)
         child = await asyncio.to_thread(lambda: _identity(read_json(run_dir / CHILD_FILE)))
         if child is None or not is_running(*child):
-            await asyncio.to_thread(_kill_job_group, run_dir)  # leftovers of its group
+            await asyncio.to_thread(_end_job_group, run_dir)  # leftovers of its group
             return
         signal_group(*child, signal.SIGTERM)
         await self._exited_within(*child, grace_seconds)
-        await asyncio.to_thread(_kill_job_group, run_dir)
+        await asyncio.to_thread(_end_job_group, run_dir)
 
     async def recover(self, known: list[RunHandle], files_of: RunFilesOf) -> list[RecoveredRun]:
         """Handles of other runtimes are left out of the answer, but their runs
@@ -490,7 +507,7 @@ class ProcessRuntime:
         ended = _read_exit(run_dir)
         if ended is not None:
             return ended
-        _kill_job_group(run_dir)
+        _end_job_group(run_dir)
         _record_exit(run_dir, None, LOST_REASON)
         return _read_exit(run_dir) or RunExit(None, LOST_REASON)
 
