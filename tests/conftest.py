@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.docker_engine import docker_engine_fixture  # noqa: F401
 from tests.support.nodes import Lab, NodeProcess, lab_fixture
+
+# CI runs on a loaded 2-core machine: no per-example deadline (a slow example is not a
+# failure), the same examples every run, no example database. Registered here rather
+# than left to the hypothesis version's own "ci" profile.
+settings.register_profile(
+    "murmur-ci",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+if os.environ.get("CI"):
+    settings.load_profile("murmur-ci")
 
 
 @pytest.fixture

@@ -13,23 +13,33 @@ import random
 
 import murmur
 from murmur import AsyncClient, resolve_connect_config
-from tests.support.nodes import Lab
+from tests.support.nodes import Lab, NodeProcess
 
 ROUNDS = 3
 
 
-async def hammer_until_killed(lab: Lab, address: str, kill_after: float, kill: object) -> list[str]:
+async def hammer_until_killed(lab: Lab, node: NodeProcess, kill_after: float) -> list[str]:
+    """Creates tokens on ``node`` until it dies; SIGKILLs it ``kill_after`` seconds in.
+    Returns once the process is gone, with the tokens it acknowledged."""
     acknowledged: list[str] = []
-    config = resolve_connect_config(node=address, identity=lab.admin_identity)
+    config = resolve_connect_config(node=node.address, identity=lab.admin_identity)
     loop = asyncio.get_running_loop()
-    loop.call_later(kill_after, kill)  # type: ignore[arg-type]
-    async with AsyncClient(config) as client:
-        while True:
-            try:
-                response = await client.create_join_token(timeout=2)
-            except murmur.MurmurError:
-                break
-            acknowledged.append(response.token)
+    timer = loop.call_later(kill_after, node.process.kill)
+    try:
+        async with AsyncClient(config) as client:
+            while True:
+                try:
+                    response = await client.create_join_token(timeout=2)
+                except murmur.MurmurError:
+                    break
+                acknowledged.append(response.token)
+    finally:
+        # A write that timed out before the timer fired (a slow machine) ends the
+        # loop early; the node may still be busy with it: kill it now instead.
+        timer.cancel()
+        if node.process.poll() is None:
+            node.process.kill()
+        await asyncio.to_thread(node.process.wait, 10)
     return acknowledged
 
 
@@ -37,10 +47,7 @@ async def test_kill_9_during_writes_loses_no_acknowledged_record(lab: Lab) -> No
     rng = random.Random(20261123)
     node = lab.start_node("node-1", data_dir=lab.first_data_dir)
     for round_number in range(ROUNDS):
-        acknowledged = await hammer_until_killed(
-            lab, node.address, rng.uniform(0.3, 1.0), node.process.kill
-        )
-        node.process.wait(timeout=10)
+        acknowledged = await hammer_until_killed(lab, node, rng.uniform(0.3, 1.0))
         assert node.process.returncode == -9
         assert acknowledged, "the node was killed before any write was acknowledged"
         node = lab.restart(node)

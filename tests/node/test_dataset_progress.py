@@ -131,8 +131,15 @@ async def test_a_cancelled_add_stops_the_scan_and_adds_nothing(
         else:
             pytest.fail(f"the scan did not stop:\n{ca_node.log()[-2000:]}")
         assert await client.list_datasets() == []
-        audit = await client.list_audit(limit=10)
-        (record,) = [r for r in audit if r.action == "AddDatasetWithProgress"]
+        # Recorded once the node sees the stream end, which may be after the client did.
+        for _ in range(200):
+            audit = await client.list_audit(limit=10)
+            if cancelled := [r for r in audit if r.action == "AddDatasetWithProgress"]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"no audit record of the cancelled add: {audit}")
+        (record,) = cancelled
         assert (record.target, record.result) == ("huge", "CANCELLED")
 
         # The name was never taken: a small tree registers under it at once.

@@ -7,6 +7,7 @@ by the OS. Every process is killed when the test ends, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,9 +25,20 @@ READY_TIMEOUT_SECONDS = 30.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """One free port; to pick several at once use :func:`free_ports`."""
+    return free_ports(host, 1)[0]
+
+
+def free_ports(host: str = "127.0.0.1", count: int = 2) -> list[int]:
+    """``count`` distinct free ports on ``host``: every socket stays bound until all
+    ports are read, so the OS cannot hand out the same port twice."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 @dataclass
@@ -121,7 +133,7 @@ class Lab:
         """Starts ``murmur node start`` for ``name``; ``wrapper`` prefixes the command
         (``ip netns exec NS`` runs the node in a network namespace)."""
         data_dir = data_dir or self.root / name
-        port, join_port = ports or (free_port(host), free_port(host))
+        port, join_port = ports or free_ports(host, 2)
         log_path = self.root / f"{name}.log"
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         command = [

@@ -7,11 +7,16 @@ import json
 import re
 import shlex
 import sys
+import time
+from typing import Any
+
+from textual.pilot import Pilot
 
 from certs import Role
 from proto.murmur.v1 import types_pb2
 from tests.support.nodes import Lab, NodeProcess
-from tests.tui.conftest import top_for, wait_for_text
+from tests.tui.conftest import WAIT_SECONDS, top_for, wait_for_text
+from tests.tui.screen_text import screen_text
 from tui.screens.dialogs import ConfirmScreen, HelpScreen
 from tui.screens.job import JobScreen
 from tui.screens.jobs import JobsScreen
@@ -20,6 +25,15 @@ from tui.screens.submit import SubmitScreen
 
 SIZE = (150, 45)
 TICKER = "import time\nfor i in range(600):\n    print(f'tick {i}', flush=True); time.sleep(0.1)"
+
+
+async def wait_for_match(pilot: Pilot[Any], pattern: str) -> str:
+    """Waits until `pattern` matches the screen; returns the screen."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not re.search(pattern, text := screen_text(pilot.app)):
+        assert time.monotonic() < deadline, f"no {pattern!r} on screen:\n{text}"
+        await pilot.pause(0.1)
+    return text
 
 
 def submit_ticker(lab: Lab, node: NodeProcess, *, gpus: int = 0, identity: object = None) -> str:
@@ -96,7 +110,9 @@ async def test_submit_form_then_live_log_with_follow_wrap_timestamps_then_cancel
         assert isinstance(app.screen, JobScreen)
         await wait_for_text(pilot, f"job {job_id}", "job.state", "python")
         await pilot.press("l")
-        await wait_for_text(pilot, "tick 3", "log: live", "follow")
+        await wait_for_text(pilot, "log: live", "follow")
+        # A log line, whichever: in follow mode only the last screenful of ticks shows.
+        await wait_for_match(pilot, r"tick \d+")
         await pilot.press("t")
         text = await wait_for_text(pilot, "timestamps")
         assert re.search(r"\d\d:\d\d:\d\d\.\d\d\d tick \d", text), text

@@ -100,11 +100,13 @@ class Terminal:
                 raise AssertionError(f"not on screen: {missing}\n{screen}")
             time.sleep(0.2)
 
-    def wait_for_match(self, pattern: str, seconds: float = 30.0) -> list[str]:
-        """Every match of `pattern` on the screen, once there is at least one."""
+    def wait_for_match(self, pattern: str, seconds: float = 30.0, count: int = 1) -> list[str]:
+        """Every match of `pattern` on the screen, once there are at least `count`."""
         deadline = time.monotonic() + seconds
-        while not (matches := re.findall(pattern, self.screen())):
-            assert time.monotonic() < deadline, f"no {pattern!r} on screen:\n{self.screen()}"
+        while len(matches := re.findall(pattern, self.screen())) < count:
+            assert time.monotonic() < deadline, (
+                f"{len(matches)} of {count} {pattern!r} on screen:\n{self.screen()}"
+            )
             time.sleep(0.2)
         return matches
 
@@ -132,7 +134,8 @@ def test_top_in_tmux_shows_the_gpus_a_running_job_and_its_live_log(
     terminal.wait_for("murmur top", f"attached to node-1 at {first.address}")
     terminal.wait_for("node-1", "8xA100 (simulated)", "1/8")
     terminal.command("jobs")
-    terminal.wait_for(job_id, "ticker", "running")
+    # The job's own row says running (the header's "N running" is there regardless).
+    terminal.wait_for_match(rf"{job_id} +ticker +admin +default +running")
     terminal.command(f"job {job_id}")
     terminal.wait_for(f"job {job_id}", "job.state")
     terminal.type("l")
@@ -152,6 +155,8 @@ def test_top_in_tmux_shows_the_gpus_a_running_job_and_its_live_log(
 def test_top_in_tmux_shows_every_node_of_a_three_node_cluster(
     three_nodes: ThreeNodes, terminal: Terminal
 ) -> None:
-    screen = terminal.wait_for("murmur top", "node-1", "node-2", "node-3", seconds=45)
-    assert screen.count("8xA100 (simulated)") >= 3
+    terminal.wait_for("murmur top", seconds=45)
+    # One row per node (the header names node-1 too, but never a model).
+    rows = terminal.wait_for_match(r"(node-\d) [^\n]*8xA100 \(simulated\)", count=3, seconds=45)
+    assert sorted(rows) == ["node-1", "node-2", "node-3"]
     terminal.wait_for("nodes 3 (3 alive)")

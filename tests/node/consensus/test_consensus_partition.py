@@ -129,7 +129,9 @@ async def test_a_cut_off_leader_accepts_nothing_and_the_majority_goes_on(lab: La
             within=60,
             what="everyone to follow the new leader after healing",
         )
-        assert healed[0]["leader"] == after[0]["leader"]
+        # Not necessarily the same leader as before healing: the rejoining node may
+        # trigger a legitimate re-election. Terms only ever go up, though.
+        assert int(str(healed[0]["term"])) >= int(str(after[0]["term"]))
         listing = lab.murmur(
             "job", "list", "--json", "--node", addresses[cut - 1], wrapper=net.hub_wrapper
         )

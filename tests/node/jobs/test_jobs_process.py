@@ -4,6 +4,7 @@ for GPUs, retry, and survive a kill -9 of the daemon."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 import subprocess
 import sys
 import time
@@ -198,30 +199,45 @@ async def test_a_retried_submission_with_the_same_key_makes_one_job(client: Asyn
     assert len(await client.list_jobs()) == 1
 
 
-async def test_kill_9_of_the_daemon_loses_nothing(lab: Lab, gpu_node: NodeProcess) -> None:
-    config = resolve_connect_config(node=gpu_node.address, identity=lab.admin_identity)
-    async with AsyncClient(config) as client:
-        long = await client.submit_job(
-            process_job("sh", "-c", "echo before; sleep 4; echo after", gpus=8)
-        )
-        short = await client.submit_job(process_job("sh", "-c", "sleep 1; exit 5"))
-        pending = await client.submit_job(process_job("true", gpus=1))
-        await wait_for(client, long.id, {types_pb2.JOB_STATE_RUNNING})
-        await wait_for(client, short.id, {types_pb2.JOB_STATE_RUNNING})
-    gpu_node.kill()
-    await asyncio.sleep(1.5)  # `short` ends while the daemon is down
-    restarted = lab.restart(gpu_node)
-    config = resolve_connect_config(node=restarted.address, identity=lab.admin_identity)
-    async with AsyncClient(config) as client:
-        adopted = await client.get_job(long.id)
-        assert adopted.state == types_pb2.JOB_STATE_RUNNING, adopted.reason
-        assert len(adopted.runs) == 1, "an adopted job must not be started twice"
-        ended = await wait_for(client, short.id, ENDED)
-        assert ended.state == types_pb2.JOB_STATE_FAILED
-        assert ended.exit_code == 5
-        assert (await client.get_job(pending.id)).state == types_pb2.JOB_STATE_PENDING
-        finished = await wait_for(client, long.id, ENDED)
-        assert finished.state == types_pb2.JOB_STATE_SUCCEEDED
-        assert {"before", "after"} <= set(await log_text(client, long.id))
-        after = await wait_for(client, pending.id, ENDED)
-        assert after.state == types_pb2.JOB_STATE_SUCCEEDED
+def gated(gate: Path, then: str) -> str:
+    """A shell script that waits until ``gate`` exists, then runs ``then``: a job that
+    ends when the test says so, however slow the machine."""
+    return f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; {then}"
+
+
+async def test_kill_9_of_the_daemon_loses_nothing(
+    lab: Lab, gpu_node: NodeProcess, tmp_path: Path
+) -> None:
+    long_gate, short_gate = tmp_path / "long.gate", tmp_path / "short.gate"
+    try:
+        config = resolve_connect_config(node=gpu_node.address, identity=lab.admin_identity)
+        async with AsyncClient(config) as client:
+            long = await client.submit_job(
+                process_job("sh", "-c", "echo before; " + gated(long_gate, "echo after"), gpus=8)
+            )
+            short = await client.submit_job(process_job("sh", "-c", gated(short_gate, "exit 5")))
+            pending = await client.submit_job(process_job("true", gpus=1))
+            await wait_for(client, long.id, {types_pb2.JOB_STATE_RUNNING})
+            await wait_for(client, short.id, {types_pb2.JOB_STATE_RUNNING})
+        gpu_node.kill()
+        short_gate.touch()
+        await asyncio.sleep(1.5)  # `short` ends while the daemon is down
+        restarted = lab.restart(gpu_node)
+        config = resolve_connect_config(node=restarted.address, identity=lab.admin_identity)
+        async with AsyncClient(config) as client:
+            adopted = await client.get_job(long.id)
+            assert adopted.state == types_pb2.JOB_STATE_RUNNING, adopted.reason
+            assert len(adopted.runs) == 1, "an adopted job must not be started twice"
+            ended = await wait_for(client, short.id, ENDED)
+            assert ended.state == types_pb2.JOB_STATE_FAILED
+            assert ended.exit_code == 5
+            assert (await client.get_job(pending.id)).state == types_pb2.JOB_STATE_PENDING
+            long_gate.touch()
+            finished = await wait_for(client, long.id, ENDED)
+            assert finished.state == types_pb2.JOB_STATE_SUCCEEDED
+            assert {"before", "after"} <= set(await log_text(client, long.id))
+            after = await wait_for(client, pending.id, ENDED)
+            assert after.state == types_pb2.JOB_STATE_SUCCEEDED
+    finally:  # a failed test leaves no job waiting for its gate
+        long_gate.touch()
+        short_gate.touch()

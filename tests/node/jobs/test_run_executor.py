@@ -155,22 +155,30 @@ async def test_a_time_limit_fails_the_run(store: Store, runs_dir: Path) -> None:
 async def test_runs_report_lists_active_and_recent_runs_and_renews_the_lease(
     store: Store, runs_dir: Path
 ) -> None:
-    async with executor(store, runs_dir, lease=1.0) as node:
-        await node.jobs.start_assigned(assignment("done.1", "true", lease=1.0))
+    lease = 2.0  # renewed every 0.3 s: a stall of over a second is needed to lapse it
+    async with executor(store, runs_dir, lease=lease) as node:
+        await node.jobs.start_assigned(assignment("done.1", "true", lease=lease))
         await node.ended("done.1")
-        await node.jobs.start_assigned(assignment("long.1", "sleep", "30", lease=1.0))
+        await node.jobs.start_assigned(assignment("long.1", "sleep", "30", lease=lease))
         await node.running("long.1")
-        for _ in range(8):  # 2.4 s: more than twice the lease
-            report = await node.jobs.runs_report(term=1, lease_seconds=1.0)
+        for _ in range(16):  # 4.8 s: more than twice the lease
+            before = time.time()
+            report = await node.jobs.runs_report(term=1, lease_seconds=lease)
+            written = read_lease(runs_dir / "long.1")
+            assert written is not None
+            # A short lease's file lags it by a tenth of it at most, not by the full
+            # LEASE_FILE_SLACK_SECONDS (a 1 s lease's file would then lapse between
+            # renewals): the bound is written out here, not taken from lease_file_slack.
+            assert written.expires_at >= before + lease - lease / 10
             await asyncio.sleep(0.3)
         assert {(r.id, r.state) for r in report} == {
             ("long.1", states.RUNNING), ("done.1", states.SUCCEEDED)
         }  # fmt: skip
         assert node.jobs.run_is_active("long.1")
         # No word from a leader any more: the run is stopped and recorded lost.
-        lost = await node.ended("long.1", within=5)
+        lost = await node.ended("long.1", within=lease + 10)
     assert lost.state == states.LOST
-    assert lost.reason == "lost: no word from a leader for 1 s (lease expired)"
+    assert lost.reason == "lost: no word from a leader for 2 s (lease expired)"
     assert (await store.get_job("long")).state == states.LOST
 
 

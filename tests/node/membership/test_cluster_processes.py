@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 
 import grpc
@@ -15,6 +16,7 @@ import pytest
 
 import murmur
 from certs import CertificateAuthority, Role
+from node.membership.seeds import PEERS_META_KEY
 from proto.murmur.v1 import types_pb2
 from tests.support.cluster import (
     client_for,
@@ -275,13 +277,38 @@ async def test_datasets_of_every_node_are_listed_from_any_node(lab: Lab) -> None
 async def test_a_node_restarts_through_remembered_peers_when_its_seed_is_down(lab: Lab) -> None:
     nodes = start_cluster(lab, 3)
     await wait_converged(nodes, lab.admin_identity, alive("node-1", "node-2", "node-3"))
-    await asyncio.sleep(2.0)  # peers are written down a second after the membership settles
+    # Node-3 writes its peers down a second after the membership settles; only then
+    # can it find node-2 without its seed.
+    await eventually(
+        lambda: asyncio.to_thread(remembered_peers, nodes[2]),
+        lambda peers: nodes[1].address in peers,
+        within=20,
+        what="node-3 to remember node-2 in its store",
+    )
     nodes[2].terminate()
     nodes[0].terminate()  # node-3's only configured seed
     restarted = lab.restart(nodes[2])
     await wait_converged(
         [nodes[1], restarted], lab.admin_identity, {"node-2": "alive", "node-3": "alive"}
     )
+
+
+def remembered_peers(node: NodeProcess) -> list[str]:
+    """The peers ``node``'s SeedBook last wrote to its store (read-only; the store is
+    in WAL mode, so a reader sees every committed write)."""
+    path = node.data_dir / "murmur.db"
+    if not path.exists():
+        return []
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        row = connection.execute(
+            "SELECT value FROM meta WHERE key = ?", (PEERS_META_KEY,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
+    finally:
+        connection.close()
+    return [str(address) for address in json.loads(row[0])] if row else []
 
 
 def names(nodes: list[NodeProcess]) -> list[str]:

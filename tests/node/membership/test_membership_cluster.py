@@ -188,7 +188,10 @@ async def test_garbage_over_the_wire_is_dropped_and_the_call_still_succeeds(
 
     assert outcome is SendOutcome.OK
     assert target.runner.stats.messages_dropped == before + 1
-    assert target.states() == {"node-1": ALIVE, "node-2": ALIVE}
+    # Both still members and not dead; with 0.1 s probe timeouts a loaded machine may
+    # briefly make one suspect the other.
+    assert target.states().keys() == {"node-1", "node-2"}
+    assert MemberState.DEAD not in target.states().values()
 
 
 async def test_a_message_for_a_stopped_runner_is_handled_and_its_reply_dropped(

@@ -277,13 +277,17 @@ async def test_a_stalled_event_loop_is_measured_and_lowers_our_own_health(
 ) -> None:
     a = memory_lab.start("a", seeds=[])
     await asyncio.sleep(0.15)  # the watcher is sleeping now
-    assert a.runner.health_score == 0
+    # Usually 0, but a loaded test machine may already have stalled this loop; alone,
+    # the node has no probe to succeed, so nothing lowers the score again.
+    before = a.runner.health_score
+    ceiling = FAST.awareness_max_multiplier - 1
+    assert before < ceiling, "the loop lagged so much that the stall cannot show"
 
     time.sleep(FAST.loop_lag_threshold + 0.15)  # noqa: ASYNC251 - a deliberate stall
     await asyncio.sleep(0.15)
 
     assert a.runner.stats.loop_lag_max >= FAST.loop_lag_threshold
-    assert a.runner.health_score >= 1
+    assert a.runner.health_score > before
 
 
 async def test_lifecycle_misuse_is_refused(memory_lab: MemoryLab) -> None:

@@ -107,9 +107,10 @@ async def test_a_node_cut_off_is_declared_dead_both_ways_and_rejoins_when_healed
             within=60,
             what="both sides of the partition to declare the other dead",
         )
-        # The majority never doubted each other.
+        # The majority never declared each other dead (a probe that misses on a
+        # loaded machine may briefly make node-2 suspect, which it refutes).
         majority_view = states(view_from(lab, addresses[0], net.hub_wrapper))
-        assert majority_view["node-2"] == "alive"
+        assert majority_view["node-2"] in ("alive", "suspect"), majority_view
 
         net.heal(3)
         await eventually(

@@ -123,7 +123,8 @@ async def test_a_supervisor_is_forked_into_a_session_of_its_own_and_reaped_when_
     server = runtime.fork_server_pid
     assert server is not None
 
-    handle = await runtime.start(spec_of(runs_dir, "one", "sleep", "0.2"))
+    # A job that outlives the checks below: its supervisor is still there to look at.
+    handle = await runtime.start(spec_of(runs_dir, "one", "sleep", "30"))
 
     assert handle.pid is not None
     assert parent_and_session(handle.pid) == (server, handle.pid)
@@ -132,7 +133,8 @@ async def test_a_supervisor_is_forked_into_a_session_of_its_own_and_reaped_when_
     assert process_name(server) == "murmur-forksrv"
     with pytest.raises(ChildProcessError):  # not the daemon's to reap
         os.waitpid(handle.pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG: does not block
-    assert await runtime.wait(handle) == RunExit(0, "exited with code 0")
+    await runtime.stop(handle, grace_seconds=SETTLE_SECONDS)  # returns once it has exited
+    assert await runtime.wait(handle) == RunExit(143, "killed by signal SIGTERM")
     pid = handle.pid
     await settle(lambda: gone(pid), "the exited supervisor was not reaped by the fork server")
     assert runtime.fork_server_pid == server  # one server for every run

@@ -265,7 +265,7 @@ async def test_stop_ends_a_run_that_honours_sigterm(
     handle = await runtime.start(spec)
     waiting = asyncio.create_task(runtime.wait(handle))
 
-    await runtime.stop(handle, grace_seconds=1)
+    await runtime.stop(handle, grace_seconds=SETTLE_SECONDS)
 
     assert await asyncio.wait_for(waiting, SETTLE_SECONDS) == RunExit(
         143, "killed by signal SIGTERM"
@@ -357,7 +357,7 @@ async def test_a_run_whose_pid_was_not_stored_yet_is_adopted_not_lost(
     assert is_running(*job)
     assert not spec.files.exit.exists()
     waiting = asyncio.create_task(fresh.wait(handle))
-    await fresh.stop(handle, grace_seconds=1)
+    await fresh.stop(handle, grace_seconds=SETTLE_SECONDS)
     assert await asyncio.wait_for(waiting, SETTLE_SECONDS) == RunExit(
         143, "killed by signal SIGTERM"
     )
@@ -430,7 +430,7 @@ async def test_runs_survive_a_killed_daemon_and_are_found_again(
     assert sleeper.pid is not None
     assert process_start_time(sleeper.pid) == sleeper.pid_start_time
     waiting = asyncio.create_task(restarted.wait(sleeper))
-    await restarted.stop(sleeper, grace_seconds=2)
+    await restarted.stop(sleeper, grace_seconds=SETTLE_SECONDS)
     assert await asyncio.wait_for(waiting, SETTLE_SECONDS) == RunExit(
         143, "killed by signal SIGTERM"
     )
