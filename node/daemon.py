@@ -11,6 +11,7 @@ finish, background tasks are cancelled and awaited, and the store is closed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -384,6 +385,22 @@ def log_task_stacks() -> None:
         )  # fmt: skip
 
 
+GC_THRESHOLDS = (20_000, 20, 100)
+"""``gc.set_threshold`` for the daemon. Python's defaults (700, 10, 10) run a full
+collection every few placement passes over a deep queue (a pass makes tens of
+thousands of short-lived objects that outlive the young generations), and a full
+collection of a daemon holding 10,000 jobs stops the event loop for 50-80 ms. The
+daemon makes few reference cycles, so collecting them less often costs little."""
+
+
+def tune_garbage_collector() -> None:
+    """Freezes what start-up made (modules, classes: never garbage) out of every
+    later collection, and sets ``GC_THRESHOLDS``."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_node(config: NodeConfig) -> int:
     """Runs the daemon in the foreground on uvloop; returns the process exit code."""
     configure_logging(config.log_level)
@@ -393,6 +410,7 @@ def run_node(config: NodeConfig) -> int:
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:  # uvloop does not build everywhere; asyncio is fine, just slower
         loop_factory = None
+    tune_garbage_collector()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_serve_until_signalled(config))

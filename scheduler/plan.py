@@ -32,8 +32,9 @@ shape (``Ask``) that failed once fails for every later job: those are decided
 without rescanning the nodes. Reasons for waiting jobs are written at the end,
 against the resources left after every placement, once per shape.
 
-``PlanBuilder`` exposes the same walk one decision at a time (benchmarks time each
-decision with it); ``schedule`` runs it to the end.
+``PlanBuilder`` exposes the same walk one decision, or one slice of decisions, at a
+time (benchmarks time each decision with it; the leader plans a deep queue in slices
+and serves requests between them); ``schedule`` runs it to the end.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from scheduler.ranking import NodeScore, choose_indices, score_room
 from scheduler.reservation import NodeHold, Reservation, closest_rooms
 from scheduler.room import NodeRoom
 from scheduler.room_index import RoomIndex
+from scheduler.slices import Slices, finish
 from scheduler.snapshot import ClusterSnapshot, JobRequest
 
 
@@ -136,8 +138,7 @@ def schedule(snapshot: ClusterSnapshot, *, policy: Policy = DEFAULT_POLICY) -> P
             pending jobs.
     """
     builder = PlanBuilder(snapshot, policy=policy)
-    while builder.decide_next() is not None:
-        pass
+    builder.decide(len(builder.order))
     return builder.build()
 
 
@@ -152,7 +153,8 @@ class _Blocked:
 class PlanBuilder:
     """``schedule``, one decision at a time.
 
-    Call ``decide_next`` until it returns None, then ``build``.
+    Call ``decide_next`` until it returns None (or ``decide`` until it returns False),
+    then ``build``.
     """
 
     def __init__(self, snapshot: ClusterSnapshot, *, policy: Policy = DEFAULT_POLICY) -> None:
@@ -194,11 +196,28 @@ class PlanBuilder:
         self._next += 1
         return job
 
+    def decide(self, count: int) -> bool:
+        """Decide up to ``count`` more jobs in queue order; returns whether any remain.
+
+        A caller may do other work between calls (the leader serves requests): the
+        builder works on its own copy of the snapshot's free resources.
+        """
+        order = self._order
+        end = min(len(order), self._next + max(0, count))
+        for position in range(self._next, end):
+            self._decide(order[position], position)
+        self._next = end
+        return end < len(order)
+
     def build(self) -> Plan:
-        """The plan of the jobs decided so far (all of them after ``decide_next`` ends)."""
+        """The plan of the jobs decided so far (every job, once all are decided)."""
+        return self.plan_with(self._waiting())
+
+    def plan_with(self, waiting: tuple[Waiting, ...]) -> Plan:
+        """The plan, given its waiting jobs from ``waiting_in_slices``."""
         return Plan(
             placements=tuple(self._placements),
-            waiting=self._waiting(),
+            waiting=waiting,
             reservations=tuple(self._reservations),
         )
 
@@ -301,13 +320,18 @@ class PlanBuilder:
         self._reservations.append(Reservation(job.id, job.queue, names))
 
     def _waiting(self) -> tuple[Waiting, ...]:
+        return finish(self.waiting_in_slices(len(self._blocked) or 1))
+
+    def waiting_in_slices(self, count: int) -> Slices[tuple[Waiting, ...]]:
+        """``build``'s waiting jobs, as a generator that yields after every ``count``
+        of them and returns them all (call once every job is decided)."""
         if not self._blocked:
             return ()
         leftover = Leftover(self._rooms_by_name)
         known: dict[Ask, tuple[str, list[NodeRoom]]] = {}
         positions: Counter[str] = Counter()
         waiting = []
-        for blocked in self._blocked:
+        for number, blocked in enumerate(self._blocked, start=1):
             job = blocked.job
             positions[job.queue] += 1
             if blocked.missing_datasets:
@@ -322,6 +346,8 @@ class PlanBuilder:
                 if blocker is not None:
                     reason = reasons.behind(blocker, job)
             waiting.append(Waiting(job.id, reason, positions[job.queue]))
+            if number % count == 0:
+                yield
         return tuple(waiting)
 
     def _fitting(self, ask: Ask) -> list[NodeRoom]:

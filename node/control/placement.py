@@ -33,6 +33,7 @@ from node.control.commands import AssignJob
 from node.control.records import ClusterJob
 from node.control.state import ControlState
 from proto.murmur.v1 import types_pb2
+from scheduler.slices import Slices, finish
 
 DOCKER = "docker"
 PROCESS = "process"
@@ -208,6 +209,13 @@ def _passes(
     return [(runtime, group) for runtime, group in groups.items()]
 
 
+PLAN_SLICE = 250
+"""Decisions (or waiting reasons) per slice of ``plan_in_slices``: about 0.5 ms."""
+
+PlanSteps = Slices["ClusterPlan"]
+"""``plan_in_slices``: yields between slices of work, returns the plan."""
+
+
 def plan_cluster(
     state: ControlState,
     offers: Sequence[NodeOffer],
@@ -232,6 +240,25 @@ def plan_cluster(
         scheduler.SchedulerError: an offer the scheduler refuses (two nodes with one
             name, negative or non-finite resources, a GPU index twice).
     """
+    return finish(plan_in_slices(state, offers, now_us, policy=policy, new_run_id=new_run_id))
+
+
+def plan_in_slices(
+    state: ControlState,
+    offers: Sequence[NodeOffer],
+    now_us: int,
+    *,
+    policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
+    new_run_id: Callable[[], str],
+    slice_size: int = PLAN_SLICE,
+) -> PlanSteps:
+    """``plan_cluster``, as a generator that yields after each slice of work (about
+    ``slice_size`` decisions) and returns the same plan.
+
+    What it plans from is read from ``state`` before the first yield; the caller may
+    change the state between slices (a leader applies entries meanwhile): the plan is
+    then as of the first read, which is safe to propose (see the module docstring).
+    """
     uses = {offer.name: _NodeUse(offer) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
@@ -239,21 +266,32 @@ def plan_cluster(
             use.take(job.id, job.spec, job.assignment.gpu_indices)
     due = state.pending_due(now_us)
     requests = {job.id: job_request(job) for job in due}
+    yield
     order = policy.queue_order(tuple(requests.values()))
+    yield
     singles = [job for job in due if requests[job.id].nodes == 1]
     waiting: dict[str, str] = {
         job.id: MULTI_NODE_REASON.format(nodes=requests[job.id].nodes)
         for job in due
         if requests[job.id].nodes > 1
     }
+    passes = _passes(singles, [r for r in order if r.id not in waiting], offers)
+    yield
     assignments: list[AssignJob] = []
     reservations: list[scheduler.Reservation] = []
-    for runtime, jobs in _passes(singles, [r for r in order if r.id not in waiting], offers):
+    plans: list[scheduler.Plan] = []
+    for runtime, jobs in passes:
         snapshot = scheduler.ClusterSnapshot(
             nodes=tuple(use.node_state(runtime) for use in uses.values()),
             pending=tuple(requests[job.id] for job in jobs),
         )
-        plan = scheduler.schedule(snapshot, policy=policy)
+        builder = scheduler.PlanBuilder(snapshot, policy=policy)
+        yield
+        while builder.decide(slice_size):
+            yield
+        plan = builder.plan_with((yield from builder.waiting_in_slices(slice_size)))
+        plans.append(plan)
+        yield
         specs = {job.id: job for job in jobs}
         for placement in plan.placements:
             job = specs[placement.job_id]
@@ -269,8 +307,18 @@ def plan_cluster(
                     at_us=now_us,
                 )
             )
-        waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
         reservations.extend(plan.reservations)
+    if len(plans) == 1 and not waiting:
+        # One pass over every due job: its plan's order, positions and reasons are
+        # the cluster's already.
+        return ClusterPlan(
+            assignments=tuple(assignments),
+            waiting=plans[0].waiting,
+            reservations=tuple(reservations),
+        )
+    for plan in plans:
+        waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
+    yield
     return ClusterPlan(
         assignments=_in_order(assignments, order),
         waiting=_positions(waiting, order),

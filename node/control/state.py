@@ -498,6 +498,15 @@ class ControlState:
         due = [self._jobs[job_id] for job_id in self._by_state[states.PENDING]]
         return sorted((job for job in due if job.not_before_us <= now_us), key=_submit_order)
 
+    def becomes_due(self, after_us: int, until_us: int) -> bool:
+        """Whether a pending job's backoff ends in (``after_us``, ``until_us``]: the
+        jobs ``pending_due`` gives differ between those two times."""
+        jobs = self._jobs
+        return any(
+            after_us < jobs[job_id].not_before_us <= until_us
+            for job_id in self._by_state[states.PENDING]
+        )
+
     def next_due_us(self) -> int | None:
         """When the earliest backed-off pending job becomes due; None if none waits so."""
         times = [self._jobs[job_id].not_before_us for job_id in self._by_state[states.PENDING]]

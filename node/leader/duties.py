@@ -43,7 +43,7 @@ from node.cluster_view import DOWN_STATES, ClusterView
 from node.consensus.errors import NotLeaderError, ProposalTimeoutError
 from node.consensus.runner import ConsensusRunner
 from node.control.commands import Command, NodeLost, ReportRun, RevokeAssignment, encode
-from node.control.placement import plan_cluster, waiting_reasons
+from node.control.placement import ClusterPlan, NodeOffer, plan_in_slices, waiting_reasons
 from node.control.records import ACTIVE_STATES, ClusterJob
 from node.control.results import ApplyResult
 from node.control.state import ControlState
@@ -72,6 +72,12 @@ GATHER_MAX_SECONDS = 0.5
 ``GATHER_MAX_SECONDS``, before the next, unless a run ends meanwhile: a burst of
 submissions to a long queue is placed in a few passes, while on a short queue (a
 plan of a few jobs costs well under a millisecond) the wait is a few ms."""
+
+PLAN_BURST_SECONDS = 0.002
+PLAN_BREATHER_SECONDS = 0.001
+"""A plan runs in bursts of about ``PLAN_BURST_SECONDS`` of slices, with a pause of
+``PLAN_BREATHER_SECONDS`` after each in which requests go on: a call that needs a
+few turns of the event loop is not held up a burst per turn."""
 
 IDLE_WAKE_SECONDS = 0.5
 """A placement pass runs at least this often while leading (backoffs end, nodes
@@ -114,6 +120,10 @@ class LeaderDuties:
         self._call_timeout = min(CALL_TIMEOUT_SECONDS, lease_seconds / 3)
         self._local_address = local_address
         self._waiting: dict[str, tuple[str, int]] = {}
+        self._unplaced_inputs: tuple[int, tuple[NodeOffer, ...]] | None = None
+        """What the last plan was made from (applied index, offers) if it placed
+        nothing; ``_unplaced_at_us``: its time (backoffs that end later change it)."""
+        self._unplaced_at_us = 0
         self._led_since = 0.0
         self._contact: dict[str, float] = {}
         """Node → when this leader last heard its runs (monotonic)."""
@@ -162,6 +172,7 @@ class LeaderDuties:
         self._unreachable.clear()
         self._start_attempts.clear()
         self._revoking.clear()
+        self._unplaced_inputs = None  # the waiting reasons start empty: plan afresh
         await self._reconcile(term)
         renewals = asyncio.create_task(self._keep_reconciling(term))
         try:
@@ -197,22 +208,50 @@ class LeaderDuties:
     # --- placing --------------------------------------------------------------------
 
     async def _place(self, term: int) -> float:
-        """One placement pass; returns what planning cost (seconds of CPU)."""
+        """One placement pass; returns what planning cost (seconds of the loop's time).
+
+        A deep queue is planned in slices (``plan_in_slices``), the event loop serving
+        requests and applying entries between them, so no request waits for a whole
+        plan; the plan is as of its first slice, which is safe to propose.
+        """
         began = time.monotonic()
-        offers = [
+        offers = tuple(
             replace(offer, schedulable=False, unschedulable_reason="unreachable")
             if offer.name in self._unreachable and offer.schedulable
             else offer
             for offer in map(offer_of, self._view.nodes())
-        ]
-        plan = plan_cluster(
-            self._control, offers, now_us(), new_run_id=lambda: uuid.uuid4().hex[:12]
         )
+        now = now_us()
+        inputs = (self._control.applied_index, offers)
+        unchanged = self._unplaced_inputs == inputs
+        if unchanged and not self._control.becomes_due(self._unplaced_at_us, now):
+            # The last plan placed nothing, and nothing it was made from has changed:
+            # this one would be the same. (A deep queue costs tens of ms to plan.)
+            return 0.0
+        self._unplaced_inputs = None
+        steps = plan_in_slices(self._control, offers, now, new_run_id=lambda: uuid.uuid4().hex[:12])
+        cost = 0.0
+        burst_ends = began + PLAN_BURST_SECONDS
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                plan: ClusterPlan = done.value
+                break
+            if time.monotonic() < burst_ends:
+                continue
+            cost += time.monotonic() - began
+            await asyncio.sleep(PLAN_BREATHER_SECONDS)
+            began = time.monotonic()
+            burst_ends = began + PLAN_BURST_SECONDS
+            if not self._leads(term):
+                return cost  # deposed meanwhile: the run loop ends the term's duties
         before, self._waiting = self._waiting, waiting_reasons(plan)
         moved = [job_id for job_id, why in self._waiting.items() if before.get(job_id) != why]
         self._jobs.publish(moved)
-        cost = time.monotonic() - began
+        cost += time.monotonic() - began
         if not plan.assignments:
+            self._unplaced_inputs, self._unplaced_at_us = inputs, now
             return cost
         results = await asyncio.gather(
             *(self._commit(assignment) for assignment in plan.assignments), return_exceptions=True

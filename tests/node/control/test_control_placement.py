@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 import scheduler
 from node.control import (
     AssignJob,
+    CancelJob,
+    ClusterPlan,
     ControlState,
     GpuOffer,
     NodeOffer,
@@ -19,9 +22,10 @@ from node.control import (
     plan_cluster,
     waiting_reasons,
 )
-from node.control.placement import MULTI_NODE_REASON, runtime_of
+from node.control.placement import MULTI_NODE_REASON, PlanSteps, plan_in_slices, runtime_of
 from node.jobs import states
 from proto.murmur.v1 import types_pb2
+from scheduler.slices import finish
 from tests.node.control.builders import SECOND, Log, spec
 
 BOTH = frozenset({"process", "docker"})
@@ -266,3 +270,57 @@ def test_two_plans_from_one_state_never_share_a_gpu(
                 holders.setdefault(index, []).append(job.shares_gpus)
         for shares in holders.values():
             assert len(shares) == 1 or all(shares)
+
+
+def drive(steps: PlanSteps, between: Callable[[], None]) -> ClusterPlan:
+    """Runs ``plan_in_slices`` to its plan, calling ``between`` at every yield."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan: ClusterPlan = done.value
+            return plan
+        between()
+
+
+@settings(max_examples=80, deadline=None)
+@given(offers(), st.lists(job_specs, min_size=1, max_size=12), st.integers(1, 4))
+def test_a_plan_in_slices_is_the_whole_plan(
+    nodes: list[NodeOffer], specs: list[types_pb2.JobSpec], slice_size: int
+) -> None:
+    """Slices of any size, over one pass or one per runtime, give ``plan_cluster``'s plan."""
+    log = Log()
+    for number, job_spec in enumerate(specs):
+        log.apply(SubmitJob(f"j{number}", job_spec, "u", "", 0))
+    whole, sliced = run_ids(), run_ids()
+    expected = plan_cluster(log.state, nodes, SECOND, new_run_id=lambda: f"r{next(whole)}")
+    steps = plan_in_slices(
+        log.state, nodes, SECOND, new_run_id=lambda: f"r{next(sliced)}", slice_size=slice_size
+    )
+    assert finish(steps) == expected
+
+
+def test_a_plan_in_slices_is_as_of_the_state_it_first_read() -> None:
+    """The leader applies entries between slices: what they change is the next plan's."""
+    log = Log()
+    for number in range(12):
+        log.apply(SubmitJob(f"j{number:02d}", spec(gpus=1), "u", "", 0))
+    whole, sliced = run_ids(), run_ids()
+    expected = plan_cluster(
+        log.state, [offer("n1", 4)], SECOND, new_run_id=lambda: f"r{next(whole)}"
+    )
+    changes = iter(
+        [
+            lambda: log.apply(SubmitJob("urgent", spec(gpus=1, priority=9), "u", "", 0)),
+            lambda: log.apply(CancelJob("j00", "u", False, "not needed", 0)),
+        ]
+    )
+    steps = plan_in_slices(
+        log.state, [offer("n1", 4)], SECOND, new_run_id=lambda: f"r{next(sliced)}", slice_size=1
+    )
+    plan = drive(steps, lambda: next(changes, lambda: None)())
+    assert plan == expected
+    assert [command.job_id for command in plan.assignments] == ["j00", "j01", "j02", "j03"]
+    applied = [log.apply(command).ok for command in plan.assignments]
+    assert applied == [False, True, True, True]  # j00 was cancelled meanwhile: refused
+    assert [command.job_id for command in planner(log, [offer("n1", 4)])] == ["urgent"]

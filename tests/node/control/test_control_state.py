@@ -280,6 +280,9 @@ def test_a_failure_with_retries_left_goes_back_to_pending_after_a_backoff() -> N
     assert job.reason == "retrying in 2s after: exited with code 3 (attempt 2 of 3 next)"
     assert log.state.pending_due(31 * SECOND) == []
     assert log.state.next_due_us() == 32 * SECOND
+    assert log.state.becomes_due(31 * SECOND, 32 * SECOND)
+    assert not log.state.becomes_due(30 * SECOND, 31 * SECOND)
+    assert not log.state.becomes_due(32 * SECOND, 60 * SECOND)  # due already at the start
     early = log.apply(AssignJob("j1", "n1", "r2", 2, (), 31 * SECOND))
     assert early.error is ErrorKind.STALE
     assert [j.id for j in log.state.pending_due(32 * SECOND)] == ["j1"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import pytest
 
 from node.control import (
     AssignJob,
@@ -26,6 +27,7 @@ from node.control import (
     SubmitJob,
     decode,
 )
+from node.control.placement import PlanSteps, plan_in_slices
 from node.jobs import states
 from node.leader.duties import LeaderDuties
 from proto.murmur.v1 import node_pb2, types_pb2
@@ -82,8 +84,16 @@ class FakePeers:
 
 
 class FakeView:
+    gpus = 0
+    """GPUs that n1 offers (n1 runs processes; n2 offers no runtime)."""
+
     def node(self, name: str) -> types_pb2.NodeInfo:
-        return types_pb2.NodeInfo(name=name, address=f"{name}:1", state=types_pb2.NODE_STATE_ALIVE)
+        info = types_pb2.NodeInfo(name=name, address=f"{name}:1", state=types_pb2.NODE_STATE_ALIVE)
+        if name == "n1":
+            info.runtimes.append("process")
+            for index in range(self.gpus):
+                info.gpus.devices.add(index=index, model="A100-80GB")
+        return info
 
     def nodes(self) -> list[types_pb2.NodeInfo]:
         return [self.node("n1"), self.node("n2")]
@@ -223,3 +233,47 @@ async def test_a_start_that_may_have_arrived_is_never_taken_back() -> None:
     still = log.state.job("j1")
     assert still is not None
     assert still.state == states.SCHEDULED
+
+
+class FakeJobs:
+    def publish(self, job_ids: list[str]) -> None:
+        pass
+
+
+async def test_a_pass_is_skipped_while_nothing_it_would_plan_from_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deep queue costs tens of ms to plan: a plan that placed nothing is not made
+    again until the log, the offers or a backoff's end could change it."""
+    plans: list[int] = []
+
+    def counted(state: ControlState, *args: Any, **kwargs: Any) -> PlanSteps:
+        plans.append(state.applied_index)
+        return plan_in_slices(state, *args, **kwargs)
+
+    monkeypatch.setattr("node.leader.duties.plan_in_slices", counted)
+    log = Log(ControlState(), term=TERM)
+    assert log.apply(SubmitJob("big", spec(gpus=4, cpus=0, memory_bytes=0), "alice", "", SECOND)).ok
+    duties, consensus, _ = leader_over(log)
+    duties._jobs = FakeJobs()  # type: ignore[assignment]
+    view = FakeView()
+    duties._view = view  # type: ignore[assignment]
+
+    await duties._place(TERM)
+    await duties._place(TERM)
+    assert plans == [1]  # the second pass would have been the first again
+    assert duties.waiting()["big"][0].startswith("waiting:")
+
+    assert log.apply(SubmitJob("small", spec(cpus=0, memory_bytes=0), "alice", "", SECOND)).ok
+    await duties._place(TERM)  # a new entry: planned, and "small" placed
+    assert plans == [1, 2]
+    assert [type(command).__name__ for command in consensus.proposed] == ["AssignJob"]
+    await duties._place(TERM)  # the last pass placed something: planned again
+    assert plans == [1, 2, 3]
+    await duties._place(TERM)
+    assert plans == [1, 2, 3]
+
+    view.gpus = 4  # n1 now offers 4 GPUs
+    await duties._place(TERM)
+    assert plans == [1, 2, 3, 3]
+    assert "big" not in duties.waiting()
