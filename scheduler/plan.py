@@ -143,6 +143,21 @@ def schedule(snapshot: ClusterSnapshot, *, policy: Policy = DEFAULT_POLICY) -> P
 
 
 @dataclass(slots=True)
+class _Wording:
+    """Waiting reasons worded so far; valid while the plan places no more jobs.
+
+    A reason depends on what is left after every placement, and on the holds of
+    the jobs before its own: jobs decided later add holds only after it.
+    """
+
+    placements: int
+    leftover: Leftover
+    known: dict[Ask, tuple[str, list[NodeRoom]]]
+    positions: Counter[str]
+    waiting: list[Waiting]
+
+
+@dataclass(slots=True)
 class _Blocked:
     job: JobRequest
     order: int
@@ -177,6 +192,7 @@ class PlanBuilder:
         self._reservations: list[Reservation] = []
         self._placements: list[Placement] = []
         self._blocked: list[_Blocked] = []
+        self._wording: _Wording | None = None
 
     @property
     def order(self) -> tuple[JobRequest, ...]:
@@ -319,33 +335,59 @@ class PlanBuilder:
         names = tuple(room.name for room in chosen)
         self._reservations.append(Reservation(job.id, job.queue, names))
 
+    def extend(self, jobs: Sequence[JobRequest]) -> bool:
+        """Adds ``jobs`` (new pending jobs) to be decided after this plan's own, if the
+        policy orders every one of them after all of those and none names a dataset;
+        otherwise changes nothing and returns False.
+
+        Deciding them then gives the very plan a fresh builder would make of the
+        snapshot with these jobs added: a plan decides jobs one after another, each
+        on what the ones before it left, and a job named no dataset does not change
+        how nodes rank (``NodeRoom.wanted_datasets``). The leader adds the jobs
+        submitted since its last plan rather than planning a deep queue again.
+        """
+        if not jobs or any(job.datasets for job in jobs):
+            return not jobs
+        order = _checked_order((*self._order, *jobs), self._policy)
+        if order[: len(self._order)] != self._order:
+            return False
+        self._order = order
+        return True
+
     def _waiting(self) -> tuple[Waiting, ...]:
         return finish(self.waiting_in_slices(len(self._blocked) or 1))
 
     def waiting_in_slices(self, count: int) -> Slices[tuple[Waiting, ...]]:
         """``build``'s waiting jobs, as a generator that yields after every ``count``
-        of them and returns them all (call once every job is decided)."""
-        if not self._blocked:
-            return ()
-        leftover = Leftover(self._rooms_by_name)
-        known: dict[Ask, tuple[str, list[NodeRoom]]] = {}
-        positions: Counter[str] = Counter()
-        waiting = []
-        for number, blocked in enumerate(self._blocked, start=1):
+        of them and returns them all (call once every job is decided).
+
+        Words only the jobs not worded by an earlier call, unless the plan placed a
+        job since (what is left then changed, and with it every reason).
+        """
+        wording = self._wording
+        if wording is None or wording.placements != len(self._placements):
+            wording = self._wording = _Wording(
+                len(self._placements), Leftover(self._rooms_by_name), {}, Counter(), []
+            )
+        waiting = wording.waiting
+        for number, blocked in enumerate(self._blocked[len(waiting) :], start=1):
             job = blocked.job
-            positions[job.queue] += 1
+            wording.positions[job.queue] += 1
             if blocked.missing_datasets:
                 reason = reasons.datasets_nowhere(blocked.missing_datasets)
             else:
-                found = known.get(blocked.ask)
+                found = wording.known.get(blocked.ask)
                 if found is None:
-                    found = reasons.unfit(job, blocked.ask, leftover), self._fitting(blocked.ask)
-                    known[blocked.ask] = found
+                    found = (
+                        reasons.unfit(job, blocked.ask, wording.leftover),
+                        self._fitting(blocked.ask),
+                    )
+                    wording.known[blocked.ask] = found
                 reason, fitting = found
                 blocker = self._blocker(fitting, blocked)
                 if blocker is not None:
                     reason = reasons.behind(blocker, job)
-            waiting.append(Waiting(job.id, reason, positions[job.queue]))
+            waiting.append(Waiting(job.id, reason, wording.positions[job.queue]))
             if number % count == 0:
                 yield
         return tuple(waiting)

@@ -259,6 +259,24 @@ def plan_in_slices(
     change the state between slices (a leader applies entries meanwhile): the plan is
     then as of the first read, which is safe to propose (see the module docstring).
     """
+    plan, _ = yield from plan_keeping_builder(
+        state, offers, now_us, policy=policy, new_run_id=new_run_id, slice_size=slice_size
+    )
+    return plan
+
+
+def plan_keeping_builder(
+    state: ControlState,
+    offers: Sequence[NodeOffer],
+    now_us: int,
+    *,
+    policy: scheduler.Policy,
+    new_run_id: Callable[[], str],
+    slice_size: int,
+) -> Slices[tuple[ClusterPlan, scheduler.PlanBuilder | None]]:
+    """``plan_in_slices``, returning with the plan its builder when it was made in one
+    pass of one builder over every due job (no runtime split, no multi-node job):
+    jobs submitted later can then be decided on top of it (``node.control.planner``)."""
     uses = {offer.name: _NodeUse(offer) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
@@ -280,6 +298,7 @@ def plan_in_slices(
     assignments: list[AssignJob] = []
     reservations: list[scheduler.Reservation] = []
     plans: list[scheduler.Plan] = []
+    builder: scheduler.PlanBuilder | None = None
     for runtime, jobs in passes:
         snapshot = scheduler.ClusterSnapshot(
             nodes=tuple(use.node_state(runtime) for use in uses.values()),
@@ -292,37 +311,49 @@ def plan_in_slices(
         plan = builder.plan_with((yield from builder.waiting_in_slices(slice_size)))
         plans.append(plan)
         yield
-        specs = {job.id: job for job in jobs}
-        for placement in plan.placements:
-            job = specs[placement.job_id]
-            rank0 = placement.assignments[0]
-            uses[rank0.node].take(job.id, job.spec, rank0.gpu_indices)
-            assignments.append(
-                AssignJob(
-                    job_id=job.id,
-                    node=rank0.node,
-                    run_id=new_run_id(),
-                    attempt=job.attempts + 1,
-                    gpu_indices=rank0.gpu_indices,
-                    at_us=now_us,
-                )
-            )
+        for placement, job in placed_jobs(plan, jobs):
+            uses[placement.node].take(job.id, job.spec, placement.gpu_indices)
+            assignments.append(assignment_of(job, placement, new_run_id(), now_us))
         reservations.extend(plan.reservations)
     if len(plans) == 1 and not waiting:
         # One pass over every due job: its plan's order, positions and reasons are
         # the cluster's already.
-        return ClusterPlan(
+        whole = ClusterPlan(
             assignments=tuple(assignments),
             waiting=plans[0].waiting,
             reservations=tuple(reservations),
         )
+        return whole, builder
     for plan in plans:
         waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
     yield
-    return ClusterPlan(
+    whole = ClusterPlan(
         assignments=_in_order(assignments, order),
         waiting=_positions(waiting, order),
         reservations=tuple(reservations),
+    )
+    return whole, None
+
+
+def placed_jobs(
+    plan: scheduler.Plan, jobs: Iterable[ClusterJob]
+) -> list[tuple[scheduler.RankAssignment, ClusterJob]]:
+    """Each placement of ``plan`` (rank 0: jobs here are single-node), with its job."""
+    by_id = {job.id: job for job in jobs}
+    return [(placement.assignments[0], by_id[placement.job_id]) for placement in plan.placements]
+
+
+def assignment_of(
+    job: ClusterJob, placement: scheduler.RankAssignment, run_id: str, now_us: int
+) -> AssignJob:
+    """The command that gives ``job`` its next run where ``placement`` says."""
+    return AssignJob(
+        job_id=job.id,
+        node=placement.node,
+        run_id=run_id,
+        attempt=job.attempts + 1,
+        gpu_indices=placement.gpu_indices,
+        at_us=now_us,
     )
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from node.control import codec
 from node.control.codec import ControlSnapshotError
@@ -100,6 +100,7 @@ class ControlState:
 
     def __init__(self, *, retry_backoff_base_us: int = DEFAULT_RETRY_BACKOFF_BASE_US) -> None:
         self._retry_backoff_base_us = retry_backoff_base_us
+        self._other_changes = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -113,6 +114,27 @@ class ControlState:
         self._active_runs: dict[str, str] = {}
         """run id → job id, for every active assignment."""
         self._by_idempotency: dict[tuple[str, str], str] = {}
+        self._other_changes += 1  # a restore replaces everything
+        self._submitted_since_change: list[str] = []
+
+    @property
+    def other_changes(self) -> int:
+        """Counts applied entries that may have changed more than adding a pending job
+        (every entry but a new submission; a restore too). Equal counts, read at two
+        moments, mean the state changed between them only by new submissions:
+        ``submitted_since_change``."""
+        return self._other_changes
+
+    @property
+    def submissions_since_change(self) -> int:
+        """How many jobs were submitted since the last change ``other_changes`` counts."""
+        return len(self._submitted_since_change)
+
+    def submitted_since_change(self, skip: int = 0) -> list[ClusterJob]:
+        """The jobs submitted since the last change ``other_changes`` counts, but the
+        first ``skip``, in submit order (each still pending and due: anything else
+        would have been such a change)."""
+        return [self._jobs[job_id] for job_id in self._submitted_since_change[skip:]]
 
     @property
     def applied_index(self) -> int:
@@ -147,9 +169,19 @@ class ControlState:
         except CommandDecodeError as exc:
             return refused(ErrorKind.INVALID, f"entry {index}: {exc}")
         try:
-            return self._apply(term, index, command)
+            result = self._apply(term, index, command)
         except Exception as exc:  # a bug must not stop the voter; checks precede changes
+            self._note_other_change()
             return refused(ErrorKind.INTERNAL, f"entry {index} could not be applied: {exc!r}")
+        if isinstance(command, SubmitJob) and result.job is not None and result.changed:
+            self._submitted_since_change.append(result.job.id)  # a new pending job
+        else:
+            self._note_other_change()
+        return result
+
+    def _note_other_change(self) -> None:
+        self._other_changes += 1
+        self._submitted_since_change.clear()
 
     def _apply(self, term: int, index: int, command: Command) -> ApplyResult:
         match command:
@@ -537,11 +569,24 @@ class ControlState:
 
     def snapshot(self) -> bytes:
         """The whole state as ``murmur.v1.ControlSnapshot`` bytes (deterministic)."""
-        message = control_pb2.ControlSnapshot(
-            format=SNAPSHOT_FORMAT, applied_index=self._applied_index
-        )
-        message.jobs.extend(codec.job_to_message(job) for job in self._jobs.values())
-        return message.SerializeToString(deterministic=True)
+        return self.snapshot_encoder()()
+
+    def snapshot_encoder(self) -> Callable[[], bytes]:
+        """``snapshot`` in two halves: this call takes the state as it is now (a list
+        of its immutable job records, O(jobs) but cheap); the function it returns
+        encodes them (the costly half: ~50 µs a job), in any thread, whatever the
+        state has become meanwhile."""
+        applied_index = self._applied_index
+        jobs = list(self._jobs.values())
+
+        def encode() -> bytes:
+            message = control_pb2.ControlSnapshot(
+                format=SNAPSHOT_FORMAT, applied_index=applied_index
+            )
+            message.jobs.extend(codec.job_to_message(job) for job in jobs)
+            return message.SerializeToString(deterministic=True)
+
+        return encode
 
     def restore(self, data: bytes) -> None:
         """Replaces the whole state with a snapshot's (the Raft runner's ``restore``).

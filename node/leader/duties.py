@@ -43,7 +43,8 @@ from node.cluster_view import DOWN_STATES, ClusterView
 from node.consensus.errors import NotLeaderError, ProposalTimeoutError
 from node.consensus.runner import ConsensusRunner
 from node.control.commands import Command, NodeLost, ReportRun, RevokeAssignment, encode
-from node.control.placement import ClusterPlan, NodeOffer, plan_in_slices, waiting_reasons
+from node.control.placement import ClusterPlan, waiting_reasons
+from node.control.planner import QueuePlanner
 from node.control.records import ACTIVE_STATES, ClusterJob
 from node.control.results import ApplyResult
 from node.control.state import ControlState
@@ -120,10 +121,9 @@ class LeaderDuties:
         self._call_timeout = min(CALL_TIMEOUT_SECONDS, lease_seconds / 3)
         self._local_address = local_address
         self._waiting: dict[str, tuple[str, int]] = {}
-        self._unplaced_inputs: tuple[int, tuple[NodeOffer, ...]] | None = None
-        """What the last plan was made from (applied index, offers) if it placed
-        nothing; ``_unplaced_at_us``: its time (backoffs that end later change it)."""
-        self._unplaced_at_us = 0
+        self._planner = QueuePlanner()
+        self._planned: ClusterPlan | None = None
+        """The plan ``_waiting`` comes from."""
         self._led_since = 0.0
         self._contact: dict[str, float] = {}
         """Node → when this leader last heard its runs (monotonic)."""
@@ -164,6 +164,7 @@ class LeaderDuties:
                 _log.exception("leader duties failed in term %d; starting over", term)
                 await asyncio.sleep(1.0)
             self._waiting = {}
+            self._planned = None
 
     async def _lead(self, term: int) -> None:
         _log.info("leading", extra={"event": "leader.start", "term": term})
@@ -172,7 +173,7 @@ class LeaderDuties:
         self._unreachable.clear()
         self._start_attempts.clear()
         self._revoking.clear()
-        self._unplaced_inputs = None  # the waiting reasons start empty: plan afresh
+        self._planner.forget()  # another leader may have changed anything meanwhile
         await self._reconcile(term)
         renewals = asyncio.create_task(self._keep_reconciling(term))
         try:
@@ -210,9 +211,10 @@ class LeaderDuties:
     async def _place(self, term: int) -> float:
         """One placement pass; returns what planning cost (seconds of the loop's time).
 
-        A deep queue is planned in slices (``plan_in_slices``), the event loop serving
-        requests and applying entries between them, so no request waits for a whole
-        plan; the plan is as of its first slice, which is safe to propose.
+        The queue planner (``QueuePlanner``) spares what cannot change the plan. What
+        is left is planned in slices, run in bursts with a pause after each in which
+        requests and Raft go on, so no request waits for a whole plan of a deep
+        queue; the plan is as of its first slice, which is safe to propose.
         """
         began = time.monotonic()
         offers = tuple(
@@ -221,15 +223,9 @@ class LeaderDuties:
             else offer
             for offer in map(offer_of, self._view.nodes())
         )
-        now = now_us()
-        inputs = (self._control.applied_index, offers)
-        unchanged = self._unplaced_inputs == inputs
-        if unchanged and not self._control.becomes_due(self._unplaced_at_us, now):
-            # The last plan placed nothing, and nothing it was made from has changed:
-            # this one would be the same. (A deep queue costs tens of ms to plan.)
-            return 0.0
-        self._unplaced_inputs = None
-        steps = plan_in_slices(self._control, offers, now, new_run_id=lambda: uuid.uuid4().hex[:12])
+        steps = self._planner.plan(
+            self._control, offers, now_us(), new_run_id=lambda: uuid.uuid4().hex[:12]
+        )
         cost = 0.0
         burst_ends = began + PLAN_BURST_SECONDS
         while True:
@@ -246,12 +242,12 @@ class LeaderDuties:
             burst_ends = began + PLAN_BURST_SECONDS
             if not self._leads(term):
                 return cost  # deposed meanwhile: the run loop ends the term's duties
-        before, self._waiting = self._waiting, waiting_reasons(plan)
-        moved = [job_id for job_id, why in self._waiting.items() if before.get(job_id) != why]
-        self._jobs.publish(moved)
+        if plan is self._planned:
+            return cost + time.monotonic() - began  # the last plan again: nothing to do
+        self._note_waiting(plan)
+        self._planned = plan
         cost += time.monotonic() - began
         if not plan.assignments:
-            self._unplaced_inputs, self._unplaced_at_us = inputs, now
             return cost
         results = await asyncio.gather(
             *(self._commit(assignment) for assignment in plan.assignments), return_exceptions=True
@@ -266,6 +262,20 @@ class LeaderDuties:
             if job is not None and job.assignment and job.assignment.run_id == assignment.run_id:
                 self._send_start(term, job)
         return cost
+
+    def _note_waiting(self, plan: ClusterPlan) -> None:
+        """Takes the plan's waiting jobs, and tells watchers of those whose reason or
+        position moved. When the plan only added waiting jobs to the last one's (new
+        submissions to a deep queue), only those are looked at."""
+        known = self._planned.waiting if self._planned is not None else None
+        if known and plan.waiting[: len(known)] == known:
+            added = plan.waiting[len(known) :]
+            self._waiting.update((entry.job_id, (entry.reason, entry.position)) for entry in added)
+            self._jobs.publish([entry.job_id for entry in added])
+            return
+        before, self._waiting = self._waiting, waiting_reasons(plan)
+        moved = [job_id for job_id, why in self._waiting.items() if before.get(job_id) != why]
+        self._jobs.publish(moved)
 
     async def _commit(self, command: Command) -> object:
         return await self._consensus.propose(encode(command))

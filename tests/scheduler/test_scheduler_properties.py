@@ -6,6 +6,7 @@ model of free resources, not against the scheduler's own bookkeeping.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from scheduler import ClusterSnapshot, NodeChoice, PlanBuilder, Policy, schedule
 from scheduler.slices import finish
+from tests.scheduler.builders import make_job, make_node, make_snapshot
 from tests.scheduler.invariants import check_plan
 from tests.scheduler.strategies import policies, snapshots
 
@@ -65,3 +67,56 @@ def test_a_plan_decided_in_slices_is_the_plan_decided_at_once(
     expected = schedule(snapshot, policy=policy)
     assert builder.build() == expected
     assert builder.plan_with(finish(builder.waiting_in_slices(max(slices)))) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshots(max_nodes=3, max_jobs=20), policies, st.integers(0, 20), st.booleans())
+def test_a_plan_extended_by_later_jobs_is_the_plan_of_them_all(
+    snapshot: ClusterSnapshot, policy: Policy, split: int, word_first: bool
+) -> None:
+    """The leader decides new submissions on top of its last plan: that is the plan of
+    the whole queue, waiting reasons and reservations included."""
+    order = policy.queue_order(snapshot.pending)
+    split = min(split, len(order))
+    later = [dataclasses.replace(job, datasets=()) for job in order[split:]]
+    whole = dataclasses.replace(snapshot, pending=(*order[:split], *later))
+    builder = PlanBuilder(
+        dataclasses.replace(snapshot, pending=tuple(order[:split])), policy=policy
+    )
+    builder.decide(len(builder.order))
+    if word_first:
+        builder.build()  # reasons worded before the extension are kept or worded again
+    assert builder.extend(later)
+    builder.decide(len(later))
+    assert builder.build() == schedule(whole, policy=policy)
+
+
+def test_jobs_that_would_go_ahead_or_name_a_dataset_do_not_extend_a_plan() -> None:
+    first = make_job("first", 1, submit_order=2)
+    snapshot = make_snapshot([make_node("n", 1)], [first])
+    builder = PlanBuilder(snapshot)
+    builder.decide(1)
+    ahead = make_job("ahead", 1, submit_order=1)
+    urgent = make_job("urgent", 1, submit_order=3, priority=5)
+    with_data = dataclasses.replace(make_job("data", 1, submit_order=4), datasets=("imagenet",))
+    for refused in (ahead, urgent, with_data):
+        assert not builder.extend([refused])
+    assert builder.order == (first,)
+    assert builder.extend([make_job("later", 1, submit_order=5)])
+    assert [job.id for job in builder.order] == ["first", "later"]
+
+
+def test_reasons_worded_before_an_extension_that_places_a_job_are_worded_again() -> None:
+    snapshot = make_snapshot([make_node("n", 4, busy=(0,))], [make_job("big", 4, submit_order=1)])
+    no_holds = Policy(reserve_for_blocked_jobs=False)
+    builder = PlanBuilder(snapshot, policy=no_holds)
+    builder.decide(1)
+    before = builder.build()
+    small = make_job("small", 1, submit_order=2)
+    assert builder.extend([small])
+    builder.decide(1)
+    after = builder.build()
+    whole = dataclasses.replace(snapshot, pending=(*snapshot.pending, small))
+    assert after == schedule(whole, policy=no_holds)
+    assert [placement.job_id for placement in after.placements] == ["small"]
+    assert after.waiting[0].reason != before.waiting[0].reason  # 2 GPUs free now, not 3

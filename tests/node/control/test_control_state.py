@@ -395,6 +395,20 @@ def test_snapshot_restores_every_job_and_index() -> None:
         ControlState.from_snapshot(b"")  # format 0
 
 
+def test_a_snapshot_encoder_encodes_the_state_as_it_was_when_taken() -> None:
+    """The Raft runner encodes in a worker thread while entries go on applying."""
+    log = Log()
+    submit(log, "a", gpus=1)
+    assign(log, "a", run="ra", gpus=(0,))
+    expected = log.state.snapshot()
+    encode = log.state.snapshot_encoder()
+    submit(log, "b")
+    report(log, states.SUCCEEDED, job_id="a", run="ra", exit_code=0)
+    assert encode() == expected
+    assert [job.id for job in ControlState.from_snapshot(encode()).jobs()] == ["a"]
+    assert log.state.snapshot() != expected
+
+
 def test_queries_filter_in_submit_order() -> None:
     log = Log()
     for name, user, queue in (("a", "u1", "q1"), ("b", "u2", "q1"), ("c", "u1", "q2")):

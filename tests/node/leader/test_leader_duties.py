@@ -27,7 +27,7 @@ from node.control import (
     SubmitJob,
     decode,
 )
-from node.control.placement import PlanSteps, plan_in_slices
+from node.control.placement import plan_keeping_builder
 from node.jobs import states
 from node.leader.duties import LeaderDuties
 from proto.murmur.v1 import node_pb2, types_pb2
@@ -235,45 +235,57 @@ async def test_a_start_that_may_have_arrived_is_never_taken_back() -> None:
     assert still.state == states.SCHEDULED
 
 
+@dataclass
 class FakeJobs:
+    published: list[list[str]] = field(default_factory=list)
+
     def publish(self, job_ids: list[str]) -> None:
-        pass
+        self.published.append(job_ids)
 
 
-async def test_a_pass_is_skipped_while_nothing_it_would_plan_from_changed(
+async def test_passes_plan_only_what_could_change_the_plan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A deep queue costs tens of ms to plan: a plan that placed nothing is not made
-    again until the log, the offers or a backoff's end could change it."""
-    plans: list[int] = []
+    again until something it was made from changed, and jobs submitted since are
+    decided on top of it; watchers hear of the new waiting jobs only."""
+    full_plans: list[int] = []
 
-    def counted(state: ControlState, *args: Any, **kwargs: Any) -> PlanSteps:
-        plans.append(state.applied_index)
-        return plan_in_slices(state, *args, **kwargs)
+    def counted(state: ControlState, *args: Any, **kwargs: Any) -> Any:
+        full_plans.append(state.applied_index)
+        return plan_keeping_builder(state, *args, **kwargs)
 
-    monkeypatch.setattr("node.leader.duties.plan_in_slices", counted)
+    monkeypatch.setattr("node.control.planner.plan_keeping_builder", counted)
     log = Log(ControlState(), term=TERM)
-    assert log.apply(SubmitJob("big", spec(gpus=4, cpus=0, memory_bytes=0), "alice", "", SECOND)).ok
     duties, consensus, _ = leader_over(log)
-    duties._jobs = FakeJobs()  # type: ignore[assignment]
+    jobs = FakeJobs()
+    duties._jobs = jobs  # type: ignore[assignment]
     view = FakeView()
     duties._view = view  # type: ignore[assignment]
+    big = spec(gpus=4, cpus=0, memory_bytes=0)
 
+    assert log.apply(SubmitJob("big", big, "alice", "", SECOND)).ok
     await duties._place(TERM)
     await duties._place(TERM)
-    assert plans == [1]  # the second pass would have been the first again
-    assert duties.waiting()["big"][0].startswith("waiting:")
+    assert full_plans == [1]  # the second pass would have made the first plan again
+    assert jobs.published == [["big"]]
+
+    assert log.apply(SubmitJob("big2", big, "alice", "", SECOND)).ok
+    await duties._place(TERM)
+    assert full_plans == [1]  # decided on top of the last plan
+    assert jobs.published[-1] == ["big2"]
+    assert duties.waiting()["big2"][1] == 2
 
     assert log.apply(SubmitJob("small", spec(cpus=0, memory_bytes=0), "alice", "", SECOND)).ok
-    await duties._place(TERM)  # a new entry: planned, and "small" placed
-    assert plans == [1, 2]
+    await duties._place(TERM)  # on top of the last plan too; "small" fits: placed
+    assert full_plans == [1]
     assert [type(command).__name__ for command in consensus.proposed] == ["AssignJob"]
-    await duties._place(TERM)  # the last pass placed something: planned again
-    assert plans == [1, 2, 3]
+    await duties._place(TERM)  # the assignment was applied: a plan from scratch
+    assert full_plans == [1, 4]
     await duties._place(TERM)
-    assert plans == [1, 2, 3]
+    assert full_plans == [1, 4]
 
-    view.gpus = 4  # n1 now offers 4 GPUs
+    view.gpus = 4  # n1 now offers 4 GPUs: planned from scratch, and "big" placed
     await duties._place(TERM)
-    assert plans == [1, 2, 3, 3]
+    assert full_plans == [1, 4, 4]
     assert "big" not in duties.waiting()
