@@ -51,6 +51,7 @@ bench: install test-deps
 	$(BIN)/python -m tests.bench.bench_membership --sizes 10,32
 	$(BIN)/python -m tests.bench.bench_membership --sizes 50 --gossip probe_interval=2 --gossip probe_timeout=1.5
 	$(BIN)/python -m tests.bench.bench_consensus
+	$(BIN)/python -m tests.bench.bench_load
 
 # Kill -9 (leader included), restarts and partitions against real clusters; exit 1 on any
 # lost acknowledged job, job running twice at once, or orphan process. About 15 s a round.
