@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.control import ApplyResult, Command, ControlState, encode
+from node.control import ApplyResult, ClusterJob, Command, ControlState, ReportRun, encode
 from proto.murmur.v1 import types_pb2
 
 SECOND = 1_000_000
@@ -53,3 +53,10 @@ class Log:
         self.index += 1
         self.entries.append((self.term, self.index, data))
         return self.state.apply(self.term, self.index, data)
+
+
+def end_run(log: Log, job: ClusterJob, state: str, exit_code: int, at_us: int) -> ApplyResult:
+    """Reports the end of ``job``'s current run, as its node would."""
+    assert job.assignment is not None
+    run = job.assignment
+    return log.apply(ReportRun(job.id, run.run_id, run.node, state, exit_code, "", at_us))

@@ -26,7 +26,7 @@ from node.control.placement import MULTI_NODE_REASON, PlanSteps, plan_in_slices,
 from node.jobs import states
 from proto.murmur.v1 import types_pb2
 from scheduler.slices import finish
-from tests.node.control.builders import SECOND, Log, spec
+from tests.node.control.builders import SECOND, Log, end_run, spec
 
 BOTH = frozenset({"process", "docker"})
 GIB = 1 << 30
@@ -236,13 +236,7 @@ def test_plans_never_double_book_or_over_commit(
         for pick in endings:
             if active:
                 job = active[pick % len(active)]
-                assert job.assignment is not None
-                log.apply(
-                    ReportRun(
-                        job.id, job.assignment.run_id, job.assignment.node,
-                        states.SUCCEEDED, 0, "", now + SECOND,
-                    )
-                )  # fmt: skip
+                end_run(log, job, states.SUCCEEDED, 0, now + SECOND)
                 active.remove(job)
         _check_holdings(log.state, nodes)
 

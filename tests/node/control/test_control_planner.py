@@ -16,7 +16,7 @@ from node.control.planner import QueuePlanner
 from node.jobs import states
 from proto.murmur.v1 import types_pb2
 from scheduler.slices import finish
-from tests.node.control.builders import SECOND, Log, spec
+from tests.node.control.builders import SECOND, Log, end_run, spec
 from tests.node.control.test_control_placement import job_specs, offer, offers
 
 
@@ -105,14 +105,7 @@ def check_history(first_offers: list[NodeOffer], history: list[tuple[str, object
             assert isinstance(argument, int)
             active = [job for node in nodes for job in log.state.active_on(node.name)]
             if active:
-                job = active[argument % len(active)]
-                assert job.assignment is not None
-                log.apply(
-                    ReportRun(
-                        job.id, job.assignment.run_id, job.assignment.node,
-                        states.FAILED, 1, "", now,
-                    )
-                )  # fmt: skip
+                end_run(log, active[argument % len(active)], states.FAILED, 1, now)
         elif action == "offers":
             assert isinstance(argument, list)
             nodes = argument
