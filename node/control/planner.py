@@ -110,6 +110,7 @@ class QueuePlanner:
             not last.plan.assignments  # committed since: the state changed
             and last.other_changes == state.other_changes
             and last.offers == offers
+            and last.now_us <= now_us  # a clock set back: fewer jobs may be due
             and not state.becomes_due(last.now_us, now_us)
         )
 

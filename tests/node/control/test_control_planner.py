@@ -177,6 +177,22 @@ def test_a_job_whose_backoff_ended_is_planned_again() -> None:
     assert [command.job_id for command in due.assignments] == ["a"]
 
 
+def test_a_clock_set_back_makes_a_plan_from_scratch() -> None:
+    log = Log(ControlState(retry_backoff_base_us=2 * SECOND))
+    nodes = [offer("n1", 0)]
+    planner = QueuePlanner()
+    log.apply(SubmitJob("a", spec(gpus=1, retries=1), "u", "", 0))
+    (assigned,) = finish(
+        planner.plan(log.state, [offer("n1", 1)], SECOND, new_run_id=lambda: "r1")
+    ).assignments
+    assert log.apply(assigned).ok
+    log.apply(ReportRun("a", "r1", "n1", states.FAILED, 1, "", 10 * SECOND))  # due at 12 s
+    waiting = finish(planner.plan(log.state, nodes, 13 * SECOND, new_run_id=lambda: ""))
+    assert [entry.job_id for entry in waiting.waiting] == ["a"]
+    earlier = finish(planner.plan(log.state, nodes, 11 * SECOND, new_run_id=lambda: ""))
+    assert earlier.waiting == ()  # not due at 11 s
+
+
 def test_a_run_that_ended_or_a_changed_offer_makes_a_plan_from_scratch() -> None:
     log = Log()
     planner = QueuePlanner()
