@@ -161,35 +161,34 @@ def test_submissions_to_a_full_cluster_are_planned_as_from_scratch(
     )
 
 
-def test_a_job_whose_backoff_ended_is_planned_again() -> None:
+def backing_off(planner: QueuePlanner) -> Log:
+    """A job that failed at 10 s on n1's one GPU; its retry is due at 12 s."""
     log = Log(ControlState(retry_backoff_base_us=2 * SECOND))
-    nodes = [offer("n1", 1)]
-    planner = QueuePlanner()
     log.apply(SubmitJob("a", spec(gpus=1, retries=1), "u", "", 0))
-    (assigned,) = finish(
-        planner.plan(log.state, nodes, SECOND, new_run_id=lambda: "r1")
-    ).assignments
+    first = finish(planner.plan(log.state, [offer("n1", 1)], SECOND, new_run_id=lambda: "r1"))
+    (assigned,) = first.assignments
     assert log.apply(assigned).ok
-    log.apply(ReportRun("a", "r1", "n1", states.FAILED, 1, "", 10 * SECOND))  # due at 12 s
-    backing_off = finish(planner.plan(log.state, nodes, 11 * SECOND, new_run_id=lambda: "r2"))
-    assert backing_off.assignments == backing_off.waiting == ()
+    log.apply(ReportRun("a", "r1", "n1", states.FAILED, 1, "", 10 * SECOND))
+    return log
+
+
+def test_a_job_whose_backoff_ended_is_planned_again() -> None:
+    planner = QueuePlanner()
+    log = backing_off(planner)
+    nodes = [offer("n1", 1)]
+    early = finish(planner.plan(log.state, nodes, 11 * SECOND, new_run_id=lambda: "r2"))
+    assert early.assignments == early.waiting == ()
     due = finish(planner.plan(log.state, nodes, 13 * SECOND, new_run_id=lambda: "r2"))
     assert [command.job_id for command in due.assignments] == ["a"]
 
 
 def test_a_clock_set_back_makes_a_plan_from_scratch() -> None:
-    log = Log(ControlState(retry_backoff_base_us=2 * SECOND))
-    nodes = [offer("n1", 0)]
     planner = QueuePlanner()
-    log.apply(SubmitJob("a", spec(gpus=1, retries=1), "u", "", 0))
-    (assigned,) = finish(
-        planner.plan(log.state, [offer("n1", 1)], SECOND, new_run_id=lambda: "r1")
-    ).assignments
-    assert log.apply(assigned).ok
-    log.apply(ReportRun("a", "r1", "n1", states.FAILED, 1, "", 10 * SECOND))  # due at 12 s
-    waiting = finish(planner.plan(log.state, nodes, 13 * SECOND, new_run_id=lambda: ""))
+    log = backing_off(planner)
+    full = [offer("n1", 0)]
+    waiting = finish(planner.plan(log.state, full, 13 * SECOND, new_run_id=lambda: ""))
     assert [entry.job_id for entry in waiting.waiting] == ["a"]
-    earlier = finish(planner.plan(log.state, nodes, 11 * SECOND, new_run_id=lambda: ""))
+    earlier = finish(planner.plan(log.state, full, 11 * SECOND, new_run_id=lambda: ""))
     assert earlier.waiting == ()  # not due at 11 s
 
 
