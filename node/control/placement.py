@@ -273,10 +273,9 @@ def plan_keeping_builder(
     policy: scheduler.Policy,
     new_run_id: Callable[[], str],
     slice_size: int,
-) -> Slices[tuple[ClusterPlan, scheduler.PlanBuilder | None]]:
-    """``plan_in_slices``, returning with the plan its builder when it was made in one
-    pass of one builder over every due job (no runtime split, no multi-node job):
-    jobs submitted later can then be decided on top of it (``node.control.planner``)."""
+) -> Slices[tuple[ClusterPlan, OnePass | None]]:
+    """``plan_in_slices``, returning with the plan what the next may build on when it
+    was made in one pass (``OnePass``)."""
     uses = {offer.name: _NodeUse(offer) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
@@ -323,16 +322,36 @@ def plan_keeping_builder(
             waiting=plans[0].waiting,
             reservations=tuple(reservations),
         )
-        return whole, builder
+        return whole, OnePass(builder, {}, ()) if builder is not None else None
+    unplaced = dict(waiting)
     for plan in plans:
         waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
     yield
     whole = ClusterPlan(
         assignments=_in_order(assignments, order),
-        waiting=_positions(waiting, order),
+        waiting=positions_of(waiting, order),
         reservations=tuple(reservations),
     )
+    if len(plans) == 1 and builder is not None:
+        return whole, OnePass(builder, unplaced, tuple(order))
     return whole, None
+
+
+@dataclass(frozen=True, slots=True)
+class OnePass:
+    """A plan made by one builder over every due single-node job (one pass: every
+    open node offers every runtime asked for). Jobs submitted later may be decided
+    on top of ``builder`` (``node.control.planner``).
+
+    Attributes:
+        builder: the pass's builder, every job decided.
+        unplaced: multi-node jobs (which wait outside the builder) → their reason.
+        order: every due job in queue order; empty when ``unplaced`` is.
+    """
+
+    builder: scheduler.PlanBuilder
+    unplaced: Mapping[str, str]
+    order: tuple[scheduler.JobRequest, ...]
 
 
 def placed_jobs(
@@ -364,7 +383,7 @@ def _in_order(
     return tuple(sorted(assignments, key=lambda command: rank[command.job_id]))
 
 
-def _positions(
+def positions_of(
     reasons: Mapping[str, str], order: Sequence[scheduler.JobRequest]
 ) -> tuple[scheduler.Waiting, ...]:
     """Waiting jobs in queue order, numbered within their queue."""

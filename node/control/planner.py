@@ -6,10 +6,11 @@ the last plan decided, and the planner then spares the work:
 
 - nothing the last plan was made from changed (the state but for new submissions,
   the offers, which backed-off jobs are due): the last plan is the plan;
-- only new jobs were submitted, each after every queued job in queue order, asking
-  for one node and no dataset, with a runtime every open node offers: they are
-  decided on top of the last plan's builder (``scheduler.PlanBuilder.extend``),
-  which is the plan of the whole queue (a plan decides jobs one after another);
+- only new jobs were submitted, each after every queued single-node job in queue
+  order, asking for one node and no dataset, with a runtime every open node offers:
+  they are decided on top of the last plan's builder
+  (``scheduler.PlanBuilder.extend``), which is the plan of the whole queue (a plan
+  decides jobs one after another; multi-node jobs wait outside it);
 - otherwise, a plan from scratch (``plan_keeping_builder``).
 
 Every answer equals what ``plan_in_slices`` would make of the same inputs; the
@@ -26,10 +27,12 @@ from node.control.placement import (
     PLAN_SLICE,
     ClusterPlan,
     NodeOffer,
+    OnePass,
     assignment_of,
     job_request,
     placed_jobs,
     plan_keeping_builder,
+    positions_of,
     runtime_of,
 )
 from node.control.records import ClusterJob
@@ -40,7 +43,7 @@ from scheduler.slices import Slices
 @dataclass(slots=True)
 class _LastPlan:
     plan: ClusterPlan
-    builder: scheduler.PlanBuilder | None
+    one_pass: OnePass | None
     """Set while new jobs may be decided on top (one pass, nothing placed)."""
     other_changes: int
     submissions: int
@@ -84,17 +87,17 @@ class QueuePlanner:
                 last.now_us = now_us
                 self._last = last
                 return last.plan
-            if last.builder is not None and self._may_extend(last.builder, new_jobs, offers):
-                plan = yield from self._extend(last, new_jobs, new_run_id, now_us)
+            if last.one_pass is not None and self._may_extend(new_jobs, offers):
+                plan = yield from self._extend(last, last.one_pass, new_jobs, new_run_id, now_us)
                 if plan is not None:
                     return plan
-        plan, builder = yield from plan_keeping_builder(
+        plan, one_pass = yield from plan_keeping_builder(
             state, offers, now_us,
             policy=self._policy, new_run_id=new_run_id, slice_size=self._slice_size,
         )  # fmt: skip
         self._last = _LastPlan(
             plan=plan,
-            builder=builder if not plan.assignments else None,
+            one_pass=one_pass if not plan.assignments else None,
             other_changes=state.other_changes,
             submissions=state.submissions_since_change,
             offers=offers,
@@ -115,9 +118,7 @@ class QueuePlanner:
         )
 
     @staticmethod
-    def _may_extend(
-        builder: scheduler.PlanBuilder, jobs: Sequence[ClusterJob], offers: Sequence[NodeOffer]
-    ) -> bool:
+    def _may_extend(jobs: Sequence[ClusterJob], offers: Sequence[NodeOffer]) -> bool:
         """Whether ``jobs`` keep the plan one pass of one builder (see
         ``plan_keeping_builder``)."""
         open_nodes = [offer for offer in offers if offer.schedulable]
@@ -130,30 +131,39 @@ class QueuePlanner:
     def _extend(
         self,
         last: _LastPlan,
+        one_pass: OnePass,
         jobs: list[ClusterJob],
         new_run_id: Callable[[], str],
         now_us: int,
     ) -> Slices[ClusterPlan | None]:
-        builder = last.builder
-        assert builder is not None
-        if not builder.extend([job_request(job) for job in jobs]):
+        builder = one_pass.builder
+        requests = [job_request(job) for job in jobs]
+        if not builder.extend(requests):
             return None
         yield
         while builder.decide(self._slice_size):
             yield
         waiting = yield from builder.waiting_in_slices(self._slice_size)
         decided = builder.plan_with(waiting)
+        order = one_pass.order
+        if one_pass.unplaced:
+            # Multi-node jobs wait outside the builder: number the queues again, with
+            # them in their places (new jobs may come before a waiting gang).
+            order = tuple(self._policy.queue_order((*order, *requests)))
+            yield
+            reasons = {**one_pass.unplaced, **{entry.job_id: entry.reason for entry in waiting}}
+            waiting = positions_of(reasons, order)
         plan = ClusterPlan(
             assignments=tuple(
                 assignment_of(job, placement, new_run_id(), now_us)
                 for placement, job in placed_jobs(decided, jobs)
             ),
-            waiting=decided.waiting,
+            waiting=waiting,
             reservations=decided.reservations,
         )
         self._last = _LastPlan(
             plan=plan,
-            builder=builder if not plan.assignments else None,
+            one_pass=OnePass(builder, one_pass.unplaced, order) if not plan.assignments else None,
             other_changes=last.other_changes,
             submissions=last.submissions + len(jobs),
             offers=last.offers,
