@@ -346,8 +346,10 @@ class PlanBuilder:
         how nodes rank (``NodeRoom.wanted_datasets``). The leader adds the jobs
         submitted since its last plan rather than planning a deep queue again.
         """
-        if not jobs or any(job.datasets for job in jobs):
-            return not jobs
+        if not jobs:
+            return True
+        if any(job.datasets for job in jobs):
+            return False
         order = _checked_order((*self._order, *jobs), self._policy)
         if order[: len(self._order)] != self._order:
             return False

@@ -322,7 +322,8 @@ def plan_keeping_builder(
             waiting=plans[0].waiting,
             reservations=tuple(reservations),
         )
-        return whole, OnePass(builder, {}, ()) if builder is not None else None
+        assert builder is not None  # one pass, one builder
+        return whole, OnePass(builder, {}, ())
     unplaced = dict(waiting)
     for plan in plans:
         waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)

@@ -85,11 +85,16 @@ async def clients_for(
     finally:
         for client in opened:
             await client.close()
-    merged: dict[str, list[float]] = defaultdict(list)
+    return merged(results)
+
+
+def merged(results: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Method → every latency, from several clients' (or processes') samples."""
+    every: dict[str, list[float]] = defaultdict(list)
     for result in results:
         for method, samples in result.items():
-            merged[method].extend(samples)
-    return dict(merged)
+            every[method].extend(samples)
+    return dict(every)
 
 
 def clients_process(*args: object) -> dict[str, list[float]]:
@@ -190,16 +195,12 @@ async def measure(args: argparse.Namespace, root: Path) -> None:
             results = await asyncio.to_thread(pool.starmap, clients_process, work)
         stop.set()
         seen = sum(await asyncio.gather(*watchers))
-        merged: dict[str, list[float]] = defaultdict(list)
-        for result in results:
-            for method, values in result.items():
-                merged[method].extend(values)
         print(
             f"\n{args.clients} clients, one call at a time each, mean pause {args.pause:g} s; "
             f"{args.queued:,} queued; {args.watchers} WatchJobs streams ({seen:,} updates); "
             f"{args.seconds:g} s\n"
         )
-        report(merged, args.seconds)
+        report(merged(results), args.seconds)
     finally:
         for lab in labs:
             lab.stop_all()

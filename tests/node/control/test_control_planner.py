@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.control import ClusterPlan, ControlState, NodeOffer, ReportRun, SubmitJob
-from node.control.placement import MULTI_NODE_REASON, plan_in_slices, plan_keeping_builder
+from node.control.placement import MULTI_NODE_REASON, plan_in_slices
 from node.control.planner import QueuePlanner
 from node.jobs import states
 from proto.murmur.v1 import types_pb2
@@ -234,17 +232,10 @@ def test_submissions_that_need_their_own_pass_make_a_plan_from_scratch() -> None
 
 
 def test_a_waiting_gang_does_not_stop_new_jobs_being_decided_on_top(
-    monkeypatch: pytest.MonkeyPatch,
+    full_plans: list[int],
 ) -> None:
     """Multi-node jobs wait outside the builder; new single-node jobs are still
     decided on top of the last plan, and numbered in their queue around the gang."""
-    full_plans: list[int] = []
-
-    def counted(state: ControlState, *args: Any, **kwargs: Any) -> Any:
-        full_plans.append(state.applied_index)
-        return plan_keeping_builder(state, *args, **kwargs)
-
-    monkeypatch.setattr("node.control.planner.plan_keeping_builder", counted)
     log = Log()
     nodes = [offer("n1", 0)]
     planner = QueuePlanner()

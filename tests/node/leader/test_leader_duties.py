@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import pytest
 
 from node.control import (
     AssignJob,
@@ -27,7 +26,6 @@ from node.control import (
     SubmitJob,
     decode,
 )
-from node.control.placement import plan_keeping_builder
 from node.jobs import states
 from node.leader.duties import LeaderDuties
 from proto.murmur.v1 import node_pb2, types_pb2
@@ -244,18 +242,11 @@ class FakeJobs:
 
 
 async def test_passes_plan_only_what_could_change_the_plan(
-    monkeypatch: pytest.MonkeyPatch,
+    full_plans: list[int],
 ) -> None:
     """A deep queue costs tens of ms to plan: a plan that placed nothing is not made
     again until something it was made from changed, and jobs submitted since are
     decided on top of it; watchers hear of the new waiting jobs only."""
-    full_plans: list[int] = []
-
-    def counted(state: ControlState, *args: Any, **kwargs: Any) -> Any:
-        full_plans.append(state.applied_index)
-        return plan_keeping_builder(state, *args, **kwargs)
-
-    monkeypatch.setattr("node.control.planner.plan_keeping_builder", counted)
     log = Log(ControlState(), term=TERM)
     duties, consensus, _ = leader_over(log)
     jobs = FakeJobs()
