@@ -1,7 +1,8 @@
 """The node daemon's lifecycle: start everything, serve, stop cleanly.
 
 Start order matters for "changes nothing on bad input": the data dir is
-checked and the identity obtained before the store is opened or a port bound,
+checked and locked (one daemon per data dir, for the daemon's whole life) and the
+identity obtained before the store is opened or a port bound,
 so a wrong token or an unwritable directory stops the node with one line and
 no half-made state. Shutdown runs in reverse: health goes NOT_SERVING, the
 servers stop accepting and give in-flight RPCs ``shutdown_grace_seconds`` to
@@ -34,6 +35,7 @@ from node.consensus.voter_manager import VoterManager
 from node.consensus.voter_policy import VoterPolicyConfig
 from node.control.state import ControlState
 from node.convert import dataset_message
+from node.data_dir_lock import lock_data_dir
 from node.datasets import DatasetCatalog
 from node.drain import NodeDrain
 from node.election import ElectionConfig
@@ -117,6 +119,12 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
         StartupError: the node could not start; the message says what to do.
     """
     prepare_data_dir(config.data_dir)
+    # Before the identity and the store: a second daemon on this data dir stops here.
+    with lock_data_dir(config.data_dir):
+        await _serve_holding_data_dir(config, stop=stop)
+
+
+async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) -> None:
     for directory in (config.runs_dir, *config.effective_data_roots[:1]):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:

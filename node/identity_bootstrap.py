@@ -2,7 +2,8 @@
 
 In order of preference:
 
-* ``identity.pem`` already in the data dir: use it (a restart);
+* ``identity.pem`` already in the data dir: use it (a restart; ``--join`` and
+  ``--token`` are refused there, as they mean a new node);
 * the data dir holds the lab CA (``murmur ca init`` ran here): issue our own;
 * ``--join`` and ``--token`` were given: enroll with an existing node;
 * otherwise: refuse to start, saying which of the above to do.
@@ -51,6 +52,14 @@ async def obtain_identity(config: NodeConfig) -> NodeIdentity:
     if config.identity_path.exists():
         bundle = IdentityBundle.read(config.identity_path)
         identity = bundle.identity
+        if config.join is not None or config.token is not None:
+            # Ignoring them would restart this node while the operator meant to add one.
+            raise StartupError(
+                f"data dir {config.data_dir} already holds the identity of node "
+                f"{identity.name!r} (cluster CA {bundle.ca_fingerprint[:16]}...): "
+                "--join/--token are only for a new data dir; start without them to restart "
+                "this node, or pass a new --data-dir to join as another node"
+            )
         if config.name is not None and config.name != identity.name:
             raise StartupError(
                 f"data dir {config.data_dir} belongs to node {identity.name!r}, "

@@ -6,6 +6,7 @@ Every refusal is one line on stderr, exit code 1, and leaves no identity behind.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from certs import CertificateAuthority, IdentityBundle, JoinToken, Role
-from tests.support.nodes import Lab, NodeProcess, free_port
+from tests.support.nodes import Lab, NodeProcess, free_port, free_ports
 
 
 def create_token(lab: Lab, node: NodeProcess, *extra: str) -> str:
@@ -174,3 +175,48 @@ def test_a_name_already_in_the_cluster_cannot_join_again(
     assert_one_line_refusal(result, "already joined")
     # The refusal did not burn the token.
     lab.start_node("node-2", extra_args=["--join", ca_node.address, "--token", token])
+
+
+def leader_and_term(lab: Lab, node: NodeProcess) -> tuple[str, object]:
+    result = lab.murmur("status", "--json", "--node", node.address)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    return status.get("leader", ""), status.get("term")
+
+
+def test_join_flags_on_a_data_dir_that_holds_an_identity_are_refused(
+    lab: Lab, ca_node: NodeProcess
+) -> None:
+    token = create_token(lab, ca_node)
+    joined = lab.start_node("node-2", extra_args=["--join", ca_node.address, "--token", token])
+    assert joined.terminate() == 0
+    identity = (joined.data_dir / "identity.pem").read_bytes()
+    deadline = time.monotonic() + 30
+    while (before := leader_and_term(lab, ca_node))[0] != "node-1":
+        assert time.monotonic() < deadline, f"no leader: {before}"
+        time.sleep(0.2)
+    fresh = create_token(lab, ca_node)
+    port, join_port = free_ports()
+    result = subprocess.run(
+        [sys.executable, "-m", "murmur", "node", "start", "--data-dir", str(joined.data_dir),
+         "--listen", f"127.0.0.1:{port}", "--join-listen", f"127.0.0.1:{join_port}",
+         "--join", ca_node.address, "--token", fresh],
+        env=lab.env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert_one_line_refusal(
+        result,
+        f"murmur node: data dir {joined.data_dir} already holds the identity of node 'node-2' "
+        f"(cluster CA {lab.ca.fingerprint[:16]}...): --join/--token are only for a new data "
+        "dir; start without them to restart this node, or pass a new --data-dir to join as "
+        "another node",
+    )
+    assert (joined.data_dir / "identity.pem").read_bytes() == identity
+    # The CA node goes on, still the only leader, in the same term.
+    assert ca_node.process.poll() is None
+    assert leader_and_term(lab, ca_node) == before
+    # The refusal did not use the token, and a plain restart (Lab.restart drops the
+    # flags the node first started with) brings the node back.
+    lab.start_node("node-3", extra_args=["--join", ca_node.address, "--token", fresh])
+    restarted = lab.restart(joined)
+    assert restarted.extra_args == ()
+    assert leader_and_term(lab, ca_node)[0] == "node-1"

@@ -188,7 +188,9 @@ class Lab:
         )
 
     def restart(self, node: NodeProcess) -> NodeProcess:
-        """Starts a stopped (or killed) node again on the same data dir and ports."""
+        """Starts a stopped (or killed) node again on the same data dir and ports,
+        with the flags it started with less ``--join`` and ``--token``: it holds its
+        identity now, and a node refuses them on a data dir that holds one."""
         host, port = node.address.rsplit(":", 1)
         join_port = int(node.join_address.rsplit(":", 1)[1])
         return self.start_node(
@@ -196,7 +198,7 @@ class Lab:
             data_dir=node.data_dir,
             host=host,
             ports=(int(port), join_port),
-            extra_args=node.extra_args,
+            extra_args=without_join_flags(node.extra_args),
             env=node.env,
             wrapper=node.wrapper,
         )
@@ -204,6 +206,18 @@ class Lab:
     def stop_all(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+def without_join_flags(args: Sequence[str]) -> tuple[str, ...]:
+    """``args`` less ``--join HOST:PORT`` and ``--token T`` (either spelling)."""
+    kept: list[str] = []
+    arguments = iter(args)
+    for arg in arguments:
+        if arg in {"--join", "--token"}:
+            next(arguments, None)
+        elif not arg.startswith(("--join=", "--token=")):
+            kept.append(arg)
+    return tuple(kept)
 
 
 def create_lab(root: Path) -> Lab:
