@@ -3,7 +3,10 @@
 The static part (name, addresses, GPU inventory, runtimes) is fixed at start;
 the live part (GPU telemetry, host CPU and memory) is refreshed by
 :meth:`LocalNode.run_telemetry`, which does the blocking NVML and /proc reads
-in a worker thread so the event loop never waits on them.
+in a worker thread so the event loop never waits on them. Which GPUs runs hold is
+not a reading but a fact the cluster schedules on and shows: a change is published
+within :data:`ALLOCATION_CHECK_SECONDS`, not at the next sample
+(:meth:`LocalNode.allocation_changed`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from node.broadcast import Broadcaster
 from node.config import HostPort
@@ -21,9 +25,16 @@ from node.gpus import GpuInventory, GpuProbe, GpuTelemetry
 from node.host_load import HostLoad, HostLoadSampler
 from proto.murmur.v1 import types_pb2
 
+if TYPE_CHECKING:
+    from node.consensus.runner import ConsensusStatus
+
 _log = logging.getLogger("murmur.node")
 
 VERSION = "0.1.0"
+
+ALLOCATION_CHECK_SECONDS = 0.1
+"""How often :meth:`LocalNode.run_telemetry` looks, between samples, whether runs took
+or freed GPUs (a dict of the active runs: next to nothing)."""
 
 
 @dataclass
@@ -45,9 +56,10 @@ class LocalNode:
     active_runs: Callable[[], int] = lambda: 0
     datasets: Callable[[], list[types_pb2.Dataset]] = list
     """This node's dataset catalog, gossiped with the rest of its facts."""
-    election: Callable[[], tuple[bool, bool, int]] = lambda: (False, False, 0)
-    """(voter, leader, term) as this node's Raft sees them (node/consensus), gossiped
-    so that any node can tell clients who leads."""
+    election: Callable[[], ConsensusStatus | None] = lambda: None
+    """This node's Raft view (node/consensus; ``None`` without one): its voter flag,
+    whether it leads and its term are gossiped so that any node can tell clients who
+    leads, and the cluster view takes every node's role from it."""
     draining: bool = False
     """An admin drained this node: it starts no new job (``murmur node drain``)."""
     _inventory: GpuInventory | None = None
@@ -55,6 +67,8 @@ class LocalNode:
     _host_load: HostLoad | None = None
     _measured_at: datetime | None = None
     _sampler: HostLoadSampler = field(default_factory=HostLoadSampler)
+    _allocation: tuple[int, int] | None = None
+    """(free GPUs, active runs) as last published by this class."""
 
     @property
     def inventory(self) -> GpuInventory:
@@ -73,8 +87,15 @@ class LocalNode:
     def gpu_resources(self) -> tuple[tuple[int, str, int], ...]:
         return tuple((d.index, d.model, d.memory_total_bytes) for d in self.inventory.devices)
 
+    def allocation(self) -> tuple[int, int]:
+        """(free GPUs, active runs) now."""
+        return self.gpus_free(), self.active_runs()
+
     def describe(self) -> types_pb2.NodeInfo:
-        voter, leader, term = self.election()
+        election = self.election()
+        voter = election is not None and self.name in election.voters
+        leader = election is not None and election.leader == self.name
+        term = election.term if election is not None else 0
         return types_pb2.NodeInfo(
             name=self.name,
             address=str(self.address),
@@ -100,21 +121,41 @@ class LocalNode:
             datasets=self.datasets(),
         )
 
+    def allocation_changed(self) -> bool:
+        """Publish this node's NodeInfo if runs took or freed GPUs (or started or
+        ended) since it was last published; returns whether it did. Called by
+        :meth:`run_telemetry` every :data:`ALLOCATION_CHECK_SECONDS`, and safe to
+        call from whatever starts or ends runs."""
+        if self.allocation() == self._allocation:
+            return False
+        self._publish()
+        return True
+
     async def sample_once(self) -> None:
         """Reads GPU telemetry and host load (in a thread) and publishes the result."""
         telemetry, host = await asyncio.to_thread(self._read_load)
         self._telemetry, self._host_load = telemetry, host
         self._measured_at = datetime.now(UTC)
+        self._publish()
+
+    def _publish(self) -> None:
+        self._allocation = self.allocation()
         self.updates.publish(self.describe())
 
     def _read_load(self) -> tuple[list[GpuTelemetry], HostLoad]:
         return self.gpu_probe.telemetry(), self._sampler.sample()
 
     async def run_telemetry(self, interval_seconds: float) -> None:
-        """Samples load forever; a failed sample is logged and the loop goes on."""
+        """Samples load forever (a failed sample is logged and the loop goes on), and
+        between samples publishes GPU allocation changes within
+        :data:`ALLOCATION_CHECK_SECONDS`."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.sample_once()
             except Exception:
                 _log.exception("telemetry sample failed")
-            await asyncio.sleep(interval_seconds)
+            next_sample = loop.time() + interval_seconds
+            while (left := next_sample - loop.time()) > 0:
+                await asyncio.sleep(min(left, ALLOCATION_CHECK_SECONDS))
+                self.allocation_changed()

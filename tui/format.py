@@ -104,6 +104,9 @@ NODE_STATE_STYLES = {
     types_pb2.NODE_STATE_DRAINING: "magenta",
 }
 
+GONE_NODE_STATES = frozenset({types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT})
+"""States of a node that is gone: its GPUs count for nothing (as in ``murmur status``)."""
+
 ACTIVE_JOB_STATES = frozenset(
     {
         types_pb2.JOB_STATE_SCHEDULED,

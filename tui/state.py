@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proto.murmur.v1 import types_pb2
-from tui.format import ACTIVE_JOB_STATES
+from tui.format import ACTIVE_JOB_STATES, GONE_NODE_STATES
 from tui.history import TelemetryHistory
 
 
@@ -78,7 +78,14 @@ class ClusterState:
         return self._holders.get((node, index))
 
     def leader(self) -> str:
-        return next((name for name, node in self.nodes.items() if node.leader), "")
+        """The leader the attached node names (it marks one node, and marks again when
+        that changes); a gone node's flag, or an older term's, is never taken."""
+        claims = [
+            (node.term, name)
+            for name, node in self.nodes.items()
+            if node.leader and node.state not in GONE_NODE_STATES
+        ]
+        return max(claims, default=(0, ""))[1]
 
     def _index_holders(self, job: types_pb2.Job) -> None:
         for key in self._held_by_job.pop(job.id, []):

@@ -6,8 +6,10 @@ import argparse
 from typing import Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
-from murmur._cli.output import NODE_HEADERS, node_rows, print_json, print_table
-from proto.murmur.v1 import types_pb2
+from murmur._cli.output import NODE_HEADERS, NODE_STATE_NAMES, node_rows, print_json, print_table
+from proto.murmur.v1 import cluster_pb2, types_pb2
+
+_UP = (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING)
 
 
 def register(commands: Any) -> None:
@@ -29,23 +31,48 @@ def status_command(args: argparse.Namespace) -> int:
         return 0
     count = len(status.nodes)
     nodes = f"{count} node{'s' if count != 1 else ''}"
+    states = {node.name: node.state for node in status.nodes}
+    voters = ", ".join(
+        _voter_text(name, states.get(name, types_pb2.NODE_STATE_UNSPECIFIED))
+        for name in status.voters
+    )
     if status.leader:
-        voters = ", ".join(status.voters) or "none"
         print(f"cluster: {nodes}, leader {status.leader} (term {status.term}), voters: {voters}")
     else:
-        voters = ", ".join(status.voters) or "none known"
+        up = sum(1 for name in status.voters if states.get(name) in _UP)
+        majority = len(status.voters) // 2 + 1
         print(
-            f"cluster: {nodes}, no leader (term {status.term}), voters: {voters}; "
-            "nothing is scheduled until a majority of voters elect one"
+            f"cluster: {nodes}, no leader (term {status.term}), voters: {voters or 'none known'}; "
+            f"nothing is scheduled until {majority} of the {len(status.voters)} voters "
+            f"({up} up) elect one"
         )
-    simulated = " (simulated)" if status.gpus_simulated else ""
-    print(f"gpus: {status.gpus_free}/{status.gpus_total} free{simulated}")
+    print(f"gpus: {_gpu_text(status)}")
     queue = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs_by_state.items()))
     print(f"jobs: {queue or 'none'}")
     print(f"answered by: {status.answered_by} (murmur {status.version})")
     print()
     print_table(NODE_HEADERS, node_rows(status.nodes))
     return 0
+
+
+def _voter_text(name: str, state: types_pb2.NodeState.ValueType) -> str:
+    """A voter, with its state unless it is up: a dead voter still counts towards
+    the majority an election needs."""
+    return name if state in _UP else f"{name} ({NODE_STATE_NAMES.get(state, 'unknown')})"
+
+
+def _gpu_text(status: cluster_pb2.ClusterStatus) -> str:
+    """``3/8 free``, saying where the counts come from when not all from the node
+    that answered: other nodes' are as they last gossiped them, which trails
+    ``murmur node show`` (it asks the node) by a few seconds at most."""
+    notes = ["simulated"] if status.gpus_simulated else []
+    if any(
+        node.name != status.answered_by and node.state in _UP and node.gpus.devices
+        for node in status.nodes
+    ):
+        notes.append(f"other nodes' counts as gossiped to {status.answered_by}: seconds old")
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    return f"{status.gpus_free}/{status.gpus_total} free{suffix}"
 
 
 def whoami_command(args: argparse.Namespace) -> int:

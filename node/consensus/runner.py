@@ -100,8 +100,12 @@ class RaftTransport(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConsensusStatus:
-    """This node's view of the election, for status displays and gossip."""
+    """This node's view of the election, for status displays and gossip. ``leader``
+    is always the leader of ``term`` (Raft forgets it when the term moves on), never
+    one of an earlier term."""
 
+    name: str
+    """This node's name (whether it is among ``voters`` tells a voter's view)."""
     role: Role
     term: int
     leader: str | None
@@ -198,6 +202,7 @@ class ConsensusRunner:
     def status(self) -> ConsensusStatus:
         raft = self.raft
         return ConsensusStatus(
+            name=self.name,
             role=raft.role,
             term=raft.term,
             leader=raft.leader,
@@ -207,12 +212,10 @@ class ConsensusRunner:
             learners=raft.learners if raft.is_leader else frozenset(),
         )
 
-    def election_facts(self) -> tuple[bool, bool, int]:
-        """(voter, leader, term) for this node's gossiped NodeInfo."""
-        raft = self._raft
-        if raft is None:
-            return (False, False, 0)
-        return (self.name in raft.voters, raft.is_leader, raft.term)
+    def election_facts(self) -> ConsensusStatus | None:
+        """:meth:`status` for this node's NodeInfo and cluster view; ``None`` before
+        :meth:`start`."""
+        return None if self._raft is None else self.status()
 
     @property
     def is_voter(self) -> bool:

@@ -22,7 +22,7 @@ import grpc.aio
 from certs import Role
 from node.cluster_jobs import ClusterJobs, refused_by_peer
 from node.cluster_view import DOWN_STATES, ClusterView
-from node.consensus.leadership import known_leadership
+from node.consensus.leadership import mark_roles
 from node.consensus.runner import ConsensusRunner
 from node.control.commands import CancelJob, SubmitJob
 from node.convert import (
@@ -117,10 +117,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.ClusterStatus:
         # Counts first: they may wait on the leader, and the rest must be as of the answer.
         jobs_by_state = await self._cluster_jobs.counts()
-        nodes = self._view.nodes()
+        # One look: the leader and voters named are those the node list's roles show.
+        nodes, leadership = self._view.snapshot()
         up = [n for n in nodes if n.state not in DOWN_STATES]
-        local = self._consensus.status() if self._consensus is not None else None
-        leadership = known_leadership(local, nodes)
         return cluster_pb2.ClusterStatus(
             answered_by=self._name,
             leader=leadership.leader,
@@ -155,6 +154,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         if node.state not in (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING):
             fresh.state = node.state  # suspect: the node's own "alive" does not settle it
         fresh.incarnation = node.incarnation
+        mark_roles([fresh], self._view.leadership())  # roles as a status here names them
         return fresh
 
     async def WatchNodes(

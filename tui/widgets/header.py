@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from proto.murmur.v1 import types_pb2
 from tui.connection import Connection
-from tui.format import job_state_name, node_state_name, role_name
+from tui.format import GONE_NODE_STATES, job_state_name, node_state_name, role_name
 from tui.node_summary import summarize
 from tui.state import ClusterState
 
@@ -52,7 +52,10 @@ def header_text(view: str, connection: Connection, state: ClusterState) -> Text:
 
 def _cluster_numbers(state: ClusterState) -> str:
     nodes = Counter(node_state_name(node.state) for node in state.nodes.values())
-    summaries = [summarize(node) for node in state.nodes.values()]
+    # GPUs of nodes that are up, as `murmur status` counts them.
+    summaries = [
+        summarize(node) for node in state.nodes.values() if node.state not in GONE_NODE_STATES
+    ]
     total = sum(s.gpus_total for s in summaries)
     used = sum(s.gpus_used for s in summaries)
     simulated = " (simulated)" if any(s.simulated for s in summaries) else ""

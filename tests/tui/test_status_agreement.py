@@ -1,0 +1,40 @@
+"""``murmur top`` names the leader and counts GPUs as ``murmur status`` does: never a
+gone node's leader flag or an older term's, and no GPUs of nodes that are gone."""
+
+from __future__ import annotations
+
+from proto.murmur.v1 import types_pb2
+from tests.tui.fake_cluster import FakeCluster, make_node
+from tui.connection import Connection
+from tui.state import ClusterState
+from tui.widgets.header import header_text
+
+
+def state_of(*nodes: types_pb2.NodeInfo) -> ClusterState:
+    state = ClusterState()
+    for node in nodes:
+        state.apply_node(node)
+    return state
+
+
+def test_the_leader_is_the_live_claim_of_the_newest_term() -> None:
+    old = make_node("m2", leader=True, state=types_pb2.NODE_STATE_DEAD)
+    old.term = 12
+    new = make_node("m3", leader=True)
+    new.term = 13
+    assert state_of(old, new).leader() == "m3"
+    assert state_of(old).leader() == ""
+    stale = make_node("m1", leader=True)
+    stale.term = 11
+    assert state_of(stale, new).leader() == "m3"
+
+
+def test_gpus_of_gone_nodes_are_not_counted() -> None:
+    state = state_of(
+        make_node("m1", gpus=4, used=2),
+        make_node("m2", gpus=4, used=4, state=types_pb2.NODE_STATE_DEAD),
+        make_node("m3", gpus=2, state=types_pb2.NODE_STATE_LEFT),
+    )
+    fake = FakeCluster(nodes=list(state.nodes.values()))
+    text = header_text("cluster", Connection(fake.address, lambda address: fake), state).plain
+    assert "GPUs 2/4 in use" in text
