@@ -222,6 +222,7 @@ class AsyncClient:
         user: str = "",
         queue: str = "",
         limit: int = 0,
+        include_archived: bool = False,
         timeout: float | None = None,
         metadata: CallMetadata = (),
     ) -> list[types_pb2.Job]:
@@ -232,6 +233,9 @@ class AsyncClient:
             user: Only this user's jobs.
             queue: Only jobs of this queue.
             limit: At most this many jobs; 0 for all of them.
+            include_archived: Also jobs the cluster no longer keeps in its queue
+                (ended longer ago than its job retention), from the archive; they
+                come with ``archived`` set.
             timeout: Seconds for each page's call.
         """
         stub = self._connected_stub()
@@ -245,6 +249,7 @@ class AsyncClient:
                 queue=queue,
                 limit=limit - len(jobs) if limit else 0,
                 page_token=page_token,
+                include_archived=include_archived,
             )
             page = await self._unary(stub.ListJobs, request, timeout, metadata, retry=True)
             jobs.extend(page.jobs)

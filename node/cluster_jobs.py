@@ -9,6 +9,10 @@ are answered by the leader, whose state is the newest: the node a client reached
 answers itself when it leads, and asks the leader otherwise, so a client always
 reads its own writes whichever node it talks to.
 
+Jobs the queue forgot (ended longer ago than the cluster's job retention) are
+read from the answering node's archive (node/job_archive.py): ``GetJob`` falls
+back to it, ``ListJobs`` with ``include_archived`` merges it in, in submit order.
+
 While no leader is known (an election is under way), calls wait up to
 ``LEADER_PATIENCE_SECONDS`` for one, which covers a failover; then they fail with
 UNAVAILABLE, and a retry later is safe: submissions carry an idempotency key, made
@@ -38,6 +42,7 @@ from node.control.records import ClusterJob
 from node.control.results import ApplyResult
 from node.control.state import ControlState
 from node.errors import NotFoundError, UnavailableError
+from node.job_archive import JobArchive
 from node.jobs import states as job_states
 from node.membership.transport import PeerTransport
 from node.proposal_forwarder import ProposalForwarder, refusal_error
@@ -75,6 +80,7 @@ class ClusterJobs:
         peers: the shared peer channels.
         leadership: who leads, as this node can tell (own Raft, else gossip).
         waiting: the leader's latest "why it waits" and queue position per job.
+        archive: this node's archive of forgotten jobs; None: none is kept or read.
     """
 
     def __init__(
@@ -85,8 +91,10 @@ class ClusterJobs:
         peers: PeerTransport,
         leadership: Callable[[], Leadership],
         waiting: Callable[[], Mapping[str, tuple[str, int]]],
+        archive: JobArchive | None = None,
     ) -> None:
         self._consensus = consensus
+        self._archive = archive
         self._control = control
         self._peers = peers
         self._leadership = leadership
@@ -102,24 +110,34 @@ class ClusterJobs:
         return job_message(job, queue_position=position, waiting_reason=reason)
 
     def outcome(self, result: object) -> types_pb2.Job:
-        """The job a committed command made or changed, or its refusal raised."""
+        """The job a committed command made or changed, or its refusal raised; an
+        empty Job for a command that names none (a drain)."""
         if not isinstance(result, ApplyResult):
             raise TypeError(f"the control state answered {result!r}")
         error = result.exception()
         if error is not None:
             raise error
         if result.job is None:
-            raise NotFoundError(result.message or "no such job")
+            return types_pb2.Job()
         return self.message(result.job)
 
+    def archived_message(self, job: ClusterJob) -> types_pb2.Job:
+        message = job_message(job)
+        message.archived = True
+        return message
+
     def applied(self, result: object) -> None:
-        """Every applied command's result (the runner's ``on_applied``): the leader
-        tells its watchers about the jobs it changed."""
+        """Every applied command's result (the runner's ``on_applied``): every node
+        archives the jobs it forgot; the leader tells its watchers about the jobs it
+        changed."""
+        if not isinstance(result, ApplyResult):
+            return
+        if result.forgotten and self._archive is not None:
+            self._archive.add(result.forgotten)
         if not self._consensus.is_leader or not self.updates.subscriber_count:
             return
-        if isinstance(result, ApplyResult):
-            for job in result.changed:
-                self.updates.publish(self.message(job))
+        for job in result.changed:
+            self.updates.publish(self.message(job))
 
     def publish(self, job_ids: list[str]) -> None:
         """Tell watchers about jobs whose waiting reason or position moved."""
@@ -141,6 +159,16 @@ class ClusterJobs:
         """
         data = encode(command)
         return await self._with_leader(lambda: self._propose_once(data))
+
+    async def commit(self, command: Command) -> None:
+        """Commit a command that names no job (``SetNodeDrain``) through the leader,
+        as :meth:`propose` does.
+
+        Raises:
+            UnavailableError: no leader took it within ``LEADER_PATIENCE_SECONDS``.
+            NodeError: the control state refused it.
+        """
+        await self.propose(command)
 
     async def propose_here(self, commands: Sequence[bytes]) -> list[types_pb2.Job | Exception]:
         """The leader's side of a forwarded batch (``NodeService.Propose``): each
@@ -171,9 +199,12 @@ class ClusterJobs:
         async def once() -> types_pb2.Job:
             if self._consensus.state_is_current():
                 job = self._control.job(job_id)
-                if job is None:
+                if job is not None:
+                    return self.message(job)
+                archived = await self._archive.job(job_id) if self._archive else None
+                if archived is None:
                     raise NotFoundError(f"no job {job_id!r}")
-                return self.message(job)
+                return self.archived_message(archived)
             return await self._forward(
                 lambda stub: stub.GetJob(
                     cluster_pb2.GetJobRequest(id=job_id), timeout=FORWARD_TIMEOUT_SECONDS
@@ -198,9 +229,26 @@ class ClusterJobs:
                 queue=request.queue or None,
             )
             page = [job for job in found if job.submit_order > after][: request.limit]
+            archived: set[str] = set()
+            if request.include_archived and self._archive is not None:
+                old = await self._archive.jobs(
+                    after_submit_order=after,
+                    states=wanted,
+                    user=request.user or None,
+                    queue=request.queue or None,
+                    limit=request.limit,
+                )
+                live = {job.id for job in page}
+                archived = {job.id for job in old if job.id not in live}
+                merged = page + [job for job in old if job.id in archived]
+                page = sorted(merged, key=lambda job: job.submit_order)[: request.limit]
             token = str(page[-1].submit_order) if len(page) == request.limit else ""
             return cluster_pb2.ListJobsResponse(
-                jobs=[self.message(job) for job in page], next_page_token=token
+                jobs=[
+                    self.archived_message(job) if job.id in archived else self.message(job)
+                    for job in page
+                ],
+                next_page_token=token,
             )
 
         return await self._with_leader(once)

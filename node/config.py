@@ -179,11 +179,24 @@ class NodeConfig:
     entries: a restart replays at most this many, and a voter that fell further
     behind receives the snapshot instead of the entries."""
 
+    job_retention_seconds: float = 7 * 86400.0
+    """How long the job queue keeps a job after it ended (default 7 days; ``"7d"``,
+    ``"12h"``, ``"30m"`` or seconds; 0 keeps every job). Older ones are forgotten by
+    the leader (a ``ForgetJobs`` command) and kept in each voter's archive, where
+    ``murmur job show`` and ``job list --all`` still find them. The leader's setting
+    applies: give every voter the same."""
+
     run_lease_seconds: float = 30.0
     """How long a node keeps its runs going without word from a leader. A node cut
     off longer stops them (recorded lost), and only then may the leader run those
     jobs elsewhere: a job never runs twice at once. Longer rides out longer network
     trouble; shorter re-places a dead node's jobs sooner."""
+
+    run_start_timeout_seconds: float = 600.0
+    """How long a run may stay scheduled or starting (an image pull included) before
+    the leader gives it up: its node stops it and records it lost, and the job
+    retries as its policy says. A run its node never received is sent again well
+    before that."""
 
     seeds: tuple[HostPort, ...] = ()
     """API addresses of other nodes to join gossip through, besides the node that
@@ -212,9 +225,12 @@ class NodeConfig:
             "retry_backoff_seconds",
             "voter_stabilization_seconds",
             "run_lease_seconds",
+            "run_start_timeout_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if not self.job_retention_seconds >= 0:
+            raise ConfigError("job_retention_seconds must be 0 (keep every job) or positive")
         if self.raft_snapshot_entries < 1:
             raise ConfigError("raft_snapshot_entries must be a positive integer")
         if self.max_voters not in (1, 3, 5, 7):
@@ -288,6 +304,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                     raise ConfigError(f"{what}: label {pair!r} must look like KEY=VALUE")
                 labels[key] = val
             return labels
+        if name == "job_retention_seconds":
+            return _duration_seconds(value, what)
         if name in {
             "shutdown_grace_seconds",
             "telemetry_interval_seconds",
@@ -296,6 +314,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "retry_backoff_seconds",
             "voter_stabilization_seconds",
             "run_lease_seconds",
+            "run_start_timeout_seconds",
         }:
             if isinstance(value, bool):
                 raise ConfigError(f"{what} must be a number, got {value!r}")
@@ -317,6 +336,25 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{what}: {exc}") from None
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration_seconds(value: Any, what: str) -> float:
+    """Seconds of a number or of a duration such as ``"7d"``, ``"12h"``, ``"90s"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a duration such as 7d, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:])
+    try:
+        return float(text[:-1]) * unit if unit is not None else float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{what} must be a duration such as 7d, 12h, 30m or 90s, got {value!r}"
+        ) from None
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

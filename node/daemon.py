@@ -12,6 +12,7 @@ finish, background tasks are cancelled and awaited, and the store is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -44,8 +45,11 @@ from node.errors import StartupError
 from node.event_log import EventLog
 from node.gpus import GpuSource, open_gpu_probe
 from node.identity_bootstrap import obtain_identity
+from node.job_archive import JobArchive
 from node.jobs.manager import JobManager
+from node.leader.drain_sync import DrainFlagSync
 from node.leader.duties import LeaderDuties
+from node.leader.retention import JobRetention
 from node.local_node import LocalNode
 from node.logs import configure_logging
 from node.membership import MembershipRunner, PeerTransport, encode_meta
@@ -211,12 +215,19 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             local = consensus.status()
             return raft_leadership(local, view.address_of) or known_leadership(local, view.nodes())
 
+        job_archive = JobArchive(store)
         cluster_jobs = ClusterJobs(
             consensus=consensus,
             control=control,
             peers=transport,
             leadership=leadership,
             waiting=waiting,
+            archive=job_archive,
+        )
+        job_retention = JobRetention(
+            consensus=consensus,
+            control=control,
+            retention_seconds=config.job_retention_seconds,
         )
         run_reporter = RunReporter(cluster_jobs)
         jobs = JobManager(
@@ -241,6 +252,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             lease_seconds=config.run_lease_seconds,
             local_address=str(config.advertise_address),
             stop_grace_seconds=config.stop_grace_seconds,
+            start_timeout_seconds=config.run_start_timeout_seconds,
         )
 
         def applied(result: object) -> None:
@@ -253,8 +265,21 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             membership.request_meta_refresh()
             local.updates.publish(local.describe())
 
-        drain = NodeDrain(store=store, local=local, events=events, on_change=drain_changed)
+        drain = NodeDrain(
+            store=store,
+            local=local,
+            events=events,
+            replicate=cluster_jobs.commit,
+            on_change=drain_changed,
+        )
         await drain.load()
+        drain_sync = DrainFlagSync(
+            consensus=consensus,
+            control=control,
+            view=view,
+            drain=drain,
+            node_stub=transport.node_stub,
+        )
         local.gpu_holders = jobs.gpu_holders
         local.active_runs = lambda: jobs.active_run_count
         await describe_runtimes(local, runtimes)
@@ -338,11 +363,15 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 tasks.create_task(consensus.run()),
                 tasks.create_task(voter_manager.run()),
                 tasks.create_task(leader_duties.run()),
+                tasks.create_task(drain_sync.run()),
+                tasks.create_task(job_retention.run()),
+                tasks.create_task(job_archive.run()),
                 tasks.create_task(run_reporter.run()),
                 tasks.create_task(view.relay()),
                 tasks.create_task(
                     seed_book.keep_up_to_date(membership, interval=PEER_RECORD_INTERVAL_SECONDS)
                 ),
+                tasks.create_task(log_daemon_stats(STATS_LOG_INTERVAL_SECONDS)),
             ]
             await stop.wait()
             _log.info("node stopping", extra={"event": "node.stopping", "node": identity.name})
@@ -357,6 +386,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             for task in background:
                 task.cancel()
             await cluster_jobs.close()
+            with contextlib.suppress(StoreError):
+                await job_archive.flush()  # what the log forgot last, before the store closes
     finally:
         if transport is not None:
             await transport.close()
@@ -391,6 +422,27 @@ def log_task_stacks() -> None:
             "task %s: %s", task.get_name(), " -> ".join(chain) or "not started",
             extra={"event": "node.task_stack"},
         )  # fmt: skip
+
+
+STATS_LOG_INTERVAL_SECONDS = 15.0
+"""How often the daemon logs its asyncio task count (debug level, event
+``daemon.stats``): the soak test (tests/soak) reads it to see that tasks do not
+pile up over a daemon's life."""
+
+
+async def log_daemon_stats(interval: float) -> None:
+    """Every ``interval`` seconds, one debug record with the number of asyncio tasks."""
+    while True:
+        await asyncio.sleep(interval)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "daemon stats",
+                extra={
+                    "event": "daemon.stats",
+                    "tasks": len(asyncio.all_tasks()),
+                    "pid": os.getpid(),
+                },
+            )
 
 
 GC_THRESHOLDS = (20_000, 20, 100)

@@ -1,4 +1,5 @@
-"""The node's local SQLite store: datasets, runs, events, audit log and join tokens.
+"""The node's local SQLite store: datasets, runs, events, audit log, join tokens, Raft
+and the archive of jobs the replicated queue forgot.
 
 Every node keeps its own file; nothing outside this package writes SQL. Open it with
 ``await Store.open(path)``.
@@ -21,6 +22,7 @@ from storage.errors import (
 from storage.records import (
     TERMINAL_JOB_STATES,
     TERMINAL_RUN_STATES,
+    ArchivedJobRecord,
     AuditEntry,
     AuditRecord,
     DatasetRecord,
@@ -37,6 +39,7 @@ from storage.store import EventDraft, Store
 __all__ = [
     "TERMINAL_JOB_STATES",
     "TERMINAL_RUN_STATES",
+    "ArchivedJobRecord",
     "AuditEntry",
     "AuditRecord",
     "DatasetExistsError",

@@ -96,6 +96,24 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class ArchivedJobRecord:
+    """A job the replicated queue forgot, as this voter archived it."""
+
+    id: str
+    submit_order: int
+    """The job's SubmitJob log index: its place in listings."""
+    user: str
+    queue: str
+    state: str
+    """How it ended: succeeded, failed, cancelled or lost."""
+    ended_at: datetime
+    archived_at: datetime
+    """When this node archived it."""
+    data: bytes
+    """The serialized ``murmur.v1.ControlJob``, kept opaque by the store."""
+
+
+@dataclass(frozen=True)
 class EventRecord:
     """One event in the node's event log; ids grow with every append."""
 

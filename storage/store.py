@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,7 @@ from storage.connection import connect, translate_sqlite_error
 from storage.errors import StoreClosedError
 from storage.migrator import apply_migrations, read_schema_version
 from storage.records import (
+    ArchivedJobRecord,
     AuditEntry,
     AuditRecord,
     DatasetRecord,
@@ -48,7 +49,17 @@ from storage.records import (
     RaftSnapshotRecord,
     RunRecord,
 )
-from storage.repositories import audit, datasets, events, jobs, join_tokens, meta, raft, runs
+from storage.repositories import (
+    archived_jobs,
+    audit,
+    datasets,
+    events,
+    jobs,
+    join_tokens,
+    meta,
+    raft,
+    runs,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -268,6 +279,46 @@ class Store:
         """Raises: RecordNotFoundError: no such job."""
         async with self._reading() as connection:
             return await jobs.get(connection, job_id)
+
+    # -- archived jobs ---------------------------------------------------------------
+
+    async def archive_jobs(self, records: Sequence[ArchivedJobRecord]) -> None:
+        """Keep jobs the replicated queue forgot, in one transaction; a job archived
+        before is replaced."""
+        if not records:
+            return
+        async with self._writing() as connection:
+            await archived_jobs.put_all(connection, records)
+
+    async def get_archived_job(self, job_id: str) -> ArchivedJobRecord:
+        """Raises: RecordNotFoundError: no such archived job."""
+        async with self._reading() as connection:
+            return await archived_jobs.get(connection, job_id)
+
+    async def list_archived_jobs(
+        self,
+        *,
+        after_submit_order: int = 0,
+        states: Collection[str] = (),
+        user: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+    ) -> list[ArchivedJobRecord]:
+        """Up to ``limit`` archived jobs after ``after_submit_order``, in submit
+        order, matching every filter given (``states`` empty: any state)."""
+        async with self._reading() as connection:
+            return await archived_jobs.list_page(
+                connection,
+                after_submit_order=after_submit_order,
+                states=states,
+                user=user,
+                queue=queue,
+                limit=limit,
+            )
+
+    async def count_archived_jobs(self) -> int:
+        async with self._reading() as connection:
+            return await archived_jobs.count(connection)
 
     # -- events --------------------------------------------------------------------
 

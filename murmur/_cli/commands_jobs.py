@@ -66,6 +66,12 @@ def register(commands: Any) -> None:
     listing.add_argument("--user", default="")
     listing.add_argument("--queue", default="")
     listing.add_argument("--limit", type=positive_int, default=1000)
+    listing.add_argument(
+        "--all",
+        action="store_true",
+        dest="include_archived",
+        help="also jobs that ended longer ago than the cluster's job retention (archived)",
+    )
     add_connection_flags(listing)
     add_json_flag(listing)
     listing.set_defaults(handler=list_command)
@@ -178,7 +184,11 @@ def list_command(args: argparse.Namespace) -> int:
     jobs = run_with_client(
         args,
         lambda client: client.list_jobs(
-            states=states, user=args.user, queue=args.queue, limit=args.limit
+            states=states,
+            user=args.user,
+            queue=args.queue,
+            limit=args.limit,
+            include_archived=args.include_archived,
         ),
     )
     if args.json:
@@ -209,6 +219,8 @@ def show_command(args: argparse.Namespace) -> int:
     spec = job.spec
     print(f"job {job.id} {spec.name}".rstrip())
     print(f"state: {_state(job.state)} ({job.reason})")
+    if job.archived:
+        print("archived: ended longer ago than the cluster's job retention")
     if job.queue_position:
         print(f"position {job.queue_position} in queue {spec.queue}")
     print(f"user: {job.user}   queue: {spec.queue}   priority: {spec.priority}")

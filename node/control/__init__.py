@@ -19,9 +19,11 @@ from node.control.commands import (
     CancelJob,
     Command,
     CommandDecodeError,
+    ForgetJobs,
     NodeLost,
     ReportRun,
     RevokeAssignment,
+    SetNodeDrain,
     SubmitJob,
     decode,
     encode,
@@ -36,7 +38,14 @@ from node.control.placement import (
     plan_cluster,
     waiting_reasons,
 )
-from node.control.records import ACTIVE_STATES, Assignment, ClusterJob, EndedRun, JobEvent
+from node.control.records import (
+    ACTIVE_STATES,
+    Assignment,
+    ClusterJob,
+    DrainRecord,
+    EndedRun,
+    JobEvent,
+)
 from node.control.results import ApplyResult, ErrorKind
 from node.control.state import ControlState, retry_backoff_us
 
@@ -52,14 +61,17 @@ __all__ = [
     "CommandDecodeError",
     "ControlSnapshotError",
     "ControlState",
+    "DrainRecord",
     "EndedRun",
     "ErrorKind",
+    "ForgetJobs",
     "GpuOffer",
     "JobEvent",
     "NodeLost",
     "NodeOffer",
     "ReportRun",
     "RevokeAssignment",
+    "SetNodeDrain",
     "SubmitJob",
     "decode",
     "encode",

@@ -1,4 +1,5 @@
-"""Job records to and from ``murmur.v1.ControlJob``, the snapshot's encoding.
+"""Job and drain records to and from ``murmur.v1.ControlJob`` and
+``murmur.v1.ControlNodeDrain``, the snapshot's encoding (a job's also the archive's).
 
 The one place that maps them: a field added to ``ClusterJob`` is added here and in
 ``proto/murmur/v1/control.proto``.
@@ -6,7 +7,7 @@ The one place that maps them: a field added to ``ClusterJob`` is added here and 
 
 from __future__ import annotations
 
-from node.control.records import Assignment, ClusterJob, EndedRun, JobEvent
+from node.control.records import Assignment, ClusterJob, DrainRecord, EndedRun, JobEvent
 from node.jobs import states
 from proto.murmur.v1 import control_pb2
 
@@ -126,3 +127,34 @@ def job_from_message(message: control_pb2.ControlJob) -> ClusterJob:
             for event in message.history
         ),
     )
+
+
+def drain_to_message(drain: DrainRecord) -> control_pb2.ControlNodeDrain:
+    return control_pb2.ControlNodeDrain(
+        node=drain.node, draining=drain.draining, by=drain.by, at_us=drain.at_us
+    )
+
+
+def drain_from_message(message: control_pb2.ControlNodeDrain) -> DrainRecord:
+    return DrainRecord(
+        node=message.node, draining=message.draining, by=message.by, at_us=message.at_us
+    )
+
+
+def job_to_bytes(job: ClusterJob) -> bytes:
+    """One job's ``ControlJob`` bytes (the archive keeps a forgotten job so)."""
+    return job_to_message(job).SerializeToString(deterministic=True)
+
+
+def job_from_bytes(data: bytes) -> ClusterJob:
+    """The job ``job_to_bytes`` encoded.
+
+    Raises:
+        ControlSnapshotError: not a ``ControlJob`` this version can read.
+    """
+    message = control_pb2.ControlJob()
+    try:
+        message.ParseFromString(data)
+    except Exception as exc:
+        raise ControlSnapshotError(f"not a control job: {exc}") from None
+    return job_from_message(message)

@@ -111,7 +111,45 @@ class RevokeAssignment:
     at_us: int
 
 
-Command = SubmitJob | CancelJob | AssignJob | ReportRun | NodeLost | RevokeAssignment
+@dataclass(frozen=True, slots=True)
+class SetNodeDrain:
+    """``node`` is drained (placement gives it nothing new) or undrained.
+
+    Proposed by the node itself when an admin asks, before it answers; ``at_us`` is
+    the node's own time, increasing from one of its drains to the next.
+    """
+
+    node: str
+    draining: bool
+    by: str
+    at_us: int
+
+
+MAX_FORGET_JOBS = 1000
+"""Job ids per ForgetJobs command: bounds the entry (about 16 bytes an id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetJobs:
+    """The leader forgets ended jobs whose end is ``retention_us`` or more before
+    ``at_us``; every voter checks each job itself, and skips one that is not ended or
+    not that old."""
+
+    job_ids: tuple[str, ...]
+    retention_us: int
+    at_us: int
+
+
+Command = (
+    SubmitJob
+    | CancelJob
+    | AssignJob
+    | ReportRun
+    | NodeLost
+    | RevokeAssignment
+    | SetNodeDrain
+    | ForgetJobs
+)
 
 
 def to_message(command: Command) -> control_pb2.ControlCommand:
@@ -176,6 +214,23 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     at_us=command.at_us,
                 )
             )
+        case SetNodeDrain():
+            message.set_node_drain.CopyFrom(
+                control_pb2.SetNodeDrainCommand(
+                    node=command.node,
+                    draining=command.draining,
+                    by=command.by,
+                    at_us=command.at_us,
+                )
+            )
+        case ForgetJobs():
+            message.forget_jobs.CopyFrom(
+                control_pb2.ForgetJobsCommand(
+                    job_ids=command.job_ids,
+                    retention_us=command.retention_us,
+                    at_us=command.at_us,
+                )
+            )
     return message
 
 
@@ -235,6 +290,12 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "revoke_assignment":
         revoke = message.revoke_assignment
         return RevokeAssignment(revoke.job_id, revoke.run_id, revoke.reason, revoke.at_us)
+    if kind == "set_node_drain":
+        drain = message.set_node_drain
+        return SetNodeDrain(drain.node, drain.draining, drain.by, drain.at_us)
+    if kind == "forget_jobs":
+        forget = message.forget_jobs
+        return ForgetJobs(tuple(forget.job_ids), forget.retention_us, forget.at_us)
     raise CommandDecodeError("the entry carries no command this version knows")
 
 

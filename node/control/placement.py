@@ -18,6 +18,10 @@ seeing only the nodes that offer the runtime as schedulable and what the passes
 before it took. When every schedulable node offers every runtime asked for (the
 usual case) there is one pass.
 
+Drains: a node the control state holds drained (``SetNodeDrain``) is closed,
+reason "draining", whatever its offer says: the log has the drain the moment the
+admin's command is acknowledged, gossip only later (``honour_drains``).
+
 Multi-node jobs (``spec.nodes > 1``) are not placed: they wait with a reason saying
 so, since an assignment names one node (gangs need an assignment per rank).
 """
@@ -25,7 +29,7 @@ so, since an assignment names one node (gangs need an assignment per rank).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import scheduler
@@ -95,6 +99,23 @@ class ClusterPlan:
     assignments: tuple[AssignJob, ...]
     waiting: tuple[scheduler.Waiting, ...]
     reservations: tuple[scheduler.Reservation, ...] = ()
+
+
+DRAINING = "draining"
+
+
+def honour_drains(state: ControlState, offers: Iterable[NodeOffer]) -> tuple[NodeOffer, ...]:
+    """``offers``, with every node the state holds drained closed ("draining"); a
+    node already closed keeps its own reason."""
+    drained = state.drained_nodes()
+    if not drained:
+        return tuple(offers)
+    return tuple(
+        replace(offer, schedulable=False, unschedulable_reason=DRAINING)
+        if offer.schedulable and offer.name in drained
+        else offer
+        for offer in offers
+    )
 
 
 def runtime_of(spec: types_pb2.JobSpec) -> str:
@@ -276,6 +297,7 @@ def plan_keeping_builder(
 ) -> Slices[tuple[ClusterPlan, OnePass | None]]:
     """``plan_in_slices``, returning with the plan what the next may build on when it
     was made in one pass (``OnePass``)."""
+    offers = honour_drains(state, offers)
     uses = {offer.name: _NodeUse(offer) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):

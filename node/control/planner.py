@@ -29,6 +29,7 @@ from node.control.placement import (
     NodeOffer,
     OnePass,
     assignment_of,
+    honour_drains,
     job_request,
     placed_jobs,
     plan_keeping_builder,
@@ -79,7 +80,7 @@ class QueuePlanner:
         """The plan of ``state``'s due queue on ``offers`` at ``now_us``, in slices
         (as ``plan_in_slices``). Returns the very last ``ClusterPlan`` object when
         nothing could change it."""
-        offers = tuple(offers)
+        offers = honour_drains(state, offers)  # a drain changes the state: a new plan
         last, self._last = self._last, None
         if last is not None and self._unchanged_but_submissions(last, state, offers, now_us):
             new_jobs = state.submitted_since_change(last.submissions)

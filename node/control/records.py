@@ -127,3 +127,20 @@ class ClusterJob:
     def shares_gpus(self) -> bool:
         """The job asked for GPUs and may share them with other sharing jobs."""
         return self.spec.gpus.share and self.spec.gpus.count > 0
+
+
+@dataclass(frozen=True, slots=True)
+class DrainRecord:
+    """The last SetNodeDrain the log holds for a node (an undrained node keeps its
+    record: the log has spoken, and the node's own flag must follow it).
+
+    Attributes:
+        draining: placement gives the node nothing new.
+        by: who asked, as the audit log names them.
+        at_us: when, by the node's own clock (increasing per node).
+    """
+
+    node: str
+    draining: bool
+    by: str
+    at_us: int

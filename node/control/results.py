@@ -49,10 +49,13 @@ class ApplyResult:
         ok: the command was applied (possibly as a no-op, e.g. a repeated cancel or an
             idempotent resubmission).
         job: the job the command named, as it is after the entry (also on most errors,
-            when it exists); None for NodeLost and for unknown jobs.
+            when it exists); None for NodeLost, SetNodeDrain, ForgetJobs and for
+            unknown jobs.
         error: why it was refused; None when ``ok``.
         message: a sentence for the caller; empty when ``ok``.
         changed: every job this entry changed, in submit order (for watchers).
+        forgotten: the jobs a ForgetJobs entry removed, as they were (each voter
+            archives them in its own store; the apply stays pure).
     """
 
     ok: bool
@@ -60,6 +63,7 @@ class ApplyResult:
     error: ErrorKind | None = None
     message: str = ""
     changed: tuple[ClusterJob, ...] = ()
+    forgotten: tuple[ClusterJob, ...] = ()
 
     def exception(self) -> errors.NodeError | None:
         """The domain error to raise for a refused command; None when ``ok``."""

@@ -26,6 +26,17 @@ Rules, one command at a time:
   run with retries left (and not stopped at its time limit) puts the job back to
   pending after a backoff (``retry_backoff_us``).
 - ``NodeLost``: every active run on the node ends lost, retried as above.
+- ``RevokeAssignment``: only for a scheduled job's current run (its node never
+  spoke of it): the job is pending again with its attempt unspent, or, with a
+  cancel pending, ends cancelled.
+- ``SetNodeDrain``: records whether the node is drained; while it is, an
+  ``AssignJob`` to it is stale (an acknowledged drain holds even against a plan
+  made before it). Asking for what the log already says changes nothing.
+- ``ForgetJobs``: removes each named job that ended ``retention_us`` or more
+  before the command's ``at_us`` (by its ``updated_at_us``: a job that ended never
+  changes again), from every index; any other is skipped. The result carries the
+  forgotten jobs, for each voter's archive. An idempotency key of a forgotten job
+  is forgotten with it.
 
 Every query is answered from indexes kept in step with the jobs, so applying a
 command costs the same with 100 jobs as with 100,000.
@@ -40,14 +51,17 @@ from collections.abc import Callable, Collection, Iterable
 from node.control import codec
 from node.control.codec import ControlSnapshotError
 from node.control.commands import (
+    MAX_FORGET_JOBS,
     REPORTABLE_STATES,
     AssignJob,
     CancelJob,
     Command,
     CommandDecodeError,
+    ForgetJobs,
     NodeLost,
     ReportRun,
     RevokeAssignment,
+    SetNodeDrain,
     SubmitJob,
     decode,
 )
@@ -57,6 +71,7 @@ from node.control.records import (
     PAST_RUNS_LIMIT,
     Assignment,
     ClusterJob,
+    DrainRecord,
     EndedRun,
     JobEvent,
 )
@@ -66,6 +81,14 @@ from node.jobs.validation import DEFAULT_QUEUE
 from proto.murmur.v1 import control_pb2
 
 SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT_WITH_DRAINS = 2
+"""A snapshot that holds drains says format 2, so a version that knows none refuses
+it rather than lose them; one without is format 1, byte for byte as before."""
+
+ENDED_ORDER_SLACK_US = 300_000_000
+"""``forgettable`` reads ended jobs in the order they ended and stops at the first
+that ended this much after the cutoff: end times come from several nodes' clocks,
+so the order is only nearly theirs."""
 
 DEFAULT_RETRY_BACKOFF_BASE_US = 5_000_000
 RETRY_BACKOFF_MAX_US = 300_000_000
@@ -114,6 +137,12 @@ class ControlState:
         self._active_runs: dict[str, str] = {}
         """run id → job id, for every active assignment."""
         self._by_idempotency: dict[tuple[str, str], str] = {}
+        self._ended: dict[str, None] = {}
+        """Every ended job, in the order it ended (after a restore: by end time). Read
+        only by ``forgettable``, a leader's query: the order may differ between a
+        voter that replayed the log and one that restored a snapshot."""
+        self._drains: dict[str, DrainRecord] = {}
+        self._drained: frozenset[str] = frozenset()
         self._other_changes += 1  # a restore replaces everything
         self._submitted_since_change: list[str] = []
 
@@ -197,6 +226,10 @@ class ControlState:
                 return self._node_lost(command)
             case RevokeAssignment():
                 return self._revoke(command)
+            case SetNodeDrain():
+                return self._set_drain(command)
+            case ForgetJobs():
+                return self._forget(command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         if command.idempotency_key:
@@ -288,6 +321,8 @@ class ControlState:
                 f"job {job.id} asks for {job.spec.gpus.count} GPUs, assigned {list(gpus)}",
                 job,
             )
+        if command.node in self._drained:
+            return refused(ErrorKind.STALE, f"node {command.node} is draining", job)
         if command.run_id in self._active_runs:
             holder = self._active_runs[command.run_id]
             return refused(
@@ -381,6 +416,10 @@ class ControlState:
             return refused(
                 ErrorKind.STALE, f"run {command.run_id} is {job.state} on {current.node}", job
             )
+        if job.cancel_requested:
+            # Cancelled before its node ever had it: it ends now, and is not placed again.
+            ended = self._end_run(job, states.CANCELLED, "", None, command.at_us, retryable=False)
+            return ApplyResult(ok=True, job=ended, changed=(ended,))
         reason = f"placed again: {command.reason}" if command.reason else "placed again"
         changed = self._change(
             job, command.at_us, state=states.PENDING, reason=reason,
@@ -388,6 +427,33 @@ class ControlState:
             event=f"run {current.run_id} taken back from {current.node}: {command.reason}",
         )  # fmt: skip
         return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _set_drain(self, command: SetNodeDrain) -> ApplyResult:
+        if not command.node:
+            return refused(ErrorKind.INVALID, "a drain names a node")
+        known = self._drains.get(command.node)
+        if known is not None and known.draining == command.draining:
+            return ApplyResult(ok=True)
+        self._drains[command.node] = DrainRecord(
+            command.node, command.draining, command.by, command.at_us
+        )
+        self._drained = frozenset(name for name, d in self._drains.items() if d.draining)
+        return ApplyResult(ok=True)
+
+    def _forget(self, command: ForgetJobs) -> ApplyResult:
+        if command.retention_us < 0:
+            return refused(ErrorKind.INVALID, f"retention is {command.retention_us} µs, < 0")
+        if len(command.job_ids) > MAX_FORGET_JOBS:
+            return refused(ErrorKind.INVALID, f"at most {MAX_FORGET_JOBS} jobs per command")
+        cutoff = command.at_us - command.retention_us
+        forgotten: list[ClusterJob] = []
+        for job_id in command.job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or not job.is_terminal or job.updated_at_us > cutoff:
+                continue
+            self._remove(job)
+            forgotten.append(job)
+        return ApplyResult(ok=True, forgotten=tuple(forgotten))
 
     def _end_run(
         self,
@@ -463,9 +529,13 @@ class ControlState:
             self._by_state[job.state][job.id] = None
             if job.idempotency_key:
                 self._by_idempotency.setdefault((job.user, job.idempotency_key), job.id)
+            if job.is_terminal:
+                self._ended[job.id] = None
         elif before.state != job.state:
             del self._by_state[before.state][job.id]
             self._by_state[job.state][job.id] = None
+            if job.is_terminal:
+                self._ended[job.id] = None
         old = before.assignment if before is not None else None
         new = job.assignment
         if old is new:
@@ -474,6 +544,16 @@ class ControlState:
             self._release(job.id, old)
         if new is not None and (old is None or old.run_id != new.run_id or old.node != new.node):
             self._hold(job, new)
+
+    def _remove(self, job: ClusterJob) -> None:
+        """Takes an ended job (it holds no run) out of the state and every index."""
+        assert job.assignment is None
+        del self._jobs[job.id]
+        del self._by_state[job.state][job.id]
+        self._ended.pop(job.id, None)
+        key = (job.user, job.idempotency_key)
+        if job.idempotency_key and self._by_idempotency.get(key) == job.id:
+            del self._by_idempotency[key]
 
     def _hold(self, job: ClusterJob, assignment: Assignment) -> None:
         self._active_runs[assignment.run_id] = job.id
@@ -562,6 +642,30 @@ class ControlState:
         job_id = self._by_idempotency.get((user, key)) if key else None
         return self._jobs[job_id] if job_id is not None else None
 
+    def forgettable(self, now_us: int, retention_us: int, limit: int) -> list[str]:
+        """Up to ``limit`` ids of jobs that ended ``retention_us`` or more before
+        ``now_us``, about the longest ended first (what the leader's ForgetJobs names)."""
+        cutoff = now_us - retention_us
+        found: list[str] = []
+        jobs = self._jobs
+        for job_id in self._ended:
+            ended_at = jobs[job_id].updated_at_us
+            if ended_at <= cutoff:
+                found.append(job_id)
+                if len(found) >= limit:
+                    break
+            elif ended_at > cutoff + ENDED_ORDER_SLACK_US:
+                break
+        return found
+
+    def drains(self) -> list[DrainRecord]:
+        """Every node the log holds a drain (or undrain) of, by name."""
+        return [self._drains[name] for name in sorted(self._drains)]
+
+    def drained_nodes(self) -> frozenset[str]:
+        """Nodes drained in the log: placement gives them nothing new."""
+        return self._drained
+
     def __len__(self) -> int:
         return len(self._jobs)
 
@@ -578,12 +682,15 @@ class ControlState:
         state has become meanwhile."""
         applied_index = self._applied_index
         jobs = list(self._jobs.values())
+        drains = self.drains()
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
-                format=SNAPSHOT_FORMAT, applied_index=applied_index
+                format=SNAPSHOT_FORMAT_WITH_DRAINS if drains else SNAPSHOT_FORMAT,
+                applied_index=applied_index,
             )
             message.jobs.extend(codec.job_to_message(job) for job in jobs)
+            message.drains.extend(codec.drain_to_message(drain) for drain in drains)
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -602,15 +709,22 @@ class ControlState:
             message.ParseFromString(data)
         except Exception as exc:
             raise ControlSnapshotError(f"not a control snapshot: {exc}") from None
-        if message.format != SNAPSHOT_FORMAT:
+        if message.format not in (SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_DRAINS):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
         jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
         if len({job.id for job in jobs}) != len(jobs):
             raise ControlSnapshotError("the snapshot holds a job id twice")
+        drains = [codec.drain_from_message(drain) for drain in message.drains]
+        if len({drain.node for drain in drains}) != len(drains):
+            raise ControlSnapshotError("the snapshot holds a node's drain twice")
         self._reset()
         self._applied_index = message.applied_index
         for job in jobs:
             self._put(None, job)
+        by_end = sorted(self._ended, key=lambda job_id: _end_order(self._jobs[job_id]))
+        self._ended = dict.fromkeys(by_end)
+        self._drains = {drain.node: drain for drain in sorted(drains, key=lambda d: d.node)}
+        self._drained = frozenset(drain.node for drain in drains if drain.draining)
 
     @classmethod
     def from_snapshot(
@@ -628,3 +742,7 @@ class ControlState:
 
 def _submit_order(job: ClusterJob) -> int:
     return job.submit_order
+
+
+def _end_order(job: ClusterJob) -> tuple[int, int]:
+    return job.updated_at_us, job.submit_order

@@ -236,6 +236,36 @@ class JobManager:
             InvalidArgumentError: it names a GPU twice.
         """
         await self._ready.wait()
+        assert self._tasks is not None
+        # The caller's deadline (a gRPC deadline, or the leader's own wait on an
+        # in-process call) may cancel this call at any await. A start cut short there
+        # would leave a run recorded "starting", or holding its GPUs, with no task to
+        # start it: stuck for good. So the start runs to its end in a task of its own,
+        # whatever becomes of the call that asked for it.
+        outcome: asyncio.Future[RunRecord] = asyncio.get_running_loop().create_future()
+        # Read the outcome even when nobody waits for it any more.
+        outcome.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._tasks.create_task(
+            self._start_into(assignment, outcome), name=f"start-{assignment.run_id}"
+        )
+        return await asyncio.shield(outcome)
+
+    async def _start_into(
+        self, assignment: RunAssignment, outcome: asyncio.Future[RunRecord]
+    ) -> None:
+        """Runs ``_start`` for a caller that may be gone: its refusal goes to the
+        caller, never to the task group (which would stop every run's task)."""
+        try:
+            record = await self._start(assignment)
+        except Exception as exc:
+            outcome.set_exception(exc)
+        except BaseException:
+            outcome.cancel()
+            raise
+        else:
+            outcome.set_result(record)
+
+    async def _start(self, assignment: RunAssignment) -> RunRecord:
         async with self._lock:
             await self._fence(assignment.term)
             await self._renew(assignment.lease_seconds)
@@ -243,7 +273,12 @@ class JobManager:
             if known is not None:
                 return known.record
             with suppress(RecordNotFoundError):
-                return await self._store.get_run(assignment.run_id)
+                known_record = await self._store.get_run(assignment.run_id)
+                if not known_record.is_active:
+                    # The leader sends a run again only when it has not heard its end
+                    # (it ended long ago, while no leader listened): tell it again.
+                    self._on_run_change(known_record)
+                return known_record
             self._check_gpus(assignment)
             run = self._new_run(assignment)
             gpus = ",".join(str(index) for index in run.record.gpu_indices) or "none"
@@ -255,9 +290,10 @@ class JobManager:
             self._spawn(run)
             return run.record
 
-    async def stop_run(self, run_id: str, *, term: int, reason: str) -> bool:
-        """Asks the run to stop; its end is recorded as cancelled with ``reason``.
-        Returns False when the run is unknown here or has already ended.
+    async def stop_run(self, run_id: str, *, term: int, reason: str, lost: bool = False) -> bool:
+        """Asks the run to stop; its end is recorded as cancelled with ``reason`` (lost,
+        when ``lost``: the leader gave it up, and its job may run again). Returns False
+        when the run is unknown here or has already ended.
 
         Raises:
             StaleAssignmentError: ``term`` is older than the highest seen.
@@ -268,7 +304,10 @@ class JobManager:
             run = self._active.get(run_id)
             if run is None:
                 return False
-            run.request_stop(states.CANCELLED, reason or "cancelled by the leader")
+            if lost:
+                run.request_stop(states.LOST, reason or "lost: given up by the leader")
+            else:
+                run.request_stop(states.CANCELLED, reason or "cancelled by the leader")
             return True
 
     async def runs_report(self, *, term: int, lease_seconds: float) -> list[RunRecord]:

@@ -14,6 +14,14 @@ one loop:
   with (term, sequence);
 - reconciles again every ``RECONCILE_INTERVAL_SECONDS``, which also renews the
   runs' lease on every node it reaches;
+- sees that every run reaches an end: a run its node does not have is sent again
+  (idempotently: a node starts a run id at most once), or, when its job was
+  cancelled meanwhile, taken back and its job ended at once; a run still
+  scheduled or starting ``start_timeout_seconds`` after this leader first saw it
+  is given up: its node is asked to stop it and records it lost (one it never had
+  is committed lost here, once no call that could still start it is in flight),
+  and its job retries as its policy says. Each such recovery is logged with the
+  run's id;
 - gives up the runs of a node gossip holds dead, once their lease has surely
   expired: no contact from this leader for ``lease_seconds`` plus a margin, and
   this leader has led at least that long (the previous leader may have renewed
@@ -30,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -80,6 +89,10 @@ PLAN_BREATHER_SECONDS = 0.001
 ``PLAN_BREATHER_SECONDS`` after each in which requests go on: a call that needs a
 few turns of the event loop is not held up a burst per turn."""
 
+DEFAULT_START_TIMEOUT_SECONDS = 600.0
+"""How long a run may stay scheduled or starting (an image pull included) before the
+leader gives it up (node config ``run_start_timeout_seconds``)."""
+
 IDLE_WAKE_SECONDS = 0.5
 """A placement pass runs at least this often while leading (backoffs end, nodes
 change)."""
@@ -108,6 +121,7 @@ class LeaderDuties:
         lease_seconds: float,
         local_address: str,
         stop_grace_seconds: float = 10.0,
+        start_timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS,
     ) -> None:
         self._consensus = consensus
         self._control = control
@@ -116,6 +130,7 @@ class LeaderDuties:
         self._peers = peers
         self._lease_seconds = lease_seconds
         self._stop_grace_seconds = stop_grace_seconds
+        self._start_timeout = start_timeout_seconds
         # Renewals must reach every node well within its lease, however short.
         self._renew_interval = min(RECONCILE_INTERVAL_SECONDS, lease_seconds / 3)
         self._call_timeout = min(CALL_TIMEOUT_SECONDS, lease_seconds / 3)
@@ -131,7 +146,12 @@ class LeaderDuties:
         """StartRun calls made per run id in this term: only a run whose one and only
         call was refused may be taken back."""
         self._revoking: set[str] = set()
-        """Run ids being taken back: never sent again."""
+        """Run ids being taken back or given up: never sent again."""
+        self._unstarted_since: dict[str, float] = {}
+        """Run id → when this leader first saw its job scheduled or starting (monotonic):
+        the start of the run's ``start_timeout_seconds``."""
+        self._last_start_sent: dict[str, float] = {}
+        """Run id → when this leader last sent its StartRun (monotonic)."""
         self._unreachable: set[str] = set()
         """Nodes whose last call from this leader failed: offered nothing until one
         succeeds (gossip may still hold a node alive that just died)."""
@@ -173,6 +193,8 @@ class LeaderDuties:
         self._unreachable.clear()
         self._start_attempts.clear()
         self._revoking.clear()
+        self._unstarted_since.clear()
+        self._last_start_sent.clear()
         self._planner.forget()  # another leader may have changed anything meanwhile
         await self._reconcile(term)
         renewals = asyncio.create_task(self._keep_reconciling(term))
@@ -298,12 +320,13 @@ class LeaderDuties:
         assignment = job.assignment
         if assignment is None or assignment.run_id in self._revoking:
             return
-        attempts = self._start_attempts[assignment.run_id] = (
-            self._start_attempts.get(assignment.run_id, 0) + 1
-        )
         address = self._address_of(assignment.node)
         if address is None:
             return  # reconciliation retries; node loss gives it up
+        attempts = self._start_attempts[assignment.run_id] = (
+            self._start_attempts.get(assignment.run_id, 0) + 1
+        )
+        self._last_start_sent[assignment.run_id] = time.monotonic()
         request = node_pb2.StartRunRequest(
             job_id=job.id,
             run_id=assignment.run_id,
@@ -382,6 +405,13 @@ class LeaderDuties:
         }
         self._start_attempts = {r: n for r, n in self._start_attempts.items() if r in active}
         self._revoking &= active
+        self._last_start_sent = {r: t for r, t in self._last_start_sent.items() if r in active}
+        unstarted = {
+            job.assignment.run_id
+            for job in self._control.jobs(states=(states.SCHEDULED, states.STARTING))
+            if job.assignment is not None
+        }
+        self._unstarted_since = {r: t for r, t in self._unstarted_since.items() if r in unstarted}
 
     async def _reconcile(self, term: int) -> None:
         """Compare every reachable node's runs with the log and settle differences
@@ -421,13 +451,24 @@ class LeaderDuties:
             assert assignment is not None
             run = by_id.get(assignment.run_id)
             if run is None:
-                self._send_start(term, job)  # never arrived (or the node lost it)
+                await self._settle_missing(term, job)
                 continue
             seen = _run_state(run)
             if seen != job.state and seen != states.PENDING:
                 await self._commit(report_of(job.id, node, run))
             elif job.cancel_requested and seen in (states.STARTING, states.RUNNING):
                 await self._stop(term, node, run.id, job.cancel_reason or "cancelled")
+            elif seen in (states.STARTING, states.PENDING) and self._overdue(job):
+                if run.id not in self._revoking:
+                    self._revoking.add(run.id)
+                    _log.warning(
+                        "run %s of job %s did not start on %s within %g s; giving it up",
+                        run.id, job.id, node, self._start_timeout,
+                        extra={"event": "leader.run_overdue", "run": run.id, "job": job.id},
+                    )  # fmt: skip
+                # Until its node records the end (the stop waits out a start in progress).
+                reason = f"lost: did not start on {node} within {self._start_timeout:g} s"
+                await self._stop(term, node, run.id, reason, lost=True)
         for run in runs:
             if _run_state(run) not in (states.STARTING, states.RUNNING):
                 continue
@@ -436,13 +477,78 @@ class LeaderDuties:
             if current is None or current.run_id != run.id or current.node != node:
                 await self._stop(term, node, run.id, "stale: the cluster placed this job elsewhere")
 
-    async def _stop(self, term: int, node: str, run_id: str, reason: str) -> None:
+    async def _settle_missing(self, term: int, job: ClusterJob) -> None:
+        """The job's node does not have its run: it never arrived, or is on its way.
+
+        A cancelled job is taken back and ends at once (a copy that still lands is
+        stopped as stale by the next reconciliation, and nothing is placed again). A
+        run overdue is given up once no StartRun that could still start it is in
+        flight. Any other is sent again: the node starts a run id at most once.
+        """
+        assignment = job.assignment
+        assert assignment is not None
+        run_id, node = assignment.run_id, assignment.node
+        if job.cancel_requested and job.state == states.SCHEDULED:
+            if run_id not in self._revoking:
+                self._revoking.add(run_id)
+                _log.info(
+                    "run %s of cancelled job %s never reached %s: ending the job",
+                    run_id, job.id, node,
+                    extra={"event": "leader.cancel_unstarted", "run": run_id, "job": job.id},
+                )  # fmt: skip
+                await self._commit(
+                    RevokeAssignment(
+                        job_id=job.id, run_id=run_id, at_us=now_us(),
+                        reason=f"cancelled before {node} started it",
+                    )
+                )  # fmt: skip
+            return
+        if not self._overdue(job):
+            if run_id not in self._revoking:
+                if assignment.run_id in self._last_start_sent:
+                    _log.info(
+                        "run %s of job %s is not on %s: sending it again", run_id, job.id, node,
+                        extra={"event": "leader.run_redriven", "run": run_id, "job": job.id},
+                    )  # fmt: skip
+                self._send_start(term, job)
+            return
+        if run_id not in self._revoking:
+            self._revoking.add(run_id)  # send it no more; give it up once none is in flight
+            _log.warning(
+                "run %s of job %s never started on %s within %g s; giving it up",
+                run_id, job.id, node, self._start_timeout,
+                extra={"event": "leader.run_overdue", "run": run_id, "job": job.id},
+            )  # fmt: skip
+        last_sent = self._last_start_sent.get(run_id, -math.inf)
+        if time.monotonic() - last_sent <= 2 * self._call_timeout:
+            return  # a StartRun may still be on its way there
+        await self._commit(
+            ReportRun(
+                job_id=job.id, run_id=run_id, node=node, state=states.LOST, exit_code=None,
+                reason=f"lost: {node} never started it within {self._start_timeout:g} s",
+                at_us=now_us(),
+            )
+        )  # fmt: skip
+
+    def _overdue(self, job: ClusterJob) -> bool:
+        """Whether the job's run has been scheduled or starting longer than the start
+        timeout, counted from when this leader first saw it so (a new leader's clock
+        starts afresh: it gives a run more time, never less)."""
+        if job.assignment is None or job.state not in (states.SCHEDULED, states.STARTING):
+            return False
+        now = time.monotonic()
+        since = self._unstarted_since.setdefault(job.assignment.run_id, now)
+        return now - since > self._start_timeout
+
+    async def _stop(
+        self, term: int, node: str, run_id: str, reason: str, *, lost: bool = False
+    ) -> None:
         address = self._address_of(node)
         if address is None:
             return
         with contextlib.suppress(grpc.aio.AioRpcError):
             await self._peers.node_stub(address).StopRun(
-                node_pb2.StopRunRequest(run_id=run_id, term=term, reason=reason),
+                node_pb2.StopRunRequest(run_id=run_id, term=term, reason=reason, lost=lost),
                 timeout=self._call_timeout,
             )
 
@@ -463,13 +569,16 @@ class LeaderDuties:
 
     async def stop_cancelled(self, job: ClusterJob) -> None:
         """A cancel was committed for a running job: tell its node now rather than at
-        the next reconciliation."""
+        the next reconciliation. A run still scheduled may never have reached its
+        node: the node's runs are compared at once, so such a job ends now."""
         if job.assignment is None or not self._consensus.is_leader:
             return
+        term = self._consensus.raft.term
         await self._stop(
-            self._consensus.raft.term, job.assignment.node, job.assignment.run_id,
-            job.cancel_reason or "cancelled",
-        )  # fmt: skip
+            term, job.assignment.node, job.assignment.run_id, job.cancel_reason or "cancelled"
+        )
+        if job.state == states.SCHEDULED and self._leads(term):
+            await self._reconcile_node(term, job.assignment.node)
 
     async def _give_up_dead_nodes(self, term: int) -> None:
         now = time.monotonic()

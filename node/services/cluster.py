@@ -166,7 +166,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def DrainNode(
         self, request: cluster_pb2.DrainNodeRequest, context: Context
     ) -> types_pb2.NodeInfo:
-        """Drains this node, or asks the named node to drain itself (it owns the flag)."""
+        """Drains this node, or asks the named node to drain itself. Either way the
+        node commits the drain to the control log before it answers (node/drain.py),
+        so once this returns the leader places nothing new there."""
         draining = not request.undrain
         admin = current_caller().name
         if not request.name or request.name == self._name:

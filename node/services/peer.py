@@ -156,4 +156,10 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
             )
         via = current_caller().name
         who = f"{request.requested_by} (via {via})" if request.requested_by else via
+        if request.from_log:
+            # The leader: the log holds this drain already; only the flag follows.
+            return await self._drain.follow_log(
+                request.draining, at_us=request.at_us, requested_by=request.requested_by or via
+            )
+        # Committed to the control log before the answer (NodeDrain.set).
         return await self._drain.set(request.draining, requested_by=who)

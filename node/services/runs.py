@@ -57,7 +57,9 @@ async def start_run(
 async def stop_run(
     executor: JobManager, request: node_pb2.StopRunRequest
 ) -> node_pb2.StopRunResponse:
-    await executor.stop_run(request.run_id, term=request.term, reason=request.reason)
+    await executor.stop_run(
+        request.run_id, term=request.term, reason=request.reason, lost=request.lost
+    )
     return node_pb2.StopRunResponse()
 
 

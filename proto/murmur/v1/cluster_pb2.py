@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from proto.murmur.v1 import types_pb2 as proto_dot_murmur_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/murmur/v1/cluster.proto\x12\tmurmur.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bproto/murmur/v1/types.proto\"\x0f\n\rWhoAmIRequest\"E\n\x0eWhoAmIResponse\x12%\n\x08identity\x18\x01 \x01(\x0b\x32\x13.murmur.v1.Identity\x12\x0c\n\x04node\x18\x02 \x01(\t\"\x12\n\x10GetStatusRequest\"\xbc\x02\n\rClusterStatus\x12\x13\n\x0b\x61nswered_by\x18\x01 \x01(\t\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x0e\n\x06voters\x18\x04 \x03(\t\x12\"\n\x05nodes\x18\x05 \x03(\x0b\x32\x13.murmur.v1.NodeInfo\x12\x12\n\ngpus_total\x18\x06 \x01(\r\x12\x11\n\tgpus_free\x18\x07 \x01(\r\x12\x16\n\x0egpus_simulated\x18\x08 \x01(\x08\x12@\n\rjobs_by_state\x18\t \x03(\x0b\x32).murmur.v1.ClusterStatus.JobsByStateEntry\x12\x0f\n\x07version\x18\n \x01(\t\x1a\x32\n\x10JobsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"7\n\x11ListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.murmur.v1.NodeInfo\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x10\x44rainNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07undrain\x18\x02 \x01(\x08\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12RemoveNodeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11WatchNodesRequest\"M\n\x10SubmitJobRequest\x12 \n\x04spec\x18\x01 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"v\n\x0fListJobsRequest\x12#\n\x06states\x18\x01 \x03(\x0e\x32\x13.murmur.v1.JobState\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.murmur.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\".\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"T\n\x10WatchJobsRequest\x12#\n\x06states\x18\x01 \x03(\x0e\x32\x13.murmur.v1.JobState\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\"l\n\x11StreamLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x13\n\x0b\x66rom_offset\x18\x04 \x01(\x04\x12\x12\n\ntail_lines\x18\x05 \x01(\r\"/\n\x11\x41\x64\x64\x44\x61tasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"u\n\x12\x41\x64\x64\x44\x61tasetProgress\x12.\n\x04scan\x18\x01 \x01(\x0b\x32\x1e.murmur.v1.DatasetScanProgressH\x00\x12%\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x12.murmur.v1.DatasetH\x00\x42\x08\n\x06update\"\x94\x01\n\x13\x44\x61tasetScanProgress\x12\x0f\n\x07listing\x18\x01 \x01(\x08\x12\x13\n\x0b\x66iles_total\x18\x02 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x03 \x01(\x04\x12\x15\n\rfiles_scanned\x18\x04 \x01(\x04\x12\x15\n\rbytes_scanned\x18\x05 \x01(\x04\x12\x14\n\x0c\x63urrent_path\x18\x06 \x01(\t\"#\n\x13ListDatasetsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"<\n\x14ListDatasetsResponse\x12$\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x12.murmur.v1.Dataset\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x12WatchEventsRequest\x12\x10\n\x08since_id\x18\x01 \x01(\x04\x12\x0f\n\x07subject\x18\x02 \x01(\t\"B\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tbefore_id\x18\x02 \x01(\x04\x12\x0c\n\x04user\x18\x03 \x01(\t\"<\n\x11ListAuditResponse\x12\'\n\x07records\x18\x01 \x03(\x0b\x32\x16.murmur.v1.AuditRecord\"-\n\x16\x43reateJoinTokenRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\r\"j\n\x17\x43reateJoinTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x03 \x01(\t\"m\n\x1bIssueUserCertificateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.murmur.v1.Role\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x10\n\x08ttl_days\x18\x04 \x01(\r\"S\n\x1cIssueUserCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x32\xc5\x0b\n\x0e\x43lusterService\x12=\n\x06WhoAmI\x12\x18.murmur.v1.WhoAmIRequest\x1a\x19.murmur.v1.WhoAmIResponse\x12\x42\n\tGetStatus\x12\x1b.murmur.v1.GetStatusRequest\x1a\x18.murmur.v1.ClusterStatus\x12\x46\n\tListNodes\x12\x1b.murmur.v1.ListNodesRequest\x1a\x1c.murmur.v1.ListNodesResponse\x12\x39\n\x07GetNode\x12\x19.murmur.v1.GetNodeRequest\x1a\x13.murmur.v1.NodeInfo\x12=\n\tDrainNode\x12\x1b.murmur.v1.DrainNodeRequest\x1a\x13.murmur.v1.NodeInfo\x12I\n\nRemoveNode\x12\x1c.murmur.v1.RemoveNodeRequest\x1a\x1d.murmur.v1.RemoveNodeResponse\x12\x41\n\nWatchNodes\x12\x1c.murmur.v1.WatchNodesRequest\x1a\x13.murmur.v1.NodeInfo0\x01\x12\x38\n\tSubmitJob\x12\x1b.murmur.v1.SubmitJobRequest\x1a\x0e.murmur.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.murmur.v1.ListJobsRequest\x1a\x1b.murmur.v1.ListJobsResponse\x12\x32\n\x06GetJob\x12\x18.murmur.v1.GetJobRequest\x1a\x0e.murmur.v1.Job\x12\x38\n\tCancelJob\x12\x1b.murmur.v1.CancelJobRequest\x1a\x0e.murmur.v1.Job\x12:\n\tWatchJobs\x12\x1b.murmur.v1.WatchJobsRequest\x1a\x0e.murmur.v1.Job0\x01\x12@\n\nStreamLogs\x12\x1c.murmur.v1.StreamLogsRequest\x1a\x12.murmur.v1.LogLine0\x01\x12>\n\nAddDataset\x12\x1c.murmur.v1.AddDatasetRequest\x1a\x12.murmur.v1.Dataset\x12W\n\x16\x41\x64\x64\x44\x61tasetWithProgress\x12\x1c.murmur.v1.AddDatasetRequest\x1a\x1d.murmur.v1.AddDatasetProgress0\x01\x12O\n\x0cListDatasets\x12\x1e.murmur.v1.ListDatasetsRequest\x1a\x1f.murmur.v1.ListDatasetsResponse\x12>\n\nGetDataset\x12\x1c.murmur.v1.GetDatasetRequest\x1a\x12.murmur.v1.Dataset\x12@\n\x0bWatchEvents\x12\x1d.murmur.v1.WatchEventsRequest\x1a\x10.murmur.v1.Event0\x01\x12\x46\n\tListAudit\x12\x1b.murmur.v1.ListAuditRequest\x1a\x1c.murmur.v1.ListAuditResponse\x12X\n\x0f\x43reateJoinToken\x12!.murmur.v1.CreateJoinTokenRequest\x1a\".murmur.v1.CreateJoinTokenResponse\x12g\n\x14IssueUserCertificate\x12&.murmur.v1.IssueUserCertificateRequest\x1a\'.murmur.v1.IssueUserCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/murmur/v1/cluster.proto\x12\tmurmur.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bproto/murmur/v1/types.proto\"\x0f\n\rWhoAmIRequest\"E\n\x0eWhoAmIResponse\x12%\n\x08identity\x18\x01 \x01(\x0b\x32\x13.murmur.v1.Identity\x12\x0c\n\x04node\x18\x02 \x01(\t\"\x12\n\x10GetStatusRequest\"\xbc\x02\n\rClusterStatus\x12\x13\n\x0b\x61nswered_by\x18\x01 \x01(\t\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x0e\n\x06voters\x18\x04 \x03(\t\x12\"\n\x05nodes\x18\x05 \x03(\x0b\x32\x13.murmur.v1.NodeInfo\x12\x12\n\ngpus_total\x18\x06 \x01(\r\x12\x11\n\tgpus_free\x18\x07 \x01(\r\x12\x16\n\x0egpus_simulated\x18\x08 \x01(\x08\x12@\n\rjobs_by_state\x18\t \x03(\x0b\x32).murmur.v1.ClusterStatus.JobsByStateEntry\x12\x0f\n\x07version\x18\n \x01(\t\x1a\x32\n\x10JobsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"7\n\x11ListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.murmur.v1.NodeInfo\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x10\x44rainNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07undrain\x18\x02 \x01(\x08\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12RemoveNodeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11WatchNodesRequest\"M\n\x10SubmitJobRequest\x12 \n\x04spec\x18\x01 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x90\x01\n\x0fListJobsRequest\x12#\n\x06states\x18\x01 \x03(\x0e\x32\x13.murmur.v1.JobState\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x18\n\x10include_archived\x18\x06 \x01(\x08\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.murmur.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\".\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"T\n\x10WatchJobsRequest\x12#\n\x06states\x18\x01 \x03(\x0e\x32\x13.murmur.v1.JobState\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\"l\n\x11StreamLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x13\n\x0b\x66rom_offset\x18\x04 \x01(\x04\x12\x12\n\ntail_lines\x18\x05 \x01(\r\"/\n\x11\x41\x64\x64\x44\x61tasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"u\n\x12\x41\x64\x64\x44\x61tasetProgress\x12.\n\x04scan\x18\x01 \x01(\x0b\x32\x1e.murmur.v1.DatasetScanProgressH\x00\x12%\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x12.murmur.v1.DatasetH\x00\x42\x08\n\x06update\"\x94\x01\n\x13\x44\x61tasetScanProgress\x12\x0f\n\x07listing\x18\x01 \x01(\x08\x12\x13\n\x0b\x66iles_total\x18\x02 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x03 \x01(\x04\x12\x15\n\rfiles_scanned\x18\x04 \x01(\x04\x12\x15\n\rbytes_scanned\x18\x05 \x01(\x04\x12\x14\n\x0c\x63urrent_path\x18\x06 \x01(\t\"#\n\x13ListDatasetsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"<\n\x14ListDatasetsResponse\x12$\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x12.murmur.v1.Dataset\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x12WatchEventsRequest\x12\x10\n\x08since_id\x18\x01 \x01(\x04\x12\x0f\n\x07subject\x18\x02 \x01(\t\"B\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tbefore_id\x18\x02 \x01(\x04\x12\x0c\n\x04user\x18\x03 \x01(\t\"<\n\x11ListAuditResponse\x12\'\n\x07records\x18\x01 \x03(\x0b\x32\x16.murmur.v1.AuditRecord\"-\n\x16\x43reateJoinTokenRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\r\"j\n\x17\x43reateJoinTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x03 \x01(\t\"m\n\x1bIssueUserCertificateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.murmur.v1.Role\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x10\n\x08ttl_days\x18\x04 \x01(\r\"S\n\x1cIssueUserCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x32\xc5\x0b\n\x0e\x43lusterService\x12=\n\x06WhoAmI\x12\x18.murmur.v1.WhoAmIRequest\x1a\x19.murmur.v1.WhoAmIResponse\x12\x42\n\tGetStatus\x12\x1b.murmur.v1.GetStatusRequest\x1a\x18.murmur.v1.ClusterStatus\x12\x46\n\tListNodes\x12\x1b.murmur.v1.ListNodesRequest\x1a\x1c.murmur.v1.ListNodesResponse\x12\x39\n\x07GetNode\x12\x19.murmur.v1.GetNodeRequest\x1a\x13.murmur.v1.NodeInfo\x12=\n\tDrainNode\x12\x1b.murmur.v1.DrainNodeRequest\x1a\x13.murmur.v1.NodeInfo\x12I\n\nRemoveNode\x12\x1c.murmur.v1.RemoveNodeRequest\x1a\x1d.murmur.v1.RemoveNodeResponse\x12\x41\n\nWatchNodes\x12\x1c.murmur.v1.WatchNodesRequest\x1a\x13.murmur.v1.NodeInfo0\x01\x12\x38\n\tSubmitJob\x12\x1b.murmur.v1.SubmitJobRequest\x1a\x0e.murmur.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.murmur.v1.ListJobsRequest\x1a\x1b.murmur.v1.ListJobsResponse\x12\x32\n\x06GetJob\x12\x18.murmur.v1.GetJobRequest\x1a\x0e.murmur.v1.Job\x12\x38\n\tCancelJob\x12\x1b.murmur.v1.CancelJobRequest\x1a\x0e.murmur.v1.Job\x12:\n\tWatchJobs\x12\x1b.murmur.v1.WatchJobsRequest\x1a\x0e.murmur.v1.Job0\x01\x12@\n\nStreamLogs\x12\x1c.murmur.v1.StreamLogsRequest\x1a\x12.murmur.v1.LogLine0\x01\x12>\n\nAddDataset\x12\x1c.murmur.v1.AddDatasetRequest\x1a\x12.murmur.v1.Dataset\x12W\n\x16\x41\x64\x64\x44\x61tasetWithProgress\x12\x1c.murmur.v1.AddDatasetRequest\x1a\x1d.murmur.v1.AddDatasetProgress0\x01\x12O\n\x0cListDatasets\x12\x1e.murmur.v1.ListDatasetsRequest\x1a\x1f.murmur.v1.ListDatasetsResponse\x12>\n\nGetDataset\x12\x1c.murmur.v1.GetDatasetRequest\x1a\x12.murmur.v1.Dataset\x12@\n\x0bWatchEvents\x12\x1d.murmur.v1.WatchEventsRequest\x1a\x10.murmur.v1.Event0\x01\x12\x46\n\tListAudit\x12\x1b.murmur.v1.ListAuditRequest\x1a\x1c.murmur.v1.ListAuditResponse\x12X\n\x0f\x43reateJoinToken\x12!.murmur.v1.CreateJoinTokenRequest\x1a\".murmur.v1.CreateJoinTokenResponse\x12g\n\x14IssueUserCertificate\x12&.murmur.v1.IssueUserCertificateRequest\x1a\'.murmur.v1.IssueUserCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,44 +61,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHNODESREQUEST']._serialized_end=783
   _globals['_SUBMITJOBREQUEST']._serialized_start=785
   _globals['_SUBMITJOBREQUEST']._serialized_end=862
-  _globals['_LISTJOBSREQUEST']._serialized_start=864
-  _globals['_LISTJOBSREQUEST']._serialized_end=982
-  _globals['_LISTJOBSRESPONSE']._serialized_start=984
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1057
-  _globals['_GETJOBREQUEST']._serialized_start=1059
-  _globals['_GETJOBREQUEST']._serialized_end=1086
-  _globals['_CANCELJOBREQUEST']._serialized_start=1088
-  _globals['_CANCELJOBREQUEST']._serialized_end=1134
-  _globals['_WATCHJOBSREQUEST']._serialized_start=1136
-  _globals['_WATCHJOBSREQUEST']._serialized_end=1220
-  _globals['_STREAMLOGSREQUEST']._serialized_start=1222
-  _globals['_STREAMLOGSREQUEST']._serialized_end=1330
-  _globals['_ADDDATASETREQUEST']._serialized_start=1332
-  _globals['_ADDDATASETREQUEST']._serialized_end=1379
-  _globals['_ADDDATASETPROGRESS']._serialized_start=1381
-  _globals['_ADDDATASETPROGRESS']._serialized_end=1498
-  _globals['_DATASETSCANPROGRESS']._serialized_start=1501
-  _globals['_DATASETSCANPROGRESS']._serialized_end=1649
-  _globals['_LISTDATASETSREQUEST']._serialized_start=1651
-  _globals['_LISTDATASETSREQUEST']._serialized_end=1686
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=1688
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=1748
-  _globals['_GETDATASETREQUEST']._serialized_start=1750
-  _globals['_GETDATASETREQUEST']._serialized_end=1783
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1785
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1840
-  _globals['_LISTAUDITREQUEST']._serialized_start=1842
-  _globals['_LISTAUDITREQUEST']._serialized_end=1908
-  _globals['_LISTAUDITRESPONSE']._serialized_start=1910
-  _globals['_LISTAUDITRESPONSE']._serialized_end=1970
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1972
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2017
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=2019
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=2125
-  _globals['_ISSUEUSERCERTIFICATEREQUEST']._serialized_start=2127
-  _globals['_ISSUEUSERCERTIFICATEREQUEST']._serialized_end=2236
-  _globals['_ISSUEUSERCERTIFICATERESPONSE']._serialized_start=2238
-  _globals['_ISSUEUSERCERTIFICATERESPONSE']._serialized_end=2321
-  _globals['_CLUSTERSERVICE']._serialized_start=2324
-  _globals['_CLUSTERSERVICE']._serialized_end=3801
+  _globals['_LISTJOBSREQUEST']._serialized_start=865
+  _globals['_LISTJOBSREQUEST']._serialized_end=1009
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1011
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1084
+  _globals['_GETJOBREQUEST']._serialized_start=1086
+  _globals['_GETJOBREQUEST']._serialized_end=1113
+  _globals['_CANCELJOBREQUEST']._serialized_start=1115
+  _globals['_CANCELJOBREQUEST']._serialized_end=1161
+  _globals['_WATCHJOBSREQUEST']._serialized_start=1163
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1247
+  _globals['_STREAMLOGSREQUEST']._serialized_start=1249
+  _globals['_STREAMLOGSREQUEST']._serialized_end=1357
+  _globals['_ADDDATASETREQUEST']._serialized_start=1359
+  _globals['_ADDDATASETREQUEST']._serialized_end=1406
+  _globals['_ADDDATASETPROGRESS']._serialized_start=1408
+  _globals['_ADDDATASETPROGRESS']._serialized_end=1525
+  _globals['_DATASETSCANPROGRESS']._serialized_start=1528
+  _globals['_DATASETSCANPROGRESS']._serialized_end=1676
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1678
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1713
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=1715
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1775
+  _globals['_GETDATASETREQUEST']._serialized_start=1777
+  _globals['_GETDATASETREQUEST']._serialized_end=1810
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1812
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1867
+  _globals['_LISTAUDITREQUEST']._serialized_start=1869
+  _globals['_LISTAUDITREQUEST']._serialized_end=1935
+  _globals['_LISTAUDITRESPONSE']._serialized_start=1937
+  _globals['_LISTAUDITRESPONSE']._serialized_end=1997
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1999
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2044
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=2046
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=2152
+  _globals['_ISSUEUSERCERTIFICATEREQUEST']._serialized_start=2154
+  _globals['_ISSUEUSERCERTIFICATEREQUEST']._serialized_end=2263
+  _globals['_ISSUEUSERCERTIFICATERESPONSE']._serialized_start=2265
+  _globals['_ISSUEUSERCERTIFICATERESPONSE']._serialized_end=2348
+  _globals['_CLUSTERSERVICE']._serialized_start=2351
+  _globals['_CLUSTERSERVICE']._serialized_end=3828
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,8 @@ class ControlCommand(_message.Message):
     REPORT_RUN_FIELD_NUMBER: _builtins.int
     NODE_LOST_FIELD_NUMBER: _builtins.int
     REVOKE_ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    SET_NODE_DRAIN_FIELD_NUMBER: _builtins.int
+    FORGET_JOBS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def submit_job(self) -> Global___SubmitJobCommand: ...
     @_builtins.property
@@ -51,7 +53,11 @@ class ControlCommand(_message.Message):
     @_builtins.property
     def node_lost(self) -> Global___NodeLostCommand: ...
     @_builtins.property
-    def revoke_assignment(self) -> Global___RevokeAssignmentCommand:
+    def revoke_assignment(self) -> Global___RevokeAssignmentCommand: ...
+    @_builtins.property
+    def set_node_drain(self) -> Global___SetNodeDrainCommand: ...
+    @_builtins.property
+    def forget_jobs(self) -> Global___ForgetJobsCommand:
         """Later: certificate revocations, usage records."""
 
     def __init__(
@@ -63,12 +69,14 @@ class ControlCommand(_message.Message):
         report_run: Global___ReportRunCommand | None = ...,
         node_lost: Global___NodeLostCommand | None = ...,
         revoke_assignment: Global___RevokeAssignmentCommand | None = ...,
+        set_node_drain: Global___SetNodeDrainCommand | None = ...,
+        forget_jobs: Global___ForgetJobsCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -290,6 +298,72 @@ class RevokeAssignmentCommand(_message.Message):
 Global___RevokeAssignmentCommand: _TypeAlias = RevokeAssignmentCommand  # noqa: Y015
 
 @_typing.final
+class SetNodeDrainCommand(_message.Message):
+    """A node was drained (no new jobs are placed on it) or undrained. Proposed by
+    the node itself when an admin asks (NodeService.SetDraining), so a drain is
+    committed before it is acknowledged; placement honours the drains the log holds.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    draining: _builtins.bool
+    by: _builtins.str
+    """who asked, as the audit log names them"""
+    at_us: _builtins.int
+    """the node's own time, increasing per node"""
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        draining: _builtins.bool = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "draining", b"draining", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetNodeDrainCommand: _TypeAlias = SetNodeDrainCommand  # noqa: Y015
+
+@_typing.final
+class ForgetJobsCommand(_message.Message):
+    """The leader forgets ended jobs whose end is older than `retention_us` at
+    `at_us` (each voter checks that itself; others named are skipped). Voters
+    archive what they forget in their own SQLite (`archived_jobs`).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    RETENTION_US_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    retention_us: _builtins.int
+    at_us: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+        retention_us: _builtins.int = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "job_ids", b"job_ids", "retention_us", b"retention_us"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetJobsCommand: _TypeAlias = ForgetJobsCommand  # noqa: Y015
+
+@_typing.final
 class ControlSnapshot(_message.Message):
     """------------------------------------------------------------------ snapshot
 
@@ -301,13 +375,18 @@ class ControlSnapshot(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     APPLIED_INDEX_FIELD_NUMBER: _builtins.int
     JOBS_FIELD_NUMBER: _builtins.int
+    DRAINS_FIELD_NUMBER: _builtins.int
     format: _builtins.int
-    """1"""
+    """1; 2 when `drains` is not empty (older versions refuse it)"""
     applied_index: _builtins.int
     """the last command entry applied"""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlJob]:
         """in submit order"""
+
+    @_builtins.property
+    def drains(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlNodeDrain]:
+        """by node name"""
 
     def __init__(
         self,
@@ -315,14 +394,45 @@ class ControlSnapshot(_message.Message):
         format: _builtins.int = ...,
         applied_index: _builtins.int = ...,
         jobs: _abc.Iterable[Global___ControlJob] | None = ...,
+        drains: _abc.Iterable[Global___ControlNodeDrain] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "format", b"format", "jobs", b"jobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "drains", b"drains", "format", b"format", "jobs", b"jobs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlSnapshot: _TypeAlias = ControlSnapshot  # noqa: Y015
+
+@_typing.final
+class ControlNodeDrain(_message.Message):
+    """The last SetNodeDrain the log holds for a node (undrained ones too)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    draining: _builtins.bool
+    by: _builtins.str
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        draining: _builtins.bool = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "draining", b"draining", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlNodeDrain: _TypeAlias = ControlNodeDrain  # noqa: Y015
 
 @_typing.final
 class ControlJob(_message.Message):

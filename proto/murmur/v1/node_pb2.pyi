@@ -376,19 +376,25 @@ class StopRunRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     TERM_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    LOST_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     term: _builtins.int
     reason: _builtins.str
+    lost: _builtins.bool
+    """The run ends lost, not cancelled: the leader gave up on it (it did not start in
+    time), and its job retries as its policy says.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         term: _builtins.int = ...,
         reason: _builtins.str = ...,
+        lost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lost", b"lost", "reason", b"reason", "run_id", b"run_id", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -747,18 +753,28 @@ class SetDrainingRequest(_message.Message):
 
     DRAINING_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    FROM_LOG_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
     draining: _builtins.bool
     requested_by: _builtins.str
     """the user who asked, through the forwarding node"""
+    from_log: _builtins.bool
+    """Set by the leader when the node's own flag disagrees with the control log:
+    the log already holds this drain (made at `at_us`), so the node sets its flag
+    and commits nothing; a flag the node set later than `at_us` stays.
+    """
+    at_us: _builtins.int
     def __init__(
         self,
         *,
         draining: _builtins.bool = ...,
         requested_by: _builtins.str = ...,
+        from_log: _builtins.bool = ...,
+        at_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "requested_by", b"requested_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "draining", b"draining", "from_log", b"from_log", "requested_by", b"requested_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -121,7 +121,8 @@ class NodeServiceServicer:
     def SetDraining(self, request, context):
         """Drain (or undrain) the peer itself: it starts no new job while drained. A node
         forwards an admin's ClusterService.DrainNode of another node here; the admin's
-        name travels in `requested_by` for the peer's event log.
+        name travels in `requested_by` for the peer's event log. The peer commits the
+        drain to the control log (SetNodeDrainCommand) before it answers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,7 +50,8 @@ class NodeServiceStub:
     SetDraining: _grpc.UnaryUnaryMultiCallable[_node_pb2.SetDrainingRequest, _types_pb2.NodeInfo]
     """Drain (or undrain) the peer itself: it starts no new job while drained. A node
     forwards an admin's ClusterService.DrainNode of another node here; the admin's
-    name travels in `requested_by` for the peer's event log.
+    name travels in `requested_by` for the peer's event log. The peer commits the
+    drain to the control log (SetNodeDrainCommand) before it answers.
     """
     Raft: _grpc.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]
     """One Raft message (node/election, driven by node/consensus). One-way like
@@ -96,7 +97,8 @@ class NodeServiceAsyncStub(NodeServiceStub):
     SetDraining: _aio.UnaryUnaryMultiCallable[_node_pb2.SetDrainingRequest, _types_pb2.NodeInfo]  # type: ignore[assignment]
     """Drain (or undrain) the peer itself: it starts no new job while drained. A node
     forwards an admin's ClusterService.DrainNode of another node here; the admin's
-    name travels in `requested_by` for the peer's event log.
+    name travels in `requested_by` for the peer's event log. The peer commits the
+    drain to the control log (SetNodeDrainCommand) before it answers.
     """
     Raft: _aio.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]  # type: ignore[assignment]
     """One Raft message (node/election, driven by node/consensus). One-way like
@@ -163,7 +165,8 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_types_pb2.NodeInfo, _abc.Awaitable[_types_pb2.NodeInfo]]:
         """Drain (or undrain) the peer itself: it starts no new job while drained. A node
         forwards an admin's ClusterService.DrainNode of another node here; the admin's
-        name travels in `requested_by` for the peer's event log.
+        name travels in `requested_by` for the peer's event log. The peer commits the
+        drain to the control log (SetNodeDrainCommand) before it answers.
         """
 
     @_abc_1.abstractmethod

@@ -744,6 +744,7 @@ class Job(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user: _builtins.str
     """from the submitter's certificate"""
@@ -755,6 +756,8 @@ class Job(_message.Message):
     exit_code: _builtins.int
     """of the last finished run"""
     attempts: _builtins.int
+    archived: _builtins.bool
+    """forgotten by the queue (past the job retention); from the archive"""
     @_builtins.property
     def spec(self) -> Global___JobSpec: ...
     @_builtins.property
@@ -782,10 +785,11 @@ class Job(_message.Message):
         exit_code: _builtins.int | None = ...,
         attempts: _builtins.int = ...,
         history: _abc.Iterable[Global___Event] | None = ...,
+        archived: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "spec", b"spec", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempts", b"attempts", "exit_code", b"exit_code", "history", b"history", "id", b"id", "queue_position", b"queue_position", "reason", b"reason", "runs", b"runs", "spec", b"spec", "state", b"state", "submitted_at", b"submitted_at", "updated_at", b"updated_at", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "archived", b"archived", "attempts", b"attempts", "exit_code", b"exit_code", "history", b"history", "id", b"id", "queue_position", b"queue_position", "reason", b"reason", "runs", b"runs", "spec", b"spec", "state", b"state", "submitted_at", b"submitted_at", "updated_at", b"updated_at", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

@@ -256,3 +256,52 @@ async def test_the_supervisor_stops_a_run_whose_lease_expires_while_the_daemon_i
     (record,) = [r for r in report if r.id == "j1.1"]
     assert record.state == states.LOST
     assert record.reason.startswith("lost: no word from a leader for 1.5 s (lease expired)")
+
+
+async def test_a_start_whose_caller_gives_up_midway_still_runs_to_its_end(
+    store: Store, runs_dir: Path
+) -> None:
+    """Regression: a caller's deadline (gRPC's, or the leader's wait on its own node)
+    cancelled start_assigned between writing the run "starting" and spawning its task:
+    the run held its place for good, and no cancel could end it (issue 11)."""
+    async with executor(store, runs_dir) as node:
+        for turns in range(0, 200):
+            run_id = f"c{turns}.1"
+            call = asyncio.ensure_future(node.jobs.start_assigned(assignment(run_id, "true")))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            call.cancel()
+            await asyncio.wait([call])
+            # The leader re-drives it: the run it started (if the call got that far)
+            # goes on, or this starts it; either way, one run that ends.
+            await node.jobs.start_assigned(assignment(run_id, "true"))
+            done = await node.ended(run_id)
+            assert done.state == states.SUCCEEDED, (turns, done)
+            assert [r.state for r in node.of(run_id)].count(states.STARTING) == 1
+        assert node.jobs.active_run_count == 0
+
+
+async def test_a_refused_start_reaches_its_caller_and_the_executor_goes_on(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("r1.1", "true", term=5))
+        with pytest.raises(StaleAssignmentError):
+            await node.jobs.start_assigned(assignment("r2.1", "true", term=4))
+        with pytest.raises(FailedPreconditionError):
+            await node.jobs.start_assigned(assignment("r3.1", "true", gpus=(9,), term=5))
+        await node.ended("r1.1")
+        await node.jobs.start_assigned(assignment("r4.1", "true", term=5))
+        assert (await node.ended("r4.1")).state == states.SUCCEEDED
+
+
+async def test_a_run_the_leader_gives_up_is_stopped_and_recorded_lost(
+    store: Store, runs_dir: Path
+) -> None:
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("g1.1", "sleep", "30"))
+        await node.running("g1.1")
+        reason = "lost: did not start on node-1 within 600 s"
+        assert await node.jobs.stop_run("g1.1", term=1, reason=reason, lost=True)
+        done = await node.ended("g1.1")
+    assert (done.state, done.reason) == (states.LOST, reason)

@@ -97,7 +97,9 @@ class FakeView:
         return [self.node("n1"), self.node("n2")]
 
 
-def leader_over(log: Log) -> tuple[LeaderDuties, FakeConsensus, FakePeers]:
+def leader_over(
+    log: Log, *, lease_seconds: float = 30.0, start_timeout_seconds: float = 600.0
+) -> tuple[LeaderDuties, FakeConsensus, FakePeers]:
     consensus, peers = FakeConsensus(log), FakePeers()
     duties = LeaderDuties(
         consensus=consensus,  # type: ignore[arg-type]
@@ -105,8 +107,9 @@ def leader_over(log: Log) -> tuple[LeaderDuties, FakeConsensus, FakePeers]:
         jobs=None,  # type: ignore[arg-type]
         view=FakeView(),  # type: ignore[arg-type]
         peers=peers,  # type: ignore[arg-type]
-        lease_seconds=30.0,
+        lease_seconds=lease_seconds,
         local_address="leader:1",
+        start_timeout_seconds=start_timeout_seconds,
     )
     return duties, consensus, peers
 
@@ -181,6 +184,72 @@ async def test_a_cancel_pending_on_a_running_job_is_delivered() -> None:
     assert kind == "StopRun"
     assert stop.run_id == "r1"  # type: ignore[attr-defined]
     assert "not needed" in stop.reason  # type: ignore[attr-defined]
+
+
+async def test_a_cancelled_job_whose_run_never_reached_its_node_ends_at_once() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1")
+    assert log.apply(CancelJob("j1", "alice", False, "not needed", 3 * SECOND)).ok
+    duties, consensus, peers = leader_over(log)
+    await duties._settle(TERM, "n1", [])
+    await duties._settle(TERM, "n1", [])  # asked again: nothing more
+    await _drain_tasks()
+    assert peers.calls == []  # never sent: it would only be stopped
+    (revoke,) = consensus.proposed
+    assert isinstance(revoke, RevokeAssignment)
+    job = log.state.job("j1")
+    assert job is not None
+    assert (job.state, job.assignment) == (states.CANCELLED, None)
+    assert "not needed" in job.reason
+    # A copy that lands after all is stopped as stale.
+    await duties._settle(TERM, "n1", [run("r1", "j1", states.STARTING)])
+    assert [(kind, req.run_id) for kind, req in peers.calls] == [("StopRun", "r1")]  # type: ignore[attr-defined]
+
+
+async def test_a_run_starting_past_the_start_timeout_is_stopped_as_lost() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1")
+    assert log.apply(ReportRun("j1", "r1", "n1", states.STARTING, None, "", 3 * SECOND)).ok
+    duties, consensus, peers = leader_over(log, start_timeout_seconds=0.2)
+    await duties._settle(TERM, "n1", [run("r1", "j1", states.STARTING)])
+    assert peers.calls == []  # within its time
+    await asyncio.sleep(0.3)
+    await duties._settle(TERM, "n1", [run("r1", "j1", states.STARTING)])
+    ((kind, stop),) = peers.calls
+    assert kind == "StopRun"
+    assert (stop.run_id, stop.lost) == ("r1", True)  # type: ignore[attr-defined]
+    assert "did not start on n1 within 0.2 s" in stop.reason  # type: ignore[attr-defined]
+    assert consensus.proposed == []  # its node records the end: it may still be starting
+
+
+async def test_a_run_its_node_never_gets_is_given_up_once_no_start_is_in_flight() -> None:
+    log = Log(ControlState(), term=TERM)
+    job_spec = spec()
+    job_spec.retries = 1
+    assert log.apply(SubmitJob("j1", job_spec, "alice", "", SECOND)).ok
+    assert log.apply(AssignJob("j1", "n1", "r1", 1, (), 2 * SECOND)).ok
+    # A lease of 1.5 s makes calls time out after 0.5 s.
+    duties, consensus, peers = leader_over(log, lease_seconds=1.5, start_timeout_seconds=1.0)
+    peers.fail_with = rpc_error(grpc.StatusCode.INTERNAL, "the node's store failed")
+    await duties._settle(TERM, "n1", [])
+    await asyncio.sleep(0.8)
+    await duties._settle(TERM, "n1", [])  # not overdue yet: sent again
+    await _drain_tasks()
+    assert [kind for kind, _ in peers.calls] == ["StartRun", "StartRun"]
+    await asyncio.sleep(0.4)
+    await duties._settle(TERM, "n1", [])  # overdue: sent no more ...
+    await _drain_tasks()
+    assert [kind for kind, _ in peers.calls] == ["StartRun", "StartRun"]
+    assert consensus.proposed == []  # ... and given up only once no start may land
+    await asyncio.sleep(1.0)
+    await duties._settle(TERM, "n1", [])
+    (lost,) = consensus.proposed
+    assert isinstance(lost, ReportRun)
+    assert lost.state == states.LOST
+    job = log.state.job("j1")
+    assert job is not None
+    assert job.state == states.PENDING  # it retries, as its policy says
+    assert "never started it within 1 s" in job.reason
 
 
 async def _drain_tasks() -> None:
