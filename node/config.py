@@ -156,7 +156,8 @@ class NodeConfig:
 
     load_gossip_interval_seconds: float = 5.0
     """How often this node's facts, load included, are re-read for gossip; a new
-    version goes out when they changed. A drain goes out at once regardless."""
+    version goes out when they changed. A drain, or GPUs taken or freed by a run, go
+    out within half a second regardless."""
 
     join_token_ttl_seconds: int = 3600
     """Lifetime of a join token when ``murmur token create`` gives none."""

@@ -71,6 +71,10 @@ from proto.murmur.v1 import types_pb2
 
 _log = logging.getLogger("murmur.membership")
 
+URGENT_META_SPACING_SECONDS = 0.5
+"""Shortest time between two reads of this node's facts that a change asked for
+(``request_meta_refresh``); the regular reads stay ``meta_refresh_interval`` apart."""
+
 MIN_PIGGYBACK_BYTES = MAX_META_BYTES + 512
 """Smallest ``max_piggyback_bytes`` that carries an Alive with a full metadata blob
 (the name, address and counters take well under 512 bytes)."""
@@ -442,13 +446,16 @@ class MembershipRunner:
         return self._view(self._machine.member(name) or member)
 
     def request_meta_refresh(self) -> None:
-        """Read ``meta_source`` again as soon as the refresh interval allows and send
-        the result out at once, not only on probe traffic (a change that should not
-        wait, like a drain)."""
+        """Read ``meta_source`` again soon and send the result out at once, not only on
+        probe traffic (a change that should not wait: a drain, GPUs taken or freed).
+        Reads asked for this way are at least ``URGENT_META_SPACING_SECONDS`` apart,
+        so a busy node whose GPUs change with every run pushes at most a few updates
+        a second, each carrying the latest facts."""
         self._urgent_meta = True
+        spacing = min(self._meta_refresh_interval, URGENT_META_SPACING_SECONDS)
         self._next_meta_refresh_at = min(
             self._next_meta_refresh_at,
-            max(time.monotonic(), self._last_meta_read_at + self._meta_refresh_interval),
+            max(time.monotonic(), self._last_meta_read_at + spacing),
         )
         self._wake.set()
 

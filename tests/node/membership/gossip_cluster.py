@@ -151,6 +151,7 @@ class GossipLab:
         bundle: IdentityBundle | None = None,
         config: GossipConfig | None = None,
         meta: Callable[[types_pb2.NodeInfo], bytes] = encode_meta,
+        meta_refresh_interval: float = 0.1,
     ) -> GossipNode:
         if bundle is None:
             bundle = self.ca.issue(
@@ -168,7 +169,7 @@ class GossipLab:
             seeds=seeds,
             meta_source=lambda: meta(info),
             rng_seed=len(self.nodes) + 1,
-            meta_refresh_interval=0.1,
+            meta_refresh_interval=meta_refresh_interval,
         )
         servicer.runner = runner
         task = asyncio.create_task(runner.run(), name=f"membership-{name}")

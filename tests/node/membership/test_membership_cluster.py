@@ -141,6 +141,32 @@ async def test_a_metadata_change_reaches_every_node(gossip_lab: GossipLab) -> No
     assert changed.runner.stats.meta_published >= 2
 
 
+async def test_an_urgent_change_does_not_wait_for_the_regular_refresh(
+    gossip_lab: GossipLab,
+) -> None:
+    """A drain or a change of GPU use asks for a refresh: it goes out within
+    URGENT_META_SPACING_SECONDS, not at the next regular read (a minute here)."""
+    first = await gossip_lab.start("node-1", "127.0.0.2", seeds=[])
+    slow = await gossip_lab.start(
+        "node-2", "127.0.0.3", seeds=[first.address], meta_refresh_interval=60.0
+    )
+    async with asyncio.timeout(15):
+        await asyncio.gather(first.runner.join(), slow.runner.join())
+    await eventually(lambda: first.runner.member(slow.name) is not None, what="the join")
+    slow.info.labels["zone"] = "drained"
+    slow.runner.request_meta_refresh()
+
+    def seen() -> bool:
+        member = first.runner.member(slow.name)
+        return (
+            member is not None
+            and member.info is not None
+            and (member.info.labels["zone"] == "drained")
+        )
+
+    await eventually(seen, what="the urgent change reaching node-1", within=10)
+
+
 async def test_a_node_from_another_ca_cannot_deliver_gossip(
     gossip_lab: GossipLab, lab_ca: CertificateAuthority, tmp_path: Path
 ) -> None:
