@@ -29,10 +29,10 @@ from tests.support.nodes import Lab, NodeProcess
 KILLS = 5
 POLL_SECONDS = 0.02
 FOUR_GPUS = ["--simulate-gpus", "4xA100-80GB"]
-GOSSIP_BOUND_SECONDS = 5.0 + 3.0
-"""How long another node's GPU count may trail the node's own: it re-reads its facts
-every ``load_gossip_interval_seconds`` (5 s) and sends a change at once at that read;
-3 s more for the push and a loaded 2-core machine."""
+GOSSIP_BOUND_SECONDS = 0.5 + 4.5
+"""How long another node's GPU count may trail the node's own: a change of its GPU use
+goes out within 0.5 s (an urgent refresh, node/membership/runner.py); 4.5 s more for
+the push and a loaded 2-core machine."""
 
 
 @dataclass
@@ -70,15 +70,25 @@ async def poll_status(
         await asyncio.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
 
 
-@pytest.mark.timeout(300)
-async def test_through_kills_of_the_leader_each_term_has_one_leader_and_no_dead_one_later(
-    lab: Lab,
-) -> None:
-    nodes = start_cluster(lab, 3, env=FAST_VOTERS)
+@dataclass
+class KillRounds:
+    """What polling saw through rounds of leader kills."""
+
+    polled: int = 0
+    leader_of_term: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """Term → (the leader named in it, the node that first named it)."""
+    violations: list[str] = field(default_factory=list)
+    failovers: list[float] = field(default_factory=list)
+    """Seconds from each kill until both survivors named the same new leader."""
+
+
+async def leader_kill_rounds(lab: Lab, nodes: list[NodeProcess], kills: int) -> KillRounds:
+    """Kills the leader ``kills`` times (restarting it after each), polling GetStatus
+    on both survivors every ``POLL_SECONDS``; records every answer that names two
+    leaders in one term, or the dead leader in a term after the one it led."""
+    seen = KillRounds()
     leader, term = await wait_agreed(nodes, lab, voters=3)
-    leader_of_term: dict[int, tuple[str, str]] = {}  # term -> (leader, who said so)
-    polled = 0
-    for kill in range(KILLS):
+    for kill in range(kills):
         victim = next(node for node in nodes if node.name == leader)
         survivors = [node for node in nodes if node is not victim]
         samples: list[Sample] = []
@@ -89,32 +99,46 @@ async def test_through_kills_of_the_leader_each_term_has_one_leader_and_no_dead_
             await asyncio.sleep(0.3)
             killed_at = time.monotonic()
             victim.kill()
-            new_leader, new_term = await wait_agreed(
+            _, new_term = await wait_agreed(
                 survivors, lab, voters=3, within=30, not_leader=victim.name
             )
+            seen.failovers.append(time.monotonic() - killed_at)
             await asyncio.sleep(0.5)  # and a while after the new leader is known
             stop.set()
             await poller
-        polled += len(samples)
-        assert new_term > term
+        seen.polled += len(samples)
+        if new_term <= term:
+            seen.violations.append(f"kill {kill + 1}: term {new_term} after term {term}")
         for sample in samples:
-            seen = f"kill {kill + 1}: {sample.node} answered {sample}"
+            said = f"kill {kill + 1}: {sample.node} answered {sample}"
             if sample.leader:
-                named, by = leader_of_term.setdefault(sample.term, (sample.leader, sample.node))
-                assert named == sample.leader, f"{seen}; {by} named {named} in that term"
-                if sample.at > killed_at and sample.leader == victim.name:
-                    assert sample.term <= term, f"{seen}: the dead leader in a later term"
-            assert set(sample.marked) == set(sample.voters), seen
+                named, by = seen.leader_of_term.setdefault(
+                    sample.term, (sample.leader, sample.node)
+                )
+                if named != sample.leader:
+                    seen.violations.append(f"{said}; {by} named {named} in that term")
+                if sample.at > killed_at and sample.leader == victim.name and sample.term > term:
+                    seen.violations.append(f"{said}: the dead leader in a later term")
+            if set(sample.marked) != set(sample.voters):
+                seen.violations.append(f"{said}: the node list marks other voters")
         # Every survivor was heard through the election, many times.
-        assert {s.node for s in samples} == {n.name for n in survivors}
-        assert len(samples) > 20
+        if {s.node for s in samples} != {n.name for n in survivors} or len(samples) <= 20:
+            seen.violations.append(f"kill {kill + 1}: only {len(samples)} answers polled")
         # The killed node comes back as a follower; the next round kills the new leader.
         nodes = [*survivors, lab.restart(victim)]
         leader, term = await wait_agreed(nodes, lab, voters=3, within=30)
-        assert term >= new_term
-        assert new_leader in {n.name for n in nodes}
-    assert polled > KILLS * 40
-    print(f"{polled} answers polled; terms and leaders: {sorted(leader_of_term.items())}")
+    return seen
+
+
+@pytest.mark.timeout(300)
+async def test_through_kills_of_the_leader_each_term_has_one_leader_and_no_dead_one_later(
+    lab: Lab,
+) -> None:
+    nodes = start_cluster(lab, 3, env=FAST_VOTERS)
+    seen = await leader_kill_rounds(lab, nodes, KILLS)
+    assert seen.violations == []
+    assert seen.polled > KILLS * 40
+    assert len(seen.leader_of_term) > KILLS
 
 
 async def voters_as_listed(node: NodeProcess, lab: Lab) -> tuple[list[str], list[str]]:
