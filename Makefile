@@ -3,6 +3,8 @@
 #   make test    install what tests need, then lint, type-check and run the test suite
 #   make bench   run the benchmarks in tests/bench (results: docs/benchmarks.md)
 #   make chaos   randomized fault rounds against real 5-node clusters (CHAOS_ROUNDS, CHAOS_SEED)
+#   make soak    mixed load + faults against a real cluster for a set time, checked throughout
+#                (SOAK_MINUTES, SOAK_NODES, SOAK_SEED; SOAK_REPORT=FILE for the JSON report)
 #   make proto   regenerate the gRPC stubs from proto/
 #   make lint    ruff + mypy
 
@@ -12,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/murmur/v1/*.proto)
 
-.PHONY: install up test test-deps lint proto bench chaos clean
+.PHONY: install up test test-deps lint proto bench chaos soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +61,17 @@ CHAOS_ROUNDS ?= 100
 CHAOS_SEED ?= 1
 chaos: install test-deps
 	$(BIN)/python -m tests.chaos.run --rounds $(CHAOS_ROUNDS) --seed $(CHAOS_SEED)
+
+# Bursts from client processes, cancels, long and short jobs, kill -9 (leader included),
+# stalls and partitions against a real cluster for SOAK_MINUTES; exit 1 on a stuck, lost or
+# doubly run job, a dishonest status or a daemon whose RSS, files, threads or tasks grow.
+SOAK_MINUTES ?= 60
+SOAK_NODES ?= 3
+SOAK_SEED ?= 1
+SOAK_REPORT ?=
+soak: install test-deps
+	$(BIN)/python -m tests.soak.run --minutes $(SOAK_MINUTES) --nodes $(SOAK_NODES) \
+		--seed $(SOAK_SEED) $(if $(SOAK_REPORT),--report $(SOAK_REPORT))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
