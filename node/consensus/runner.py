@@ -1,7 +1,8 @@
 """`ConsensusRunner`: the daemon's side of Raft. It drives the pure machine
 (node/election) with the monotonic clock, makes its output durable in the node's
-SQLite store before any message leaves, carries messages over ``NodeService.Raft``
-(mTLS), and applies committed entries to the replicated state machine.
+SQLite store before any message leaves, carries messages on one
+``NodeService.RaftStream`` per peer (mTLS; node/consensus/streams.py), and applies
+committed entries to the replicated state machine.
 
 One loop owns the machine. Inputs (messages from peers, proposals) wait in an
 inbox; each turn feeds all of them, ticks, and handles the one ``Ready`` they
@@ -22,7 +23,6 @@ that a retry is harmless (an idempotency key for submissions).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from node.consensus.errors import NotLeaderError, ProposalTimeoutError
+from node.consensus.streams import RaftSender
 from node.consensus.wire import (
     entries_from_records,
     entry_to_record,
@@ -71,9 +72,11 @@ PROPOSAL_TIMEOUT_SECONDS = 5.0
 this covers one; past it the leader is cut off from its voters and the client is
 better told so than kept waiting."""
 
-SEND_TIMEOUT_SECONDS = 1.0
-"""Deadline of one Raft call. A message later than this is useless anyway: the
-leader resends what was not answered at the next heartbeat."""
+ADDRESS_CACHE_SECONDS = 1.0
+"""How long a peer's address, once looked up, serves its messages: a look-up reads
+gossip's whole view of the member, and a leader sends every follower a message per
+heartbeat. A node restarted on another address misses at most this much (Raft
+resends)."""
 
 
 class StateMachine(Protocol):
@@ -113,6 +116,11 @@ class ConsensusStatus:
     commit_index: int
     last_index: int
     learners: frozenset[str] = frozenset()
+
+
+def _read_outcome(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(slots=True)
@@ -168,7 +176,6 @@ class ConsensusRunner:
         self.name = name
         self._address = advertise_address
         self._store = store
-        self._transport = transport
         self._address_of = address_of
         self._state_machine = state_machine
         self._config = config
@@ -184,7 +191,9 @@ class ConsensusRunner:
         self._wake = asyncio.Event()
         self._pending: dict[int, _Pending] = {}
         self._learned_addresses: dict[str, str] = {}
-        self._sends: set[asyncio.Task[None]] = set()
+        self._addresses: dict[str, tuple[str, float]] = {}
+        """Peer name → (address, monotonic time until which it is used unchecked)."""
+        self._sender = RaftSender(transport)
         self._applied = LogPosition()
         self._applied_voters: frozenset[str] = frozenset()
         self._snapshot_index = 0
@@ -292,12 +301,17 @@ class ConsensusRunner:
     async def run(self) -> None:
         """Drive the machine until cancelled."""
         raft = self.raft
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 delay = min(raft.next_deadline(), self._next_expiry()) - time.monotonic()
                 if delay > 0 and not self._inbox:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), min(delay, 1.0))
+                    # A timer that sets the event: no task, no cancellation per turn.
+                    timer = loop.call_later(min(delay, 1.0), self._wake.set)
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        timer.cancel()
                 self._wake.clear()
                 now = time.monotonic()
                 inbox, self._inbox = self._inbox, []
@@ -308,13 +322,13 @@ class ConsensusRunner:
                 self._expire_pending(time.monotonic())
         finally:
             self._fail_pending(NotLeaderError(None, "this node is stopping"))
-            for task in list(self._sends):
-                task.cancel()
+            await self._sender.close()
 
     # --- inputs -------------------------------------------------------------------
 
     def receive(self, request: node_pb2.RaftRequest) -> None:
-        """A message from a peer (``NodeService.Raft``); handled on the next turn.
+        """A message from a peer (``NodeService.RaftStream`` or ``Raft``); handled on
+        the next turn.
 
         Raises:
             WireError: the request cannot be decoded.
@@ -369,6 +383,9 @@ class ConsensusRunner:
         except ElectionNotLeaderError as exc:  # leads, but may not take entries now
             raise NotLeaderError(raft.leader, f"{self.name} cannot take entries: {exc}") from None
         pending = _Pending(position, now + PROPOSAL_TIMEOUT_SECONDS)
+        # Its caller may be gone (a forwarded batch whose call was cancelled): an
+        # outcome nobody reads is read here, not reported by asyncio as lost.
+        pending.future.add_done_callback(_read_outcome)
         self._pending[position.index] = pending
         self._wake.set()
         return pending
@@ -533,20 +550,21 @@ class ConsensusRunner:
     # --- sending ------------------------------------------------------------------
 
     def _peer_address(self, name: str) -> str | None:
-        return self._address_of(name) or self._learned_addresses.get(name)
+        now = time.monotonic()
+        cached = self._addresses.get(name)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        address = self._address_of(name) or self._learned_addresses.get(name)
+        if address is None:
+            self._addresses.pop(name, None)
+        else:
+            self._addresses[name] = (address, now + ADDRESS_CACHE_SECONDS)
+        return address
 
     def _send(self, messages: Iterable[Outgoing]) -> None:
         for outgoing in messages:
             address = self._peer_address(outgoing.destination)
             if address is None:
                 continue  # not known yet: gossip will tell; Raft resends
-            request = to_wire(outgoing.message, from_address=self._address)
-            task = asyncio.create_task(self._deliver(address, request))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
-
-    async def _deliver(self, address: str, request: node_pb2.RaftRequest) -> None:
-        with contextlib.suppress(Exception):
-            await self._transport.call(
-                address, lambda stub: stub.Raft(request, timeout=SEND_TIMEOUT_SECONDS)
-            )
+            # Best effort, in order per peer: a lost message is resent by Raft.
+            self._sender.send(address, to_wire(outgoing.message, from_address=self._address))

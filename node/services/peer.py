@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +22,8 @@ from node.jobs.manager import JobManager
 from node.leader.duties import report_of
 from node.membership import MembershipRunner
 from node.proposal_forwarder import MAX_BATCH
-from node.rpc.caller import current_caller
+from node.rpc.caller import caller_from_context, current_caller
+from node.rpc.interceptors import authorize
 from node.rpc.status_map import status_for
 from node.services.runs import list_runs, start_run, stop_run
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
@@ -28,6 +31,10 @@ from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_REQUESTED_BY_CHARS = 256
+
+RAFT_STREAM_METHOD = "/murmur.v1.NodeService/RaftStream"
+
+_log = logging.getLogger("murmur.consensus")
 
 
 def _outcome_message(outcome: types_pb2.Job | Exception) -> node_pb2.ProposeOutcome:
@@ -80,6 +87,32 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
             self._consensus.receive(request)
         except WireError as exc:
             raise InvalidArgumentError(str(exc)) from None
+        return node_pb2.RaftResponse()
+
+    async def RaftStream(
+        self, request_iterator: AsyncIterator[node_pb2.RaftRequest], context: Context
+    ) -> node_pb2.RaftResponse:
+        # The interceptors wrap calls of one request only, and pass a stream of
+        # requests by: its caller is checked here, once, as they would (a node
+        # certificate; RaftStream's policy), before any message is read.
+        try:
+            authorize(RAFT_STREAM_METHOD, caller_from_context(context))
+            if self._consensus is None:
+                raise NotServedError(f"raft is not running on {self._view.local_name}")
+        except Exception as exc:
+            code, message = status_for(exc)
+            await context.abort(code, message)
+        consensus = self._consensus
+        undecodable = 0
+        async for request in request_iterator:
+            try:
+                consensus.receive(request)
+            except WireError as exc:
+                undecodable += 1
+                if undecodable == 1:  # once per stream: a newer peer may send many
+                    _log.warning("dropped an undecodable raft message: %s", exc)
+            if self._membership is not None and self._membership.leaving:
+                break  # stopping: the server's graceful stop need not wait for us
         return node_pb2.RaftResponse()
 
     async def Propose(

@@ -319,6 +319,7 @@ class StartRunRequest(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    SENDER_TERM_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     run_id: _builtins.str
     attempt: _builtins.int
@@ -329,6 +330,11 @@ class StartRunRequest(_message.Message):
     user: _builtins.str
     lease_seconds: _builtins.float
     """stop the run if the lease is not renewed within this"""
+    sender_term: _builtins.int
+    """The term of the leader sending it, when newer than `term`: a new leader sends
+    again an assignment an earlier leader committed but its node never got. The
+    node fences the call with this term (0: with `term`).
+    """
     @_builtins.property
     def spec(self) -> _types_pb2.JobSpec: ...
     @_builtins.property
@@ -345,10 +351,11 @@ class StartRunRequest(_message.Message):
         sequence: _builtins.int = ...,
         user: _builtins.str = ...,
         lease_seconds: _builtins.float = ...,
+        sender_term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "lease_seconds", b"lease_seconds", "run_id", b"run_id", "sequence", b"sequence", "spec", b"spec", "term", b"term", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "lease_seconds", b"lease_seconds", "run_id", b"run_id", "sender_term", b"sender_term", "sequence", b"sequence", "spec", b"spec", "term", b"term", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

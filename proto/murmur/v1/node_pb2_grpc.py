@@ -60,6 +60,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
                 response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.FromString,
                 _registered_method=True)
+        self.RaftStream = channel.stream_unary(
+                '/murmur.v1.NodeService/RaftStream',
+                request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
+                response_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.FromString,
+                _registered_method=True)
         self.Propose = channel.unary_unary(
                 '/murmur.v1.NodeService/Propose',
                 request_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.ProposeRequest.SerializeToString,
@@ -132,6 +137,18 @@ class NodeServiceServicer:
         """One Raft message (node/election, driven by node/consensus). One-way like
         Gossip: the answer, when Raft has one, is a separate Raft call back to
         `from_address`, so a slow voter never holds a leader's call open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RaftStream(self, request_iterator, context):
+        """Raft messages to the peer, in order, on one long-lived stream per sender
+        (node/consensus/streams.py): what Raft carries one call per message, without a
+        call's cost each. One-way as well: answers come on the peer's own stream back.
+        The peer checks the caller once, when the stream opens (only nodes may send);
+        it ends the stream when it stops, and the sender opens another at its next
+        message. A peer that answers UNIMPLEMENTED (an older version) gets Raft calls.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +228,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
             ),
             'Raft': grpc.unary_unary_rpc_method_handler(
                     servicer.Raft,
+                    request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.FromString,
+                    response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.SerializeToString,
+            ),
+            'RaftStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.RaftStream,
                     request_deserializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.FromString,
                     response_serializer=proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.SerializeToString,
             ),
@@ -378,6 +400,33 @@ class NodeService:
             request,
             target,
             '/murmur.v1.NodeService/Raft',
+            proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
+            proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RaftStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/murmur.v1.NodeService/RaftStream',
             proto_dot_murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
             proto_dot_murmur_dot_v1_dot_node__pb2.RaftResponse.FromString,
             options,

@@ -58,6 +58,14 @@ class NodeServiceStub:
     Gossip: the answer, when Raft has one, is a separate Raft call back to
     `from_address`, so a slow voter never holds a leader's call open.
     """
+    RaftStream: _grpc.StreamUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]
+    """Raft messages to the peer, in order, on one long-lived stream per sender
+    (node/consensus/streams.py): what Raft carries one call per message, without a
+    call's cost each. One-way as well: answers come on the peer's own stream back.
+    The peer checks the caller once, when the stream opens (only nodes may send);
+    it ends the stream when it stops, and the sender opens another at its next
+    message. A peer that answers UNIMPLEMENTED (an older version) gets Raft calls.
+    """
     Propose: _grpc.UnaryUnaryMultiCallable[_node_pb2.ProposeRequest, _node_pb2.ProposeResponse]
     """Commands for the replicated job queue (submissions, cancels, run reports),
     built and authorized by the node the client reached, forwarded to the leader
@@ -104,6 +112,14 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """One Raft message (node/election, driven by node/consensus). One-way like
     Gossip: the answer, when Raft has one, is a separate Raft call back to
     `from_address`, so a slow voter never holds a leader's call open.
+    """
+    RaftStream: _aio.StreamUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]  # type: ignore[assignment]
+    """Raft messages to the peer, in order, on one long-lived stream per sender
+    (node/consensus/streams.py): what Raft carries one call per message, without a
+    call's cost each. One-way as well: answers come on the peer's own stream back.
+    The peer checks the caller once, when the stream opens (only nodes may send);
+    it ends the stream when it stops, and the sender opens another at its next
+    message. A peer that answers UNIMPLEMENTED (an older version) gets Raft calls.
     """
     Propose: _aio.UnaryUnaryMultiCallable[_node_pb2.ProposeRequest, _node_pb2.ProposeResponse]  # type: ignore[assignment]
     """Commands for the replicated job queue (submissions, cancels, run reports),
@@ -178,6 +194,20 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """One Raft message (node/election, driven by node/consensus). One-way like
         Gossip: the answer, when Raft has one, is a separate Raft call back to
         `from_address`, so a slow voter never holds a leader's call open.
+        """
+
+    @_abc_1.abstractmethod
+    def RaftStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_pb2.RaftRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.RaftResponse, _abc.Awaitable[_node_pb2.RaftResponse]]:
+        """Raft messages to the peer, in order, on one long-lived stream per sender
+        (node/consensus/streams.py): what Raft carries one call per message, without a
+        call's cost each. One-way as well: answers come on the peer's own stream back.
+        The peer checks the caller once, when the stream opens (only nodes may send);
+        it ends the stream when it stops, and the sender opens another at its next
+        message. A peer that answers UNIMPLEMENTED (an older version) gets Raft calls.
         """
 
     @_abc_1.abstractmethod
