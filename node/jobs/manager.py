@@ -100,6 +100,14 @@ class RunAssignment:
     lease_seconds: float
     """How long this node's runs may go on without word from a leader (renewed by this
     assignment); 0 or less: the executor's default."""
+    sender_term: int = 0
+    """The term of the leader that sent it, when a later leader sends again what an
+    earlier one assigned: the call is fenced with it (0: with ``term``)."""
+
+    @property
+    def fence_term(self) -> int:
+        """The term this call is fenced with: its sender's."""
+        return max(self.term, self.sender_term)
 
 
 class StaleAssignmentError(FailedPreconditionError):
@@ -230,7 +238,8 @@ class JobManager:
         Waits until recovery after a start is done. Renews the lease.
 
         Raises:
-            StaleAssignmentError: the assignment's term is older than the highest seen.
+            StaleAssignmentError: the term of the leader that sent it is older than the
+                highest seen.
             FailedPreconditionError: a GPU it names is held by another run (unless both
                 share) or is not on this node.
             InvalidArgumentError: it names a GPU twice.
@@ -267,7 +276,7 @@ class JobManager:
 
     async def _start(self, assignment: RunAssignment) -> RunRecord:
         async with self._lock:
-            await self._fence(assignment.term)
+            await self._fence(assignment.fence_term)
             await self._renew(assignment.lease_seconds)
             known = self._active.get(assignment.run_id)
             if known is not None:

@@ -337,6 +337,7 @@ class LeaderDuties:
             sequence=assignment.sequence,
             user=job.user,
             lease_seconds=self._lease_seconds,
+            sender_term=term,
         )
         try:
             await self._peers.node_stub(address).StartRun(request, timeout=self._call_timeout)

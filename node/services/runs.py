@@ -49,6 +49,7 @@ async def start_run(
             sequence=request.sequence,
             user=request.user,
             lease_seconds=request.lease_seconds,
+            sender_term=request.sender_term,
         )
     )
     return node_pb2.StartRunResponse()

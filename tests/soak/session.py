@@ -425,9 +425,13 @@ class _Soak:
             for line in checked.anomalies
             if not (line.split()[1] in gangs and "without an execution" in line)
         ]
+        # A new leader sends an earlier leader's assignment again with its own term
+        # (StartRunRequest.sender_term): a node that refuses it as stale is a bug.
+        refused_as_stale = [line for line in lost_unrun if "is older than term" in line]
         stuck = list(self.watchdog.stuck.values())
         violations = [
             *(f"stuck {line}" for line in stuck),
+            *refused_as_stale,
             *checked.violations,
             *(f"status: {line}" for line in self.honesty.violations),
             *(f"resources: {line}" for line in resource_violations),

@@ -5,6 +5,7 @@ after a restart."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -94,6 +95,24 @@ async def test_an_older_term_is_refused_also_after_a_restart(store: Store, runs_
         await restarted.ended("j2.1")
         assert restarted.jobs.highest_term == 6
     assert [r.term for r in await store.list_runs()] == [5, 6]
+
+
+async def test_a_later_leader_may_send_again_what_an_earlier_one_assigned(
+    store: Store, runs_dir: Path
+) -> None:
+    """Regression (found by the soak): a new leader re-sent a never-started run of the
+    term before, the node refused its old term, and the job was lost unrun."""
+    async with executor(store, runs_dir) as node:
+        await node.jobs.runs_report(term=2, lease_seconds=30)  # the new leader's word
+        with pytest.raises(StaleAssignmentError):
+            await node.jobs.start_assigned(assignment("j1.1", "true", term=1))
+        again = dataclasses.replace(assignment("j1.1", "true", term=1), sender_term=2)
+        started = await node.jobs.start_assigned(again)
+        assert (started.term, started.state) == (1, states.STARTING)  # its token stays
+        assert (await node.ended("j1.1")).state == states.SUCCEEDED
+        deposed = dataclasses.replace(assignment("j2.1", "true", term=1), sender_term=1)
+        with pytest.raises(StaleAssignmentError):
+            await node.jobs.start_assigned(deposed)
 
 
 async def test_the_same_assignment_twice_starts_one_run(store: Store, runs_dir: Path) -> None:

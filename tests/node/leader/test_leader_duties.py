@@ -173,6 +173,20 @@ async def test_an_assignment_the_node_never_received_is_sent_again() -> None:
     assert (start.run_id, start.term) == ("r1", TERM)  # type: ignore[attr-defined]
 
 
+async def test_an_assignment_of_an_earlier_term_is_sent_as_this_leaders() -> None:
+    """The node fences the call with the sender's term: a run an earlier leader
+    assigned is not refused as stale when this leader sends it again."""
+    log = Log(ControlState(), term=TERM - 1)
+    placed(log, "j1")
+    log.term = TERM
+    duties, _, peers = leader_over(log)
+    await duties._settle(TERM, "n1", [])
+    await _drain_tasks()
+    ((kind, start),) = peers.calls
+    assert kind == "StartRun"
+    assert (start.term, start.sender_term) == (TERM - 1, TERM)  # type: ignore[attr-defined]
+
+
 async def test_a_cancel_pending_on_a_running_job_is_delivered() -> None:
     log = Log(ControlState(), term=TERM)
     placed(log, "j1")
