@@ -40,15 +40,21 @@ _log = logging.getLogger("murmur.node.rpc")
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
+IngestBehavior = Callable[[AsyncIterator[Any], Context], Awaitable[Any]]
+"""A handler that reads a stream of requests and answers once (RaftStream)."""
+DuplexBehavior = Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]]
+"""A handler streaming both ways (gRPC's server reflection)."""
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 
 
 class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Base: wraps the unary-request behaviours of every handler it sees.
+    """Base: wraps the behaviour of every handler it sees, whatever its kind.
 
-    All of Murmur's RPCs take a single request message (unary or
-    server-streaming responses), which keeps one wrapper shape per kind.
+    Murmur's RPCs take one request (unary or server-streaming responses), or, for
+    RaftStream, a stream of requests answered once; gRPC's reflection streams both
+    ways. Each kind has its wrapper shape, so nothing is served without identity,
+    status mapping, audit and the policy.
     """
 
     async def intercept_service(
@@ -66,13 +72,26 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
             return handler._replace(  # type: ignore[no-any-return]
                 unary_stream=self.wrap_stream(method, handler.unary_stream)
             )
-        return handler  # type: ignore[no-any-return]
+        if handler.stream_unary is not None:
+            return handler._replace(  # type: ignore[no-any-return]
+                stream_unary=self.wrap_ingest(method, handler.stream_unary)
+            )
+        return handler._replace(  # type: ignore[no-any-return]
+            stream_stream=self.wrap_duplex(method, handler.stream_stream)
+        )
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         raise NotImplementedError
 
     def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
         raise NotImplementedError
+
+    def wrap_ingest(self, method: str, behavior: IngestBehavior) -> IngestBehavior:
+        raise NotImplementedError
+
+    def wrap_duplex(self, method: str, behavior: DuplexBehavior) -> DuplexBehavior:
+        # Same shape as a server stream: only what the behaviour is given differs.
+        return self.wrap_stream(method, behavior)
 
 
 class IdentityInterceptor(_WrappingInterceptor):
@@ -106,6 +125,20 @@ class IdentityInterceptor(_WrappingInterceptor):
                 reset_current_caller(token)
 
         return stream
+
+    def wrap_ingest(self, method: str, behavior: IngestBehavior) -> IngestBehavior:
+        async def ingest(requests: AsyncIterator[Any], context: Context) -> Any:
+            try:
+                caller = caller_from_context(context)
+            except Exception as exc:
+                await _abort(context, exc)
+            token = set_current_caller(caller)
+            try:
+                return await behavior(requests, context)
+            finally:
+                reset_current_caller(token)
+
+        return ingest
 
 
 def authorize(method: str, caller: CertificateIdentity) -> None:
@@ -143,6 +176,13 @@ class AuthorizationInterceptor(_WrappingInterceptor):
 
         return stream
 
+    def wrap_ingest(self, method: str, behavior: IngestBehavior) -> IngestBehavior:
+        async def ingest(requests: AsyncIterator[Any], context: Context) -> Any:
+            authorize(method, current_caller())  # before any request is read
+            return await behavior(requests, context)
+
+        return ingest
+
 
 async def _abort(context: Context, exc: BaseException) -> Any:
     code, message = status_for(exc)
@@ -174,6 +214,17 @@ class StatusInterceptor(_WrappingInterceptor):
                 await _abort(context, exc)
 
         return stream
+
+    def wrap_ingest(self, method: str, behavior: IngestBehavior) -> IngestBehavior:
+        async def ingest(requests: AsyncIterator[Any], context: Context) -> Any:
+            try:
+                return await behavior(requests, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+
+        return ingest
 
 
 def _audit_target(request: Message) -> str:
@@ -264,3 +315,39 @@ class AuditInterceptor(_WrappingInterceptor):
             await self.record(method=method, target=target, caller=caller, error=None)
 
         return stream
+
+    def wrap_ingest(self, method: str, behavior: IngestBehavior) -> IngestBehavior:
+        policy = policy_for(method)
+        if policy is None or not policy.audited:
+            return behavior
+
+        async def ingest(requests: AsyncIterator[Any], context: Context) -> Any:
+            caller = current_caller()
+            try:
+                response = await behavior(requests, context)
+            except Exception as exc:
+                await self.record(method=method, target="", caller=caller, error=exc)
+                raise
+            await self.record(
+                method=method, target=_audit_target(response), caller=caller, error=None
+            )
+            return response
+
+        return ingest
+
+    def wrap_duplex(self, method: str, behavior: DuplexBehavior) -> DuplexBehavior:
+        policy = policy_for(method)
+        if policy is None or not policy.audited:
+            return behavior
+
+        async def duplex(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            caller = current_caller()
+            try:
+                async for response in behavior(requests, context):
+                    yield response
+            except (Exception, asyncio.CancelledError, GeneratorExit) as exc:
+                await self.record(method=method, target="", caller=caller, error=exc)
+                raise
+            await self.record(method=method, target="", caller=caller, error=None)
+
+        return duplex

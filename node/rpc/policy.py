@@ -62,8 +62,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
     _NODE + "Raft": MethodPolicy(_NODES, audited=False),
-    # A stream: the interceptors pass it by, so its handler checks the caller itself
-    # (PeerServicer.RaftStream, with this entry).
+    # A stream of requests: the interceptors check the caller before one is read.
     _NODE + "RaftStream": MethodPolicy(_NODES, audited=False),
     # Machine traffic of the replicated queue: the user's change was audited where
     # the user made it (the node the client reached).

@@ -22,8 +22,7 @@ from node.jobs.manager import JobManager
 from node.leader.duties import report_of
 from node.membership import MembershipRunner
 from node.proposal_forwarder import MAX_BATCH
-from node.rpc.caller import caller_from_context, current_caller
-from node.rpc.interceptors import authorize
+from node.rpc.caller import current_caller
 from node.rpc.status_map import status_for
 from node.services.runs import list_runs, start_run, stop_run
 from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
@@ -31,8 +30,6 @@ from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_REQUESTED_BY_CHARS = 256
-
-RAFT_STREAM_METHOD = "/murmur.v1.NodeService/RaftStream"
 
 _log = logging.getLogger("murmur.consensus")
 
@@ -92,16 +89,10 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
     async def RaftStream(
         self, request_iterator: AsyncIterator[node_pb2.RaftRequest], context: Context
     ) -> node_pb2.RaftResponse:
-        # The interceptors wrap calls of one request only, and pass a stream of
-        # requests by: its caller is checked here, once, as they would (a node
-        # certificate; RaftStream's policy), before any message is read.
-        try:
-            authorize(RAFT_STREAM_METHOD, caller_from_context(context))
-            if self._consensus is None:
-                raise NotServedError(f"raft is not running on {self._view.local_name}")
-        except Exception as exc:
-            code, message = status_for(exc)
-            await context.abort(code, message)
+        # The interceptors checked the caller (a node certificate: RaftStream's
+        # policy) before any message is read.
+        if self._consensus is None:
+            raise NotServedError(f"raft is not running on {self._view.local_name}")
         consensus = self._consensus
         undecodable = 0
         async for request in request_iterator:
