@@ -605,6 +605,10 @@ class ControlState:
             if (user is None or job.user == user) and (queue is None or job.queue == queue)
         ]
 
+    def has_pending(self) -> bool:
+        """Whether any job waits to be placed (due or backed off)."""
+        return bool(self._by_state[states.PENDING])
+
     def pending_due(self, now_us: int) -> list[ClusterJob]:
         """Pending jobs whose backoff (if any) is over at ``now_us``, in submit order."""
         due = [self._jobs[job_id] for job_id in self._by_state[states.PENDING]]

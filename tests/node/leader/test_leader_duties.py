@@ -11,6 +11,7 @@ pending on a running job is delivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ class FakeConsensus:
 class FakeNodeStub:
     calls: list[tuple[str, object]]
     fail_with: grpc.aio.AioRpcError | None = None
+    address: str = ""
 
     async def StopRun(self, request: node_pb2.StopRunRequest, **_: float) -> None:
         self.calls.append(("StopRun", request))
@@ -71,6 +73,12 @@ class FakeNodeStub:
         if self.fail_with is not None:
             raise self.fail_with
 
+    async def ListRuns(
+        self, request: node_pb2.ListRunsRequest, **_: float
+    ) -> node_pb2.ListRunsResponse:
+        self.calls.append(("ListRuns", self.address))
+        return node_pb2.ListRunsResponse()
+
 
 @dataclass
 class FakePeers:
@@ -78,7 +86,7 @@ class FakePeers:
     fail_with: grpc.aio.AioRpcError | None = None
 
     def node_stub(self, address: str) -> FakeNodeStub:
-        return FakeNodeStub(self.calls, self.fail_with)
+        return FakeNodeStub(self.calls, self.fail_with, address)
 
 
 class FakeView:
@@ -264,6 +272,45 @@ async def test_a_run_its_node_never_gets_is_given_up_once_no_start_is_in_flight(
     assert job is not None
     assert job.state == states.PENDING  # it retries, as its policy says
     assert "never started it within 1 s" in job.reason
+
+
+async def test_nodes_without_runs_are_reconciled_less_often() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1", node="n1")
+    # A lease of 0.3 s: the runs' nodes are asked every 0.1 s.
+    duties, _, peers = leader_over(log, lease_seconds=0.3)
+    loop = asyncio.create_task(duties._keep_reconciling(TERM))
+    await asyncio.sleep(1.05)
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    asked = [address for kind, address in peers.calls if kind == "ListRuns"]
+    assert asked.count("n1:1") >= 5  # it holds a run: its lease is renewed
+    assert asked.count("n2:1") == 1  # none there: IDLE_RECONCILE_SECONDS apart
+
+
+class CountingView(FakeView):
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def nodes(self) -> list[types_pb2.NodeInfo]:
+        self.looks += 1
+        return super().nodes()
+
+
+async def test_an_idle_leader_makes_no_plan() -> None:
+    log = Log(ControlState(), term=TERM)
+    placed(log, "j1")  # scheduled: nothing pending
+    duties, consensus, _ = leader_over(log)
+    view = CountingView()
+    duties._view = view  # type: ignore[assignment]
+    await duties._place(TERM)
+    assert (view.looks, consensus.proposed) == (0, [])
+    assert log.apply(SubmitJob("j2", spec(cpus=0, memory_bytes=0), "alice", "", SECOND)).ok
+    duties._jobs = FakeJobs()  # type: ignore[assignment]
+    await duties._place(TERM)
+    assert view.looks == 1
+    assert [type(c).__name__ for c in consensus.proposed] == ["AssignJob"]
 
 
 async def _drain_tasks() -> None:
