@@ -3,18 +3,27 @@
 The defaults are hashicorp/memberlist's ``DefaultLANConfig`` (the anchor in
 ``docs``: probe 1 s, timeout 500 ms, 3 indirect probes, gossip every 200 ms to 3
 nodes, suspicion multiplier 4, retransmit multiplier 4, push-pull every 30 s),
-with Lifeguard on. The formulas that turn them into timeouts live here too, next
-to the fields they read, so there is one place to look:
+with Lifeguard on, and a shorter *confirmed* suspicion (below). The formulas that
+turn them into timeouts live here too, next to the fields they read, so there is
+one place to look:
 
-- suspicion timeout, lower bound:
-  ``min = suspicion_mult * max(1, log10(max(1, n))) * probe_interval``
-  (memberlist floors the node scale at 1, so a 3-node cluster does not declare a
-  node dead the moment it is suspected);
-- upper bound: ``max = suspicion_max_timeout_mult * min``;
+- node scale: ``scale = max(1, log10(max(1, n)))`` (memberlist floors it at 1);
+- suspicion timeout, upper bound (nobody confirms):
+  ``max = suspicion_max_timeout_mult * suspicion_mult * scale * probe_interval``,
+  memberlist's;
+- lower bound (every expected confirmation in):
+  ``min = suspicion_min_mult * scale * probe_interval`` (memberlist's is
+  ``suspicion_mult * scale * probe_interval``: set ``suspicion_min_mult`` to
+  ``suspicion_mult`` to get it back);
 - Lifeguard: a suspicion starts at ``max`` and shrinks towards ``min`` as ``c``
-  independent confirmations arrive, ``k = suspicion_mult - 2`` expected:
+  independent confirmations arrive, ``k = suspicion_mult - 2`` expected (fewer in
+  a cluster too small for ``k``: see :meth:`GossipConfig.expected_confirmations`):
   ``timeout = max(min, max - (max - min) * log(c + 1) / log(k + 1))``
   (see :mod:`node.gossip.suspicion`);
+- confirmation probes: a node that hears of a new suspicion probes the suspect
+  itself with probability ``min(1, confirmation_probes / (n - 2))``, so that the
+  ``k`` confirmations come within one probe interval instead of whenever other
+  nodes' round-robin reaches the suspect;
 - retransmit limit of one update: ``retransmit_mult * ceil(log10(n + 1))``;
 - push-pull interval: ``push_pull_interval`` up to 32 nodes, then multiplied by
   ``ceil(log2(n) - log2(32)) + 1`` so the total anti-entropy traffic stays flat;
@@ -23,6 +32,14 @@ to the fields they read, so there is one place to look:
 
 ``n`` is the number of members this node believes alive or suspect, itself
 included.
+
+Why the lower bound can be short: memberlist's 4-6 s minimum is there so that a
+live member accused by a slow or cut-off peer has time to refute. Here the
+minimum applies only once ``k`` other members probed the suspect themselves
+(direct and indirect) and got no answer either; a member that answers any of them
+keeps the long upper bound, and a member that cannot answer anyone for that long
+is indistinguishable from a failed one (a ``kill -STOP``, a hung host), so it is
+declared dead and comes back by refuting as soon as it runs again.
 """
 
 from __future__ import annotations
@@ -33,6 +50,11 @@ from dataclasses import dataclass, fields
 from node.gossip.errors import GossipConfigError
 
 _PUSH_PULL_SCALE_THRESHOLD = 32
+
+
+def _node_scale(n: int) -> float:
+    """memberlist's node scale: ``max(1, log10(n))``."""
+    return max(1.0, math.log10(max(1, n)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,12 +83,30 @@ class GossipConfig:
     declared dead by mistake hears it and refutes."""
 
     suspicion_mult: int = 4
-    """Scales the suspicion timeout (see the module's formulas). Also sets the
-    Lifeguard confirmations expected: ``suspicion_mult - 2``."""
+    """Scales the suspicion timeout's upper bound (see the module's formulas).
+    Also sets the Lifeguard confirmations expected: ``suspicion_mult - 2``."""
 
     suspicion_max_timeout_mult: int = 6
-    """Upper bound of a suspicion timeout, as a multiple of its lower bound; a
-    suspicion nobody confirms waits this long."""
+    """Upper bound of a suspicion timeout, as a multiple of memberlist's lower
+    bound (``suspicion_mult * scale * probe_interval``); a suspicion nobody
+    confirms waits this long."""
+
+    suspicion_min_mult: float = 0.5
+    """Lower bound of a suspicion timeout, reached once the expected confirmations
+    are in, in probe intervals times the node scale: 0.6 s up to 10 members, 0.9 s
+    at 32, 1.2 s at 100. memberlist uses ``suspicion_mult`` (4) here; the
+    confirmations (``confirmation_probes``) are what make a short one safe. In
+    practice a confirmed suspicion takes a probe interval, the time the confirming
+    probes need."""
+
+    confirmation_probes: int = 8
+    """How many members, in expectation, probe a suspect as soon as they hear of
+    its suspicion (direct ping carrying the suspicion, then ``indirect_checks``
+    relays; each answers the suspicion only with its own failed probe, which is an
+    independent confirmation). Each node that hears of a new suspicion raised by
+    another does so with probability ``min(1, confirmation_probes / (n - 2))``.
+    Without them, confirmations come only as other nodes' round-robin reaches the
+    suspect. Zero turns them off. Not in memberlist."""
 
     retransmit_mult: int = 4
     """Scales how many times each update is retransmitted (see the formulas)."""
@@ -166,6 +206,8 @@ class GossipConfig:
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise GossipConfigError(f"gossip config: {name} must be >= 1")
+        if self.suspicion_min_mult <= 0:
+            raise GossipConfigError("gossip config: suspicion_min_mult must be > 0")
         if self.probe_timeout >= self.probe_interval:
             raise GossipConfigError(
                 "gossip config: probe_timeout must be shorter than probe_interval "
@@ -173,20 +215,38 @@ class GossipConfig:
             )
 
     def suspicion_min_timeout(self, n: int) -> float:
-        """Lower bound of a suspicion timeout in a cluster of ``n`` members."""
-        node_scale = max(1.0, math.log10(max(1, n)))
-        return self.suspicion_mult * node_scale * self.probe_interval
+        """Lower bound of a suspicion timeout in a cluster of ``n`` members: the wait
+        once every expected confirmation is in."""
+        return self.suspicion_min_mult * _node_scale(n) * self.probe_interval
 
     def suspicion_max_timeout(self, n: int) -> float:
         """Upper bound of a suspicion timeout: the wait when nobody confirms."""
-        return self.suspicion_max_timeout_mult * self.suspicion_min_timeout(n)
+        return (
+            self.suspicion_max_timeout_mult
+            * self.suspicion_mult
+            * _node_scale(n)
+            * self.probe_interval
+        )
+
+    def confirmation_probe_chance(self, n: int) -> float:
+        """Probability that this node probes a member another node suspects, in a
+        cluster of ``n`` (``n - 2`` members besides us and the suspect can)."""
+        others = n - 2
+        if not self.confirmation_probes or others < 1:
+            return 0.0
+        return min(1.0, self.confirmation_probes / others)
 
     def expected_confirmations(self, n: int) -> int:
         """Lifeguard ``k``: independent confirmations that shrink a suspicion to its
-        minimum; zero when the cluster is too small to provide them (``n - 2 < k``,
-        ourselves and the suspect excluded)."""
-        k = self.suspicion_mult - 2
-        return 0 if n - 2 < k else max(0, k)
+        minimum, ``suspicion_mult - 2``. In a cluster too small to provide them
+        (``n - 2 < k``: the suspect and the first accuser excluded), every other
+        member when confirmation probes are on (each of them probes the suspect),
+        and none otherwise (memberlist: they might never come)."""
+        k = max(0, self.suspicion_mult - 2)
+        others = max(0, n - 2)
+        if others >= k:
+            return k
+        return others if self.confirmation_probes else 0
 
     def retransmit_limit(self, n: int) -> int:
         """How many times one update is sent before it is dropped from the queue."""

@@ -5,8 +5,9 @@ feeds it time and messages and sends what it returns.
 
 - ``tick(now)`` runs whatever is due: a probe (ping → after ``probe_timeout``,
   ping-reqs through ``indirect_checks`` peers → at the end of the probe interval,
-  suspicion), suspicion timeouts (→ dead), a gossip round, a push-pull exchange, a
-  reconnect attempt, tombstone expiry. ``next_deadline()`` says when to call again.
+  suspicion), confirmation probes of members others suspect, suspicion timeouts
+  (→ dead), a gossip round, a push-pull exchange, a reconnect attempt, tombstone
+  expiry. ``next_deadline()`` says when to call again.
 - ``receive(message, sender_address, now)`` handles one message.
 - ``join``, ``leave``, ``update_local_meta`` are the local node's own acts;
   ``report_loop_lag`` and ``report_refused`` are what the daemon and the transport
@@ -23,8 +24,15 @@ Rules, following memberlist (state.go) and the Lifeguard paper:
   must carry a higher incarnation to clear a suspicion or resurrect a tombstone.
 - A suspicion we raise is sent to the suspect first ("buddy system"), and pings to
   a suspect carry it, so a live but slow member refutes quickly.
-- Suspicion timers shrink with independent confirmations (:mod:`.suspicion`);
-  local health (:mod:`.awareness`) stretches our own probe timings.
+- Suspicion timers shrink with independent confirmations (:mod:`.suspicion`).
+  A node that hears of a suspicion raised by another probes the suspect itself
+  at once (``confirmation_probes``): its failure is a confirmation, so a member
+  nobody can reach is declared dead about one probe interval after the first
+  suspicion, while one that answers anybody keeps the long timeout and refutes.
+- Local health (:mod:`.awareness`) stretches our own probe timings, and a node
+  that finds itself late (a tick long after a deadline: it was stalled) neither
+  suspects on a probe that ran out meanwhile nor declares a suspicion dead before
+  it has read what waited for it: its own lateness is no news about others.
 - Push-pull state that says a member is dead becomes only a suspicion here:
   we let our own timer decide.
 
@@ -91,6 +99,8 @@ class _Probe:
     seq: int
     target: str
     target_address: str
+    incarnation: int
+    """The target's incarnation when the ping went out."""
     direct_deadline: float
     deadline: float
     indirect_sent: bool = False
@@ -159,12 +169,21 @@ class Membership:
         self._failed: dict[str, tuple[str, float]] = {}  # dead name -> (address, give up at)
         self._relays: dict[int, _Relay] = {}
         self._probe: _Probe | None = None
+        self._confirming: dict[str, _Probe] = {}
+        """Confirmation probes in flight, by suspect (``confirmation_probes``)."""
+        self._to_confirm: dict[str, tuple[int, float]] = {}
+        """Suspects to probe at the next tick: name -> (incarnation, heard at)."""
         self._seq = rng.randrange(1 << 32)
         self._leaving = False
         self._sender_is_behind = False
+        self._news_for_sender: list[Update] = []
+        """Deaths the sender of the message being handled accused as merely suspect."""
         self._joined = False
         self._join_seeds: tuple[str, ...] = ()
         self._next_join_at = math.inf
+        self._due_at = now
+        """When the last tick said the next one was due: a tick much later than that
+        means this node was stalled (see :meth:`tick`)."""
 
         self._members[name] = Member(
             name=name,
@@ -267,6 +286,9 @@ class Membership:
             deadlines.append(probe.deadline if probe.indirect_sent else probe.direct_deadline)
         elif not self._leaving:
             deadlines.append(self._next_probe_at)
+        for check in self._confirming.values():
+            deadlines.append(check.deadline if check.indirect_sent else check.direct_deadline)
+        deadlines.extend(heard_at for _, heard_at in self._to_confirm.values())
         deadlines.extend(relay.nack_at for relay in self._relays.values())
         deadlines.extend(s.deadline for s in self._suspicions.values())
         if self._config.suspicion_check_lead:
@@ -298,6 +320,8 @@ class Membership:
         self._leaving = True
         self._next_join_at = math.inf
         self._probe = None
+        self._confirming.clear()
+        self._to_confirm.clear()
         local = self.local
         self._members[self.name] = dataclasses.replace(
             local, state=MemberState.LEFT, state_changed_at=now
@@ -363,13 +387,19 @@ class Membership:
     # --- time -----------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Outgoing]:
-        """Run whatever is due at ``now``."""
+        """Run whatever is due at ``now``.
+
+        A tick ``loop_lag_threshold`` or more after the time the previous one said
+        was next means this node was stalled: probes that ran out meanwhile end
+        without a verdict, and suspicions that expired meanwhile wait a little more
+        (see the module doc)."""
         out: list[Outgoing] = []
+        late = now - self._due_at >= self._config.loop_lag_threshold
         self._forget_expired_tombstones(now)
         self._send_due_nacks(now, out)
-        self._advance_probe(now, out)
+        self._advance_probe(now, out, late=late)
         self._check_suspects(now, out)
-        self._expire_suspicions(now)
+        self._expire_suspicions(now, out, late=late)
         if now >= self._next_gossip_at and self._broadcasts:
             out.extend(self._gossip_round(now))
         self._keep_gossip_phase(now)
@@ -380,6 +410,7 @@ class Membership:
             self._next_join_at = now + self._config.join_retry_interval
             out.extend(self._join_requests())
         out.extend(self._eager_push(now))
+        self._due_at = self.next_deadline()
         return out
 
     # --- messages ---------------------------------------------------------------------
@@ -396,6 +427,7 @@ class Membership:
             self._keep_gossip_phase(now)
         refuted_before = self.local.incarnation
         self._sender_is_behind = False
+        self._news_for_sender = []
         match message:
             case Ping():
                 self._apply_updates(message.updates, now)
@@ -408,8 +440,13 @@ class Membership:
                 self._apply_updates(message.updates, now)
                 self._relay_ping(message, sender_address, now, out)
             case Nack():
-                if self._probe is not None and self._probe.seq == message.seq:
-                    self._probe.nacks += 1
+                probe = self._probe_with_seq(message.seq)
+                if probe is not None:
+                    probe.nacks += 1
+                    if probe.indirect_sent and probe.nacks >= probe.expected_nacks:
+                        # Every relay tried and got no answer either: nothing is
+                        # left to wait for but a very late direct ack.
+                        probe.deadline = min(probe.deadline, now)
             case Gossip():
                 self._apply_updates(message.updates, now)
             case PushPullRequest():
@@ -434,20 +471,48 @@ class Membership:
             # We refuted an accusation, or the sender accused an older incarnation
             # of ours: tell the sender, straight away.
             out.append(Outgoing(sender_address, Gossip((self._alive_update(),))))
+        sender = self._members.get(self._names_by_address.get(sender_address, ""))
+        if sender is not None and sender.name != self.name:
+            # A member we hold suspect or dead speaks: it refuted and we missed it,
+            # or it never heard. Our word makes it tell us its current incarnation.
+            if sender.state is MemberState.DEAD:
+                self._news_for_sender.append(Dead(sender.name, sender.incarnation, self.name))
+            elif sender.state is MemberState.SUSPECT:
+                self._news_for_sender.append(Suspect(sender.name, sender.incarnation, self.name))
+        if self._news_for_sender:
+            # The sender still suspects members we hold dead (it missed the news,
+            # and would wait out a suspicion nobody else confirms any more), or is
+            # one of them.
+            out.append(Outgoing(sender_address, Gossip(tuple(self._news_for_sender))))
+            self._news_for_sender = []
         out.extend(self._eager_push(now))
         return out
 
     # --- probing ----------------------------------------------------------------------
 
-    def _advance_probe(self, now: float, out: list[Outgoing]) -> None:
+    def _advance_probe(self, now: float, out: list[Outgoing], *, late: bool) -> None:
         probe = self._probe
-        if probe is not None and not probe.indirect_sent and now >= probe.direct_deadline:
-            self._send_indirect_probes(probe, now, out)
-        if probe is not None and probe.indirect_sent and now >= probe.deadline:
+        if probe is not None and self._advance(probe, now, out, late=late):
             self._probe = None
-            self._probe_failed(probe, now, out)
+        for name, check in list(self._confirming.items()):
+            if self._advance(check, now, out, late=late):
+                del self._confirming[name]
+        self._start_confirmations(now, out)
         if self._probe is None and not self._leaving and now >= self._next_probe_at:
             self._start_probe(now, out)
+
+    def _advance(self, probe: _Probe, now: float, out: list[Outgoing], *, late: bool) -> bool:
+        """Move one probe on; True once it is over (failed, or given up)."""
+        if not probe.indirect_sent and now >= probe.direct_deadline:
+            self._send_indirect_probes(probe, now, out)
+        if not probe.indirect_sent or now < probe.deadline:
+            return False
+        if late:
+            # We were stalled: the ack may be sitting unread, and a missing answer
+            # says more about us than about the target. No verdict.
+            return True
+        self._probe_failed(probe, now, out)
+        return True
 
     def _start_probe(self, now: float, out: list[Outgoing]) -> None:
         interval = self._awareness.scale(self._config.probe_interval)
@@ -456,19 +521,43 @@ class Membership:
         if target_name is None:
             return
         target = self._members[target_name]
-        seq = self._next_seq()
-        self._probe = _Probe(
-            seq=seq,
-            target=target.name,
-            target_address=target.address,
-            direct_deadline=now + self._awareness.scale(self._config.probe_timeout),
-            deadline=now + interval,
-        )
         first: Update | None = None
         if target.state is MemberState.SUSPECT:
             # Buddy system: tell the suspect, so that it can refute.
             first = Suspect(target.name, target.incarnation, self.name)
+        self._probe = self._send_probe(target, first, now, out)
+
+    def _send_probe(
+        self, target: Member, first: Update | None, now: float, out: list[Outgoing]
+    ) -> _Probe:
+        seq = self._next_seq()
         out.append(Outgoing(target.address, Ping(seq, target.name, self._piggyback(first))))
+        return _Probe(
+            seq=seq,
+            target=target.name,
+            target_address=target.address,
+            incarnation=target.incarnation,
+            direct_deadline=now + self._awareness.scale(self._config.probe_timeout),
+            deadline=now + self._awareness.scale(self._config.probe_interval),
+        )
+
+    def _start_confirmations(self, now: float, out: list[Outgoing]) -> None:
+        """Probe the members others suspect that we were picked to check (see
+        ``confirmation_probes``), unless a probe of ours already is on its way."""
+        due, self._to_confirm = self._to_confirm, {}
+        for name, (incarnation, _) in due.items():
+            suspicion = self._suspicions.get(name)
+            if suspicion is None or suspicion.incarnation != incarnation:
+                continue  # refuted or over meanwhile
+            if name in self._confirming or (self._probe and self._probe.target == name):
+                continue
+            suspect = self._members[name]
+            # The ping carries the suspicion (buddy system) and is this node's
+            # last-chance check of the suspect.
+            suspicion.checks = max(suspicion.checks, 1)
+            suspicion.last_check_at = now
+            accusation = Suspect(name, incarnation, self.name)
+            self._confirming[name] = self._send_probe(suspect, accusation, now, out)
 
     def _send_indirect_probes(self, probe: _Probe, now: float, out: list[Outgoing]) -> None:
         probe.indirect_sent = True
@@ -491,18 +580,33 @@ class Membership:
         target = self._members.get(probe.target)
         if target is None or not target.state.is_live:
             return
+        if target.incarnation != probe.incarnation:
+            # It refuted while we waited: a sign of life fresher than our ping.
+            return
         accusation = Suspect(target.name, target.incarnation, self.name)
         was_suspect = target.state is MemberState.SUSPECT
         self._apply_suspect(accusation, now)
         if not was_suspect and self._members[target.name].state is MemberState.SUSPECT:
             out.append(Outgoing(target.address, Gossip((accusation,))))
 
+    def _probe_with_seq(self, seq: int) -> _Probe | None:
+        """Our probe (regular or confirmation) that sent ``seq``."""
+        if self._probe is not None and self._probe.seq == seq:
+            return self._probe
+        for check in self._confirming.values():
+            if check.seq == seq:
+                return check
+        return None
+
     def _on_ack(self, seq: int, out: list[Outgoing]) -> None:
-        probe = self._probe
-        if probe is not None and probe.seq == seq:
+        probe = self._probe_with_seq(seq)
+        if probe is not None:
             if not probe.indirect_sent:
                 self._awareness.apply_delta(-1)
-            self._probe = None
+            if probe is self._probe:
+                self._probe = None
+            else:
+                del self._confirming[probe.target]
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
@@ -556,11 +660,27 @@ class Membership:
             ping = Ping(self._next_seq(), name, self._piggyback(accusation))
             out.append(Outgoing(suspect.address, ping))
 
-    def _expire_suspicions(self, now: float) -> None:
+    def _expire_suspicions(self, now: float, out: list[Outgoing], *, late: bool) -> None:
         expired = [name for name, s in self._suspicions.items() if now >= s.deadline]
         for name in expired:
             suspicion = self._suspicions[name]
-            self._apply_dead(Dead(name, suspicion.incarnation, self.name), now)
+            if late and not suspicion.deferred:
+                # We were stalled: a refutation may be waiting unread. Give it, and
+                # one last ping of the suspect, a probe timeout.
+                suspicion.defer(now + self._config.probe_timeout)
+                suspicion.checks, suspicion.last_check_at = 2, now  # this is the last one
+                accusation = Suspect(name, suspicion.incarnation, self.name)
+                ping = Ping(self._next_seq(), name, self._piggyback(accusation))
+                out.append(Outgoing(self._members[name].address, ping))
+                continue
+            death = Dead(name, suspicion.incarnation, self.name)
+            self._apply_dead(death, now)
+            # The members that accused it run timers of their own; an epidemic
+            # misses one now and then (the dead member takes its share of the
+            # sends), and it would wait out its own, longer, timer. Tell them.
+            for accuser in sorted(suspicion.accusers):
+                if accuser != self.name and accuser in self._alive:
+                    out.append(Outgoing(self._members[accuser].address, Gossip((death,))))
 
     def _forget_expired_tombstones(self, now: float) -> None:
         expired = [name for name, at in self._tombstones.items() if now >= at]
@@ -795,7 +915,13 @@ class Membership:
             self._accused(suspect.incarnation)
             return
         member = self._members.get(suspect.name)
-        if member is None or suspect.incarnation < member.incarnation:
+        if member is None:
+            return
+        if member.state is MemberState.DEAD and suspect.incarnation <= member.incarnation:
+            if suspect.accuser != self.name:
+                self._news_for_sender.append(Dead(member.name, member.incarnation, self.name))
+            return
+        if suspect.incarnation < member.incarnation:
             return
         timer = self._suspicions.get(suspect.name)
         if timer is not None and suspect.incarnation == timer.incarnation:
@@ -805,6 +931,10 @@ class Membership:
         if member.state in _DOWN:
             return
         n = self.cluster_size()
+        if suspect.accuser != self.name and not self._leaving:
+            chance = self._config.confirmation_probe_chance(n)
+            if chance >= 1 or (chance > 0 and self._rng.random() < chance):
+                self._to_confirm[suspect.name] = (suspect.incarnation, now)
         self._suspicions[suspect.name] = Suspicion(
             accuser=suspect.accuser,
             incarnation=suspect.incarnation,

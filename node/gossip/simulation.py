@@ -8,9 +8,22 @@ seconds of real time, and the same seed replays the same run exactly.
   (so messages reorder), may be lost, and is dropped at delivery time if a
   partition separates the two ends.
 - :class:`Simulation` runs one :class:`~node.gossip.machine.Membership` per node
-  on it, with faults (crash, restart, stall, partition) and observers (when did
-  every live node see X dead, how fast did a join spread, how many false "dead"
-  verdicts, messages and bytes per node per second).
+  on it, with faults (crash, restart, stall, freeze and thaw, partition) and
+  observers (when did every live node see X dead, how fast did a join spread, how
+  many false "dead" verdicts, how soon a stalled node was alive again everywhere,
+  messages and bytes per node per second).
+
+Three ways a node stops answering, as seen from outside:
+
+- :meth:`Simulation.crash`: the process is gone; its host refuses connections
+  (``refuse_when_down``, a ``kill -9``) or says nothing (a host that vanished);
+- :meth:`Simulation.freeze` until :meth:`Simulation.thaw`: a ``kill -STOP`` (a hung
+  host, a pulled cable, a kernel panic): silence, messages pile up unread, and a
+  thawed node handles them late, like ``kill -CONT``;
+- :meth:`Simulation.stall`: the same for a given time (a CPU stall, a GC pause).
+
+A frozen node counts as down (a verdict about it is a true one); a stalled node
+counts as running. While they last the two look the same to every other node.
 
 Default link: loopback-like, 0.3 ms one way plus an exponential jitter of mean
 0.2 ms (about the 0.57 ms p50 / 1 ms p99 round trip of a gRPC mTLS call measured
@@ -180,6 +193,48 @@ class Observation:
     observer: str
     subject: str
     kind: EventKind
+    heard_at: float | None = None
+    """When the message behind the change reached the observer's host, if that was
+    before ``at``: a stalled observer reads its backlog late, and what it then
+    learns is news from that earlier time."""
+
+    @property
+    def news_at(self) -> float:
+        """When the news behind the change was current (see ``heard_at``)."""
+        return self.at if self.heard_at is None else self.heard_at
+
+
+@dataclass(frozen=True, slots=True)
+class StallWindow:
+    """``name`` was stalled from ``start`` to ``end``."""
+
+    name: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class StallReport:
+    """What repeated stalls of some nodes did to everyone's verdicts.
+
+    A DEAD verdict about a node while it is stalled, or within ``grace`` seconds
+    after its stall ended (news already on its way), is a *stall verdict*: from
+    outside, the stalled node was as silent as a failed one. Any other DEAD verdict
+    about a running node is a *false verdict*: a node that answered was declared
+    dead (Lifeguard's false positive).
+    """
+
+    stalls: list[StallWindow]
+    false_verdicts: list[Observation]
+    """DEAD verdicts about running nodes that were not stalled (see above)."""
+    stall_verdicts: list[Observation]
+    """DEAD verdicts about nodes during (or just after) one of their stalls."""
+    stalls_declared_dead: int
+    """Stalls during which at least one node declared the stalled node dead."""
+    recoveries: list[float]
+    """Per stall that caused a suspicion or a verdict: seconds from the stall's end
+    until every running node held the node alive again (inf if that never came
+    before its next stall or the end of the run)."""
 
 
 @dataclass(slots=True)
@@ -189,7 +244,8 @@ class _SimNode:
     machine: Membership | None = None  # None while crashed
     generation: int = 0
     stalled_until: float = -math.inf
-    backlog: list[tuple[Message, str]] = field(default_factory=list)
+    backlog: list[tuple[Message, str, float]] = field(default_factory=list)
+    """Messages that arrived while stalled: (message, sender, arrived at)."""
     wake_at: float = math.inf
     messages_sent: int = 0
     bytes_sent: int = 0
@@ -215,6 +271,10 @@ class Simulation:
         measure_bytes: encode every message to count bytes (costs time).
         report_stall_lag: a stalled node reports its stall as event-loop lag when
             it resumes, as the daemon's lag monitor would.
+        backlog_first: a node resuming from a stall reads the messages that waited
+            for it before its timers run; False runs its timers first (an event loop
+            gives no such order: the daemon may see its probe time out before it
+            reads the ack that waited).
     """
 
     def __init__(
@@ -228,6 +288,7 @@ class Simulation:
         refuse_when_down: bool = True,
         measure_bytes: bool = True,
         report_stall_lag: bool = True,
+        backlog_first: bool = True,
     ) -> None:
         self.config = config or GossipConfig()
         self.seed = seed
@@ -239,12 +300,16 @@ class Simulation:
         if refuse_when_down:
             self.network.on_refused = self._refused
         self.report_stall_lag = report_stall_lag
+        self.backlog_first = backlog_first
         self._nodes: dict[str, _SimNode] = {}
         self._by_address: dict[str, _SimNode] = {}
         self._next_index = 0
         self.observations: list[Observation] = []
         self._by_subject_kind: dict[tuple[str, EventKind], list[Observation]] = {}
         self._gone: dict[str, list[list[float]]] = {}  # name -> [crashed or left at, back at]
+        self._stalls: list[StallWindow] = []
+        self._heard_at: float | None = None  # while a resumed node reads its backlog
+        self._by_subject: dict[str, list[Observation]] = {}
         self._traffic_since = 0.0
         self._joined_at: dict[str, float] = {}
 
@@ -314,8 +379,58 @@ class Simulation:
         if until <= node.stalled_until:
             return
         node.stalled_until = until
+        self._stalls.append(StallWindow(name, self.now, until))
         generation = node.generation
         self.network.schedule(until, lambda: self._resume(node, generation, seconds))
+
+    def freeze(self, name: str) -> None:
+        """``kill -STOP``: the node stops without a word; its host accepts messages
+        that nobody reads. Unlike a stall it counts as down until :meth:`thaw`."""
+        node = self._node(name)
+        if node.machine is None:
+            raise SimulationError(f"{name} is down; it cannot be frozen")
+        if node.stalled_until == math.inf:
+            return
+        node.stalled_until = math.inf
+        self._gone.setdefault(name, []).append([self.now, math.inf])
+
+    def thaw(self, name: str) -> None:
+        """``kill -CONT``: the frozen node runs again and handles its backlog late."""
+        node = self._node(name)
+        if node.machine is None or node.stalled_until != math.inf:
+            raise SimulationError(f"{name} is not frozen")
+        node.stalled_until = self.now
+        frozen_at = self.now
+        for interval in self._gone.get(name, ()):
+            if interval[1] == math.inf:
+                frozen_at, interval[1] = interval[0], self.now
+        self._resume(node, node.generation, self.now - frozen_at)
+
+    def stall_repeatedly(
+        self,
+        stallers: Sequence[str],
+        *,
+        until: float,
+        rng: random.Random,
+        stall: tuple[float, float] = (2.0, 5.0),
+        between: tuple[float, float] = (5.0, 20.0),
+    ) -> list[StallWindow]:
+        """Run until ``until`` while each of ``stallers`` stalls for a time drawn
+        from ``stall``, runs for one drawn from ``between``, stalls again...
+        (Lifeguard's test: 10% of nodes stalling 2-5 s at a time). Each staller's
+        first stall starts within the first ``between[1]`` seconds."""
+        first = len(self._stalls)
+        next_stall = {name: self.now + rng.uniform(0, between[1]) for name in stallers}
+        while next_stall:
+            name = min(next_stall, key=next_stall.__getitem__)
+            if next_stall[name] >= until:
+                break
+            self.run_until(next_stall[name])
+            seconds = rng.uniform(*stall)
+            self.stall(name, seconds)
+            next_stall[name] = self.now + seconds + rng.uniform(*between)
+        self.run_until(until)
+        return self._stalls[first:]
 
     def leave(self, name: str) -> None:
         """Graceful leave: the node says goodbye and keeps gossiping until done."""
@@ -354,11 +469,14 @@ class Simulation:
         return list(self._nodes)
 
     def running(self) -> list[str]:
-        """Nodes in the cluster: started, not crashed, not left (stalled ones count)."""
+        """Nodes in the cluster: started, not crashed, not frozen, not left (stalled
+        ones count)."""
         return [
             name
             for name, node in self._nodes.items()
-            if node.machine is not None and not node.machine.leaving
+            if node.machine is not None
+            and not node.machine.leaving
+            and node.stalled_until != math.inf
         ]
 
     def machine(self, name: str) -> Membership:
@@ -417,14 +535,123 @@ class Simulation:
         times = self.informed_times(subject, since=since)
         return times[needed - 1] if len(times) >= needed else None
 
-    def false_dead_verdicts(self) -> list[Observation]:
-        """DEAD verdicts about nodes that were running (not crashed, not left) at
-        the time. Deaths across a partition count: the node was alive."""
+    def false_dead_verdicts(self, *, stall_grace: float = 1.0) -> list[Observation]:
+        """DEAD verdicts about nodes that were running (not crashed, frozen or left)
+        and not stalled at the time, nor stalled less than ``stall_grace`` seconds
+        before. Deaths across a partition count: the node was alive. (A stalled node
+        is as silent as a frozen one while it lasts: see :class:`StallReport`.)"""
         return [
             o
             for o in self.observations
-            if o.kind is EventKind.DEAD and not self._was_down(o.subject, o.at)
+            if o.kind is EventKind.DEAD
+            and not self._was_down(o.subject, o.news_at)
+            and not self._was_stalled(o.subject, o.news_at, stall_grace)
         ]
+
+    def stall_dead_verdicts(self, *, stall_grace: float = 1.0) -> list[Observation]:
+        """DEAD verdicts about nodes stalled at the time (or less than
+        ``stall_grace`` seconds before)."""
+        return [
+            o
+            for o in self.observations
+            if o.kind is EventKind.DEAD
+            and not self._was_down(o.subject, o.news_at)
+            and self._was_stalled(o.subject, o.news_at, stall_grace)
+        ]
+
+    def alive_everywhere_at(self, subject: str, *, since: float, until: float) -> float | None:
+        """The time by which every running node other than ``subject`` had held it
+        alive, looking at ``since .. until``: ``since`` if all did then, else the
+        latest first return to alive; None if some node never held it alive in that
+        time. (Later doubts, such as a new suspicion, do not count.)"""
+        latest = since
+        for observer in self.running():
+            if observer != subject:
+                back = self._alive_again_at(subject, observer, since=since, until=until)
+                if back is None:
+                    return None
+                latest = max(latest, back)
+        return latest
+
+    def stall_report(self, *, stall_grace: float = 1.0) -> StallReport:
+        """Verdicts and recoveries over every stall so far (see :class:`StallReport`).
+
+        A recovery is measured per observer from the later of the stall's end and
+        the observer's own return from a stall (a stalled observer's view cannot
+        change), and the slowest observer counts."""
+        stall_verdicts = self.stall_dead_verdicts(stall_grace=stall_grace)
+        declared = {
+            window
+            for window in self._stalls
+            for o in stall_verdicts
+            if o.subject == window.name and window.start <= o.news_at < window.end + stall_grace
+        }
+        recoveries: list[float] = []
+        for window in self._stalls:
+            if window.end > self.now:
+                continue
+            doubted = any(
+                window.start <= o.news_at < window.end + stall_grace
+                and o.kind in (EventKind.SUSPECT, EventKind.DEAD)
+                for o in self._by_subject.get(window.name, ())
+            )
+            if doubted:
+                recoveries.append(self._recovery(window))
+        return StallReport(
+            stalls=list(self._stalls),
+            false_verdicts=self.false_dead_verdicts(stall_grace=stall_grace),
+            stall_verdicts=stall_verdicts,
+            stalls_declared_dead=len(declared),
+            recoveries=recoveries,
+        )
+
+    def _recovery(self, window: StallWindow) -> float:
+        """Seconds after ``window`` until its node was alive in every running node's
+        view (inf if not before its next stall or now)."""
+        until = min(
+            [w.start for w in self._stalls if w.name == window.name and w.start > window.end]
+            + [self.now]
+        )
+        slowest = 0.0
+        for observer in self.running():
+            if observer == window.name:
+                continue
+            if self._was_stalled(observer, until, 0.0):
+                continue  # its view is frozen until after the period we look at
+            back = self._alive_again_at(window.name, observer, since=window.end, until=until)
+            if back is None:
+                return math.inf
+            ready = max(
+                [window.end]
+                + [
+                    w.end
+                    for w in self._stalls
+                    if w.name == observer and w.start < back and w.end > window.start
+                ]
+            )
+            slowest = max(slowest, back - ready)
+        return slowest
+
+    def _alive_again_at(
+        self, subject: str, observer: str, *, since: float, until: float
+    ) -> float | None:
+        """The first time in ``since .. until`` at which ``observer`` held
+        ``subject`` alive (``since`` if it did then); None if it never did."""
+        alive = True
+        for observation in self._by_subject.get(subject, ()):
+            if observation.observer != observer or observation.at > until:
+                continue
+            kind = observation.kind
+            if kind is EventKind.META_UPDATED:
+                continue
+            now_alive = kind in (EventKind.JOINED, EventKind.ALIVE)
+            if observation.at <= since:
+                alive = now_alive
+            elif not alive and now_alive:
+                return observation.at
+            elif alive:
+                return since
+        return since if alive else None
 
     def joined_at(self, name: str) -> float:
         """When ``name`` was last started (and asked to join)."""
@@ -471,6 +698,9 @@ class Simulation:
     def _was_down(self, name: str, at: float) -> bool:
         return any(start <= at < end for start, end in self._gone.get(name, ()))
 
+    def _was_stalled(self, name: str, at: float, grace: float) -> bool:
+        return any(w.name == name and w.start <= at < w.end + grace for w in self._stalls)
+
     def _start_node(
         self,
         name: str,
@@ -506,9 +736,12 @@ class Simulation:
         self._reschedule(node)
 
     def _observe(self, observer: str, event: MembershipEvent) -> None:
-        observation = Observation(event.at, observer, event.member.name, event.kind)
+        observation = Observation(
+            event.at, observer, event.member.name, event.kind, heard_at=self._heard_at
+        )
         self.observations.append(observation)
         self._by_subject_kind.setdefault((observation.subject, event.kind), []).append(observation)
+        self._by_subject.setdefault(observation.subject, []).append(observation)
 
     def _refused(self, source: str, destination: str) -> None:
         node = self._by_address.get(source)
@@ -524,7 +757,7 @@ class Simulation:
         if machine is None:
             return
         if self.now < node.stalled_until:
-            node.backlog.append((message, sender))
+            node.backlog.append((message, sender, self.now))
             return
         self._send(node, machine.receive(message, sender, self.now))
         self._reschedule(node)
@@ -536,9 +769,14 @@ class Simulation:
         if self.report_stall_lag:
             machine.report_loop_lag(stalled_for)
         backlog, node.backlog = node.backlog, []
-        # Like an event loop after a stall: I/O that piled up first, then timers.
-        for message, sender in backlog:
-            self._send(node, machine.receive(message, sender, self.now))
+        if not self.backlog_first:
+            self._send(node, machine.tick(self.now))
+        for message, sender, arrived_at in backlog:
+            self._heard_at = arrived_at
+            try:
+                self._send(node, machine.receive(message, sender, self.now))
+            finally:
+                self._heard_at = None
         self._send(node, machine.tick(self.now))
         node.wake_at = math.inf
         self._reschedule(node)

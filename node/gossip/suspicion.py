@@ -37,6 +37,7 @@ class Suspicion:
         "_cap",
         "_confirmations",
         "_deadline",
+        "_not_before",
         "checks",
         "expected",
         "incarnation",
@@ -66,10 +67,16 @@ class Suspicion:
         self._accusers = {accuser}
         self._confirmations = 0
         self._cap = float("inf")
+        self._not_before = -math.inf
         self._deadline = started_at + self._timeout()
         self.checks = 0
         """Last-chance pings sent to the suspect (see ``suspicion_check_lead``)."""
         self.last_check_at = -math.inf
+
+    @property
+    def accusers(self) -> frozenset[str]:
+        """The first accuser and every confirmation counted so far."""
+        return frozenset(self._accusers)
 
     @property
     def confirmations(self) -> int:
@@ -79,12 +86,22 @@ class Suspicion:
     @property
     def deadline(self) -> float:
         """When the member is to be declared dead unless it refutes first."""
-        return min(self._deadline, self._cap)
+        return max(self._not_before, min(self._deadline, self._cap))
+
+    @property
+    def deferred(self) -> bool:
+        """True once :meth:`defer` was called."""
+        return self._not_before > -math.inf
 
     def cap(self, at: float) -> None:
         """Declare death no later than ``at`` whatever the confirmations (strong
         evidence, such as a refused connection)."""
         self._cap = min(self._cap, at)
+
+    def defer(self, until: float) -> None:
+        """Declare death no earlier than ``until``: the suspecting node's own clock
+        ran late, and news that would clear the suspect may be waiting unread."""
+        self._not_before = max(self._not_before, until)
 
     def confirm(self, accuser: str) -> bool:
         """Count ``accuser``'s suspicion; True if it was new and shortened the timer

@@ -223,20 +223,42 @@ def test_an_accusation_of_an_older_life_is_answered_without_a_new_incarnation() 
     assert out == [Outgoing(addr("b"), Gossip((Alive("me", 4, addr("me")),)))]
 
 
+def drive(harness: Harness, until: float, *, silent: tuple[str, ...] = ()) -> list[Outgoing]:
+    """Tick at every deadline up to ``until`` with every peer but ``silent`` ones
+    acking our pings at once; returns everything sent."""
+    out: list[Outgoing] = []
+    harness.now = getattr(harness, "now", 0.0)
+    while (deadline := harness.machine.next_deadline()) <= until:
+        harness.now = max(harness.now, deadline)
+        sent = harness.machine.tick(harness.now)
+        out.extend(sent)
+        for item in sent:
+            if isinstance(item.message, Ping) and item.message.target not in silent:
+                harness.machine.receive(Ack(item.message.seq), item.destination, harness.now)
+    return out
+
+
 def test_suspicion_times_out_into_death_and_confirmations_hurry_it() -> None:
-    config = GossipConfig(push_pull_interval=0, reconnect_interval=0, suspicion_check_lead=0)
+    config = GossipConfig(
+        push_pull_interval=0,
+        reconnect_interval=0,
+        suspicion_check_lead=0,
+        confirmation_probes=0,
+    )
     slow, fast = Harness(list("bcdefg"), config), Harness(list("bcdefg"), config)
     for harness in (slow, fast):
+        drive(harness, 9.0)
         harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
     for accuser in ("d", "e"):
-        fast.machine.receive(Gossip((Suspect("b", 0, accuser),)), addr(accuser), 11.0)
+        fast.machine.receive(Gossip((Suspect("b", 0, accuser),)), addr(accuser), 10.1)
     n = 7
     minimum, maximum = config.suspicion_min_timeout(n), config.suspicion_max_timeout(n)
-    fast.machine.tick(10.0 + minimum)
+    assert (minimum, maximum) == (0.5, 24.0)
+    drive(fast, 10.0 + minimum)
     assert fast.state_of("b") is MemberState.DEAD
-    slow.machine.tick(10.0 + minimum)
+    drive(slow, 10.0 + maximum - 0.01)
     assert slow.state_of("b") is MemberState.SUSPECT
-    slow.machine.tick(10.0 + maximum)
+    drive(slow, 10.0 + maximum)
     assert slow.state_of("b") is MemberState.DEAD
     assert slow.kinds("b") == [EventKind.SUSPECT, EventKind.DEAD]
 
@@ -259,11 +281,13 @@ def test_an_alive_of_the_same_incarnation_does_not_clear_a_suspicion() -> None:
 
 
 def test_before_declaring_death_a_suspecting_node_pings_the_suspect_once() -> None:
-    harness = Harness(["b", "c"])
+    # memberlist's suspicion: a 4 s lower bound, reached at once in a 3-node cluster.
+    config = dataclasses.replace(CONFIG, suspicion_min_mult=4, confirmation_probes=0)
+    harness = Harness(["b", "c"], config)
     harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
-    assert CONFIG.expected_confirmations(3) == 0
-    death_at = 10.0 + CONFIG.suspicion_min_timeout(3)
-    check_at = death_at - CONFIG.suspicion_check_lead
+    assert config.expected_confirmations(3) == 0
+    death_at = 10.0 + config.suspicion_min_timeout(3)
+    check_at = death_at - config.suspicion_check_lead
     harness.run_until(check_at - 0.001)
     out = harness.run_until(check_at)
     pings = [o.message for o in out if isinstance(o.message, Ping) and o.destination == addr("b")]
@@ -274,6 +298,170 @@ def test_before_declaring_death_a_suspecting_node_pings_the_suspect_once() -> No
     harness.machine.receive(Gossip((Alive("b", 1, addr("b")),)), addr("b"), check_at + 0.01)
     harness.run_until(death_at + 0.5)
     assert EventKind.DEAD not in harness.kinds("b")
+
+
+# --- confirmation probes, a node that ran late ---------------------------------------
+
+
+def told_others(out: list[Outgoing], *, suspect: str = "b") -> list[object]:
+    """Updates sent to anyone but the suspect (who hears of its suspicion anyway)."""
+    return [
+        u
+        for item in out
+        if item.destination != addr(suspect)
+        for u in getattr(item.message, "updates", ())
+    ]
+
+
+def test_a_suspicion_raised_by_another_is_checked_with_a_probe_of_our_own() -> None:
+    harness = Harness(list("bcdefg"))
+    drive(harness, 9.9)
+    harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
+    out = drive(harness, 10.0, silent=("b",))
+    (ping,) = [o for o in messages_of(out, Ping) if o.destination == addr("b")]
+    assert isinstance(ping.message, Ping)
+    assert ping.message.updates[0] == Suspect("b", 0, "me"), "the suspect hears it, to refute"
+    out = drive(harness, 10.0 + CONFIG.probe_timeout, silent=("b",))
+    requests = [r for r in messages_of(out, PingReq) if r.message.seq == ping.message.seq]  # type: ignore[union-attr]
+    assert len(requests) == CONFIG.indirect_checks
+    assert all(r.message.target == "b" for r in requests)  # type: ignore[union-attr]
+    # Every relay tried and failed: the probe ends at once (not at 11.0), and our
+    # failure is a confirmation, gossiped with the next round.
+    assert Suspect("b", 0, "me") not in told_others(drive(harness, 10.85, silent=("b",)))
+    for request in requests:
+        harness.machine.receive(Nack(ping.message.seq), request.destination, 10.9)
+    assert harness.machine.next_deadline() == 10.9
+    assert Suspect("b", 0, "me") in told_others(drive(harness, 10.9 + CONFIG.gossip_interval))
+    assert harness.machine.health_score == 0
+
+
+def test_a_suspect_that_answers_our_confirmation_probe_is_not_confirmed() -> None:
+    harness = Harness(list("bcdefg"))
+    drive(harness, 9.9)
+    harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
+    out = drive(harness, 12.0)  # b acks
+    assert [o for o in messages_of(out, Ping) if o.destination == addr("b")]
+    assert Suspect("b", 0, "me") not in told_others(out)
+    assert harness.state_of("b") is MemberState.SUSPECT  # until b itself refutes
+
+
+def test_confirmation_probes_can_be_turned_off() -> None:
+    harness = Harness(list("bcdefg"), dataclasses.replace(CONFIG, confirmation_probes=0))
+    drive(harness, 9.9)
+    harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
+    out = drive(harness, 11.0, silent=("b",))
+    assert not [r for r in messages_of(out, PingReq) if r.message.target == "b"]  # type: ignore[union-attr]
+
+
+def test_a_member_that_refuted_while_we_probed_it_is_not_accused() -> None:
+    harness = Harness(list("bcdefg"))
+    drive(harness, 9.9)
+    harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
+    drive(harness, 10.1, silent=("b",))
+    harness.machine.receive(Gossip((Alive("b", 1, addr("b")),)), addr("b"), 10.2)
+    out = drive(harness, 12.0, silent=("b",))
+    assert Suspect("b", 1, "me") not in told_others(out)
+    assert harness.state_of("b") is MemberState.ALIVE
+    assert harness.kinds("b") == [EventKind.SUSPECT, EventKind.ALIVE]
+
+
+def test_a_probe_that_ran_out_while_we_were_stalled_accuses_nobody() -> None:
+    harness = Harness(["b", "c", "d"])
+    start, ping = harness.tick_until_probe()
+    assert isinstance(ping.message, Ping)
+    harness.machine.tick(start + CONFIG.probe_timeout)  # indirect probes go out...
+    harness.machine.tick(start + 5.0)  # ...and we wake up four seconds late
+    assert harness.state_of(ping.message.target) is MemberState.ALIVE
+    # On time, the same probe would have raised a suspicion.
+    on_time = Harness(["b", "c", "d"])
+    start, ping = on_time.tick_until_probe()
+    on_time.machine.tick(start + CONFIG.probe_timeout)
+    on_time.machine.tick(start + CONFIG.probe_interval)
+    assert on_time.state_of(ping.message.target) is MemberState.SUSPECT  # type: ignore[union-attr]
+
+
+def suspected_with_confirmations(harness: Harness, at: float) -> None:
+    """b is suspected by c and confirmed by d and e at ``at``."""
+    for accuser in ("c", "d", "e"):
+        harness.machine.receive(Gossip((Suspect("b", 0, accuser),)), addr(accuser), at)
+
+
+def test_a_suspicion_that_expired_while_we_were_stalled_waits_for_news_first() -> None:
+    config = dataclasses.replace(CONFIG, confirmation_probes=0)
+    harness = Harness(list("bcdefg"), config)
+    drive(harness, 9.0)
+    suspected_with_confirmations(harness, 10.0)
+    deadline = 10.0 + config.suspicion_min_timeout(7)
+    assert harness.machine.next_deadline() <= deadline
+    # Stalled until 14.0: the suspicion expired meanwhile. We ping the suspect and
+    # wait a probe timeout for whatever is waiting for us to read.
+    out = harness.machine.tick(14.0)
+    assert harness.state_of("b") is MemberState.SUSPECT
+    pings = [o for o in messages_of(out, Ping) if o.destination == addr("b")]
+    assert pings
+    assert pings[-1].message.updates[0] == Suspect("b", 0, "me")  # type: ignore[union-attr]
+    assert harness.machine.next_deadline() == pytest.approx(14.0 + config.probe_timeout)
+    harness.machine.receive(Gossip((Alive("b", 1, addr("b")),)), addr("b"), 14.1)
+    harness.machine.tick(14.0 + config.probe_timeout)
+    assert harness.state_of("b") is MemberState.ALIVE
+
+
+def test_a_suspicion_that_expired_while_we_were_stalled_still_ends_in_death() -> None:
+    config = dataclasses.replace(CONFIG, confirmation_probes=0)
+    harness = Harness(list("bcdefg"), config)
+    drive(harness, 9.0)
+    suspected_with_confirmations(harness, 10.0)
+    harness.machine.tick(14.0)
+    assert harness.state_of("b") is MemberState.SUSPECT
+    harness.machine.tick(14.0 + config.probe_timeout)
+    assert harness.state_of("b") is MemberState.DEAD
+
+
+def test_a_confirmation_that_brings_a_deadline_into_the_past_is_not_lateness() -> None:
+    config = dataclasses.replace(CONFIG, confirmation_probes=0)
+    harness = Harness(list("bcdefg"), config)
+    drive(harness, 9.0)
+    harness.machine.receive(Gossip((Suspect("b", 0, "c"),)), addr("c"), 10.0)
+    drive(harness, 11.0)
+    for accuser in ("d", "e"):  # the minimum (0.5 s) has long passed
+        harness.machine.receive(Gossip((Suspect("b", 0, accuser),)), addr(accuser), 11.0)
+    harness.machine.tick(11.0)
+    assert harness.state_of("b") is MemberState.DEAD
+
+
+def test_a_suspicion_of_a_member_we_hold_dead_is_answered_with_the_death() -> None:
+    harness = Harness(["b", "c"])
+    harness.machine.receive(Gossip((Dead("b", 2, "c"),)), addr("c"), 10.0)
+    out = harness.machine.receive(Gossip((Suspect("b", 2, "d"),)), addr("d"), 11.0)
+    assert Outgoing(addr("d"), Gossip((Dead("b", 2, "me"),))) in out
+    # News newer than our verdict (a suspicion of its next life) is not answered.
+    out = harness.machine.receive(Gossip((Suspect("b", 3, "d"),)), addr("d"), 12.0)
+    assert not [o for o in out if Dead("b", 2, "me") in getattr(o.message, "updates", ())]
+
+
+def test_a_member_we_hold_dead_or_suspect_that_speaks_hears_our_word() -> None:
+    harness = Harness(["b", "c", "d"])
+    harness.machine.receive(Gossip((Dead("b", 2, "c"), Suspect("d", 0, "c"))), addr("c"), 10.0)
+    out = harness.machine.receive(Ping(7, "me"), addr("b"), 11.0)
+    assert Outgoing(addr("b"), Gossip((Dead("b", 2, "me"),))) in out
+    out = harness.machine.receive(Ping(8, "me"), addr("d"), 11.0)
+    assert Outgoing(addr("d"), Gossip((Suspect("d", 0, "me"),))) in out
+    # b refuted long ago and we missed it: its answer brings it back.
+    harness.machine.receive(Gossip((Alive("b", 3, addr("b")),)), addr("b"), 11.1)
+    assert harness.state_of("b") is MemberState.ALIVE
+    out = harness.machine.receive(Ping(9, "me"), addr("b"), 12.0)
+    assert messages_of(out, Gossip) == []
+
+
+def test_a_death_declared_on_our_timer_is_told_to_the_members_that_accused() -> None:
+    config = dataclasses.replace(CONFIG, confirmation_probes=0)
+    harness = Harness(list("bcdefg"), config)
+    drive(harness, 9.9)
+    suspected_with_confirmations(harness, 10.0)
+    out = drive(harness, 10.0 + config.suspicion_min_timeout(7))
+    assert harness.state_of("b") is MemberState.DEAD
+    told = {o.destination for o in out if o.message == Gossip((Dead("b", 0, "me"),))}
+    assert {addr("c"), addr("d"), addr("e")} <= told
 
 
 # --- tombstones, leave, restart ---------------------------------------------------------
@@ -411,23 +599,24 @@ def test_urgent_local_metadata_raises_its_version_and_is_gossiped() -> None:
 
 def test_quiet_local_metadata_rides_on_probes_only() -> None:
     harness = Harness(["b", "c"])
-    harness.run_until(5.0)  # the start-up announcement is gossiped out
+    harness.run_until(1.0)  # the start-up announcement is gossiped out
     assert harness.machine.pending_broadcasts == 0
-    assert not harness.machine.update_local_meta(b"load=7", 5.0), "no eager push"
+    assert not harness.machine.update_local_meta(b"load=7", 1.0), "no eager push"
     news = Alive("me", 0, addr("me"), b"load=7", 1)
-    _, ping = harness.tick_until_probe()
+    now, ping = harness.tick_until_probe()
     assert news in ping.message.updates  # type: ignore[union-attr]
-    # No gossip round carries it (peers that never answer are gossiped about, though).
-    rounds = messages_of(harness.run_until(harness.now + 3.0), Gossip)
-    assert all(news not in item.message.updates for item in rounds)  # type: ignore[union-attr]
     # An ack carries it too.
-    acks = messages_of(harness.machine.receive(Ping(9, "me"), addr("c"), harness.now), Ack)
+    acks = messages_of(harness.machine.receive(Ping(9, "me"), addr("c"), now), Ack)
     assert news in acks[0].message.updates  # type: ignore[union-attr]
+    # No gossip round carries it (peers that never answer are gossiped about, though).
+    harness.now = now
+    rounds = messages_of(harness.run_until(now + 3.0), Gossip)
+    assert all(news not in item.message.updates for item in rounds)  # type: ignore[union-attr]
 
 
 def test_a_peers_metadata_only_news_is_relayed_quietly_but_a_state_change_at_once() -> None:
     harness = Harness(["b", "c"], config=dataclasses.replace(CONFIG, eager_push=True))
-    harness.run_until(5.0)
+    drive(harness, 5.0)  # b and c answer our probes
     out = harness.machine.receive(Gossip((Alive("b", 0, addr("b"), b"load=3", 1),)), addr("b"), 5.1)
     assert not messages_of(out, Gossip)
     assert harness.machine.pending_broadcasts == 0

@@ -84,3 +84,15 @@ def test_confirmations_beyond_the_expected_are_not_news() -> None:
     assert suspicion.confirm("b")
     assert not suspicion.confirm("c")
     assert suspicion.deadline == 104.0
+
+
+def test_a_deferred_suspicion_expires_no_earlier_than_asked() -> None:
+    suspicion = _suspicion()
+    suspicion.confirm("b")
+    suspicion.confirm("c")
+    assert not suspicion.deferred
+    suspicion.defer(110.0)
+    assert suspicion.deferred
+    assert suspicion.deadline == 110.0
+    suspicion.cap(101.0)  # strong evidence cannot undo the wait for news either
+    assert suspicion.deadline == 110.0

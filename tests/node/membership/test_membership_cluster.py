@@ -70,9 +70,9 @@ async def test_five_nodes_converge_and_see_each_others_node_info(gossip_lab: Gos
 async def test_a_crashed_node_is_declared_dead_because_its_port_refuses(
     gossip_lab: GossipLab,
 ) -> None:
-    # Suspicion alone would take at least 20 s here (suspicion_mult * probe_interval);
+    # Suspicion alone would take at least 20 s here (suspicion_min_mult * probe_interval);
     # only a refused connection (report_refused) can declare the crash sooner.
-    gossip_lab.config = dataclasses.replace(FAST, suspicion_mult=100)
+    gossip_lab.config = dataclasses.replace(FAST, suspicion_mult=100, suspicion_min_mult=100)
     nodes = await gossip_lab.start_joined(4)
     survivors, victim = nodes[:3], nodes[3]
     await eventually(

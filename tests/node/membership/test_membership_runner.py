@@ -25,7 +25,7 @@ from node.membership import (
 from proto.murmur.v1 import types_pb2
 from tests.node.membership.gossip_cluster import FAST, eventually, node_info
 
-SLOW_SUSPICION = dataclasses.replace(FAST, suspicion_mult=100)
+SLOW_SUSPICION = dataclasses.replace(FAST, suspicion_mult=100, suspicion_min_mult=100)
 """Suspicion alone takes at least 20 s (100 x 0.2 s probe interval): a member dead
 sooner than that was declared dead because a send was refused."""
 
