@@ -10,11 +10,12 @@ of mean 0.2 ms (about the 0.57 ms p50 / 1 ms p99 gRPC mTLS round trip measured o
 the project's machines), no loss. Profiles compared:
 
 - ``murmur``: :class:`GossipConfig` defaults (memberlist's DefaultLANConfig timings
-  plus Murmur's eager push, last-chance suspicion check and refused-connection fast
-  path), measured twice: a killed process (its host refuses connections, as for
-  ``kill -9`` on loopback) and a lost host (silence);
-- ``memberlist``: the same timings with the three additions off (the anchor's
-  protocol);
+  plus Murmur's eager push, last-chance suspicion check, refused-connection fast
+  path, confirmation probes and a short confirmed suspicion), measured twice: a
+  killed process (its host refuses connections, as for ``kill -9`` on loopback)
+  and a lost host (silence);
+- ``memberlist``: the same timings with those additions off (the anchor's
+  protocol: ``suspicion_min_mult`` 4, no confirmation probes);
 - ``fast-probe``: probe 0.5 s / timeout 0.25 s / gossip 0.1 s, host lost, to show
   what a shorter suspicion buys in detection time and costs in false deaths.
 
@@ -38,7 +39,11 @@ from node.gossip import EventKind, GossipConfig, Simulation
 PROFILES: dict[str, GossipConfig] = {
     "murmur": GossipConfig(),
     "memberlist": GossipConfig(
-        eager_push=False, suspicion_check_lead=0.0, refused_suspicion_timeout=0.0
+        eager_push=False,
+        suspicion_check_lead=0.0,
+        refused_suspicion_timeout=0.0,
+        suspicion_min_mult=4.0,
+        confirmation_probes=0,
     ),
     "fast-probe": GossipConfig(probe_interval=0.5, probe_timeout=0.25, gossip_interval=0.1),
 }
