@@ -38,7 +38,10 @@ check-quorum, §9.6 pre-vote):
 - Pre-vote: at its timeout a voter first asks PreVote for its term + 1, changing
   nothing persistent, and stands only with a majority of yes. A voter says yes when
   the proposed term is above its own, the asker's log is at least as up to date,
-  and it has not heard from a leader within ``election_timeout_min``.
+  and it has not heard from a leader within ``election_timeout_min``. A voter that
+  is asking PreVotes itself and says yes to an asker with a better claim (a more
+  up-to-date log, or as up to date and a lower name) steps back, so that two voters
+  whose timeouts fell together do not both stand and split the vote.
 - Replication. A new leader appends a NOOP entry of its term. It keeps, per
   follower (voter or learner), the next index to send and the highest index known
   to match, and at most one batch of entries (or a snapshot) in flight: a follower
@@ -765,6 +768,19 @@ class Raft:
         )
         answer = PreVoteResponse(request.term if granted else self._term, self._node_id, granted)
         self._send(request.candidate, answer)
+        if (
+            granted
+            and self._role is Role.PRE_CANDIDATE
+            and request.term == self._term + 1
+            and (request.last_log > self._log.last or request.candidate < self._node_id)
+        ):
+            # Two voters timed out together and ask each other: both would win
+            # their pre-votes, stand and split the vote, costing another election
+            # timeout. The one with the better claim (log, then the lower name) goes
+            # on; we step back and vote for it. Pre-votes bind nothing, so this
+            # only decides who tries first; our timer still runs should it fail.
+            self._become_follower(None)
+            self._reset_election_timer(now)
 
     def _on_pre_vote_response(self, response: PreVoteResponse, now: float) -> None:
         if (

@@ -476,6 +476,44 @@ def test_pre_candidate_times_out_into_another_pre_vote_round() -> None:
     assert {o.message for o in out} == {PreVote(1, "a", START)}
 
 
+def test_two_voters_asking_each_other_at_once_elect_one_in_one_round() -> None:
+    """The leader died and both survivors timed out together: each grants the other's
+    PreVote. Without a tie-break both stood for the same term and split the vote
+    (about one failover in 20-40 on real clusters), costing an election timeout."""
+    a = make("a", config=PRE_VOTE, seed=1)
+    b = make("b", config=PRE_VOTE, seed=2)
+    at = max(a.next_deadline(), b.next_deadline())
+    a.tick(at)
+    b.tick(at)
+    (a_asks,) = {o.message for o in sent(a)}
+    (b_asks,) = {o.message for o in sent(b)}
+    a.receive(b_asks, at)
+    b.receive(a_asks, at)
+    assert (a.role, b.role) == (Role.PRE_CANDIDATE, Role.FOLLOWER)  # b steps back
+    for answer in sent(b):
+        if answer.destination == "a":
+            a.receive(answer.message, at)
+    assert (a.role, b.role) == (Role.CANDIDATE, Role.FOLLOWER)
+    to_b = [o.message for o in sent(a) if o.destination == "b"]
+    assert [type(m) for m in to_b] == [PreVoteResponse, RequestVote]
+    for message in to_b:
+        b.receive(message, at)  # a's grant to b's old round, then a's RequestVote
+    (granted,) = {o.message for o in sent(b) if o.destination == "a"}
+    assert granted == VoteResponse(1, "b", granted=True)
+    a.receive(granted, at)
+    assert a.is_leader
+    assert (a.term, b.voted_for) == (1, "a")
+
+
+def test_a_pre_candidate_with_the_better_log_does_not_step_back() -> None:
+    ahead = make("b", config=PRE_VOTE, hard_state=PersistentState(1), more=commands(1, 2, 3))
+    ahead.tick(ahead.next_deadline())
+    ahead.ready()
+    ahead.receive(PreVote(2, "a", START), ahead.next_deadline() - 0.01)
+    assert ahead.role is Role.PRE_CANDIDATE  # "a" is behind: refused, and b goes on
+    assert [o.message for o in sent(ahead)] == [PreVoteResponse(1, "b", granted=False)]
+
+
 def test_lone_voter_skips_pre_vote() -> None:
     machine = make(voters=frozenset({"a"}), config=PRE_VOTE)
     machine.tick(0.0)
