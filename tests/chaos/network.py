@@ -8,7 +8,9 @@ two. Healing moves the ports back to the first bridge.
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from collections.abc import Iterable
 
 from tests.support.netns import Hosts
@@ -43,3 +45,31 @@ class SplittableHosts(Hosts):
         """Every host on the one bridge again."""
         for index in range(1, self.count + 1):
             _ip("-n", self.hub, "link", "set", self._port(index), "master", "br0", "up")
+
+
+def rerun_in_hub(module: str, argv: list[str], hosts: int) -> int:
+    """Runs ``python -m module *argv --inside-hub PREFIX`` inside the hub namespace of
+    ``hosts`` fresh split-able hosts, forwarding SIGINT and SIGTERM to it, and removes
+    the hosts afterwards; returns its exit status. The chaos runner and the soak test
+    run their cluster this way, so that partitions can cut real network links."""
+    net = SplittableHosts(hosts)
+    net.destroy()  # leftovers of a killed run with the same pid
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: object) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+
+    try:
+        net.create()
+        child = subprocess.Popen(
+            [*net.hub_wrapper, sys.executable, "-m", module, *argv, "--inside-hub", net.prefix],
+        )
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return child.wait()
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        net.destroy()

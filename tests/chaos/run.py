@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos.harness import SessionConfig, SessionResult, run_session
-from tests.chaos.network import SplittableHosts
+from tests.chaos.network import rerun_in_hub
 from tests.chaos.schedule import FaultStep, random_schedule, short_schedule
 from tests.support.netns import netns_unavailable
 
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.inside_hub is None and not args.no_netns:
         why = netns_unavailable()
         if why is None:
-            return _reexec_in_hub(argv if argv is not None else sys.argv[1:])
+            return rerun_in_hub("tests.chaos.run", argv if argv is not None else sys.argv[1:], SIZE)
         if args.require_netns:
             print(f"chaos: partitions are required but impossible here: {why}", file=sys.stderr)
             return 2
@@ -81,31 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     return asyncio.run(_sessions(args))
-
-
-def _reexec_in_hub(argv: list[str]) -> int:
-    net = SplittableHosts(SIZE)
-    net.destroy()  # leftovers of a killed run with the same pid
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, frame: object) -> None:
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT)
-
-    try:
-        net.create()
-        child = subprocess.Popen(
-            [*net.hub_wrapper, sys.executable, "-m", "tests.chaos.run", *argv,
-             "--inside-hub", net.prefix],
-        )  # fmt: skip
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        return child.wait()
-    finally:
-        if child is not None and child.poll() is None:
-            child.kill()
-            child.wait()
-        net.destroy()
 
 
 async def _sessions(args: argparse.Namespace) -> int:

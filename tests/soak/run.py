@@ -22,13 +22,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.network import SplittableHosts
+from tests.chaos.network import rerun_in_hub
 from tests.soak.session import CouldNotRun, SoakConfig, run_soak
 from tests.support.netns import netns_unavailable
 
@@ -58,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.inside_hub is None and not args.no_netns:
         why = netns_unavailable()
         if why is None:
-            return _reexec_in_hub(argv if argv is not None else sys.argv[1:], args.nodes)
+            return rerun_in_hub(
+                "tests.soak.run", argv if argv is not None else sys.argv[1:], args.nodes
+            )
         if args.require_netns:
             print(f"soak: partitions are required but impossible here: {why}", file=sys.stderr)
             return 2
@@ -71,31 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     return asyncio.run(_soak(args))
-
-
-def _reexec_in_hub(argv: list[str], nodes: int) -> int:
-    net = SplittableHosts(nodes)
-    net.destroy()  # leftovers of a killed run with the same pid
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, frame: object) -> None:
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT)
-
-    try:
-        net.create()
-        child = subprocess.Popen(
-            [*net.hub_wrapper, sys.executable, "-m", "tests.soak.run", *argv,
-             "--inside-hub", net.prefix],
-        )  # fmt: skip
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        return child.wait()
-    finally:
-        if child is not None and child.poll() is None:
-            child.kill()
-            child.wait()
-        net.destroy()
 
 
 async def _soak(args: argparse.Namespace) -> int:

@@ -11,16 +11,11 @@ process cannot do. ``make soak`` runs the long version.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.netns import netns_unavailable
+from tests.support.fault_runs import run_fault_harness
 
 pytestmark = pytest.mark.slow
 
@@ -29,32 +24,14 @@ RUN_TIMEOUT_SECONDS = 420
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 30)
 def test_short_soak_finds_no_stuck_lost_or_double_run_and_honest_status(tmp_path: Path) -> None:
-    report_path = tmp_path / "report.json"
-    command = [
-        sys.executable, "-m", "tests.soak.run", "--minutes", "1", "--nodes", "3",
-        "--seed", "1", "--workdir", str(tmp_path / "soak"), "--report", str(report_path),
-    ]  # fmt: skip
-    why_not = netns_unavailable()
-    if os.environ.get("CI") == "true":
-        command.append("--require-netns")  # CI runs as root: the partition must run there
-    elif why_not is not None:
-        command.append("--no-netns")
-    process = subprocess.Popen(
-        command,
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    run = run_fault_harness(
+        "tests.soak.run",
+        ["--minutes", "1", "--nodes", "3", "--seed", "1", "--workdir", str(tmp_path / "soak")],
+        report_path=tmp_path / "report.json",
+        timeout=RUN_TIMEOUT_SECONDS,
+        what="soak",
     )
-    try:
-        output, _ = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-        pytest.fail(f"the soak did not end in {RUN_TIMEOUT_SECONDS} s:\n{output}")
-    assert report_path.exists(), output
-    report = json.loads(report_path.read_text())
+    report, output = run.report, run.output
     assert "could_not_run" not in report, output
     assert report["violations"] == [], output
     checks, jobs, faults = report["checks"], report["jobs"], report["faults"]
@@ -64,7 +41,7 @@ def test_short_soak_finds_no_stuck_lost_or_double_run_and_honest_status(tmp_path
     assert checks["status_violations"] == 0, output
     assert checks["resource_violations"] == 0, output
     # The soak did what it is for: load, cancels and every kind of fault, all checked.
-    assert report["partitions"] == (why_not is None), output
+    assert report["partitions"] == run.partitions_possible, output
     assert jobs["acknowledged"] >= 50, output
     assert jobs["unfinished"] == 0, output
     assert report["cancels"]["acknowledged"] >= 3, output
@@ -76,4 +53,4 @@ def test_short_soak_finds_no_stuck_lost_or_double_run_and_honest_status(tmp_path
     assert checks["watchdog_samples"] >= 10, output
     assert checks["execution_checks"] >= 3, output
     assert any(summary["judged"] for summary in report["daemon_processes"]), output
-    assert process.returncode == 0, output
+    assert run.returncode == 0, output

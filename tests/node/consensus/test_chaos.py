@@ -12,16 +12,11 @@ which this test process cannot do. ``make chaos`` runs the long version.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.netns import netns_unavailable
+from tests.support.fault_runs import run_fault_harness
 
 pytestmark = pytest.mark.slow
 
@@ -32,35 +27,17 @@ RUN_TIMEOUT_SECONDS = 280
 def test_chaos_short_run_loses_nothing_runs_nothing_twice_and_leaves_no_orphan(
     tmp_path: Path,
 ) -> None:
-    report_path = tmp_path / "report.json"
-    command = [
-        sys.executable, "-m", "tests.chaos.run", "--short",
-        "--workdir", str(tmp_path / "chaos"), "--report", str(report_path), "--keep",
-    ]  # fmt: skip
-    why_not = netns_unavailable()
-    if os.environ.get("CI") == "true":
-        command.append("--require-netns")  # CI runs as root: the partition must run there
-    elif why_not is not None:
-        command.append("--no-netns")
-    process = subprocess.Popen(
-        command,
-        cwd=Path(__file__).resolve().parents[3],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    run = run_fault_harness(
+        "tests.chaos.run",
+        ["--short", "--workdir", str(tmp_path / "chaos"), "--keep"],
+        report_path=tmp_path / "report.json",
+        timeout=RUN_TIMEOUT_SECONDS,
+        what="chaos run",
     )
-    try:
-        output, _ = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-        pytest.fail(f"the chaos run did not end in {RUN_TIMEOUT_SECONDS} s:\n{output}")
-    assert report_path.exists(), output
-    report = json.loads(report_path.read_text())
+    report, output = run.report, run.output
     assert report["failed_to_run"] == [], output
     (session,) = report["sessions"]
-    assert report["partitions"] == (why_not is None), output
+    assert report["partitions"] == run.partitions_possible, output
     assert len(session["rounds"]) == (3 if report["partitions"] else 2)
     assert all(r["leader_after"] for r in session["rounds"]), output
     counts = session["counts"]
@@ -73,4 +50,4 @@ def test_chaos_short_run_loses_nothing_runs_nothing_twice_and_leaves_no_orphan(
     # The run did what it is for: jobs were acknowledged across the faults, and all ended.
     assert counts["acknowledged"] >= 20, output
     assert session["settled"], output
-    assert process.returncode == 0, output
+    assert run.returncode == 0, output
