@@ -13,13 +13,15 @@ Violations (each must be 0):
   1. at its ``end`` line when it wrote one;
   2. else, when its process (pid *and* start time) was still alive at the end,
      never (it overlaps everything after its start; it is also an orphan);
-  3. else at the later of ``last_seen + BEAT_SLACK_SECONDS`` (it beat every
-     0.25 s while alive, so it died before its next beat was due, give or take
-     scheduling) and its run's ``exit.json`` ``finished_at`` (written by its
-     supervisor after the process exited, or by the daemon after killing what
-     was left: a time when it was surely dead). The later of the two is the
-     conservative end: a killed run is held running as long as any evidence
-     allows.
+  3. else at its run's ``exit.json`` ``finished_at`` (written by its supervisor
+     after the process exited, or by the daemon after killing what was left: a
+     time when it was surely dead), when that is no earlier than its last beat;
+  4. else at ``last_seen + BEAT_SLACK_SECONDS`` (it beat every 0.25 s while
+     alive, so it died before its next beat was due, give or take scheduling).
+  A killed run is held running as long as the evidence allows, and no longer:
+  the slack stands in for a proof of death only where there is none (the soak
+  found a run that started 0.25 s after its GPU's previous holder was reaped
+  flagged as overlapping it, by the slack alone).
   Intervals touching at one instant do not overlap.
 - **GPU conflicts**: two executions on one node, overlapping as above, given a
   common GPU index (``CUDA_VISIBLE_DEVICES``); chaos jobs never ask to share.
@@ -230,16 +232,15 @@ def duplicate_jobs(
 def execution_end(
     execution: Execution, run_exits: Mapping[str, float], alive: set[tuple[int, int]]
 ) -> tuple[float, str]:
-    """When the execution surely stopped running, and what says so (rules 1-3)."""
+    """When the execution surely stopped running, and what says so (rules 1-4)."""
     if execution.ended_at is not None:
         return execution.ended_at, "end-line"
     if (execution.pid, execution.pid_start) in alive:
         return math.inf, "alive"
-    by_beat = execution.last_seen + BEAT_SLACK_SECONDS
     by_exit = run_exits.get(execution.run_id)
-    if by_exit is not None and by_exit > by_beat:
-        return by_exit, "exit.json"
-    return by_beat, "last-beat"
+    if by_exit is not None and by_exit >= execution.last_seen:
+        return by_exit, "exit.json"  # surely dead then, and seen alive no later
+    return execution.last_seen + BEAT_SLACK_SECONDS, "last-beat"
 
 
 def _overlapping_pairs(

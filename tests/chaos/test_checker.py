@@ -164,6 +164,19 @@ def test_a_later_exit_record_extends_a_run_without_an_end_line() -> None:
     assert execution_end(killed, {"r1": 1.0}, set())[0] == 5.0 + BEAT_SLACK_SECONDS
 
 
+def test_an_exit_record_after_the_last_beat_ends_the_run_there() -> None:
+    """Regression (found by the soak): a run cancelled with SIGKILL, reaped by its
+    supervisor 0.01 s after its last beat, was held running for the whole beat slack,
+    so the run given its GPU 0.25 s after the reaping was flagged as overlapping it."""
+    killed = execution(run="r1", start=0.0, end=None, last_seen=5.0, pid=1)
+    reaped_at = 5.01
+    assert execution_end(killed, {"r1": reaped_at}, set()) == (reaped_at, "exit.json")
+    next_holder = execution(run="r2", start=reaped_at + 0.25, end=9.0, pid=2)
+    assert concurrent_runs([killed, next_holder], {"r1": reaped_at}, set()) == []
+    # Without the exit record, the slack still holds it running.
+    assert len(concurrent_runs([killed, next_holder], {}, set())) == 1
+
+
 def test_a_run_whose_process_is_still_alive_never_ends() -> None:
     alive = execution(run="r1", start=0.0, end=None, last_seen=1.0, pid=1)
     much_later = execution(run="r2", start=1000.0, end=1001.0, pid=2)
