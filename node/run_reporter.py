@@ -15,9 +15,9 @@ import asyncio
 import logging
 
 from node.cluster_jobs import ClusterJobs
+from node.control.commands import report_of
 from node.errors import NodeError, UnavailableError
 from node.jobs.convert import run_message
-from node.leader.duties import report_of
 from storage import RunRecord
 
 _log = logging.getLogger("murmur.jobs")

@@ -9,6 +9,7 @@ apply time: voters apply the same bytes to the same state and get the same resul
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -311,3 +312,17 @@ def decode(data: bytes) -> Command:
     except DecodeError as exc:
         raise CommandDecodeError(f"not a control command: {exc}") from None
     return from_message(message)
+
+
+def report_of(job_id: str, node: str, run: types_pb2.Run) -> ReportRun:
+    """A node's record of its run as the command that tells the log."""
+    return ReportRun(
+        job_id=job_id,
+        run_id=run.id,
+        node=node,
+        state=states.from_proto(run.state),
+        exit_code=run.exit_code if run.HasField("exit_code") else None,
+        reason=run.reason,
+        at_us=time.time_ns() // 1000,
+        timed_out=run.reason.startswith("time limit"),
+    )

@@ -51,7 +51,14 @@ from node.cluster_jobs import ClusterJobs
 from node.cluster_view import DOWN_STATES, ClusterView
 from node.consensus.errors import NotLeaderError, ProposalTimeoutError
 from node.consensus.runner import ConsensusRunner
-from node.control.commands import Command, NodeLost, ReportRun, RevokeAssignment, encode
+from node.control.commands import (
+    Command,
+    NodeLost,
+    ReportRun,
+    RevokeAssignment,
+    encode,
+    report_of,
+)
 from node.control.placement import ClusterPlan, waiting_reasons
 from node.control.planner import QueuePlanner
 from node.control.records import ACTIVE_STATES, ClusterJob
@@ -628,20 +635,6 @@ def _ended_a_run(job: ClusterJob) -> bool:
     """Whether ``job`` just gave back what a run held (it is neither running nor a
     fresh submission)."""
     return not job.is_active and not (job.state == states.PENDING and job.attempts == 0)
-
-
-def report_of(job_id: str, node: str, run: types_pb2.Run) -> ReportRun:
-    """A node's record of its run as the command that tells the log."""
-    return ReportRun(
-        job_id=job_id,
-        run_id=run.id,
-        node=node,
-        state=_run_state(run),
-        exit_code=run.exit_code if run.HasField("exit_code") else None,
-        reason=run.reason,
-        at_us=now_us(),
-        timed_out=run.reason.startswith("time limit"),
-    )
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -14,12 +14,11 @@ from node.cluster_view import ClusterView
 from node.consensus.errors import NotLeaderError
 from node.consensus.runner import ConsensusRunner
 from node.consensus.wire import WireError
-from node.control.commands import CommandDecodeError, decode
+from node.control.commands import CommandDecodeError, decode, report_of
 from node.convert import timestamp
 from node.drain import NodeDrain
 from node.errors import InvalidArgumentError, NotServedError
 from node.jobs.manager import JobManager
-from node.leader.duties import report_of
 from node.membership import MembershipRunner
 from node.proposal_forwarder import MAX_BATCH
 from node.rpc.caller import current_caller
