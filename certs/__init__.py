@@ -6,8 +6,8 @@ certificates alone (mutual TLS), so there is no central server to ask. New nodes
 with a token that pins the CA's fingerprint and carries a one-time secret.
 """
 
-from certs.ca import CLOCK_SKEW_ALLOWANCE, CertificateAuthority
-from certs.errors import (
+from murmur.certs.ca import CLOCK_SKEW_ALLOWANCE, CertificateAuthority
+from murmur.certs.errors import (
     CAExistsError,
     CANotFoundError,
     CaPinMismatchError,
@@ -22,8 +22,8 @@ from certs.errors import (
     JoinUnreachableError,
     TokenFormatError,
 )
-from certs.files import create_private_directory, write_private_file, write_public_file
-from certs.identity import (
+from murmur.certs.files import create_private_directory, write_private_file, write_public_file
+from murmur.certs.identity import (
     CertificateIdentity,
     IdentityBundle,
     certificate_fingerprint,
@@ -34,10 +34,10 @@ from certs.identity import (
     make_csr,
     private_key_pem,
 )
-from certs.pinning import fetch_pinned_ca_certificate, server_certificate_chain
-from certs.roles import Role, validate_name
-from certs.san import NODE_TLS_NAME
-from certs.tokens import JoinToken, hash_secret, new_join_token, secret_matches
+from murmur.certs.pinning import fetch_pinned_ca_certificate, server_certificate_chain
+from murmur.certs.roles import Role, validate_name
+from murmur.certs.san import NODE_TLS_NAME
+from murmur.certs.tokens import JoinToken, hash_secret, new_join_token, secret_matches
 
 __all__ = [
     "CLOCK_SKEW_ALLOWANCE",

@@ -18,16 +18,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certs.errors import (
+from murmur.certs.errors import (
     CAExistsError,
     CANotFoundError,
     CertificateExpiredError,
     CertificateFileError,
     CsrError,
 )
-from certs.files import create_private_directory, write_private_file, write_public_file
-from certs.identity import IdentityBundle, certificate_fingerprint
-from certs.keys import (
+from murmur.certs.files import create_private_directory, write_private_file, write_public_file
+from murmur.certs.identity import IdentityBundle, certificate_fingerprint
+from murmur.certs.keys import (
     PrivateKey,
     describe_public_key,
     generate_private_key,
@@ -37,9 +37,9 @@ from certs.keys import (
     public_key_der,
     signature_hash,
 )
-from certs.roles import Role, validate_name
-from certs.san import subject_alternative_names
-from certs.times import resolve_now
+from murmur.certs.roles import Role, validate_name
+from murmur.certs.san import subject_alternative_names
+from murmur.certs.times import resolve_now
 
 __all__ = [
     "CA_CERTIFICATE_FILE",

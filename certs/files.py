@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-from certs.errors import CertificateFileError
+from murmur.certs.errors import CertificateFileError
 
 __all__ = ["create_private_directory", "write_private_file", "write_public_file"]
 

@@ -21,22 +21,22 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from certs.errors import (
+from murmur.certs.errors import (
     CertificateExpiredError,
     CertificateNotYetValidError,
     IdentityError,
     IdentityFileError,
 )
-from certs.files import create_private_directory, write_private_file
-from certs.keys import (
+from murmur.certs.files import create_private_directory, write_private_file
+from murmur.certs.keys import (
     generate_private_key,
     is_accepted_public_key,
     make_csr,
     private_key_pem,
     public_key_der,
 )
-from certs.roles import Role
-from certs.times import resolve_now
+from murmur.certs.roles import Role
+from murmur.certs.times import resolve_now
 
 __all__ = [
     "CertificateIdentity",

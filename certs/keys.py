@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from certs.roles import validate_name
+from murmur.certs.roles import validate_name
 
 __all__ = [
     "PrivateKey",

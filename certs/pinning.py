@@ -29,9 +29,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from certs.errors import CaPinMismatchError, IdentityError, JoinUnreachableError
-from certs.identity import IdentityBundle, identity_from_certificate
-from certs.roles import Role
+from murmur.certs.errors import CaPinMismatchError, IdentityError, JoinUnreachableError
+from murmur.certs.identity import IdentityBundle, identity_from_certificate
+from murmur.certs.roles import Role
 
 __all__ = ["fetch_pinned_ca_certificate", "server_certificate_chain"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 
-from certs.errors import InvalidNameError
+from murmur.certs.errors import InvalidNameError
 
 __all__ = ["NAME_PATTERN", "Role", "validate_name"]
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
-from certs.errors import InvalidNameError
-from certs.roles import Role
+from murmur.certs.errors import InvalidNameError
+from murmur.certs.roles import Role
 
 __all__ = ["NODE_TLS_NAME", "USER_DNS_SUFFIX", "subject_alternative_names"]
 

@@ -21,7 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from certs.errors import TokenFormatError
+from murmur.certs.errors import TokenFormatError
 
 __all__ = ["TOKEN_PREFIX", "JoinToken", "hash_secret", "new_join_token", "secret_matches"]
 

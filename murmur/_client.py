@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Self, TypeVar
 import grpc
 import grpc.aio
 
-from certs import CertificateError, check_validity
 from murmur._channel import secure_channel
 from murmur._config import ConnectConfig, TLSConfig, resolve_connect_config
 from murmur._errors import (
@@ -31,12 +30,13 @@ from murmur._errors import (
     is_tls_handshake_failure,
     translate_rpc_errors,
 )
-from proto.murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
+from murmur.certs import CertificateError, check_validity
+from murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 
 if TYPE_CHECKING:
     import os
 
-    from proto.murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
+    from murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
 
 __all__ = ["AsyncClient"]
 

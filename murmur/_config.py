@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certs import NODE_TLS_NAME, CertificateIdentity, IdentityBundle, IdentityFileError
 from murmur._errors import ConfigError
+from murmur.certs import NODE_TLS_NAME, CertificateIdentity, IdentityBundle, IdentityFileError
 
 __all__ = [
     "DEFAULT_NODE_ADDRESS",

@@ -6,7 +6,7 @@ and command-line flags. Every field has a default that works for a single
 server, so a lab only writes down what differs. Nothing else in the daemon
 reads the environment or parses flags: it receives a :class:`NodeConfig`.
 
-Gossip timings are a section of their own (:class:`node.gossip.GossipConfig`, with
+Gossip timings are a section of their own (:class:`murmur.node.gossip.GossipConfig`, with
 the formulas next to its fields): a ``[gossip]`` table in the file and
 ``MURMUR_GOSSIP_<FIELD>`` in the environment, no flags. The daemon's defaults are
 memberlist's LAN profile (:data:`DAEMON_GOSSIP`) with two changes that suit a
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.gossip import GossipConfig, GossipConfigError
-from node.membership.runner import GRPC_PIGGYBACK_BYTES
+from murmur.node.gossip import GossipConfig, GossipConfigError
+from murmur.node.membership.runner import GRPC_PIGGYBACK_BYTES
 
 DEFAULT_PORT = 7070
 """Port of the mTLS API; the join listener defaults to the next port."""
@@ -170,7 +170,7 @@ class NodeConfig:
 
     voter_stabilization_seconds: float = 10.0
     """How long a node must have been alive before the leader makes it a Raft voter,
-    and a voter dead before the leader replaces it (node/consensus/voter_policy.py)."""
+    and a voter dead before the leader replaces it (node/control/consensus/voter_policy.py)."""
 
     max_voters: int = 5
     """Most Raft voters the leader keeps: 1, 3 or 5 (odd; 5 tolerates two failures)."""

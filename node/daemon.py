@@ -26,46 +26,46 @@ from typing import Any
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from certs import CertificateError
-from node.cluster_jobs import ClusterJobs
-from node.cluster_view import ClusterView
-from node.config import NodeConfig
-from node.consensus.leadership import Leadership, known_leadership, raft_leadership
-from node.consensus.runner import ConsensusRunner
-from node.consensus.voter_manager import VoterManager
-from node.consensus.voter_policy import VoterPolicyConfig
-from node.control.state import ControlState
-from node.convert import dataset_message
-from node.data_dir_lock import lock_data_dir
-from node.datasets import DatasetCatalog
-from node.drain import NodeDrain
-from node.election import ElectionConfig
-from node.enrollment import Enrollment
-from node.errors import StartupError
-from node.event_log import EventLog
-from node.gpus import GpuSource, open_gpu_probe
-from node.identity_bootstrap import obtain_identity
-from node.job_archive import JobArchive
-from node.jobs.manager import JobManager
-from node.leader.drain_sync import DrainFlagSync
-from node.leader.duties import LeaderDuties
-from node.leader.retention import JobRetention
-from node.local_node import LocalNode
-from node.logs import configure_logging
-from node.membership import MembershipRunner, PeerTransport, encode_meta
-from node.membership.node_meta import LoadDamper
-from node.membership.seeds import SeedBook
-from node.peer_client import PeerClient
-from node.run_reporter import RunReporter
-from node.runtimes.base import Runtime
-from node.runtimes.docker import DockerRuntime
-from node.runtimes.process import ProcessRuntime
-from node.server import build_api_server, build_join_server
-from node.services.cluster import ClusterServicer
-from node.services.join import JoinServicer
-from node.services.peer import PeerServicer
-from node.services.runs import LocalNodeStub, RunStubs
-from storage import Store, StoreError
+from murmur.certs import CertificateError
+from murmur.node.agent.convert import dataset_message
+from murmur.node.agent.datasets import DatasetCatalog
+from murmur.node.agent.executor import JobManager
+from murmur.node.agent.gpus import GpuSource, open_gpu_probe
+from murmur.node.agent.runtimes.base import Runtime
+from murmur.node.agent.runtimes.docker import DockerRuntime
+from murmur.node.agent.runtimes.process import ProcessRuntime
+from murmur.node.api.peer_client import PeerClient
+from murmur.node.api.server import build_api_server, build_join_server
+from murmur.node.api.services.cluster import ClusterServicer
+from murmur.node.api.services.join import JoinServicer
+from murmur.node.api.services.peer import PeerServicer
+from murmur.node.api.services.runs import LocalNodeStub, RunStubs
+from murmur.node.config import NodeConfig
+from murmur.node.control.cluster_view import ClusterView
+from murmur.node.control.consensus.leadership import Leadership, known_leadership, raft_leadership
+from murmur.node.control.consensus.runner import ConsensusRunner
+from murmur.node.control.consensus.voter_manager import VoterManager
+from murmur.node.control.consensus.voter_policy import VoterPolicyConfig
+from murmur.node.control.drain import NodeDrain
+from murmur.node.control.leader.drain_sync import DrainFlagSync
+from murmur.node.control.leader.duties import LeaderDuties
+from murmur.node.control.leader.retention import JobRetention
+from murmur.node.control.queue.cluster_jobs import ClusterJobs
+from murmur.node.control.queue.job_archive import JobArchive
+from murmur.node.control.queue.state import ControlState
+from murmur.node.control.raft import ElectionConfig
+from murmur.node.control.run_reporter import RunReporter
+from murmur.node.data_dir_lock import lock_data_dir
+from murmur.node.errors import StartupError
+from murmur.node.event_log import EventLog
+from murmur.node.identity.bootstrap import obtain_identity
+from murmur.node.identity.enrollment import Enrollment
+from murmur.node.local_node import LocalNode
+from murmur.node.logs import configure_logging
+from murmur.node.membership import MembershipRunner, PeerTransport, encode_meta
+from murmur.node.membership.node_meta import LoadDamper
+from murmur.node.membership.seeds import SeedBook
+from murmur.storage import Store, StoreError
 
 _log = logging.getLogger("murmur.node")
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from node.errors import StartupError
+from murmur.node.errors import StartupError
 
 LOCK_FILE = "daemon.lock"
 

@@ -1,7 +1,7 @@
 """Domain errors raised by the daemon's services.
 
 They describe what went wrong in the caller's terms; which gRPC status each
-becomes is decided in one place, :mod:`node.rpc.status_map`. Services raise
+becomes is decided in one place, :mod:`murmur.node.api.rpc.status_map`. Services raise
 these (or the errors of ``certs`` and ``storage``) and never touch status codes.
 
     NodeError

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from node.broadcast import Broadcaster
-from storage import EventRecord, Store
+from murmur.node.broadcast import Broadcaster
+from murmur.storage import EventRecord, Store
 
 
 class EventLog:

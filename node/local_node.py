@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from node.broadcast import Broadcaster
-from node.config import HostPort
-from node.convert import gpu_inventory_message, node_load_message, timestamp
-from node.gpus import GpuInventory, GpuProbe, GpuTelemetry
-from node.host_load import HostLoad, HostLoadSampler
-from proto.murmur.v1 import types_pb2
+from murmur.node.agent.convert import gpu_inventory_message, node_load_message, timestamp
+from murmur.node.agent.gpus import GpuInventory, GpuProbe, GpuTelemetry
+from murmur.node.agent.host_load import HostLoad, HostLoadSampler
+from murmur.node.broadcast import Broadcaster
+from murmur.node.config import HostPort
+from murmur.v1 import types_pb2
 
 if TYPE_CHECKING:
-    from node.consensus.runner import ConsensusStatus
+    from murmur.node.control.consensus.runner import ConsensusStatus
 
 _log = logging.getLogger("murmur.node")
 

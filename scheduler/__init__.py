@@ -7,7 +7,7 @@ apart from ranking (``rank_nodes``: which node is best?) and from the queue orde
 (``QueueOrder``: who goes first?); ``schedule`` combines them.
 """
 
-from scheduler.errors import (
+from murmur.scheduler.errors import (
     DuplicateJobError,
     DuplicateNodeError,
     InvalidGpuStateError,
@@ -17,7 +17,7 @@ from scheduler.errors import (
     QueueOrderError,
     SchedulerError,
 )
-from scheduler.feasibility import (
+from murmur.scheduler.feasibility import (
     CpusBusy,
     DatasetAbsent,
     GpuModelAbsent,
@@ -31,18 +31,18 @@ from scheduler.feasibility import (
     check_node,
     usable_gpu_indices,
 )
-from scheduler.plan import Placement, Plan, PlanBuilder, RankAssignment, Waiting, schedule
-from scheduler.policy import (
+from murmur.scheduler.plan import Placement, Plan, PlanBuilder, RankAssignment, Waiting, schedule
+from murmur.scheduler.policy import (
     DEFAULT_POLICY,
     FIFO_FIRST_FIT_POLICY,
     DatasetLocality,
     NodeChoice,
     Policy,
 )
-from scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
-from scheduler.ranking import NodeScore, choose_gpu_indices, rank_nodes, score_node
-from scheduler.reservation import Reservation
-from scheduler.snapshot import ClusterSnapshot, GpuState, JobRequest, NodeState
+from murmur.scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
+from murmur.scheduler.ranking import NodeScore, choose_gpu_indices, rank_nodes, score_node
+from murmur.scheduler.reservation import Reservation
+from murmur.scheduler.snapshot import ClusterSnapshot, GpuState, JobRequest, NodeState
 
 __all__ = [
     "DEFAULT_POLICY",

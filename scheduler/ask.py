@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.policy import DatasetLocality
-from scheduler.snapshot import JobRequest
+from murmur.scheduler.policy import DatasetLocality
+from murmur.scheduler.snapshot import JobRequest
 
 
 @dataclass(frozen=True, slots=True)

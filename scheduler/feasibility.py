@@ -31,11 +31,11 @@ import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
-from scheduler.ask import Ask
-from scheduler.policy import DatasetLocality
-from scheduler.room import CPU_EPSILON, NodeRoom
-from scheduler.snapshot import JobRequest, NodeState
-from scheduler.wording import (
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.policy import DatasetLocality
+from murmur.scheduler.room import CPU_EPSILON, NodeRoom
+from murmur.scheduler.snapshot import JobRequest, NodeState
+from murmur.scheduler.wording import (
     datasets_phrase,
     format_amount,
     format_cpus,

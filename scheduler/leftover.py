@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from scheduler.ask import Ask
-from scheduler.feasibility import Infeasible, check_room
-from scheduler.room import CPU_EPSILON, NodeRoom
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.feasibility import Infeasible, check_room
+from murmur.scheduler.room import CPU_EPSILON, NodeRoom
 
 Best = tuple[NodeRoom, float]
 """A room and its amount of something: the most of it on any schedulable node."""

@@ -43,18 +43,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scheduler import reasons
-from scheduler.ask import Ask
-from scheduler.errors import QueueOrderError
-from scheduler.feasibility import check_room
-from scheduler.leftover import Leftover
-from scheduler.policy import DEFAULT_POLICY, NodeChoice, Policy
-from scheduler.ranking import NodeScore, choose_indices, score_room
-from scheduler.reservation import NodeHold, Reservation, closest_rooms
-from scheduler.room import NodeRoom
-from scheduler.room_index import RoomIndex
-from scheduler.slices import Slices, finish
-from scheduler.snapshot import ClusterSnapshot, JobRequest
+from murmur.scheduler import reasons
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.errors import QueueOrderError
+from murmur.scheduler.feasibility import check_room
+from murmur.scheduler.leftover import Leftover
+from murmur.scheduler.policy import DEFAULT_POLICY, NodeChoice, Policy
+from murmur.scheduler.ranking import NodeScore, choose_indices, score_room
+from murmur.scheduler.reservation import NodeHold, Reservation, closest_rooms
+from murmur.scheduler.room import NodeRoom
+from murmur.scheduler.room_index import RoomIndex
+from murmur.scheduler.slices import Slices, finish
+from murmur.scheduler.snapshot import ClusterSnapshot, JobRequest
 
 
 @dataclass(frozen=True, slots=True)

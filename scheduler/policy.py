@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
+from murmur.scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
 
 
 class DatasetLocality(enum.Enum):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from scheduler.snapshot import JobRequest
+from murmur.scheduler.snapshot import JobRequest
 
 
 class QueueOrder(Protocol):

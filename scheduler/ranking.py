@@ -30,11 +30,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from scheduler.ask import Ask
-from scheduler.feasibility import check_room
-from scheduler.policy import DatasetLocality
-from scheduler.room import NodeRoom
-from scheduler.snapshot import JobRequest, NodeState
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.feasibility import check_room
+from murmur.scheduler.policy import DatasetLocality
+from murmur.scheduler.room import NodeRoom
+from murmur.scheduler.snapshot import JobRequest, NodeState
 
 
 class NodeScore(NamedTuple):

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scheduler.ask import Ask
-from scheduler.feasibility import Infeasible, check_room_capacity
-from scheduler.leftover import Leftover, Outcome
-from scheduler.room import CPU_EPSILON
-from scheduler.snapshot import JobRequest
-from scheduler.wording import (
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.feasibility import Infeasible, check_room_capacity
+from murmur.scheduler.leftover import Leftover, Outcome
+from murmur.scheduler.room import CPU_EPSILON
+from murmur.scheduler.snapshot import JobRequest
+from murmur.scheduler.wording import (
     datasets_phrase,
     format_amount,
     format_cpus,

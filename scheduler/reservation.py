@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scheduler.ask import Ask
-from scheduler.ranking import score_room
-from scheduler.room import CPU_EPSILON, NodeRoom
-from scheduler.snapshot import JobRequest
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.ranking import score_room
+from murmur.scheduler.room import CPU_EPSILON, NodeRoom
+from murmur.scheduler.snapshot import JobRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from bisect import insort
 
-from scheduler.ask import Ask
-from scheduler.snapshot import NodeState
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.snapshot import NodeState
 
 CPU_EPSILON = 1e-9
 """Slack for float CPU sums: 0.1 + 0.2 CPUs must fit in 0.3 free."""

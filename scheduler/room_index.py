@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from scheduler.ask import Ask
-from scheduler.room import NodeRoom
+from murmur.scheduler.ask import Ask
+from murmur.scheduler.room import NodeRoom
 
 
 class RoomIndex:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from scheduler.errors import (
+from murmur.scheduler.errors import (
     DuplicateJobError,
     DuplicateNodeError,
     InvalidGpuStateError,

@@ -5,7 +5,7 @@ Every node keeps its own file; nothing outside this package writes SQL. Open it 
 ``await Store.open(path)``.
 """
 
-from storage.errors import (
+from murmur.storage.errors import (
     DatasetExistsError,
     JoinTokenError,
     RecordNotFoundError,
@@ -19,7 +19,7 @@ from storage.errors import (
     TokenUnknownError,
     TokenUsedError,
 )
-from storage.records import (
+from murmur.storage.records import (
     TERMINAL_JOB_STATES,
     TERMINAL_RUN_STATES,
     ArchivedJobRecord,
@@ -34,7 +34,7 @@ from storage.records import (
     RaftSnapshotRecord,
     RunRecord,
 )
-from storage.store import EventDraft, Store
+from murmur.storage.store import EventDraft, Store
 
 __all__ = [
     "TERMINAL_JOB_STATES",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from storage.errors import StoreCorruptError, StoreError, StoreOpenError
+from murmur.storage.errors import StoreCorruptError, StoreError, StoreOpenError
 
 BUSY_TIMEOUT_S = 5.0
 """How long a statement waits for another process's lock before failing."""

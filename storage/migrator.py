@@ -17,8 +17,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from storage.connection import translate_sqlite_error
-from storage.errors import StoreError, StoreOpenError, StoreVersionError
+from murmur.storage.connection import translate_sqlite_error
+from murmur.storage.errors import StoreError, StoreOpenError, StoreVersionError
 
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<description>[a-z0-9_]+)\.sql$")
 
@@ -62,7 +62,7 @@ def load_migrations() -> tuple[Migration, ...]:
         RuntimeError: the files are misnamed or their versions are not 1, 2, ..., N.
     """
     found: list[Migration] = []
-    for entry in (resources.files("storage") / "migrations").iterdir():
+    for entry in (resources.files("murmur.storage") / "migrations").iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _FILE_NAME.match(entry.name)

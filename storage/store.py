@@ -33,10 +33,10 @@ from types import TracebackType
 
 import aiosqlite
 
-from storage.connection import connect, translate_sqlite_error
-from storage.errors import StoreClosedError
-from storage.migrator import apply_migrations, read_schema_version
-from storage.records import (
+from murmur.storage.connection import connect, translate_sqlite_error
+from murmur.storage.errors import StoreClosedError
+from murmur.storage.migrator import apply_migrations, read_schema_version
+from murmur.storage.records import (
     ArchivedJobRecord,
     AuditEntry,
     AuditRecord,
@@ -49,7 +49,7 @@ from storage.records import (
     RaftSnapshotRecord,
     RunRecord,
 )
-from storage.repositories import (
+from murmur.storage.repositories import (
     archived_jobs,
     audit,
     datasets,

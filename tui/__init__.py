@@ -4,7 +4,7 @@ Data comes in through one `Connection` handed to `MurmurTop`; widgets never open
 connections themselves, so tests drive the app against a real node or a fake.
 """
 
-from tui.app import MurmurTop
-from tui.connection import Connection
+from murmur.tui.app import MurmurTop
+from murmur.tui.connection import Connection
 
 __all__ = ["Connection", "MurmurTop"]

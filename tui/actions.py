@@ -8,8 +8,8 @@ shown as a notification.
 from __future__ import annotations
 
 from murmur import MurmurError, PermissionDenied, Unimplemented
-from proto.murmur.v1 import types_pb2
-from tui.format import role_name
+from murmur.tui.format import role_name
+from murmur.v1 import types_pb2
 
 ROLE_RANK = {
     types_pb2.ROLE_UNSPECIFIED: 0,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 
 
 class ClusterApi(Protocol):

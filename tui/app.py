@@ -16,21 +16,21 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from murmur import MurmurError
-from proto.murmur.v1 import types_pb2
-from tui.actions import cancel_warning, describe_failure, role_warning
-from tui.commands import CommandError, parse_command
-from tui.connection import Connection
-from tui.feed import LiveFeed
-from tui.format import job_state_name, node_state_name
-from tui.screens.base import ViewScreen
-from tui.screens.cluster import ClusterScreen
-from tui.screens.datasets import DatasetsScreen
-from tui.screens.dialogs import ConfirmScreen, HelpScreen
-from tui.screens.job import JobScreen
-from tui.screens.jobs import JobsScreen
-from tui.screens.node import NodeScreen
-from tui.screens.submit import SubmitScreen
-from tui.state import ClusterState
+from murmur.tui.actions import cancel_warning, describe_failure, role_warning
+from murmur.tui.commands import CommandError, parse_command
+from murmur.tui.connection import Connection
+from murmur.tui.feed import LiveFeed
+from murmur.tui.format import job_state_name, node_state_name
+from murmur.tui.screens.base import ViewScreen
+from murmur.tui.screens.cluster import ClusterScreen
+from murmur.tui.screens.datasets import DatasetsScreen
+from murmur.tui.screens.dialogs import ConfirmScreen, HelpScreen
+from murmur.tui.screens.job import JobScreen
+from murmur.tui.screens.jobs import JobsScreen
+from murmur.tui.screens.node import NodeScreen
+from murmur.tui.screens.submit import SubmitScreen
+from murmur.tui.state import ClusterState
+from murmur.v1 import types_pb2
 
 REFRESH_SECONDS = 0.1
 """How often the screen on top is brought up to date: at most ten repaints a second."""

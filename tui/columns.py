@@ -10,9 +10,8 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
-from proto.murmur.v1 import types_pb2
-from tui.filters import FilterSpec
-from tui.format import (
+from murmur.tui.filters import FilterSpec
+from murmur.tui.format import (
     JOB_STATE_STYLES,
     MISSING,
     NODE_STATE_STYLES,
@@ -23,8 +22,9 @@ from tui.format import (
     node_state_name,
     percent,
 )
-from tui.node_summary import summarize
-from tui.table_model import Column
+from murmur.tui.node_summary import summarize
+from murmur.tui.table_model import Column
+from murmur.v1 import types_pb2
 
 # ------------------------------------------------------------------------ nodes
 

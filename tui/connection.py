@@ -11,8 +11,8 @@ import contextlib
 from collections.abc import Iterable, Sequence
 
 from murmur import MurmurError
-from proto.murmur.v1 import types_pb2
-from tui.api import ClientFactory, ClusterApi
+from murmur.tui.api import ClientFactory, ClusterApi
+from murmur.v1 import types_pb2
 
 ATTACH_TIMEOUT_SECONDS = 3.0
 

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Callable
 
 from murmur import MurmurError
-from tui.connection import Connection
-from tui.state import ClusterState
+from murmur.tui.connection import Connection
+from murmur.tui.state import ClusterState
 
 RETRY_INITIAL_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0

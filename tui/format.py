@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 
 _SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")

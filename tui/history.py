@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 
 DEFAULT_CAPACITY = 150
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 
 
 class FormError(ValueError):

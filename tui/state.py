@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from proto.murmur.v1 import types_pb2
-from tui.format import ACTIVE_JOB_STATES, GONE_NODE_STATES
-from tui.history import TelemetryHistory
+from murmur.tui.format import ACTIVE_JOB_STATES, GONE_NODE_STATES
+from murmur.tui.history import TelemetryHistory
+from murmur.v1 import types_pb2
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_cl
 from murmur._cli.errors import CommandError
 from murmur._cli.output import note, print_json, print_table
 from murmur._cli.parsing import parse_duration, positive_int
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 
 _ROLES = {
     "admin": types_pb2.ROLE_ADMIN,
@@ -61,9 +61,9 @@ def register(commands: Any) -> None:
 
 
 def ca_init_command(args: argparse.Namespace) -> int:
-    from certs import CertificateAuthority, Role
     from murmur._config import default_home
-    from node.config import default_data_dir
+    from murmur.certs import CertificateAuthority, Role
+    from murmur.node.config import default_data_dir
 
     data_dir: Path = (args.data_dir or default_data_dir()).expanduser()
     identity_out: Path = (args.identity_out or default_home() / "identity.pem").expanduser()
@@ -73,7 +73,7 @@ def ca_init_command(args: argparse.Namespace) -> int:
         raise CommandError(f"a CA already exists in {ca_dir}")
     if identity_out.exists():
         raise CommandError(f"{identity_out} already exists; pass --identity-out FILE")
-    from certs import validate_name
+    from murmur.certs import validate_name
 
     admin_name = validate_name(args.admin_name)
     ca = CertificateAuthority.create(ca_dir)
@@ -97,7 +97,13 @@ def token_create_command(args: argparse.Namespace) -> int:
 
 
 def user_add_command(args: argparse.Namespace) -> int:
-    from certs import IdentityBundle, generate_private_key, make_csr, private_key_pem, validate_name
+    from murmur.certs import (
+        IdentityBundle,
+        generate_private_key,
+        make_csr,
+        private_key_pem,
+        validate_name,
+    )
 
     name = validate_name(args.name)
     out: Path = args.out or Path(f"{name}.identity.pem")

@@ -7,7 +7,7 @@ from typing import Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.output import NODE_HEADERS, NODE_STATE_NAMES, node_rows, print_json, print_table
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 
 _UP = (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING)
 

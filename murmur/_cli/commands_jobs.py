@@ -21,7 +21,7 @@ from murmur._cli.parsing import (
     positive_int,
 )
 from murmur._cli.scan_progress import ScanProgressLine
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 
 _RUNTIMES = {"docker": types_pb2.JOB_RUNTIME_DOCKER, "process": types_pb2.JOB_RUNTIME_PROCESS}
 _STATES = {

@@ -9,7 +9,7 @@ from typing import Any
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.output import NODE_HEADERS, node_rows, note, print_json, print_table
 from murmur._cli.parsing import parse_key_value
-from proto.murmur.v1 import cluster_pb2
+from murmur.v1 import cluster_pb2
 
 
 def register(commands: Any) -> None:
@@ -75,8 +75,8 @@ def register(commands: Any) -> None:
 
 
 def start_command(args: argparse.Namespace) -> int:
-    from node.config import load_node_config
-    from node.daemon import run_node
+    from murmur.node.config import load_node_config
+    from murmur.node.daemon import run_node
 
     flags = {
         "name": args.name,
@@ -94,7 +94,7 @@ def start_command(args: argparse.Namespace) -> int:
     }
     config = load_node_config(config_file=args.config, flags=flags)
     if config.simulate_gpus:
-        from node.gpus import parse_simulated_spec
+        from murmur.node.agent.gpus import parse_simulated_spec
 
         parse_simulated_spec(config.simulate_gpus)  # fail on a bad spec before anything else
     return run_node(config)

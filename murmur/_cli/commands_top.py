@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
 def top_command(args: argparse.Namespace) -> int:
     from murmur import AsyncClient, resolve_connect_config
     from murmur._config import validate_node_address
-    from tui import Connection, MurmurTop
+    from murmur.tui import Connection, MurmurTop
 
     config = resolve_connect_config(node=args.node, identity=args.identity)
     seeds = [validate_node_address(address) for address in args.also]

@@ -47,7 +47,7 @@ def _node_address(index: int, port: int) -> str:
 
 def _choose_gpus(requested: str | None) -> str | None:
     """The simulated inventory to declare, or ``None`` to use the real GPUs."""
-    from node.gpus import GpuSource, open_gpu_probe, parse_simulated_spec
+    from murmur.node.agent.gpus import GpuSource, open_gpu_probe, parse_simulated_spec
 
     if requested:
         parse_simulated_spec(requested)
@@ -65,7 +65,7 @@ def _choose_gpus(requested: str | None) -> str | None:
 
 def _prepare_home(home: Path, port: int) -> Path:
     """Creates the CA and admin identity on first use; returns node-1's data dir."""
-    from certs import CertificateAuthority, Role
+    from murmur.certs import CertificateAuthority, Role
 
     first = home / "cluster" / "node-1"
     identity = home / "identity.pem"
@@ -124,7 +124,7 @@ async def _wait_converged(address: str, identity: Path, names: set[str]) -> bool
     """Whether the node at ``address`` came to see every node of ``names`` alive in
     time (gossip usually takes well under a second)."""
     from murmur import AsyncClient, MurmurError, resolve_connect_config
-    from proto.murmur.v1 import types_pb2
+    from murmur.v1 import types_pb2
 
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     async with AsyncClient(resolve_connect_config(node=address, identity=identity)) as client:

@@ -14,14 +14,14 @@ class CommandError(Exception):
 
 def describe_error(exc: BaseException) -> str | None:
     """One line for an expected failure, ``None`` for a bug."""
-    from certs import CertificateError
     from murmur import MurmurError
+    from murmur.certs import CertificateError
 
     if isinstance(exc, MurmurError | CertificateError):
         return str(exc)
-    from node.config import ConfigError
-    from node.errors import StartupError
-    from node.gpus import GpuProbeError
+    from murmur.node.agent.gpus import GpuProbeError
+    from murmur.node.config import ConfigError
+    from murmur.node.errors import StartupError
 
     if isinstance(exc, ConfigError | StartupError | GpuProbeError):
         return str(exc)

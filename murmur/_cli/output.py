@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 
 
 def print_json(message: Message) -> None:

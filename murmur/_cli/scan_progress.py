@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from murmur._cli.output import human_bytes
-from proto.murmur.v1 import cluster_pb2
+from murmur.v1 import cluster_pb2
 
 QUIET_SECONDS = 1.0
 """A scan done sooner shows nothing."""

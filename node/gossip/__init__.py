@@ -2,16 +2,16 @@
 
 :class:`Membership` is driven by time and messages and returns messages to send;
 the daemon runs it over gRPC, :class:`Simulation` runs thousands of them on a
-fake clock. Wire format: :mod:`node.gossip.codec`.
+fake clock. Wire format: :mod:`murmur.node.gossip.codec`.
 """
 
-from node.gossip.codec import decode, encode, encoded_size
-from node.gossip.config import GossipConfig
-from node.gossip.errors import GossipConfigError, GossipDecodeError, GossipError
-from node.gossip.events import EventKind, MembershipEvent
-from node.gossip.machine import Membership
-from node.gossip.member import Member, MemberState
-from node.gossip.messages import (
+from murmur.node.gossip.codec import decode, encode, encoded_size
+from murmur.node.gossip.config import GossipConfig
+from murmur.node.gossip.errors import GossipConfigError, GossipDecodeError, GossipError
+from murmur.node.gossip.events import EventKind, MembershipEvent
+from murmur.node.gossip.machine import Membership
+from murmur.node.gossip.member import Member, MemberState
+from murmur.node.gossip.messages import (
     Ack,
     Alive,
     Dead,
@@ -30,7 +30,7 @@ from node.gossip.messages import (
     Suspect,
     Update,
 )
-from node.gossip.simulation import (
+from murmur.node.gossip.simulation import (
     LinkModel,
     Observation,
     SimulatedNetwork,

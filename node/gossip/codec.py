@@ -20,9 +20,9 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TypeVar
 
-from node.gossip.errors import GossipDecodeError
-from node.gossip.member import MemberState
-from node.gossip.messages import (
+from murmur.node.gossip.errors import GossipDecodeError
+from murmur.node.gossip.member import MemberState
+from murmur.node.gossip.messages import (
     Ack,
     Alive,
     Dead,

@@ -19,7 +19,7 @@ one place to look:
   independent confirmations arrive, ``k = suspicion_mult - 2`` expected (fewer in
   a cluster too small for ``k``: see :meth:`GossipConfig.expected_confirmations`):
   ``timeout = max(min, max - (max - min) * log(c + 1) / log(k + 1))``
-  (see :mod:`node.gossip.suspicion`);
+  (see :mod:`murmur.node.gossip.suspicion`);
 - confirmation probes: a node that hears of a new suspicion probes the suspect
   itself with probability ``min(1, confirmation_probes / (n - 2))``, so that the
   ``k`` confirmations come within one probe interval instead of whenever other
@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from node.gossip.errors import GossipConfigError
+from murmur.node.gossip.errors import GossipConfigError
 
 _PUSH_PULL_SCALE_THRESHOLD = 32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from node.gossip.member import Member
+from murmur.node.gossip.member import Member
 
 
 class EventKind(enum.Enum):

@@ -54,13 +54,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from node.gossip.awareness import Awareness
-from node.gossip.broadcasts import BroadcastQueue
-from node.gossip.codec import update_size
-from node.gossip.config import GossipConfig
-from node.gossip.events import EventKind, MembershipEvent
-from node.gossip.member import Member, MemberState
-from node.gossip.messages import (
+from murmur.node.gossip.awareness import Awareness
+from murmur.node.gossip.broadcasts import BroadcastQueue
+from murmur.node.gossip.codec import update_size
+from murmur.node.gossip.config import GossipConfig
+from murmur.node.gossip.events import EventKind, MembershipEvent
+from murmur.node.gossip.member import Member, MemberState
+from murmur.node.gossip.messages import (
     Ack,
     Alive,
     Dead,
@@ -78,9 +78,9 @@ from node.gossip.messages import (
     Suspect,
     Update,
 )
-from node.gossip.peers import PeerSet, ProbeRing
-from node.gossip.pushpull import digest_entry, full_state, plan_response
-from node.gossip.suspicion import Suspicion
+from murmur.node.gossip.peers import PeerSet, ProbeRing
+from murmur.node.gossip.pushpull import digest_entry, full_state, plan_response
+from murmur.node.gossip.suspicion import Suspicion
 
 _RELAY_NACK_FRACTION = 0.8
 """A relay nacks after this share of probe_timeout, so that the nack reaches the

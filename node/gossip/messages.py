@@ -5,7 +5,7 @@ Two families:
 - *updates* (:data:`Update`) say something about one member: it is alive (with
   its address and metadata), suspected, dead, or gone for good. They travel
   piggybacked on probes and in gossip rounds, and each is retransmitted a bounded
-  number of times (:mod:`node.gossip.broadcasts`);
+  number of times (:mod:`murmur.node.gossip.broadcasts`);
 - *messages* (:data:`Message`) are what one node sends another: probes (Ping, Ack,
   PingReq, Nack), a gossip round (Gossip), and the three steps of a push-pull
   exchange: the requester's digest, the responder's newer states plus the names it
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.gossip.member import MemberState
+from murmur.node.gossip.member import MemberState
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from node.gossip.member import SEVERITY, Member, MemberState
-from node.gossip.messages import DigestEntry, FullState
+from murmur.node.gossip.member import SEVERITY, Member, MemberState
+from murmur.node.gossip.messages import DigestEntry, FullState
 
 
 def digest_entry(member: Member) -> DigestEntry:

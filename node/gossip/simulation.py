@@ -7,7 +7,7 @@ seconds of real time, and the same seed replays the same run exactly.
   the wire: each message draws its own delay from its link's :class:`LinkModel`
   (so messages reorder), may be lost, and is dropped at delivery time if a
   partition separates the two ends.
-- :class:`Simulation` runs one :class:`~node.gossip.machine.Membership` per node
+- :class:`Simulation` runs one :class:`~murmur.node.gossip.machine.Membership` per node
   on it, with faults (crash, restart, stall, freeze and thaw, partition) and
   observers (when did every live node see X dead, how fast did a join spread, how
   many false "dead" verdicts, how soon a stalled node was alive again everywhere,
@@ -40,13 +40,13 @@ import random
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from node.gossip.codec import encoded_size
-from node.gossip.config import GossipConfig
-from node.gossip.errors import GossipError
-from node.gossip.events import EventKind, MembershipEvent
-from node.gossip.machine import Membership
-from node.gossip.member import Member, MemberState
-from node.gossip.messages import Message, Outgoing
+from murmur.node.gossip.codec import encoded_size
+from murmur.node.gossip.config import GossipConfig
+from murmur.node.gossip.errors import GossipError
+from murmur.node.gossip.events import EventKind, MembershipEvent
+from murmur.node.gossip.machine import Membership
+from murmur.node.gossip.member import Member, MemberState
+from murmur.node.gossip.messages import Message, Outgoing
 
 
 class SimulationError(GossipError):

@@ -1,13 +1,13 @@
 """Gossip membership on a live node: the gRPC transport, the runner, the node's blob.
 
-:mod:`node.gossip` is the pure SWIM+Lifeguard state machine; this package runs it
+:mod:`murmur.node.gossip` is the pure SWIM+Lifeguard state machine; this package runs it
 for real: :class:`PeerTransport` carries its messages as
 ``NodeService.Gossip`` calls over mutual TLS, :class:`MembershipRunner` drives it on
 the monotonic clock, and :mod:`.node_meta` turns this node's ``NodeInfo`` into the
 metadata blob every member gossips about itself.
 """
 
-from node.membership.errors import (
+from murmur.node.membership.errors import (
     MemberNotDownError,
     MemberNotFoundError,
     MembershipConfigError,
@@ -15,8 +15,8 @@ from node.membership.errors import (
     NodeMetaTooLargeError,
     TransportClosedError,
 )
-from node.membership.node_meta import MAX_META_BYTES, TRIM_ORDER, decode_meta, encode_meta
-from node.membership.runner import (
+from murmur.node.membership.node_meta import MAX_META_BYTES, TRIM_ORDER, decode_meta, encode_meta
+from murmur.node.membership.runner import (
     GRPC_PIGGYBACK_BYTES,
     MIN_PIGGYBACK_BYTES,
     ClusterMember,
@@ -25,7 +25,7 @@ from node.membership.runner import (
     MembershipRunner,
     MembershipStats,
 )
-from node.membership.transport import PeerTransport, SendOutcome, classify_error
+from murmur.node.membership.transport import PeerTransport, SendOutcome, classify_error
 
 __all__ = [
     "GRPC_PIGGYBACK_BYTES",

@@ -1,7 +1,7 @@
 """What a node tells the cluster about itself through gossip: its NodeInfo, trimmed.
 
 The gossip layer carries one opaque, versioned blob per member
-(:attr:`node.gossip.Member.meta`); ours is a serialized ``murmur.v1.NodeInfo``:
+(:attr:`murmur.node.gossip.Member.meta`); ours is a serialized ``murmur.v1.NodeInfo``:
 name, addresses, labels, voter flag, GPU inventory, load, runtimes and the
 dataset catalog. Every member keeps every other member's blob, and each change is
 retransmitted several times, so the blob is kept small:
@@ -31,15 +31,15 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
-from node.membership.errors import NodeMetaTooLargeError
-from proto.murmur.v1 import types_pb2
+from murmur.node.membership.errors import NodeMetaTooLargeError
+from murmur.v1 import types_pb2
 
 _log = logging.getLogger("murmur.membership")
 
 MAX_META_BYTES = 8 * 1024
 """Largest metadata blob a node gossips. The gossip config's piggyback budget
 (``max_piggyback_bytes``) must hold one Alive carrying a blob this large, or the
-blob would never leave the broadcast queue (see :mod:`node.membership.runner`)."""
+blob would never leave the broadcast queue (see :mod:`murmur.node.membership.runner`)."""
 
 
 def _drop_gpu_telemetry(info: types_pb2.NodeInfo) -> None:

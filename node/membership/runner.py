@@ -1,13 +1,13 @@
 """`MembershipRunner`: the gossip state machine, run in real time over a transport.
 
-:class:`node.gossip.Membership` is pure: it is told the time and the messages and
+:class:`murmur.node.gossip.Membership` is pure: it is told the time and the messages and
 returns messages to send. The runner is everything around it on a live node:
 
 - one driver loop calls ``tick(now)`` on the monotonic clock when
   ``next_deadline()`` comes, and wakes early whenever something happened that may
   bring a deadline forward (a message arrived, a send was refused, a join or a
   leave), so no probe or timeout runs late because the loop was asleep;
-- every :class:`~node.gossip.Outgoing` is encoded and sent as its own task, at most
+- every :class:`~murmur.node.gossip.Outgoing` is encoded and sent as its own task, at most
   ``max_in_flight_sends`` at a time; beyond that a message is dropped (counted),
   as a full socket buffer drops a datagram: the loop never waits on a peer;
 - a send the peer's host refused goes back to the machine as
@@ -15,7 +15,7 @@ returns messages to send. The runner is everything around it on a live node:
   not, since a stalled or distant peer is not a dead one;
 - :meth:`receive` is what the ``NodeService.Gossip`` handler calls; bytes that do
   not decode are logged and dropped and nothing ever raises to the RPC;
-- this node's metadata (a serialized NodeInfo, :mod:`node.membership.node_meta`)
+- this node's metadata (a serialized NodeInfo, :mod:`murmur.node.membership.node_meta`)
   is read from ``meta_source`` at most every ``meta_refresh_interval`` and
   published when it changed;
 - a watcher measures how late the event loop wakes from a sleep and reports it
@@ -26,7 +26,7 @@ it cancels and awaits them all. It does not own the transport; whoever made the
 transport closes it after :meth:`run` has returned.
 
 Piggyback budget: one Alive update carries a whole metadata blob (up to
-:data:`~node.membership.node_meta.MAX_META_BYTES`), and an update larger than the
+:data:`~murmur.node.membership.node_meta.MAX_META_BYTES`), and an update larger than the
 config's ``max_piggyback_bytes`` would never be sent, so the runner refuses a config
 below :data:`MIN_PIGGYBACK_BYTES`; use :data:`GRPC_PIGGYBACK_BYTES` (memberlist's
 1400 bytes is a UDP datagram limit gRPC does not have).
@@ -44,8 +44,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from node.broadcast import Broadcaster
-from node.gossip import (
+from murmur.node.broadcast import Broadcaster
+from murmur.node.gossip import (
     Alive,
     EventKind,
     GossipConfig,
@@ -58,16 +58,16 @@ from node.gossip import (
     decode,
     encode,
 )
-from node.gossip.codec import update_size
-from node.membership.errors import (
+from murmur.node.gossip.codec import update_size
+from murmur.node.membership.errors import (
     MemberNotDownError,
     MemberNotFoundError,
     MembershipConfigError,
     MembershipError,
 )
-from node.membership.node_meta import MAX_META_BYTES, decode_meta
-from node.membership.transport import SendOutcome
-from proto.murmur.v1 import types_pb2
+from murmur.node.membership.node_meta import MAX_META_BYTES, decode_meta
+from murmur.node.membership.transport import SendOutcome
+from murmur.v1 import types_pb2
 
 _log = logging.getLogger("murmur.membership")
 
@@ -106,7 +106,7 @@ def node_state(state: MemberState) -> types_pb2.NodeState.ValueType:
 
 
 class GossipTransport(Protocol):
-    """What the runner sends through (:class:`~node.membership.transport.PeerTransport`
+    """What the runner sends through (:class:`~murmur.node.membership.transport.PeerTransport`
     in the daemon)."""
 
     async def send(

@@ -21,9 +21,9 @@ import logging
 import random
 from collections.abc import Iterable, Sequence
 
-from node.gossip import EventKind, MemberState
-from node.membership.runner import MembershipRunner
-from storage import Store
+from murmur.node.gossip import EventKind, MemberState
+from murmur.node.membership.runner import MembershipRunner
+from murmur.storage import Store
 
 _log = logging.getLogger("murmur.membership")
 

@@ -40,18 +40,18 @@ from typing import TYPE_CHECKING
 import grpc
 import grpc.aio
 
-from certs import NODE_TLS_NAME, IdentityBundle
-from node.membership.errors import TransportClosedError
-from proto.murmur.v1 import cluster_pb2_grpc, node_pb2, node_pb2_grpc
+from murmur.certs import NODE_TLS_NAME, IdentityBundle
+from murmur.node.membership.errors import TransportClosedError
+from murmur.v1 import cluster_pb2_grpc, node_pb2, node_pb2_grpc
 
 if TYPE_CHECKING:
-    from proto.murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
-    from proto.murmur.v1.node_pb2_grpc import NodeServiceAsyncStub
+    from murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
+    from murmur.v1.node_pb2_grpc import NodeServiceAsyncStub
 
 _log = logging.getLogger("murmur.membership")
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-"""The node server's limit (node/server.py); a full push-pull state of a large
+"""The node server's limit (node/api/server.py); a full push-pull state of a large
 cluster stays far below it."""
 
 KEEPALIVE_TIME_MS = 30_000

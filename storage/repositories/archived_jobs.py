@@ -6,9 +6,9 @@ from collections.abc import Collection, Iterable
 
 import aiosqlite
 
-from storage.errors import RecordNotFoundError
-from storage.records import ArchivedJobRecord
-from storage.timestamps import from_micros, to_micros
+from murmur.storage.errors import RecordNotFoundError
+from murmur.storage.records import ArchivedJobRecord
+from murmur.storage.timestamps import from_micros, to_micros
 
 _COLUMNS = "id, submit_order, user, queue, state, ended_at, archived_at, data"
 

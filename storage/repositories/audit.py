@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from storage.records import AuditEntry, AuditRecord
-from storage.timestamps import from_micros, to_micros
+from murmur.storage.records import AuditEntry, AuditRecord
+from murmur.storage.timestamps import from_micros, to_micros
 
 _COLUMNS = "id, time, user, role, action, target, result, detail"
 

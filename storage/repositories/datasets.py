@@ -7,9 +7,9 @@ from pathlib import Path
 
 import aiosqlite
 
-from storage.errors import DatasetExistsError, RecordNotFoundError
-from storage.records import DatasetRecord
-from storage.timestamps import from_micros, to_micros
+from murmur.storage.errors import DatasetExistsError, RecordNotFoundError
+from murmur.storage.records import DatasetRecord
+from murmur.storage.timestamps import from_micros, to_micros
 
 _COLUMNS = "name, path, size_bytes, file_count, manifest_sha256, added_at, added_by"
 

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import aiosqlite
 
-from storage.records import EventRecord
-from storage.timestamps import from_micros, to_micros
+from murmur.storage.records import EventRecord
+from murmur.storage.timestamps import from_micros, to_micros
 
 _COLUMNS = "id, time, kind, subject, message, job_state"
 

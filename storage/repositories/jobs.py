@@ -7,9 +7,14 @@ import sqlite3
 
 import aiosqlite
 
-from storage.errors import RecordNotFoundError
-from storage.records import JobRecord
-from storage.timestamps import from_micros, optional_from_micros, optional_to_micros, to_micros
+from murmur.storage.errors import RecordNotFoundError
+from murmur.storage.records import JobRecord
+from murmur.storage.timestamps import (
+    from_micros,
+    optional_from_micros,
+    optional_to_micros,
+    to_micros,
+)
 
 _FIELDS = (
     "id",

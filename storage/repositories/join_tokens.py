@@ -14,9 +14,14 @@ from datetime import datetime
 
 import aiosqlite
 
-from storage.errors import TokenExistsError, TokenExpiredError, TokenUnknownError, TokenUsedError
-from storage.records import JoinTokenRecord
-from storage.timestamps import from_micros, optional_from_micros, to_micros
+from murmur.storage.errors import (
+    TokenExistsError,
+    TokenExpiredError,
+    TokenUnknownError,
+    TokenUsedError,
+)
+from murmur.storage.records import JoinTokenRecord
+from murmur.storage.timestamps import from_micros, optional_from_micros, to_micros
 
 _COLUMNS = "token_id, secret_sha256, created_at, expires_at, created_by, used_at, used_by"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")

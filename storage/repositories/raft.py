@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import aiosqlite
 
-from storage.records import RaftDurableState, RaftEntryRecord, RaftSnapshotRecord
+from murmur.storage.records import RaftDurableState, RaftEntryRecord, RaftSnapshotRecord
 
 
 def _voters_text(voters: Iterable[str]) -> str:

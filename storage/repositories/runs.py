@@ -8,9 +8,14 @@ from datetime import datetime
 
 import aiosqlite
 
-from storage.errors import RecordNotFoundError
-from storage.records import TERMINAL_RUN_STATES, RunRecord
-from storage.timestamps import from_micros, optional_from_micros, optional_to_micros, to_micros
+from murmur.storage.errors import RecordNotFoundError
+from murmur.storage.records import TERMINAL_RUN_STATES, RunRecord
+from murmur.storage.timestamps import (
+    from_micros,
+    optional_from_micros,
+    optional_to_micros,
+    to_micros,
+)
 
 _FIELDS = (
     "id",

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from murmur import AsyncClient, MurmurError, resolve_connect_config
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 from tests.bench.run import percentile
 from tests.support.cluster import client_for, start_cluster, status_of
 from tests.support.nodes import Lab, NodeProcess, create_lab

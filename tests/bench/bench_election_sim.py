@@ -3,7 +3,7 @@
 Run with ``python -m tests.bench.bench_election_sim [--trials N] [--seed S]``.
 
 Failover: each trial is a fresh seeded cluster of voters on
-:class:`node.election.RaftSimulation` with the default :class:`ElectionConfig`
+:class:`murmur.node.control.raft.RaftSimulation` with the default :class:`ElectionConfig`
 (heartbeat 0.2 s, election timeout 0.45-0.8 s, lease 0.45 s): it elects a leader,
 runs 0.5-1.5 s more, kills the leader, and times the first election that follows,
 in simulated seconds. Targets (issue 6, end to end): p50 <= 1.0 s, p99 <= 2.0 s.
@@ -25,7 +25,7 @@ import argparse
 import math
 import time
 
-from node.election import ElectionConfig, commit_latencies, failover_times
+from murmur.node.control.raft import ElectionConfig, commit_latencies, failover_times
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -3,7 +3,7 @@ traffic, false deaths under CPU stalls, and a join's convergence curve at N=1000
 
 Run with ``python -m tests.bench.bench_gossip_sim [--quick] [--plot PATH]``.
 
-Everything runs in simulated time on :class:`node.gossip.Simulation`, so figures are
+Everything runs in simulated time on :class:`murmur.node.gossip.Simulation`, so figures are
 protocol figures: they leave out CPU and gRPC costs, which the real-cluster
 benchmarks measure. Link: loopback-like, 0.3 ms one way plus an exponential jitter
 of mean 0.2 ms (about the 0.57 ms p50 / 1 ms p99 gRPC mTLS round trip measured on
@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.gossip import EventKind, GossipConfig, Simulation
+from murmur.node.gossip import EventKind, GossipConfig, Simulation
 
 PROFILES: dict[str, GossipConfig] = {
     "murmur": GossipConfig(),

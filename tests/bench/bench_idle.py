@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from certs import Role
-from proto.murmur.v1 import cluster_pb2
+from murmur.certs import Role
+from murmur.v1 import cluster_pb2
 from tests.bench.bench_membership import start_nodes, wait_all_see
 from tests.support.cluster import status_of
 from tests.support.nodes import Lab, NodeProcess, create_lab

@@ -21,7 +21,7 @@ from pathlib import Path
 from google.protobuf import timestamp_pb2
 
 from murmur import AsyncClient, resolve_connect_config
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.bench.run import ms, percentile
 from tests.support.nodes import Lab, NodeProcess, create_lab
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from certs import Role
 from murmur import AsyncClient, MurmurError, resolve_connect_config
-from proto.murmur.v1 import types_pb2
+from murmur.certs import Role
+from murmur.v1 import types_pb2
 from tests.support.cluster import host_of, provision_node
 from tests.support.nodes import Lab, NodeProcess, create_lab
 

@@ -25,7 +25,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from node.control import (
+from murmur.node.control.queue import (
     AssignJob,
     ControlState,
     ForgetJobs,
@@ -33,9 +33,9 @@ from node.control import (
     SubmitJob,
     encode,
 )
-from node.control.commands import MAX_FORGET_JOBS
-from node.jobs import states
-from proto.murmur.v1 import types_pb2
+from murmur.node.control.queue.commands import MAX_FORGET_JOBS
+from murmur.node.jobspec import states
+from murmur.v1 import types_pb2
 
 SECOND = 1_000_000
 DAY = 86_400 * SECOND

@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from scheduler import (
+from murmur.scheduler import (
     DEFAULT_POLICY,
     FIFO_FIRST_FIT_POLICY,
     ClusterSnapshot,

@@ -51,7 +51,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from certs import Role
+from murmur.certs import Role
 from tests.bench.bench_membership import (
     LogReader,
     log_time,

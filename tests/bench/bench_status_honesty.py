@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from tests.bench.run import percentile
-from tests.node.consensus.test_consensus_processes import FAST_VOTERS
-from tests.node.consensus.test_status_honesty_processes import leader_kill_rounds
+from tests.node.control.consensus.test_consensus_processes import FAST_VOTERS
+from tests.node.control.consensus.test_status_honesty_processes import leader_kill_rounds
 from tests.support.cluster import start_cluster
 from tests.support.nodes import create_lab
 

@@ -25,11 +25,11 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from proto.murmur.v1 import types_pb2
+from murmur.tui import Connection, MurmurTop
+from murmur.tui.app import REFRESH_SECONDS
+from murmur.tui.widgets.virtual_table import VirtualTable
+from murmur.v1 import types_pb2
 from tests.tui.fake_cluster import FakeCluster, make_job, make_node
-from tui import Connection, MurmurTop
-from tui.app import REFRESH_SECONDS
-from tui.widgets.virtual_table import VirtualTable
 
 _PHASE = random.Random(4)
 NODES = 200

@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from certs import IdentityBundle
+from murmur.certs import IdentityBundle
 
 
 async def serve(identity: Path, address: str) -> None:

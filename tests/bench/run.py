@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from certs import NODE_TLS_NAME, IdentityBundle
 from murmur import AsyncClient, resolve_connect_config
+from murmur.certs import NODE_TLS_NAME, IdentityBundle
 from tests.support.nodes import Lab, NodeProcess, create_lab, free_port
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certs import CertificateAuthority, IdentityBundle, Role
+from murmur.certs import CertificateAuthority, IdentityBundle, Role
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certs import (
+from murmur.certs import (
     CAExistsError,
     CANotFoundError,
     CertificateAuthority,

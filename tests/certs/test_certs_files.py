@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from certs import (
+from murmur.certs import (
     CertificateFileError,
     create_private_directory,
     write_private_file,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from certs import (
+from murmur.certs import (
     NODE_TLS_NAME,
     CertificateAuthority,
     IdentityBundle,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from certs import (
+from murmur.certs import (
     CaPinMismatchError,
     CertificateAuthority,
     IdentityBundle,

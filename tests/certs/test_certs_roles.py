@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import certs
-from certs import CertificateError, InvalidNameError, Role, validate_name
+from murmur import certs
+from murmur.certs import CertificateError, InvalidNameError, Role, validate_name
 
 RULE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 

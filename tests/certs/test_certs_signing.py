@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certs import (
+from murmur.certs import (
     NODE_TLS_NAME,
     CertificateAuthority,
     CertificateExpiredError,
@@ -25,7 +25,7 @@ from certs import (
     identity_from_certificate,
     make_csr,
 )
-from certs.roles import NAME_PATTERN
+from murmur.certs.roles import NAME_PATTERN
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 USER_ROLES = [Role.ADMIN, Role.MEMBER, Role.VIEWER]

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certs import JoinToken, TokenFormatError, hash_secret, new_join_token, secret_matches
-from certs.tokens import TOKEN_PREFIX
+from murmur.certs import JoinToken, TokenFormatError, hash_secret, new_join_token, secret_matches
+from murmur.certs.tokens import TOKEN_PREFIX
 
 FINGERPRINT = "ab" * 32
 

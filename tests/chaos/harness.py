@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import murmur
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.chaos.checker import CheckReport, FinalJob, FinalRun, LiveProcess, check
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.history import (

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import murmur
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.chaos import job_program
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.history import Submission

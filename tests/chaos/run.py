@@ -1,7 +1,7 @@
 """``python -m tests.chaos.run``: randomized fault rounds against real five-node clusters.
 
     python -m tests.chaos.run --rounds 100 --seed 7
-    python -m tests.chaos.run --short          # what tests/node/consensus/test_chaos.py runs
+    python -m tests.chaos.run --short   # what tests/node/control/consensus/test_chaos.py runs
 
 Rounds are played in sessions of ``--rounds-per-session`` (a fresh cluster each,
 checked at its end): a session's history stays readable, and one bad round

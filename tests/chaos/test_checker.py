@@ -213,7 +213,9 @@ def test_orphans_are_live_runs_of_ended_jobs_and_anything_left_after_teardown() 
         LiveProcess(2, 20, "job", "running"),
         LiveProcess(3, 30, "job", "unknown-to-the-cluster"),
     ]
-    after = [LiveProcess(4, 40, "lab", cmdline="python -S -P -m node.runtimes.forkserver")]
+    after = [
+        LiveProcess(4, 40, "lab", cmdline="python -S -P -m murmur.node.agent.runtimes.forkserver")
+    ]
     assert [p.pid for p in orphans(settle, after, jobs)] == [1, 3, 4]
     assert orphans([LiveProcess(2, 20, "job", "running")], [], jobs) == []
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from murmur._cli.scan_progress import ScanProgressLine
-from proto.murmur.v1 import cluster_pb2
+from murmur.v1 import cluster_pb2
 from tests.support.datasets import bytes_scanned_in
 from tests.support.nodes import Lab, NodeProcess
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from certs import IdentityBundle, Role
+from murmur.certs import IdentityBundle, Role
 from tests.support.nodes import Lab, NodeProcess, free_port
 
 

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from murmur._cli import commands_cluster
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 
 DEAD = types_pb2.NODE_STATE_DEAD
 ALIVE = types_pb2.NODE_STATE_ALIVE

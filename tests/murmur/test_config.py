@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import murmur
-from certs import NODE_TLS_NAME, CertificateAuthority, Role
 from murmur._config import (
     DEFAULT_NODE_ADDRESS,
     client_settings_path,
@@ -19,6 +18,7 @@ from murmur._config import (
     resolve_connect_config,
     validate_node_address,
 )
+from murmur.certs import NODE_TLS_NAME, CertificateAuthority, Role
 
 
 @pytest.fixture(scope="module")

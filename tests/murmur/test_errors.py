@@ -13,8 +13,8 @@ import grpc.aio
 import pytest
 
 import murmur
-from certs import CertificateAuthority, Role
 from murmur._errors import error_from_rpc, is_tls_handshake_failure, translate_rpc_errors
+from murmur.certs import CertificateAuthority, Role
 
 EXPECTED_CLASS_BY_CODE: dict[grpc.StatusCode, type[murmur.MurmurError]] = {
     grpc.StatusCode.OK: murmur.InternalError,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import murmur
-from certs import CertificateAuthority, Role
 from murmur._sync import EventLoopThread, _blocking, _iterating
+from murmur.certs import CertificateAuthority, Role
 
 LOOP_THREAD_NAME = "murmur-client-loop"
 

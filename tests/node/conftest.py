@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from node.control.placement import plan_keeping_builder
-from node.control.state import ControlState
-from storage import Store
+from murmur.node.control.leader.placement import plan_keeping_builder
+from murmur.node.control.queue.state import ControlState
+from murmur.storage import Store
 from tests.support.run_processes import kill_everything_under
 
 
@@ -39,5 +39,5 @@ def full_plans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         made.append(state.applied_index)
         return plan_keeping_builder(state, *args, **kwargs)
 
-    monkeypatch.setattr("node.control.planner.plan_keeping_builder", counted)
+    monkeypatch.setattr("murmur.node.control.leader.planner.plan_keeping_builder", counted)
     return made

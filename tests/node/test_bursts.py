@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 
 import murmur
-from proto.murmur.v1 import types_pb2
-from tests.node.consensus.test_consensus_processes import FAST_VOTERS, wait_agreed
+from murmur.v1 import types_pb2
+from tests.node.control.consensus.test_consensus_processes import FAST_VOTERS, wait_agreed
 from tests.support.bursts import burst, wait_ended
 from tests.support.cluster import client_for, start_cluster
 from tests.support.nodes import Lab

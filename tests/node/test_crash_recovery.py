@@ -63,6 +63,6 @@ async def test_kill_9_during_writes_loses_no_acknowledged_record(lab: Lab) -> No
 
 
 def murmur_token_id(token: str) -> str:
-    from certs import JoinToken
+    from murmur.certs import JoinToken
 
     return JoinToken.decode(token).token_id

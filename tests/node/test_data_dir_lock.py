@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from murmur import AsyncClient, resolve_connect_config
-from node.data_dir_lock import LOCK_FILE, lock_data_dir
-from node.errors import StartupError
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.node.data_dir_lock import LOCK_FILE, lock_data_dir
+from murmur.node.errors import StartupError
+from murmur.v1 import cluster_pb2, types_pb2
 from tests.support.cluster import eventually
 from tests.support.nodes import Lab, NodeProcess, free_ports
 
@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 import os, sys, time
 from pathlib import Path
-from node.data_dir_lock import lock_data_dir
+from murmur.node.data_dir_lock import lock_data_dir
 
 lock = lock_data_dir(Path(sys.argv[1]))
 if sys.argv[2] == "fork":

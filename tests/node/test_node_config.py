@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.config import ConfigError, HostPort, NodeConfig, load_node_config
+from murmur.node.config import ConfigError, HostPort, NodeConfig, load_node_config
 
 
 def test_defaults_work_for_a_single_server(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scheduler import ClusterSnapshot, GpuState, JobRequest, NodeState
+from murmur.scheduler import ClusterSnapshot, GpuState, JobRequest, NodeState
 
 GIB = 2**30
 

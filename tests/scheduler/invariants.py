@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from scheduler import ClusterSnapshot, DatasetLocality, Plan, Policy
+from murmur.scheduler import ClusterSnapshot, DatasetLocality, Plan, Policy
 from tests.scheduler.reference import EPSILON, NodeFree, all_datasets, free_after
 
 

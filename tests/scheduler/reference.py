@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from scheduler import ClusterSnapshot, DatasetLocality, JobRequest, NodeState, Placement
+from murmur.scheduler import ClusterSnapshot, DatasetLocality, JobRequest, NodeState, Placement
 
 EPSILON = 1e-9
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from scheduler import (
+from murmur.scheduler import (
     DEFAULT_POLICY,
     FIFO_FIRST_FIT_POLICY,
     ClusterSnapshot,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler import (
+from murmur.scheduler import (
     CpusBusy,
     DatasetAbsent,
     DatasetLocality,

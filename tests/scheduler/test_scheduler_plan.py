@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler import (
+from murmur.scheduler import (
     FIFO_FIRST_FIT_POLICY,
     DatasetLocality,
     Placement,

@@ -12,8 +12,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler import ClusterSnapshot, NodeChoice, PlanBuilder, Policy, schedule
-from scheduler.slices import finish
+from murmur.scheduler import ClusterSnapshot, NodeChoice, PlanBuilder, Policy, schedule
+from murmur.scheduler.slices import finish
 from tests.scheduler.builders import make_job, make_node, make_snapshot
 from tests.scheduler.invariants import check_plan
 from tests.scheduler.strategies import policies, snapshots

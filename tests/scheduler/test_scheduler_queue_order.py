@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from scheduler import (
+from murmur.scheduler import (
     JobRequest,
     Plan,
     Policy,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler import (
+from murmur.scheduler import (
     GpuState,
     NodeScore,
     NodeState,
@@ -13,7 +13,7 @@ from scheduler import (
     rank_nodes,
     score_node,
 )
-from scheduler.ranking import shortest_run
+from murmur.scheduler.ranking import shortest_run
 from tests.scheduler.builders import make_job, make_node
 
 

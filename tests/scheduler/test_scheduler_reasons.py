@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from scheduler import DatasetLocality, JobRequest, NodeState, Policy, schedule
+from murmur.scheduler import DatasetLocality, JobRequest, NodeState, Policy, schedule
 from tests.scheduler.builders import make_job, make_node, make_snapshot
 
 REQUIRE = Policy(dataset_locality=DatasetLocality.REQUIRE)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler import (
+from murmur.scheduler import (
     DEFAULT_POLICY,
     FIFO_FIRST_FIT_POLICY,
     ClusterSnapshot,

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-import scheduler
-from scheduler import (
+from murmur import scheduler
+from murmur.scheduler import (
     ClusterSnapshot,
     DuplicateJobError,
     DuplicateNodeError,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.wording import datasets_phrase, format_cpus, format_gib, gpu_phrase, join_names
+from murmur.scheduler.wording import (
+    datasets_phrase,
+    format_cpus,
+    format_gib,
+    gpu_phrase,
+    join_names,
+)
 
 
 @pytest.mark.parametrize(

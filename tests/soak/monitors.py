@@ -20,12 +20,12 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 import murmur
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.chaos.checker import Overlap, concurrent_runs, gpu_conflicts
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.history import Execution, boot_wall_time, parse_execution_lines
@@ -422,9 +422,10 @@ class ExecutionWatch:
     runs of one job overlapping in time, or one GPU given to two runs, as they happen.
 
     A run without an ``end`` line counts as running while its process (pid and start
-    time) is alive, else until its last beat plus slack: never later than the final
-    check (which also reads the runs' exit records) would hold it, so what is found
-    here is found there too.
+    time) is alive, else until its ``exit.json`` (written once its supervisor reaped
+    it) or, without one yet, its last beat plus slack: as the final check holds it,
+    so what is found here is found there too, and a GPU handed on a few milliseconds
+    after its holder was killed is no double booking here either.
     """
 
     def __init__(self, results_dir: Path, *, marker: str, lab_root: Path) -> None:
@@ -437,6 +438,7 @@ class ExecutionWatch:
         self._ticks = os.sysconf("SC_CLK_TCK")
         self.found: dict[str, Overlap] = {}
         self.checks = 0
+        self._exits: dict[str, float] = {}
 
     def check(self) -> list[Overlap]:
         """Reads what changed, looks for overlaps; returns the ones not seen before."""
@@ -458,10 +460,11 @@ class ExecutionWatch:
         }
         executions = [e for found in self._by_file.values() for e in found]
         self.checks += 1
+        exits = self._exits_of(e for e in executions if e.ended_at is None)
         new: list[Overlap] = []
         for overlap in [
-            *concurrent_runs(executions, {}, alive),
-            *gpu_conflicts(executions, {}, alive),
+            *concurrent_runs(executions, exits, alive),
+            *gpu_conflicts(executions, exits, alive),
         ]:
             key = f"{overlap.job_id} {overlap.first.run_id}/{overlap.first.pid} " + (
                 f"{overlap.second.run_id}/{overlap.second.pid}"
@@ -470,6 +473,16 @@ class ExecutionWatch:
                 self.found[key] = overlap
                 new.append(overlap)
         return new
+
+    def _exits_of(self, unended: Iterable[Execution]) -> dict[str, float]:
+        """``finished_at`` of each such run's ``exit.json``, read once it exists."""
+        for execution in unended:
+            if execution.run_id in self._exits:
+                continue
+            path = self._lab_root / execution.node / "runs" / execution.run_id / "exit.json"
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                self._exits[execution.run_id] = float(json.loads(path.read_bytes())["finished_at"])
+        return self._exits
 
     def executions(self) -> int:
         return sum(len(found) for found in self._by_file.values())

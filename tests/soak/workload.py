@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import murmur
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.chaos import job_program
 from tests.chaos.history import Submission
 from tests.chaos.processes import MARKER_VARIABLE

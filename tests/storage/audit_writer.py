@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storage import AuditEntry, Store
+from murmur.storage import AuditEntry, Store
 
 _MAX_WRITES = 20_000
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import Store
+from murmur.storage import Store
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import ArchivedJobRecord, RecordNotFoundError, Store
-from storage.migrator import latest_version
+from murmur.storage import ArchivedJobRecord, RecordNotFoundError, Store
+from murmur.storage.migrator import latest_version
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storage import AuditEntry, Store
+from murmur.storage import AuditEntry, Store
 
 
 def entry(number: int) -> AuditEntry:

@@ -17,8 +17,8 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-import storage
-from storage import Store
+from murmur import storage
+from murmur.storage import Store
 
 _WRITER = Path(__file__).with_name("audit_writer.py")
 _REPO_ROOT = Path(storage.__file__).resolve().parent.parent

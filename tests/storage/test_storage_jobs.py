@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import EventDraft, JobRecord, RecordNotFoundError, RunRecord, Store
+from murmur.storage import EventDraft, JobRecord, RecordNotFoundError, RunRecord, Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

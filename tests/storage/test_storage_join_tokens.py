@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage import (
+from murmur.storage import (
     JoinTokenRecord,
     Store,
     TokenExistsError,

@@ -11,9 +11,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from storage import AuditEntry, Store, StoreOpenError
-from storage.connection import connect
-from storage.migrator import (
+from murmur.storage import AuditEntry, Store, StoreOpenError
+from murmur.storage.connection import connect
+from murmur.storage.migrator import (
     Migration,
     _apply_one,
     apply_migrations,
@@ -22,7 +22,7 @@ from storage.migrator import (
     read_schema_version,
     split_statements,
 )
-from storage.timestamps import to_micros
+from murmur.storage.timestamps import to_micros
 
 _MOMENT = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
 
@@ -126,7 +126,7 @@ async def test_migration_error_is_reported_as_store_open_error(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = (Migration(version=1, name="0001_broken.sql", statements=("NOT SQL;",)),)
-    monkeypatch.setattr("storage.migrator.load_migrations", lambda: broken)
+    monkeypatch.setattr("murmur.storage.migrator.load_migrations", lambda: broken)
     with pytest.raises(StoreOpenError, match=r"migration 0001_broken\.sql failed"):
         await Store.open(store_path)
     with closing(sqlite3.connect(store_path)) as raw:

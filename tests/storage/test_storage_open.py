@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from storage import (
+from murmur.storage import (
     Store,
     StoreClosedError,
     StoreCorruptError,
     StoreOpenError,
     StoreVersionError,
 )
-from storage.migrator import latest_version
+from murmur.storage.migrator import latest_version
 
 
 def _table_names(path: Path) -> set[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import EventRecord, RunRecord, Store
+from murmur.storage import EventRecord, RunRecord, Store
 
 _INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 _MOMENTS = st.datetimes(timezones=st.just(UTC))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage import RaftEntryRecord, RaftSnapshotRecord, Store
+from murmur.storage import RaftEntryRecord, RaftSnapshotRecord, Store
 
 
 def _entry(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import (
+from murmur.storage import (
     TERMINAL_RUN_STATES,
     AuditEntry,
     DatasetExistsError,

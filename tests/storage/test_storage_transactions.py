@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from storage import Store
+from murmur.storage import Store
 
 
 class _Boom(Exception):

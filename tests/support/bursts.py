@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import murmur
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 
 ENDED = frozenset(
     {

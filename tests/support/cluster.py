@@ -18,9 +18,9 @@ from typing import TypeVar
 import grpc
 import grpc.aio
 
-from certs import NODE_TLS_NAME, IdentityBundle, Role
 from murmur import AsyncClient, MurmurError, resolve_connect_config
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.certs import NODE_TLS_NAME, IdentityBundle, Role
+from murmur.v1 import cluster_pb2, types_pb2
 from tests.support.nodes import Lab, NodeProcess
 
 T = TypeVar("T")

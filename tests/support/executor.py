@@ -12,11 +12,11 @@ from pathlib import Path
 
 from google.protobuf.duration_pb2 import Duration
 
-from node.jobs import states
-from node.jobs.manager import JobManager, RunAssignment
-from node.runtimes.process import ProcessRuntime
-from proto.murmur.v1 import types_pb2
-from storage import RunRecord, Store
+from murmur.node.agent.executor import JobManager, RunAssignment
+from murmur.node.agent.runtimes.process import ProcessRuntime
+from murmur.node.jobspec import states
+from murmur.storage import RunRecord, Store
+from murmur.v1 import types_pb2
 
 NODE = "node-1"
 

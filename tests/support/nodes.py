@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certs import CertificateAuthority, IdentityBundle, Role
+from murmur.certs import CertificateAuthority, IdentityBundle, Role
 
 READY_TIMEOUT_SECONDS = 30.0
 

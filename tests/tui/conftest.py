@@ -13,9 +13,9 @@ from typing import Any
 from textual.pilot import Pilot
 
 from murmur import AsyncClient, resolve_connect_config
+from murmur.tui import Connection, MurmurTop
 from tests.support.nodes import Lab, NodeProcess
 from tests.tui.screen_text import screen_text
-from tui import Connection, MurmurTop
 
 WAIT_SECONDS = 20.0
 

@@ -3,7 +3,7 @@ every state, jobs in every state, datasets, a job's events and log."""
 
 from __future__ import annotations
 
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.tui.fake_cluster import EPOCH, FakeCluster, make_job, make_node
 
 GIB = 1024**3

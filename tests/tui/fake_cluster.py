@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from murmur import MurmurError
-from proto.murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import cluster_pb2, types_pb2
 
 EPOCH = 1_790_000_000
 """A fixed 'now' (2026-09-21) for snapshot data; the app is given a clock stuck here."""

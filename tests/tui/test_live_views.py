@@ -12,16 +12,16 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from certs import Role
-from proto.murmur.v1 import types_pb2
+from murmur.certs import Role
+from murmur.tui.screens.dialogs import ConfirmScreen, HelpScreen
+from murmur.tui.screens.job import JobScreen
+from murmur.tui.screens.jobs import JobsScreen
+from murmur.tui.screens.node import NodeScreen
+from murmur.tui.screens.submit import SubmitScreen
+from murmur.v1 import types_pb2
 from tests.support.nodes import Lab, NodeProcess
 from tests.tui.conftest import WAIT_SECONDS, top_for, wait_for_text
 from tests.tui.screen_text import screen_text
-from tui.screens.dialogs import ConfirmScreen, HelpScreen
-from tui.screens.job import JobScreen
-from tui.screens.jobs import JobsScreen
-from tui.screens.node import NodeScreen
-from tui.screens.submit import SubmitScreen
 
 SIZE = (150, 45)
 TICKER = "import time\nfor i in range(600):\n    print(f'tick {i}', flush=True); time.sleep(0.1)"

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 
 from murmur import PermissionDenied, Unavailable, Unimplemented
-from proto.murmur.v1 import types_pb2
+from murmur.tui.actions import cancel_warning, describe_failure
+from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER
+from murmur.tui.commands import Command, CommandError, parse_command
+from murmur.tui.connection import Connection
+from murmur.tui.format import age, gpu_bar, human_bytes, sparkline
+from murmur.tui.history import TelemetryHistory
+from murmur.tui.job_form import FormError, JobForm, spec_from_form
+from murmur.tui.keymap import KEYMAP
+from murmur.tui.screens.job import JobScreen
+from murmur.tui.state import ClusterState
+from murmur.tui.table_model import TableModel
+from murmur.v1 import types_pb2
 from tests.tui.fake_cluster import FakeCluster, make_job, make_node
-from tui.actions import cancel_warning, describe_failure
-from tui.columns import JOB_COLUMNS, JOB_FILTER
-from tui.commands import Command, CommandError, parse_command
-from tui.connection import Connection
-from tui.format import age, gpu_bar, human_bytes, sparkline
-from tui.history import TelemetryHistory
-from tui.job_form import FormError, JobForm, spec_from_form
-from tui.keymap import KEYMAP
-from tui.screens.job import JobScreen
-from tui.state import ClusterState
-from tui.table_model import TableModel
 
 DOCS = Path(__file__).parents[2] / "docs" / "tui.md"
 

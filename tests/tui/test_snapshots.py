@@ -11,9 +11,9 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from murmur.tui import Connection, MurmurTop
 from tests.tui.demo_cluster import demo_cluster
 from tests.tui.fake_cluster import EPOCH
-from tui import Connection, MurmurTop
 
 SIZE = (130, 38)
 SnapCompare = Callable[..., bool]

@@ -3,11 +3,11 @@ gone node's leader flag or an older term's, and no GPUs of nodes that are gone."
 
 from __future__ import annotations
 
-from proto.murmur.v1 import types_pb2
+from murmur.tui.connection import Connection
+from murmur.tui.state import ClusterState
+from murmur.tui.widgets.header import header_text
+from murmur.v1 import types_pb2
 from tests.tui.fake_cluster import FakeCluster, make_node
-from tui.connection import Connection
-from tui.state import ClusterState
-from tui.widgets.header import header_text
 
 
 def state_of(*nodes: types_pb2.NodeInfo) -> ClusterState:

@@ -13,11 +13,11 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tui.widgets.header import ConnectionBar
-from tui.widgets.prompt import Prompt
+from murmur.tui.widgets.header import ConnectionBar
+from murmur.tui.widgets.prompt import Prompt
 
 if TYPE_CHECKING:
-    from tui.app import MurmurTop
+    from murmur.tui.app import MurmurTop
 
 
 class ViewScreen(Screen[None]):

@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
-from proto.murmur.v1 import types_pb2
-from tui.columns import NODE_COLUMNS, NODE_FILTER
-from tui.screens.table_screen import TableScreen
-from tui.widgets.virtual_table import VirtualTable
+from murmur.tui.columns import NODE_COLUMNS, NODE_FILTER
+from murmur.tui.screens.table_screen import TableScreen
+from murmur.tui.widgets.virtual_table import VirtualTable
+from murmur.v1 import types_pb2
 
 
 class ClusterScreen(TableScreen[types_pb2.NodeInfo]):

@@ -11,10 +11,10 @@ from typing import ClassVar
 from textual.binding import Binding, BindingType
 
 from murmur import MurmurError
-from proto.murmur.v1 import types_pb2
-from tui.actions import describe_failure
-from tui.columns import DATASET_COLUMNS, DATASET_FILTER
-from tui.screens.table_screen import TableScreen
+from murmur.tui.actions import describe_failure
+from murmur.tui.columns import DATASET_COLUMNS, DATASET_FILTER
+from murmur.tui.screens.table_screen import TableScreen
+from murmur.v1 import types_pb2
 
 
 def dataset_key(dataset: types_pb2.Dataset) -> str:

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from tui.keymap import KEYMAP
+from murmur.tui.keymap import KEYMAP
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -21,11 +21,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import RichLog, Static
 
 from murmur import MurmurError
-from proto.murmur.v1 import types_pb2
-from tui.columns import job_gpus, job_reason
-from tui.format import JOB_STATE_STYLES, MISSING, human_bytes, job_state_name
-from tui.screens.base import ViewScreen
-from tui.widgets.log_view import LogView
+from murmur.tui.columns import job_gpus, job_reason
+from murmur.tui.format import JOB_STATE_STYLES, MISSING, human_bytes, job_state_name
+from murmur.tui.screens.base import ViewScreen
+from murmur.tui.widgets.log_view import LogView
+from murmur.v1 import types_pb2
 
 EVENTS_KEPT = 500
 LOG_TAIL_LINES = 1000

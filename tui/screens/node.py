@@ -14,8 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from proto.murmur.v1 import types_pb2
-from tui.format import (
+from murmur.tui.format import (
     MISSING,
     NODE_STATE_STYLES,
     human_bytes,
@@ -23,9 +22,10 @@ from tui.format import (
     percent,
     sparkline,
 )
-from tui.node_summary import summarize
-from tui.screens.base import ViewScreen
-from tui.state import ClusterState
+from murmur.tui.node_summary import summarize
+from murmur.tui.screens.base import ViewScreen
+from murmur.tui.state import ClusterState
+from murmur.v1 import types_pb2
 
 SPARK_WIDTH = 24
 GPU_COLUMNS = (

@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from proto.murmur.v1 import types_pb2
-from tui.job_form import FormError, JobForm, spec_from_form
+from murmur.tui.job_form import FormError, JobForm, spec_from_form
+from murmur.v1 import types_pb2
 
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("name", "name", "train-resnet"),

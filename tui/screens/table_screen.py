@@ -7,10 +7,10 @@ from typing import ClassVar, Generic, TypeVar
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from tui.filters import FilterSpec
-from tui.screens.base import ViewScreen
-from tui.table_model import Column, TableModel
-from tui.widgets.virtual_table import VirtualTable
+from murmur.tui.filters import FilterSpec
+from murmur.tui.screens.base import ViewScreen
+from murmur.tui.table_model import Column, TableModel
+from murmur.tui.widgets.virtual_table import VirtualTable
 
 T = TypeVar("T")
 

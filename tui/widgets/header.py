@@ -11,11 +11,11 @@ from collections import Counter
 from rich.text import Text
 from textual.widgets import Static
 
-from proto.murmur.v1 import types_pb2
-from tui.connection import Connection
-from tui.format import GONE_NODE_STATES, job_state_name, node_state_name, role_name
-from tui.node_summary import summarize
-from tui.state import ClusterState
+from murmur.tui.connection import Connection
+from murmur.tui.format import GONE_NODE_STATES, job_state_name, node_state_name, role_name
+from murmur.tui.node_summary import summarize
+from murmur.tui.state import ClusterState
+from murmur.v1 import types_pb2
 
 
 class ConnectionBar(Static):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 from textual.widgets import RichLog
 
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 
 DEFAULT_CAPACITY = 5000
 

@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.table_model import TableModel
+from murmur.tui.table_model import TableModel
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.gossip.awareness import Awareness
+from murmur.node.gossip.awareness import Awareness
 
 
 def test_starts_healthy_and_leaves_timings_alone() -> None:

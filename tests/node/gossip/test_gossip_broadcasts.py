@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.gossip.broadcasts import BroadcastQueue
+from murmur.node.gossip.broadcasts import BroadcastQueue
 
 BIG = 10_000
 

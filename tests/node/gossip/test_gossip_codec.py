@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.gossip import (
+from murmur.node.gossip import (
     Ack,
     Alive,
     Dead,
@@ -32,7 +32,7 @@ from node.gossip import (
     encode,
     encoded_size,
 )
-from node.gossip.codec import FORMAT_VERSION, update_size
+from murmur.node.gossip.codec import FORMAT_VERSION, update_size
 
 names = st.text(max_size=20)
 counters = st.integers(0, 2**64 - 1)

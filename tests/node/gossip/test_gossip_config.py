@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from node.gossip import GossipConfig, GossipConfigError
+from murmur.node.gossip import GossipConfig, GossipConfigError
 
 
 def test_defaults_are_memberlist_lan_with_a_short_confirmed_suspicion() -> None:

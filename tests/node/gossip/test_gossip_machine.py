@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from node.gossip import (
+from murmur.node.gossip import (
     Ack,
     Alive,
     Dead,
@@ -28,7 +28,7 @@ from node.gossip import (
     PushPullStates,
     Suspect,
 )
-from node.gossip.pushpull import full_state
+from murmur.node.gossip.pushpull import full_state
 
 CONFIG = GossipConfig(push_pull_interval=0, reconnect_interval=0, eager_push=False)
 
@@ -650,7 +650,7 @@ def test_push_pull_sends_only_what_the_other_side_lacks_and_asks_for_the_rest() 
         full_state(peer("c")),  # older than ours
         full_state(peer("x")),  # unknown to us
     )
-    from node.gossip.pushpull import digest_entry
+    from murmur.node.gossip.pushpull import digest_entry
 
     request = PushPullRequest(
         tuple(

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.gossip import (
+from murmur.node.gossip import (
     Ack,
     Alive,
     Dead,

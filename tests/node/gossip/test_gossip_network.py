@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from node.gossip import EventKind, LinkModel, Message, Nack, SimulatedNetwork, Simulation
-from node.gossip.simulation import node_name
+from murmur.node.gossip import EventKind, LinkModel, Message, Nack, SimulatedNetwork, Simulation
+from murmur.node.gossip.simulation import node_name
 
 
 def network(

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.gossip.peers import PeerSet, ProbeRing
+from murmur.node.gossip.peers import PeerSet, ProbeRing
 
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 20)), max_size=60))

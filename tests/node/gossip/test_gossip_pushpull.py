@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.gossip import Member, MemberState
-from node.gossip.pushpull import digest_entry, is_news, plan_response
+from murmur.node.gossip import Member, MemberState
+from murmur.node.gossip.pushpull import digest_entry, is_news, plan_response
 
 ALIVE, SUSPECT, DEAD, LEFT = (
     MemberState.ALIVE,

@@ -16,7 +16,7 @@ import math
 import random
 import statistics
 
-from node.gossip import EventKind, GossipConfig, MemberState, Simulation
+from murmur.node.gossip import EventKind, GossipConfig, MemberState, Simulation
 
 MEMBERLIST = GossipConfig(suspicion_min_mult=4, confirmation_probes=0)
 """The suspicion of memberlist's LAN profile: no confirmed lower bound below 4 s, no

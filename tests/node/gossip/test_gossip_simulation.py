@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from node.gossip import (
+from murmur.node.gossip import (
     Alive,
     EventKind,
     GossipConfig,
@@ -21,7 +21,7 @@ from node.gossip import (
     Message,
     Simulation,
 )
-from node.gossip.simulation import node_name
+from murmur.node.gossip.simulation import node_name
 
 
 def suspicions(sim: Simulation) -> int:
@@ -166,7 +166,7 @@ def test_a_stale_alive_cannot_resurrect_the_dead_but_a_restart_rejoins() -> None
 
     # A delayed Alive of the dead node's last life reaches everyone.
     stale = Alive(victim, 0, sim.address_of(victim))
-    from node.gossip import Gossip
+    from murmur.node.gossip import Gossip
 
     for name in sim.running():
         sim.network.send(sim.address_of(node_name(0)), sim.address_of(name), Gossip((stale,)))
@@ -214,7 +214,7 @@ def test_metadata_updates_spread_and_the_owners_newest_version_wins() -> None:
     sim.update_meta(owner, b"gpus=8 load=3")
     sim.run_for(8)  # metadata rides on probe traffic only: a few seconds to reach 30 nodes
     # An old announcement arriving late changes nothing.
-    from node.gossip import Gossip
+    from murmur.node.gossip import Gossip
 
     old = Alive(owner, 0, sim.address_of(owner), b"gpus=8 load=0", 1)
     for name in sim.running():
@@ -275,7 +275,7 @@ def test_the_same_seed_replays_the_same_run() -> None:
 
 
 def test_simulation_refuses_impossible_requests() -> None:
-    from node.gossip import SimulationError
+    from murmur.node.gossip import SimulationError
 
     sim = Simulation(3, seed=1)
     with pytest.raises(SimulationError, match="no simulated node"):

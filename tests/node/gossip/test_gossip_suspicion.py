@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.gossip.suspicion import Suspicion, lifeguard_timeout
+from murmur.node.gossip.suspicion import Suspicion, lifeguard_timeout
 
 
 def test_no_confirmation_waits_the_maximum() -> None:

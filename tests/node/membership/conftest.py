@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from certs import CertificateAuthority
+from murmur.certs import CertificateAuthority
 from tests.node.membership.gossip_cluster import GossipLab
 
 

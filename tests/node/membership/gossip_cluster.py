@@ -17,15 +17,15 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from certs import CertificateAuthority, IdentityBundle, Role
-from node.gossip import GossipConfig, MemberState
-from node.membership import (
+from murmur.certs import CertificateAuthority, IdentityBundle, Role
+from murmur.node.gossip import GossipConfig, MemberState
+from murmur.node.membership import (
     GRPC_PIGGYBACK_BYTES,
     MembershipRunner,
     PeerTransport,
     encode_meta,
 )
-from proto.murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
+from murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 
 FAST = GossipConfig(
     probe_interval=0.2,
@@ -45,7 +45,7 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.so_reuseport", 0),
 ]
-"""The node server's keepalive settings (node/server.py), which the transport's
+"""The node server's keepalive settings (node/api/server.py), which the transport's
 client keepalive must respect."""
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -15,9 +15,9 @@ import grpc
 import pytest
 
 import murmur
-from certs import CertificateAuthority, Role
-from node.membership.seeds import PEERS_META_KEY
-from proto.murmur.v1 import types_pb2
+from murmur.certs import CertificateAuthority, Role
+from murmur.node.membership.seeds import PEERS_META_KEY
+from murmur.v1 import types_pb2
 from tests.support.cluster import (
     client_for,
     eventually,

@@ -11,10 +11,10 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from certs import CertificateAuthority, IdentityBundle, Role
-from node.gossip import EventKind, MemberState, Ping, encode
-from node.membership import MembershipChange, SendOutcome
-from proto.murmur.v1 import types_pb2
+from murmur.certs import CertificateAuthority, IdentityBundle, Role
+from murmur.node.gossip import EventKind, MemberState, Ping, encode
+from murmur.node.membership import MembershipChange, SendOutcome
+from murmur.v1 import types_pb2
 from tests.node.membership.gossip_cluster import FAST, GossipLab, GossipNode, eventually
 
 ALIVE = MemberState.ALIVE

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.membership import (
+from murmur.node.membership import (
     MAX_META_BYTES,
     TRIM_ORDER,
     NodeMetaTooLargeError,
     decode_meta,
     encode_meta,
 )
-from node.membership.node_meta import LoadDamper
-from proto.murmur.v1 import types_pb2
+from murmur.node.membership.node_meta import LoadDamper
+from murmur.v1 import types_pb2
 
 
 def full_info(*, gpus: int = 8, datasets: int = 3) -> types_pb2.NodeInfo:

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.gossip import GossipConfig, MemberState
-from node.membership import (
+from murmur.node.gossip import GossipConfig, MemberState
+from murmur.node.membership import (
     MembershipConfigError,
     MembershipError,
     MembershipRunner,
     SendOutcome,
     encode_meta,
 )
-from proto.murmur.v1 import types_pb2
+from murmur.v1 import types_pb2
 from tests.node.membership.gossip_cluster import FAST, eventually, node_info
 
 SLOW_SUSPICION = dataclasses.replace(FAST, suspicion_mult=100, suspicion_min_mult=100)

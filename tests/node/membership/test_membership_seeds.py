@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.membership.seeds import MAX_REMEMBERED_PEERS, SeedBook
-from storage import Store
+from murmur.node.membership.seeds import MAX_REMEMBERED_PEERS, SeedBook
+from murmur.storage import Store
 
 OWN = "127.0.0.1:7070"
 

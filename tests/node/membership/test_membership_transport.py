@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from certs import CertificateAuthority, IdentityBundle, Role
-from node.membership import PeerTransport, SendOutcome, TransportClosedError
-from node.membership.transport import channel_options
-from node.server import _SERVER_OPTIONS
-from proto.murmur.v1 import node_pb2
+from murmur.certs import CertificateAuthority, IdentityBundle, Role
+from murmur.node.api.server import _SERVER_OPTIONS
+from murmur.node.membership import PeerTransport, SendOutcome, TransportClosedError
+from murmur.node.membership.transport import channel_options
+from murmur.v1 import node_pb2
 from tests.node.membership.gossip_cluster import (
     Context,
     GossipOnlyServicer,

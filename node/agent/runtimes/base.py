@@ -1,0 +1,142 @@
+"""What a job runtime is: start a run, wait for it, stop it, find it again after a restart.
+
+Two runtimes implement this (``process`` and ``docker``). The node's job manager
+talks only to this interface, so the same lifecycle, GPU pinning and restart
+rules hold whichever runtime a job uses.
+
+A runtime never blocks the event loop: Docker SDK calls and process spawning
+run in worker threads. Every run writes its output, one JSON object per line,
+to ``RunFiles.log_dir`` (see :mod:`murmur.node.agent.runtimes.run_log`), and its exit code to
+``RunFiles.exit`` when the runtime can record one, so that an exit that
+happens while the daemon is down is not forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class RuntimeStartError(Exception):
+    """The run could not be started; the message is the reason shown to the user
+    (e.g. "image murmur/train:1 is not present on node-3 and there is no registry")."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run's files live on the node: ``<data_dir>/runs/<run_id>/``."""
+
+    directory: Path
+
+    @property
+    def log_dir(self) -> Path:
+        """The run's output: JSON-lines segments (:mod:`murmur.node.agent.runtimes.run_log`)."""
+        return self.directory / "log"
+
+    @property
+    def exit(self) -> Path:
+        """JSON ``{"exit_code": int | null, "reason": str, "finished_at": float}``."""
+        return self.directory / "exit.json"
+
+
+@dataclass(frozen=True)
+class DatasetMount:
+    name: str
+    host_path: Path
+    """Mounted read-only at ``/datasets/<name>`` (docker) or passed as this path (process)."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a runtime needs to start one run. Already validated."""
+
+    run_id: str
+    job_id: str
+    node_name: str
+    argv: tuple[str, ...]
+    shell: bool
+    """Run ``argv`` through ``/bin/sh -c`` (the user asked for a shell explicitly)."""
+    env: Mapping[str, str]
+    workdir: str | None
+    gpu_indices: tuple[int, ...]
+    """Node-local GPU indices: ``CUDA_VISIBLE_DEVICES`` (process) or device requests (docker)."""
+    cpus: float | None
+    memory_bytes: int | None
+    datasets: tuple[DatasetMount, ...]
+    files: RunFiles
+    image: str | None = None
+    """Docker runtime: a locally present image (air-gapped sites have no registry)."""
+    venv: Path | None = None
+    """Process runtime: a virtualenv whose ``bin/`` goes first on PATH."""
+    conda_env: Path | None = None
+    """Process runtime: a conda env whose ``bin/`` goes first on PATH."""
+    network_mode: str = "bridge"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """How to find a run again, persisted in the store before the run is reported started."""
+
+    run_id: str
+    runtime: str
+    container_id: str = ""
+    pid: int | None = None
+    pid_start_time: int | None = None
+
+
+@dataclass(frozen=True)
+class RunExit:
+    """How a run ended. ``exit_code`` is ``None`` when there is none (never started, lost)."""
+
+    exit_code: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecoveredRun:
+    """A run found at start-up: still running (``exit`` is None) or ended while we were down."""
+
+    handle: RunHandle
+    exit: RunExit | None
+
+
+class Runtime(Protocol):
+    """A way to run jobs. All methods are safe to call from the event loop."""
+
+    name: str
+
+    async def available(self) -> tuple[bool, str]:
+        """Whether the runtime can start runs now, and if not, why (shown in status)."""
+        ...
+
+    async def start(self, spec: LaunchSpec) -> RunHandle:
+        """Starts the run and returns once it is running.
+
+        Raises:
+            RuntimeStartError: the run cannot start; nothing is left behind.
+        """
+        ...
+
+    async def wait(self, handle: RunHandle) -> RunExit:
+        """Returns when the run has ended, with its exit code; records it in ``exit.json``."""
+        ...
+
+    async def stop(self, handle: RunHandle, *, grace_seconds: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace_seconds``. Returns once the run is gone."""
+        ...
+
+    async def recover(self, known: list[RunHandle], files_of: RunFilesOf) -> list[RecoveredRun]:
+        """Finds runs after a daemon restart: ``known`` from the store, plus any the
+        runtime can discover itself (docker labels). Unknown live runs are reaped."""
+        ...
+
+    async def cleanup(self, handle: RunHandle) -> None:
+        """Releases what the run left (the container); its files stay for logs."""
+        ...
+
+
+class RunFilesOf(Protocol):
+    def __call__(self, run_id: str) -> RunFiles: ...

@@ -1,0 +1,462 @@
+"""ClusterService: the API users reach through the CLI, the client and ``murmur top``.
+
+Nodes and datasets come from the cluster view (this node first-hand, the others
+through gossip); jobs come from the replicated queue, through the leader
+(:mod:`murmur.node.control.queue.cluster_jobs`), and a job's logs from the node that runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Collection
+from datetime import timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from murmur.certs import Role
+from murmur.node.agent.convert import (
+    ROLE_FROM_PROTO,
+    audit_message,
+    dataset_message,
+    event_message,
+    identity_message,
+    timestamp,
+)
+from murmur.node.agent.datasets import DatasetCatalog
+from murmur.node.agent.executor import JobManager
+from murmur.node.agent.run_logs import run_log_entries
+from murmur.node.api.peer_client import PeerClient
+from murmur.node.api.rpc.caller import current_caller
+from murmur.node.control.cluster_view import DOWN_STATES, ClusterView
+from murmur.node.control.consensus.leadership import mark_roles
+from murmur.node.control.consensus.runner import ConsensusRunner
+from murmur.node.control.drain import NodeDrain
+from murmur.node.control.queue.cluster_jobs import ClusterJobs, refused_by_peer
+from murmur.node.control.queue.commands import CancelJob, SubmitJob
+from murmur.node.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PeerRefusedError,
+    UnavailableError,
+)
+from murmur.node.event_log import EventLog
+from murmur.node.identity.enrollment import Enrollment
+from murmur.node.jobspec import states as job_states
+from murmur.node.jobspec.validation import validate_job_spec
+from murmur.node.local_node import VERSION
+from murmur.node.membership import MembershipRunner
+from murmur.node.membership.transport import PeerTransport
+from murmur.storage import DatasetRecord, Store
+from murmur.v1 import cluster_pb2, cluster_pb2_grpc, node_pb2, types_pb2
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+MAX_AUDIT_PAGE = 1000
+MAX_JOBS_PAGE = 1000
+DEFAULT_JOBS_PAGE = 100
+
+_LOG_STREAMS = {
+    "stdout": types_pb2.LOG_STREAM_STDOUT,
+    "stderr": types_pb2.LOG_STREAM_STDERR,
+    "system": types_pb2.LOG_STREAM_SYSTEM,
+}
+
+
+class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
+    def __init__(
+        self,
+        *,
+        view: ClusterView,
+        store: Store,
+        events: EventLog,
+        enrollment: Enrollment,
+        ca_fingerprint: str,
+        executor: JobManager,
+        cluster_jobs: ClusterJobs,
+        path_roots: Collection[PurePosixPath] = (),
+        datasets: DatasetCatalog,
+        drain: NodeDrain,
+        membership: MembershipRunner | None,
+        peers: PeerClient,
+        peer_channels: PeerTransport,
+        consensus: ConsensusRunner | None = None,
+    ) -> None:
+        self._view = view
+        self._consensus = consensus
+        self._name = view.local_name
+        self._drain = drain
+        self._membership = membership
+        self._peers = peers
+        self._peer_channels = peer_channels
+        self._store = store
+        self._events = events
+        self._enrollment = enrollment
+        self._ca_fingerprint = ca_fingerprint
+        self._executor = executor
+        self._cluster_jobs = cluster_jobs
+        self._path_roots = path_roots
+        self._datasets = datasets
+
+    async def WhoAmI(
+        self, request: cluster_pb2.WhoAmIRequest, context: Context
+    ) -> cluster_pb2.WhoAmIResponse:
+        return cluster_pb2.WhoAmIResponse(
+            identity=identity_message(current_caller(), self._ca_fingerprint),
+            node=self._name,
+        )
+
+    async def GetStatus(
+        self, request: cluster_pb2.GetStatusRequest, context: Context
+    ) -> cluster_pb2.ClusterStatus:
+        # Counts first: they may wait on the leader, and the rest must be as of the answer.
+        jobs_by_state = await self._cluster_jobs.counts()
+        # One look: the leader and voters named are those the node list's roles show.
+        nodes, leadership = self._view.snapshot()
+        up = [n for n in nodes if n.state not in DOWN_STATES]
+        return cluster_pb2.ClusterStatus(
+            answered_by=self._name,
+            leader=leadership.leader,
+            term=leadership.term,
+            voters=leadership.voters,
+            nodes=nodes,
+            gpus_total=sum(len(n.gpus.devices) for n in up),
+            gpus_free=sum(n.load.gpus_free for n in up if n.state != types_pb2.NODE_STATE_DRAINING),
+            gpus_simulated=any(n.gpus.source == types_pb2.GPU_SOURCE_SIMULATED for n in nodes),
+            jobs_by_state=jobs_by_state,
+            version=VERSION,
+        )
+
+    async def ListNodes(
+        self, request: cluster_pb2.ListNodesRequest, context: Context
+    ) -> cluster_pb2.ListNodesResponse:
+        return cluster_pb2.ListNodesResponse(nodes=self._view.nodes())
+
+    async def GetNode(
+        self, request: cluster_pb2.GetNodeRequest, context: Context
+    ) -> types_pb2.NodeInfo:
+        node = self._view.node(request.name)
+        if node is None:
+            raise NotFoundError(f"no node named {request.name!r}")
+        if request.name == self._name or node.state in DOWN_STATES:
+            return node
+        # Ask the node itself for what gossip leaves out (temperature, power, fresh
+        # readings); gossip's verdict on its state and incarnation stands.
+        fresh = await self._peers.describe(node.address)
+        if fresh is None or fresh.name != node.name:
+            return node
+        if node.state not in (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING):
+            fresh.state = node.state  # suspect: the node's own "alive" does not settle it
+        fresh.incarnation = node.incarnation
+        mark_roles([fresh], self._view.leadership())  # roles as a status here names them
+        return fresh
+
+    async def WatchNodes(
+        self, request: cluster_pb2.WatchNodesRequest, context: Context
+    ) -> AsyncIterator[types_pb2.NodeInfo]:
+        async for node in self._view.watch():
+            yield node
+
+    async def DrainNode(
+        self, request: cluster_pb2.DrainNodeRequest, context: Context
+    ) -> types_pb2.NodeInfo:
+        """Drains this node, or asks the named node to drain itself. Either way the
+        node commits the drain to the control log before it answers (node/control/drain.py),
+        so once this returns the leader places nothing new there."""
+        draining = not request.undrain
+        admin = current_caller().name
+        if not request.name or request.name == self._name:
+            return await self._drain.set(draining, requested_by=admin)
+        node = self._view.node(request.name)
+        if node is None:
+            raise NotFoundError(f"no node named {request.name!r}")
+        if node.state in (*DOWN_STATES, types_pb2.NODE_STATE_SUSPECT):
+            state = types_pb2.NodeState.Name(node.state).removeprefix("NODE_STATE_").lower()
+            raise FailedPreconditionError(
+                f"node {request.name} is {state}: it cannot be drained now"
+            )
+        return await self._peers.set_draining(
+            node.address, node=request.name, draining=draining, requested_by=admin
+        )
+
+    async def RemoveNode(
+        self, request: cluster_pb2.RemoveNodeRequest, context: Context
+    ) -> cluster_pb2.RemoveNodeResponse:
+        """Forgets a dead node cluster-wide; refuses a node that is up."""
+        if self._membership is None:
+            if request.name == self._name:
+                raise FailedPreconditionError("a node cannot remove itself")
+            raise NotFoundError(f"no node named {request.name!r}")
+        removed = self._membership.force_leave(request.name)
+        await self._forget_voter(request.name)
+        return cluster_pb2.RemoveNodeResponse(name=removed.name)
+
+    async def _forget_voter(self, name: str) -> None:
+        """Take a removed node out of the voters: here when this node leads, else
+        through the leader. Best effort: without a leader now, the leader to come
+        replaces the dead voter by itself after the stabilization time."""
+        consensus = self._consensus
+        if consensus is None or name not in consensus.raft.voters:
+            return
+        if consensus.is_leader:
+            consensus.forget_voter(name)
+            return
+        address = consensus.leader_address()
+        if address is None:
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._peer_channels.node_stub(address).ForgetVoter(
+                node_pb2.ForgetVoterRequest(name=name), timeout=5.0
+            )
+
+    async def WatchEvents(
+        self, request: cluster_pb2.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[types_pb2.Event]:
+        if request.subject and await self._is_job(request.subject):
+            # A job's story is the cluster's, kept by the queue, wherever it ran.
+            stream = self._cluster_jobs.job_events(request.subject, request.since_id)
+            async with contextlib.aclosing(stream) as job_events:
+                async for job_event in job_events:
+                    yield job_event
+            return
+        async for event in self._events.follow(since_id=request.since_id, subject=request.subject):
+            yield event_message(event, self._name)
+
+    async def _is_job(self, subject: str) -> bool:
+        try:
+            await self._cluster_jobs.get(subject)
+        except NotFoundError:
+            return False
+        except PeerRefusedError as exc:
+            if exc.code is grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def ListAudit(
+        self, request: cluster_pb2.ListAuditRequest, context: Context
+    ) -> cluster_pb2.ListAuditResponse:
+        if request.limit > MAX_AUDIT_PAGE:
+            raise InvalidArgumentError(f"limit must be at most {MAX_AUDIT_PAGE}")
+        records = await self._store.list_audit(
+            limit=request.limit or 100,
+            before_id=request.before_id or None,
+            user=request.user or None,
+        )
+        return cluster_pb2.ListAuditResponse(
+            records=[audit_message(record, self._name) for record in records]
+        )
+
+    async def CreateJoinToken(
+        self, request: cluster_pb2.CreateJoinTokenRequest, context: Context
+    ) -> cluster_pb2.CreateJoinTokenResponse:
+        ttl = timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None
+        token, expires_at = await self._enrollment.create_join_token(
+            created_by=current_caller().name, ttl=ttl
+        )
+        return cluster_pb2.CreateJoinTokenResponse(
+            token=token.encode(), expires_at=timestamp(expires_at), token_id=token.token_id
+        )
+
+    async def IssueUserCertificate(
+        self, request: cluster_pb2.IssueUserCertificateRequest, context: Context
+    ) -> cluster_pb2.IssueUserCertificateResponse:
+        role = ROLE_FROM_PROTO.get(request.role)
+        if role is None:
+            raise InvalidArgumentError("role must be admin, member or viewer")
+        issued = await self._enrollment.issue_user_certificate(
+            name=request.name, role=role, csr_pem=request.csr_pem, ttl_days=request.ttl_days
+        )
+        return cluster_pb2.IssueUserCertificateResponse(
+            certificate_pem=issued.certificate_pem, ca_certificate_pem=issued.ca_certificate_pem
+        )
+
+    # ------------------------------------------------------------------ jobs
+
+    async def SubmitJob(
+        self, request: cluster_pb2.SubmitJobRequest, context: Context
+    ) -> types_pb2.Job:
+        # The cluster's datasets, only when asked for: listing them describes every node.
+        known = {d.name for d in self._view.datasets()} if request.spec.datasets else set()
+        validated = validate_job_spec(
+            request.spec, known_datasets=known, path_roots=self._path_roots
+        )
+        job_id = uuid.uuid4().hex[:12]
+        return await self._cluster_jobs.propose(
+            SubmitJob(
+                job_id=job_id,
+                spec=validated.spec,
+                user=current_caller().name,
+                # Without a client key, a forward retried after a lost answer must
+                # still find the first one: the node makes one up.
+                idempotency_key=request.idempotency_key[:128] or f"~{job_id}",
+                submitted_at_us=time.time_ns() // 1000,
+            )
+        )
+
+    async def GetJob(self, request: cluster_pb2.GetJobRequest, context: Context) -> types_pb2.Job:
+        return await self._cluster_jobs.get(request.id)
+
+    async def ListJobs(
+        self, request: cluster_pb2.ListJobsRequest, context: Context
+    ) -> cluster_pb2.ListJobsResponse:
+        if request.limit > MAX_JOBS_PAGE:
+            raise InvalidArgumentError(f"limit must be at most {MAX_JOBS_PAGE}")
+        try:
+            int(request.page_token or "0")
+            for state in request.states:
+                job_states.from_proto(state)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"bad request: {exc}") from None
+        checked = cluster_pb2.ListJobsRequest()
+        checked.CopyFrom(request)
+        checked.limit = request.limit or DEFAULT_JOBS_PAGE
+        return await self._cluster_jobs.list(checked)
+
+    async def CancelJob(
+        self, request: cluster_pb2.CancelJobRequest, context: Context
+    ) -> types_pb2.Job:
+        caller = current_caller()
+        return await self._cluster_jobs.propose(
+            CancelJob(
+                job_id=request.id,
+                user=caller.name,
+                is_admin=caller.role is Role.ADMIN,
+                reason=request.reason,
+                at_us=time.time_ns() // 1000,
+            )
+        )
+
+    async def WatchJobs(
+        self, request: cluster_pb2.WatchJobsRequest, context: Context
+    ) -> AsyncIterator[types_pb2.Job]:
+        try:
+            wanted = {job_states.to_proto(job_states.from_proto(s)) for s in request.states}
+        except ValueError as exc:
+            raise InvalidArgumentError(f"bad request: {exc}") from None
+
+        def matches(job: types_pb2.Job) -> bool:
+            return (
+                (not wanted or job.state in wanted)
+                and (not request.user or job.user == request.user)
+                and (not request.queue or job.spec.queue == request.queue)
+            )
+
+        async with contextlib.aclosing(self._cluster_jobs.watch(request)) as jobs:
+            async for job in jobs:
+                if matches(job):
+                    yield job
+
+    async def StreamLogs(
+        self, request: cluster_pb2.StreamLogsRequest, context: Context
+    ) -> AsyncIterator[types_pb2.LogLine]:
+        run = await self._run_of(request)
+        if run is None:
+            return
+        if run.node != self._name:
+            # The run's files are on its node: relay that node's stream.
+            node = self._view.node(run.node)
+            if node is None or node.state in DOWN_STATES:
+                raise UnavailableError(f"node {run.node}, which ran {run.id}, is not reachable")
+            relayed = cluster_pb2.StreamLogsRequest()
+            relayed.CopyFrom(request)
+            relayed.run_id = run.id
+            stub = self._peer_channels.cluster_stub(node.address)
+            try:
+                async for line in stub.StreamLogs(relayed):
+                    yield line
+            except grpc.aio.AioRpcError as exc:
+                raise refused_by_peer(exc, f"node {run.node}") from None
+            return
+        files = self._executor.files_of(run.id)
+        async for entry in run_log_entries(
+            files.log_dir,
+            from_offset=request.from_offset,
+            tail_lines=request.tail_lines,
+            follow=request.follow,
+            run_ended=lambda: not self._executor.run_is_active(run.id),
+        ):
+            line = types_pb2.LogLine(
+                run_id=run.id,
+                stream=_LOG_STREAMS.get(entry.stream, types_pb2.LOG_STREAM_UNSPECIFIED),
+                text=entry.text,
+                offset=entry.offset,
+            )
+            line.time.FromNanoseconds(int(entry.time * 1e9))
+            yield line
+
+    async def _run_of(self, request: cluster_pb2.StreamLogsRequest) -> types_pb2.Run | None:
+        """The run whose log is asked for: the one named, or the job's newest; with
+        ``follow``, waits for a pending job's first run."""
+        if request.run_id and not request.job_id:
+            # A relay from another node: the run is one of ours.
+            return types_pb2.Run(id=request.run_id, node=self._name)
+        while True:
+            job = await self._cluster_jobs.get(request.job_id)
+            if request.run_id:
+                for run in job.runs:
+                    if run.id == request.run_id:
+                        return run
+                raise NotFoundError(f"job {request.job_id} has no run {request.run_id}")
+            if job.runs:
+                return job.runs[-1]
+            if not request.follow or job.state not in (
+                types_pb2.JOB_STATE_PENDING,
+                types_pb2.JOB_STATE_SCHEDULED,
+                types_pb2.JOB_STATE_STARTING,
+            ):
+                return None
+            await asyncio.sleep(0.2)
+
+    # -------------------------------------------------------------- datasets
+
+    async def AddDataset(
+        self, request: cluster_pb2.AddDatasetRequest, context: Context
+    ) -> types_pb2.Dataset:
+        record = await self._datasets.add(
+            name=request.name, path=request.path, added_by=current_caller().name
+        )
+        return dataset_message(record, self._name)
+
+    async def AddDatasetWithProgress(
+        self, request: cluster_pb2.AddDatasetRequest, context: Context
+    ) -> AsyncIterator[cluster_pb2.AddDatasetProgress]:
+        adding = self._datasets.add_with_progress(
+            name=request.name, path=request.path, added_by=current_caller().name
+        )
+        async with contextlib.aclosing(adding) as updates:
+            async for update in updates:
+                if isinstance(update, DatasetRecord):
+                    yield cluster_pb2.AddDatasetProgress(
+                        dataset=dataset_message(update, self._name)
+                    )
+                    continue
+                yield cluster_pb2.AddDatasetProgress(
+                    scan=cluster_pb2.DatasetScanProgress(
+                        listing=update.listing,
+                        files_total=update.files_total,
+                        bytes_total=update.bytes_total,
+                        files_scanned=update.files_scanned,
+                        bytes_scanned=update.bytes_scanned,
+                        current_path=update.current_path,
+                    )
+                )
+
+    async def ListDatasets(
+        self, request: cluster_pb2.ListDatasetsRequest, context: Context
+    ) -> cluster_pb2.ListDatasetsResponse:
+        return cluster_pb2.ListDatasetsResponse(datasets=self._view.datasets(request.node))
+
+    async def GetDataset(
+        self, request: cluster_pb2.GetDatasetRequest, context: Context
+    ) -> types_pb2.Dataset:
+        dataset = self._view.dataset(request.name)
+        if dataset is None:
+            raise NotFoundError(f"no dataset named {request.name!r} on any node")
+        return dataset

@@ -1,0 +1,160 @@
+"""The run calls a leader makes to a node (StartRun, StopRun, ListRuns): what the
+node's executor does with them, and `LocalNodeStub`, which makes them in-process.
+
+The leader places runs on its own node exactly as on any other, stamped with its
+term; only the transport differs. A call to itself over mutual TLS cost about
+2.5 ms of CPU per run (both sides of the call, HTTP/2, the interceptors): on a
+lone node, 15% of the daemon's work in a queue drain. The gRPC servicer and the
+local stub run the same functions below, and the stub raises the
+``grpc.aio.AioRpcError`` the call would have ended with (node/api/rpc/status_map), so
+its caller handles one kind of failure. Only the node's own leader duties call the
+stub: there is no caller to authenticate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import grpc
+import grpc.aio
+
+from murmur.node.agent.executor import JobManager, RunAssignment
+from murmur.node.agent.run_convert import run_message
+from murmur.node.api.rpc.status_map import status_for
+from murmur.node.errors import InvalidArgumentError
+from murmur.v1 import node_pb2
+
+if TYPE_CHECKING:
+    from murmur.node.membership.transport import PeerTransport
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+
+async def start_run(
+    executor: JobManager, request: node_pb2.StartRunRequest
+) -> node_pb2.StartRunResponse:
+    if not request.run_id or not request.job_id:
+        raise InvalidArgumentError("an assignment needs a job id and a run id")
+    await executor.start_assigned(
+        RunAssignment(
+            job_id=request.job_id,
+            run_id=request.run_id,
+            attempt=request.attempt,
+            spec=request.spec,
+            gpu_indices=tuple(request.gpu_indices),
+            term=request.term,
+            sequence=request.sequence,
+            user=request.user,
+            lease_seconds=request.lease_seconds,
+            sender_term=request.sender_term,
+        )
+    )
+    return node_pb2.StartRunResponse()
+
+
+async def stop_run(
+    executor: JobManager, request: node_pb2.StopRunRequest
+) -> node_pb2.StopRunResponse:
+    await executor.stop_run(
+        request.run_id, term=request.term, reason=request.reason, lost=request.lost
+    )
+    return node_pb2.StopRunResponse()
+
+
+async def list_runs(
+    executor: JobManager, request: node_pb2.ListRunsRequest
+) -> node_pb2.ListRunsResponse:
+    runs = await executor.runs_report(term=request.term, lease_seconds=request.lease_seconds)
+    return node_pb2.ListRunsResponse(
+        runs=[run_message(run) for run in runs], highest_term=executor.highest_term
+    )
+
+
+class RunCalls(Protocol):
+    """The part of a node's NodeService stub the leader's duties use."""
+
+    @property
+    def StartRun(self) -> Callable[..., Awaitable[node_pb2.StartRunResponse]]: ...
+
+    @property
+    def StopRun(self) -> Callable[..., Awaitable[node_pb2.StopRunResponse]]: ...
+
+    @property
+    def ListRuns(self) -> Callable[..., Awaitable[node_pb2.ListRunsResponse]]: ...
+
+
+class NodeStubs(Protocol):
+    """Where the leader's duties get a node's run calls, by the node's address."""
+
+    def node_stub(self, address: str) -> RunCalls: ...
+
+
+class LocalNodeStub:
+    """This node's run calls, made in-process (see the module docstring)."""
+
+    def __init__(self, executor: JobManager) -> None:
+        self._executor = executor
+
+    async def StartRun(
+        self,
+        request: node_pb2.StartRunRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC stub's signature)
+    ) -> node_pb2.StartRunResponse:
+        return await self._call(start_run, request, timeout)
+
+    async def StopRun(
+        self,
+        request: node_pb2.StopRunRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC stub's signature)
+    ) -> node_pb2.StopRunResponse:
+        return await self._call(stop_run, request, timeout)
+
+    async def ListRuns(
+        self,
+        request: node_pb2.ListRunsRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC stub's signature)
+    ) -> node_pb2.ListRunsResponse:
+        return await self._call(list_runs, request, timeout)
+
+    async def _call(
+        self,
+        handler: Callable[[JobManager, Request], Awaitable[Response]],
+        request: Request,
+        deadline_seconds: float | None,
+    ) -> Response:
+        try:
+            return await asyncio.wait_for(handler(self._executor, request), deadline_seconds)
+        except TimeoutError:  # as the call's deadline would have ended it
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                "Deadline Exceeded",
+                None,
+            ) from None
+        except Exception as exc:
+            code, message = status_for(exc)
+            raise grpc.aio.AioRpcError(
+                code, grpc.aio.Metadata(), grpc.aio.Metadata(), message, None
+            ) from exc
+
+
+class RunStubs:
+    """The run calls for a node's address: this node's in-process, every other
+    node's over the shared peer channels."""
+
+    def __init__(self, peers: PeerTransport, local_address: str, local: LocalNodeStub) -> None:
+        self._peers = peers
+        self._local_address = local_address
+        self._local = local
+
+    def node_stub(self, address: str) -> RunCalls:
+        if address == self._local_address:
+            return self._local
+        return self._peers.node_stub(address)

@@ -1,0 +1,439 @@
+"""The leader's placement step: the control state and the nodes' offers in, AssignJob
+commands out.
+
+Pure: the leader gathers offers (from gossip) and the time, calls ``plan_cluster``,
+and proposes the commands it returns; applying them re-checks each against the state
+of the moment (``ControlState`` refuses an assignment that raced a cancel or another
+plan), so a plan computed from a slightly old state is safe to propose.
+
+What a node has free is its offer minus what the state's active assignments on it
+hold (their GPUs, and the CPUs and memory their specs ask for): a run holds its
+resources from the moment it is assigned until its end is applied, whatever the
+node's own telemetry says.
+
+Runtimes: the scheduler knows nothing of them, so when some schedulable node lacks
+a runtime that pending jobs need, jobs are planned in one pass per runtime (the pass
+of the runtime whose first job comes first in queue order goes first), each pass
+seeing only the nodes that offer the runtime as schedulable and what the passes
+before it took. When every schedulable node offers every runtime asked for (the
+usual case) there is one pass.
+
+Drains: a node the control state holds drained (``SetNodeDrain``) is closed,
+reason "draining", whatever its offer says: the log has the drain the moment the
+admin's command is acknowledged, gossip only later (``honour_drains``).
+
+Multi-node jobs (``spec.nodes > 1``) are not placed: they wait with a reason saying
+so, since an assignment names one node (gangs need an assignment per rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from murmur import scheduler
+from murmur.node.control.queue.commands import AssignJob
+from murmur.node.control.queue.records import ClusterJob
+from murmur.node.control.queue.state import ControlState
+from murmur.scheduler.slices import Slices, finish
+from murmur.v1 import types_pb2
+
+DOCKER = "docker"
+PROCESS = "process"
+
+MULTI_NODE_REASON = (
+    "waiting: multi-node jobs ({nodes} nodes) are not placed by the cluster queue yet"
+)
+
+_EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class GpuOffer:
+    """One GPU of a node, as its inventory reports it."""
+
+    index: int
+    model: str
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOffer:
+    """What a node offers to jobs, as the leader knows it from gossip.
+
+    Attributes:
+        name: the node's name; assignments name it.
+        gpus: every GPU of the node, held or not.
+        cpus: CPUs the node offers to jobs in all.
+        memory_bytes: memory the node offers to jobs in all.
+        runtimes: the runtimes it can start runs with ("process", "docker").
+        datasets: names of the datasets on its disks.
+        schedulable: False unless alive and not draining.
+        unschedulable_reason: a word or two users see, e.g. "draining", "suspect".
+        labels: free-form facts about the node.
+    """
+
+    name: str
+    gpus: tuple[GpuOffer, ...]
+    cpus: float
+    memory_bytes: int
+    runtimes: frozenset[str]
+    datasets: frozenset[str] = frozenset()
+    schedulable: bool = True
+    unschedulable_reason: str = ""
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY_LABELS, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPlan:
+    """What one placement step decided.
+
+    Attributes:
+        assignments: the commands to propose, in queue order.
+        waiting: every due pending job not assigned, with why and its position among
+            the waiting jobs of its queue, in queue order.
+        reservations: nodes held for blocked jobs (informational).
+    """
+
+    assignments: tuple[AssignJob, ...]
+    waiting: tuple[scheduler.Waiting, ...]
+    reservations: tuple[scheduler.Reservation, ...] = ()
+
+
+DRAINING = "draining"
+
+
+def honour_drains(state: ControlState, offers: Iterable[NodeOffer]) -> tuple[NodeOffer, ...]:
+    """``offers``, with every node the state holds drained closed ("draining"); a
+    node already closed keeps its own reason."""
+    drained = state.drained_nodes()
+    if not drained:
+        return tuple(offers)
+    return tuple(
+        replace(offer, schedulable=False, unschedulable_reason=DRAINING)
+        if offer.schedulable and offer.name in drained
+        else offer
+        for offer in offers
+    )
+
+
+def runtime_of(spec: types_pb2.JobSpec) -> str:
+    """The runtime a spec runs with (an unset one as validation would fill it)."""
+    if spec.runtime == types_pb2.JOB_RUNTIME_DOCKER:
+        return DOCKER
+    if spec.runtime == types_pb2.JOB_RUNTIME_PROCESS:
+        return PROCESS
+    return DOCKER if spec.image else PROCESS
+
+
+_REQUESTS: dict[str, tuple[types_pb2.JobSpec, int, scheduler.JobRequest]] = {}
+"""``job_request`` memo, by job id, with the spec object and submit order it was made
+from: what a job asks never changes (the state shares one spec object per job for
+its whole life), and a leader plans over the whole pending queue many times a second."""
+_REQUESTS_LIMIT = 200_000
+
+
+def job_request(job: ClusterJob) -> scheduler.JobRequest:
+    """What ``job`` asks of the cluster (what it needs, and its place in the queue)."""
+    known = _REQUESTS.get(job.id)
+    if known is not None and known[0] is job.spec and known[1] == job.submit_order:
+        return known[2]
+    if len(_REQUESTS) >= _REQUESTS_LIMIT:
+        _REQUESTS.clear()
+    request = _build_request(job)
+    _REQUESTS[job.id] = (job.spec, job.submit_order, request)
+    return request
+
+
+def _build_request(job: ClusterJob) -> scheduler.JobRequest:
+    spec = job.spec
+    return scheduler.JobRequest(
+        id=job.id,
+        user=job.user,
+        queue=job.queue,
+        priority=job.priority,
+        submit_order=job.submit_order,
+        gpus=spec.gpus.count,
+        gpu_model=spec.gpus.model,
+        gpu_share=spec.gpus.share,
+        cpus=spec.cpus,
+        memory_bytes=spec.memory_bytes,
+        datasets=tuple(spec.datasets),
+        nodes=max(1, spec.nodes),
+    )
+
+
+class _NodeUse:
+    """What active (and newly planned) runs hold on one offered node."""
+
+    __slots__ = ("cpus", "holders", "memory", "offer", "shared")
+
+    def __init__(self, offer: NodeOffer) -> None:
+        self.offer = offer
+        self.holders: dict[int, list[str]] = {}
+        self.shared: dict[int, bool] = {}
+        self.cpus = 0.0
+        self.memory = 0
+
+    def take(self, job_id: str, spec: types_pb2.JobSpec, gpu_indices: Iterable[int]) -> None:
+        shares = spec.gpus.share and spec.gpus.count > 0
+        for index in gpu_indices:
+            self.holders.setdefault(index, []).append(job_id)
+            self.shared[index] = self.shared.get(index, True) and shares
+        self.cpus += spec.cpus
+        self.memory += spec.memory_bytes
+
+    def node_state(self, runtime: str | None) -> scheduler.NodeState:
+        """The node as the scheduler sees it; closed unless it offers ``runtime`` (if given)."""
+        offer = self.offer
+        schedulable, why = offer.schedulable, offer.unschedulable_reason
+        if not schedulable:
+            why = why or "not schedulable"
+        elif runtime is not None and runtime not in offer.runtimes:
+            schedulable, why = False, f"missing the {runtime} runtime"
+        return scheduler.NodeState(
+            name=offer.name,
+            gpus=tuple(
+                scheduler.GpuState(
+                    index=gpu.index,
+                    model=gpu.model,
+                    memory_bytes=gpu.memory_bytes,
+                    holders=tuple(self.holders.get(gpu.index, ())),
+                    shared=self.shared.get(gpu.index, False),
+                )
+                for gpu in offer.gpus
+            ),
+            cpus_total=offer.cpus,
+            cpus_free=max(0.0, offer.cpus - self.cpus),
+            memory_total_bytes=offer.memory_bytes,
+            memory_free_bytes=max(0, offer.memory_bytes - self.memory),
+            datasets=offer.datasets,
+            schedulable=schedulable,
+            unschedulable_reason=why if not schedulable else "",
+            labels=offer.labels,
+        )
+
+
+def _passes(
+    jobs: Sequence[ClusterJob], order: Sequence[scheduler.JobRequest], offers: Sequence[NodeOffer]
+) -> list[tuple[str | None, list[ClusterJob]]]:
+    """The planning passes: (runtime or None for "any", its jobs), in queue order."""
+    by_id = {job.id: job for job in jobs}
+    groups: dict[str, list[ClusterJob]] = {}
+    for request in order:  # dicts keep insertion order: first job first
+        job = by_id[request.id]
+        groups.setdefault(runtime_of(job.spec), []).append(job)
+    open_nodes = [offer for offer in offers if offer.schedulable]
+    if all(runtime in offer.runtimes for offer in open_nodes for runtime in groups):
+        return [(None, list(jobs))] if jobs else []
+    return [(runtime, group) for runtime, group in groups.items()]
+
+
+PLAN_SLICE = 250
+"""Decisions (or waiting reasons) per slice of ``plan_in_slices``: about 0.5 ms."""
+
+PlanSteps = Slices["ClusterPlan"]
+"""``plan_in_slices``: yields between slices of work, returns the plan."""
+
+
+def plan_cluster(
+    state: ControlState,
+    offers: Sequence[NodeOffer],
+    now_us: int,
+    *,
+    policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
+    new_run_id: Callable[[], str],
+) -> ClusterPlan:
+    """Places what fits of the state's due pending jobs on the offered nodes.
+
+    Args:
+        state: the control state (read only).
+        offers: every known node, schedulable or not, with unique names.
+        now_us: the leader's time; backed-off jobs not yet due wait.
+        policy: the scheduling policy.
+        new_run_id: makes a fresh run id, called once per assignment in order.
+
+    Returns:
+        The assignments to propose and why the rest wait.
+
+    Raises:
+        scheduler.SchedulerError: an offer the scheduler refuses (two nodes with one
+            name, negative or non-finite resources, a GPU index twice).
+    """
+    return finish(plan_in_slices(state, offers, now_us, policy=policy, new_run_id=new_run_id))
+
+
+def plan_in_slices(
+    state: ControlState,
+    offers: Sequence[NodeOffer],
+    now_us: int,
+    *,
+    policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
+    new_run_id: Callable[[], str],
+    slice_size: int = PLAN_SLICE,
+) -> PlanSteps:
+    """``plan_cluster``, as a generator that yields after each slice of work (about
+    ``slice_size`` decisions) and returns the same plan.
+
+    What it plans from is read from ``state`` before the first yield; the caller may
+    change the state between slices (a leader applies entries meanwhile): the plan is
+    then as of the first read, which is safe to propose (see the module docstring).
+    """
+    plan, _ = yield from plan_keeping_builder(
+        state, offers, now_us, policy=policy, new_run_id=new_run_id, slice_size=slice_size
+    )
+    return plan
+
+
+def plan_keeping_builder(
+    state: ControlState,
+    offers: Sequence[NodeOffer],
+    now_us: int,
+    *,
+    policy: scheduler.Policy,
+    new_run_id: Callable[[], str],
+    slice_size: int,
+) -> Slices[tuple[ClusterPlan, OnePass | None]]:
+    """``plan_in_slices``, returning with the plan what the next may build on when it
+    was made in one pass (``OnePass``)."""
+    offers = honour_drains(state, offers)
+    uses = {offer.name: _NodeUse(offer) for offer in offers}
+    for name, use in uses.items():
+        for job in state.active_on(name):
+            assert job.assignment is not None
+            use.take(job.id, job.spec, job.assignment.gpu_indices)
+    due = state.pending_due(now_us)
+    requests = {job.id: job_request(job) for job in due}
+    yield
+    order = policy.queue_order(tuple(requests.values()))
+    yield
+    singles = [job for job in due if requests[job.id].nodes == 1]
+    waiting: dict[str, str] = {
+        job.id: MULTI_NODE_REASON.format(nodes=requests[job.id].nodes)
+        for job in due
+        if requests[job.id].nodes > 1
+    }
+    passes = _passes(singles, [r for r in order if r.id not in waiting], offers)
+    yield
+    assignments: list[AssignJob] = []
+    reservations: list[scheduler.Reservation] = []
+    plans: list[scheduler.Plan] = []
+    builder: scheduler.PlanBuilder | None = None
+    for runtime, jobs in passes:
+        snapshot = scheduler.ClusterSnapshot(
+            nodes=tuple(use.node_state(runtime) for use in uses.values()),
+            pending=tuple(requests[job.id] for job in jobs),
+        )
+        builder = scheduler.PlanBuilder(snapshot, policy=policy)
+        yield
+        while builder.decide(slice_size):
+            yield
+        plan = builder.plan_with((yield from builder.waiting_in_slices(slice_size)))
+        plans.append(plan)
+        yield
+        for placement, job in placed_jobs(plan, jobs):
+            uses[placement.node].take(job.id, job.spec, placement.gpu_indices)
+            assignments.append(assignment_of(job, placement, new_run_id(), now_us))
+        reservations.extend(plan.reservations)
+    if len(plans) == 1 and not waiting:
+        # One pass over every due job: its plan's order, positions and reasons are
+        # the cluster's already.
+        whole = ClusterPlan(
+            assignments=tuple(assignments),
+            waiting=plans[0].waiting,
+            reservations=tuple(reservations),
+        )
+        assert builder is not None  # one pass, one builder
+        return whole, OnePass(builder, {}, ())
+    unplaced = dict(waiting)
+    for plan in plans:
+        waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
+    yield
+    whole = ClusterPlan(
+        assignments=_in_order(assignments, order),
+        waiting=positions_of(waiting, order),
+        reservations=tuple(reservations),
+    )
+    if len(plans) == 1 and builder is not None:
+        return whole, OnePass(builder, unplaced, tuple(order))
+    return whole, None
+
+
+@dataclass(frozen=True, slots=True)
+class OnePass:
+    """A plan made by one builder over every due single-node job (one pass: every
+    open node offers every runtime asked for). Jobs submitted later may be decided
+    on top of ``builder`` (``murmur.node.control.leader.planner``).
+
+    Attributes:
+        builder: the pass's builder, every job decided.
+        unplaced: multi-node jobs (which wait outside the builder) → their reason.
+        order: every due job in queue order; empty when ``unplaced`` is.
+    """
+
+    builder: scheduler.PlanBuilder
+    unplaced: Mapping[str, str]
+    order: tuple[scheduler.JobRequest, ...]
+
+
+def placed_jobs(
+    plan: scheduler.Plan, jobs: Iterable[ClusterJob]
+) -> list[tuple[scheduler.RankAssignment, ClusterJob]]:
+    """Each placement of ``plan`` (rank 0: jobs here are single-node), with its job."""
+    by_id = {job.id: job for job in jobs}
+    return [(placement.assignments[0], by_id[placement.job_id]) for placement in plan.placements]
+
+
+def assignment_of(
+    job: ClusterJob, placement: scheduler.RankAssignment, run_id: str, now_us: int
+) -> AssignJob:
+    """The command that gives ``job`` its next run where ``placement`` says."""
+    return AssignJob(
+        job_id=job.id,
+        node=placement.node,
+        run_id=run_id,
+        attempt=job.attempts + 1,
+        gpu_indices=placement.gpu_indices,
+        at_us=now_us,
+    )
+
+
+def _in_order(
+    assignments: list[AssignJob], order: Sequence[scheduler.JobRequest]
+) -> tuple[AssignJob, ...]:
+    rank = {request.id: position for position, request in enumerate(order)}
+    return tuple(sorted(assignments, key=lambda command: rank[command.job_id]))
+
+
+def positions_of(
+    reasons: Mapping[str, str], order: Sequence[scheduler.JobRequest]
+) -> tuple[scheduler.Waiting, ...]:
+    """Waiting jobs in queue order, numbered within their queue."""
+    positions: dict[str, int] = {}
+    waiting = []
+    for request in order:
+        reason = reasons.get(request.id)
+        if reason is None:
+            continue
+        positions[request.queue] = positions.get(request.queue, 0) + 1
+        waiting.append(scheduler.Waiting(request.id, reason, positions[request.queue]))
+    return tuple(waiting)
+
+
+def plan_assignments(
+    state: ControlState,
+    offers: Sequence[NodeOffer],
+    now_us: int,
+    *,
+    policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
+    new_run_id: Callable[[], str],
+) -> list[AssignJob]:
+    """The AssignJob commands of ``plan_cluster`` (see there)."""
+    plan = plan_cluster(state, offers, now_us, policy=policy, new_run_id=new_run_id)
+    return list(plan.assignments)
+
+
+def waiting_reasons(plan: ClusterPlan) -> dict[str, tuple[str, int]]:
+    """Job id → (why it waits, its 1-based position among the waiting jobs of its queue)."""
+    return {entry.job_id: (entry.reason, entry.position) for entry in plan.waiting}

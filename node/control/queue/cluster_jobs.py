@@ -1,0 +1,350 @@
+"""`ClusterJobs`: the replicated job queue as any node's ClusterService sees it.
+
+Writes (a submission, a cancel) become control commands (node/control). The leader
+proposes them to Raft and answers once a quorum of voters has them; any other node
+forwards the command to the leader over ``NodeService.Propose``, after checking the
+caller's request itself, so the leader only ever sees well-formed commands from
+nodes; concurrent commands share a call (node/control/queue/proposal_forwarder.py). Reads
+are answered by the leader, whose state is the newest: the node a client reached
+answers itself when it leads, and asks the leader otherwise, so a client always
+reads its own writes whichever node it talks to.
+
+Jobs the queue forgot (ended longer ago than the cluster's job retention) are
+read from the answering node's archive (node/control/queue/job_archive.py): ``GetJob`` falls
+back to it, ``ListJobs`` with ``include_archived`` merges it in, in submit order.
+
+While no leader is known (an election is under way), calls wait up to
+``LEADER_PATIENCE_SECONDS`` for one, which covers a failover; then they fail with
+UNAVAILABLE, and a retry later is safe: submissions carry an idempotency key, made
+up by the node when the client gave none, so a forward repeated after a lost
+answer never makes a second job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import grpc
+import grpc.aio
+
+from murmur.node.broadcast import Broadcaster
+from murmur.node.control.consensus.errors import NotLeaderError
+from murmur.node.control.consensus.leadership import Leadership
+from murmur.node.control.consensus.runner import ConsensusRunner
+from murmur.node.control.queue.commands import Command, encode
+from murmur.node.control.queue.convert import job_message
+from murmur.node.control.queue.job_archive import JobArchive
+from murmur.node.control.queue.proposal_forwarder import ProposalForwarder, refusal_error
+from murmur.node.control.queue.records import ClusterJob
+from murmur.node.control.queue.results import ApplyResult
+from murmur.node.control.queue.state import ControlState
+from murmur.node.errors import NotFoundError, UnavailableError
+from murmur.node.jobspec import states as job_states
+from murmur.node.membership.transport import PeerTransport
+from murmur.v1 import cluster_pb2, types_pb2
+
+if TYPE_CHECKING:
+    from murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
+
+_log = logging.getLogger("murmur.jobs")
+
+T = TypeVar("T")
+
+LEADER_PATIENCE_SECONDS = 5.0
+"""How long a call waits for a leader: several failovers' worth (p99 about 1 s)."""
+
+FORWARD_TIMEOUT_SECONDS = 2.0
+"""Deadline of a call forwarded to the leader. A commit takes milliseconds; a
+leader that does not answer in 2 s has died or lost its voters, and the call is
+tried again (with the same idempotency key) on whoever leads by then."""
+
+RETRY_PAUSE_SECONDS = 0.05
+
+
+def refused_by_peer(exc: grpc.aio.AioRpcError, who: str) -> Exception:
+    """A forwarded call's failure as this node's error (see :func:`refusal_error`)."""
+    return refusal_error(exc.code(), exc.details() or "", who)
+
+
+class ClusterJobs:
+    """The cluster's jobs, through whichever node leads.
+
+    Args:
+        consensus: this node's Raft.
+        control: this node's replica of the control state (current on the leader).
+        peers: the shared peer channels.
+        leadership: who leads, as this node can tell (own Raft, else gossip).
+        waiting: the leader's latest "why it waits" and queue position per job.
+        archive: this node's archive of forgotten jobs; None: none is kept or read.
+    """
+
+    def __init__(
+        self,
+        *,
+        consensus: ConsensusRunner,
+        control: ControlState,
+        peers: PeerTransport,
+        leadership: Callable[[], Leadership],
+        waiting: Callable[[], Mapping[str, tuple[str, int]]],
+        archive: JobArchive | None = None,
+    ) -> None:
+        self._consensus = consensus
+        self._archive = archive
+        self._control = control
+        self._peers = peers
+        self._leadership = leadership
+        self._waiting = waiting
+        self._forwarder = ProposalForwarder(peers.node_stub, timeout=FORWARD_TIMEOUT_SECONDS)
+        self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
+        """Jobs as they change, on the leader (see :meth:`applied`)."""
+
+    # --- conversions -----------------------------------------------------------------
+
+    def message(self, job: ClusterJob) -> types_pb2.Job:
+        reason, position = self._waiting().get(job.id, ("", 0))
+        return job_message(job, queue_position=position, waiting_reason=reason)
+
+    def outcome(self, result: object) -> types_pb2.Job:
+        """The job a committed command made or changed, or its refusal raised; an
+        empty Job for a command that names none (a drain)."""
+        if not isinstance(result, ApplyResult):
+            raise TypeError(f"the control state answered {result!r}")
+        error = result.exception()
+        if error is not None:
+            raise error
+        if result.job is None:
+            return types_pb2.Job()
+        return self.message(result.job)
+
+    def archived_message(self, job: ClusterJob) -> types_pb2.Job:
+        message = job_message(job)
+        message.archived = True
+        return message
+
+    def applied(self, result: object) -> None:
+        """Every applied command's result (the runner's ``on_applied``): every node
+        archives the jobs it forgot; the leader tells its watchers about the jobs it
+        changed."""
+        if not isinstance(result, ApplyResult):
+            return
+        if result.forgotten and self._archive is not None:
+            self._archive.add(result.forgotten)
+        if not self._consensus.is_leader or not self.updates.subscriber_count:
+            return
+        for job in result.changed:
+            self.updates.publish(self.message(job))
+
+    def publish(self, job_ids: list[str]) -> None:
+        """Tell watchers about jobs whose waiting reason or position moved."""
+        if not self.updates.subscriber_count:
+            return
+        for job_id in job_ids:
+            job = self._control.job(job_id)
+            if job is not None:
+                self.updates.publish(self.message(job))
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def propose(self, command: Command) -> types_pb2.Job:
+        """Commit ``command`` through the leader; returns the job it made or changed.
+
+        Raises:
+            UnavailableError: no leader took it within ``LEADER_PATIENCE_SECONDS``.
+            NodeError: the control state refused it (not found, not allowed, ended).
+        """
+        data = encode(command)
+        return await self._with_leader(lambda: self._propose_once(data))
+
+    async def commit(self, command: Command) -> None:
+        """Commit a command that names no job (``SetNodeDrain``) through the leader,
+        as :meth:`propose` does.
+
+        Raises:
+            UnavailableError: no leader took it within ``LEADER_PATIENCE_SECONDS``.
+            NodeError: the control state refused it.
+        """
+        await self.propose(command)
+
+    async def propose_here(self, commands: Sequence[bytes]) -> list[types_pb2.Job | Exception]:
+        """The leader's side of a forwarded batch (``NodeService.Propose``): each
+        command's job, or the error it was refused with, in order."""
+        outcomes: list[types_pb2.Job | Exception] = []
+        for result in await self._consensus.propose_all(commands):
+            if isinstance(result, Exception):  # not committed: NotLeader, timeout
+                outcomes.append(result)
+                continue
+            try:
+                outcomes.append(self.outcome(result))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _propose_once(self, data: bytes) -> types_pb2.Job:
+        if self._consensus.is_leader:
+            return self.outcome(await self._consensus.propose(data))
+        return await self._forwarder.forward(self._leader_address(), data)
+
+    async def close(self) -> None:
+        """Stop forwarding: calls in flight are cancelled."""
+        await self._forwarder.close()
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> types_pb2.Job:
+        async def once() -> types_pb2.Job:
+            if self._consensus.state_is_current():
+                job = self._control.job(job_id)
+                if job is not None:
+                    return self.message(job)
+                archived = await self._archive.job(job_id) if self._archive else None
+                if archived is None:
+                    raise NotFoundError(f"no job {job_id!r}")
+                return self.archived_message(archived)
+            return await self._forward(
+                lambda stub: stub.GetJob(
+                    cluster_pb2.GetJobRequest(id=job_id), timeout=FORWARD_TIMEOUT_SECONDS
+                )
+            )
+
+        return await self._with_leader(once)
+
+    async def list(self, request: cluster_pb2.ListJobsRequest) -> cluster_pb2.ListJobsResponse:
+        """One page of jobs in submit order; the request was checked by the caller."""
+
+        async def once() -> cluster_pb2.ListJobsResponse:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.ListJobs(request, timeout=FORWARD_TIMEOUT_SECONDS)
+                )
+            after = int(request.page_token) if request.page_token else 0
+            wanted = [job_states.from_proto(state) for state in request.states]
+            found = self._control.jobs(
+                states=wanted or None,
+                user=request.user or None,
+                queue=request.queue or None,
+            )
+            page = [job for job in found if job.submit_order > after][: request.limit]
+            archived: set[str] = set()
+            if request.include_archived and self._archive is not None:
+                old = await self._archive.jobs(
+                    after_submit_order=after,
+                    states=wanted,
+                    user=request.user or None,
+                    queue=request.queue or None,
+                    limit=request.limit,
+                )
+                live = {job.id for job in page}
+                archived = {job.id for job in old if job.id not in live}
+                merged = page + [job for job in old if job.id in archived]
+                page = sorted(merged, key=lambda job: job.submit_order)[: request.limit]
+            token = str(page[-1].submit_order) if len(page) == request.limit else ""
+            return cluster_pb2.ListJobsResponse(
+                jobs=[
+                    self.archived_message(job) if job.id in archived else self.message(job)
+                    for job in page
+                ],
+                next_page_token=token,
+            )
+
+        return await self._with_leader(once)
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs by state name (as ``ClusterStatus.jobs_by_state``): from this node's
+        replica when it is a voter (at most a heartbeat behind), else the leader's;
+        empty when no leader answers."""
+        if self._consensus.state_is_current() or self._consensus.is_voter:
+            return {state: n for state, n in self._control.counts_by_state().items() if n}
+        try:
+            status = await self._forward(
+                lambda stub: stub.GetStatus(cluster_pb2.GetStatusRequest(), timeout=1.0)
+            )
+        except Exception:
+            return {}
+        return dict(status.jobs_by_state)
+
+    async def watch(
+        self, request: cluster_pb2.WatchJobsRequest
+    ) -> AsyncGenerator[types_pb2.Job, None]:
+        """Every matching job, then each change. Off the leader, the leader's stream
+        is relayed; when it ends (the leader changed), the client is told to retry."""
+        if not self._consensus.state_is_current():
+            address = self._leader_address_or_unavailable()
+            try:
+                async for relayed in self._peers.cluster_stub(address).WatchJobs(request):
+                    yield relayed
+            except grpc.aio.AioRpcError as exc:
+                raise refused_by_peer(exc, "the leader") from None
+            raise UnavailableError("the leader's job stream ended; reconnect to follow on")
+        async with self.updates.subscribe() as updates:
+            for current in self._control.jobs():
+                yield self.message(current)
+            while True:
+                yield await updates.get()
+
+    async def job_events(self, job_id: str, since_id: int) -> AsyncGenerator[types_pb2.Event, None]:
+        """The job's story (its history, oldest first, after ``since_id``), then each
+        new line as the job changes.
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        last = since_id
+        job = await self.get(job_id)
+        for event in job.history:
+            if event.id > last:
+                last = event.id
+                yield event
+        async with contextlib.aclosing(self.watch(cluster_pb2.WatchJobsRequest())) as updates:
+            async for update in updates:
+                if update.id != job_id:
+                    continue
+                for event in update.history:
+                    if event.id > last:
+                        last = event.id
+                        yield event
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def _with_leader(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + LEADER_PATIENCE_SECONDS
+        while True:
+            try:
+                return await attempt()
+            except NotLeaderError as exc:
+                _log.debug("waiting for a leader: %s", exc, extra={"event": "jobs.no_leader"})
+                if time.monotonic() >= deadline:
+                    _log.warning(
+                        "no leader took a request within %g s: %s",
+                        LEADER_PATIENCE_SECONDS,
+                        exc,
+                        extra={"event": "jobs.no_leader_in_time"},
+                    )
+                    raise UnavailableError(
+                        f"no leader could answer within {LEADER_PATIENCE_SECONDS:g} s ({exc}); "
+                        "a majority of the voters must be up and connected"
+                    ) from None
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    def _leader_address(self) -> str:
+        leadership = self._leadership()
+        if not leadership.leader_address or leadership.leader == self._consensus.name:
+            raise NotLeaderError(None, "no leader is known yet")
+        return leadership.leader_address
+
+    def _leader_address_or_unavailable(self) -> str:
+        try:
+            return self._leader_address()
+        except NotLeaderError as exc:
+            raise UnavailableError(str(exc)) from None
+
+    async def _forward(self, call: Callable[[ClusterServiceAsyncStub], Awaitable[T]]) -> T:
+        address = self._leader_address()
+        try:
+            return await call(self._peers.cluster_stub(address))
+        except grpc.aio.AioRpcError as exc:
+            raise refused_by_peer(exc, "the leader") from None

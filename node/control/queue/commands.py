@@ -1,0 +1,328 @@
+"""The commands of the control log, and their bytes (``murmur.v1.ControlCommand``).
+
+Each command is a frozen value; ``encode`` and ``decode`` are the one place that maps
+them to and from protobuf, so a field added to a command is added here and in
+``proto/murmur/v1/control.proto`` and nowhere else. Every time is a value in the
+command (microseconds since the epoch, read by the leader), never a clock read at
+apply time: voters apply the same bytes to the same state and get the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from murmur.node.jobspec import states
+from murmur.v1 import control_pb2, types_pb2
+
+REPORTABLE_STATES = frozenset(
+    {
+        states.STARTING,
+        states.RUNNING,
+        states.SUCCEEDED,
+        states.FAILED,
+        states.CANCELLED,
+        states.LOST,
+    }
+)
+"""The run states a node may report."""
+
+
+class CommandDecodeError(ValueError):
+    """Bytes that are not a control command this version knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJob:
+    """A job was submitted; the spec was validated by the node that took the request.
+
+    A retry with the same (``user``, ``idempotency_key``) yields the job the first one
+    made. An empty key never matches.
+    """
+
+    job_id: str
+    spec: types_pb2.JobSpec
+    user: str
+    idempotency_key: str
+    submitted_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """The owner (``user``) or an admin cancels a job."""
+
+    job_id: str
+    user: str
+    is_admin: bool
+    reason: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssignJob:
+    """The leader placed a pending job on ``node``; the entry's (term, index) fences it."""
+
+    job_id: str
+    node: str
+    run_id: str
+    attempt: int
+    gpu_indices: tuple[int, ...]
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRun:
+    """A node's report of one of its runs.
+
+    Attributes:
+        state: one of ``REPORTABLE_STATES`` (the names of ``murmur.node.jobspec.states``).
+        timed_out: the run was stopped at its time limit; such a failure is not retried.
+    """
+
+    job_id: str
+    run_id: str
+    node: str
+    state: str
+    exit_code: int | None
+    reason: str
+    at_us: int
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """The leader decided that every run on ``node`` is lost (its leases expired)."""
+
+    node: str
+    reason: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeAssignment:
+    """The leader takes back the assignment ``run_id`` of a job whose node surely never
+    received it (the node refused the connection, so no copy can run there): the job
+    goes back to the queue without spending an attempt."""
+
+    job_id: str
+    run_id: str
+    reason: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetNodeDrain:
+    """``node`` is drained (placement gives it nothing new) or undrained.
+
+    Proposed by the node itself when an admin asks, before it answers; ``at_us`` is
+    the node's own time, increasing from one of its drains to the next.
+    """
+
+    node: str
+    draining: bool
+    by: str
+    at_us: int
+
+
+MAX_FORGET_JOBS = 1000
+"""Job ids per ForgetJobs command: bounds the entry (about 16 bytes an id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetJobs:
+    """The leader forgets ended jobs whose end is ``retention_us`` or more before
+    ``at_us``; every voter checks each job itself, and skips one that is not ended or
+    not that old."""
+
+    job_ids: tuple[str, ...]
+    retention_us: int
+    at_us: int
+
+
+Command = (
+    SubmitJob
+    | CancelJob
+    | AssignJob
+    | ReportRun
+    | NodeLost
+    | RevokeAssignment
+    | SetNodeDrain
+    | ForgetJobs
+)
+
+
+def to_message(command: Command) -> control_pb2.ControlCommand:
+    message = control_pb2.ControlCommand()
+    match command:
+        case SubmitJob():
+            message.submit_job.CopyFrom(
+                control_pb2.SubmitJobCommand(
+                    job_id=command.job_id,
+                    spec=command.spec,
+                    user=command.user,
+                    idempotency_key=command.idempotency_key,
+                    submitted_at_us=command.submitted_at_us,
+                )
+            )
+        case CancelJob():
+            message.cancel_job.CopyFrom(
+                control_pb2.CancelJobCommand(
+                    job_id=command.job_id,
+                    user=command.user,
+                    is_admin=command.is_admin,
+                    reason=command.reason,
+                    at_us=command.at_us,
+                )
+            )
+        case AssignJob():
+            message.assign_job.CopyFrom(
+                control_pb2.AssignJobCommand(
+                    job_id=command.job_id,
+                    node=command.node,
+                    run_id=command.run_id,
+                    attempt=command.attempt,
+                    gpu_indices=command.gpu_indices,
+                    at_us=command.at_us,
+                )
+            )
+        case ReportRun():
+            report = control_pb2.ReportRunCommand(
+                job_id=command.job_id,
+                run_id=command.run_id,
+                node=command.node,
+                state=states.to_proto(command.state),
+                reason=command.reason,
+                at_us=command.at_us,
+                timed_out=command.timed_out,
+            )
+            if command.exit_code is not None:
+                report.exit_code = command.exit_code
+            message.report_run.CopyFrom(report)
+        case NodeLost():
+            message.node_lost.CopyFrom(
+                control_pb2.NodeLostCommand(
+                    node=command.node, reason=command.reason, at_us=command.at_us
+                )
+            )
+        case RevokeAssignment():
+            message.revoke_assignment.CopyFrom(
+                control_pb2.RevokeAssignmentCommand(
+                    job_id=command.job_id,
+                    run_id=command.run_id,
+                    reason=command.reason,
+                    at_us=command.at_us,
+                )
+            )
+        case SetNodeDrain():
+            message.set_node_drain.CopyFrom(
+                control_pb2.SetNodeDrainCommand(
+                    node=command.node,
+                    draining=command.draining,
+                    by=command.by,
+                    at_us=command.at_us,
+                )
+            )
+        case ForgetJobs():
+            message.forget_jobs.CopyFrom(
+                control_pb2.ForgetJobsCommand(
+                    job_ids=command.job_ids,
+                    retention_us=command.retention_us,
+                    at_us=command.at_us,
+                )
+            )
+    return message
+
+
+def encode(command: Command) -> bytes:
+    """The command's bytes for the log (deterministic: map fields in key order)."""
+    return to_message(command).SerializeToString(deterministic=True)
+
+
+def from_message(message: control_pb2.ControlCommand) -> Command:
+    """The command a message carries.
+
+    Raises:
+        CommandDecodeError: no command, or one this version does not know.
+    """
+    kind = message.WhichOneof("command")
+    if kind == "submit_job":
+        submit = message.submit_job
+        return SubmitJob(
+            job_id=submit.job_id,
+            spec=submit.spec,
+            user=submit.user,
+            idempotency_key=submit.idempotency_key,
+            submitted_at_us=submit.submitted_at_us,
+        )
+    if kind == "cancel_job":
+        cancel = message.cancel_job
+        return CancelJob(cancel.job_id, cancel.user, cancel.is_admin, cancel.reason, cancel.at_us)
+    if kind == "assign_job":
+        assign = message.assign_job
+        return AssignJob(
+            job_id=assign.job_id,
+            node=assign.node,
+            run_id=assign.run_id,
+            attempt=assign.attempt,
+            gpu_indices=tuple(assign.gpu_indices),
+            at_us=assign.at_us,
+        )
+    if kind == "report_run":
+        report = message.report_run
+        try:
+            state = states.from_proto(report.state)
+        except ValueError as exc:
+            raise CommandDecodeError(f"run report with {exc}") from None
+        return ReportRun(
+            job_id=report.job_id,
+            run_id=report.run_id,
+            node=report.node,
+            state=state,
+            exit_code=report.exit_code if report.HasField("exit_code") else None,
+            reason=report.reason,
+            at_us=report.at_us,
+            timed_out=report.timed_out,
+        )
+    if kind == "node_lost":
+        lost = message.node_lost
+        return NodeLost(lost.node, lost.reason, lost.at_us)
+    if kind == "revoke_assignment":
+        revoke = message.revoke_assignment
+        return RevokeAssignment(revoke.job_id, revoke.run_id, revoke.reason, revoke.at_us)
+    if kind == "set_node_drain":
+        drain = message.set_node_drain
+        return SetNodeDrain(drain.node, drain.draining, drain.by, drain.at_us)
+    if kind == "forget_jobs":
+        forget = message.forget_jobs
+        return ForgetJobs(tuple(forget.job_ids), forget.retention_us, forget.at_us)
+    raise CommandDecodeError("the entry carries no command this version knows")
+
+
+def decode(data: bytes) -> Command:
+    """The command in a log entry's bytes.
+
+    Raises:
+        CommandDecodeError: not a ``ControlCommand``, or a kind this version does not know.
+    """
+    message = control_pb2.ControlCommand()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise CommandDecodeError(f"not a control command: {exc}") from None
+    return from_message(message)
+
+
+def report_of(job_id: str, node: str, run: types_pb2.Run) -> ReportRun:
+    """A node's record of its run as the command that tells the log."""
+    return ReportRun(
+        job_id=job_id,
+        run_id=run.id,
+        node=node,
+        state=states.from_proto(run.state),
+        exit_code=run.exit_code if run.HasField("exit_code") else None,
+        reason=run.reason,
+        at_us=time.time_ns() // 1000,
+        timed_out=run.reason.startswith("time limit"),
+    )

@@ -1,0 +1,92 @@
+"""Cluster jobs to the wire contract's ``murmur.v1.Job`` (the client API)."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from murmur.node.control.queue.records import Assignment, ClusterJob, EndedRun, JobEvent
+from murmur.node.jobspec import states
+from murmur.v1 import types_pb2
+
+
+def timestamp_us(at_us: int) -> Timestamp:
+    """A protobuf timestamp of microseconds since the epoch."""
+    seconds, micros = divmod(at_us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def _run(job_id: str, assignment: Assignment, state: str) -> types_pb2.Run:
+    message = types_pb2.Run(
+        id=assignment.run_id,
+        job_id=job_id,
+        attempt=assignment.attempt,
+        node=assignment.node,
+        state=states.to_proto(state),
+        gpu_indices=assignment.gpu_indices,
+        term=assignment.term,
+        sequence=assignment.sequence,
+        created_at=timestamp_us(assignment.assigned_at_us),
+    )
+    if assignment.started_at_us:
+        message.started_at.CopyFrom(timestamp_us(assignment.started_at_us))
+    return message
+
+
+def ended_run_message(job_id: str, run: EndedRun) -> types_pb2.Run:
+    message = _run(job_id, run.assignment, run.state)
+    message.reason = run.reason
+    message.finished_at.CopyFrom(timestamp_us(run.ended_at_us))
+    if run.exit_code is not None:
+        message.exit_code = run.exit_code
+    return message
+
+
+def job_message(
+    job: ClusterJob, *, queue_position: int = 0, waiting_reason: str = ""
+) -> types_pb2.Job:
+    """The client API's view of ``job``: its ended runs, then its active one.
+
+    Args:
+        queue_position: 1-based among the pending jobs of its queue (from the leader's
+            last plan); shown only while the job is pending.
+        waiting_reason: why the last plan left it waiting; replaces ``job.reason``
+            while it is pending and not backed off (a backed-off job keeps its
+            "retrying in ..." reason).
+    """
+    pending = job.state == states.PENDING
+    reason = job.reason
+    if pending and waiting_reason and not job.not_before_us:
+        reason = waiting_reason
+    message = types_pb2.Job(
+        id=job.id,
+        spec=job.spec,
+        user=job.user,
+        state=states.to_proto(job.state),
+        reason=reason,
+        queue_position=queue_position if pending else 0,
+        submitted_at=timestamp_us(job.submitted_at_us),
+        updated_at=timestamp_us(job.updated_at_us),
+        runs=[ended_run_message(job.id, run) for run in job.past_runs],
+        attempts=job.attempts,
+    )
+    if job.assignment is not None:
+        active = _run(job.id, job.assignment, job.state)
+        active.reason = job.reason
+        message.runs.append(active)
+    if job.exit_code is not None:
+        message.exit_code = job.exit_code
+    message.history.extend(history_event(job.id, event) for event in job.history)
+    return message
+
+
+def history_event(job_id: str, event: JobEvent) -> types_pb2.Event:
+    """One line of a job's story as an Event (its id is its time in microseconds:
+    unique within a job, and ordered)."""
+    return types_pb2.Event(
+        id=event.at_us,
+        time=timestamp_us(event.at_us),
+        kind="job.state",
+        subject=job_id,
+        message=event.reason,
+        job_state=states.to_proto(event.state),
+    )

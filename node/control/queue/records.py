@@ -1,0 +1,146 @@
+"""What the control state holds about each job: frozen values, replaced on every change.
+
+A job is ``pending`` (waiting, maybe backed off until ``not_before_us``), then
+``scheduled`` / ``starting`` / ``running`` while it has an ``assignment`` (exactly
+then), and ends ``succeeded``, ``failed``, ``cancelled`` or ``lost``; a failed or lost
+run with retries left puts it back to ``pending``. A terminal job never changes again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from murmur.node.jobspec import states
+from murmur.v1 import types_pb2
+
+ACTIVE_STATES = frozenset({states.SCHEDULED, states.STARTING, states.RUNNING})
+"""A job in one of these states has an assignment: a run on a node holds its resources."""
+
+ALL_STATES = (
+    states.PENDING,
+    states.SCHEDULED,
+    states.STARTING,
+    states.RUNNING,
+    states.SUCCEEDED,
+    states.FAILED,
+    states.CANCELLED,
+    states.LOST,
+)
+
+HISTORY_LIMIT = 50
+"""Events kept per job (the latest ones), for ``murmur job show``."""
+
+PAST_RUNS_LIMIT = 20
+"""Ended runs kept per job (the latest ones)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A job's run on one node, fenced by the (term, sequence) of the entry that made it.
+
+    Attributes:
+        node: the node that runs it.
+        run_id: the run's id, chosen by the leader that placed it.
+        attempt: 1 for the first run of a job, 2 for its first retry, ...
+        gpu_indices: the node's GPUs the run holds, ascending as the scheduler chose them.
+        term: the Raft term of the AssignJob entry; a node refuses assignments from a
+            term lower than the highest it has seen.
+        sequence: the log index of the AssignJob entry (unique in the cluster).
+        assigned_at_us: when the leader placed it.
+        started_at_us: when the node reported it running; 0 before.
+    """
+
+    node: str
+    run_id: str
+    attempt: int
+    gpu_indices: tuple[int, ...]
+    term: int
+    sequence: int
+    assigned_at_us: int = 0
+    started_at_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EndedRun:
+    """A run that ended, as the job's story tells it."""
+
+    assignment: Assignment
+    state: str
+    """succeeded, failed, cancelled or lost."""
+    exit_code: int | None
+    reason: str
+    ended_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One line of a job's history: when, the job's state after it, and why."""
+
+    at_us: int
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterJob:
+    """One job of the cluster queue. Do not mutate ``spec``: the state shares it.
+
+    Attributes:
+        submit_order: the log index of the SubmitJob entry; lower was submitted first.
+        not_before_us: retry backoff: the job is not placed before this time; 0 for none.
+        cancel_requested: a cancel was asked for while a run was active; the node
+            stops the run and its report ends the job ``cancelled``.
+        assignment: the active run, exactly while the state is in ``ACTIVE_STATES``.
+        past_runs: the latest ended runs, oldest first.
+        history: the latest events, oldest first.
+    """
+
+    id: str
+    spec: types_pb2.JobSpec
+    user: str
+    queue: str
+    priority: int
+    submit_order: int
+    submitted_at_us: int
+    updated_at_us: int
+    state: str
+    reason: str
+    attempts: int
+    exit_code: int | None
+    not_before_us: int
+    cancel_requested: bool
+    cancel_reason: str
+    idempotency_key: str
+    assignment: Assignment | None
+    past_runs: tuple[EndedRun, ...]
+    history: tuple[JobEvent, ...]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in states.TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def shares_gpus(self) -> bool:
+        """The job asked for GPUs and may share them with other sharing jobs."""
+        return self.spec.gpus.share and self.spec.gpus.count > 0
+
+
+@dataclass(frozen=True, slots=True)
+class DrainRecord:
+    """The last SetNodeDrain the log holds for a node (an undrained node keeps its
+    record: the log has spoken, and the node's own flag must follow it).
+
+    Attributes:
+        draining: placement gives the node nothing new.
+        by: who asked, as the audit log names them.
+        at_us: when, by the node's own clock (increasing per node).
+    """
+
+    node: str
+    draining: bool
+    by: str
+    at_us: int

@@ -1,0 +1,752 @@
+"""The replicated control state: the cluster's job queue, rebuilt on every voter by
+applying the control log's commands in order.
+
+Pure and deterministic: no I/O, no clock, no randomness, no iteration over anything
+whose order could differ between voters (or between a voter that replayed its log
+and one that restored a snapshot). Every time comes from a command; the
+assignment's fencing token is the entry's own (term, index). A command that cannot
+be decoded or is not allowed changes nothing and returns an error value: a voter
+never stops on an entry.
+
+Rules, one command at a time:
+
+- ``SubmitJob``: a new pending job, or, for a (user, idempotency key) seen before,
+  the job made the first time.
+- ``CancelJob``: owner or admin; a pending job ends ``cancelled`` at once; an active
+  one is marked ``cancel_requested`` and ends ``cancelled`` when its node reports
+  the run's end; a terminal job refuses (failed precondition).
+- ``AssignJob``: only for a job still pending, due, at the next attempt, whose GPUs
+  are free on the node as this state knows it (no exclusive holder; sharers only
+  join sharers): otherwise stale, nothing changes (the plan raced another entry).
+  Its GPUs must number what the spec asks, and its run id must not be another
+  active run's. CPUs and memory are not checked here (the state does not know what
+  nodes offer): the leader must not plan again before its assignments are applied.
+- ``ReportRun``: only for the job's current run on its node (else stale); starting
+  and running move the job forward; an end finishes the run, and a failed or lost
+  run with retries left (and not stopped at its time limit) puts the job back to
+  pending after a backoff (``retry_backoff_us``).
+- ``NodeLost``: every active run on the node ends lost, retried as above.
+- ``RevokeAssignment``: only for a scheduled job's current run (its node never
+  spoke of it): the job is pending again with its attempt unspent, or, with a
+  cancel pending, ends cancelled.
+- ``SetNodeDrain``: records whether the node is drained; while it is, an
+  ``AssignJob`` to it is stale (an acknowledged drain holds even against a plan
+  made before it). Asking for what the log already says changes nothing.
+- ``ForgetJobs``: removes each named job that ended ``retention_us`` or more
+  before the command's ``at_us`` (by its ``updated_at_us``: a job that ended never
+  changes again), from every index; any other is skipped. The result carries the
+  forgotten jobs, for each voter's archive. An idempotency key of a forgotten job
+  is forgotten with it.
+
+Every query is answered from indexes kept in step with the jobs, so applying a
+command costs the same with 100 jobs as with 100,000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Collection, Iterable
+
+from murmur.node.control.queue import codec
+from murmur.node.control.queue.codec import ControlSnapshotError
+from murmur.node.control.queue.commands import (
+    MAX_FORGET_JOBS,
+    REPORTABLE_STATES,
+    AssignJob,
+    CancelJob,
+    Command,
+    CommandDecodeError,
+    ForgetJobs,
+    NodeLost,
+    ReportRun,
+    RevokeAssignment,
+    SetNodeDrain,
+    SubmitJob,
+    decode,
+)
+from murmur.node.control.queue.records import (
+    ALL_STATES,
+    HISTORY_LIMIT,
+    PAST_RUNS_LIMIT,
+    Assignment,
+    ClusterJob,
+    DrainRecord,
+    EndedRun,
+    JobEvent,
+)
+from murmur.node.control.queue.results import ApplyResult, ErrorKind, refused
+from murmur.node.jobspec import states
+from murmur.node.jobspec.validation import DEFAULT_QUEUE
+from murmur.v1 import control_pb2
+
+SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT_WITH_DRAINS = 2
+"""A snapshot that holds drains says format 2, so a version that knows none refuses
+it rather than lose them; one without is format 1, byte for byte as before."""
+
+ENDED_ORDER_SLACK_US = 300_000_000
+"""``forgettable`` reads ended jobs in the order they ended and stops at the first
+that ended this much after the cutoff: end times come from several nodes' clocks,
+so the order is only nearly theirs."""
+
+DEFAULT_RETRY_BACKOFF_BASE_US = 5_000_000
+RETRY_BACKOFF_MAX_US = 300_000_000
+"""A retry waits at most 5 min, however often the job failed."""
+
+
+def retry_backoff_us(attempt: int, base_us: int) -> int:
+    """base, 2 base, 4 base ... capped at 5 min: a crashing job does not spin the cluster."""
+    exponent = max(0, attempt - 1)
+    if exponent >= 40:  # far past the cap; spares a huge integer
+        return RETRY_BACKOFF_MAX_US
+    backoff: int = base_us * 2**exponent
+    return min(RETRY_BACKOFF_MAX_US, backoff)
+
+
+def gpu_list(indices: Iterable[int]) -> str:
+    """``"0,1"``, or ``"none"``: how reasons name a run's GPUs."""
+    return ",".join(str(index) for index in indices) or "none"
+
+
+def _seconds(us: int) -> str:
+    return f"{us // 1_000_000}s" if us % 1_000_000 == 0 else f"{us / 1_000_000}s"
+
+
+class ControlState:
+    """The cluster's job queue as the committed log so far made it.
+
+    Args:
+        retry_backoff_base_us: the first retry's backoff. A cluster-wide setting: every
+            voter must use the same value, or their states drift apart.
+    """
+
+    def __init__(self, *, retry_backoff_base_us: int = DEFAULT_RETRY_BACKOFF_BASE_US) -> None:
+        self._retry_backoff_base_us = retry_backoff_base_us
+        self._other_changes = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._applied_index = 0
+        self._jobs: dict[str, ClusterJob] = {}
+        """Every job, in submit order (log order; a snapshot restores them in that order)."""
+        self._by_state: dict[str, dict[str, None]] = {state: {} for state in ALL_STATES}
+        self._active_by_node: dict[str, dict[str, None]] = {}
+        self._gpu_holders: dict[str, dict[int, dict[str, bool]]] = {}
+        """node → GPU index → {job id: shares}, for every active assignment."""
+        self._active_runs: dict[str, str] = {}
+        """run id → job id, for every active assignment."""
+        self._by_idempotency: dict[tuple[str, str], str] = {}
+        self._ended: dict[str, None] = {}
+        """Every ended job, in the order it ended (after a restore: by end time). Read
+        only by ``forgettable``, a leader's query: the order may differ between a
+        voter that replayed the log and one that restored a snapshot."""
+        self._drains: dict[str, DrainRecord] = {}
+        self._drained: frozenset[str] = frozenset()
+        self._other_changes += 1  # a restore replaces everything
+        self._submitted_since_change: list[str] = []
+
+    @property
+    def other_changes(self) -> int:
+        """Counts applied entries that may have changed more than adding a pending job
+        (every entry but a new submission; a restore too). Equal counts, read at two
+        moments, mean the state changed between them only by new submissions:
+        ``submitted_since_change``."""
+        return self._other_changes
+
+    @property
+    def submissions_since_change(self) -> int:
+        """How many jobs were submitted since the last change ``other_changes`` counts."""
+        return len(self._submitted_since_change)
+
+    def submitted_since_change(self, skip: int = 0) -> list[ClusterJob]:
+        """The jobs submitted since the last change ``other_changes`` counts, but the
+        first ``skip``, in submit order (each still pending and due: anything else
+        would have been such a change)."""
+        return [self._jobs[job_id] for job_id in self._submitted_since_change[skip:]]
+
+    @property
+    def applied_index(self) -> int:
+        """The log index of the last command entry applied; 0 before any."""
+        return self._applied_index
+
+    @property
+    def retry_backoff_base_us(self) -> int:
+        return self._retry_backoff_base_us
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, term: int, index: int, data: bytes) -> ApplyResult:
+        """Applies one committed command entry.
+
+        Never raises: an entry that cannot be decoded, or a command that is not
+        allowed, changes nothing (but still counts as applied) and returns an error.
+
+        Args:
+            term: the entry's term (the assignment's fencing term).
+            index: the entry's log index (a submission's order, an assignment's sequence).
+            data: the entry's bytes (``commands.encode``).
+        """
+        if index <= self._applied_index:
+            return refused(
+                ErrorKind.INVALID,
+                f"entry {index} is not after the last one applied ({self._applied_index})",
+            )
+        self._applied_index = index
+        try:
+            command = decode(data)
+        except CommandDecodeError as exc:
+            return refused(ErrorKind.INVALID, f"entry {index}: {exc}")
+        try:
+            result = self._apply(term, index, command)
+        except Exception as exc:  # a bug must not stop the voter; checks precede changes
+            self._note_other_change()
+            return refused(ErrorKind.INTERNAL, f"entry {index} could not be applied: {exc!r}")
+        if isinstance(command, SubmitJob) and result.job is not None and result.changed:
+            self._submitted_since_change.append(result.job.id)  # a new pending job
+        else:
+            self._note_other_change()
+        return result
+
+    def _note_other_change(self) -> None:
+        self._other_changes += 1
+        self._submitted_since_change.clear()
+
+    def _apply(self, term: int, index: int, command: Command) -> ApplyResult:
+        match command:
+            case SubmitJob():
+                return self._submit(index, command)
+            case CancelJob():
+                return self._cancel(command)
+            case AssignJob():
+                return self._assign(term, index, command)
+            case ReportRun():
+                return self._report(command)
+            case NodeLost():
+                return self._node_lost(command)
+            case RevokeAssignment():
+                return self._revoke(command)
+            case SetNodeDrain():
+                return self._set_drain(command)
+            case ForgetJobs():
+                return self._forget(command)
+
+    def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
+        if command.idempotency_key:
+            first = self._by_idempotency.get((command.user, command.idempotency_key))
+            if first is not None:
+                return ApplyResult(ok=True, job=self._jobs[first])
+        if not command.job_id or not command.user:
+            return refused(ErrorKind.INVALID, "a submission needs a job id and a user")
+        if command.job_id in self._jobs:
+            return refused(ErrorKind.INVALID, f"job id {command.job_id} is taken")
+        spec = command.spec
+        # The scheduler refuses a snapshot holding such a job: it would block every plan.
+        if not math.isfinite(spec.cpus) or spec.cpus < 0:
+            return refused(ErrorKind.INVALID, f"cpus is {spec.cpus}, must be >= 0")
+        at = command.submitted_at_us
+        job = ClusterJob(
+            id=command.job_id,
+            spec=spec,
+            user=command.user,
+            queue=spec.queue or DEFAULT_QUEUE,
+            priority=spec.priority,
+            submit_order=index,
+            submitted_at_us=at,
+            updated_at_us=at,
+            state=states.PENDING,
+            reason="queued",
+            attempts=0,
+            exit_code=None,
+            not_before_us=0,
+            cancel_requested=False,
+            cancel_reason="",
+            idempotency_key=command.idempotency_key,
+            assignment=None,
+            past_runs=(),
+            history=(JobEvent(at, states.PENDING, f"submitted by {command.user}"),),
+        )
+        self._put(None, job)
+        return ApplyResult(ok=True, job=job, changed=(job,))
+
+    def _cancel(self, command: CancelJob) -> ApplyResult:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
+        if job.user != command.user and not command.is_admin:
+            return refused(
+                ErrorKind.PERMISSION_DENIED,
+                f"job {job.id} belongs to {job.user}; only they or an admin may cancel it",
+                job,
+            )
+        if job.is_terminal:
+            return refused(
+                ErrorKind.FAILED_PRECONDITION, f"job {job.id} already ended: {job.state}", job
+            )
+        if job.cancel_requested:
+            return ApplyResult(ok=True, job=job)
+        why = f"cancelled by {command.user}" + (f": {command.reason}" if command.reason else "")
+        if job.state == states.PENDING:
+            changed = self._change(
+                job, command.at_us, state=states.CANCELLED, reason=why,
+                cancel_reason=why, not_before_us=0,
+            )  # fmt: skip
+        else:
+            changed = self._change(
+                job, command.at_us, reason=f"{why}; stopping the run",
+                cancel_requested=True, cancel_reason=why,
+            )  # fmt: skip
+        return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _assign(self, term: int, index: int, command: AssignJob) -> ApplyResult:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
+        if not command.node or not command.run_id:
+            return refused(ErrorKind.INVALID, "an assignment needs a node and a run id", job)
+        if job.state != states.PENDING:
+            return refused(ErrorKind.STALE, f"job {job.id} is {job.state}, no longer pending", job)
+        if job.not_before_us > command.at_us:
+            return refused(ErrorKind.STALE, f"job {job.id} is backed off until later", job)
+        if command.attempt != job.attempts + 1:
+            return refused(
+                ErrorKind.STALE,
+                f"job {job.id} is at attempt {job.attempts + 1}, not {command.attempt}",
+                job,
+            )
+        gpus = command.gpu_indices
+        if len(set(gpus)) != len(gpus) or len(gpus) != job.spec.gpus.count:
+            return refused(
+                ErrorKind.INVALID,
+                f"job {job.id} asks for {job.spec.gpus.count} GPUs, assigned {list(gpus)}",
+                job,
+            )
+        if command.node in self._drained:
+            return refused(ErrorKind.STALE, f"node {command.node} is draining", job)
+        if command.run_id in self._active_runs:
+            holder = self._active_runs[command.run_id]
+            return refused(
+                ErrorKind.INVALID, f"run id {command.run_id} is taken by job {holder}", job
+            )
+        conflict = self._gpu_conflict(command.node, gpus, shares=job.shares_gpus)
+        if conflict is not None:
+            return refused(ErrorKind.STALE, conflict, job)
+        assignment = Assignment(
+            node=command.node,
+            run_id=command.run_id,
+            attempt=command.attempt,
+            gpu_indices=gpus,
+            term=term,
+            sequence=index,
+            assigned_at_us=command.at_us,
+        )
+        changed = self._change(
+            job, command.at_us, state=states.SCHEDULED,
+            reason=f"assigned to {command.node} (GPUs {gpu_list(gpus)})",
+            attempts=command.attempt, not_before_us=0, assignment=assignment,
+        )  # fmt: skip
+        return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _gpu_conflict(self, node: str, gpus: Iterable[int], *, shares: bool) -> str | None:
+        holders_of = self._gpu_holders.get(node)
+        if not holders_of:
+            return None
+        for gpu in gpus:
+            holders = holders_of.get(gpu)
+            if holders and not (shares and all(holders.values())):
+                holder = min(holders)
+                return f"GPU {gpu} of {node} is held by job {holder}"
+        return None
+
+    def _report(self, command: ReportRun) -> ApplyResult:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
+        if command.state not in REPORTABLE_STATES:
+            return refused(ErrorKind.INVALID, f"a node cannot report a run {command.state}", job)
+        current = job.assignment
+        if current is None or current.run_id != command.run_id or current.node != command.node:
+            return refused(
+                ErrorKind.STALE,
+                f"run {command.run_id} on {command.node} is not the current run of job {job.id}",
+                job,
+            )
+        at = command.at_us
+        if command.state == states.STARTING:
+            if job.state != states.SCHEDULED:
+                return ApplyResult(ok=True, job=job)
+            changed = self._change(
+                job, at, state=states.STARTING, reason=f"starting on {current.node}"
+            )
+        elif command.state == states.RUNNING:
+            if job.state == states.RUNNING:
+                return ApplyResult(ok=True, job=job)
+            changed = self._change(
+                job, at, state=states.RUNNING,
+                reason=command.reason or f"running on {current.node}",
+                assignment=dataclasses.replace(current, started_at_us=at),
+            )  # fmt: skip
+        else:
+            changed = self._end_run(
+                job, command.state, command.reason, command.exit_code, at,
+                retryable=not command.timed_out,
+            )  # fmt: skip
+        return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _node_lost(self, command: NodeLost) -> ApplyResult:
+        active = self.active_on(command.node)
+        why = f"lost with node {command.node}" + (f": {command.reason}" if command.reason else "")
+        changed = tuple(
+            self._end_run(job, states.LOST, why, None, command.at_us, retryable=True)
+            for job in active
+        )
+        return ApplyResult(ok=True, changed=changed)
+
+    def _revoke(self, command: RevokeAssignment) -> ApplyResult:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
+        current = job.assignment
+        if current is None or current.run_id != command.run_id:
+            return refused(
+                ErrorKind.STALE, f"run {command.run_id} is not the current run of job {job.id}", job
+            )
+        if job.state != states.SCHEDULED:
+            # Its node spoke of it: it was received, and only its node can end it.
+            return refused(
+                ErrorKind.STALE, f"run {command.run_id} is {job.state} on {current.node}", job
+            )
+        if job.cancel_requested:
+            # Cancelled before its node ever had it: it ends now, and is not placed again.
+            ended = self._end_run(job, states.CANCELLED, "", None, command.at_us, retryable=False)
+            return ApplyResult(ok=True, job=ended, changed=(ended,))
+        reason = f"placed again: {command.reason}" if command.reason else "placed again"
+        changed = self._change(
+            job, command.at_us, state=states.PENDING, reason=reason,
+            attempts=current.attempt - 1, assignment=None,
+            event=f"run {current.run_id} taken back from {current.node}: {command.reason}",
+        )  # fmt: skip
+        return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _set_drain(self, command: SetNodeDrain) -> ApplyResult:
+        if not command.node:
+            return refused(ErrorKind.INVALID, "a drain names a node")
+        known = self._drains.get(command.node)
+        if known is not None and known.draining == command.draining:
+            return ApplyResult(ok=True)
+        self._drains[command.node] = DrainRecord(
+            command.node, command.draining, command.by, command.at_us
+        )
+        self._drained = frozenset(name for name, d in self._drains.items() if d.draining)
+        return ApplyResult(ok=True)
+
+    def _forget(self, command: ForgetJobs) -> ApplyResult:
+        if command.retention_us < 0:
+            return refused(ErrorKind.INVALID, f"retention is {command.retention_us} µs, < 0")
+        if len(command.job_ids) > MAX_FORGET_JOBS:
+            return refused(ErrorKind.INVALID, f"at most {MAX_FORGET_JOBS} jobs per command")
+        cutoff = command.at_us - command.retention_us
+        forgotten: list[ClusterJob] = []
+        for job_id in command.job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or not job.is_terminal or job.updated_at_us > cutoff:
+                continue
+            self._remove(job)
+            forgotten.append(job)
+        return ApplyResult(ok=True, forgotten=tuple(forgotten))
+
+    def _end_run(
+        self,
+        job: ClusterJob,
+        run_state: str,
+        reported: str,
+        exit_code: int | None,
+        at: int,
+        *,
+        retryable: bool,
+    ) -> ClusterJob:
+        assignment = job.assignment
+        assert assignment is not None
+        if job.cancel_requested:
+            run_state, reason = states.CANCELLED, job.cancel_reason
+        elif run_state == states.SUCCEEDED:
+            reason = reported or "exited with code 0"
+        elif run_state == states.FAILED:
+            reason = reported or (
+                f"exited with code {exit_code}" if exit_code is not None else "failed"
+            )
+        elif run_state == states.LOST:
+            reason = reported or "lost"
+        else:
+            reason = reported or f"stopped by {assignment.node}"
+        job_state, job_reason, not_before = run_state, reason, 0
+        retries = job.spec.retries
+        if retryable and run_state in (states.FAILED, states.LOST) and job.attempts <= retries:
+            backoff = retry_backoff_us(job.attempts, self._retry_backoff_base_us)
+            job_state, not_before = states.PENDING, at + backoff
+            job_reason = (
+                f"retrying in {_seconds(backoff)} after: {reason} "
+                f"(attempt {job.attempts + 1} of {retries + 1} next)"
+            )
+        ended = EndedRun(assignment, run_state, exit_code, reason, at)
+        return self._change(
+            job, at, state=job_state, reason=job_reason, exit_code=exit_code,
+            not_before_us=not_before, assignment=None,
+            past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
+            event=f"run {assignment.run_id}: {job_reason}",
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------- changes
+
+    def _change(
+        self,
+        job: ClusterJob,
+        at: int,
+        *,
+        reason: str,
+        event: str | None = None,
+        **fields: object,
+    ) -> ClusterJob:
+        """A new record of ``job`` (indexes updated) with one history event."""
+        state = fields.get("state", job.state)
+        assert isinstance(state, str)
+        entry = JobEvent(at, state, event if event is not None else reason)
+        history = (*job.history[-(HISTORY_LIMIT - 1) :], entry)
+        changed = dataclasses.replace(
+            job,
+            reason=reason,
+            updated_at_us=at,
+            history=history,
+            **fields,  # type: ignore[arg-type]
+        )
+        self._put(job, changed)
+        return changed
+
+    def _put(self, before: ClusterJob | None, job: ClusterJob) -> None:
+        """Stores ``job`` and keeps every index in step with it."""
+        self._jobs[job.id] = job
+        if before is None:
+            self._by_state[job.state][job.id] = None
+            if job.idempotency_key:
+                self._by_idempotency.setdefault((job.user, job.idempotency_key), job.id)
+            if job.is_terminal:
+                self._ended[job.id] = None
+        elif before.state != job.state:
+            del self._by_state[before.state][job.id]
+            self._by_state[job.state][job.id] = None
+            if job.is_terminal:
+                self._ended[job.id] = None
+        old = before.assignment if before is not None else None
+        new = job.assignment
+        if old is new:
+            return
+        if old is not None and (new is None or old.run_id != new.run_id or old.node != new.node):
+            self._release(job.id, old)
+        if new is not None and (old is None or old.run_id != new.run_id or old.node != new.node):
+            self._hold(job, new)
+
+    def _remove(self, job: ClusterJob) -> None:
+        """Takes an ended job (it holds no run) out of the state and every index."""
+        assert job.assignment is None
+        del self._jobs[job.id]
+        del self._by_state[job.state][job.id]
+        self._ended.pop(job.id, None)
+        key = (job.user, job.idempotency_key)
+        if job.idempotency_key and self._by_idempotency.get(key) == job.id:
+            del self._by_idempotency[key]
+
+    def _hold(self, job: ClusterJob, assignment: Assignment) -> None:
+        self._active_runs[assignment.run_id] = job.id
+        self._active_by_node.setdefault(assignment.node, {})[job.id] = None
+        if not assignment.gpu_indices:
+            return
+        holders_of = self._gpu_holders.setdefault(assignment.node, {})
+        for gpu in assignment.gpu_indices:
+            holders_of.setdefault(gpu, {})[job.id] = job.shares_gpus
+
+    def _release(self, job_id: str, assignment: Assignment) -> None:
+        del self._active_runs[assignment.run_id]
+        active = self._active_by_node[assignment.node]
+        del active[job_id]
+        if not active:
+            del self._active_by_node[assignment.node]
+        if not assignment.gpu_indices:
+            return
+        holders_of = self._gpu_holders[assignment.node]
+        for gpu in assignment.gpu_indices:
+            holders = holders_of[gpu]
+            del holders[job_id]
+            if not holders:
+                del holders_of[gpu]
+        if not holders_of:
+            del self._gpu_holders[assignment.node]
+
+    # ---------------------------------------------------------------- queries
+
+    def job(self, job_id: str) -> ClusterJob | None:
+        return self._jobs.get(job_id)
+
+    def jobs(
+        self,
+        *,
+        states: Collection[str] | None = None,
+        user: str | None = None,
+        queue: str | None = None,
+    ) -> list[ClusterJob]:
+        """The jobs matching every filter given, in submit order."""
+        if states is None:
+            found: Iterable[ClusterJob] = self._jobs.values()
+        else:
+            ids = [job_id for state in set(states) for job_id in self._by_state.get(state, ())]
+            found = sorted((self._jobs[job_id] for job_id in ids), key=_submit_order)
+        return [
+            job
+            for job in found
+            if (user is None or job.user == user) and (queue is None or job.queue == queue)
+        ]
+
+    def has_pending(self) -> bool:
+        """Whether any job waits to be placed (due or backed off)."""
+        return bool(self._by_state[states.PENDING])
+
+    def pending_due(self, now_us: int) -> list[ClusterJob]:
+        """Pending jobs whose backoff (if any) is over at ``now_us``, in submit order."""
+        due = [self._jobs[job_id] for job_id in self._by_state[states.PENDING]]
+        return sorted((job for job in due if job.not_before_us <= now_us), key=_submit_order)
+
+    def becomes_due(self, after_us: int, until_us: int) -> bool:
+        """Whether a pending job's backoff ends in (``after_us``, ``until_us``]: the
+        jobs ``pending_due`` gives differ between those two times."""
+        jobs = self._jobs
+        return any(
+            after_us < jobs[job_id].not_before_us <= until_us
+            for job_id in self._by_state[states.PENDING]
+        )
+
+    def next_due_us(self) -> int | None:
+        """When the earliest backed-off pending job becomes due; None if none waits so."""
+        times = [self._jobs[job_id].not_before_us for job_id in self._by_state[states.PENDING]]
+        return min((at for at in times if at), default=None)
+
+    def active_on(self, node: str) -> list[ClusterJob]:
+        """Jobs with a run assigned to ``node`` (scheduled, starting, running), in submit order."""
+        ids = self._active_by_node.get(node, ())
+        return sorted((self._jobs[job_id] for job_id in ids), key=_submit_order)
+
+    def nodes_with_runs(self) -> list[str]:
+        """Every node some active assignment names, sorted."""
+        return sorted(self._active_by_node)
+
+    def counts_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (every state, zeros included)."""
+        return {state: len(ids) for state, ids in self._by_state.items()}
+
+    def by_idempotency(self, user: str, key: str) -> ClusterJob | None:
+        """The job a submission by ``user`` with idempotency ``key`` made; None if none."""
+        job_id = self._by_idempotency.get((user, key)) if key else None
+        return self._jobs[job_id] if job_id is not None else None
+
+    def forgettable(self, now_us: int, retention_us: int, limit: int) -> list[str]:
+        """Up to ``limit`` ids of jobs that ended ``retention_us`` or more before
+        ``now_us``, about the longest ended first (what the leader's ForgetJobs names)."""
+        cutoff = now_us - retention_us
+        found: list[str] = []
+        jobs = self._jobs
+        for job_id in self._ended:
+            ended_at = jobs[job_id].updated_at_us
+            if ended_at <= cutoff:
+                found.append(job_id)
+                if len(found) >= limit:
+                    break
+            elif ended_at > cutoff + ENDED_ORDER_SLACK_US:
+                break
+        return found
+
+    def drains(self) -> list[DrainRecord]:
+        """Every node the log holds a drain (or undrain) of, by name."""
+        return [self._drains[name] for name in sorted(self._drains)]
+
+    def drained_nodes(self) -> frozenset[str]:
+        """Nodes drained in the log: placement gives them nothing new."""
+        return self._drained
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    # -------------------------------------------------------------- snapshots
+
+    def snapshot(self) -> bytes:
+        """The whole state as ``murmur.v1.ControlSnapshot`` bytes (deterministic)."""
+        return self.snapshot_encoder()()
+
+    def snapshot_encoder(self) -> Callable[[], bytes]:
+        """``snapshot`` in two halves: this call takes the state as it is now (a list
+        of its immutable job records, O(jobs) but cheap); the function it returns
+        encodes them (the costly half: ~50 µs a job), in any thread, whatever the
+        state has become meanwhile."""
+        applied_index = self._applied_index
+        jobs = list(self._jobs.values())
+        drains = self.drains()
+
+        def encode() -> bytes:
+            message = control_pb2.ControlSnapshot(
+                format=SNAPSHOT_FORMAT_WITH_DRAINS if drains else SNAPSHOT_FORMAT,
+                applied_index=applied_index,
+            )
+            message.jobs.extend(codec.job_to_message(job) for job in jobs)
+            message.drains.extend(codec.drain_to_message(drain) for drain in drains)
+            return message.SerializeToString(deterministic=True)
+
+        return encode
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the whole state with a snapshot's (the Raft runner's ``restore``).
+
+        The retry backoff stays this state's own (a cluster-wide setting).
+
+        Raises:
+            ControlSnapshotError: not a snapshot this version can restore; the state is
+                left as it was.
+        """
+        message = control_pb2.ControlSnapshot()
+        try:
+            message.ParseFromString(data)
+        except Exception as exc:
+            raise ControlSnapshotError(f"not a control snapshot: {exc}") from None
+        if message.format not in (SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_DRAINS):
+            raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
+        jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
+        if len({job.id for job in jobs}) != len(jobs):
+            raise ControlSnapshotError("the snapshot holds a job id twice")
+        drains = [codec.drain_from_message(drain) for drain in message.drains]
+        if len({drain.node for drain in drains}) != len(drains):
+            raise ControlSnapshotError("the snapshot holds a node's drain twice")
+        self._reset()
+        self._applied_index = message.applied_index
+        for job in jobs:
+            self._put(None, job)
+        by_end = sorted(self._ended, key=lambda job_id: _end_order(self._jobs[job_id]))
+        self._ended = dict.fromkeys(by_end)
+        self._drains = {drain.node: drain for drain in sorted(drains, key=lambda d: d.node)}
+        self._drained = frozenset(drain.node for drain in drains if drain.draining)
+
+    @classmethod
+    def from_snapshot(
+        cls, data: bytes, *, retry_backoff_base_us: int = DEFAULT_RETRY_BACKOFF_BASE_US
+    ) -> ControlState:
+        """A new state restored from ``snapshot()`` bytes.
+
+        Raises:
+            ControlSnapshotError: not a snapshot this version can restore.
+        """
+        state = cls(retry_backoff_base_us=retry_backoff_base_us)
+        state.restore(data)
+        return state
+
+
+def _submit_order(job: ClusterJob) -> int:
+    return job.submit_order
+
+
+def _end_order(job: ClusterJob) -> tuple[int, int]:
+    return job.updated_at_us, job.submit_order

@@ -1,1 +1,0 @@
-"""Jobs on a node: validation, the local queue, GPU allocation, lifecycle and logs."""

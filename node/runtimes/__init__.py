@@ -1,5 +1,0 @@
-"""Job runtimes (process, docker) behind one interface, :mod:`node.runtimes.base`.
-
-Kept free of imports: the per-run supervisor imports this package on every
-run start, and must stay light (no grpc, no asyncio machinery).
-"""

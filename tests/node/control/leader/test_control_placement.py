@@ -1,0 +1,319 @@
+"""The leader's placement step: offers minus what the state holds, then the scheduler."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from murmur import scheduler
+from murmur.node.control.leader.placement import (
+    MULTI_NODE_REASON,
+    ClusterPlan,
+    GpuOffer,
+    NodeOffer,
+    PlanSteps,
+    plan_assignments,
+    plan_cluster,
+    plan_in_slices,
+    runtime_of,
+    waiting_reasons,
+)
+from murmur.node.control.queue import AssignJob, CancelJob, ControlState, ReportRun, SubmitJob
+from murmur.node.jobspec import states
+from murmur.scheduler.slices import finish
+from murmur.v1 import types_pb2
+from tests.node.control.queue.builders import SECOND, Log, end_run, spec
+
+BOTH = frozenset({"process", "docker"})
+GIB = 1 << 30
+
+
+def offer(
+    name: str, gpus: int = 4, *, model: str = "A100-80GB", cpus: float = 32,
+    memory: int = 256 * GIB, runtimes: frozenset[str] = BOTH, schedulable: bool = True,
+    datasets: frozenset[str] = frozenset(),
+) -> NodeOffer:  # fmt: skip
+    return NodeOffer(
+        name=name,
+        gpus=tuple(GpuOffer(index, model, 80 * GIB) for index in range(gpus)),
+        cpus=cpus,
+        memory_bytes=memory,
+        runtimes=runtimes,
+        datasets=datasets,
+        schedulable=schedulable,
+        unschedulable_reason="" if schedulable else "draining",
+    )
+
+
+def run_ids() -> itertools.count[int]:
+    return itertools.count(1)
+
+
+def planner(log: Log, offers: list[NodeOffer], now: int = 100 * SECOND) -> list[AssignJob]:
+    counter = run_ids()
+    return plan_assignments(log.state, offers, now, new_run_id=lambda: f"run-{next(counter)}")
+
+
+def test_active_assignments_hold_their_gpus_cpus_and_memory() -> None:
+    log = Log()
+    log.apply(SubmitJob("held", spec(gpus=1, cpus=8, memory_bytes=64 * GIB), "u", "", 0))
+    assert log.apply(AssignJob("held", "n1", "r0", 1, (0,), SECOND)).ok
+    log.apply(SubmitJob("two", spec(gpus=2), "u", "", 0))
+    log.apply(SubmitJob("one", spec(gpus=1), "u", "", 0))
+    log.apply(SubmitJob("cpu", spec(cpus=25), "u", "", 0))
+    plan = plan_cluster(
+        log.state,
+        [offer("n1", 2)],
+        10 * SECOND,
+        new_run_id=lambda: "r",
+        policy=scheduler.FIFO_FIRST_FIT_POLICY,
+    )
+    assert [(a.job_id, a.gpu_indices, a.attempt, a.node) for a in plan.assignments] == [
+        ("one", (1,), 1, "n1"),
+    ]
+    reasons = waiting_reasons(plan)
+    assert reasons["two"][0].startswith("waiting:")
+    assert "CPU" in reasons["cpu"][0] or "cpu" in reasons["cpu"][0]
+    assert [position for _, position in reasons.values()] == [1, 2]
+
+
+def test_assignments_get_fresh_run_ids_in_queue_order_and_apply_cleanly() -> None:
+    log = Log()
+    for name, priority in (("low", 0), ("high", 9), ("mid", 5)):
+        log.apply(SubmitJob(name, spec(gpus=1, priority=priority), "u", "", 0))
+    commands = planner(log, [offer("n1", 4)])
+    assert [(c.job_id, c.run_id) for c in commands] == [
+        ("high", "run-1"), ("mid", "run-2"), ("low", "run-3"),
+    ]  # fmt: skip
+    used = [index for command in commands for index in command.gpu_indices]
+    assert len(set(used)) == 3
+    for command in commands:
+        assert log.apply(command).ok
+    assert planner(log, [offer("n1", 4)]) == []  # nothing pending any more
+
+
+def test_backed_off_and_multi_node_jobs_are_not_placed() -> None:
+    log = Log(ControlState(retry_backoff_base_us=10 * SECOND))
+    log.apply(SubmitJob("retry", spec(retries=1), "u", "", 0))
+    log.apply(AssignJob("retry", "n1", "r1", 1, (), 0))
+    log.apply(ReportRun("retry", "r1", "n1", states.FAILED, 1, "", SECOND))
+    log.apply(SubmitJob("gang", spec(gpus=1, nodes=2), "u", "", 0))
+    plan = plan_cluster(log.state, [offer("n1"), offer("n2")], 5 * SECOND, new_run_id=str)
+    assert plan.assignments == ()
+    assert waiting_reasons(plan) == {"gang": (MULTI_NODE_REASON.format(nodes=2), 1)}
+    later = plan_cluster(log.state, [offer("n1"), offer("n2")], 11 * SECOND, new_run_id=lambda: "x")
+    assert [(c.job_id, c.attempt) for c in later.assignments] == [("retry", 2)]
+
+
+def test_a_job_goes_only_to_nodes_offering_its_runtime() -> None:
+    log = Log()
+    log.apply(SubmitJob("boxed", spec(gpus=1, image="pytorch:2"), "u", "", 0))
+    log.apply(SubmitJob("plain", spec(gpus=1), "u", "", 0))
+    process_only = offer("p", 1, runtimes=frozenset({"process"}))
+    with_docker = offer("d", 1, runtimes=BOTH)
+    commands = planner(log, [process_only, with_docker])
+    assert {(c.job_id, c.node) for c in commands} == {("boxed", "d"), ("plain", "p")}
+    # With no node offering docker, the reason says so.
+    alone = Log()
+    alone.apply(SubmitJob("boxed", spec(image="pytorch:2"), "u", "", 0))
+    plan = plan_cluster(alone.state, [process_only], SECOND, new_run_id=str)
+    (reason, _), *_ = waiting_reasons(plan).values()
+    assert "missing the docker runtime" in reason
+
+
+def test_unschedulable_nodes_take_nothing() -> None:
+    log = Log()
+    log.apply(SubmitJob("a", spec(gpus=1), "u", "", 0))
+    plan = plan_cluster(log.state, [offer("n1", schedulable=False)], SECOND, new_run_id=str)
+    assert plan.assignments == ()
+    assert "draining" in waiting_reasons(plan)["a"][0]
+
+
+def test_runtime_of_an_unset_runtime_follows_validation() -> None:
+    assert runtime_of(types_pb2.JobSpec(image="x")) == "docker"
+    assert runtime_of(types_pb2.JobSpec()) == "process"
+
+
+# ---------------------------------------------------------------- properties
+
+_MODELS = ("A100-80GB", "H100")
+
+
+@st.composite
+def offers(draw: st.DrawFn) -> list[NodeOffer]:
+    count = draw(st.integers(1, 4))
+    found = []
+    for number in range(count):
+        gpus = draw(st.integers(0, 6))
+        found.append(
+            NodeOffer(
+                name=f"n{number}",
+                gpus=tuple(
+                    GpuOffer(index, draw(st.sampled_from(_MODELS))) for index in range(gpus)
+                ),
+                cpus=draw(st.sampled_from((1.0, 4.0, 16.0))),
+                memory_bytes=draw(st.sampled_from((GIB, 8 * GIB, 64 * GIB))),
+                runtimes=draw(st.sampled_from((BOTH, frozenset({"process"})))),
+                schedulable=draw(st.booleans()) or number == 0,
+                unschedulable_reason="draining",
+            )
+        )
+    return found
+
+
+job_specs = st.builds(
+    spec,
+    gpus=st.integers(0, 3),
+    share=st.booleans(),
+    model=st.sampled_from(("", "a100", "H100")),
+    cpus=st.sampled_from((0.0, 0.5, 1.0, 3.0)),
+    memory_bytes=st.sampled_from((0, GIB, 4 * GIB)),
+    priority=st.integers(0, 2),
+    queue=st.sampled_from(("default", "big")),
+    nodes=st.sampled_from((1, 1, 1, 2)),
+    image=st.sampled_from(("", "", "pytorch:2")),
+)
+
+rounds = st.lists(
+    st.tuples(st.lists(job_specs, max_size=6), st.lists(st.integers(0, 20), max_size=4)),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _check_holdings(state: ControlState, nodes: list[NodeOffer]) -> None:
+    """No GPU held twice (unless every holder shares), nothing over-committed."""
+    for node in nodes:
+        gpus = {gpu.index: gpu for gpu in node.gpus}
+        holders: dict[int, list[bool]] = {}
+        cpus = 0.0
+        memory = 0
+        for job in state.active_on(node.name):
+            assert job.assignment is not None
+            assert job.spec.nodes <= 1
+            assert runtime_of(job.spec) in node.runtimes
+            assert len(job.assignment.gpu_indices) == job.spec.gpus.count
+            for index in job.assignment.gpu_indices:
+                assert index in gpus, f"{node.name} has no GPU {index}"
+                assert job.spec.gpus.model.lower() in gpus[index].model.lower()
+                holders.setdefault(index, []).append(job.shares_gpus)
+            cpus += job.spec.cpus
+            memory += job.spec.memory_bytes
+        for shares in holders.values():
+            assert len(shares) == 1 or all(shares)
+        assert cpus <= node.cpus + 1e-6
+        assert memory <= node.memory_bytes
+
+
+@settings(max_examples=120, deadline=None)
+@given(offers(), rounds)
+def test_plans_never_double_book_or_over_commit(
+    nodes: list[NodeOffer], plan_rounds: list[tuple[list[types_pb2.JobSpec], list[int]]]
+) -> None:
+    log = Log()
+    counter = run_ids()
+    submitted = 0
+    for step, (specs, endings) in enumerate(plan_rounds):
+        now = (step + 1) * 10 * SECOND
+        for job_spec in specs:
+            log.apply(SubmitJob(f"j{submitted}", job_spec, "u", "", now))
+            submitted += 1
+        plan = plan_cluster(log.state, nodes, now, new_run_id=lambda: f"r{next(counter)}")
+        due = {job.id for job in log.state.pending_due(now)}
+        planned = [command.job_id for command in plan.assignments]
+        assert len(planned) == len(set(planned))
+        assert set(planned) | set(waiting_reasons(plan)) == due
+        assert not set(planned) & set(waiting_reasons(plan))
+        for command in plan.assignments:
+            result = log.apply(command)
+            assert result.ok, result.message  # a fresh plan never races itself
+        _check_holdings(log.state, nodes)
+        active = [job for node in nodes for job in log.state.active_on(node.name)]
+        for pick in endings:
+            if active:
+                job = active[pick % len(active)]
+                end_run(log, job, states.SUCCEEDED, 0, now + SECOND)
+                active.remove(job)
+        _check_holdings(log.state, nodes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(offers(), st.lists(job_specs, min_size=1, max_size=10))
+def test_two_plans_from_one_state_never_share_a_gpu(
+    nodes: list[NodeOffer], specs: list[types_pb2.JobSpec]
+) -> None:
+    """A leader that plans again before its first assignments applied: the state refuses
+    what the second plan gives twice (GPUs; CPUs and memory are the leader's to pace)."""
+    log = Log()
+    for number, job_spec in enumerate(specs):
+        log.apply(SubmitJob(f"j{number}", job_spec, "u", "", 0))
+    counter = run_ids()
+    first = plan_assignments(log.state, nodes, SECOND, new_run_id=lambda: f"a{next(counter)}")
+    second = plan_assignments(log.state, nodes, SECOND, new_run_id=lambda: f"b{next(counter)}")
+    for command in [*first, *second]:
+        log.apply(command)
+    for node in nodes:
+        holders: dict[int, list[bool]] = {}
+        for job in log.state.active_on(node.name):
+            assert job.assignment is not None
+            for index in job.assignment.gpu_indices:
+                holders.setdefault(index, []).append(job.shares_gpus)
+        for shares in holders.values():
+            assert len(shares) == 1 or all(shares)
+
+
+def drive(steps: PlanSteps, between: Callable[[], None]) -> ClusterPlan:
+    """Runs ``plan_in_slices`` to its plan, calling ``between`` at every yield."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan: ClusterPlan = done.value
+            return plan
+        between()
+
+
+@settings(max_examples=80, deadline=None)
+@given(offers(), st.lists(job_specs, min_size=1, max_size=12), st.integers(1, 4))
+def test_a_plan_in_slices_is_the_whole_plan(
+    nodes: list[NodeOffer], specs: list[types_pb2.JobSpec], slice_size: int
+) -> None:
+    """Slices of any size, over one pass or one per runtime, give ``plan_cluster``'s plan."""
+    log = Log()
+    for number, job_spec in enumerate(specs):
+        log.apply(SubmitJob(f"j{number}", job_spec, "u", "", 0))
+    whole, sliced = run_ids(), run_ids()
+    expected = plan_cluster(log.state, nodes, SECOND, new_run_id=lambda: f"r{next(whole)}")
+    steps = plan_in_slices(
+        log.state, nodes, SECOND, new_run_id=lambda: f"r{next(sliced)}", slice_size=slice_size
+    )
+    assert finish(steps) == expected
+
+
+def test_a_plan_in_slices_is_as_of_the_state_it_first_read() -> None:
+    """The leader applies entries between slices: what they change is the next plan's."""
+    log = Log()
+    for number in range(12):
+        log.apply(SubmitJob(f"j{number:02d}", spec(gpus=1), "u", "", 0))
+    whole, sliced = run_ids(), run_ids()
+    expected = plan_cluster(
+        log.state, [offer("n1", 4)], SECOND, new_run_id=lambda: f"r{next(whole)}"
+    )
+    changes = iter(
+        [
+            lambda: log.apply(SubmitJob("urgent", spec(gpus=1, priority=9), "u", "", 0)),
+            lambda: log.apply(CancelJob("j00", "u", False, "not needed", 0)),
+        ]
+    )
+    steps = plan_in_slices(
+        log.state, [offer("n1", 4)], SECOND, new_run_id=lambda: f"r{next(sliced)}", slice_size=1
+    )
+    plan = drive(steps, lambda: next(changes, lambda: None)())
+    assert plan == expected
+    assert [command.job_id for command in plan.assignments] == ["j00", "j01", "j02", "j03"]
+    applied = [log.apply(command).ok for command in plan.assignments]
+    assert applied == [False, True, True, True]  # j00 was cancelled meanwhile: refused
+    assert [command.job_id for command in planner(log, [offer("n1", 4)])] == ["urgent"]
