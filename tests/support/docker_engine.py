@@ -43,7 +43,7 @@ import docker.errors
 import pytest
 import requests
 
-from murmur.node.agent.runtimes.docker import check_unix_socket
+from murmur.node.agent.runtimes.docker_engine import check_unix_socket
 
 OWN_SOCKET = "/run/murmur-test-docker.sock"
 OWN_HOST = f"unix://{OWN_SOCKET}"

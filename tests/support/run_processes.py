@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from murmur.node.agent.runtimes.procfs import is_running, is_same_process
-from murmur.node.agent.runtimes.supervisor import CHILD_FILE, SUPERVISOR_FILE, read_json
+from murmur.node.agent.runtimes.run_files import CHILD_FILE, SUPERVISOR_FILE, read_json
 
 
 def kill_everything_under(runs_dir: Path) -> None:

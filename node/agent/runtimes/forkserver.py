@@ -37,8 +37,9 @@ one JSON object per message, one request at a time: the runtime sends
 job runs (or exits, closing it): the runtime waits for that instead of polling
 for ``child.json``.
 
-Standard library only, plus :mod:`murmur.node.agent.runtimes.supervisor` (which the server
-imports once, so that the children need to import nothing).
+Standard library only, plus :mod:`murmur.node.agent.runtimes.supervisor` and the small
+modules it imports (which the server imports once, so that the children need to import
+nothing).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from typing import Any
 
 from murmur.node.agent.runtimes import supervisor
 from murmur.node.agent.runtimes.procfs import process_start_time
+from murmur.node.agent.runtimes.run_files import SUPERVISOR_LOG
 
 CHANNEL_FD = 3
 """The server's end of the socket pair: requests in, replies out."""
@@ -124,7 +126,7 @@ def _become_supervisor(
         os.dup2(null, 0)
         os.close(null)
         log = os.open(
-            os.path.join(run_dir, supervisor.SUPERVISOR_LOG),
+            os.path.join(run_dir, SUPERVISOR_LOG),
             os.O_WRONLY | os.O_CREAT | os.O_APPEND,
             0o600,
         )

@@ -1,8 +1,9 @@
 """The lease guard: a small process per container that stops it once the run's lease has passed.
 
-The docker runtime starts it (:func:`murmur.node.agent.runtimes.docker.spawn_lease_guard`) right
-after it starts a container whose run holds a lease from the leader (``lease.json``,
-written by the job manager before the run starts and on every renewal, see
+The docker runtime starts it
+(:func:`murmur.node.agent.runtimes.docker_lease.spawn_lease_guard`) right after it
+starts a container whose run holds a lease from the leader (``lease.json``, written
+by the job manager before the run starts and on every renewal, see
 :mod:`murmur.node.agent.runtimes.lease_file`), and again when a restarted daemon adopts a running
 container that has none. It runs in a session of its own, so a kill of the daemon,
 or of the daemon's whole process group, does not reach it: it is the docker
@@ -20,10 +21,11 @@ About once a second it reads the run's directory:
   logs, and asks again.
 
 The engine client (the docker SDK) is imported only when the guard first has to ask
-the engine: it costs a fresh interpreter about 0.15 s of CPU, which every container
-start paid while it was imported up front, and a container that ends with its
-lease valid never needs it. A guard whose container ended while the daemon was
-down (so nobody marked it removed) exits once the lease has passed.
+the engine (:mod:`murmur.node.agent.runtimes.docker_engine` loads it on first use): it
+costs a fresh interpreter about 0.15 s of CPU, which every container start paid while
+it was imported up front, and a container that ends with its lease valid never needs
+it. A guard whose container ended while the daemon was down (so nobody marked it
+removed) exits once the lease has passed.
 
 It touches only the container whose full id it was given, and only while that
 container carries the run's label. One guard per container: a guard holds an
@@ -45,8 +47,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from murmur.node.agent.runtimes.docker_engine import (
+    engine_errors,
+    engine_reason,
+    not_found_error,
+    open_client,
+)
+from murmur.node.agent.runtimes.docker_labels import LABEL_RUN
+from murmur.node.agent.runtimes.docker_lease import LeaseStop, write_lease_stop
 from murmur.node.agent.runtimes.lease_file import (
     LEASE_GUARD_LOCK,
     RunLeaseFile,
@@ -55,7 +65,7 @@ from murmur.node.agent.runtimes.lease_file import (
 )
 
 if TYPE_CHECKING:
-    from types import ModuleType
+    from docker import DockerClient
 
 _log = logging.getLogger("murmur.node.lease_guard")
 
@@ -67,14 +77,6 @@ UNREACHABLE_LOG_SECONDS = 60.0
 
 LIVE_STATES = ("created", "running", "paused", "restarting")
 """Engine states of a container that may still run the job (or run it again)."""
-
-
-def _engine() -> ModuleType:
-    """murmur.node.agent.runtimes.docker (and with it the docker SDK), imported on first use: see
-    the module docstring."""
-    from murmur.node.agent.runtimes import docker as engine
-
-    return engine
 
 
 def lease_reason(lease: RunLeaseFile) -> str:
@@ -134,7 +136,7 @@ class LeaseGuard:
         self._host = host
         self._clock = clock
         self._check_seconds = check_seconds
-        self._docker: Any = None
+        self._docker: DockerClient | None = None
         self._unreachable_since: float | None = None
         self._unreachable_logged = 0.0
         self._stopping = False
@@ -171,18 +173,17 @@ class LeaseGuard:
     def _container_live(self) -> bool | None:
         """Whether the container may still run (False: ended, gone or not ours);
         None when the engine cannot be asked."""
-        engine = _engine()
         try:
             details = self._client().api.inspect_container(self._container_id)
-        except engine.docker.errors.NotFound:
+        except not_found_error():
             _log.info("the container is gone; exiting")
             return False
-        except engine.ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             self._engine_failed(exc)
             return None
         self._engine_answered()
         labels = (details.get("Config") or {}).get("Labels") or {}
-        label = labels.get(engine.LABEL_RUN)
+        label = labels.get(LABEL_RUN)
         if details.get("Id") != self._container_id or label != self._run_id:
             _log.error(
                 "container %s is not run %s's (id %s, label %s); leaving it alone",
@@ -198,15 +199,12 @@ class LeaseGuard:
     def _stop(self, lease: RunLeaseFile) -> None:
         """Records why, then stops the container: the engine sends SIGTERM, then SIGKILL
         after the lease's grace; a container still running after that is killed."""
-        engine = _engine()
         if not self._stopping:
             reason = lease_reason(lease)
             _log.warning("%s: stopping container %s", reason, self._container_id[:12])
-            stop = engine.LeaseStop(
-                container_id=self._container_id, reason=reason, at=self._clock()
-            )
+            stop = LeaseStop(container_id=self._container_id, reason=reason, at=self._clock())
             try:
-                engine.write_lease_stop(self._run_dir, stop)
+                write_lease_stop(self._run_dir, stop)
             except OSError as exc:  # the run still must stop; its reason will be a plain exit
                 _log.error("cannot record why the container is stopped: %s", exc)
             self._stopping = True
@@ -215,19 +213,15 @@ class LeaseGuard:
             api.stop(self._container_id, timeout=math.ceil(max(0.0, lease.grace_seconds)))
             if api.inspect_container(self._container_id)["State"].get("Running"):
                 api.kill(self._container_id)
-        except engine.docker.errors.NotFound:
+        except not_found_error():
             return
-        except engine.ENGINE_ERRORS as exc:
-            _log.error("cannot stop the container yet: %s", engine.engine_reason(exc))
+        except engine_errors() as exc:
+            _log.error("cannot stop the container yet: %s", engine_reason(exc))
             self._close_client()
 
-    def _client(self) -> Any:
+    def _client(self) -> DockerClient:
         if self._docker is None:
-            engine = _engine()
-            engine.check_unix_socket(self._host)  # the SDK leaks a refused connection's socket
-            self._docker = engine.docker.DockerClient(
-                base_url=self._host, version="auto", timeout=engine.API_TIMEOUT_SECONDS
-            )
+            self._docker = open_client(self._host)  # the SDK's default pool: one container
         return self._docker
 
     def _close_client(self) -> None:
@@ -247,7 +241,7 @@ class LeaseGuard:
         self._unreachable_logged = now
         _log.warning(
             "no engine answering at %s for %.0f s (%s); asking again",
-            self._host, now - self._unreachable_since, _engine().engine_reason(exc),
+            self._host, now - self._unreachable_since, engine_reason(exc),
         )  # fmt: skip
 
     def _engine_answered(self) -> None:

@@ -49,7 +49,7 @@ from murmur.node.agent.runtimes.procfs import (
     signal_group,
     signal_process,
 )
-from murmur.node.agent.runtimes.supervisor import (
+from murmur.node.agent.runtimes.run_files import (
     CHILD_FILE,
     EXIT_FILE,
     LAUNCH_FILE,

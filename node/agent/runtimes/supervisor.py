@@ -3,7 +3,8 @@
 The process runtime's fork server (:mod:`murmur.node.agent.runtimes.forkserver`) forks it,
 already loaded, into a session of its own; if the fork server fails, the runtime
 starts it as ``python -S -P -m murmur.node.agent.runtimes.supervisor RUN_DIR``. It reads
-``launch.json``, starts the job in a process group of its own, pumps the job's
+``launch.json``, starts the job in a process group of its own (in the run's cgroup,
+:mod:`murmur.node.agent.runtimes.run_cgroup`, when the job has limits), pumps the job's
 stdout and stderr into the run's log, forwards SIGTERM to the job, and records
 how the job ended in ``exit.json`` before it exits. Given STARTED_FD (the write end
 of the runtime's pipe), it writes a byte there once ``child.json`` is written, so the
@@ -18,31 +19,20 @@ the node's lease from the leader (``lease.json``, :mod:`murmur.node.agent.runtim
 a daemon that was killed cannot stop its runs when the lease lapses, and the leader
 re-places their jobs soon after.
 
-It imports only the standard library, :mod:`murmur.node.agent.runtimes.run_log`,
+It imports only the standard library, :mod:`murmur.node.agent.runtimes.run_files`,
+:mod:`murmur.node.agent.runtimes.run_cgroup`, :mod:`murmur.node.agent.runtimes.run_log`,
 :mod:`murmur.node.agent.runtimes.lease_file` and :mod:`murmur.node.agent.runtimes.procfs`
 (and the ``murmur`` package, whose names load lazily): every supervisor
 is a copy of the fork server, which imports it, and a fresh one (the fallback)
 would pay any heavy import before its job could start.
 
-The files in RUN_DIR are the contract with :mod:`murmur.node.agent.runtimes.process`:
-
-    launch.json       what to run (``Launch``), written by the runtime first
-    supervisor.json   {"pid", "start_time"} of the supervisor, its first write
-    child.json        {"pid", "pgid", "start_time"} of the job, once it runs
-    exit.json         {"exit_code", "reason", "finished_at"}, its last write;
-                      once it exists the log is complete
-    lease.json        {"expires_at", "lease_seconds", "grace_seconds"}, written by
-                      the job manager on every renewal; once passed the job is
-                      stopped (no file: no lease to enforce)
-    supervisor.log    the supervisor's own stdout and stderr (tracebacks)
-    log/              the job's output, in :mod:`murmur.node.agent.runtimes.run_log` format
+The files in RUN_DIR, the contract with :mod:`murmur.node.agent.runtimes.process`, are
+listed in :mod:`murmur.node.agent.runtimes.run_files`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
 import re
 import signal
@@ -50,22 +40,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from murmur.node.agent.runtimes.lease_file import read_lease
 from murmur.node.agent.runtimes.procfs import process_start_time
+from murmur.node.agent.runtimes.run_cgroup import enter_run_cgroup
+from murmur.node.agent.runtimes.run_files import (
+    CHILD_FILE,
+    EXIT_FILE,
+    LAUNCH_FILE,
+    LOG_DIR,
+    SUPERVISOR_FILE,
+    Launch,
+    read_json,
+    write_json_atomic,
+)
 from murmur.node.agent.runtimes.run_log import RunLogWriter, Stream
-
-LAUNCH_FILE = "launch.json"
-SUPERVISOR_FILE = "supervisor.json"
-CHILD_FILE = "child.json"
-EXIT_FILE = "exit.json"
-SUPERVISOR_LOG = "supervisor.log"
-LOG_DIR = "log"
 
 MAX_LINE_BYTES = 256 * 1024
 """Output without a line break is cut here, so a runaway line cannot eat the supervisor's memory."""
@@ -74,83 +66,10 @@ DRAIN_TIMEOUT_SECONDS = 5.0
 """How long to wait for the output pipes after the job ended. A process that left
 the job's group (setsid) may hold them open; its output is then not captured."""
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-CGROUP_PARENT = "murmur"
-
 LEASE_CHECK_SECONDS = 1.0
 """How often the supervisor reads ``lease.json``."""
 
 _LINE_END = re.compile(rb"\r\n|\n|\r")
-
-
-@dataclass(frozen=True)
-class Launch:
-    """What the supervisor runs: ``launch.json``, written by the process runtime."""
-
-    run_id: str
-    argv: tuple[str, ...]
-    shell: bool
-    """Run ``" ".join(argv)`` through ``/bin/sh -c`` (the user asked for a shell)."""
-    env: dict[str, str]
-    """The job's whole environment; nothing of the supervisor's own leaks into it."""
-    workdir: str
-    memory_bytes: int | None
-    cpus: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "argv": list(self.argv),
-            "shell": self.shell,
-            "env": self.env,
-            "workdir": self.workdir,
-            "memory_bytes": self.memory_bytes,
-            "cpus": self.cpus,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Launch:
-        return cls(
-            run_id=str(data["run_id"]),
-            argv=tuple(str(part) for part in data["argv"]),
-            shell=bool(data["shell"]),
-            env={str(key): str(value) for key, value in data["env"].items()},
-            workdir=str(data["workdir"]),
-            memory_bytes=None if data["memory_bytes"] is None else int(data["memory_bytes"]),
-            cpus=None if data["cpus"] is None else float(data["cpus"]),
-        )
-
-    def command(self) -> list[str]:
-        if self.shell:
-            return ["/bin/sh", "-c", " ".join(self.argv)]
-        return list(self.argv)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = 0o644) -> None:
-    """Writes ``path`` so that a reader sees the old file or the whole new one,
-    even if the writer is killed or the machine loses power half way."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, json.dumps(data).encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The object in ``path``, or None if it is missing or damaged."""
-    try:
-        data = json.loads(path.read_bytes())
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def describe_exit(returncode: int) -> tuple[int, str]:
@@ -260,268 +179,6 @@ def _pump(pipe: Any, stream: Stream, log: _SharedLog) -> None:
     for line in splitter.finish():
         log.write(stream, line.decode("utf-8", errors="replace"))
     pipe.close()
-
-
-def _cgroup2_at_root() -> bool:
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) >= 3 and fields[1] == str(CGROUP_ROOT):
-                    return fields[2] == "cgroup2"
-    except OSError:
-        return False
-    return False
-
-
-def _own_cgroup() -> Path | None:
-    """The supervisor's cgroup v2 directory (from ``/proc/self/cgroup``, line ``0::/path``)."""
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("0::"):
-                    return CGROUP_ROOT / line[3:].strip().lstrip("/")
-    except OSError:
-        return None
-    return None
-
-
-CPU_PERIOD_US = 100_000
-"""The CFS period a CPU limit is expressed in (cgroup v2 ``cpu.max``, v1 ``cfs_*``)."""
-
-
-def _cpu_quota_us(cpus: float) -> int:
-    """The CFS quota per :data:`CPU_PERIOD_US` that grants ``cpus`` CPUs (1 ms at least)."""
-    return max(1000, int(cpus * CPU_PERIOD_US))
-
-
-def _oom_kill_count(events: Path) -> int:
-    """The ``oom_kill`` counter of a cgroup's ``memory.events`` (v2) or
-    ``memory.oom_control`` (v1) file; 0 when it cannot be read."""
-    try:
-        for line in events.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-    except (OSError, ValueError):
-        return 0
-    return 0
-
-
-def _remove_cgroup_dir(path: Path, deadline: float, kill_left: Callable[[], None]) -> None:
-    """Removes ``path`` once the processes left in it are gone, calling ``kill_left``
-    before each try, until ``deadline`` (best effort)."""
-    while True:
-        kill_left()
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
-
-
-class RunCgroup:
-    """The job's cgroup v2 (``/sys/fs/cgroup/murmur/<run_id>``): memory and CPU limits
-    (:class:`RunCgroupV1` on a cgroup v1 host).
-
-    The job must be inside before it runs a single instruction, or what it
-    forks first escapes the limit. So the supervisor moves itself in, starts
-    the job (which inherits the cgroup), and moves itself back out.
-    """
-
-    def __init__(self, path: Path, home: Path) -> None:
-        self.path = path
-        self._home = home
-        self._supervisor_inside = True
-
-    @classmethod
-    def enter_new(cls, launch: Launch, wanted: list[str]) -> tuple[RunCgroup | None, str]:
-        """Creates the run's cgroup with the launch's limits (the ``wanted``
-        controllers) and moves the supervisor into it. Returns it, or None and why
-        the limits are not enforced."""
-        limits = " and ".join(wanted)
-        home = _own_cgroup()
-        if home is None:
-            return None, f"{limits} limit not enforced: the supervisor's cgroup is unknown"
-        parent = CGROUP_ROOT / CGROUP_PARENT
-        path = parent / launch.run_id
-        try:
-            parent.mkdir(exist_ok=True)
-            for directory in (CGROUP_ROOT, parent):
-                control = directory / "cgroup.subtree_control"
-                enabled = control.read_text().split()
-                missing = [name for name in wanted if name not in enabled]
-                if missing:
-                    control.write_text(" ".join(f"+{name}" for name in missing))
-            path.mkdir(exist_ok=True)
-            if launch.memory_bytes is not None:
-                (path / "memory.max").write_text(str(launch.memory_bytes))
-            if launch.cpus is not None:
-                quota = _cpu_quota_us(launch.cpus)
-                (path / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
-            (path / "cgroup.procs").write_text(str(os.getpid()))
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-            return None, f"{limits} limit not enforced: cannot set up cgroup v2 ({exc})"
-        return cls(path, home), ""
-
-    def leave(self) -> str:
-        """Moves the supervisor back where it came from, once the job is inside.
-        Returns what went wrong, if anything."""
-        try:
-            (self._home / "cgroup.procs").write_text(str(os.getpid()))
-        except OSError as exc:
-            return f"the supervisor stays in the job's cgroup ({exc}): it counts against the limit"
-        self._supervisor_inside = False
-        return ""
-
-    def oom_kills(self) -> int:
-        return _oom_kill_count(self.path / "memory.events")
-
-    def remove(self) -> None:
-        """Kills what is left inside and removes the directory (best effort)."""
-        if self._supervisor_inside:
-            return  # cgroup.kill would kill the supervisor too; the job is already gone
-        with contextlib.suppress(OSError):
-            (self.path / "cgroup.kill").write_text("1")
-        _remove_cgroup_dir(self.path, time.monotonic() + 2.0, lambda: None)
-
-
-def _v1_mounts() -> dict[str, Path]:
-    """Controller name → mount point of each cgroup v1 hierarchy (``/proc/self/mounts``)."""
-    found: dict[str, Path] = {}
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) >= 4 and fields[2] == "cgroup":
-                    for option in fields[3].split(","):
-                        found.setdefault(option, Path(fields[1]))
-    except OSError:
-        return {}
-    return found
-
-
-def _v1_own_paths() -> dict[str, str]:
-    """Controller name → the supervisor's cgroup path in that v1 hierarchy."""
-    paths: dict[str, str] = {}
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as handle:
-            for line in handle:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                for controller in controllers.split(","):
-                    if controller:
-                        paths[controller] = path.lstrip("/")
-    except (OSError, ValueError):
-        return {}
-    return paths
-
-
-class RunCgroupV1:
-    """The job's cgroups on a cgroup v1 host: one directory per controller
-    (``<memory mount>/murmur/<run_id>``, ``<cpu mount>/murmur/<run_id>``), entered
-    and left the way :class:`RunCgroup` does it, for the same reason."""
-
-    def __init__(self, paths: dict[str, Path], homes: dict[str, Path]) -> None:
-        self._paths = paths
-        self._homes = homes
-        self._supervisor_inside = True
-
-    @classmethod
-    def enter_new(cls, launch: Launch, wanted: list[str]) -> tuple[RunCgroupV1 | None, str]:
-        limits = " and ".join(wanted)
-        mounts, own = _v1_mounts(), _v1_own_paths()
-        missing = [name for name in wanted if name not in mounts or name not in own]
-        if missing:
-            return None, (
-                f"{limits} limit not enforced: no cgroup v2 at {CGROUP_ROOT} and no cgroup v1 "
-                f"{' or '.join(missing)} hierarchy"
-            )
-        paths = {name: mounts[name] / CGROUP_PARENT / launch.run_id for name in wanted}
-        homes = {name: mounts[name] / own[name] for name in wanted}
-        made: list[Path] = []
-        try:
-            for name, path in paths.items():
-                path.parent.mkdir(exist_ok=True)
-                path.mkdir(exist_ok=True)
-                made.append(path)
-                if name == "memory":
-                    (path / "memory.limit_in_bytes").write_text(str(launch.memory_bytes))
-                else:
-                    assert launch.cpus is not None
-                    (path / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-                    (path / "cpu.cfs_quota_us").write_text(str(_cpu_quota_us(launch.cpus)))
-            for path in paths.values():
-                (path / "cgroup.procs").write_text(str(os.getpid()))
-        except OSError as exc:
-            for home in homes.values():
-                with contextlib.suppress(OSError):
-                    (home / "cgroup.procs").write_text(str(os.getpid()))
-            for path in made:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-            return None, f"{limits} limit not enforced: cannot set up cgroup v1 ({exc})"
-        return cls(paths, homes), ""
-
-    def leave(self) -> str:
-        problems = []
-        for name, home in self._homes.items():
-            try:
-                (home / "cgroup.procs").write_text(str(os.getpid()))
-            except OSError as exc:
-                problems.append(f"{name}: {exc}")
-        if problems:
-            return (
-                f"the supervisor stays in the job's cgroup ({'; '.join(problems)}): "
-                "it counts against the limit"
-            )
-        self._supervisor_inside = False
-        return ""
-
-    def oom_kills(self) -> int:
-        path = self._paths.get("memory")
-        return 0 if path is None else _oom_kill_count(path / "memory.oom_control")
-
-    def remove(self) -> None:
-        """Kills what is left inside (v1 has no ``cgroup.kill``) and removes the
-        directories (best effort)."""
-        if self._supervisor_inside:
-            return
-        deadline = time.monotonic() + 2.0
-        for path in self._paths.values():
-            _remove_cgroup_dir(path, deadline, functools.partial(_kill_all_in, path))
-
-
-def _kill_all_in(path: Path) -> None:
-    """SIGKILL every process listed in a v1 cgroup directory."""
-    try:
-        pids = (path / "cgroup.procs").read_text().split()
-    except OSError:
-        return
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-
-
-def enter_run_cgroup(launch: Launch) -> tuple[RunCgroup | RunCgroupV1 | None, str]:
-    """The run's cgroup with the launch's limits, the supervisor inside it: cgroup
-    v2 where the host has it, else cgroup v1. Returns it, or None and why the
-    limits are not enforced (empty when there are none to enforce)."""
-    wanted = []
-    if launch.memory_bytes is not None:
-        wanted.append("memory")
-    if launch.cpus is not None:
-        wanted.append("cpu")
-    if not wanted:
-        return None, ""
-    if not _cgroup2_at_root():
-        return RunCgroupV1.enter_new(launch, wanted)
-    return RunCgroup.enter_new(launch, wanted)
 
 
 class Supervisor:

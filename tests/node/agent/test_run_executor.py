@@ -19,8 +19,8 @@ from murmur.node.agent.executor import (
 )
 from murmur.node.agent.runtimes.lease_file import read_lease
 from murmur.node.agent.runtimes.procfs import is_running
+from murmur.node.agent.runtimes.run_files import CHILD_FILE, EXIT_FILE, read_json
 from murmur.node.agent.runtimes.run_log import read_entries
-from murmur.node.agent.runtimes.supervisor import CHILD_FILE, EXIT_FILE, read_json
 from murmur.node.errors import FailedPreconditionError
 from murmur.node.jobspec import states
 from murmur.storage import Store

@@ -10,7 +10,7 @@ from typing import Any
 import docker
 import pytest
 
-from murmur.node.agent.runtimes.docker import LABEL_NODE
+from murmur.node.agent.runtimes.docker_labels import LABEL_NODE
 from tests.support.docker_engine import DockerEngine
 
 

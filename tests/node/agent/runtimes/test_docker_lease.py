@@ -25,16 +25,12 @@ import pytest
 
 from murmur.node.agent.runtimes.base import LaunchSpec, RecoveredRun, RunExit, RunFiles, RunHandle
 from murmur.node.agent.runtimes.detached import PACKAGE_ROOT
-from murmur.node.agent.runtimes.docker import (
-    LABEL_NODE,
-    LABEL_RUN,
-    LEASE_GUARD_LOG,
-    LEASE_STOP_FILE,
-    DockerRuntime,
-    lease_guard_running,
-    parse_engine_time,
-)
+from murmur.node.agent.runtimes.docker import DockerRuntime
+from murmur.node.agent.runtimes.docker_engine import parse_engine_time
+from murmur.node.agent.runtimes.docker_labels import LABEL_NODE, LABEL_RUN
+from murmur.node.agent.runtimes.docker_lease import LEASE_STOP_FILE, lease_guard_running
 from murmur.node.agent.runtimes.lease_file import (
+    LEASE_GUARD_LOG,
     RunLeaseFile,
     mark_container_removed,
     read_lease,

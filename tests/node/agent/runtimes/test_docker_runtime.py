@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,14 +32,11 @@ from murmur.node.agent.runtimes.base import (
     RunHandle,
     RuntimeStartError,
 )
-from murmur.node.agent.runtimes.docker import (
-    LABEL_NODE,
-    LABEL_RUN,
-    DockerRuntime,
-    container_environment,
-    parse_engine_time,
-    resume_points,
-)
+from murmur.node.agent.runtimes.docker import DockerRuntime
+from murmur.node.agent.runtimes.docker_container import container_environment
+from murmur.node.agent.runtimes.docker_engine import parse_engine_time
+from murmur.node.agent.runtimes.docker_labels import LABEL_NODE, LABEL_RUN
+from murmur.node.agent.runtimes.docker_logs import resume_points
 from murmur.node.agent.runtimes.run_log import RunLogWriter, Stream, read_entries
 from tests.support.docker_engine import (
     IMAGE,
@@ -533,3 +531,23 @@ async def test_unreachable_engine_is_reported_not_raised(tmp_path: Path) -> None
     assert not ok
     assert detail.startswith(f"docker: no engine answering at {dead}: ")
     absent.close()
+
+
+def test_the_runtime_imports_without_the_docker_sdk() -> None:
+    """The daemon imports the runtime on every node, with or without an engine: the
+    SDK (~80 ms, with requests) loads once the runtime first asks the engine."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            "import sys, murmur.node.agent.runtimes.docker; print(' '.join(sys.modules))",
+        ],
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+    assert "murmur.node.agent.runtimes.docker" in loaded
+    assert [m for m in loaded if m.split(".")[0] in {"docker", "requests", "urllib3"}] == []

@@ -25,8 +25,7 @@ from murmur.node.agent.runtimes.forkserver import (
 )
 from murmur.node.agent.runtimes.process import ProcessRuntime
 from murmur.node.agent.runtimes.procfs import is_running, read_stat
-from murmur.node.agent.runtimes.run_log import read_entries
-from murmur.node.agent.runtimes.supervisor import (
+from murmur.node.agent.runtimes.run_files import (
     CHILD_FILE,
     LAUNCH_FILE,
     SUPERVISOR_FILE,
@@ -35,6 +34,7 @@ from murmur.node.agent.runtimes.supervisor import (
     read_json,
     write_json_atomic,
 )
+from murmur.node.agent.runtimes.run_log import read_entries
 from tests.support.run_processes import kill_everything_under
 
 REPO_ROOT = Path(__file__).resolve().parents[4]

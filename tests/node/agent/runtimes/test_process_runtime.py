@@ -33,8 +33,8 @@ from murmur.node.agent.runtimes.procfs import (
     process_start_time,
     read_stat,
 )
+from murmur.node.agent.runtimes.run_files import CHILD_FILE, SUPERVISOR_FILE, read_json
 from murmur.node.agent.runtimes.run_log import read_entries
-from murmur.node.agent.runtimes.supervisor import CHILD_FILE, SUPERVISOR_FILE, read_json
 from tests.support.run_processes import kill_everything_under
 
 REPO_ROOT = Path(__file__).resolve().parents[4]

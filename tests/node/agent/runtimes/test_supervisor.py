@@ -16,19 +16,18 @@ from typing import Any
 import pytest
 
 from murmur.node.agent.runtimes.procfs import is_running, read_stat
-from murmur.node.agent.runtimes.run_log import LogEntry, read_entries
-from murmur.node.agent.runtimes.supervisor import (
+from murmur.node.agent.runtimes.run_files import (
     CHILD_FILE,
     EXIT_FILE,
     LAUNCH_FILE,
     LOG_DIR,
     SUPERVISOR_FILE,
     Launch,
-    LineSplitter,
-    describe_exit,
     read_json,
     write_json_atomic,
 )
+from murmur.node.agent.runtimes.run_log import LogEntry, read_entries
+from murmur.node.agent.runtimes.supervisor import LineSplitter, describe_exit
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SETTLE_SECONDS = 10.0
