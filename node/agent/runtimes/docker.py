@@ -57,6 +57,7 @@ from murmur.node.agent.runtimes.docker_engine import (
     engine_reason,
     not_found_error,
     open_client,
+    unix_socket_refusal,
 )
 from murmur.node.agent.runtimes.docker_labels import LABEL_NODE, LABEL_RUN
 from murmur.node.agent.runtimes.docker_lease import (
@@ -243,6 +244,9 @@ class DockerRuntime:
             return self._docker
 
     def _available(self) -> tuple[bool, str]:
+        if (refusal := unix_socket_refusal(self._host)) is not None:
+            # Before the SDK: a node without an engine keeps it unloaded.
+            return False, f"docker: no engine answering at {self._host}: {refusal}"
         try:
             client = self._client()
             client.ping()

@@ -51,6 +51,23 @@ def not_found_error() -> type[Exception]:
     return not_found
 
 
+def unix_socket_refusal(host: str) -> str | None:
+    """Why a ``unix://`` engine socket does not accept, or None (it does, or ``host``
+    is not a unix socket). Needs no SDK: a node without an engine never loads it."""
+    if not host.startswith("unix://"):
+        return None
+    import socket
+
+    path = host.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5.0)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return f"cannot connect to {path}: {exc.strerror or exc}"
+    return None
+
+
 def check_unix_socket(host: str) -> None:
     """Fails fast, and cleanly, when a ``unix://`` engine socket does not accept.
 
@@ -60,21 +77,11 @@ def check_unix_socket(host: str) -> None:
     Raises:
         docker.errors.DockerException: nothing accepts connections at the socket.
     """
-    if not host.startswith("unix://"):
-        return
-    import socket
+    refusal = unix_socket_refusal(host)
+    if refusal is not None:
+        import docker.errors
 
-    path = host.removeprefix("unix://")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(5.0)
-        try:
-            probe.connect(path)
-        except OSError as exc:
-            import docker.errors
-
-            raise docker.errors.DockerException(
-                f"cannot connect to {path}: {exc.strerror or exc}"
-            ) from exc
+        raise docker.errors.DockerException(refusal)
 
 
 def open_client(host: str, *, max_pool_size: int | None = None) -> DockerClient:

@@ -551,3 +551,27 @@ def test_the_runtime_imports_without_the_docker_sdk() -> None:
 
     assert "murmur.node.agent.runtimes.docker" in loaded
     assert [m for m in loaded if m.split(".")[0] in {"docker", "requests", "urllib3"}] == []
+
+
+def test_asking_an_absent_engine_does_not_load_the_sdk(tmp_path: Path) -> None:
+    """A node without Docker asks at start-up and on every probe: the answer comes
+    from the socket alone, so the SDK never weighs on its memory."""
+    program = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from murmur.node.agent.runtimes.docker import DockerRuntime\n"
+        f"runtime = DockerRuntime(node_name='n', runs_dir=Path({str(tmp_path)!r}),"
+        f" docker_host='unix://{tmp_path}/no-engine.sock')\n"
+        "print(asyncio.run(runtime.available()))\n"
+        "print(' '.join(sys.modules))\n"
+    )
+    lines = subprocess.run(
+        [sys.executable, "-P", "-c", program],
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+    assert lines[0].startswith("(False, 'docker: no engine answering at unix://")
+    assert [m for m in lines[1].split() if m.split(".")[0] in {"docker", "requests"}] == []
