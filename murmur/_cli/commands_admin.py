@@ -10,13 +10,10 @@ from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_cl
 from murmur._cli.errors import CommandError
 from murmur._cli.output import note, print_json, print_table
 from murmur._cli.parsing import parse_duration, positive_int
-from murmur.v1 import cluster_pb2, types_pb2
 
-_ROLES = {
-    "admin": types_pb2.ROLE_ADMIN,
-    "member": types_pb2.ROLE_MEMBER,
-    "viewer": types_pb2.ROLE_VIEWER,
-}
+USER_ROLES = ("admin", "member", "viewer")
+"""The roles ``user add`` issues: Role's names, lower case and written out, so parsing
+the command line needs no protobuf (a test holds them to the proto)."""
 
 
 def register(commands: Any) -> None:
@@ -46,7 +43,7 @@ def register(commands: Any) -> None:
     user_actions.required = True
     add = user_actions.add_parser("add", help="issue an identity bundle for a user")
     add.add_argument("name")
-    add.add_argument("--role", required=True, choices=sorted(_ROLES))
+    add.add_argument("--role", required=True, choices=USER_ROLES)
     add.add_argument("--out", type=Path, help="bundle path (default ./NAME.identity.pem)")
     add.add_argument("--days", type=positive_int, help="certificate validity (default: the node's)")
     add_connection_flags(add)
@@ -104,7 +101,9 @@ def user_add_command(args: argparse.Namespace) -> int:
         private_key_pem,
         validate_name,
     )
+    from murmur.v1 import types_pb2
 
+    role = types_pb2.Role.Value(f"ROLE_{args.role.upper()}")
     name = validate_name(args.name)
     out: Path = args.out or Path(f"{name}.identity.pem")
     if out.exists():
@@ -113,7 +112,7 @@ def user_add_command(args: argparse.Namespace) -> int:
     response = run_with_client(
         args,
         lambda client: client.issue_user_certificate(
-            name, _ROLES[args.role], make_csr(key, name), ttl_days=args.days or 0
+            name, role, make_csr(key, name), ttl_days=args.days or 0
         ),
     )
     IdentityBundle(
@@ -128,6 +127,8 @@ def user_add_command(args: argparse.Namespace) -> int:
 
 
 def audit_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import cluster_pb2, types_pb2
+
     records = run_with_client(
         args, lambda client: client.list_audit(limit=args.limit, user=args.user)
     )

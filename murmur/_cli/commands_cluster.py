@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
-from murmur._cli.output import NODE_HEADERS, NODE_STATE_NAMES, node_rows, print_json, print_table
-from murmur.v1 import cluster_pb2, types_pb2
+from murmur._cli.output import NODE_HEADERS, node_rows, node_state_name, print_json, print_table
 
-_UP = (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING)
+if TYPE_CHECKING:
+    from murmur.v1 import cluster_pb2, types_pb2
 
 
 def register(commands: Any) -> None:
@@ -24,7 +24,15 @@ def register(commands: Any) -> None:
     whoami.set_defaults(handler=whoami_command)
 
 
+def _is_up(state: int) -> bool:
+    from murmur.v1 import types_pb2
+
+    return state in (types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING)
+
+
 def status_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import types_pb2
+
     status = run_with_client(args, lambda client: client.status())
     if args.json:
         print_json(status)
@@ -32,14 +40,12 @@ def status_command(args: argparse.Namespace) -> int:
     count = len(status.nodes)
     nodes = f"{count} node{'s' if count != 1 else ''}"
     states = {node.name: node.state for node in status.nodes}
-    voters = ", ".join(
-        _voter_text(name, states.get(name, types_pb2.NODE_STATE_UNSPECIFIED))
-        for name in status.voters
-    )
+    unknown = types_pb2.NODE_STATE_UNSPECIFIED
+    voters = ", ".join(_voter_text(name, states.get(name, unknown)) for name in status.voters)
     if status.leader:
         print(f"cluster: {nodes}, leader {status.leader} (term {status.term}), voters: {voters}")
     else:
-        up = sum(1 for name in status.voters if states.get(name) in _UP)
+        up = sum(1 for name in status.voters if _is_up(states.get(name, unknown)))
         majority = len(status.voters) // 2 + 1
         print(
             f"cluster: {nodes}, no leader (term {status.term}), voters: {voters or 'none known'}; "
@@ -58,7 +64,7 @@ def status_command(args: argparse.Namespace) -> int:
 def _voter_text(name: str, state: types_pb2.NodeState.ValueType) -> str:
     """A voter, with its state unless it is up: a dead voter still counts towards
     the majority an election needs."""
-    return name if state in _UP else f"{name} ({NODE_STATE_NAMES.get(state, 'unknown')})"
+    return name if _is_up(state) else f"{name} ({node_state_name(state)})"
 
 
 def _gpu_text(status: cluster_pb2.ClusterStatus) -> str:
@@ -67,7 +73,7 @@ def _gpu_text(status: cluster_pb2.ClusterStatus) -> str:
     ``murmur node show`` (it asks the node) by a few seconds at most."""
     notes = ["simulated"] if status.gpus_simulated else []
     if any(
-        node.name != status.answered_by and node.state in _UP and node.gpus.devices
+        node.name != status.answered_by and _is_up(node.state) and node.gpus.devices
         for node in status.nodes
     ):
         notes.append(f"other nodes' counts as gossiped to {status.answered_by}: seconds old")
@@ -76,6 +82,8 @@ def _gpu_text(status: cluster_pb2.ClusterStatus) -> str:
 
 
 def whoami_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import types_pb2
+
     response = run_with_client(args, lambda client: client.whoami())
     if args.json:
         print_json(response)

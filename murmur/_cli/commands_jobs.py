@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
-
-from google.protobuf.duration_pb2 import Duration
+from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
@@ -21,14 +19,17 @@ from murmur._cli.parsing import (
     positive_int,
 )
 from murmur._cli.scan_progress import ScanProgressLine
-from murmur.v1 import cluster_pb2, types_pb2
 
-_RUNTIMES = {"docker": types_pb2.JOB_RUNTIME_DOCKER, "process": types_pb2.JOB_RUNTIME_PROCESS}
-_STATES = {
-    name.removeprefix("JOB_STATE_").lower(): value
-    for name, value in types_pb2.JobState.items()
-    if value != types_pb2.JOB_STATE_UNSPECIFIED
-}
+if TYPE_CHECKING:
+    from murmur.v1 import types_pb2
+
+RUNTIMES = ("docker", "process")
+"""The words of ``--runtime``: JobRuntime's names, lower case and written out, so that
+parsing the command line needs no protobuf (a test holds them to the proto)."""
+JOB_STATES = (
+    "pending", "scheduled", "starting", "running", "succeeded", "failed", "cancelled", "lost",
+)  # fmt: skip
+"""The words of ``--state``: JobState's names, likewise."""
 
 
 def register(commands: Any) -> None:
@@ -39,7 +40,7 @@ def register(commands: Any) -> None:
     submit = actions.add_parser("submit", help="submit a job; prints its id")
     submit.add_argument("--name", default="")
     submit.add_argument("--image", default="", help="docker image (docker runtime)")
-    submit.add_argument("--runtime", choices=sorted(_RUNTIMES), help="default: docker with --image")
+    submit.add_argument("--runtime", choices=RUNTIMES, help="default: docker with --image")
     submit.add_argument("--venv", default="", help="process runtime: a virtualenv path")
     submit.add_argument("--conda-env", default="", help="process runtime: a conda env path")
     submit.add_argument("--gpus", type=non_negative_int, default=0)
@@ -62,7 +63,7 @@ def register(commands: Any) -> None:
     submit.set_defaults(handler=submit_command)
 
     listing = actions.add_parser("list", help="jobs: queue and history")
-    listing.add_argument("--state", action="append", choices=sorted(_STATES), default=[])
+    listing.add_argument("--state", action="append", choices=JOB_STATES, default=[])
     listing.add_argument("--user", default="")
     listing.add_argument("--queue", default="")
     listing.add_argument("--limit", type=positive_int, default=1000)
@@ -118,6 +119,10 @@ def register(commands: Any) -> None:
 
 
 def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
+    from google.protobuf.duration_pb2 import Duration
+
+    from murmur.v1 import types_pb2
+
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -125,7 +130,11 @@ def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
         raise CommandError(
             "no command: put it after `--`, e.g. murmur job submit -- python train.py"
         )
-    runtime = _RUNTIMES[args.runtime] if args.runtime else types_pb2.JOB_RUNTIME_UNSPECIFIED
+    runtime = (
+        types_pb2.JobRuntime.Value(f"JOB_RUNTIME_{args.runtime.upper()}")
+        if args.runtime
+        else types_pb2.JOB_RUNTIME_UNSPECIFIED
+    )
     spec = types_pb2.JobSpec(
         name=args.name,
         queue=args.queue,
@@ -160,6 +169,8 @@ def submit_command(args: argparse.Namespace) -> int:
 
 
 def _state(state: int) -> str:
+    from murmur.v1 import types_pb2
+
     return types_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()  # type: ignore[arg-type]
 
 
@@ -180,7 +191,9 @@ def _where(job: types_pb2.Job) -> str:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    states = [_STATES[s] for s in args.state]
+    from murmur.v1 import cluster_pb2, types_pb2
+
+    states = [types_pb2.JobState.Value(f"JOB_STATE_{state.upper()}") for state in args.state]
     jobs = run_with_client(
         args,
         lambda client: client.list_jobs(
@@ -212,6 +225,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import types_pb2
+
     job = run_with_client(args, lambda client: client.get_job(args.id))
     if args.json:
         print_json(job)
@@ -246,6 +261,8 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def logs_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import types_pb2
+
     async def stream(client: Any) -> None:
         async for line in client.stream_logs(
             args.id, run_id=args.run, follow=args.follow, tail_lines=args.tail or 0
@@ -296,6 +313,8 @@ def dataset_add_command(args: argparse.Namespace) -> int:
 
 
 def dataset_list_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import cluster_pb2
+
     datasets = run_with_client(args, lambda client: client.list_datasets())
     if args.json:
         print_json(cluster_pb2.ListDatasetsResponse(datasets=datasets))

@@ -9,7 +9,6 @@ from typing import Any
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.output import NODE_HEADERS, node_rows, note, print_json, print_table
 from murmur._cli.parsing import parse_key_value
-from murmur.v1 import cluster_pb2
 
 
 def register(commands: Any) -> None:
@@ -101,6 +100,8 @@ def start_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import cluster_pb2
+
     nodes = run_with_client(args, lambda client: client.list_nodes())
     if args.json:
         print_json(cluster_pb2.ListNodesResponse(nodes=nodes))

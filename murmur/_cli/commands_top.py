@@ -6,7 +6,6 @@ Textual is imported only when the command runs, so other commands do not pay for
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
 from murmur._cli.connect import add_connection_flags
@@ -29,6 +28,8 @@ def register(commands: Any) -> None:
 
 
 def top_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from murmur import AsyncClient, resolve_connect_config
     from murmur._config import validate_node_address
     from murmur.tui import Connection, MurmurTop

@@ -11,7 +11,6 @@ from a process that has initialised gRPC); Ctrl-C stops them all.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 import subprocess
@@ -104,6 +103,8 @@ def _start_node(
 
 
 async def _wait_ready(address: str, identity: Path, process: subprocess.Popen[bytes]) -> Any:
+    import asyncio
+
     from murmur import AsyncClient, MurmurError, resolve_connect_config
 
     config = resolve_connect_config(node=address, identity=identity)
@@ -123,6 +124,8 @@ async def _wait_ready(address: str, identity: Path, process: subprocess.Popen[by
 async def _wait_converged(address: str, identity: Path, names: set[str]) -> bool:
     """Whether the node at ``address`` came to see every node of ``names`` alive in
     time (gossip usually takes well under a second)."""
+    import asyncio
+
     from murmur import AsyncClient, MurmurError, resolve_connect_config
     from murmur.v1 import types_pb2
 
@@ -172,6 +175,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def up_command(args: argparse.Namespace) -> int:
+    import asyncio
+
     from murmur._config import default_home
 
     if args.nodes > MAX_DEMO_NODES:

@@ -1,13 +1,17 @@
-"""Connection flags shared by every command that talks to a node."""
+"""Connection flags shared by every command that talks to a node.
+
+The client (grpc, cryptography, asyncio) is imported when a command connects, not
+when the command line is parsed: ``murmur --help`` and a usage error stay quick.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from murmur import AsyncClient, resolve_connect_config
+if TYPE_CHECKING:
+    from murmur import AsyncClient
 
 T = TypeVar("T")
 
@@ -33,6 +37,9 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def run_with_client(args: argparse.Namespace, action: Callable[[AsyncClient], Awaitable[T]]) -> T:
     """Connects as the flags say, runs ``action`` with the client, closes it."""
+    import asyncio
+
+    from murmur import AsyncClient, resolve_connect_config
 
     async def session() -> T:
         config = resolve_connect_config(node=args.node, identity=args.identity)

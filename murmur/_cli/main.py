@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 the command failed (the line on stderr says why),
 2 the command line itself is wrong, 130 interrupted.
+
+Parsing imports no more than argparse needs: each command imports the client,
+protobuf, cryptography or Textual when it runs, so ``murmur --help``, ``--version``
+and a mistyped flag answer at once (tests/murmur/test_startup_weight.py).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from murmur._cli import (
     commands_admin,
@@ -31,12 +35,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked for it: the
+    metadata look-up (importlib.metadata) costs more than parsing the rest."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str = argparse.SUPPRESS,
+        default: Any = argparse.SUPPRESS,
+        help: str = "show program's version number and exit",
+    ) -> None:
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        from murmur import __version__
+
+        print(f"murmur {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="murmur",
         description="Murmur: a peer-to-peer GPU cluster for research labs.",
     )
-    parser.add_argument("--version", action="version", version=f"murmur {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     commands_up.register(commands)
@@ -46,12 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands_jobs.register(commands)
     commands_top.register(commands)
     return parser
-
-
-def _version() -> str:
-    from murmur import __version__
-
-    return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

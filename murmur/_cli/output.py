@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
-from murmur.v1 import types_pb2
+    from murmur.v1 import types_pb2
 
 
 def print_json(message: Message) -> None:
@@ -21,6 +22,8 @@ def print_json(message: Message) -> None:
     Fields at their default value are printed too (``"index": 0``), so a script
     never has to know proto3's rule that zero values are omitted.
     """
+    from google.protobuf import json_format
+
     print(
         json_format.MessageToJson(
             message,
@@ -52,17 +55,19 @@ def human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-NODE_STATE_NAMES = {
-    types_pb2.NODE_STATE_ALIVE: "alive",
-    types_pb2.NODE_STATE_SUSPECT: "suspect",
-    types_pb2.NODE_STATE_DEAD: "dead",
-    types_pb2.NODE_STATE_LEFT: "left",
-    types_pb2.NODE_STATE_DRAINING: "draining",
-}
+def node_state_name(state: int) -> str:
+    """``alive``, ``suspect``, ``dead``, ``left``, ``draining``; else ``unknown``."""
+    from murmur.v1 import types_pb2
+
+    if state == types_pb2.NODE_STATE_UNSPECIFIED or state not in types_pb2.NodeState.values():
+        return "unknown"
+    return types_pb2.NodeState.Name(state).removeprefix("NODE_STATE_").lower()  # type: ignore[arg-type]
 
 
 def gpu_summary(node: types_pb2.NodeInfo) -> str:
     """``8/8 A100-80GB (simulated)``, or ``0 (NVML not found)``."""
+    from murmur.v1 import types_pb2
+
     devices = node.gpus.devices
     if not devices:
         return f"0 ({node.gpus.reason})" if node.gpus.reason else "0"
@@ -86,7 +91,7 @@ def node_rows(nodes: Sequence[types_pb2.NodeInfo]) -> list[list[str]]:
         rows.append(
             [
                 node.name,
-                NODE_STATE_NAMES.get(node.state, "unknown"),
+                node_state_name(node.state),
                 role,
                 node.address,
                 gpu_summary(node),

@@ -6,10 +6,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from murmur._cli.output import human_bytes
-from murmur.v1 import cluster_pb2
+
+if TYPE_CHECKING:
+    from murmur.v1 import cluster_pb2
 
 QUIET_SECONDS = 1.0
 """A scan done sooner shows nothing."""

@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-import pynvml
-
 from murmur.node.agent.gpus.errors import GpuProbeClosedError, NvmlUnavailableError
 from murmur.node.agent.gpus.model import GpuFacts, GpuInventory, GpuSource, GpuTelemetry
 
@@ -94,7 +92,13 @@ class NvmlGpuProbe:
                 initialisation failed, or no GPU could be read. NVML is shut down
                 again before this is raised.
         """
-        api: NvmlApi = pynvml if nvml is None else nvml
+        if nvml is None:
+            # Loaded here, not at import: a node with simulated GPUs, and every module
+            # that only names this class, never pays for pynvml.
+            import pynvml
+
+            nvml = pynvml
+        api: NvmlApi = nvml
         try:
             api.nvmlInit()
         except api.NVMLError_LibraryNotFound:

@@ -1,0 +1,104 @@
+"""What start-up loads: ``import murmur`` alone, the daemon, the CLI's quick answers.
+
+The run supervisors import ``murmur``, and ``murmur --help`` should answer at once:
+neither pays for grpc, protobuf, cryptography, asyncio, Textual, the Docker SDK or
+NVML; the daemon loads NVML only to probe real GPUs. Each check runs in a fresh
+interpreter, since this one has all of them loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+HEAVY = ("grpc", "google.protobuf", "cryptography", "asyncio", "textual", "docker", "pynvml")
+
+
+def run_python(code: str, *args: str) -> Any:
+    """Runs ``code`` in a fresh interpreter; returns the JSON it prints."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def heavy_among(modules: list[str]) -> list[str]:
+    """The heavy packages loaded (a submodule loads its package, so names suffice)."""
+    return [name for name in HEAVY if name in modules]
+
+
+AFTER_IMPORT = """
+import json, sys
+{statement}
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def modules_after(statement: str) -> list[str]:
+    modules: list[str] = run_python(AFTER_IMPORT.format(statement=statement))
+    return modules
+
+
+def test_import_murmur_loads_murmur_alone() -> None:
+    modules = modules_after("import murmur")
+    assert heavy_among(modules) == []
+    assert [name for name in modules if name.startswith("murmur.")] == []
+
+
+def test_a_message_loads_protobuf_but_not_grpc() -> None:
+    modules = modules_after("import murmur; murmur.JobSpec")
+    assert "google.protobuf" in modules
+    assert "grpc" not in modules
+
+
+def test_the_daemon_with_simulated_gpus_loads_neither_textual_nor_nvml() -> None:
+    modules = modules_after(
+        "import murmur.node.daemon\n"
+        "from murmur.node.agent.gpus import open_gpu_probe\n"
+        "open_gpu_probe(simulate='2xA100-80GB').close()"
+    )
+    assert "textual" not in modules
+    assert "pynvml" not in modules
+
+
+CLI = """
+import contextlib, io, json, sys
+from murmur._cli.main import main
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exit:
+        code = exit.code
+print(json.dumps({"code": code, "out": out.getvalue(), "modules": sorted(sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "--help",
+        "--version",
+        "status --help",
+        "job submit --help",
+        "top --help",
+        "node start --help",
+        "job list --state nonsense",  # a usage error: exit code 2
+    ],
+)
+def test_the_cli_answers_help_version_and_usage_errors_without_heavy_imports(
+    command: str,
+) -> None:
+    result = run_python(CLI, *command.split())
+    assert result["code"] == (2 if "nonsense" in command else 0)
+    assert heavy_among(result["modules"]) == []
+
+
+def test_version_still_prints_the_installed_version() -> None:
+    import murmur
+
+    assert run_python(CLI, "--version")["out"] == f"murmur {murmur.__version__}\n"
