@@ -118,7 +118,13 @@ class Store:
         return cls(path, connection)
 
     async def close(self) -> None:
-        """Checkpoint the WAL into the main file and close. Calling it again does nothing."""
+        """Write the audit entries still waiting, checkpoint the WAL into the main file
+        and close. Calling it again does nothing.
+
+        An entry appended just before (its caller may have given up waiting) is
+        written all the same, and no audit writer outlives the store.
+        """
+        await self._audit_writer_done()
         async with self._lock:
             connection, self._connection = self._connection, None
             if connection is None:
@@ -130,6 +136,14 @@ class Store:
                 _log.warning("store at %s: WAL checkpoint on close failed: %s", self.path, error)
             finally:
                 await connection.close()
+        # An entry that came while the store closed finds it closed: its caller is told.
+        await self._audit_writer_done()
+
+    async def _audit_writer_done(self) -> None:
+        """Wait until the audit writer has ended: it ends once nothing waits."""
+        while (writer := self._audit_writer) is not None and not writer.done():
+            # Not cancelled when close is: entries of other callers are in it.
+            await asyncio.wait({writer})
 
     async def __aenter__(self) -> Store:
         return self

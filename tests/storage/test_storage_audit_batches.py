@@ -41,3 +41,26 @@ async def test_an_entry_whose_caller_was_cancelled_is_still_written(store: Store
     waiting.cancel()
     await store.append_audit(entry(2))  # written after the first: proves it went through
     assert sorted(r.target for r in await store.list_audit()) == ["job-1", "job-2"]
+
+
+async def test_close_writes_an_entry_appended_just_before(store_path: Path) -> None:
+    store = await Store.open(store_path)
+    appending = asyncio.ensure_future(store.append_audit(entry(1)))
+    await asyncio.sleep(0)  # queued: the writer has not run yet
+    await store.close()
+    assert appending.done()  # close waited for the writer ...
+    assert (await appending).target == "job-1"  # ... which wrote it
+    assert store._audit_writer is not None
+    assert store._audit_writer.done()
+    async with await Store.open(store_path) as reopened:
+        assert [r.target for r in await reopened.list_audit()] == ["job-1"]
+
+
+async def test_close_writes_an_entry_whose_caller_gave_up(store_path: Path) -> None:
+    store = await Store.open(store_path)
+    appending = asyncio.ensure_future(store.append_audit(entry(1)))
+    await asyncio.sleep(0)
+    appending.cancel()
+    await store.close()
+    async with await Store.open(store_path) as reopened:
+        assert [r.target for r in await reopened.list_audit()] == ["job-1"]

@@ -18,6 +18,11 @@ that lost its place (a new leader's log replaced it) fails the proposal with
 ``PROPOSAL_TIMEOUT_SECONDS`` fails with :class:`ProposalTimeoutError`. In both cases
 the caller does not know whether the command took effect; commands are written so
 that a retry is harmless (an idempotency key for submissions).
+
+A bug met applying an entry cannot stop this node's Raft: a state machine that
+raises on a committed command, or an ``on_applied`` that raises on its result, is
+logged with its traceback and counted (:meth:`ConsensusRunner.stats`, with the
+sender's counts), and the loop goes on.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from murmur.node.control.consensus.errors import NotLeaderError, ProposalTimeoutError
-from murmur.node.control.consensus.streams import RaftSender
+from murmur.node.control.consensus.streams import RaftSender, RaftSendStats
 from murmur.node.control.consensus.wire import (
     entries_from_records,
     entry_to_record,
@@ -118,6 +123,20 @@ class ConsensusStatus:
     learners: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class ConsensusStats:
+    """Counters since the runner was made, for logs, status and tests."""
+
+    apply_failures: int
+    """Committed commands the state machine raised on (a bug): each logged with its
+    traceback; the entry counts as applied and its proposer got the error."""
+    on_applied_failures: int
+    """Applied entries whose ``on_applied`` raised (a bug where results are heard
+    of): each logged with its traceback; Raft went on."""
+    sends: RaftSendStats
+    """What became of the messages sent to peers."""
+
+
 def _read_outcome(future: asyncio.Future[object]) -> None:
     if not future.cancelled():
         future.exception()
@@ -199,6 +218,8 @@ class ConsensusRunner:
         self._snapshot_index = 0
         self._snapshot_every = snapshot_every
         self._last_seen: tuple[Role, int, str | None, frozenset[str]] | None = None
+        self._apply_failures = 0
+        self._on_applied_failures = 0
 
     # --- reading ------------------------------------------------------------------
 
@@ -219,6 +240,14 @@ class ConsensusRunner:
             commit_index=raft.commit_index,
             last_index=raft.last_log.index,
             learners=raft.learners if raft.is_leader else frozenset(),
+        )
+
+    def stats(self) -> ConsensusStats:
+        """A snapshot of the counters."""
+        return ConsensusStats(
+            apply_failures=self._apply_failures,
+            on_applied_failures=self._on_applied_failures,
+            sends=self._sender.stats,
         )
 
     def election_facts(self) -> ConsensusStatus | None:
@@ -488,9 +517,15 @@ class ConsensusRunner:
     def _apply(self, committed: Iterable[LogEntry]) -> None:
         for entry in committed:
             result: object = None
+            failure: Exception | None = None
             if entry.kind is EntryKind.COMMAND:
-                result = self._state_machine.apply(entry.term, entry.index, entry.data)
-                self.on_applied(result)
+                try:
+                    result = self._state_machine.apply(entry.term, entry.index, entry.data)
+                except Exception as exc:
+                    failure = exc
+                    self._note_apply_failure(entry, exc)
+                else:
+                    self._tell_applied(entry, result)
             elif entry.kind is EntryKind.VOTERS:
                 self._applied_voters = entry.voters
             self._applied = entry.position
@@ -498,13 +533,49 @@ class ConsensusRunner:
             if pending is None or pending.future.done():
                 continue
             if pending.position.term == entry.term:
-                pending.future.set_result(result)
+                if failure is None:
+                    pending.future.set_result(result)
+                else:
+                    pending.future.set_exception(failure)
             else:
                 pending.future.set_exception(
                     NotLeaderError(
                         self.raft.leader, "leadership changed before the entry committed"
                     )
                 )
+
+    def _note_apply_failure(self, entry: LogEntry, error: Exception) -> None:
+        # The state machine is to answer what it cannot apply with a value; one that
+        # raises has a bug. Every voter meets it at the same entry: the log goes on
+        # (the entry counts as applied), and the proposer gets the error.
+        self._apply_failures += 1
+        _log.error(
+            "entry %d could not be applied",
+            entry.index,
+            exc_info=error,
+            extra={
+                "event": "consensus.apply_failed",
+                "index": entry.index,
+                "failures": self._apply_failures,
+            },
+        )
+
+    def _tell_applied(self, entry: LogEntry, result: object) -> None:
+        try:
+            self.on_applied(result)
+        except Exception:
+            # A bug in what hears of results must not stop this node's Raft (nor make
+            # it skip the entry: the state machine has applied it).
+            self._on_applied_failures += 1
+            _log.exception(
+                "on_applied failed for entry %d",
+                entry.index,
+                extra={
+                    "event": "consensus.on_applied_failed",
+                    "index": entry.index,
+                    "failures": self._on_applied_failures,
+                },
+            )
 
     async def _compact(self) -> None:
         # Encoding a state of 10,000 jobs takes ~0.5 s: the rest of the daemon serves

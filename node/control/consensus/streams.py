@@ -25,12 +25,18 @@ expects (it resends whatever is not answered):
 
 The stream runs inside :meth:`PeerTransport.call`, so a refused connection drops
 the peer's channel as any call's would (the next message connects afresh).
+
+What is lost on the way is not an error to Raft, but it is counted
+(:attr:`RaftSender.stats`) and logged at debug level, with the peer's address: a
+failed stream or call, the messages dropped with it. A pump that raises (a bug) is
+logged with its traceback and counted too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -69,6 +75,20 @@ RaftStream refuses it only after the first writes, and gets them by calls then."
 UNARY_FALLBACK_SECONDS = 60.0
 """How long a peer that answered UNIMPLEMENTED gets unary calls before the stream
 is tried again (it may have been upgraded meanwhile)."""
+
+
+@dataclass(slots=True)
+class RaftSendStats:
+    """Counters since the sender was made, for logs, status and tests."""
+
+    sends_failed: int = 0
+    """Streams and unary calls that failed: the peer refused, did not answer in
+    time, or answered an error."""
+    messages_dropped: int = 0
+    """Messages that never reached their peer: their stream or call failed, a write
+    stalled, or the peer's outbox was full."""
+    pumps_failed: int = 0
+    """Pumps that raised (a bug): each logged with its traceback."""
 
 
 class StreamTransport(Protocol):
@@ -124,11 +144,17 @@ class RaftSender:
         """Peer address → monotonic time until which it gets unary calls (it answered
         that it has no RaftStream)."""
         self._closed = False
+        self._stats = RaftSendStats()
 
     @property
     def open_peers(self) -> int:
         """Peers with a pump (a stream open, or about to be)."""
         return len(self._outboxes)
+
+    @property
+    def stats(self) -> RaftSendStats:
+        """A snapshot of the counters."""
+        return dataclasses.replace(self._stats)
 
     def send(self, address: str, request: node_pb2.RaftRequest) -> None:
         """Queue ``request`` for the peer at ``address``; never blocks."""
@@ -139,6 +165,7 @@ class RaftSender:
             outbox = self._outboxes[address] = _Outbox()
         if len(outbox.queue) >= self._max_queued:
             outbox.queue.popleft()
+            self._stats.messages_dropped += 1
         outbox.queue.append(request)
         outbox.ready.set()
         if outbox.pump is None:
@@ -163,7 +190,9 @@ class RaftSender:
                     continue
                 self._unary_until.pop(address, None)
                 try:
-                    await self._transport.call(address, lambda stub: self._stream(stub, outbox))
+                    outcome = await self._transport.call(
+                        address, lambda stub: self._stream(stub, outbox)
+                    )
                 except _Reopen:
                     continue
                 except _NoStream:
@@ -173,10 +202,19 @@ class RaftSender:
                         address,
                         UNARY_FALLBACK_SECONDS,
                     )
+                    continue
+                if outcome is not SendOutcome.OK:
+                    self._note_failed_send(address, "stream", outcome)
         except TransportClosedError:
             pass
         except Exception:
-            _log.exception("raft stream to %s failed", address)
+            self._stats.pumps_failed += 1
+            self._stats.messages_dropped += len(outbox.queue)
+            _log.exception(
+                "raft stream to %s failed",
+                address,
+                extra={"event": "consensus.send_pump_failed", "failures": self._stats.pumps_failed},
+            )
         finally:
             if self._outboxes.get(address) is outbox:
                 del self._outboxes[address]
@@ -209,7 +247,7 @@ class RaftSender:
                         await call.write(outbox.queue[0])
                 except TimeoutError:
                     # The call was cancelled with the write; the peer reads nothing.
-                    outbox.queue.clear()
+                    self._drop_waiting(outbox)
                     return
                 request = outbox.queue.popleft()
                 carried += 1
@@ -222,7 +260,7 @@ class RaftSender:
                 raise _NoStream from None
             if carried:
                 raise _Reopen from None
-            outbox.queue.clear()
+            self._drop_waiting(outbox)
             if error is not None:
                 raise error from None
         finally:
@@ -235,11 +273,29 @@ class RaftSender:
         outbox.queue.clear()
 
         async def one(request: node_pb2.RaftRequest) -> None:
-            await self._transport.call(
+            outcome = await self._transport.call(
                 address, lambda stub: stub.Raft(request, timeout=self._write_timeout)
             )
+            if outcome is not SendOutcome.OK:
+                self._stats.messages_dropped += 1
+                self._note_failed_send(address, "call", outcome)
 
         await asyncio.gather(*(one(request) for request in requests))
+
+    def _drop_waiting(self, outbox: _Outbox) -> None:
+        """What waits for a peer that does not read goes: Raft sends it again."""
+        self._stats.messages_dropped += len(outbox.queue)
+        outbox.queue.clear()
+
+    def _note_failed_send(self, address: str, kind: str, outcome: SendOutcome) -> None:
+        self._stats.sends_failed += 1
+        _log.debug(
+            "raft %s to %s failed: %s",
+            kind,
+            address,
+            outcome.value,
+            extra={"event": "consensus.send_failed", "failures": self._stats.sends_failed},
+        )
 
 
 async def _ending(

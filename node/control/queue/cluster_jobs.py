@@ -13,6 +13,11 @@ Jobs the queue forgot (ended longer ago than the cluster's job retention) are
 read from the answering node's archive (node/control/queue/job_archive.py): ``GetJob`` falls
 back to it, ``ListJobs`` with ``include_archived`` merges it in, in submit order.
 
+Every applied command's result passes here on every node (:meth:`ClusterJobs.applied`):
+a command the control state could not apply (a bug, which it survives) is logged
+here with its traceback and counted, as are job counts no leader answered
+(``ClusterJobs.stats``).
+
 While no leader is known (an election is under way), calls wait up to
 ``LEADER_PATIENCE_SECONDS`` for one, which covers a failover; then they fail with
 UNAVAILABLE, and a retry later is safe: submissions carry an idempotency key, made
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -43,7 +49,7 @@ from murmur.node.control.queue.proposal_forwarder import ProposalForwarder, refu
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.results import ApplyResult
 from murmur.node.control.queue.state import ControlState
-from murmur.node.errors import NotFoundError, UnavailableError
+from murmur.node.errors import NodeError, NotFoundError, UnavailableError
 from murmur.node.jobspec import states as job_states
 from murmur.node.membership.transport import PeerTransport
 from murmur.v1 import cluster_pb2, types_pb2
@@ -64,6 +70,18 @@ leader that does not answer in 2 s has died or lost its voters, and the call is
 tried again (with the same idempotency key) on whoever leads by then."""
 
 RETRY_PAUSE_SECONDS = 0.05
+
+
+@dataclasses.dataclass(slots=True)
+class ClusterJobsStats:
+    """Counters since this node started, for logs, status and tests."""
+
+    apply_failures: int = 0
+    """Committed commands the control state could not apply (a bug): each logged
+    with its traceback, on every node that applied it."""
+    counts_unanswered: int = 0
+    """Job counts this node asked the leader for and did not get: each logged, and
+    answered empty."""
 
 
 def refused_by_peer(exc: grpc.aio.AioRpcError, who: str) -> Exception:
@@ -102,6 +120,12 @@ class ClusterJobs:
         self._forwarder = ProposalForwarder(peers.node_stub, timeout=FORWARD_TIMEOUT_SECONDS)
         self.updates: Broadcaster[types_pb2.Job] = Broadcaster(queue_size=4096)
         """Jobs as they change, on the leader (see :meth:`applied`)."""
+        self._stats = ClusterJobsStats()
+
+    @property
+    def stats(self) -> ClusterJobsStats:
+        """A snapshot of the counters."""
+        return dataclasses.replace(self._stats)
 
     # --- conversions -----------------------------------------------------------------
 
@@ -128,10 +152,18 @@ class ClusterJobs:
 
     def applied(self, result: object) -> None:
         """Every applied command's result (the runner's ``on_applied``): every node
-        archives the jobs it forgot; the leader tells its watchers about the jobs it
-        changed."""
+        logs a command its state could not apply and archives the jobs it forgot;
+        the leader tells its watchers about the jobs it changed."""
         if not isinstance(result, ApplyResult):
             return
+        if result.failure is not None:
+            self._stats.apply_failures += 1
+            _log.error(
+                "a committed command could not be applied: %s",
+                result.message,
+                exc_info=result.failure,
+                extra={"event": "jobs.apply_failed", "failures": self._stats.apply_failures},
+            )
         if result.forgotten and self._archive is not None:
             self._archive.add(result.forgotten)
         if not self._consensus.is_leader or not self.updates.subscriber_count:
@@ -256,16 +288,25 @@ class ClusterJobs:
     async def counts(self) -> dict[str, int]:
         """Jobs by state name (as ``ClusterStatus.jobs_by_state``): from this node's
         replica when it is a voter (at most a heartbeat behind), else the leader's;
-        empty when no leader answers."""
+        empty when no leader answers (logged, and counted in :attr:`stats`)."""
         if self._consensus.state_is_current() or self._consensus.is_voter:
             return {state: n for state, n in self._control.counts_by_state().items() if n}
         try:
             status = await self._forward(
                 lambda stub: stub.GetStatus(cluster_pb2.GetStatusRequest(), timeout=1.0)
             )
-        except Exception:
+        except Exception as exc:
+            self._note_counts_unanswered(exc)
             return {}
         return dict(status.jobs_by_state)
+
+    def _note_counts_unanswered(self, error: Exception) -> None:
+        self._stats.counts_unanswered += 1
+        extra = {"event": "jobs.counts_unanswered", "failures": self._stats.counts_unanswered}
+        if isinstance(error, NodeError):  # no leader known, or it did not answer
+            _log.info("job counts unanswered: %s", error, extra=extra)
+        else:  # a bug: its traceback says where
+            _log.error("job counts failed", exc_info=error, extra=extra)
 
     async def watch(
         self, request: cluster_pb2.WatchJobsRequest

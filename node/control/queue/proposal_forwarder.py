@@ -10,12 +10,15 @@ node forwards a lone command at once (nothing is held back on a timer), and a bu
 node's batches grow until its calls keep up. The leader answers each command on
 its own (a job, or the status it would have ended a single call with), so one
 refused command never fails its neighbours.
+
+Each call is a task the forwarder owns: :meth:`ProposalForwarder.close` cancels
+and awaits them, and one that raises (a bug; its commands' callers are told to
+retry) is logged with its traceback and counted (``calls_failed``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +97,8 @@ class ProposalForwarder:
         self._closed = False
         self.calls_made = 0
         """Propose calls sent, for tests and benchmarks: commands / calls is the batch size."""
+        self.calls_failed = 0
+        """Calls that raised (a bug), each logged with its traceback."""
 
     async def forward(self, address: str, command: bytes) -> types_pb2.Job:
         """Commit ``command`` through the leader at ``address``.
@@ -119,11 +124,10 @@ class ProposalForwarder:
                 if not future.done():
                     future.set_exception(NotLeaderError(None, "this node is stopping"))
             lane.waiting.clear()
-        for call in list(self._calls):
+        calls = list(self._calls)
+        for call in calls:
             call.cancel()
-        for call in list(self._calls):
-            with contextlib.suppress(asyncio.CancelledError):
-                await call
+        await asyncio.gather(*calls, return_exceptions=True)  # failures: see _finished
 
     def _schedule(self, address: str, lane: _Lane) -> None:
         # call_soon, not now: every command that arrives in this turn of the loop
@@ -148,6 +152,14 @@ class ProposalForwarder:
 
     def _finished(self, call: asyncio.Task[None], address: str, lane: _Lane) -> None:
         self._calls.discard(call)
+        if not call.cancelled() and (error := call.exception()) is not None:
+            self.calls_failed += 1
+            _log.error(
+                "forwarding to the leader at %s failed",
+                address,
+                exc_info=error,
+                extra={"event": "jobs.forward_failed", "failures": self.calls_failed},
+            )
         lane.in_flight -= 1
         if not lane.waiting and not lane.in_flight:
             self._lanes.pop(address, None)

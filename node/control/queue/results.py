@@ -8,7 +8,7 @@ to a gRPC status in its one place.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from murmur.node import errors
 from murmur.node.control.queue.records import ClusterJob
@@ -56,6 +56,9 @@ class ApplyResult:
         changed: every job this entry changed, in submit order (for watchers).
         forgotten: the jobs a ForgetJobs entry removed, as they were (each voter
             archives them in its own store; the apply stays pure).
+        failure: what a bug in the state machine raised (``error`` is INTERNAL),
+            traceback and all: the apply stays pure, and whoever hears of every
+            applied entry logs it (node/control/queue/cluster_jobs.py).
     """
 
     ok: bool
@@ -64,6 +67,7 @@ class ApplyResult:
     message: str = ""
     changed: tuple[ClusterJob, ...] = ()
     forgotten: tuple[ClusterJob, ...] = ()
+    failure: Exception | None = field(default=None, compare=False)
 
     def exception(self) -> errors.NodeError | None:
         """The domain error to raise for a refused command; None when ``ok``."""
@@ -72,5 +76,11 @@ class ApplyResult:
         return _ERROR_TYPES[self.error](self.message)
 
 
-def refused(kind: ErrorKind, message: str, job: ClusterJob | None = None) -> ApplyResult:
-    return ApplyResult(ok=False, job=job, error=kind, message=message)
+def refused(
+    kind: ErrorKind,
+    message: str,
+    job: ClusterJob | None = None,
+    *,
+    failure: Exception | None = None,
+) -> ApplyResult:
+    return ApplyResult(ok=False, job=job, error=kind, message=message, failure=failure)

@@ -181,6 +181,8 @@ class ControlState:
 
         Never raises: an entry that cannot be decoded, or a command that is not
         allowed, changes nothing (but still counts as applied) and returns an error.
+        So does a bug met on the way, whose exception the result carries
+        (``ApplyResult.failure``) for the log.
 
         Args:
             term: the entry's term (the assignment's fencing term).
@@ -201,7 +203,9 @@ class ControlState:
             result = self._apply(term, index, command)
         except Exception as exc:  # a bug must not stop the voter; checks precede changes
             self._note_other_change()
-            return refused(ErrorKind.INTERNAL, f"entry {index} could not be applied: {exc!r}")
+            return refused(
+                ErrorKind.INTERNAL, f"entry {index} could not be applied: {exc!r}", failure=exc
+            )
         if isinstance(command, SubmitJob) and result.job is not None and result.changed:
             self._submitted_since_change.append(result.job.id)  # a new pending job
         else:

@@ -5,6 +5,7 @@ interceptors, over mutual TLS on loopback, in this process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -262,6 +263,53 @@ async def test_a_dead_peer_costs_one_attempt_per_message_and_no_task_stays(
             await asyncio.sleep(0.1)
         await until(lambda: sender.open_peers == 0)
         assert 1 <= transport.calls <= 5
+        stats = sender.stats
+        assert stats.sends_failed >= 1  # counted, not lost without a trace
+        assert 1 <= stats.messages_dropped <= 5
+        assert stats.pumps_failed == 0
+    finally:
+        await sender.close()
+
+
+class BrokenTransport:
+    """A transport with a bug: every call raises."""
+
+    async def call(self, address: str, invoke: Callable[[Any], Awaitable[object]]) -> SendOutcome:
+        raise RuntimeError("a bug in the transport")
+
+
+async def test_a_pump_that_raises_is_logged_with_its_traceback_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender = RaftSender(BrokenTransport())  # type: ignore[arg-type]
+    try:
+        with caplog.at_level(logging.ERROR, logger="murmur.consensus"):
+            sender.send("peer:1", message(1))
+            sender.send("peer:1", message(2))
+            await until(lambda: sender.open_peers == 0)
+        assert (sender.stats.pumps_failed, sender.stats.messages_dropped) == (1, 2)
+        (record,) = caplog.records
+        assert record.getMessage() == "raft stream to peer:1 failed"
+        assert record.exc_info is not None
+        assert isinstance(record.exc_info[1], RuntimeError)
+    finally:
+        await sender.close()
+
+
+class StalledTransport:
+    """A peer whose stream never opens."""
+
+    async def call(self, address: str, invoke: Callable[[Any], Awaitable[object]]) -> SendOutcome:
+        await asyncio.Event().wait()
+        return SendOutcome.OK
+
+
+async def test_messages_an_overflowing_outbox_drops_are_counted() -> None:
+    sender = RaftSender(StalledTransport(), max_queued=2)  # type: ignore[arg-type]
+    try:
+        for number in range(5):
+            sender.send("peer:1", message(number))
+        assert sender.stats.messages_dropped == 3
     finally:
         await sender.close()
 

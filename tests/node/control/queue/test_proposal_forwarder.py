@@ -6,6 +6,7 @@ test that submits through a follower)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc
@@ -206,6 +207,29 @@ async def test_close_fails_calls_in_flight_and_commands_waiting_and_sends_nothin
         await forwarder.forward("leader:1", b"z")
     await asyncio.sleep(0.01)
     assert leader.calls == [[b"x"]]
+
+
+class BrokenLeaderStub:
+    """A stub with a bug: the call raises something no RPC would."""
+
+    async def Propose(self, request: node_pb2.ProposeRequest, timeout: float) -> None:  # noqa: ASYNC109
+        raise TypeError("a bug on the way to the leader")
+
+
+async def test_a_call_that_raises_is_logged_counted_and_its_commands_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    forwarder = ProposalForwarder(lambda address: BrokenLeaderStub(), timeout=2.0)  # type: ignore[arg-type,return-value]
+    with caplog.at_level(logging.ERROR, logger="murmur.jobs"):
+        with pytest.raises(NotLeaderError, match="forwarding to the leader failed"):
+            await forwarder.forward("leader:1", b"x")
+        await asyncio.sleep(0)  # the call's end is heard after its callers'
+        await forwarder.close()
+    assert forwarder.calls_failed == 1
+    (record,) = caplog.records
+    assert record.getMessage() == "forwarding to the leader at leader:1 failed"
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], TypeError)
 
 
 def test_status_codes_round_trip_their_wire_numbers() -> None:
