@@ -57,7 +57,7 @@ class LocalNode:
     datasets: Callable[[], list[types_pb2.Dataset]] = list
     """This node's dataset catalog, gossiped with the rest of its facts."""
     election: Callable[[], ConsensusStatus | None] = lambda: None
-    """This node's Raft view (node/consensus; ``None`` without one): its voter flag,
+    """This node's Raft view (node/control/consensus; ``None`` without one): its voter flag,
     whether it leads and its term are gossiped so that any node can tell clients who
     leads, and the cluster view takes every node's role from it."""
     draining: bool = False

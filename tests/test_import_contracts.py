@@ -23,6 +23,7 @@ CLIENT_LIBRARY = ("murmur._client", "murmur._sync", "murmur._config", "murmur._e
 
 ROOMS = (
     "murmur",
+    "murmur.__main__",  # `python -m murmur`: the CLI's entry, above it
     "murmur._cli",
     "murmur.v1",
     "murmur.tui",
@@ -147,6 +148,12 @@ PLANTS = [
         "from murmur.node.membership import runner",
         "a package cycle: murmur.node.gossip -> murmur.node.membership",
         id="cycle",
+    ),
+    pytest.param(
+        "node/control/consensus/wire.py",
+        "from murmur.node.control import drain",
+        "a package cycle: murmur.node.control",
+        id="cycle-through-the-parent-room",
     ),
     pytest.param(
         "node/control/raft/log.py",

@@ -134,7 +134,7 @@ class NodeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Raft(self, request, context):
-        """One Raft message (node/election, driven by node/consensus). One-way like
+        """One Raft message (node/control/raft, driven by node/control/consensus). One-way like
         Gossip: the answer, when Raft has one, is a separate Raft call back to
         `from_address`, so a slow voter never holds a leader's call open.
         """
@@ -144,7 +144,7 @@ class NodeServiceServicer:
 
     def RaftStream(self, request_iterator, context):
         """Raft messages to the peer, in order, on one long-lived stream per sender
-        (node/consensus/streams.py): what Raft carries one call per message, without a
+        (node/control/consensus/streams.py): what Raft carries one call per message, without a
         call's cost each. One-way as well: answers come on the peer's own stream back.
         The peer checks the caller once, when the stream opens (only nodes may send);
         it ends the stream when it stops, and the sender opens another at its next

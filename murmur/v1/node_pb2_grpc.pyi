@@ -54,13 +54,13 @@ class NodeServiceStub:
     drain to the control log (SetNodeDrainCommand) before it answers.
     """
     Raft: _grpc.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]
-    """One Raft message (node/election, driven by node/consensus). One-way like
+    """One Raft message (node/control/raft, driven by node/control/consensus). One-way like
     Gossip: the answer, when Raft has one, is a separate Raft call back to
     `from_address`, so a slow voter never holds a leader's call open.
     """
     RaftStream: _grpc.StreamUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]
     """Raft messages to the peer, in order, on one long-lived stream per sender
-    (node/consensus/streams.py): what Raft carries one call per message, without a
+    (node/control/consensus/streams.py): what Raft carries one call per message, without a
     call's cost each. One-way as well: answers come on the peer's own stream back.
     The peer checks the caller once, when the stream opens (only nodes may send);
     it ends the stream when it stops, and the sender opens another at its next
@@ -109,13 +109,13 @@ class NodeServiceAsyncStub(NodeServiceStub):
     drain to the control log (SetNodeDrainCommand) before it answers.
     """
     Raft: _aio.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]  # type: ignore[assignment]
-    """One Raft message (node/election, driven by node/consensus). One-way like
+    """One Raft message (node/control/raft, driven by node/control/consensus). One-way like
     Gossip: the answer, when Raft has one, is a separate Raft call back to
     `from_address`, so a slow voter never holds a leader's call open.
     """
     RaftStream: _aio.StreamUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]  # type: ignore[assignment]
     """Raft messages to the peer, in order, on one long-lived stream per sender
-    (node/consensus/streams.py): what Raft carries one call per message, without a
+    (node/control/consensus/streams.py): what Raft carries one call per message, without a
     call's cost each. One-way as well: answers come on the peer's own stream back.
     The peer checks the caller once, when the stream opens (only nodes may send);
     it ends the stream when it stops, and the sender opens another at its next
@@ -191,7 +191,7 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_pb2.RaftRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.RaftResponse, _abc.Awaitable[_node_pb2.RaftResponse]]:
-        """One Raft message (node/election, driven by node/consensus). One-way like
+        """One Raft message (node/control/raft, driven by node/control/consensus). One-way like
         Gossip: the answer, when Raft has one, is a separate Raft call back to
         `from_address`, so a slow voter never holds a leader's call open.
         """
@@ -203,7 +203,7 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.RaftResponse, _abc.Awaitable[_node_pb2.RaftResponse]]:
         """Raft messages to the peer, in order, on one long-lived stream per sender
-        (node/consensus/streams.py): what Raft carries one call per message, without a
+        (node/control/consensus/streams.py): what Raft carries one call per message, without a
         call's cost each. One-way as well: answers come on the peer's own stream back.
         The peer checks the caller once, when the stream opens (only nodes may send);
         it ends the stream when it stops, and the sender opens another at its next

@@ -243,7 +243,7 @@ def _acyclic(ours: list[Import], rule: Acyclic, root: Path) -> list[str]:
     for item in ours:
         a = _layer_of(item.importer, rule.layers)
         b = _layer_of(item.imported, rule.layers)
-        if a and b and a != b and not within(b, a):  # a package may use its own subpackages
+        if a and b and a != b:
             edges.setdefault(a, set()).add(b)
             witness.setdefault((a, b), item)
     cycle = _cycle(edges)

@@ -1,6 +1,6 @@
 """NvmlGpuProbe against a real NVIDIA GPU; skipped where NVML cannot be used.
 
-Run on the device machine with ``pytest -m gpu tests/node/gpus``.
+Run on the device machine with ``pytest -m gpu tests/node/agent/gpus``.
 """
 
 from __future__ import annotations
