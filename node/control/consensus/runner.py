@@ -1,5 +1,5 @@
 """`ConsensusRunner`: the daemon's side of Raft. It drives the pure machine
-(node/election) with the monotonic clock, makes its output durable in the node's
+(node/control/raft) with the monotonic clock, makes its output durable in the node's
 SQLite store before any message leaves, carries messages on one
 ``NodeService.RaftStream`` per peer (mTLS; node/control/consensus/streams.py), and applies
 committed entries to the replicated state machine.

@@ -1,7 +1,7 @@
 """Raft's messages and log entries to and from their two other forms: the protobuf
 of ``NodeService.Raft`` (proto/murmur/v1/node.proto) and the store's records.
 
-The Raft machine (node/election) knows neither form; this module is the one place
+The Raft machine (node/control/raft) knows neither form; this module is the one place
 that maps them, so a field added to a message is added here and nowhere else.
 """
 

@@ -1,6 +1,6 @@
 """`ClusterJobs`: the replicated job queue as any node's ClusterService sees it.
 
-Writes (a submission, a cancel) become control commands (node/control). The leader
+Writes (a submission, a cancel) become control commands (node/control/queue). The leader
 proposes them to Raft and answers once a quorum of voters has them; any other node
 forwards the command to the leader over ``NodeService.Propose``, after checking the
 caller's request itself, so the leader only ever sees well-formed commands from
