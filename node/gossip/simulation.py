@@ -3,10 +3,11 @@
 Tests and benchmarks run hundreds of simulated seconds of a 1,000-node cluster in
 seconds of real time, and the same seed replays the same run exactly.
 
-- :class:`SimulatedNetwork` is the fake clock (an event queue ordered by time) and
-  the wire: each message draws its own delay from its link's :class:`LinkModel`
-  (so messages reorder), may be lost, and is dropped at delivery time if a
-  partition separates the two ends.
+- :class:`SimulatedNetwork` is the wire on a fake clock
+  (:class:`~murmur.node.fake_clock.FakeClock`, the Raft simulation's too): each
+  message draws its own delay from its link's :class:`LinkModel` (so messages
+  reorder), may be lost, and is dropped at delivery time if a partition separates
+  the two ends.
 - :class:`Simulation` runs one :class:`~murmur.node.gossip.machine.Membership` per node
   on it, with faults (crash, restart, stall, freeze and thaw, partition) and
   observers (when did every live node see X dead, how fast did a join spread, how
@@ -34,12 +35,12 @@ drop messages silently, as a firewall DROP rule does.
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from murmur.node.fake_clock import FakeClock
 from murmur.node.gossip.codec import encoded_size
 from murmur.node.gossip.config import GossipConfig
 from murmur.node.gossip.errors import GossipError
@@ -78,13 +79,24 @@ class LinkModel:
 
 
 class SimulatedNetwork:
-    """The fake clock and the wire between simulated nodes."""
+    """The wire between simulated nodes, on a fake clock.
 
-    def __init__(self, *, rng: random.Random, default_link: LinkModel = LinkModel()) -> None:
-        self.now = 0.0
+    Args:
+        rng: draws every message's delay and loss.
+        default_link: the model of every link not set with :meth:`set_link`.
+        clock: the simulated time; a new one at 0 unless given (a test may run other
+            simulations on the same clock).
+    """
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        default_link: LinkModel = LinkModel(),
+        clock: FakeClock | None = None,
+    ) -> None:
+        self.clock = clock if clock is not None else FakeClock()
         self._rng = rng
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
-        self._order = 0
         self.default_link = default_link
         self._links: dict[tuple[str, str], LinkModel] = {}
         self._receivers: dict[str, Callable[[Message, str], None]] = {}
@@ -95,19 +107,17 @@ class SimulatedNetwork:
         reached an address where nothing listens (a crashed process on a live host
         answers a connection with a reset). None: such messages vanish silently."""
 
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
     def schedule(self, at: float, action: Callable[[], None]) -> None:
         """Run ``action`` when the clock reaches ``at`` (ties in scheduling order)."""
-        self._order += 1
-        heapq.heappush(self._queue, (max(at, self.now), self._order, action))
+        self.clock.schedule(at, action)
 
     def run_until(self, until: float) -> None:
         """Run every event up to ``until``, then set the clock to ``until``."""
-        queue = self._queue
-        while queue and queue[0][0] <= until:
-            at, _, action = heapq.heappop(queue)
-            self.now = at
-            action()
-        self.now = max(self.now, until)
+        self.clock.run_until(until)
 
     def attach(self, address: str, receive: Callable[[Message, str], None]) -> None:
         """Deliver messages for ``address`` to ``receive(message, sender_address)``."""
@@ -275,6 +285,9 @@ class Simulation:
             for it before its timers run; False runs its timers first (an event loop
             gives no such order: the daemon may see its probe time out before it
             reads the ack that waited).
+        clock: the simulated time, shared with whatever else runs on it (a Raft
+            simulation, say); a new one at 0 unless given. Nodes start at its
+            current time.
     """
 
     def __init__(
@@ -289,13 +302,15 @@ class Simulation:
         measure_bytes: bool = True,
         report_stall_lag: bool = True,
         backlog_first: bool = True,
+        clock: FakeClock | None = None,
     ) -> None:
         self.config = config or GossipConfig()
         self.seed = seed
         self._rng = random.Random(f"simulation:{seed}")
         self.network = SimulatedNetwork(
-            rng=random.Random(f"network:{seed}"), default_link=link or LinkModel()
+            rng=random.Random(f"network:{seed}"), default_link=link or LinkModel(), clock=clock
         )
+        self.clock = self.network.clock
         self.measure_bytes = measure_bytes
         if refuse_when_down:
             self.network.on_refused = self._refused
@@ -310,13 +325,14 @@ class Simulation:
         self._stalls: list[StallWindow] = []
         self._heard_at: float | None = None  # while a resumed node reads its backlog
         self._by_subject: dict[str, list[Observation]] = {}
-        self._traffic_since = 0.0
+        self._traffic_since = self.now
         self._joined_at: dict[str, float] = {}
 
         names = [self._new_name() for _ in range(n_nodes)]
         if converged:
             shared = [
-                Member(name, self.address_of(name), 0, MemberState.ALIVE, 0.0) for name in names
+                Member(name, self.address_of(name), 0, MemberState.ALIVE, self.now)
+                for name in names
             ]
             for name in names:
                 self._start_node(name, initial_members=shared)
@@ -328,13 +344,13 @@ class Simulation:
 
     @property
     def now(self) -> float:
-        return self.network.now
+        return self.clock.now
 
     def run_until(self, until: float) -> None:
-        self.network.run_until(until)
+        self.clock.run_until(until)
 
     def run_for(self, seconds: float) -> None:
-        self.network.run_until(self.now + seconds)
+        self.clock.run_for(seconds)
 
     # --- faults and changes ----------------------------------------------------------
 

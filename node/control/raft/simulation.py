@@ -1,4 +1,5 @@
-"""A deterministic, in-memory cluster of Raft machines on a fake clock, checking
+"""A deterministic, in-memory cluster of Raft machines on a fake clock
+(:class:`~murmur.node.fake_clock.FakeClock`, the gossip simulation's too), checking
 Raft's safety properties as it runs.
 
 The same seed replays the same run exactly. Faults: message delay (every message
@@ -42,7 +43,6 @@ mid-run changes the network from then on.
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 import random
@@ -63,6 +63,7 @@ from murmur.node.control.raft.messages import (
     VoteResponse,
 )
 from murmur.node.control.raft.raft import NEW_NODE, PersistentState, Raft, Ready
+from murmur.node.fake_clock import FakeClock
 from murmur.node.gossip.simulation import LinkModel
 
 Command = tuple[int, int, bytes]
@@ -151,6 +152,9 @@ class RaftSimulation:
         seed: the run's only source of randomness.
         link: the default link model (loopback-like unless given).
         spares: nodes that start only when they ``join``.
+        clock: the simulated time, shared with whatever else runs on it (a gossip
+            simulation, say); a new one at 0 unless given. Voters start at its
+            current time.
     """
 
     def __init__(
@@ -161,16 +165,15 @@ class RaftSimulation:
         *,
         link: LinkModel | None = None,
         spares: int = 0,
+        clock: FakeClock | None = None,
     ) -> None:
         if n_voters < 1:
             raise RaftSimulationError("a simulation needs at least one voter")
         self.config = config or ElectionConfig()
         self.seed = seed
-        self.now = 0.0
+        self.clock = clock if clock is not None else FakeClock()
         self.link = link or LinkModel()
         self._rng = random.Random(f"raft-network:{seed}")
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
-        self._order = 0
         self._group_of: dict[str, int] | None = None
         self.names = tuple(node_name(index) for index in range(n_voters + spares))
         self.first_voters = frozenset(self.names[:n_voters])
@@ -195,22 +198,20 @@ class RaftSimulation:
 
     # --- time ---------------------------------------------------------------------
 
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
     def schedule(self, at: float, action: Callable[[], None]) -> None:
         """Run ``action`` when the clock reaches ``at`` (ties in scheduling order)."""
-        self._order += 1
-        heapq.heappush(self._queue, (max(at, self.now), self._order, action))
+        self.clock.schedule(at, action)
 
     def run_until(self, until: float) -> None:
         """Run every event up to ``until``, then set the clock to ``until``."""
-        queue = self._queue
-        while queue and queue[0][0] <= until:
-            at, _, action = heapq.heappop(queue)
-            self.now = at
-            action()
-        self.now = max(self.now, until)
+        self.clock.run_until(until)
 
     def run_for(self, seconds: float) -> None:
-        self.run_until(self.now + seconds)
+        self.clock.run_for(seconds)
 
     def run_until_leader(self, *, within: float, step: float = 0.01) -> float | None:
         """Run until some running node leads with a majority of its voters following
