@@ -460,7 +460,15 @@ class DockerRuntime:
         return True
 
     def _recover(self, known: list[RunHandle], files_of: RunFilesOf) -> list[RecoveredRun]:
+        ours = [handle for handle in known if handle.runtime == self.name]
         try:
+            if not ours and (refusal := unix_socket_refusal(self._host)) is not None:
+                # No engine and no container run to look for: a node without Docker.
+                _log.info(
+                    "no docker engine: no container runs to recover",
+                    extra={"host": self._host, "error": refusal},
+                )
+                return []
             containers = self._client().api.containers(
                 all=True, filters={"label": f"{LABEL_NODE}={self._node}"}
             )
@@ -469,10 +477,9 @@ class DockerRuntime:
             # than lost, and the manager's wait() keeps asking the engine.
             _log.error(
                 "cannot list this node's containers to recover runs",
-                extra={"host": self._host, "error": engine_reason(exc)},
+                extra={"host": self._host, "error": engine_reason(exc), "runs": len(ours)},
             )
-            return [RecoveredRun(handle, None) for handle in known if handle.runtime == self.name]
-        ours = [handle for handle in known if handle.runtime == self.name]
+            return [RecoveredRun(handle, None) for handle in ours]
         known_ids = {handle.run_id for handle in ours}
         by_run: dict[str, dict[str, Any]] = {}
         orphans: list[tuple[str, dict[str, Any]]] = []

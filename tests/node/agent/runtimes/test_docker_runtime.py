@@ -533,6 +533,29 @@ async def test_unreachable_engine_is_reported_not_raised(tmp_path: Path) -> None
     absent.close()
 
 
+async def test_recovery_without_an_engine_is_quiet_unless_container_runs_wait(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node without Docker recovers at every start: nothing to find is no error.
+    A node whose engine is down while it holds container runs must say so."""
+    dead = f"unix://{tmp_path}/no-engine.sock"
+    absent = DockerRuntime(node_name="n", runs_dir=tmp_path, docker_host=dead)
+    process_run = RunHandle(run_id="p", runtime="process", pid=1)
+    container_run = RunHandle(run_id="c", runtime="docker", container_id="0" * 64)
+    files_of = lambda run_id: RunFiles(tmp_path / run_id)  # noqa: E731
+
+    with caplog.at_level("INFO", logger="murmur.node.runtimes"):
+        assert await absent.recover([process_run], files_of) == []
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="murmur.node.runtimes"):
+        recovered = await absent.recover([process_run, container_run], files_of)
+    assert recovered == [RecoveredRun(container_run, None)]
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    absent.close()
+
+
 def test_the_runtime_imports_without_the_docker_sdk() -> None:
     """The daemon imports the runtime on every node, with or without an engine: the
     SDK (~80 ms, with requests) loads once the runtime first asks the engine."""
