@@ -29,7 +29,7 @@ from grpc_health.v1._async import HealthServicer
 from murmur.certs import CertificateError
 from murmur.node.agent.convert import dataset_message
 from murmur.node.agent.datasets import DatasetCatalog
-from murmur.node.agent.executor import JobManager
+from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.gpus import GpuSource, open_gpu_probe
 from murmur.node.agent.runtimes.base import Runtime
 from murmur.node.agent.runtimes.docker import DockerRuntime
@@ -230,7 +230,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             retention_seconds=config.job_retention_seconds,
         )
         run_reporter = RunReporter(cluster_jobs)
-        jobs = JobManager(
+        executor = RunExecutor(
             store=store,
             node_name=identity.name,
             runs_dir=config.runs_dir,
@@ -248,7 +248,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             control=control,
             jobs=cluster_jobs,
             view=view,
-            peers=RunStubs(transport, str(config.advertise_address), LocalNodeStub(jobs)),
+            peers=RunStubs(transport, str(config.advertise_address), LocalNodeStub(executor)),
             lease_seconds=config.run_lease_seconds,
             local_address=str(config.advertise_address),
             stop_grace_seconds=config.stop_grace_seconds,
@@ -280,8 +280,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             drain=drain,
             node_stub=transport.node_stub,
         )
-        local.gpu_holders = jobs.gpu_holders
-        local.active_runs = lambda: jobs.active_run_count
+        local.gpu_holders = executor.gpu_holders
+        local.active_runs = lambda: executor.active_run_count
         await describe_runtimes(local, runtimes)
         enrollment = Enrollment(
             ca=identity.ca,
@@ -307,7 +307,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     events=events,
                     enrollment=enrollment,
                     ca_fingerprint=identity.bundle.ca_fingerprint,
-                    executor=jobs,
+                    executor=executor,
                     cluster_jobs=cluster_jobs,
                     path_roots=tuple(PurePosixPath(p) for p in config.job_path_roots),
                     datasets=datasets,
@@ -323,7 +323,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     membership=membership,
                     consensus=consensus,
                     cluster_jobs=cluster_jobs,
-                    executor=jobs,
+                    executor=executor,
                 ),
                 health_servicer=health_servicer,
             )
@@ -357,7 +357,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds)),
-                tasks.create_task(jobs.run()),
+                tasks.create_task(executor.run()),
                 tasks.create_task(membership.run()),
                 tasks.create_task(membership.join()),
                 tasks.create_task(consensus.run()),

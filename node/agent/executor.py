@@ -153,7 +153,7 @@ class _ActiveRun:
         self.stop_requested.set()
 
 
-class JobManager:
+class RunExecutor:
     """Runs what the leader assigns to this node; see the module docstring."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""A node's run executor (JobManager) over the real process runtime, for tests of it
+"""A node's run executor (RunExecutor) over the real process runtime, for tests of it
 and of what calls it: start it, assign runs, wait for their transitions."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from google.protobuf.duration_pb2 import Duration
 
-from murmur.node.agent.executor import JobManager, RunAssignment
+from murmur.node.agent.executor import RunAssignment, RunExecutor
 from murmur.node.agent.runtimes.process import ProcessRuntime
 from murmur.node.jobspec import states
 from murmur.storage import RunRecord, Store
@@ -23,7 +23,7 @@ NODE = "node-1"
 
 @dataclass
 class Executor:
-    jobs: JobManager
+    jobs: RunExecutor
     changes: list[RunRecord] = field(default_factory=list)
 
     def of(self, run_id: str) -> list[RunRecord]:
@@ -50,11 +50,11 @@ async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
 async def executor(
     store: Store, runs_dir: Path, *, lease: float = 30.0, stop_runs: bool = True
 ) -> AsyncIterator[Executor]:
-    """A running JobManager over the process runtime and 8 simulated GPUs. On exit it
+    """A running RunExecutor over the process runtime and 8 simulated GPUs. On exit it
     stops what still runs (unless ``stop_runs`` is False: a simulated daemon crash)."""
     runtime = ProcessRuntime(runs_dir=runs_dir, node_name=NODE)
     changes: list[RunRecord] = []
-    jobs = JobManager(
+    jobs = RunExecutor(
         store=store,
         node_name=NODE,
         runs_dir=runs_dir,

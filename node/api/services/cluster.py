@@ -29,7 +29,7 @@ from murmur.node.agent.convert import (
     timestamp,
 )
 from murmur.node.agent.datasets import DatasetCatalog
-from murmur.node.agent.executor import JobManager
+from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.run_logs import run_log_entries
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.rpc.caller import current_caller
@@ -78,7 +78,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         events: EventLog,
         enrollment: Enrollment,
         ca_fingerprint: str,
-        executor: JobManager,
+        executor: RunExecutor,
         cluster_jobs: ClusterJobs,
         path_roots: Collection[PurePosixPath] = (),
         datasets: DatasetCatalog,

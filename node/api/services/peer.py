@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from murmur.node.agent.convert import timestamp
-from murmur.node.agent.executor import JobManager
+from murmur.node.agent.executor import RunExecutor
 from murmur.node.api.rpc.caller import current_caller
 from murmur.node.api.rpc.status_map import status_for
 from murmur.node.api.services.runs import list_runs, start_run, stop_run
@@ -51,7 +51,7 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         membership: MembershipRunner | None,
         consensus: ConsensusRunner | None = None,
         cluster_jobs: ClusterJobs | None = None,
-        executor: JobManager | None = None,
+        executor: RunExecutor | None = None,
     ) -> None:
         self._view = view
         self._drain = drain
@@ -160,7 +160,7 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
             raise NotServedError(f"the job queue is not running on {self._view.local_name}")
         return self._cluster_jobs
 
-    def _runs(self) -> JobManager:
+    def _runs(self) -> RunExecutor:
         if self._executor is None:
             raise NotServedError(f"no runs are executed on {self._view.local_name}")
         return self._executor

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import grpc
 import grpc.aio
 
-from murmur.node.agent.executor import JobManager, RunAssignment
+from murmur.node.agent.executor import RunAssignment, RunExecutor
 from murmur.node.agent.run_convert import run_message
 from murmur.node.api.rpc.status_map import status_for
 from murmur.node.errors import InvalidArgumentError
@@ -34,7 +34,7 @@ Response = TypeVar("Response")
 
 
 async def start_run(
-    executor: JobManager, request: node_pb2.StartRunRequest
+    executor: RunExecutor, request: node_pb2.StartRunRequest
 ) -> node_pb2.StartRunResponse:
     if not request.run_id or not request.job_id:
         raise InvalidArgumentError("an assignment needs a job id and a run id")
@@ -56,7 +56,7 @@ async def start_run(
 
 
 async def stop_run(
-    executor: JobManager, request: node_pb2.StopRunRequest
+    executor: RunExecutor, request: node_pb2.StopRunRequest
 ) -> node_pb2.StopRunResponse:
     await executor.stop_run(
         request.run_id, term=request.term, reason=request.reason, lost=request.lost
@@ -65,7 +65,7 @@ async def stop_run(
 
 
 async def list_runs(
-    executor: JobManager, request: node_pb2.ListRunsRequest
+    executor: RunExecutor, request: node_pb2.ListRunsRequest
 ) -> node_pb2.ListRunsResponse:
     runs = await executor.runs_report(term=request.term, lease_seconds=request.lease_seconds)
     return node_pb2.ListRunsResponse(
@@ -95,7 +95,7 @@ class NodeStubs(Protocol):
 class LocalNodeStub:
     """This node's run calls, made in-process (see the module docstring)."""
 
-    def __init__(self, executor: JobManager) -> None:
+    def __init__(self, executor: RunExecutor) -> None:
         self._executor = executor
 
     async def StartRun(
@@ -124,7 +124,7 @@ class LocalNodeStub:
 
     async def _call(
         self,
-        handler: Callable[[JobManager, Request], Awaitable[Response]],
+        handler: Callable[[RunExecutor, Request], Awaitable[Response]],
         request: Request,
         deadline_seconds: float | None,
     ) -> Response:

@@ -5,7 +5,7 @@ the cluster view, and the servicers (``PeerServicer``, ``ClusterServicer``), tal
 over a :class:`~tests.support.memory_transport.MemoryNetwork` instead of gRPC.
 
 What a node here does not run: GPUs other than simulated ones, runtimes and runs
-(no ``JobManager``: nothing is placed or started), the leader's duties, a CA (its
+(no ``RunExecutor``: nothing is placed or started), the leader's duties, a CA (its
 enrollment holds none), the gRPC servers and their interceptors. The subprocess
 clusters (tests/support/nodes.py) cover those.
 
@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar, cast
 
 from murmur.node.agent.datasets import DatasetCatalog
-from murmur.node.agent.executor import JobManager
+from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.gpus import open_gpu_probe
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.services.cluster import ClusterServicer
@@ -249,7 +249,7 @@ class InProcessCluster:
             ),
             ca_fingerprint="",
             # Nothing here runs jobs or reads datasets and other nodes' live facts.
-            executor=cast(JobManager, None),
+            executor=cast(RunExecutor, None),
             cluster_jobs=cluster_jobs,
             path_roots=(PurePosixPath("/"),),
             datasets=cast(DatasetCatalog, None),

@@ -9,7 +9,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from murmur.node.agent.executor import JobManager
+from murmur.node.agent.executor import RunExecutor
 from murmur.node.api.services.runs import LocalNodeStub, RunStubs
 from murmur.node.jobspec import states
 from murmur.storage import Store
@@ -65,7 +65,7 @@ async def test_a_call_past_its_deadline_ends_as_deadline_exceeded(
     store: Store, runs_dir: Path
 ) -> None:
     # Never started, so never recovered: every call waits for recovery.
-    waiting = JobManager(
+    waiting = RunExecutor(
         store=store,
         node_name="node-1",
         runs_dir=runs_dir,
