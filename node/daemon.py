@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -371,7 +372,16 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 tasks.create_task(
                     seed_book.keep_up_to_date(membership, interval=PEER_RECORD_INTERVAL_SECONDS)
                 ),
-                tasks.create_task(log_daemon_stats(STATS_LOG_INTERVAL_SECONDS)),
+                tasks.create_task(
+                    log_daemon_stats(
+                        STATS_LOG_INTERVAL_SECONDS,
+                        lambda: counters_of(
+                            leader=leader_duties.stats,
+                            consensus=consensus.stats(),
+                            cluster_jobs=cluster_jobs.stats,
+                        ),
+                    )
+                ),
             ]
             await stop.wait()
             _log.info("node stopping", extra={"event": "node.stopping", "node": identity.name})
@@ -430,8 +440,30 @@ STATS_LOG_INTERVAL_SECONDS = 15.0
 pile up over a daemon's life."""
 
 
-async def log_daemon_stats(interval: float) -> None:
-    """Every ``interval`` seconds, one debug record with the number of asyncio tasks."""
+def counters_of(**groups: Any) -> dict[str, int]:
+    """Counter dataclasses as one flat record: ``leader_tasks_failed``,
+    ``consensus_sends_messages_dropped``... (the JSON log keeps scalars as they are)."""
+
+    def flatten(prefix: str, value: Any) -> dict[str, int]:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if isinstance(value, dict):
+            flat: dict[str, int] = {}
+            for key, item in value.items():
+                flat.update(flatten(f"{prefix}_{key}", item))
+            return flat
+        return {prefix: int(value)}
+
+    found: dict[str, int] = {}
+    for name, group in groups.items():
+        found.update(flatten(name, group))
+    return found
+
+
+async def log_daemon_stats(interval: float, counters: Callable[[], dict[str, int]]) -> None:
+    """Every ``interval`` seconds, one debug record with the number of asyncio tasks
+    and the failure counters of the leader's duties, consensus and the queue (each
+    failure is also logged when it happens; these say how many since start)."""
     while True:
         await asyncio.sleep(interval)
         if _log.isEnabledFor(logging.DEBUG):
@@ -441,6 +473,7 @@ async def log_daemon_stats(interval: float) -> None:
                     "event": "daemon.stats",
                     "tasks": len(asyncio.all_tasks()),
                     "pid": os.getpid(),
+                    **counters(),
                 },
             )
 
