@@ -241,6 +241,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             network_mode=config.job_network_mode,
             on_event=events.publish,
             on_run_change=run_reporter.report,
+            on_allocation_change=local.allocation_changed,
             default_lease_seconds=config.run_lease_seconds,
             node_gpus=lambda: [index for index, _, _ in local.gpu_resources()],
         )

@@ -4,9 +4,10 @@ The static part (name, addresses, GPU inventory, runtimes) is fixed at start;
 the live part (GPU telemetry, host CPU and memory) is refreshed by
 :meth:`LocalNode.run_telemetry`, which does the blocking NVML and /proc reads
 in a worker thread so the event loop never waits on them. Which GPUs runs hold is
-not a reading but a fact the cluster schedules on and shows: a change is published
-within :data:`ALLOCATION_CHECK_SECONDS`, not at the next sample
-(:meth:`LocalNode.allocation_changed`).
+not a reading but a fact the cluster schedules on and shows: the run executor says
+when it changes (its ``on_allocation_change``), and :meth:`LocalNode.allocation_changed`
+publishes it at once, not at the next sample. Nothing polls for it: an idle node wakes
+only for its samples.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger("murmur.node")
 
 VERSION = "0.1.0"
-
-ALLOCATION_CHECK_SECONDS = 0.1
-"""How often :meth:`LocalNode.run_telemetry` looks, between samples, whether runs took
-or freed GPUs (a dict of the active runs: next to nothing)."""
-
 
 @dataclass
 class LocalNode:
@@ -123,9 +119,8 @@ class LocalNode:
 
     def allocation_changed(self) -> bool:
         """Publish this node's NodeInfo if runs took or freed GPUs (or started or
-        ended) since it was last published; returns whether it did. Called by
-        :meth:`run_telemetry` every :data:`ALLOCATION_CHECK_SECONDS`, and safe to
-        call from whatever starts or ends runs."""
+        ended) since it was last published; returns whether it did. Called by the
+        run executor whenever a run takes or frees GPUs, starts or ends."""
         if self.allocation() == self._allocation:
             return False
         self._publish()
@@ -146,16 +141,10 @@ class LocalNode:
         return self.gpu_probe.telemetry(), self._sampler.sample()
 
     async def run_telemetry(self, interval_seconds: float) -> None:
-        """Samples load forever (a failed sample is logged and the loop goes on), and
-        between samples publishes GPU allocation changes within
-        :data:`ALLOCATION_CHECK_SECONDS`."""
-        loop = asyncio.get_running_loop()
+        """Samples load forever (a failed sample is logged and the loop goes on)."""
         while True:
             try:
                 await self.sample_once()
             except Exception:
                 _log.exception("telemetry sample failed")
-            next_sample = loop.time() + interval_seconds
-            while (left := next_sample - loop.time()) > 0:
-                await asyncio.sleep(min(left, ALLOCATION_CHECK_SECONDS))
-                self.allocation_changed()
+            await asyncio.sleep(interval_seconds)

@@ -168,6 +168,7 @@ class RunExecutor:
         network_mode: str = "bridge",
         on_event: Callable[[EventRecord], None] = lambda event: None,
         on_run_change: Callable[[RunRecord], None] = lambda run: None,
+        on_allocation_change: Callable[[], object] = lambda: None,
         default_lease_seconds: float = 30.0,
         node_gpus: Callable[[], Collection[int]] | None = None,
     ) -> None:
@@ -176,6 +177,9 @@ class RunExecutor:
             on_event: gets every event written (for live watchers).
             on_run_change: gets a run's record after each of its recorded transitions;
                 called synchronously, so it must not block.
+            on_allocation_change: called (synchronously) once a run took or gave back
+                its GPUs or began or stopped counting as active, so that this node's
+                NodeInfo says so at once rather than at its next sample.
             default_lease_seconds: the lease after a (re)start, until a leader renews it.
             node_gpus: the indices of this node's GPUs; an assignment naming another is
                 refused. None: not checked.
@@ -189,6 +193,7 @@ class RunExecutor:
         self._network_mode = network_mode
         self._on_event = on_event
         self._on_run_change = on_run_change
+        self._on_allocation_change = on_allocation_change
         self._default_lease = default_lease_seconds
         self._node_gpus = node_gpus
         self._active: dict[str, _ActiveRun] = {}
@@ -295,6 +300,7 @@ class RunExecutor:
                 run, run.record, f"run {run.record.id} starting on {self._node} (GPUs {gpus})"
             )
             self._active[run.record.id] = run
+            self._allocation_changed()
             await self._publish_lease((run.record.id,))
             self._spawn(run)
             return run.record
@@ -598,6 +604,7 @@ class RunExecutor:
             await self._record(run, record, f"run {record.id}: {reason}")
             self._active.pop(record.id, None)
             self._published.pop(record.id, None)
+            self._allocation_changed()
 
     async def _record(self, run: _ActiveRun, record: RunRecord, message: str) -> None:
         """Writes the run's new record, its job's mirror and the event in one store
@@ -630,6 +637,12 @@ class RunExecutor:
         except Exception:
             _log.exception("reporting the change of run %s failed", record.id)
 
+    def _allocation_changed(self) -> None:
+        try:
+            self._on_allocation_change()
+        except Exception:
+            _log.exception("telling of a GPU allocation change failed")
+
     # ----------------------------------------------------------------- recovery
 
     async def _recover(self) -> None:
@@ -660,6 +673,7 @@ class RunExecutor:
                 )
                 run.handle = found.handle
                 self._active[record.id] = run
+                self._allocation_changed()
                 if record.state != states.RUNNING:
                     await self._started(run)
                 self._spawn(run)

@@ -25,6 +25,8 @@ NODE = "node-1"
 class Executor:
     jobs: RunExecutor
     changes: list[RunRecord] = field(default_factory=list)
+    allocations: list[dict[int, str]] = field(default_factory=list)
+    """The GPUs runs held each time the executor said its allocation changed."""
 
     def of(self, run_id: str) -> list[RunRecord]:
         return [record for record in self.changes if record.id == run_id]
@@ -54,6 +56,13 @@ async def executor(
     stops what still runs (unless ``stop_runs`` is False: a simulated daemon crash)."""
     runtime = ProcessRuntime(runs_dir=runs_dir, node_name=NODE)
     changes: list[RunRecord] = []
+    allocations: list[dict[int, str]] = []
+    jobs: RunExecutor | None = None
+
+    def allocation_changed() -> None:
+        assert jobs is not None
+        allocations.append(jobs.gpu_holders())
+
     jobs = RunExecutor(
         store=store,
         node_name=NODE,
@@ -62,12 +71,13 @@ async def executor(
         datasets=lambda: {},
         stop_grace_seconds=1.0,
         on_run_change=changes.append,
+        on_allocation_change=allocation_changed,
         default_lease_seconds=lease,
         node_gpus=lambda: range(8),
     )
     task = asyncio.create_task(jobs.run())
     try:
-        yield Executor(jobs, changes)
+        yield Executor(jobs, changes, allocations)
         if stop_runs:
             for record in await jobs.runs_report(term=jobs.highest_term, lease_seconds=lease):
                 await jobs.stop_run(record.id, term=jobs.highest_term, reason="teardown")

@@ -59,6 +59,11 @@ class VoterManager:
 
     async def run(self) -> None:
         while True:
+            if not self._consensus.is_leader:
+                # Only the leader decides. A follower waits for a change of role (or
+                # applied entries), not a timer: an idle voter does not wake for this.
+                await self._consensus.applied_signal().wait()
+                continue
             await asyncio.sleep(INTERVAL_SECONDS)
             if not self._consensus.is_leader:
                 continue

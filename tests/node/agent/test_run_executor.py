@@ -51,6 +51,18 @@ async def test_an_assigned_run_succeeds_and_every_transition_is_reported(
     ]  # fmt: skip
 
 
+async def test_taking_and_freeing_gpus_is_told_once_the_books_show_it(
+    store: Store, runs_dir: Path
+) -> None:
+    """This node's NodeInfo is published from it at once (nothing polls): each call
+    must already see the run's GPUs taken, then given back."""
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("j9.1", "true", gpus=(2, 5)))
+        await node.ended("j9.1")
+        await until(lambda: len(node.allocations) >= 2)
+    assert node.allocations[:2] == [{2: "j9", 5: "j9"}, {}]
+
+
 async def test_a_failing_run_ends_failed_with_its_exit_code_and_is_not_retried(
     store: Store, runs_dir: Path
 ) -> None:
