@@ -33,6 +33,7 @@ _log = logging.getLogger("murmur.node")
 
 VERSION = "0.1.0"
 
+
 @dataclass
 class LocalNode:
     """Static facts and the latest measured load of the node this daemon runs."""
