@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from murmur.node.agent.convert import gpu_inventory_message, node_load_message, timestamp
 from murmur.node.agent.gpus import GpuInventory, GpuProbe, GpuTelemetry
@@ -26,12 +26,26 @@ from murmur.node.broadcast import Broadcaster
 from murmur.node.config import HostPort
 from murmur.v1 import types_pb2
 
-if TYPE_CHECKING:
-    from murmur.node.control.consensus.runner import ConsensusStatus
-
 _log = logging.getLogger("murmur.node")
 
 VERSION = "0.1.0"
+
+
+class ElectionFacts(Protocol):
+    """This node's Raft view as it is told (a ``ConsensusStatus`` has it): declared
+    here so that this module, which the control plane reads, does not import it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def term(self) -> int: ...
+
+    @property
+    def leader(self) -> str | None: ...
+
+    @property
+    def voters(self) -> frozenset[str]: ...
 
 
 @dataclass
@@ -53,7 +67,7 @@ class LocalNode:
     active_runs: Callable[[], int] = lambda: 0
     datasets: Callable[[], list[types_pb2.Dataset]] = list
     """This node's dataset catalog, gossiped with the rest of its facts."""
-    election: Callable[[], ConsensusStatus | None] = lambda: None
+    election: Callable[[], ElectionFacts | None] = lambda: None
     """This node's Raft view (node/control/consensus; ``None`` without one): its voter flag,
     whether it leads and its term are gossiped so that any node can tell clients who
     leads, and the cluster view takes every node's role from it."""

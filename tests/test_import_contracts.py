@@ -46,6 +46,11 @@ ROOMS = (
 )
 
 
+HOUSE = tuple(room for room in ROOMS if room.count(".") <= 2 and room != f"{NODE}.agent.runtimes")
+"""The rooms taken whole: node/control with all it holds, node/agent likewise, so an
+arrow from one sub-room back to a room that uses another is a cycle too."""
+
+
 def node_root_modules() -> tuple[str, ...]:
     """The daemon's wiring at the root of node/: each is a room of its own."""
     return tuple(f"{NODE}.{path.stem}" for path in sorted((ROOT / "node").glob("*.py")))
@@ -72,6 +77,12 @@ def murmur_contracts(extra_sources: tuple[Path, ...] = ()) -> Contracts:
                 "the control plane drives the agent, never the other way",
             ),
             Forbidden(
+                f"{NODE}.control",
+                (f"{NODE}.api",),
+                "the API calls the control plane; the leader reaches nodes through the "
+                "protocols it declares (node/control/leader/node_calls.py)",
+            ),
+            Forbidden(
                 f"{NODE}.jobspec",
                 (f"{NODE}.control", f"{NODE}.agent", f"{NODE}.api"),
                 "both sides share it",
@@ -85,7 +96,13 @@ def murmur_contracts(extra_sources: tuple[Path, ...] = ()) -> Contracts:
                 for module in CLIENT_LIBRARY
             ),
         ],
-        acyclic=[Acyclic((*ROOMS, *node_root_modules()), why="dependencies point one way")],
+        acyclic=[
+            Acyclic((*ROOMS, *node_root_modules()), why="dependencies point one way"),
+            Acyclic(
+                (*HOUSE, *node_root_modules()),
+                why="between the daemon's rooms, taken whole, too",
+            ),
+        ],
         extra_sources=extra_sources,
     )
 
@@ -154,6 +171,18 @@ PLANTS = [
         "from murmur.node.control import drain",
         "a package cycle: murmur.node.control",
         id="cycle-through-the-parent-room",
+    ),
+    pytest.param(
+        "node/control/leader/duties.py",
+        "from murmur.node.api.services.runs import RunStubs",
+        "murmur.node.control must not import murmur.node.api",
+        id="control-imports-the-api",
+    ),
+    pytest.param(
+        "node/control/leader/dispatch.py",
+        "from murmur.node.api.rpc import status_map",
+        "a package cycle",
+        id="cycle-between-rooms-taken-whole",
     ),
     pytest.param(
         "node/control/raft/log.py",

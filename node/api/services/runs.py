@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import grpc.aio
@@ -23,6 +23,7 @@ import grpc.aio
 from murmur.node.agent.executor import RunAssignment, RunExecutor
 from murmur.node.agent.run_convert import run_message
 from murmur.node.api.rpc.status_map import status_for
+from murmur.node.control.leader.node_calls import RunCalls
 from murmur.node.errors import InvalidArgumentError
 from murmur.v1 import node_pb2
 
@@ -73,27 +74,9 @@ async def list_runs(
     )
 
 
-class RunCalls(Protocol):
-    """The part of a node's NodeService stub the leader's duties use."""
-
-    @property
-    def StartRun(self) -> Callable[..., Awaitable[node_pb2.StartRunResponse]]: ...
-
-    @property
-    def StopRun(self) -> Callable[..., Awaitable[node_pb2.StopRunResponse]]: ...
-
-    @property
-    def ListRuns(self) -> Callable[..., Awaitable[node_pb2.ListRunsResponse]]: ...
-
-
-class NodeStubs(Protocol):
-    """Where the leader's duties get a node's run calls, by the node's address."""
-
-    def node_stub(self, address: str) -> RunCalls: ...
-
-
 class LocalNodeStub:
-    """This node's run calls, made in-process (see the module docstring)."""
+    """This node's run calls, made in-process (see the module docstring): a
+    ``RunCalls``, as the leader's duties (node/control/leader/node_calls.py) ask."""
 
     def __init__(self, executor: RunExecutor) -> None:
         self._executor = executor
@@ -147,7 +130,7 @@ class LocalNodeStub:
 
 class RunStubs:
     """The run calls for a node's address: this node's in-process, every other
-    node's over the shared peer channels."""
+    node's over the shared peer channels (the leader's ``NodeStubs``)."""
 
     def __init__(self, peers: PeerTransport, local_address: str, local: LocalNodeStub) -> None:
         self._peers = peers

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from murmur.node.control.consensus.runner import ConsensusStatus
+from murmur.node.local_node import ElectionFacts
 from murmur.v1 import types_pb2
 
 DOWN_STATES = (types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT)
@@ -48,7 +48,7 @@ class Leadership:
 
 
 def raft_leadership(
-    local: ConsensusStatus | None, address_of: Callable[[str], str]
+    local: ElectionFacts | None, address_of: Callable[[str], str]
 ) -> Leadership | None:
     """The leadership as a voter's own Raft knows it; ``None`` when this node is not
     a voter (it may not hear the leader: see :func:`known_leadership`). Needs only
@@ -67,7 +67,7 @@ def raft_leadership(
 
 
 def known_leadership(
-    local: ConsensusStatus | None, nodes: Iterable[types_pb2.NodeInfo]
+    local: ElectionFacts | None, nodes: Iterable[types_pb2.NodeInfo]
 ) -> Leadership:
     """The leadership as ``local`` Raft state and gossiped ``nodes`` tell it."""
     nodes = list(nodes)

@@ -37,11 +37,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from murmur.node.api.services.runs import NodeStubs
 from murmur.node.control.cluster_view import ClusterView
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.leader.dispatch import RunDispatch
-from murmur.node.control.leader.node_calls import NodeCalls
+from murmur.node.control.leader.node_calls import NodeCalls, NodeStubs
 from murmur.node.control.leader.node_loss import NodeLoss
 from murmur.node.control.leader.placing import JobPlacer
 from murmur.node.control.leader.reconcile import Reconciler

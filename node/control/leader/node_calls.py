@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 import grpc.aio
 
-from murmur.node.api.services.runs import NodeStubs
 from murmur.node.control.cluster_view import DOWN_STATES, ClusterView
 from murmur.node.control.leader.stats import LeaderStats
 from murmur.v1 import node_pb2, types_pb2
@@ -28,6 +29,27 @@ CALL_TIMEOUT_SECONDS = 3.0
 """Deadline of a call to a node (at most a third of the lease)."""
 
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class RunCalls(Protocol):
+    """The part of a node's NodeService stub the leader's duties use. Declared here,
+    where it is used: the API provides it (a gRPC stub, or its in-process
+    ``LocalNodeStub``), and the control plane never imports the API."""
+
+    @property
+    def StartRun(self) -> Callable[..., Awaitable[node_pb2.StartRunResponse]]: ...
+
+    @property
+    def StopRun(self) -> Callable[..., Awaitable[node_pb2.StopRunResponse]]: ...
+
+    @property
+    def ListRuns(self) -> Callable[..., Awaitable[node_pb2.ListRunsResponse]]: ...
+
+
+class NodeStubs(Protocol):
+    """Where the leader's duties get a node's run calls, by the node's address."""
+
+    def node_stub(self, address: str) -> RunCalls: ...
 
 
 class NodeCalls:
