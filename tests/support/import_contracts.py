@@ -183,14 +183,18 @@ def check(root: Path, contracts: Contracts) -> list[str]:
     ours = [item for item in found if within(item.imported, top)]
     broken: list[str] = []
 
-    sources = [(path, module_name(path, root)) for path in source_files(root, top)]
+    # The package's imports are read once (``found``; resolving keeps the top-level
+    # name); the extra trees (tests) only for this rule.
+    everywhere = list(found)
     for extra in contracts.extra_sources:
-        sources += [(path, module_name(path, root)) for path in sorted(extra.rglob("*.py"))]
-    for path, module in sources:
-        for imported, line in imports_of(path, module):
-            if imported.split(".")[0] in OLD_TOP_LEVEL_NAMES:
-                where = _where(Import(module, imported, path, line), root)
-                broken.append(f"{where} imports {imported}: our code is {top}.* only")
+        for path in sorted(extra.rglob("*.py")):
+            module = module_name(path, root)
+            everywhere += [
+                Import(module, name, path, line) for name, line in imports_of(path, module)
+            ]
+    for item in everywhere:
+        if item.imported.split(".")[0] in OLD_TOP_LEVEL_NAMES:
+            broken.append(f"{_where(item, root)} imports {item.imported}: our code is {top}.* only")
 
     for rule in contracts.forbidden:
         for item in ours:
