@@ -5,6 +5,7 @@
 #   make chaos   randomized fault rounds against real 5-node clusters (CHAOS_ROUNDS, CHAOS_SEED)
 #   make soak    mixed load + faults against a real cluster for a set time, checked throughout
 #                (SOAK_MINUTES, SOAK_NODES, SOAK_SEED; SOAK_REPORT=FILE for the JSON report)
+#   make fuzz    hostile requests to every RPC of a real node (FUZZ_CASES, FUZZ_SEED)
 #   make proto   regenerate the gRPC stubs from proto/
 #   make lint    ruff + mypy
 
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/murmur/v1/*.proto)
 
-.PHONY: install up test test-deps lint proto bench chaos soak clean
+.PHONY: install up test test-deps lint proto bench chaos soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +79,14 @@ SOAK_REPORT ?=
 soak: install test-deps
 	$(BIN)/python -m tests.soak.run --minutes $(SOAK_MINUTES) --nodes $(SOAK_NODES) \
 		--seed $(SOAK_SEED) $(if $(SOAK_REPORT),--report $(SOAK_REPORT))
+
+# Generated, mutated and garbage requests to every ClusterService and NodeService method
+# of a real node, as admin, member, viewer and node; exit 1 on a handler crash (UNKNOWN,
+# INTERNAL), a refusal without a message, or a node that stops answering GetStatus.
+FUZZ_CASES ?= 10000
+FUZZ_SEED ?= 1
+fuzz: install
+	$(BIN)/python -m tests.fuzz.rpc --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

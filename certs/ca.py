@@ -81,6 +81,7 @@ class CertificateAuthority:
         common_name: str = "Murmur lab CA",
         validity_days: int = 3650,
         now: datetime | None = None,
+        passphrase: bytes | None = None,
     ) -> CertificateAuthority:
         """Create a new lab CA and write `ca.key` (0600) and `ca.crt` into `directory`.
 
@@ -89,6 +90,7 @@ class CertificateAuthority:
             common_name: the CA certificate's subject CN.
             validity_days: how long the CA certificate is valid.
             now: the current time (tests inject it).
+            passphrase: encrypt `ca.key` with it (None: the key is stored in the clear).
 
         Raises:
             CAExistsError: `directory` already holds `ca.key` or `ca.crt`.
@@ -132,19 +134,74 @@ class CertificateAuthority:
             .sign(key, signature_hash(key))
         )
         authority = cls(key, certificate)
-        create_private_directory(directory)
-        # The certificate first: `ca.key` is what marks a complete CA.
-        write_public_file(directory / CA_CERTIFICATE_FILE, authority.certificate_pem)
-        write_private_file(directory / CA_KEY_FILE, private_key_pem(key))
+        authority.write(directory, passphrase=passphrase)
         return authority
 
+    def write(self, directory: Path, *, passphrase: bytes | None = None) -> None:
+        """Write `ca.crt` (0644) and `ca.key` (0600, encrypted when `passphrase` is
+        given) into `directory`, replacing what is there, each atomically.
+
+        Raises:
+            CertificateFileError: the files cannot be written.
+        """
+        create_private_directory(directory)
+        # The certificate first: `ca.key` is what marks a complete CA.
+        write_public_file(directory / CA_CERTIFICATE_FILE, self.certificate_pem)
+        write_private_file(directory / CA_KEY_FILE, self.private_key_pem(passphrase))
+
+    def private_key_pem(self, passphrase: bytes | None = None) -> bytes:
+        """The CA key, PKCS#8 PEM; encrypted with `passphrase` when one is given.
+
+        For `ca.key` and for handing the key to another voter over mutual TLS
+        (node/identity/ca_custody.py); never for anything else.
+        """
+        if not passphrase:
+            return private_key_pem(self._private_key)
+        return self._private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        )
+
     @classmethod
-    def load(cls, directory: Path) -> CertificateAuthority:
+    def from_pem(
+        cls, key_pem: bytes, certificate_pem: bytes, *, passphrase: bytes | None = None
+    ) -> CertificateAuthority:
+        """A CA from its key and certificate PEM (what another voter handed over).
+
+        Raises:
+            CertificateFileError: either is corrupt, the key is encrypted and no (or
+                the wrong) passphrase was given, or they do not belong together.
+        """
+        key = _load_key(key_pem, passphrase, "the CA key")
+        certificate = _load_certificate(certificate_pem, "the CA certificate")
+        problem = _ca_pair_problem(key, certificate)
+        if problem is not None:
+            raise CertificateFileError(f"cannot load the lab CA: {problem}")
+        return cls(key, certificate)
+
+    @staticmethod
+    def key_is_encrypted(directory: Path) -> bool:
+        """Whether `ca.key` in `directory` is stored encrypted (False when absent)."""
+        try:
+            head = (directory / CA_KEY_FILE).read_bytes()[:64]
+        except OSError:
+            return False
+        return b"ENCRYPTED" in head
+
+    @classmethod
+    def load(cls, directory: Path, *, passphrase: bytes | None = None) -> CertificateAuthority:
         """Load the lab CA from `directory`.
+
+        Args:
+            directory: where `ca.key` and `ca.crt` are.
+            passphrase: what `ca.key` is encrypted with, if it is; ignored for a key
+                stored in the clear.
 
         Raises:
             CANotFoundError: `directory` holds no `ca.key`.
-            CertificateFileError: a file is unreadable, corrupt, or they do not match.
+            CertificateFileError: a file is unreadable, corrupt, encrypted without the
+                right passphrase given, or they do not match.
         """
         key_path = directory / CA_KEY_FILE
         certificate_path = directory / CA_CERTIFICATE_FILE
@@ -152,23 +209,8 @@ class CertificateAuthority:
             raise CANotFoundError(f"no lab CA at {directory} ({key_path} is missing)")
         key_data = _read(key_path)
         certificate_data = _read(certificate_path)
-        try:
-            key = serialization.load_pem_private_key(key_data, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise CertificateFileError(
-                f"cannot load the CA key {key_path}: corrupt or encrypted PEM"
-            ) from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
-            raise CertificateFileError(
-                f"cannot load the CA key {key_path}: "
-                f"{describe_public_key(key.public_key())} keys are not supported"
-            )
-        try:
-            certificate = x509.load_pem_x509_certificate(certificate_data)
-        except ValueError:
-            raise CertificateFileError(
-                f"cannot load the CA certificate {certificate_path}: corrupt PEM"
-            ) from None
+        key = _load_key(key_data, passphrase, f"the CA key {key_path}")
+        certificate = _load_certificate(certificate_data, f"the CA certificate {certificate_path}")
         problem = _ca_pair_problem(key, certificate)
         if problem is not None:
             raise CertificateFileError(f"cannot load the lab CA from {directory}: {problem}")
@@ -203,6 +245,7 @@ class CertificateAuthority:
         validity_days: int,
         node_addresses: Sequence[str] = (),
         now: datetime | None = None,
+        not_before_floor: datetime | None = None,
     ) -> bytes:
         """Sign a CSR into a leaf certificate for `name` with `role`.
 
@@ -223,6 +266,9 @@ class CertificateAuthority:
             validity_days: how long the certificate is valid.
             node_addresses: addresses a node listens on ("10.0.0.5:7000", "gpu1").
             now: the current time (tests inject it).
+            not_before_floor: the certificate starts no earlier than this (aware): a
+                name revoked at T gets certificates that start after T, which the
+                cluster's deny list accepts (murmur.node.deny_list).
 
         Returns:
             The certificate, PEM.
@@ -263,7 +309,7 @@ class CertificateAuthority:
             .issuer_name(self._certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(moment - CLOCK_SKEW_ALLOWANCE)
+            .not_valid_before(_start(moment, not_before_floor))
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -350,6 +396,31 @@ def _ca_pair_problem(key: PrivateKey, certificate: x509.Certificate) -> str | No
     return None
 
 
+def _load_key(data: bytes, passphrase: bytes | None, what: str) -> PrivateKey:
+    encrypted = b"ENCRYPTED" in data[:64]
+    if encrypted and not passphrase:
+        raise CertificateFileError(
+            f"cannot load {what}: it is encrypted and no passphrase was given"
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        problem = "wrong passphrase or corrupt PEM" if encrypted else "corrupt PEM"
+        raise CertificateFileError(f"cannot load {what}: {problem}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise CertificateFileError(
+            f"cannot load {what}: {describe_public_key(key.public_key())} keys are not supported"
+        )
+    return key
+
+
+def _load_certificate(data: bytes, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise CertificateFileError(f"cannot load {what}: corrupt PEM") from None
+
+
 def _csr_public_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     try:
         request = x509.load_pem_x509_csr(csr_pem)
@@ -382,3 +453,9 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise CertificateFileError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def _start(moment: datetime, floor: datetime | None) -> datetime:
+    """A leaf's ``not_before``: backdated for clock skew, but never before ``floor``."""
+    start = moment - CLOCK_SKEW_ALLOWANCE
+    return start if floor is None else max(start, floor)

@@ -16,6 +16,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
@@ -203,7 +204,11 @@ class AsyncClient:
         """Submits a job and returns it as the leader accepted it (with its id).
 
         Args:
-            spec: What to run and what it needs.
+            spec: What to run and what it needs. ``spec.secrets`` are environment
+                variables whose values no call ever returns, not even to you: jobs
+                come back with their names in ``spec.secret_names``. Env values and
+                logs are for the job's owner and admins; others see env values as
+                ``<redacted>``.
             idempotency_key: Submissions with the same key create one job; a fresh
                 random key is used when None. The key is what makes retrying a
                 submission after a lost connection safe.
@@ -437,14 +442,33 @@ class AsyncClient:
         limit: int = 100,
         user: str = "",
         before_id: int = 0,
+        since: datetime | None = None,
+        action: str = "",
         timeout: float | None = None,
         metadata: CallMetadata = (),
     ) -> list[types_pb2.AuditRecord]:
-        """The newest audit records (admin), before `before_id` when given (to page back)."""
+        """The cluster's newest audit records, newest first (admin): every node answers
+        the same. Page back with `before_id` (the smallest id of a page); filter by
+        `user`, `action` (an RPC name, e.g. "SubmitJob") and `since` (a naive datetime
+        is taken as UTC)."""
         stub = self._connected_stub()
-        request = cluster_pb2.ListAuditRequest(limit=limit, user=user, before_id=before_id)
+        request = cluster_pb2.ListAuditRequest(
+            limit=limit, user=user, before_id=before_id, action=action
+        )
+        if since is not None:
+            request.since.FromDatetime(since)
         response = await self._unary(stub.ListAudit, request, timeout, metadata, retry=True)
         return list(response.records)
+
+    @translate_rpc_errors
+    async def verify_audit(
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> cluster_pb2.VerifyAuditResponse:
+        """Checks the hash chain of the audit trail the node holds (admin): `intact`, or
+        the first bad entry (`bad_id`) and what is wrong with it (`problem`)."""
+        stub = self._connected_stub()
+        request = cluster_pb2.VerifyAuditRequest()
+        return await self._unary(stub.VerifyAudit, request, timeout, metadata, retry=True)
 
     # ------------------------------------------------------------- CA operations
 
@@ -481,6 +505,37 @@ class AsyncClient:
             name=name, role=role, csr_pem=csr_pem, ttl_days=ttl_days
         )
         return await self._unary(stub.IssueUserCertificate, request, timeout, metadata, retry=False)
+
+    # --------------------------------------------------------------- revocations
+
+    @translate_rpc_errors
+    async def revoke_certificate(
+        self,
+        *,
+        name: str = "",
+        serial: str = "",
+        reason: str = "",
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> cluster_pb2.RevokeCertificateResponse:
+        """Revokes certificates cluster-wide (admin): by `name`, every certificate of
+        that user or node issued up to now (a later `murmur user add` issues one that
+        works); by `serial` (hex), exactly one. Every node refuses it within seconds
+        and ends its open streams. Revoking a user cancels none of their jobs: the
+        answer's `active_jobs` lists their pending and running ones."""
+        stub = self._connected_stub()
+        request = cluster_pb2.RevokeCertificateRequest(name=name, serial=serial, reason=reason)
+        return await self._unary(stub.RevokeCertificate, request, timeout, metadata, retry=False)
+
+    @translate_rpc_errors
+    async def list_revocations(
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> cluster_pb2.ListRevocationsResponse:
+        """The certificate revocations the node enforces, in the order they were made
+        (admin)."""
+        stub = self._connected_stub()
+        request = cluster_pb2.ListRevocationsRequest()
+        return await self._unary(stub.ListRevocations, request, timeout, metadata, retry=True)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -278,8 +278,11 @@ class Client:
     get_dataset = _blocking(AsyncClient.get_dataset)
     watch_events = _iterating(AsyncClient.watch_events)
     list_audit = _blocking(AsyncClient.list_audit)
+    verify_audit = _blocking(AsyncClient.verify_audit)
     create_join_token = _blocking(AsyncClient.create_join_token)
     issue_user_certificate = _blocking(AsyncClient.issue_user_certificate)
+    revoke_certificate = _blocking(AsyncClient.revoke_certificate)
+    list_revocations = _blocking(AsyncClient.list_revocations)
 
 
 def _close(loop_thread: EventLoopThread, async_client: AsyncClient) -> None:

@@ -132,6 +132,21 @@ class NodeConfig:
     """Where jobs' working dirs, virtualenvs and conda envs may live. Empty: anywhere
     absolute (the process runtime runs code as the daemon's user regardless)."""
 
+    job_accounts: Mapping[str, str] = field(default_factory=dict)
+    """Certificate name → Unix account, for users whose account on this node has
+    another name (``[node.job_accounts]``; ``alice = "asmith"``). Without an entry
+    a user's jobs run as the account of the user's own name."""
+
+    job_fallback_account: str | None = None
+    """The account that runs the jobs of users with neither an entry in
+    ``job_accounts`` nor an account of their name (a shared ``murmur-jobs``, say).
+    None: such jobs are refused with the reason."""
+
+    allow_root_jobs: bool = False
+    """Whether a job may run as root here (a user mapped to root, or root as the
+    fallback). Off: refused, so that nobody is root on a node by accident. ``murmur
+    up`` run by root turns it on for its own demo nodes."""
+
     docker_host: str | None = None
     """Docker engine for the docker runtime. Default: ``$DOCKER_HOST``, else the default socket."""
 
@@ -158,6 +173,22 @@ class NodeConfig:
     """How often this node's facts, load included, are re-read for gossip; a new
     version goes out when they changed. A drain, or GPUs taken or freed by a run, go
     out within half a second regardless."""
+
+    cert_renew_fraction: float = 2 / 3
+    """This node renews its certificate once this fraction of its lifetime has passed
+    (node/identity/renewal.py): well before expiry, with time to retry."""
+
+    cert_renew_check_seconds: float = 3600.0
+    """How often the node looks at its certificate's age."""
+
+    ca_custody_interval_seconds: float = 5.0
+    """How often a voter without the CA key looks for a holder to fetch it from
+    (node/identity/ca_custody.py)."""
+
+    ca_passphrase_file: Path | None = None
+    """A file whose first line is the passphrase the CA key is encrypted with at rest.
+    The passphrase itself is read from ``$MURMUR_CA_PASSPHRASE`` when set, never
+    from this configuration (it must not sit in a file next to the key)."""
 
     join_token_ttl_seconds: int = 3600
     """Lifetime of a join token when ``murmur token create`` gives none."""
@@ -227,9 +258,13 @@ class NodeConfig:
             "voter_stabilization_seconds",
             "run_lease_seconds",
             "run_start_timeout_seconds",
+            "cert_renew_check_seconds",
+            "ca_custody_interval_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if not 0 < self.cert_renew_fraction < 1:
+            raise ConfigError("cert_renew_fraction must be between 0 and 1 (e.g. 0.67)")
         if not self.job_retention_seconds >= 0:
             raise ConfigError("job_retention_seconds must be 0 (keep every job) or positive")
         if self.raft_snapshot_entries < 1:
@@ -265,6 +300,11 @@ class NodeConfig:
         return self.data_dir / "runs"
 
     @property
+    def scratch_dir(self) -> Path:
+        """Runs without a working dir get one here, owned by their account."""
+        return self.data_dir / "work"
+
+    @property
     def store_path(self) -> Path:
         return self.data_dir / "murmur.db"
 
@@ -289,7 +329,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if name == "seeds":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(HostPort.parse(str(i), what=what) for i in items if str(i).strip())
-        if name == "data_dir":
+        if name in {"data_dir", "ca_passphrase_file"}:
             return Path(str(value)).expanduser()
         if name in {"data_roots", "job_path_roots"}:
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -305,6 +345,12 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                     raise ConfigError(f"{what}: label {pair!r} must look like KEY=VALUE")
                 labels[key] = val
             return labels
+        if name == "job_accounts":
+            return _account_table(value, what)
+        if name == "job_fallback_account":
+            return str(value) or None  # "" (an env var or flag set empty): none
+        if name == "allow_root_jobs":
+            return _boolean(value, what)
         if name == "job_retention_seconds":
             return _duration_seconds(value, what)
         if name in {
@@ -316,6 +362,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "voter_stabilization_seconds",
             "run_lease_seconds",
             "run_start_timeout_seconds",
+            "cert_renew_fraction",
+            "cert_renew_check_seconds",
+            "ca_custody_interval_seconds",
         }:
             if isinstance(value, bool):
                 raise ConfigError(f"{what} must be a number, got {value!r}")
@@ -337,6 +386,32 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{what}: {exc}") from None
+
+
+def _account_table(value: Any, what: str) -> dict[str, str]:
+    """``{name: account}`` from a TOML table or ``NAME=ACCOUNT,...`` text."""
+    if isinstance(value, Mapping):
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+    else:
+        pairs = []
+        for item in str(value).split(","):
+            if item.strip():
+                key, sep, account = item.strip().partition("=")
+                if not sep:
+                    raise ConfigError(f"{what}: {item!r} must look like NAME=ACCOUNT")
+                pairs.append((key, account))
+    for key, account in pairs:
+        if not key or not account:
+            raise ConfigError(f"{what}: {key}={account} needs a name and an account")
+    return dict(pairs)
+
+
+def _boolean(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+        return value.lower() in {"true", "1", "yes"}
+    raise ConfigError(f"{what} must be true or false, got {value!r}")
 
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -395,11 +470,7 @@ def _coerce_gossip(name: str, value: Any, source: str) -> float | int | bool:
     kind = _GOSSIP_FIELDS[name].type
     what = f"gossip {name} (from {source})"
     if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
-            return value.lower() in {"true", "1", "yes"}
-        raise ConfigError(f"{what} must be true or false, got {value!r}")
+        return _boolean(value, what)
     if isinstance(value, bool):
         raise ConfigError(f"{what} must be a number, got {value!r}")
     try:

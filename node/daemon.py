@@ -20,7 +20,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,14 +31,15 @@ from murmur.node.agent.convert import dataset_message
 from murmur.node.agent.datasets import DatasetCatalog
 from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.gpus import GpuSource, open_gpu_probe
+from murmur.node.agent.runtimes.accounts import AccountPolicy
 from murmur.node.agent.runtimes.base import Runtime
 from murmur.node.agent.runtimes.docker import DockerRuntime
 from murmur.node.agent.runtimes.process import ProcessRuntime
 from murmur.node.api.peer_client import PeerClient
-from murmur.node.api.server import build_api_server, build_join_server
+from murmur.node.api.server import build_api_server
 from murmur.node.api.services.cluster import ClusterServicer
-from murmur.node.api.services.join import JoinServicer
 from murmur.node.api.services.peer import PeerServicer
+from murmur.node.api.services.revocations import RevocationCalls
 from murmur.node.api.services.runs import LocalNodeStub, RunStubs
 from murmur.node.config import NodeConfig
 from murmur.node.control.cluster_view import ClusterView
@@ -51,21 +51,24 @@ from murmur.node.control.drain import NodeDrain
 from murmur.node.control.leader.drain_sync import DrainFlagSync
 from murmur.node.control.leader.duties import LeaderDuties
 from murmur.node.control.leader.retention import JobRetention
+from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
 from murmur.node.control.queue.job_archive import JobArchive
 from murmur.node.control.queue.state import ControlState
 from murmur.node.control.raft import ElectionConfig
+from murmur.node.control.revocation_sync import RevocationSync
 from murmur.node.control.run_reporter import RunReporter
 from murmur.node.data_dir_lock import lock_data_dir
+from murmur.node.deny_list import DenyList
 from murmur.node.errors import StartupError
 from murmur.node.event_log import EventLog
 from murmur.node.identity.bootstrap import obtain_identity
-from murmur.node.identity.enrollment import Enrollment
 from murmur.node.local_node import LocalNode
 from murmur.node.logs import configure_logging
 from murmur.node.membership import MembershipRunner, PeerTransport, encode_meta
 from murmur.node.membership.node_meta import LoadDamper
 from murmur.node.membership.seeds import SeedBook
+from murmur.node.trust import ClusterTrust
 from murmur.storage import Store, StoreError
 
 _log = logging.getLogger("murmur.node")
@@ -81,7 +84,9 @@ PEER_RECORD_INTERVAL_SECONDS = 30.0
 def build_runtimes(config: NodeConfig, node_name: str, *, real_gpus: bool) -> dict[str, Runtime]:
     """The process runtime always; docker too, whether or not an engine answers now."""
     return {
-        "process": ProcessRuntime(runs_dir=config.runs_dir, node_name=node_name),
+        "process": ProcessRuntime(
+            runs_dir=config.runs_dir, node_name=node_name, scratch_dir=config.scratch_dir
+        ),
         "docker": DockerRuntime(
             node_name=node_name,
             runs_dir=config.runs_dir,
@@ -105,11 +110,32 @@ async def describe_runtimes(local: LocalNode, runtimes: dict[str, Runtime]) -> N
     local.runtime_notes = "; ".join(notes)
 
 
+PRIVATE_UMASK = 0o077
+"""The daemon creates every file for itself alone unless it says otherwise: its
+store, logs and run files hold other users' jobs, secrets and keys."""
+
+SHARED_ENTRIES = frozenset({"work", "datasets"})
+"""Entries of the data dir that jobs' accounts reach by path: scratch dirs, and the
+default dataset root. Each guards its own contents."""
+
+
 def prepare_data_dir(path: Path) -> None:
-    """Creates the data dir (0700) and proves it is writable, or says why not."""
+    """Creates the data dir and proves it is writable, or says why not.
+
+    The data dir is 0711: nobody else may list it, but a job's account may pass
+    through to its own scratch dir (``work/<run>``) and to datasets. Everything else
+    in it is made private to the daemon (0700 or 0600 by the umask; entries of an
+    older version, created before that, lose their group and other bits here).
+    """
+    os.umask(PRIVATE_UMASK)
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.chmod(0o700)  # it holds the node's key: nobody else lists it
+        path.mkdir(mode=0o711, parents=True, exist_ok=True)
+        path.chmod(0o711)
+        for entry in path.iterdir():
+            if entry.name not in SHARED_ENTRIES and not entry.is_symlink():
+                mode = entry.stat().st_mode & 0o7777
+                if mode & 0o077:
+                    entry.chmod(mode & 0o7700)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
@@ -130,8 +156,13 @@ async def serve(config: NodeConfig, *, stop: asyncio.Event) -> None:
 
 
 async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) -> None:
-    for directory in (config.runs_dir, *config.effective_data_roots[:1]):
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config.runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not config.data_roots:
+        # Ours (``<data dir>/datasets``): traversable, so that jobs' accounts reach
+        # the datasets under it by name; an admin's own roots keep their modes.
+        default_root = config.effective_data_roots[0]
+        default_root.mkdir(parents=True, exist_ok=True)
+        default_root.chmod(0o711)
     try:
         identity = await obtain_identity(config)
     except CertificateError as exc:
@@ -234,6 +265,12 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         executor = RunExecutor(
             store=store,
             node_name=identity.name,
+            accounts=AccountPolicy(
+                mapping=config.job_accounts,
+                fallback=config.job_fallback_account,
+                allow_root=config.allow_root_jobs,
+            ),
+            job_path_roots=config.job_path_roots,
             runs_dir=config.runs_dir,
             runtimes=runtimes,
             datasets=datasets.paths,
@@ -257,9 +294,22 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             start_timeout_seconds=config.run_start_timeout_seconds,
         )
 
+        # The cluster's audit trail: this node's outbox shipped to the log, the chain
+        # every voter applies stored, ListAudit / VerifyAudit (node/control/queue/audit_trail.py).
+        audit_trail = AuditTrail(
+            store=store,
+            node_name=identity.name,
+            control=control,
+            consensus=consensus,
+            peers=transport,
+            leadership=leadership,
+            commit=cluster_jobs.commit,
+        )
+
         def applied(result: object) -> None:
             cluster_jobs.applied(result)
             leader_duties.applied(result)
+            audit_trail.applied(result)
 
         consensus.on_applied = applied
 
@@ -282,20 +332,37 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             drain=drain,
             node_stub=transport.node_stub,
         )
+        # Certificate revocations: kept in the store, learnt from the log and from
+        # peers, checked on every call (node/control/revocation_sync.py).
+        deny_list = DenyList()
+
+        def revocations_changed() -> None:
+            local.revocations_revision = deny_list.revision
+            membership.request_meta_refresh()
+
+        revocation_sync = RevocationSync(
+            deny_list=deny_list,
+            store=store,
+            control=control,
+            membership=membership,
+            cluster_stub=transport.cluster_stub,
+            on_change=revocations_changed,
+            own_identity=identity.bundle.identity,
+        )
+        await revocation_sync.load()
         local.gpu_holders = executor.gpu_holders
         local.active_runs = lambda: executor.active_run_count
         await describe_runtimes(local, runtimes)
-        enrollment = Enrollment(
-            ca=identity.ca,
-            store=store,
-            events=events,
-            join_port=config.advertise_join_address.port,
-            default_token_ttl=timedelta(seconds=config.join_token_ttl_seconds),
-            node_certificate_days=config.node_certificate_days,
-            user_certificate_days=config.user_certificate_days,
-        )
-        if identity.ca is not None:
-            await enrollment.reserve_own_name(identity.name)
+        # Enrollment, the CA key sealed to the voters, every holder's join listener,
+        # certificate renewal (node/trust.py).
+        peer_client = PeerClient(identity.bundle)
+        trust = ClusterTrust(
+            config=config, identity=identity, store=store, events=events, local=local,
+            deny_list=deny_list, commit=cluster_jobs.commit, view=view, consensus=consensus,
+            membership=membership, transport=transport, peer_client=peer_client,
+            on_local_change=consensus_changed,
+        )  # fmt: skip
+        enrollment = trust.enrollment
         health_servicer = HealthServicer()
         servers = [
             build_api_server(
@@ -315,9 +382,13 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     datasets=datasets,
                     drain=drain,
                     membership=membership,
-                    peers=PeerClient(identity.bundle),
+                    peers=peer_client,
                     peer_channels=transport,
                     consensus=consensus,
+                    audit_trail=audit_trail,
+                    revocations=RevocationCalls(
+                        sync=revocation_sync, cluster_jobs=cluster_jobs, node_name=identity.name
+                    ),
                 ),
                 peer=PeerServicer(
                     view=view,
@@ -326,18 +397,16 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     consensus=consensus,
                     cluster_jobs=cluster_jobs,
                     executor=executor,
+                    audit_trail=audit_trail,
                 ),
                 health_servicer=health_servicer,
+                audit_recorder=audit_trail.record,
+                deny_list=deny_list,
+                trust=trust.servicer,
+                certificates=trust.certificates,
             )
         ]
-        if identity.ca is not None:
-            servers.append(
-                build_join_server(
-                    listen=config.effective_join_listen,
-                    bundle=identity.bundle,
-                    join=JoinServicer(enrollment=enrollment, store=store, local=local),
-                )
-            )
+        await trust.start()
         await local.sample_once()
         for server in servers:
             await server.start()
@@ -366,8 +435,11 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 tasks.create_task(voter_manager.run()),
                 tasks.create_task(leader_duties.run()),
                 tasks.create_task(drain_sync.run()),
+                tasks.create_task(revocation_sync.run()),
+                tasks.create_task(trust.run()),
                 tasks.create_task(job_retention.run()),
                 tasks.create_task(job_archive.run()),
+                tasks.create_task(audit_trail.run()),
                 tasks.create_task(run_reporter.run()),
                 tasks.create_task(view.relay()),
                 tasks.create_task(
@@ -391,7 +463,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             # run meanwhile: the goodbye's acks come back through them.
             await membership.leave(LEAVE_TIMEOUT_SECONDS)
             await asyncio.gather(
-                *(server.stop(config.shutdown_grace_seconds) for server in servers)
+                *(server.stop(config.shutdown_grace_seconds) for server in servers),
+                trust.close(config.shutdown_grace_seconds),
             )
             # Runs keep going without us (supervisors, containers); the next start adopts them.
             for task in background:
@@ -399,6 +472,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             await cluster_jobs.close()
             with contextlib.suppress(StoreError):
                 await job_archive.flush()  # what the log forgot last, before the store closes
+            with contextlib.suppress(StoreError):
+                await audit_trail.flush()  # the audit chain applied, the outbox cursor
     finally:
         if transport is not None:
             await transport.close()

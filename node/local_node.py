@@ -73,6 +73,9 @@ class LocalNode:
     leads, and the cluster view takes every node's role from it."""
     draining: bool = False
     """An admin drained this node: it starts no new job (``murmur node drain``)."""
+    revocations_revision: int = 0
+    """The newest certificate revocation this node enforces (node/deny_list.py),
+    gossiped so that a node that knows an older one pulls the list."""
     _inventory: GpuInventory | None = None
     _telemetry: list[GpuTelemetry] = field(default_factory=list)
     _host_load: HostLoad | None = None
@@ -130,6 +133,7 @@ class LocalNode:
             started_at=timestamp(self.started_at),
             holds_ca=self.holds_ca,
             datasets=self.datasets(),
+            revocations_revision=self.revocations_revision,
         )
 
     def allocation_changed(self) -> bool:

@@ -25,6 +25,7 @@ from murmur.storage.records import (
     ArchivedJobRecord,
     AuditEntry,
     AuditRecord,
+    ChainedAuditRecord,
     DatasetRecord,
     EventRecord,
     JobRecord,
@@ -32,6 +33,7 @@ from murmur.storage.records import (
     RaftDurableState,
     RaftEntryRecord,
     RaftSnapshotRecord,
+    RevocationRecord,
     RunRecord,
 )
 from murmur.storage.store import EventDraft, Store
@@ -42,6 +44,7 @@ __all__ = [
     "ArchivedJobRecord",
     "AuditEntry",
     "AuditRecord",
+    "ChainedAuditRecord",
     "DatasetExistsError",
     "DatasetRecord",
     "EventDraft",
@@ -53,6 +56,7 @@ __all__ = [
     "RaftEntryRecord",
     "RaftSnapshotRecord",
     "RecordNotFoundError",
+    "RevocationRecord",
     "RunRecord",
     "Store",
     "StoreClosedError",

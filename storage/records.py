@@ -196,3 +196,39 @@ class RaftDurableState:
     voted_for: str | None
     snapshot: RaftSnapshotRecord | None
     entries: tuple[RaftEntryRecord, ...]
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    """A certificate revocation this node enforces: one RevokeCertificate entry of
+    the control log. Exactly one of ``name`` and ``serial`` is set."""
+
+    index: int
+    """The entry's log index."""
+    name: str
+    serial: str
+    revoked_at_us: int
+    """Microseconds since the epoch (the revoking admin's node's clock)."""
+    revoked_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChainedAuditRecord:
+    """An entry of the cluster's audit trail as a voter stores it (``audit_chain``):
+    an audited call, its place in the chain and its chain hash."""
+
+    seq: int
+    origin: str
+    """``"<node>/<incarnation>"``: whose outbox the call came from."""
+    origin_id: int
+    node: str
+    time_us: int
+    """Microseconds since the epoch, the clock of the node that took the call."""
+    user: str
+    role: str
+    action: str
+    target: str
+    result: str
+    detail: str
+    hash: bytes

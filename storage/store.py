@@ -40,6 +40,7 @@ from murmur.storage.records import (
     ArchivedJobRecord,
     AuditEntry,
     AuditRecord,
+    ChainedAuditRecord,
     DatasetRecord,
     EventRecord,
     JobRecord,
@@ -47,17 +48,20 @@ from murmur.storage.records import (
     RaftDurableState,
     RaftEntryRecord,
     RaftSnapshotRecord,
+    RevocationRecord,
     RunRecord,
 )
 from murmur.storage.repositories import (
     archived_jobs,
     audit,
+    audit_chain,
     datasets,
     events,
     jobs,
     join_tokens,
     meta,
     raft,
+    revocations,
     runs,
 )
 
@@ -334,6 +338,21 @@ class Store:
         async with self._reading() as connection:
             return await archived_jobs.count(connection)
 
+    # -- revocations -----------------------------------------------------------------
+
+    async def add_revocations(self, records: Sequence[RevocationRecord]) -> None:
+        """Keep revocations this node learnt, in one transaction; one already kept
+        (same log index) stays as it is."""
+        if not records:
+            return
+        async with self._writing() as connection:
+            await revocations.add_all(connection, records)
+
+    async def list_revocations(self) -> list[RevocationRecord]:
+        """Every revocation kept, in log order."""
+        async with self._reading() as connection:
+            return await revocations.list_all(connection)
+
     # -- events --------------------------------------------------------------------
 
     async def append_event(
@@ -406,6 +425,66 @@ class Store:
         page as ``before_id`` for the next page, and ``user`` to see one user's."""
         async with self._reading() as connection:
             return await audit.list_page(connection, limit=limit, before_id=before_id, user=user)
+
+    async def list_audit_after(self, after_id: int, *, limit: int = 500) -> list[AuditRecord]:
+        """Up to ``limit`` local audit records after ``after_id``, oldest first."""
+        async with self._reading() as connection:
+            return await audit.list_after(connection, after_id=after_id, limit=limit)
+
+    # -- audit chain (the cluster's trail, as this voter applied it) ----------------
+
+    async def put_audit_chain(
+        self,
+        records: Sequence[ChainedAuditRecord],
+        *,
+        anchor: tuple[int, bytes] | None = None,
+    ) -> None:
+        """Store chain entries in one transaction (one already stored stays as it
+        is), and ``anchor`` (seq, hash), a restored chain head, if given."""
+        if not records and anchor is None:
+            return
+        async with self._writing() as connection:
+            if anchor is not None:
+                await audit_chain.add_anchor(connection, *anchor)
+            await audit_chain.put_all(connection, records)
+
+    async def list_audit_chain(
+        self,
+        *,
+        limit: int = 100,
+        before_seq: int | None = None,
+        user: str | None = None,
+        action: str | None = None,
+        since_us: int | None = None,
+    ) -> list[ChainedAuditRecord]:
+        """Up to ``limit`` chain entries matching every filter given, newest first;
+        pass the smallest ``seq`` of a page as ``before_seq`` for the next page."""
+        async with self._reading() as connection:
+            return await audit_chain.list_page(
+                connection,
+                limit=limit,
+                before_seq=before_seq,
+                user=user,
+                action=action,
+                since_us=since_us,
+            )
+
+    async def audit_chain_after(
+        self, after_seq: int, *, limit: int = 1000
+    ) -> list[ChainedAuditRecord]:
+        """Up to ``limit`` chain entries after ``after_seq``, in chain order."""
+        async with self._reading() as connection:
+            return await audit_chain.list_after(connection, after_seq=after_seq, limit=limit)
+
+    async def audit_chain_last_seq(self) -> int:
+        """The last chain entry stored; 0 when none."""
+        async with self._reading() as connection:
+            return await audit_chain.last_seq(connection)
+
+    async def audit_anchors(self) -> dict[int, bytes]:
+        """The chain heads restored from snapshots: seq → hash."""
+        async with self._reading() as connection:
+            return await audit_chain.anchors(connection)
 
     # -- join tokens ---------------------------------------------------------------
 

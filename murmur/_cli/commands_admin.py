@@ -1,8 +1,9 @@
-"""Administration: ``ca init``, ``token create``, ``user add``, ``audit``."""
+"""Administration: ``ca init``, ``token create``, ``user add|renew``, ``audit``."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,19 @@ def register(commands: Any) -> None:
     init.add_argument(
         "--data-dir", type=Path, help="node data dir to hold the CA (default ~/.murmur/node)"
     )
-    init.add_argument("--admin-name", default="admin", help="name of the admin identity")
+    init.add_argument(
+        "--admin-name",
+        help="name of the admin identity (default: your Unix account's, so that your "
+        "jobs run as you)",
+    )
     init.add_argument(
         "--identity-out", type=Path, help="where to write it (default ~/.murmur/identity.pem)"
+    )
+    init.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="encrypt the CA key with the first line of FILE ($MURMUR_CA_PASSPHRASE wins)",
     )
     init.set_defaults(handler=ca_init_command)
 
@@ -48,10 +59,47 @@ def register(commands: Any) -> None:
     add.add_argument("--days", type=positive_int, help="certificate validity (default: the node's)")
     add_connection_flags(add)
     add.set_defaults(handler=user_add_command)
+    renew = user_actions.add_parser(
+        "renew",
+        help="reissue an existing user's bundle: a new key and certificate, same role",
+    )
+    renew.add_argument("name")
+    renew.add_argument(
+        "--out",
+        type=Path,
+        help="the user's bundle, replaced in place (default ./NAME.identity.pem)",
+    )
+    renew.add_argument(
+        "--role", choices=USER_ROLES, help="the role (default: the one in the bundle at --out)"
+    )
+    renew.add_argument(
+        "--days", type=positive_int, help="certificate validity (default: the node's)"
+    )
+    add_connection_flags(renew)
+    renew.set_defaults(handler=user_renew_command)
 
-    audit = commands.add_parser("audit", help="who did what, when, with what result")
-    audit.add_argument("--limit", type=positive_int, default=50)
-    audit.add_argument("--user", default="")
+    audit = commands.add_parser(
+        "audit",
+        help="who did what, when, through which node, with what result (the cluster's trail)",
+        description="The cluster's audit trail, oldest first, the same from every node. "
+        "`murmur audit verify` checks its hash chain on the node reached instead.",
+    )
+    audit.add_argument(
+        "audit_action",
+        nargs="?",
+        choices=("verify",),
+        metavar="verify",
+        help="check the trail's hash chain on the node reached (exit 1 if it is broken)",
+    )
+    audit.add_argument("--limit", type=positive_int, default=50, help="newest N entries")
+    audit.add_argument("--user", default="", help="only this user's calls")
+    audit.add_argument(
+        "--since",
+        type=parse_since,
+        metavar="T",
+        help="only calls since T: a duration ago (30m, 2d) or a UTC time (2026-12-05T14:00)",
+    )
+    audit.add_argument("--action", default="", help="only this RPC, e.g. SubmitJob")
     add_connection_flags(audit)
     add_json_flag(audit)
     audit.set_defaults(handler=audit_command)
@@ -70,10 +118,19 @@ def ca_init_command(args: argparse.Namespace) -> int:
         raise CommandError(f"a CA already exists in {ca_dir}")
     if identity_out.exists():
         raise CommandError(f"{identity_out} already exists; pass --identity-out FILE")
+    from murmur._cli.accounts import own_account_name
     from murmur.certs import validate_name
 
-    admin_name = validate_name(args.admin_name)
-    ca = CertificateAuthority.create(ca_dir)
+    admin_name = args.admin_name or own_account_name()
+    try:
+        admin_name = validate_name(admin_name)
+    except ValueError as exc:
+        hint = "" if args.admin_name else " (your Unix account's name); pass --admin-name NAME"
+        raise CommandError(f"{exc}{hint}") from None
+    from murmur.node.identity.ca_custody import ca_passphrase
+
+    # Encrypted at rest when MURMUR_CA_PASSPHRASE(_FILE) is set; the node needs it too.
+    ca = CertificateAuthority.create(ca_dir, passphrase=ca_passphrase(args.passphrase_file))
     ca.issue(name=admin_name, role=Role.ADMIN, validity_days=365).write(identity_out)
     note(f"created the lab CA in {ca_dir} (fingerprint {ca.fingerprint})")
     note(f"wrote the admin identity {admin_name!r} to {identity_out}")
@@ -126,20 +183,43 @@ def user_add_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_since(text: str) -> datetime:
+    """``30m`` (that long ago) or an ISO time (UTC unless it says otherwise)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use a duration ago (30m, 2d) or a time (2026-12-05T14:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def audit_command(args: argparse.Namespace) -> int:
     from murmur.v1 import cluster_pb2, types_pb2
 
+    if args.audit_action == "verify":
+        return audit_verify_command(args)
     records = run_with_client(
-        args, lambda client: client.list_audit(limit=args.limit, user=args.user)
+        args,
+        lambda client: client.list_audit(
+            limit=args.limit, user=args.user, since=args.since, action=args.action
+        ),
     )
+    records.reverse()  # the page comes newest first; a trail reads oldest first
     if args.json:
         print_json(cluster_pb2.ListAuditResponse(records=records))
         return 0
     rows = [
         [
+            str(r.id),
             r.time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
             r.user,
             types_pb2.Role.Name(r.role).removeprefix("ROLE_").lower(),
+            r.node,
             r.action,
             r.target,
             r.result,
@@ -147,5 +227,80 @@ def audit_command(args: argparse.Namespace) -> int:
         ]
         for r in records
     ]
-    print_table(("TIME (UTC)", "USER", "ROLE", "ACTION", "TARGET", "RESULT", "DETAIL"), rows)
+    print_table(
+        ("ID", "TIME (UTC)", "USER", "ROLE", "NODE", "ACTION", "TARGET", "RESULT", "DETAIL"),
+        rows,
+    )
+    return 0
+
+
+def audit_verify_command(args: argparse.Namespace) -> int:
+    """``murmur audit verify``: exit 0 and one line when the chain checks, else 1 and
+    the first bad entry."""
+    report = run_with_client(args, lambda client: client.verify_audit())
+    if args.json:
+        print_json(report)
+        return 0 if report.intact else 1
+    if report.intact:
+        held = f"entries {report.first_id}..{report.last_id}" if report.entries else "no entries"
+        anchored = (
+            f"; entries up to {max(report.anchors)} compacted before this node held them"
+            if report.anchors
+            else ""
+        )
+        print(
+            f"audit trail intact on {report.node}: {report.entries} entries checked "
+            f"({held}), head {report.head.hex()[:16] or '-'} "
+            f"matches the control log ({report.log_count} entries){anchored}"
+        )
+        return 0
+    raise CommandError(
+        f"audit trail on {report.node} is broken at entry {report.bad_id}: {report.problem} "
+        f"({report.entries} entries before it check)"
+    )
+
+
+def user_renew_command(args: argparse.Namespace) -> int:
+    """A new key and certificate for an existing user, written over their bundle
+    (atomically); the role is the old bundle's unless ``--role`` says otherwise."""
+    from murmur.certs import (
+        CertificateError,
+        IdentityBundle,
+        generate_private_key,
+        make_csr,
+        private_key_pem,
+        validate_name,
+    )
+    from murmur.v1 import types_pb2
+
+    name = validate_name(args.name)
+    out: Path = args.out or Path(f"{name}.identity.pem")
+    role_name: str | None = args.role
+    if out.exists():
+        try:
+            current = IdentityBundle.read(out).identity
+        except CertificateError as exc:
+            raise CommandError(f"{out}: {exc}") from None
+        if current.name != name:
+            raise CommandError(f"{out} holds {current.name!r}'s identity, not {name!r}")
+        role_name = role_name or current.role.value
+    elif role_name is None:
+        raise CommandError(f"{out} does not exist; pass --out FILE (their bundle) or --role R")
+    if role_name not in USER_ROLES:
+        raise CommandError(f"{out} holds a {role_name} identity; users are {', '.join(USER_ROLES)}")
+    role = types_pb2.Role.Value(f"ROLE_{role_name.upper()}")
+    key = generate_private_key()
+    response = run_with_client(
+        args,
+        lambda client: client.issue_user_certificate(
+            name, role, make_csr(key, name), ttl_days=args.days or 0
+        ),
+    )
+    IdentityBundle(
+        key_pem=private_key_pem(key),
+        certificate_pem=bytes(response.certificate_pem),
+        ca_certificate_pem=bytes(response.ca_certificate_pem),
+    ).write(out)
+    note(f"renewed {role_name} identity {name!r} in {out}; hand it to {name} over a safe channel")
+    print(out)
     return 0

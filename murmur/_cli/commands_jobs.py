@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
@@ -55,6 +56,22 @@ def register(commands: Any) -> None:
     submit.add_argument("--retries", type=non_negative_int, default=0)
     submit.add_argument("--nodes", type=positive_int, default=1)
     submit.add_argument("--env", action="append", type=parse_key_value, default=[], metavar="K=V")
+    submit.add_argument(
+        "--secret",
+        action="append",
+        type=_secret_pair,
+        default=[],
+        metavar="NAME=VALUE",
+        help="an env variable whose value no one is shown, you neither (repeatable)",
+    )
+    submit.add_argument(
+        "--secret-file",
+        action="append",
+        type=_secret_pair,
+        default=[],
+        metavar="NAME=PATH",
+        help="a secret read from a local file, less its trailing newline (repeatable)",
+    )
     submit.add_argument("--workdir", default="")
     submit.add_argument("--label", action="append", type=parse_key_value, default=[], metavar="K=V")
     submit.add_argument("--shell", action="store_true", help="run CMD through /bin/sh -c")
@@ -118,6 +135,40 @@ def register(commands: Any) -> None:
     dataset_show.set_defaults(handler=dataset_show_command)
 
 
+def _secret_pair(text: str) -> tuple[str, str]:
+    """``NAME=VALUE``; unlike ``parse_key_value`` the error does not echo the text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE (NAME=PATH for --secret-file)")
+    return name, value
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise CommandError(f"secret {name}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"secret {name}: {path} is not UTF-8 text") from None
+    for newline in ("\r\n", "\n"):
+        if text.endswith(newline):
+            return text[: -len(newline)]
+    return text
+
+
+def secrets_of(args: argparse.Namespace) -> dict[str, str]:
+    """``--secret`` and ``--secret-file`` together, each name once."""
+    pairs = [*args.secret, *((n, _read_secret_file(n, p)) for n, p in args.secret_file)]
+    secrets: dict[str, str] = {}
+    for name, value in pairs:
+        if name in secrets:
+            raise CommandError(f"secret {name} is given twice")
+        secrets[name] = value
+    return secrets
+
+
 def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
     from google.protobuf.duration_pb2 import Duration
 
@@ -146,6 +197,7 @@ def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
         command=[" ".join(command)] if args.shell else command,
         shell=args.shell,
         env=dict(args.env),
+        secrets=secrets_of(args),
         workdir=args.workdir,
         gpus=types_pb2.GpuRequest(count=args.gpus, model=args.gpu_model, share=args.gpu_share),
         cpus=args.cpus,
@@ -248,6 +300,10 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"gpus: {gpus}   cpus: {spec.cpus or '-'}   memory: {memory}")
     if spec.datasets:
         print(f"datasets: {', '.join(spec.datasets)}")
+    if spec.env:
+        print("env: " + " ".join(f"{key}={spec.env[key]}" for key in sorted(spec.env)))
+    if spec.secret_names:
+        print(f"secrets: {', '.join(spec.secret_names)} (values never shown)")
     if job.HasField("exit_code"):
         print(f"exit code: {job.exit_code}")
     for run in job.runs:

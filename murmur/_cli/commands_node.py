@@ -27,7 +27,10 @@ def register(commands: Any) -> None:
     start.add_argument("--join-listen", metavar="HOST:PORT", help="join listener (default: port+1)")
     start.add_argument("--advertise", metavar="HOST:PORT", help="address others should dial")
     start.add_argument("--join", metavar="HOST:PORT", help="an existing node, to join its cluster")
-    start.add_argument("--token", help="join token from `murmur token create`")
+    start.add_argument(
+        "--token",
+        help="join token from `murmur token create` (visible in `ps`: prefer $MURMUR_NODE_TOKEN)",
+    )
     start.add_argument(
         "--simulate-gpus", metavar="SPEC", help="declare simulated GPUs, e.g. 8xA100-80GB"
     )
@@ -41,6 +44,25 @@ def register(commands: Any) -> None:
         default=[],
         help="another node to join gossip through (repeatable; the node that signed this "
         "node's certificate and peers from earlier runs are used anyway)",
+    )
+    start.add_argument(
+        "--job-account",
+        action="append",
+        type=parse_key_value,
+        metavar="USER=ACCOUNT",
+        default=[],
+        help="run USER's jobs as Unix ACCOUNT (repeatable; default: the account named USER)",
+    )
+    start.add_argument(
+        "--job-fallback-account",
+        metavar="ACCOUNT",
+        help="run the jobs of users without an account here as ACCOUNT (default: refuse them)",
+    )
+    start.add_argument(
+        "--allow-root-jobs",
+        action="store_true",
+        default=None,
+        help="let jobs run as root (a user mapped to root); off unless given",
     )
     start.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     start.set_defaults(handler=start_command)
@@ -90,6 +112,9 @@ def start_command(args: argparse.Namespace) -> int:
         "data_roots": [str(p) for p in args.data_root] or None,
         "log_level": args.log_level,
         "seeds": args.seed or None,
+        "job_accounts": dict(args.job_account) or None,
+        "job_fallback_account": args.job_fallback_account,
+        "allow_root_jobs": args.allow_root_jobs,
     }
     config = load_node_config(config_file=args.config, flags=flags)
     if config.simulate_gpus:

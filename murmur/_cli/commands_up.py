@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -62,6 +63,27 @@ def _choose_gpus(requested: str | None) -> str | None:
     return DEFAULT_SIMULATED_GPUS
 
 
+def _admin_name() -> str:
+    """The Unix account's name when it makes a valid identity name, else ``admin``."""
+    from murmur._cli.accounts import own_account_name
+    from murmur.certs.roles import NAME_PATTERN
+
+    name = own_account_name()
+    return name if NAME_PATTERN.fullmatch(name) else "admin"
+
+
+def _demo_job_flags() -> list[str]:
+    """Every demo user's jobs run as whoever ran ``murmur up`` (the fallback
+    account: demo users added with ``murmur user add`` have no Unix accounts);
+    as root only because root started the demo, and said so on the terminal."""
+    from murmur._cli.accounts import own_account_name, running_as_root
+
+    flags = ["--job-fallback-account", own_account_name()]
+    if running_as_root():
+        flags.append("--allow-root-jobs")
+    return flags
+
+
 def _prepare_home(home: Path, port: int) -> Path:
     """Creates the CA and admin identity on first use; returns node-1's data dir."""
     from murmur.certs import CertificateAuthority, Role
@@ -74,7 +96,7 @@ def _prepare_home(home: Path, port: int) -> Path:
                 f"{identity} exists but belongs to no demo cluster here; move it away first"
             )
         ca = CertificateAuthority.create(first / "ca")
-        ca.issue(name="admin", role=Role.ADMIN, validity_days=365).write(identity)
+        ca.issue(name=_admin_name(), role=Role.ADMIN, validity_days=365).write(identity)
         note(f"created a lab CA in {first / 'ca'} and the admin identity {identity}")
     settings = home / "client.toml"
     settings.write_text(f'node = "{_node_address(1, port)}"\n', encoding="utf-8")
@@ -92,13 +114,18 @@ def _start_node(
         "--data-dir", str(data_dir),
         "--listen", _node_address(index, port),
     ]  # fmt: skip
+    command += _demo_job_flags()
     if gpus:
         command += ["--simulate-gpus", gpus]
+    env = dict(os.environ)
     if join_token:
-        command += ["--join", _node_address(1, port), "--token", join_token]
+        # The token in the environment, not on the command line, where `ps` shows
+        # it to every account on the machine.
+        command += ["--join", _node_address(1, port)]
+        env["MURMUR_NODE_TOKEN"] = join_token
     log = (data_dir / "node.log").open("ab")
     return subprocess.Popen(
-        command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, env=env
     )
 
 
@@ -186,6 +213,11 @@ def up_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the nodes too, like Ctrl-C
     gpus = _choose_gpus(args.simulate_gpus)
     _prepare_home(home, args.port)
+    if os.geteuid() == 0:
+        note(
+            "murmur: running as root, so the demo's jobs run as root (--allow-root-jobs); "
+            "a real node refuses root jobs unless its admin turns that on"
+        )
     identity = home / "identity.pem"
     processes: list[subprocess.Popen[bytes]] = []
     try:

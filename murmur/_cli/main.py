@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from murmur._cli import (
     commands_admin,
+    commands_certs,
     commands_cluster,
     commands_jobs,
     commands_node,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     commands_up.register(commands)
     commands_admin.register(commands)
+    commands_certs.register(commands)
     commands_node.register(commands)
     commands_cluster.register(commands)
     commands_jobs.register(commands)

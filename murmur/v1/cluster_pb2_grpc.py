@@ -130,6 +130,11 @@ class ClusterServiceStub:
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/murmur.v1.ClusterService/VerifyAudit',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
         self.CreateJoinToken = channel.unary_unary(
                 '/murmur.v1.ClusterService/CreateJoinToken',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.CreateJoinTokenRequest.SerializeToString,
@@ -139,6 +144,16 @@ class ClusterServiceStub:
                 '/murmur.v1.ClusterService/IssueUserCertificate',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.IssueUserCertificateRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.IssueUserCertificateResponse.FromString,
+                _registered_method=True)
+        self.RevokeCertificate = channel.unary_unary(
+                '/murmur.v1.ClusterService/RevokeCertificate',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.RevokeCertificateRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.RevokeCertificateResponse.FromString,
+                _registered_method=True)
+        self.ListRevocations = channel.unary_unary(
+                '/murmur.v1.ClusterService/ListRevocations',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.FromString,
                 _registered_method=True)
 
 
@@ -265,7 +280,16 @@ class ClusterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAudit(self, request, context):
-        """admin
+        """The cluster's audit trail, newest first, as the leader's replica holds it
+        (the same answer from every node). Admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Checks the hash chain of the audit trail this node holds (a voter's own copy;
+        a node that holds none asks the leader). Admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -280,6 +304,23 @@ class ClusterServiceServicer:
 
     def IssueUserCertificate(self, request, context):
         """Signs a user's CSR with the given role. Admin; served by a node holding the CA.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCertificate(self, request, context):
+        """Revokes a user's or node's certificates (by name: every one issued up to now)
+        or one certificate (by serial), cluster-wide, through the control log; every
+        node refuses it within seconds and ends its open streams. Admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevocations(self, request, context):
+        """The revocations this node enforces (the control log's, as this node has them). Admin;
+        nodes also pull the list from each other with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -383,6 +424,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListAuditRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.ListAuditResponse.SerializeToString,
             ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.SerializeToString,
+            ),
             'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateJoinToken,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.CreateJoinTokenRequest.FromString,
@@ -392,6 +438,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.IssueUserCertificate,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.IssueUserCertificateRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.IssueUserCertificateResponse.SerializeToString,
+            ),
+            'RevokeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCertificate,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.RevokeCertificateRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.RevokeCertificateResponse.SerializeToString,
+            ),
+            'ListRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevocations,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -918,6 +974,33 @@ class ClusterService:
             _registered_method=True)
 
     @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/VerifyAudit',
+            murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateJoinToken(request,
             target,
             options=(),
@@ -961,6 +1044,60 @@ class ClusterService:
             '/murmur.v1.ClusterService/IssueUserCertificate',
             murmur_dot_v1_dot_cluster__pb2.IssueUserCertificateRequest.SerializeToString,
             murmur_dot_v1_dot_cluster__pb2.IssueUserCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/RevokeCertificate',
+            murmur_dot_v1_dot_cluster__pb2.RevokeCertificateRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.RevokeCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/ListRevocations',
+            murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

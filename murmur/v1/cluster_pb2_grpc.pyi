@@ -66,11 +66,26 @@ class ClusterServiceStub:
     WatchEvents: _grpc.UnaryStreamMultiCallable[_cluster_pb2.WatchEventsRequest, _types_pb2.Event]
     """Events (job transitions, joins, ...) from `since_id`, then live."""
     ListAudit: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListAuditRequest, _cluster_pb2.ListAuditResponse]
-    """admin"""
+    """The cluster's audit trail, newest first, as the leader's replica holds it
+    (the same answer from every node). Admin.
+    """
+    VerifyAudit: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.VerifyAuditRequest, _cluster_pb2.VerifyAuditResponse]
+    """Checks the hash chain of the audit trail this node holds (a voter's own copy;
+    a node that holds none asks the leader). Admin.
+    """
     CreateJoinToken: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.CreateJoinTokenRequest, _cluster_pb2.CreateJoinTokenResponse]
     """A one-time join token for a new node. Admin; served by a node holding the CA."""
     IssueUserCertificate: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.IssueUserCertificateRequest, _cluster_pb2.IssueUserCertificateResponse]
     """Signs a user's CSR with the given role. Admin; served by a node holding the CA."""
+    RevokeCertificate: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.RevokeCertificateRequest, _cluster_pb2.RevokeCertificateResponse]
+    """Revokes a user's or node's certificates (by name: every one issued up to now)
+    or one certificate (by serial), cluster-wide, through the control log; every
+    node refuses it within seconds and ends its open streams. Admin.
+    """
+    ListRevocations: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListRevocationsRequest, _cluster_pb2.ListRevocationsResponse]
+    """The revocations this node enforces (the control log's, as this node has them). Admin;
+    nodes also pull the list from each other with it.
+    """
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -106,11 +121,26 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     WatchEvents: _aio.UnaryStreamMultiCallable[_cluster_pb2.WatchEventsRequest, _types_pb2.Event]  # type: ignore[assignment]
     """Events (job transitions, joins, ...) from `since_id`, then live."""
     ListAudit: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListAuditRequest, _cluster_pb2.ListAuditResponse]  # type: ignore[assignment]
-    """admin"""
+    """The cluster's audit trail, newest first, as the leader's replica holds it
+    (the same answer from every node). Admin.
+    """
+    VerifyAudit: _aio.UnaryUnaryMultiCallable[_cluster_pb2.VerifyAuditRequest, _cluster_pb2.VerifyAuditResponse]  # type: ignore[assignment]
+    """Checks the hash chain of the audit trail this node holds (a voter's own copy;
+    a node that holds none asks the leader). Admin.
+    """
     CreateJoinToken: _aio.UnaryUnaryMultiCallable[_cluster_pb2.CreateJoinTokenRequest, _cluster_pb2.CreateJoinTokenResponse]  # type: ignore[assignment]
     """A one-time join token for a new node. Admin; served by a node holding the CA."""
     IssueUserCertificate: _aio.UnaryUnaryMultiCallable[_cluster_pb2.IssueUserCertificateRequest, _cluster_pb2.IssueUserCertificateResponse]  # type: ignore[assignment]
     """Signs a user's CSR with the given role. Admin; served by a node holding the CA."""
+    RevokeCertificate: _aio.UnaryUnaryMultiCallable[_cluster_pb2.RevokeCertificateRequest, _cluster_pb2.RevokeCertificateResponse]  # type: ignore[assignment]
+    """Revokes a user's or node's certificates (by name: every one issued up to now)
+    or one certificate (by serial), cluster-wide, through the control log; every
+    node refuses it within seconds and ends its open streams. Admin.
+    """
+    ListRevocations: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListRevocationsRequest, _cluster_pb2.ListRevocationsResponse]  # type: ignore[assignment]
+    """The revocations this node enforces (the control log's, as this node has them). Admin;
+    nodes also pull the list from each other with it.
+    """
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -257,7 +287,19 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.ListAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.ListAuditResponse, _abc.Awaitable[_cluster_pb2.ListAuditResponse]]:
-        """admin"""
+        """The cluster's audit trail, newest first, as the leader's replica holds it
+        (the same answer from every node). Admin.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyAudit(
+        self,
+        request: _cluster_pb2.VerifyAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.VerifyAuditResponse, _abc.Awaitable[_cluster_pb2.VerifyAuditResponse]]:
+        """Checks the hash chain of the audit trail this node holds (a voter's own copy;
+        a node that holds none asks the leader). Admin.
+        """
 
     @_abc_1.abstractmethod
     def CreateJoinToken(
@@ -274,5 +316,26 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.IssueUserCertificateResponse, _abc.Awaitable[_cluster_pb2.IssueUserCertificateResponse]]:
         """Signs a user's CSR with the given role. Admin; served by a node holding the CA."""
+
+    @_abc_1.abstractmethod
+    def RevokeCertificate(
+        self,
+        request: _cluster_pb2.RevokeCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.RevokeCertificateResponse, _abc.Awaitable[_cluster_pb2.RevokeCertificateResponse]]:
+        """Revokes a user's or node's certificates (by name: every one issued up to now)
+        or one certificate (by serial), cluster-wide, through the control log; every
+        node refuses it within seconds and ends its open streams. Admin.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRevocations(
+        self,
+        request: _cluster_pb2.ListRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ListRevocationsResponse, _abc.Awaitable[_cluster_pb2.ListRevocationsResponse]]:
+        """The revocations this node enforces (the control log's, as this node has them). Admin;
+        nodes also pull the list from each other with it.
+        """
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

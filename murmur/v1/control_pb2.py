@@ -22,44 +22,57 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from murmur.v1 import trust_pb2 as murmur_dot_v1_dot_trust__pb2
 from murmur.v1 import types_pb2 as murmur_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17murmur/v1/control.proto\x12\tmurmur.v1\x1a\x15murmur/v1/types.proto\"\xc8\x03\n\x0e\x43ontrolCommand\x12\x31\n\nsubmit_job\x18\x01 \x01(\x0b\x32\x1b.murmur.v1.SubmitJobCommandH\x00\x12\x31\n\ncancel_job\x18\x02 \x01(\x0b\x32\x1b.murmur.v1.CancelJobCommandH\x00\x12\x31\n\nassign_job\x18\x03 \x01(\x0b\x32\x1b.murmur.v1.AssignJobCommandH\x00\x12\x31\n\nreport_run\x18\x04 \x01(\x0b\x32\x1b.murmur.v1.ReportRunCommandH\x00\x12/\n\tnode_lost\x18\x05 \x01(\x0b\x32\x1a.murmur.v1.NodeLostCommandH\x00\x12?\n\x11revoke_assignment\x18\x06 \x01(\x0b\x32\".murmur.v1.RevokeAssignmentCommandH\x00\x12\x38\n\x0eset_node_drain\x18\x07 \x01(\x0b\x32\x1e.murmur.v1.SetNodeDrainCommandH\x00\x12\x33\n\x0b\x66orget_jobs\x18\x08 \x01(\x0b\x32\x1c.murmur.v1.ForgetJobsCommandH\x00\x42\t\n\x07\x63ommand\"\x84\x01\n\x10SubmitJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12 \n\x04spec\x18\x02 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x17\n\x0fsubmitted_at_us\x18\x05 \x01(\x03\"a\n\x10\x43\x61ncelJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x10\n\x08is_admin\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"u\n\x10\x41ssignJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x13\n\x0bgpu_indices\x18\x05 \x03(\r\x12\r\n\x05\x61t_us\x18\x06 \x01(\x03\"\xbc\x01\n\x10ReportRunCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x61t_us\x18\x07 \x01(\x03\x12\x11\n\ttimed_out\x18\x08 \x01(\x08\x42\x0c\n\n_exit_code\">\n\x0fNodeLostCommand\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x61t_us\x18\x03 \x01(\x03\"X\n\x17RevokeAssignmentCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"P\n\x13SetNodeDrainCommand\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"I\n\x11\x46orgetJobsCommand\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\x12\x14\n\x0cretention_us\x18\x02 \x01(\x03\x12\r\n\x05\x61t_us\x18\x03 \x01(\x03\"\x8a\x01\n\x0f\x43ontrolSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12#\n\x04jobs\x18\x03 \x03(\x0b\x32\x15.murmur.v1.ControlJob\x12+\n\x06\x64rains\x18\x04 \x03(\x0b\x32\x1b.murmur.v1.ControlNodeDrain\"M\n\x10\x43ontrolNodeDrain\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"\x8a\x04\n\nControlJob\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04spec\x18\x02 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x14\n\x0csubmit_order\x18\x06 \x01(\x04\x12\x17\n\x0fsubmitted_at_us\x18\x07 \x01(\x03\x12\x15\n\rupdated_at_us\x18\x08 \x01(\x03\x12\"\n\x05state\x18\t \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12\x16\n\texit_code\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rnot_before_us\x18\r \x01(\x03\x12\x18\n\x10\x63\x61ncel_requested\x18\x0e \x01(\x08\x12\x15\n\rcancel_reason\x18\x0f \x01(\t\x12\x17\n\x0fidempotency_key\x18\x10 \x01(\t\x12\x30\n\nassignment\x18\x11 \x01(\x0b\x32\x1c.murmur.v1.ControlAssignment\x12-\n\tpast_runs\x18\x12 \x03(\x0b\x32\x1a.murmur.v1.ControlEndedRun\x12+\n\x07history\x18\x13 \x03(\x0b\x32\x1a.murmur.v1.ControlJobEventB\x0c\n\n_exit_code\"\xa6\x01\n\x11\x43ontrolAssignment\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x13\n\x0bgpu_indices\x18\x04 \x03(\r\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x12\x16\n\x0e\x61ssigned_at_us\x18\x07 \x01(\x03\x12\x15\n\rstarted_at_us\x18\x08 \x01(\x03\"\xb2\x01\n\x0f\x43ontrolEndedRun\x12\x30\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.murmur.v1.ControlAssignment\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0b\x65nded_at_us\x18\x05 \x01(\x03\x42\x0c\n\n_exit_code\"T\n\x0f\x43ontrolJobEvent\x12\r\n\x05\x61t_us\x18\x01 \x01(\x03\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x0e\n\x06reason\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17murmur/v1/control.proto\x12\tmurmur.v1\x1a\x15murmur/v1/trust.proto\x1a\x15murmur/v1/types.proto\"\xc4\x05\n\x0e\x43ontrolCommand\x12\x31\n\nsubmit_job\x18\x01 \x01(\x0b\x32\x1b.murmur.v1.SubmitJobCommandH\x00\x12\x31\n\ncancel_job\x18\x02 \x01(\x0b\x32\x1b.murmur.v1.CancelJobCommandH\x00\x12\x31\n\nassign_job\x18\x03 \x01(\x0b\x32\x1b.murmur.v1.AssignJobCommandH\x00\x12\x31\n\nreport_run\x18\x04 \x01(\x0b\x32\x1b.murmur.v1.ReportRunCommandH\x00\x12/\n\tnode_lost\x18\x05 \x01(\x0b\x32\x1a.murmur.v1.NodeLostCommandH\x00\x12?\n\x11revoke_assignment\x18\x06 \x01(\x0b\x32\".murmur.v1.RevokeAssignmentCommandH\x00\x12\x38\n\x0eset_node_drain\x18\x07 \x01(\x0b\x32\x1e.murmur.v1.SetNodeDrainCommandH\x00\x12\x33\n\x0b\x66orget_jobs\x18\x08 \x01(\x0b\x32\x1c.murmur.v1.ForgetJobsCommandH\x00\x12\x41\n\x12revoke_certificate\x18\t \x01(\x0b\x32#.murmur.v1.RevokeCertificateCommandH\x00\x12\x35\n\x0crecord_audit\x18\x14 \x01(\x0b\x32\x1d.murmur.v1.RecordAuditCommandH\x00\x12>\n\x11\x63reate_join_token\x18\x1e \x01(\x0b\x32!.murmur.v1.CreateJoinTokenCommandH\x00\x12@\n\x12\x63onsume_join_token\x18\x1f \x01(\x0b\x32\".murmur.v1.ConsumeJoinTokenCommandH\x00\x42\t\n\x07\x63ommand\"\x84\x01\n\x10SubmitJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12 \n\x04spec\x18\x02 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x17\n\x0fsubmitted_at_us\x18\x05 \x01(\x03\"a\n\x10\x43\x61ncelJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x10\n\x08is_admin\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"u\n\x10\x41ssignJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x13\n\x0bgpu_indices\x18\x05 \x03(\r\x12\r\n\x05\x61t_us\x18\x06 \x01(\x03\"\xbc\x01\n\x10ReportRunCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x61t_us\x18\x07 \x01(\x03\x12\x11\n\ttimed_out\x18\x08 \x01(\x08\x42\x0c\n\n_exit_code\">\n\x0fNodeLostCommand\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x61t_us\x18\x03 \x01(\x03\"X\n\x17RevokeAssignmentCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"P\n\x13SetNodeDrainCommand\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"I\n\x11\x46orgetJobsCommand\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\x12\x14\n\x0cretention_us\x18\x02 \x01(\x03\x12\r\n\x05\x61t_us\x18\x03 \x01(\x03\"P\n\x12RecordAuditCommand\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12*\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x1b.murmur.v1.ControlAuditCall\"\xa0\x01\n\x10\x43ontrolAuditCall\x12\x11\n\torigin_id\x18\x01 \x01(\x04\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07time_us\x18\x03 \x01(\x03\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x0e\n\x06target\x18\x07 \x01(\t\x12\x0e\n\x06result\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\"_\n\x10\x43ontrolAuditHead\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0c\n\x04head\x18\x02 \x01(\x0c\x12.\n\x07origins\x18\x03 \x03(\x0b\x32\x1d.murmur.v1.ControlAuditOrigin\"5\n\x12\x43ontrolAuditOrigin\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0f\n\x07last_id\x18\x02 \x01(\x04\"c\n\x18RevokeCertificateCommand\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06serial\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\n\n\x02\x62y\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"k\n\x11\x43ontrolRevocation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06serial\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\n\n\x02\x62y\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\x12\r\n\x05index\x18\x06 \x01(\x04\"\x9b\x02\n\x0f\x43ontrolSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12#\n\x04jobs\x18\x03 \x03(\x0b\x32\x15.murmur.v1.ControlJob\x12+\n\x06\x64rains\x18\x04 \x03(\x0b\x32\x1b.murmur.v1.ControlNodeDrain\x12\x31\n\x0brevocations\x18\x05 \x03(\x0b\x32\x1c.murmur.v1.ControlRevocation\x12*\n\x05\x61udit\x18\n \x01(\x0b\x32\x1b.murmur.v1.ControlAuditHead\x12\x30\n\x0bjoin_tokens\x18\x1e \x03(\x0b\x32\x1b.murmur.v1.ControlJoinToken\"M\n\x10\x43ontrolNodeDrain\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"\x8a\x04\n\nControlJob\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04spec\x18\x02 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x14\n\x0csubmit_order\x18\x06 \x01(\x04\x12\x17\n\x0fsubmitted_at_us\x18\x07 \x01(\x03\x12\x15\n\rupdated_at_us\x18\x08 \x01(\x03\x12\"\n\x05state\x18\t \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12\x16\n\texit_code\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rnot_before_us\x18\r \x01(\x03\x12\x18\n\x10\x63\x61ncel_requested\x18\x0e \x01(\x08\x12\x15\n\rcancel_reason\x18\x0f \x01(\t\x12\x17\n\x0fidempotency_key\x18\x10 \x01(\t\x12\x30\n\nassignment\x18\x11 \x01(\x0b\x32\x1c.murmur.v1.ControlAssignment\x12-\n\tpast_runs\x18\x12 \x03(\x0b\x32\x1a.murmur.v1.ControlEndedRun\x12+\n\x07history\x18\x13 \x03(\x0b\x32\x1a.murmur.v1.ControlJobEventB\x0c\n\n_exit_code\"\xa6\x01\n\x11\x43ontrolAssignment\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x13\n\x0bgpu_indices\x18\x04 \x03(\r\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x12\x16\n\x0e\x61ssigned_at_us\x18\x07 \x01(\x03\x12\x15\n\rstarted_at_us\x18\x08 \x01(\x03\"\xb2\x01\n\x0f\x43ontrolEndedRun\x12\x30\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.murmur.v1.ControlAssignment\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0b\x65nded_at_us\x18\x05 \x01(\x03\x42\x0c\n\n_exit_code\"T\n\x0f\x43ontrolJobEvent\x12\r\n\x05\x61t_us\x18\x01 \x01(\x03\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.murmur.v1.JobState\x12\x0e\n\x06reason\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'murmur.v1.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTROLCOMMAND']._serialized_start=62
-  _globals['_CONTROLCOMMAND']._serialized_end=518
-  _globals['_SUBMITJOBCOMMAND']._serialized_start=521
-  _globals['_SUBMITJOBCOMMAND']._serialized_end=653
-  _globals['_CANCELJOBCOMMAND']._serialized_start=655
-  _globals['_CANCELJOBCOMMAND']._serialized_end=752
-  _globals['_ASSIGNJOBCOMMAND']._serialized_start=754
-  _globals['_ASSIGNJOBCOMMAND']._serialized_end=871
-  _globals['_REPORTRUNCOMMAND']._serialized_start=874
-  _globals['_REPORTRUNCOMMAND']._serialized_end=1062
-  _globals['_NODELOSTCOMMAND']._serialized_start=1064
-  _globals['_NODELOSTCOMMAND']._serialized_end=1126
-  _globals['_REVOKEASSIGNMENTCOMMAND']._serialized_start=1128
-  _globals['_REVOKEASSIGNMENTCOMMAND']._serialized_end=1216
-  _globals['_SETNODEDRAINCOMMAND']._serialized_start=1218
-  _globals['_SETNODEDRAINCOMMAND']._serialized_end=1298
-  _globals['_FORGETJOBSCOMMAND']._serialized_start=1300
-  _globals['_FORGETJOBSCOMMAND']._serialized_end=1373
-  _globals['_CONTROLSNAPSHOT']._serialized_start=1376
-  _globals['_CONTROLSNAPSHOT']._serialized_end=1514
-  _globals['_CONTROLNODEDRAIN']._serialized_start=1516
-  _globals['_CONTROLNODEDRAIN']._serialized_end=1593
-  _globals['_CONTROLJOB']._serialized_start=1596
-  _globals['_CONTROLJOB']._serialized_end=2118
-  _globals['_CONTROLASSIGNMENT']._serialized_start=2121
-  _globals['_CONTROLASSIGNMENT']._serialized_end=2287
-  _globals['_CONTROLENDEDRUN']._serialized_start=2290
-  _globals['_CONTROLENDEDRUN']._serialized_end=2468
-  _globals['_CONTROLJOBEVENT']._serialized_start=2470
-  _globals['_CONTROLJOBEVENT']._serialized_end=2554
+  _globals['_CONTROLCOMMAND']._serialized_start=85
+  _globals['_CONTROLCOMMAND']._serialized_end=793
+  _globals['_SUBMITJOBCOMMAND']._serialized_start=796
+  _globals['_SUBMITJOBCOMMAND']._serialized_end=928
+  _globals['_CANCELJOBCOMMAND']._serialized_start=930
+  _globals['_CANCELJOBCOMMAND']._serialized_end=1027
+  _globals['_ASSIGNJOBCOMMAND']._serialized_start=1029
+  _globals['_ASSIGNJOBCOMMAND']._serialized_end=1146
+  _globals['_REPORTRUNCOMMAND']._serialized_start=1149
+  _globals['_REPORTRUNCOMMAND']._serialized_end=1337
+  _globals['_NODELOSTCOMMAND']._serialized_start=1339
+  _globals['_NODELOSTCOMMAND']._serialized_end=1401
+  _globals['_REVOKEASSIGNMENTCOMMAND']._serialized_start=1403
+  _globals['_REVOKEASSIGNMENTCOMMAND']._serialized_end=1491
+  _globals['_SETNODEDRAINCOMMAND']._serialized_start=1493
+  _globals['_SETNODEDRAINCOMMAND']._serialized_end=1573
+  _globals['_FORGETJOBSCOMMAND']._serialized_start=1575
+  _globals['_FORGETJOBSCOMMAND']._serialized_end=1648
+  _globals['_RECORDAUDITCOMMAND']._serialized_start=1650
+  _globals['_RECORDAUDITCOMMAND']._serialized_end=1730
+  _globals['_CONTROLAUDITCALL']._serialized_start=1733
+  _globals['_CONTROLAUDITCALL']._serialized_end=1893
+  _globals['_CONTROLAUDITHEAD']._serialized_start=1895
+  _globals['_CONTROLAUDITHEAD']._serialized_end=1990
+  _globals['_CONTROLAUDITORIGIN']._serialized_start=1992
+  _globals['_CONTROLAUDITORIGIN']._serialized_end=2045
+  _globals['_REVOKECERTIFICATECOMMAND']._serialized_start=2047
+  _globals['_REVOKECERTIFICATECOMMAND']._serialized_end=2146
+  _globals['_CONTROLREVOCATION']._serialized_start=2148
+  _globals['_CONTROLREVOCATION']._serialized_end=2255
+  _globals['_CONTROLSNAPSHOT']._serialized_start=2258
+  _globals['_CONTROLSNAPSHOT']._serialized_end=2541
+  _globals['_CONTROLNODEDRAIN']._serialized_start=2543
+  _globals['_CONTROLNODEDRAIN']._serialized_end=2620
+  _globals['_CONTROLJOB']._serialized_start=2623
+  _globals['_CONTROLJOB']._serialized_end=3145
+  _globals['_CONTROLASSIGNMENT']._serialized_start=3148
+  _globals['_CONTROLASSIGNMENT']._serialized_end=3314
+  _globals['_CONTROLENDEDRUN']._serialized_start=3317
+  _globals['_CONTROLENDEDRUN']._serialized_end=3495
+  _globals['_CONTROLJOBEVENT']._serialized_start=3497
+  _globals['_CONTROLJOBEVENT']._serialized_end=3581
 # @@protoc_insertion_point(module_scope)

@@ -16,6 +16,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from murmur.v1 import trust_pb2 as _trust_pb2
 from murmur.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
@@ -42,6 +43,10 @@ class ControlCommand(_message.Message):
     REVOKE_ASSIGNMENT_FIELD_NUMBER: _builtins.int
     SET_NODE_DRAIN_FIELD_NUMBER: _builtins.int
     FORGET_JOBS_FIELD_NUMBER: _builtins.int
+    REVOKE_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    RECORD_AUDIT_FIELD_NUMBER: _builtins.int
+    CREATE_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSUME_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def submit_job(self) -> Global___SubmitJobCommand: ...
     @_builtins.property
@@ -57,7 +62,19 @@ class ControlCommand(_message.Message):
     @_builtins.property
     def set_node_drain(self) -> Global___SetNodeDrainCommand: ...
     @_builtins.property
-    def forget_jobs(self) -> Global___ForgetJobsCommand:
+    def forget_jobs(self) -> Global___ForgetJobsCommand: ...
+    @_builtins.property
+    def revoke_certificate(self) -> Global___RevokeCertificateCommand: ...
+    @_builtins.property
+    def record_audit(self) -> Global___RecordAuditCommand:
+        """The audit trail (high number: other commands take the next ones in order)."""
+
+    @_builtins.property
+    def create_join_token(self) -> _trust_pb2.CreateJoinTokenCommand:
+        """Join tokens, single use cluster-wide (murmur/v1/trust.proto)."""
+
+    @_builtins.property
+    def consume_join_token(self) -> _trust_pb2.ConsumeJoinTokenCommand:
         """Later: certificate revocations, usage records."""
 
     def __init__(
@@ -71,12 +88,16 @@ class ControlCommand(_message.Message):
         revoke_assignment: Global___RevokeAssignmentCommand | None = ...,
         set_node_drain: Global___SetNodeDrainCommand | None = ...,
         forget_jobs: Global___ForgetJobsCommand | None = ...,
+        revoke_certificate: Global___RevokeCertificateCommand | None = ...,
+        record_audit: Global___RecordAuditCommand | None = ...,
+        create_join_token: _trust_pb2.CreateJoinTokenCommand | None = ...,
+        consume_join_token: _trust_pb2.ConsumeJoinTokenCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -364,6 +385,225 @@ class ForgetJobsCommand(_message.Message):
 Global___ForgetJobsCommand: _TypeAlias = ForgetJobsCommand  # noqa: Y015
 
 @_typing.final
+class RecordAuditCommand(_message.Message):
+    """------------------------------------------------------------------- audit
+
+    Audited calls (who, role, node, method, target, time, result) as the node that
+    took them recorded them in its local outbox (its `audit` table), shipped in
+    batches. Each voter appends them to its chain: an entry's hash is SHA-256 over
+    the previous hash and the entry's canonical encoding
+    (node/control/queue/audit_chain.py), so every voter holds the same chain.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """Whose outbox: "<node>/<incarnation>". Its ids increase; a call whose id is not
+    above the last one applied from this origin is a retry, and skipped.
+    """
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlAuditCall]:
+        """in id order"""
+
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        calls: _abc.Iterable[Global___ControlAuditCall] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordAuditCommand: _TypeAlias = RecordAuditCommand  # noqa: Y015
+
+@_typing.final
+class ControlAuditCall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_ID_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    TIME_US_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    origin_id: _builtins.int
+    """the call's id in its node's outbox"""
+    node: _builtins.str
+    """the node the client reached"""
+    time_us: _builtins.int
+    """that node's clock, when the call ended"""
+    user: _builtins.str
+    role: _builtins.str
+    """"admin", "member", "viewer", "node" """
+    action: _builtins.str
+    """the RPC, e.g. "SubmitJob" """
+    target: _builtins.str
+    result: _builtins.str
+    """"OK" or the status code name"""
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin_id: _builtins.int = ...,
+        node: _builtins.str = ...,
+        time_us: _builtins.int = ...,
+        user: _builtins.str = ...,
+        role: _builtins.str = ...,
+        action: _builtins.str = ...,
+        target: _builtins.str = ...,
+        result: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "detail", b"detail", "node", b"node", "origin_id", b"origin_id", "result", b"result", "role", b"role", "target", b"target", "time_us", b"time_us", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlAuditCall: _TypeAlias = ControlAuditCall  # noqa: Y015
+
+@_typing.final
+class ControlAuditHead(_message.Message):
+    """The head of the audit chain a snapshot compacts: the entries themselves stay
+    in each voter's SQLite (`audit_chain`), not in the snapshot.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    ORIGINS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """entries in the chain; the last one's sequence number"""
+    head: _builtins.bytes
+    """the last entry's hash (32 bytes; empty when count is 0)"""
+    @_builtins.property
+    def origins(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlAuditOrigin]:
+        """by origin"""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        head: _builtins.bytes = ...,
+        origins: _abc.Iterable[Global___ControlAuditOrigin] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "head", b"head", "origins", b"origins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlAuditHead: _TypeAlias = ControlAuditHead  # noqa: Y015
+
+@_typing.final
+class ControlAuditOrigin(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    LAST_ID_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    last_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        last_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_id", b"last_id", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlAuditOrigin: _TypeAlias = ControlAuditOrigin  # noqa: Y015
+
+@_typing.final
+class RevokeCertificateCommand(_message.Message):
+    """------------------------------------------------------------- revocations
+
+    An admin revoked certificates (`murmur cert revoke`): by name, every certificate
+    with that common name whose validity starts at or before `at_us`; by serial,
+    exactly one. Exactly one of `name` and `serial` is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    serial: _builtins.str
+    """lowercase hex, no prefix"""
+    reason: _builtins.str
+    by: _builtins.str
+    """the admin"""
+    at_us: _builtins.int
+    """the revocation time (the admin's node's clock)"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "name", b"name", "reason", b"reason", "serial", b"serial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCertificateCommand: _TypeAlias = RevokeCertificateCommand  # noqa: Y015
+
+@_typing.final
+class ControlRevocation(_message.Message):
+    """A revocation the control state holds; `index` is its entry's log index."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    serial: _builtins.str
+    reason: _builtins.str
+    by: _builtins.str
+    at_us: _builtins.int
+    index: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "index", b"index", "name", b"name", "reason", b"reason", "serial", b"serial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlRevocation: _TypeAlias = ControlRevocation  # noqa: Y015
+
+@_typing.final
 class ControlSnapshot(_message.Message):
     """------------------------------------------------------------------ snapshot
 
@@ -376,8 +616,11 @@ class ControlSnapshot(_message.Message):
     APPLIED_INDEX_FIELD_NUMBER: _builtins.int
     JOBS_FIELD_NUMBER: _builtins.int
     DRAINS_FIELD_NUMBER: _builtins.int
+    REVOCATIONS_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    JOIN_TOKENS_FIELD_NUMBER: _builtins.int
     format: _builtins.int
-    """1; 2 when `drains` is not empty (older versions refuse it)"""
+    """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
     """the last command entry applied"""
     @_builtins.property
@@ -388,6 +631,18 @@ class ControlSnapshot(_message.Message):
     def drains(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlNodeDrain]:
         """by node name"""
 
+    @_builtins.property
+    def revocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlRevocation]:
+        """In log order (then format >= 4: older versions refuse it)."""
+
+    @_builtins.property
+    def audit(self) -> Global___ControlAuditHead:
+        """absent until a call was audited (then format >= 3)"""
+
+    @_builtins.property
+    def join_tokens(self) -> _containers.RepeatedCompositeFieldContainer[_trust_pb2.ControlJoinToken]:
+        """Join tokens not yet forgotten, by id (then format >= 30: older versions refuse it)."""
+
     def __init__(
         self,
         *,
@@ -395,10 +650,13 @@ class ControlSnapshot(_message.Message):
         applied_index: _builtins.int = ...,
         jobs: _abc.Iterable[Global___ControlJob] | None = ...,
         drains: _abc.Iterable[Global___ControlNodeDrain] | None = ...,
+        revocations: _abc.Iterable[Global___ControlRevocation] | None = ...,
+        audit: Global___ControlAuditHead | None = ...,
+        join_tokens: _abc.Iterable[_trust_pb2.ControlJoinToken] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "drains", b"drains", "format", b"format", "jobs", b"jobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "revocations", b"revocations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from murmur.v1 import cluster_pb2 as murmur_dot_v1_dot_cluster__pb2
 from murmur.v1 import node_pb2 as murmur_dot_v1_dot_node__pb2
 from murmur.v1 import types_pb2 as murmur_dot_v1_dot_types__pb2
 
@@ -94,6 +95,16 @@ class NodeServiceStub:
                 '/murmur.v1.NodeService/ForgetVoter',
                 request_serializer=murmur_dot_v1_dot_node__pb2.ForgetVoterRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_node__pb2.ForgetVoterResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/murmur.v1.NodeService/ListAudit',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/murmur.v1.NodeService/VerifyAudit',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
 
 
@@ -203,6 +214,21 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """An admin's ClusterService.ListAudit / VerifyAudit, relayed to the leader by a
+        node that holds no current copy of the audit trail (those two are admin only;
+        the relaying node checked the admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +291,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.ForgetVoter,
                     request_deserializer=murmur_dot_v1_dot_node__pb2.ForgetVoterRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_node__pb2.ForgetVoterResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListAuditRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -591,6 +627,60 @@ class NodeService:
             '/murmur.v1.NodeService/ForgetVoter',
             murmur_dot_v1_dot_node__pb2.ForgetVoterRequest.SerializeToString,
             murmur_dot_v1_dot_node__pb2.ForgetVoterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/ListAudit',
+            murmur_dot_v1_dot_cluster__pb2.ListAuditRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/VerifyAudit',
+            murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

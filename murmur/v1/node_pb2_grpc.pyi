@@ -11,6 +11,7 @@ itself with a one-time token instead.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from murmur.v1 import cluster_pb2 as _cluster_pb2
 from murmur.v1 import node_pb2 as _node_pb2
 from murmur.v1 import types_pb2 as _types_pb2
 import abc as _abc_1
@@ -89,6 +90,12 @@ class NodeServiceStub:
     """An admin removed a node (ClusterService.RemoveNode) through a node that does
     not lead: the leader takes it out of the voters.
     """
+    ListAudit: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListAuditRequest, _cluster_pb2.ListAuditResponse]
+    """An admin's ClusterService.ListAudit / VerifyAudit, relayed to the leader by a
+    node that holds no current copy of the audit trail (those two are admin only;
+    the relaying node checked the admin).
+    """
+    VerifyAudit: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.VerifyAuditRequest, _cluster_pb2.VerifyAuditResponse]
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -144,6 +151,12 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """An admin removed a node (ClusterService.RemoveNode) through a node that does
     not lead: the leader takes it out of the voters.
     """
+    ListAudit: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListAuditRequest, _cluster_pb2.ListAuditResponse]  # type: ignore[assignment]
+    """An admin's ClusterService.ListAudit / VerifyAudit, relayed to the leader by a
+    node that holds no current copy of the audit trail (those two are admin only;
+    the relaying node checked the admin).
+    """
+    VerifyAudit: _aio.UnaryUnaryMultiCallable[_cluster_pb2.VerifyAuditRequest, _cluster_pb2.VerifyAuditResponse]  # type: ignore[assignment]
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -268,6 +281,24 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """An admin removed a node (ClusterService.RemoveNode) through a node that does
         not lead: the leader takes it out of the voters.
         """
+
+    @_abc_1.abstractmethod
+    def ListAudit(
+        self,
+        request: _cluster_pb2.ListAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ListAuditResponse, _abc.Awaitable[_cluster_pb2.ListAuditResponse]]:
+        """An admin's ClusterService.ListAudit / VerifyAudit, relayed to the leader by a
+        node that holds no current copy of the audit trail (those two are admin only;
+        the relaying node checked the admin).
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyAudit(
+        self,
+        request: _cluster_pb2.VerifyAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.VerifyAuditResponse, _abc.Awaitable[_cluster_pb2.VerifyAuditResponse]]: ...
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

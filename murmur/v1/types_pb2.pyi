@@ -435,6 +435,7 @@ class NodeInfo(_message.Message):
     HOLDS_CA_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
     TERM_FIELD_NUMBER: _builtins.int
+    REVOCATIONS_REVISION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -451,6 +452,10 @@ class NodeInfo(_message.Message):
     """this node can sign join requests"""
     term: _builtins.int
     """the highest Raft term this node has seen"""
+    revocations_revision: _builtins.int
+    """The newest certificate revocation this node enforces (its log index): a
+    node that knows an older one pulls the list from this one.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -487,10 +492,11 @@ class NodeInfo(_message.Message):
         holds_ca: _builtins.bool = ...,
         datasets: _abc.Iterable[Global___Dataset] | None = ...,
         term: _builtins.int = ...,
+        revocations_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -569,6 +575,26 @@ class JobSpec(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SecretsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     QUEUE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
@@ -588,6 +614,8 @@ class JobSpec(_message.Message):
     RETRIES_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    SECRET_NAMES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
@@ -622,6 +650,18 @@ class JobSpec(_message.Message):
     def time_limit(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def secrets(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """More environment variables for the run (`--secret`, `--secret-file`), whose
+        values no API ever shows, not even to the job's owner; no name may be in `env` too.
+        """
+
+    @_builtins.property
+    def secret_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only: the names of the job's secrets, in answers (whose `secrets` is
+        always empty). A submission that sets it is refused.
+        """
+
     def __init__(
         self,
         *,
@@ -644,10 +684,12 @@ class JobSpec(_message.Message):
         retries: _builtins.int = ...,
         nodes: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        secrets: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        secret_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "retries", b"retries", "runtime", b"runtime", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -899,6 +941,7 @@ class AuditRecord(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     user: _builtins.str
     role: Global___Role.ValueType
@@ -911,6 +954,9 @@ class AuditRecord(_message.Message):
     detail: _builtins.str
     """the error message, if any"""
     node: _builtins.str
+    """the node the client reached"""
+    hash: _builtins.bytes
+    """SHA-256 chain hash (empty for a record not in the chain)"""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -925,10 +971,11 @@ class AuditRecord(_message.Message):
         result: _builtins.str = ...,
         detail: _builtins.str = ...,
         node: _builtins.str = ...,
+        hash: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "detail", b"detail", "id", b"id", "node", b"node", "result", b"result", "role", b"role", "target", b"target", "time", b"time", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "detail", b"detail", "hash", b"hash", "id", b"id", "node", b"node", "result", b"result", "role", b"role", "target", b"target", "time", b"time", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,6 +34,7 @@ from murmur.node.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
 )
+from murmur.node.jobspec.paths import contained_path
 from murmur.storage import DatasetExistsError, DatasetRecord, Store
 
 _log = logging.getLogger("murmur.node.datasets")
@@ -76,20 +77,16 @@ def resolve_under_roots(path: str, roots: tuple[Path, ...]) -> Path:
     """The real path of ``path`` if it lies under one of ``roots``.
 
     Raises:
-        InvalidArgumentError: relative, missing, or outside every root.
+        InvalidArgumentError: relative, with ``..``, missing, or outside every root.
     """
-    if not path or not os.path.isabs(path):
-        raise InvalidArgumentError(f"dataset path must be absolute, got {path!r}")
-    real = Path(os.path.realpath(path))
-    if not real.exists():
-        raise InvalidArgumentError(f"dataset path {path} does not exist on this node")
-    for root in roots:
-        real_root = Path(os.path.realpath(root))
-        if real == real_root or real_root in real.parents:
-            return real
-    allowed = ", ".join(str(root) for root in roots)
-    raise InvalidArgumentError(
-        f"dataset path {path} resolves to {real}, outside this node's data roots ({allowed})"
+    if not roots:  # never "anywhere": a node always has a data root
+        raise FailedPreconditionError("this node has no data roots: datasets cannot be added")
+    return contained_path(
+        path,
+        roots,
+        field="dataset path",
+        roots_name="this node's data roots",
+        must_exist=True,
     )
 
 
@@ -283,7 +280,25 @@ class DatasetCatalog:
         self._records = {d.name: d for d in await self._store.list_datasets()}
 
     def paths(self) -> dict[str, Path]:
-        return {name: record.path for name, record in self._records.items()}
+        """Name → path of the datasets a run may mount now. One whose path no longer
+        resolves to itself under a data root (a directory swapped for a symlink since
+        it was added) is left out, so a run naming it does not start."""
+        return {
+            name: record.path
+            for name, record in self._records.items()
+            if self._still_contained(name, record.path)
+        }
+
+    def _still_contained(self, name: str, path: Path) -> bool:
+        try:
+            real = resolve_under_roots(str(path), self._roots)
+        except (InvalidArgumentError, FailedPreconditionError) as exc:
+            _log.warning("dataset %s is not mountable: %s", name, exc)
+            return False
+        if real != path:
+            _log.warning("dataset %s is not mountable: %s now resolves to %s", name, path, real)
+            return False
+        return True
 
     def records(self) -> list[DatasetRecord]:
         """Every dataset of this node, by name, without a store read."""

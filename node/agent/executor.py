@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -38,10 +39,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from murmur.node.agent.lease import RunLease
+from murmur.node.agent.runtimes.accounts import AccountPolicy
 from murmur.node.agent.runtimes.base import (
     DatasetMount,
     LaunchSpec,
     RecoveredRun,
+    RunAccount,
     RunExit,
     RunFiles,
     RunHandle,
@@ -51,6 +54,7 @@ from murmur.node.agent.runtimes.base import (
 from murmur.node.agent.runtimes.lease_file import RunLeaseFile, write_lease
 from murmur.node.errors import FailedPreconditionError, InvalidArgumentError
 from murmur.node.jobspec import states
+from murmur.node.jobspec.paths import check_job_paths
 from murmur.storage import EventDraft, EventRecord, JobRecord, RecordNotFoundError, RunRecord, Store
 from murmur.v1 import types_pb2
 
@@ -153,6 +157,10 @@ class _ActiveRun:
         self.stop_requested.set()
 
 
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A run id as a directory name: the leader's are 12 hex digits."""
+
+
 class RunExecutor:
     """Runs what the leader assigns to this node; see the module docstring."""
 
@@ -165,6 +173,8 @@ class RunExecutor:
         runtimes: Mapping[str, Runtime],
         datasets: Callable[[], Mapping[str, Path]],
         stop_grace_seconds: float,
+        accounts: AccountPolicy,
+        job_path_roots: Collection[Path] = (),
         network_mode: str = "bridge",
         on_event: Callable[[EventRecord], None] = lambda event: None,
         on_run_change: Callable[[RunRecord], None] = lambda run: None,
@@ -174,6 +184,12 @@ class RunExecutor:
     ) -> None:
         """
         Args:
+            accounts: how job owners map to this node's Unix accounts; every run
+                starts as its owner's (:mod:`murmur.node.agent.runtimes.accounts`).
+            job_path_roots: where a process run's working dir, virtualenv and conda
+                env may be on this node (``job_path_roots``; empty: any absolute
+                path). Checked again here, symlinks resolved on this node: the node
+                that took the submission checked its own file system, not ours.
             on_event: gets every event written (for live watchers).
             on_run_change: gets a run's record after each of its recorded transitions;
                 called synchronously, so it must not block.
@@ -190,6 +206,8 @@ class RunExecutor:
         self._runtimes = dict(runtimes)
         self._datasets = datasets
         self._grace = stop_grace_seconds
+        self._accounts = accounts
+        self._job_path_roots = tuple(job_path_roots)
         self._network_mode = network_mode
         self._on_event = on_event
         self._on_run_change = on_run_change
@@ -232,6 +250,14 @@ class RunExecutor:
         return len(self._active)
 
     def files_of(self, run_id: str) -> RunFiles:
+        """The run's directory under ``runs_dir``.
+
+        Raises:
+            InvalidArgumentError: ``run_id`` is not one path component (the RPC fuzzer's
+                NUL made the log reader fail; ``..`` would leave ``runs_dir``).
+        """
+        if not _RUN_ID_RE.fullmatch(run_id):
+            raise InvalidArgumentError(f"{run_id[:64]!r} is not a run id")
         return RunFiles(self._runs_dir / run_id)
 
     # ----------------------------------------------------------------- commands
@@ -247,8 +273,10 @@ class RunExecutor:
                 highest seen.
             FailedPreconditionError: a GPU it names is held by another run (unless both
                 share) or is not on this node.
-            InvalidArgumentError: it names a GPU twice.
+            InvalidArgumentError: it names a GPU twice, or its run id is not a
+                directory name (see `files_of`).
         """
+        self.files_of(assignment.run_id)  # refused before anything is recorded
         await self._ready.wait()
         assert self._tasks is not None
         # The caller's deadline (a gRPC deadline, or the leader's own wait on an
@@ -489,7 +517,13 @@ class RunExecutor:
         assert self._tasks is not None
         self._tasks.create_task(self._lifecycle(run), name=f"run-{run.record.id}")
 
-    def _launch_spec(self, run: _ActiveRun) -> LaunchSpec:
+    def _check_paths(self, spec: types_pb2.JobSpec) -> None:
+        try:
+            check_job_paths(spec, self._job_path_roots)
+        except InvalidArgumentError as exc:
+            raise RuntimeStartError(str(exc)) from None
+
+    def _launch_spec(self, run: _ActiveRun, account: RunAccount) -> LaunchSpec:
         spec = run.spec
         datasets = self._datasets()
         missing = [name for name in spec.datasets if name not in datasets]
@@ -513,6 +547,7 @@ class RunExecutor:
             conda_env=Path(spec.conda_env) if spec.conda_env else None,
             network_mode=self._network_mode,
             labels=dict(spec.labels),
+            account=account,
         )
 
     async def _lifecycle(self, run: _ActiveRun) -> None:
@@ -527,7 +562,12 @@ class RunExecutor:
                 ready, why = await runtime.available()
                 if not ready:
                     raise RuntimeStartError(why)
-                run.handle = await runtime.start(self._launch_spec(run))
+                # File system and NSS (maybe a directory server): not on the event loop.
+                await asyncio.to_thread(self._check_paths, run.spec)
+                account = await asyncio.to_thread(
+                    self._accounts.resolve, run.job.user, node=self._node
+                )
+                run.handle = await runtime.start(self._launch_spec(run, account))
                 await self._started(run)
             assert runtime is not None
             exit_ = await self._wait(runtime, run)

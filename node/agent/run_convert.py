@@ -10,6 +10,23 @@ from murmur.storage import JobRecord, RunRecord
 from murmur.v1 import types_pb2
 
 
+def spec_for_launch(spec: types_pb2.JobSpec) -> types_pb2.JobSpec:
+    """The spec a run starts from: the job's secrets joined to its env (the user's
+    env first, then the secrets; validation keeps their names apart). The runtimes
+    then set Murmur's own variables (``MURMUR_*``, ``CUDA_VISIBLE_DEVICES``) over
+    both, so the executor's ``LaunchSpec.env`` is the whole of what the user asked
+    for. Returns ``spec`` itself when it holds no secret."""
+    if not spec.secrets:
+        return spec
+    launched = types_pb2.JobSpec()
+    launched.CopyFrom(spec)
+    merged = {**launched.env, **launched.secrets}
+    launched.env.clear()
+    launched.env.update(merged)
+    launched.ClearField("secrets")
+    return launched
+
+
 def run_message(run: RunRecord) -> types_pb2.Run:
     message = types_pb2.Run(
         id=run.id,

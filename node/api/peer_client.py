@@ -28,6 +28,14 @@ class PeerClient:
             certificate_chain=bundle.certificate_pem,
         )
 
+    def use_identity(self, bundle: IdentityBundle) -> None:
+        """Calls from now on present ``bundle`` (a renewed certificate)."""
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=bundle.ca_certificate_pem,
+            private_key=bundle.key_pem,
+            certificate_chain=bundle.certificate_pem,
+        )
+
     async def set_draining(
         self, address: str, *, node: str, draining: bool, requested_by: str
     ) -> types_pb2.NodeInfo:

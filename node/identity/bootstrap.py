@@ -23,6 +23,7 @@ from murmur.certs import (
 )
 from murmur.node.config import NodeConfig, default_node_name
 from murmur.node.errors import StartupError
+from murmur.node.identity.ca_custody import ca_passphrase, load_ca
 from murmur.node.identity.join_client import join_cluster
 
 
@@ -44,11 +45,8 @@ async def obtain_identity(config: NodeConfig) -> NodeIdentity:
     Raises:
         StartupError: one line telling the operator what to do.
     """
-    ca = (
-        CertificateAuthority.load(config.ca_dir)
-        if CertificateAuthority.exists(config.ca_dir)
-        else None
-    )
+    # Encrypted at rest when the operator set a passphrase (node/identity/ca_custody.py).
+    ca = load_ca(config.ca_dir, ca_passphrase(config.ca_passphrase_file))
     if config.identity_path.exists():
         bundle = IdentityBundle.read(config.identity_path)
         identity = bundle.identity

@@ -1,13 +1,17 @@
 """Enrollment: join tokens for new nodes and certificates for nodes and users.
 
-Only a node that holds the lab CA's key enrolls; the key never leaves it. A
-join token is single use and only the SHA-256 of its secret is stored, so a
-leaked store does not let anyone join. Every check that can fail runs before
+Any node creates join tokens (they need only the CA's fingerprint); the nodes that
+hold the lab CA's key (the voters, node/identity/ca_custody.py) sign. A node
+without the key relays a user certificate to one that holds it. A join token is
+single use cluster-wide (its creation and use are entries of the control log,
+node/identity/token_ledger.py) and only the SHA-256 of its secret is recorded, so
+a leaked store does not let anyone join. Every check that can fail runs before
 the token is consumed, so a malformed request never burns a valid token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,8 +23,10 @@ from murmur.certs import (
     new_join_token,
     validate_name,
 )
+from murmur.node.deny_list import DenyList
 from murmur.node.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from murmur.node.event_log import EventLog
+from murmur.node.identity.token_ledger import StoreTokenLedger, TokenLedger
 from murmur.storage import Store
 
 MAX_TOKEN_TTL = timedelta(days=7)
@@ -38,6 +44,10 @@ class IssuedCertificate:
     ca_certificate_pem: bytes
 
 
+UserCertificateRelay = Callable[[str, Role, bytes, int, str], Awaitable[IssuedCertificate]]
+"""Has a CA holder sign a user certificate: (name, role, CSR, ttl days, admin)."""
+
+
 class Enrollment:
     """Issues join tokens and signs certificates with this node's CA."""
 
@@ -51,8 +61,18 @@ class Enrollment:
         default_token_ttl: timedelta,
         node_certificate_days: int,
         user_certificate_days: int,
+        deny_list: DenyList | None = None,
+        tokens: TokenLedger | None = None,
+        ca_fingerprint: str = "",
+        relay: UserCertificateRelay | None = None,
+        name_in_use: Callable[[str], bool] | None = None,
     ) -> None:
+        self._deny_list = deny_list
         self._ca = ca
+        self._tokens: TokenLedger = tokens or StoreTokenLedger(store)
+        self._ca_fingerprint = ca.fingerprint if ca is not None else ca_fingerprint
+        self._relay = relay
+        self._name_in_use = name_in_use
         self._store = store
         self._events = events
         self._join_port = join_port
@@ -60,32 +80,51 @@ class Enrollment:
         self._node_certificate_days = node_certificate_days
         self._user_certificate_days = user_certificate_days
 
+    def _not_before_floor(self, name: str) -> datetime | None:
+        """A certificate for a revoked name starts after its newest revocation, so the
+        deny list accepts it (node/deny_list.py): ``murmur user add`` brings back a
+        revoked user at once."""
+        return self._deny_list.not_before_floor(name) if self._deny_list is not None else None
+
     async def reserve_own_name(self, name: str) -> None:
         """Records the CA node's own name, so no joining node can take it."""
         if await self._store.get_meta(_issued_key(name)) is None:
             await self._store.set_meta(_issued_key(name), "self")
 
+    def adopt_ca(self, ca: CertificateAuthority) -> None:
+        """This node holds the lab CA from now on (a voter that was handed the key)."""
+        if self._ca_fingerprint and ca.fingerprint != self._ca_fingerprint:
+            raise ValueError("a CA other than the cluster's was offered")
+        self._ca = ca
+        self._ca_fingerprint = ca.fingerprint
+
+    @property
+    def ca(self) -> CertificateAuthority | None:
+        """The lab CA when this node holds its key."""
+        return self._ca
+
     def _authority(self) -> CertificateAuthority:
         if self._ca is None:
             raise FailedPreconditionError(
-                "this node does not hold the lab CA; run this against the node "
-                "where `murmur ca init` was run"
+                "this node does not hold the lab CA key yet; run this against a voter "
+                "(`murmur status` lists them)"
             )
         return self._ca
 
     async def create_join_token(
         self, *, created_by: str, ttl: timedelta | None
     ) -> tuple[JoinToken, datetime]:
-        ca = self._authority()
+        if not self._ca_fingerprint:
+            raise FailedPreconditionError("this node does not know the lab CA's fingerprint")
         ttl = ttl or self._default_token_ttl
         if ttl <= timedelta(0) or ttl > MAX_TOKEN_TTL:
             raise InvalidArgumentError(
                 f"token ttl must be between 1 s and {MAX_TOKEN_TTL.days} days"
             )
-        token = new_join_token(ca_fingerprint=ca.fingerprint, join_port=self._join_port)
+        token = new_join_token(ca_fingerprint=self._ca_fingerprint, join_port=self._join_port)
         now = datetime.now(UTC)
         expires_at = now + ttl
-        await self._store.add_join_token(
+        await self._tokens.record(
             token_id=token.token_id,
             secret_sha256=hash_secret(token.secret),
             created_at=now,
@@ -99,7 +138,9 @@ class Enrollment:
     ) -> IssuedCertificate:
         ca = self._authority()
         name = validate_name(node_name)
-        if await self._store.get_meta(_issued_key(name)) is not None:
+        if await self._store.get_meta(_issued_key(name)) is not None or (
+            self._name_in_use is not None and self._name_in_use(name)
+        ):
             raise AlreadyExistsError(
                 f"a node named {name!r} already joined this cluster; start the new node "
                 "with another --name"
@@ -111,12 +152,14 @@ class Enrollment:
             role=Role.NODE,
             validity_days=self._node_certificate_days,
             node_addresses=[address] if address else [],
+            not_before_floor=self._not_before_floor(name),
         )
-        await self._store.consume_join_token(
+        await self._tokens.consume(
             token_id=token_id,
             secret_sha256=hash_secret(secret),
             now=datetime.now(UTC),
             used_by=name,
+            address=address,
         )
         await self._store.set_meta(_issued_key(name), address or "?")
         await self._events.record(
@@ -125,8 +168,16 @@ class Enrollment:
         return IssuedCertificate(certificate, ca.certificate_pem)
 
     async def issue_user_certificate(
-        self, *, name: str, role: Role, csr_pem: bytes, ttl_days: int
+        self, *, name: str, role: Role, csr_pem: bytes, ttl_days: int, requested_by: str = ""
     ) -> IssuedCertificate:
+        """Signs a user's CSR here, or has a CA holder sign it (``relay``) when this
+        node holds no CA key."""
+        if self._ca is None and self._relay is not None:
+            if role is Role.NODE:
+                raise InvalidArgumentError(
+                    "role must be admin, member or viewer; nodes join with a token"
+                )
+            return await self._relay(validate_name(name), role, csr_pem, ttl_days, requested_by)
         ca = self._authority()
         if role is Role.NODE:
             raise InvalidArgumentError(
@@ -138,9 +189,35 @@ class Enrollment:
             )
         name = validate_name(name)
         certificate = ca.sign_csr(
-            csr_pem, name=name, role=role, validity_days=ttl_days or self._user_certificate_days
+            csr_pem,
+            name=name,
+            role=role,
+            validity_days=ttl_days or self._user_certificate_days,
+            not_before_floor=self._not_before_floor(name),
         )
         await self._events.record(
             kind="user.issued", subject=name, message=f"certificate issued to {name} ({role.value})"
+        )
+        return IssuedCertificate(certificate, ca.certificate_pem)
+
+    async def renew_node_certificate(
+        self, *, name: str, csr_pem: bytes, addresses: Sequence[str]
+    ) -> IssuedCertificate:
+        """Signs a new certificate for node ``name`` (the caller's own name, from its
+        certificate): renewal before expiry (node/identity/renewal.py). A revoked
+        node never gets here: the revocation interceptor refused its call."""
+        ca = self._authority()
+        certificate = ca.sign_csr(
+            csr_pem,
+            name=validate_name(name),
+            role=Role.NODE,
+            validity_days=self._node_certificate_days,
+            node_addresses=list(addresses),
+            not_before_floor=self._not_before_floor(name),
+        )
+        await self._events.record(
+            kind="node.certificate_renewed",
+            subject=name,
+            message=f"node {name}'s certificate renewed",
         )
         return IssuedCertificate(certificate, ca.certificate_pem)

@@ -126,8 +126,8 @@ class PeerTransport:
 
     Args:
         bundle: this node's identity; peers check it (node role, lab CA) and it
-            checks theirs. A renewed certificate needs a new transport: a gRPC
-            channel cannot reload its certificate.
+            checks theirs. A gRPC channel cannot reload its certificate: a renewed
+            one is handed over with :meth:`use_identity`, for the channels made next.
         idle_close_seconds: close a peer's channel after this long unused.
     """
 
@@ -146,6 +146,22 @@ class PeerTransport:
     @property
     def open_channels(self) -> int:
         return len(self._peers)
+
+    def use_identity(self, bundle: IdentityBundle, *, retire_after: float) -> None:
+        """Channels made from now on present ``bundle`` (a renewed certificate). The
+        open ones are set aside: their calls and streams go on, with the old
+        certificate, for ``retire_after`` seconds at most, and new calls get new
+        channels."""
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=bundle.ca_certificate_pem,
+            private_key=bundle.key_pem,
+            certificate_chain=bundle.certificate_pem,
+        )
+        retired, self._peers = list(self._peers.values()), {}
+        for peer in retired:
+            closing = asyncio.ensure_future(peer.channel.close(retire_after))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def send(
         self,

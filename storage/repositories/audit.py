@@ -87,3 +87,14 @@ async def list_page(
         f"SELECT {_COLUMNS} FROM audit {where} ORDER BY id DESC LIMIT ?", [*parameters, limit]
     )
     return [_from_row(row) for row in rows]
+
+
+async def list_after(
+    connection: aiosqlite.Connection, *, after_id: int, limit: int
+) -> list[AuditRecord]:
+    """Up to ``limit`` records with id above ``after_id``, oldest first (the outbox
+    read: what this node has not shipped to the cluster's trail yet)."""
+    rows = await connection.execute_fetchall(
+        f"SELECT {_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+    )
+    return [_from_row(row) for row in rows]

@@ -45,12 +45,18 @@ async def append(
     return EventRecord(event_id, from_micros(micros), kind, subject, message, job_state)
 
 
+MAX_EVENT_ID = 2**63 - 1
+"""Largest id SQLite can hold (its integers are signed 64-bit); a wire id may be larger."""
+
+
 async def list_since(
     connection: aiosqlite.Connection, *, since_id: int, subject: str | None, limit: int
 ) -> list[EventRecord]:
     """Up to ``limit`` events with id greater than ``since_id``, oldest first."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    if since_id >= MAX_EVENT_ID:  # beyond every id: SQLite cannot even take the number
+        return []
     subject_condition = "" if subject is None else "AND subject = ?"
     parameters: list[object] = [since_id] if subject is None else [since_id, subject]
     rows = await connection.execute_fetchall(

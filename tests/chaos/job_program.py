@@ -43,8 +43,9 @@ def main(argv: list[str]) -> int:
     job_id = os.environ.get("MURMUR_JOB_ID", "?")
     run_id = os.environ.get("MURMUR_RUN_ID", "?")
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "") or "-"
+    # The run's scratch dir, <data dir>/work/<run id>: the data dir is named after the node.
     cwd = Path.cwd()
-    node = cwd.parents[2].name if len(cwd.parents) > 2 else "?"
+    node = cwd.parents[1].name if len(cwd.parents) > 1 else "?"
     pid = os.getpid()
     fd = os.open(results / f"{job_id}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 

@@ -9,8 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from murmur._cli.accounts import own_account_name
 from murmur.certs import IdentityBundle, Role
 from tests.support.nodes import Lab, NodeProcess, free_port
+
+
+def _command_lines() -> list[str]:
+    """Every process's command line, as ``ps`` shows it to any account."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            lines.append(raw.replace(b"\0", b" ").decode(errors="replace"))
+    return lines
 
 
 def test_ca_init_writes_the_ca_and_an_admin_identity_then_refuses_to_overwrite(
@@ -23,6 +37,8 @@ def test_ca_init_writes_the_ca_and_an_admin_identity_then_refuses_to_overwrite(
     identity = tmp_path / "home" / "identity.pem"
     bundle = IdentityBundle.read(identity)
     assert bundle.identity.role is Role.ADMIN
+    # Named after the Unix account that ran it: that admin's jobs run as that account.
+    assert bundle.identity.name == own_account_name()
     assert identity.stat().st_mode & 0o777 == 0o600
     assert (data_dir / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
     again = lab.murmur("ca", "init", "--data-dir", str(data_dir))
@@ -125,6 +141,22 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
             env=env, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert "answered by node node-2" in second.stdout, second.stderr
+        # The join token went to nodes 2 and 3 in their environment: `ps` shows
+        # every account the command lines, and none holds it.
+        node_lines = [line for line in _command_lines() if str(home) in line]
+        assert len(node_lines) == 3, node_lines
+        assert not any("--token" in line for line in node_lines), node_lines
+        # The admin is named after the account that ran `murmur up`, whose jobs run as it.
+        job_id = subprocess.run(
+            [sys.executable, "-m", "murmur", "job", "submit", "--runtime", "process",
+             "--", "id", "-un"],
+            env=env, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+        logs = subprocess.run(
+            [sys.executable, "-m", "murmur", "job", "logs", job_id, "--follow"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert own_account_name() in logs.stdout.splitlines(), (logs.stdout, logs.stderr)
     finally:
         up.send_signal(signal.SIGINT)
         _, stderr = up.communicate(timeout=30)

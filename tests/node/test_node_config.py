@@ -47,6 +47,9 @@ def test_later_sources_win_field_by_field(tmp_path: Path) -> None:
         ({"env": {"MURMUR_NODE_LISTN": "x"}}, "MURMUR_NODE_LISTN is not a node setting"),
         ({"flags": {"labels": ["novalue"]}}, "must look like KEY=VALUE"),
         ({"flags": {"shutdown_grace_seconds": "-1"}}, "must be positive"),
+        ({"env": {"MURMUR_NODE_JOB_ACCOUNTS": "alice"}}, "must look like NAME=ACCOUNT"),
+        ({"flags": {"job_accounts": {"alice": ""}}}, "needs a name and an account"),
+        ({"env": {"MURMUR_NODE_ALLOW_ROOT_JOBS": "sure"}}, "must be true or false"),
     ],
 )
 def test_bad_values_name_the_field_and_the_source(kwargs: dict[str, object], fragment: str) -> None:
@@ -142,3 +145,32 @@ def test_a_gossip_table_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
     file.write_text('gossip = "fast"\n')
     with pytest.raises(ConfigError, match=r"\[gossip\] must be a table"):
         load_node_config(config_file=file, env={})
+
+
+def test_jobs_run_as_their_owner_unless_the_admin_says_otherwise(tmp_path: Path) -> None:
+    default = load_node_config(env={}, flags={"data_dir": str(tmp_path)})
+    assert (default.job_accounts, default.job_fallback_account, default.allow_root_jobs) == (
+        {},
+        None,
+        False,
+    )
+    assert default.scratch_dir == tmp_path / "work"
+
+    file = tmp_path / "node.toml"
+    file.write_text(
+        '[node]\njob_fallback_account = "murmur-jobs"\n'
+        '[node.job_accounts]\nalice = "asmith"\n"bob.k" = "bkim"\n'
+    )
+    from_file = load_node_config(config_file=file, env={})
+    assert from_file.job_accounts == {"alice": "asmith", "bob.k": "bkim"}
+    assert from_file.job_fallback_account == "murmur-jobs"
+
+    overridden = load_node_config(
+        config_file=file,
+        env={"MURMUR_NODE_JOB_FALLBACK_ACCOUNT": "", "MURMUR_NODE_ALLOW_ROOT_JOBS": "yes"},
+        flags={"job_accounts": {"carol": "cw"}},
+    )
+    # An empty fallback turns the file's off; the flag's table replaces the file's.
+    assert overridden.job_fallback_account is None
+    assert overridden.allow_root_jobs is True
+    assert overridden.job_accounts == {"carol": "cw"}

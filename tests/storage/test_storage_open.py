@@ -36,11 +36,11 @@ def _write_garbage(path: Path) -> None:
 
 async def test_open_creates_schema_at_latest_version(store_path: Path) -> None:
     async with await Store.open(store_path) as store:
-        assert await store.schema_version() == latest_version() == 5
+        assert await store.schema_version() == latest_version() == 7
         assert store.path == store_path
     expected = {
         "meta", "datasets", "runs", "events", "audit", "join_tokens", "jobs", "raft_log",
-        "archived_jobs",
+        "archived_jobs", "audit_chain", "audit_anchors",
     }  # fmt: skip
     assert expected <= _table_names(store_path)
 

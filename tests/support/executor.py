@@ -17,6 +17,7 @@ from murmur.node.agent.runtimes.process import ProcessRuntime
 from murmur.node.jobspec import states
 from murmur.storage import RunRecord, Store
 from murmur.v1 import types_pb2
+from tests.support.accounts import harness_accounts
 
 NODE = "node-1"
 
@@ -50,7 +51,12 @@ async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
 
 @contextlib.asynccontextmanager
 async def executor(
-    store: Store, runs_dir: Path, *, lease: float = 30.0, stop_runs: bool = True
+    store: Store,
+    runs_dir: Path,
+    *,
+    lease: float = 30.0,
+    stop_runs: bool = True,
+    job_path_roots: tuple[Path, ...] = (),
 ) -> AsyncIterator[Executor]:
     """A running RunExecutor over the process runtime and 8 simulated GPUs. On exit it
     stops what still runs (unless ``stop_runs`` is False: a simulated daemon crash)."""
@@ -70,6 +76,8 @@ async def executor(
         runtimes={"process": runtime},
         datasets=lambda: {},
         stop_grace_seconds=1.0,
+        accounts=harness_accounts(),
+        job_path_roots=job_path_roots,
         on_run_change=changes.append,
         on_allocation_change=allocation_changed,
         default_lease_seconds=lease,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from murmur.certs import CertificateAuthority, IdentityBundle, Role
+from tests.support.accounts import HARNESS_NODE_ENV
 
 READY_TIMEOUT_SECONDS = 30.0
 
@@ -149,7 +150,7 @@ class Lab:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**self.env, **(env or {})},
+                env={**self.env, **HARNESS_NODE_ENV, **(env or {})},
             )
         node = NodeProcess(
             name=name,

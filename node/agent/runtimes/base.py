@@ -49,6 +49,23 @@ class DatasetMount:
 
 
 @dataclass(frozen=True)
+class RunAccount:
+    """The Unix account a run's processes run under (:mod:`murmur.node.agent.runtimes.accounts`
+    resolves it from the job's owner)."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    """Every group the account is in, its primary group included."""
+    home: str
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything a runtime needs to start one run. Already validated."""
 
@@ -74,6 +91,9 @@ class LaunchSpec:
     """Process runtime: a conda env whose ``bin/`` goes first on PATH."""
     network_mode: str = "bridge"
     labels: Mapping[str, str] = field(default_factory=dict)
+    account: RunAccount | None = None
+    """Whose Unix account runs it; ``None``: the daemon's own (runtime tests only —
+    the run executor always resolves the job owner's)."""
 
 
 @dataclass(frozen=True)

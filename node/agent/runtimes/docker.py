@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from murmur.node.agent.runtimes.accounts import READ, require_access
 from murmur.node.agent.runtimes.base import (
     LaunchSpec,
     RecoveredRun,
@@ -259,6 +260,10 @@ class DockerRuntime:
         import docker.errors
 
         image = spec.image
+        for dataset in spec.datasets:
+            # The container's processes run with the account's uid and groups: a
+            # dataset they cannot read is a refusal now, not an error in the job.
+            require_access(dataset.host_path, spec.account, READ, what=f"dataset {dataset.name}")
         try:
             spec.files.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -5,6 +5,11 @@ Containers run under ``docker-init`` (``init=True``): the job is not PID 1, so i
 gets SIGTERM on stop like any process (PID 1 ignores it by default), and its
 zombies are reaped. They are never auto-removed, so an exit code survives a daemon
 that was down when the container ended.
+
+They run as the job owner's uid and groups (:mod:`murmur.node.agent.runtimes.accounts`),
+with every capability dropped, ``no-new-privileges``, never privileged, and no
+mounts but the run's datasets, read-only. The network is the node's setting
+(``job_network_mode``), which an admin sets; a user cannot ask for the host's.
 """
 
 from __future__ import annotations
@@ -100,7 +105,17 @@ def container_options(
         "mounts": mounts,
         "init": True,
         "log_config": CONTAINER_LOG_CONFIG,
+        # A job needs none of root's powers: no capabilities, no setuid way back
+        # to them, never privileged.
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "privileged": False,
     }
+    if spec.account is not None:
+        # The owner's uid and groups, not the image's user (often root): what the
+        # job may read of its mounted datasets is what its owner may read.
+        options["user"] = f"{spec.account.uid}:{spec.account.gid}"
+        options["group_add"] = [str(g) for g in spec.account.groups if g != spec.account.gid]
     if spec.cpus is not None:
         options["nano_cpus"] = round(spec.cpus * 1e9)
     if spec.memory_bytes is not None:

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from murmur.node.agent.runtimes.accounts import EXECUTE, READ, WRITE, require_access
 from murmur.node.agent.runtimes.base import (
     LaunchSpec,
     RecoveredRun,
@@ -91,7 +92,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     """The whole environment of a run.
 
     Layers, later ones win: a safe part of the daemon's environment
-    (``INHERITED_ENV``), ``PYTHONUNBUFFERED=1`` (so Python output reaches the log
+    (``INHERITED_ENV``), the account's ``HOME``, ``USER`` and ``LOGNAME``,
+    ``PYTHONUNBUFFERED=1`` (so Python output reaches the log
     as it is printed; the user may turn it off), the user's variables, the
     virtualenv or conda env, then Murmur's own variables, which the user cannot
     override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``CUDA_VISIBLE_DEVICES`` (empty
@@ -100,6 +102,10 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     differs) and one ``MURMUR_DATASET_<NAME>`` per dataset.
     """
     env = {key: inherited[key] for key in INHERITED_ENV if key in inherited}
+    if spec.account is not None:
+        # Who the job runs as, as a login would set it (the user may override them).
+        env["HOME"] = spec.account.home
+        env["USER"] = env["LOGNAME"] = spec.account.name
     env["PYTHONUNBUFFERED"] = "1"
     env.update(spec.env)
     prefix = spec.venv if spec.venv is not None else spec.conda_env
@@ -138,6 +144,25 @@ def check_launch_paths(spec: LaunchSpec) -> None:
             raise RuntimeStartError(f"working directory not found: {workdir}")
         if not workdir.is_dir():
             raise RuntimeStartError(f"working directory is not a directory: {workdir}")
+
+
+def check_account_access(spec: LaunchSpec) -> None:
+    """Checks the run's account may use its working dir, environment and datasets.
+
+    The supervisor changes into the working dir while still root, so without this
+    check a job could be handed a directory its account could never enter.
+
+    Raises:
+        AccountRefusedError: one of them is out of the account's reach.
+    """
+    account = spec.account
+    if spec.workdir is not None:
+        require_access(Path(spec.workdir), account, READ | EXECUTE, what="working directory")
+    for prefix, what in ((spec.venv, "virtualenv"), (spec.conda_env, "conda env")):
+        if prefix is not None:
+            require_access(prefix / "bin", account, READ | EXECUTE, what=what)
+    for dataset in spec.datasets:
+        require_access(dataset.host_path, account, READ, what=f"dataset {dataset.name}")
 
 
 def _identity(data: dict[str, Any] | None) -> tuple[int, int | None] | None:
@@ -217,17 +242,30 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, *, runs_dir: Path, node_name: str, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        *,
+        runs_dir: Path,
+        node_name: str,
+        scratch_dir: Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
         """
         Args:
             runs_dir: where run directories live (``<data_dir>/runs``); scanned
                 by :meth:`recover` for runs the node does not know.
+            scratch_dir: where a run without a working dir gets one of its own,
+                owned by its account (``<data_dir>/work``; default: next to
+                ``runs_dir``). Not inside ``runs_dir``: that stays the daemon's
+                alone (launch files hold secrets), while the job must reach its
+                scratch dir by path.
             node_name: this node, named in messages.
             python: the interpreter that runs the fork server and the
                 supervisors (needs the ``node`` package importable, which the
                 daemon's own has).
         """
         self._runs_dir = runs_dir
+        self._scratch_dir = scratch_dir if scratch_dir is not None else runs_dir.parent / "work"
         self._node_name = node_name
         self._python = python
         self._fork_server = ForkServer(
@@ -347,14 +385,15 @@ class ProcessRuntime:
 
     def _spawn_supervisor_with(self, spec: LaunchSpec, started_fd: int) -> tuple[int, int | None]:
         check_launch_paths(spec)
+        check_account_access(spec)
         run_dir = spec.files.directory
         if (run_dir / LAUNCH_FILE).exists():
             raise RuntimeStartError(f"run {spec.run_id} was already started on {self._node_name}")
+        account = spec.account
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             if spec.workdir is None:
-                scratch = run_dir / "work"
-                scratch.mkdir(exist_ok=True)
+                scratch = self._make_scratch_dir(spec)
             # Absolute: the supervisor runs from "/".
             workdir = os.path.abspath(spec.workdir if spec.workdir is not None else scratch)
             launch = Launch(
@@ -365,6 +404,10 @@ class ProcessRuntime:
                 workdir=workdir,
                 memory_bytes=spec.memory_bytes,
                 cpus=spec.cpus,
+                uid=None if account is None else account.uid,
+                gid=None if account is None else account.gid,
+                groups=() if account is None else account.groups,
+                readonly_paths=tuple(str(dataset.host_path.resolve()) for dataset in spec.datasets),
             )
             # The environment may hold the user's secrets (API keys): owner only.
             write_json_atomic(run_dir / LAUNCH_FILE, launch.to_json(), mode=0o600)
@@ -380,6 +423,21 @@ class ProcessRuntime:
             )
         # No supervisor of this run came from the fork server, nor will: one of our own.
         return self._spawn_supervisor_process(run_dir, started_fd)
+
+    def _make_scratch_dir(self, spec: LaunchSpec) -> Path:
+        """``<scratch_dir>/<run_id>``, private to the run's account. The scratch root
+        is traversable (0711) so that the account reaches its own by path, but lists
+        nothing: another account can neither see nor enter a run's scratch dir."""
+        self._scratch_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self._scratch_dir.chmod(0o711)
+        scratch = self._scratch_dir / spec.run_id
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        if spec.account is not None:
+            os.chown(scratch, spec.account.uid, spec.account.gid)
+        # A data dir below a private directory would hand the job a working dir it
+        # cannot name: say so instead.
+        require_access(scratch, spec.account, READ | WRITE | EXECUTE, what="scratch directory")
+        return scratch
 
     def _spawn_supervisor_process(self, run_dir: Path, started_fd: int) -> tuple[int, int | None]:
         """Starts the supervisor as a fresh interpreter: the way round a failed fork

@@ -49,6 +49,14 @@ class Launch:
     workdir: str
     memory_bytes: int | None
     cpus: float | None
+    uid: int | None = None
+    """The account the job runs as (``None``: the supervisor's own, as before)."""
+    gid: int | None = None
+    groups: tuple[int, ...] = ()
+    """The account's groups, its primary one included."""
+    readonly_paths: tuple[str, ...] = ()
+    """Datasets: bind-mounted read-only over themselves in the job's mount namespace,
+    so the job cannot change them even where its account could."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +67,10 @@ class Launch:
             "workdir": self.workdir,
             "memory_bytes": self.memory_bytes,
             "cpus": self.cpus,
+            "uid": self.uid,
+            "gid": self.gid,
+            "groups": list(self.groups),
+            "readonly_paths": list(self.readonly_paths),
         }
 
     @classmethod
@@ -71,6 +83,11 @@ class Launch:
             workdir=str(data["workdir"]),
             memory_bytes=None if data["memory_bytes"] is None else int(data["memory_bytes"]),
             cpus=None if data["cpus"] is None else float(data["cpus"]),
+            # Absent from the launch files of runs started by older versions.
+            uid=None if data.get("uid") is None else int(data["uid"]),
+            gid=None if data.get("gid") is None else int(data["gid"]),
+            groups=tuple(int(group) for group in data.get("groups", ())),
+            readonly_paths=tuple(str(path) for path in data.get("readonly_paths", ())),
         )
 
     def command(self) -> list[str]:

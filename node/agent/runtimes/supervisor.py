@@ -3,11 +3,14 @@
 The process runtime's fork server (:mod:`murmur.node.agent.runtimes.forkserver`) forks it,
 already loaded, into a session of its own; if the fork server fails, the runtime
 starts it as ``python -S -P -m murmur.node.agent.runtimes.supervisor RUN_DIR``. It reads
-``launch.json``, starts the job in a process group of its own (in the run's cgroup,
-:mod:`murmur.node.agent.runtimes.run_cgroup`, when the job has limits), pumps the job's
-stdout and stderr into the run's log, forwards SIGTERM to the job, and records
-how the job ended in ``exit.json`` before it exits. Given STARTED_FD (the write end
-of the runtime's pipe), it writes a byte there once ``child.json`` is written, so the
+``launch.json``, starts the job as its owner's Unix account (never root unless the
+node allows it; :mod:`murmur.node.agent.runtimes.accounts`) in a process group of
+its own (in the run's cgroup, :mod:`murmur.node.agent.runtimes.run_cgroup`, when the
+job has limits; with its datasets read-only,
+:mod:`murmur.node.agent.runtimes.run_namespace`), pumps the job's stdout and stderr
+into the run's log, forwards SIGTERM to the job, and records how the job ended in
+``exit.json`` before it exits. Given STARTED_FD (the write end of the runtime's
+pipe), it writes a byte there once ``child.json`` is written, so the
 runtime learns that the job runs without polling for it.
 
 Why a process of its own: the daemon may be killed (kill -9, out of memory, an
@@ -21,6 +24,7 @@ re-places their jobs soon after.
 
 It imports only the standard library, :mod:`murmur.node.agent.runtimes.run_files`,
 :mod:`murmur.node.agent.runtimes.run_cgroup`, :mod:`murmur.node.agent.runtimes.run_log`,
+:mod:`murmur.node.agent.runtimes.run_namespace`,
 :mod:`murmur.node.agent.runtimes.lease_file` and :mod:`murmur.node.agent.runtimes.procfs`
 (and the ``murmur`` package, whose names load lazily): every supervisor
 is a copy of the fork server, which imports it, and a fresh one (the fallback)
@@ -58,6 +62,7 @@ from murmur.node.agent.runtimes.run_files import (
     write_json_atomic,
 )
 from murmur.node.agent.runtimes.run_log import RunLogWriter, Stream
+from murmur.node.agent.runtimes.run_namespace import make_read_only
 
 MAX_LINE_BYTES = 256 * 1024
 """Output without a line break is cut here, so a runaway line cannot eat the supervisor's memory."""
@@ -229,6 +234,15 @@ class Supervisor:
         if self._stop_requested:
             self._finish(None, "stopped before it started")
             return
+        try:
+            read_only_note = make_read_only(launch.readonly_paths)
+        except OSError as exc:
+            reason = f"could not make the datasets read-only for the job: {exc.strerror or exc}"
+            log.write("system", reason)
+            self._finish(None, reason)
+            return
+        if read_only_note:
+            log.write("system", read_only_note)
         cgroup, not_enforced = enter_run_cgroup(launch)
         if not_enforced:
             log.write("system", not_enforced)
@@ -315,6 +329,17 @@ class Supervisor:
             self._signal_job(signum)
 
     def _spawn(self, launch: Launch) -> subprocess.Popen[bytes]:
+        """Starts the job as the launch's account: its groups (and no others: a
+        root supervisor's supplementary groups would otherwise leak into the job),
+        gid, then uid, after which nothing of root is left; umask 022 as a login
+        would give, not the daemon's private 077."""
+        account: dict[str, Any] = {}
+        if launch.uid is not None:
+            account = {
+                "user": launch.uid,
+                "group": launch.gid,
+                "extra_groups": list(launch.groups),
+            }
         return subprocess.Popen(
             launch.command(),
             stdin=subprocess.DEVNULL,
@@ -324,6 +349,8 @@ class Supervisor:
             env=launch.env,
             start_new_session=True,
             close_fds=True,
+            umask=0o022,
+            **account,
         )
 
     def _announce_started(self) -> None:

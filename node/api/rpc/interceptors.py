@@ -3,12 +3,17 @@
 grpc.aio interceptors see only the method name, not the peer's certificate, so
 each of ours wraps the method's handler function: the wrapper runs inside the
 RPC with its ``context``. Outermost first, the daemon installs
-``[Identity, Status, Audit, Authorization]``:
+``[Identity, Revocation, Status, Decoding, Audit, Authorization]``:
 
 * identity: read the caller's name and role from its certificate;
+* revocation: refuse a revoked certificate on every call, and end its open streams
+  when it is revoked (:mod:`murmur.node.api.rpc.revocation`; not audited, or a
+  revoked node's gossip would flood the trail);
 * status: turn any escaping exception into a deliberate status code;
+* decoding: a request that does not parse is INVALID_ARGUMENT, naming the message
+  (:mod:`murmur.node.api.rpc.decoding`; not audited: there is no request to record);
 * audit: record every state-changing call with who, what, when and result,
-  refused ones included;
+  refused ones included (the node's outbox of the cluster's audit trail);
 * authorization: refuse unknown methods and roles the policy does not admit.
 """
 
@@ -238,12 +243,25 @@ def _audit_target(request: Message) -> str:
     return ""
 
 
-class AuditInterceptor(_WrappingInterceptor):
-    """Appends who did what, when, and with what result, for state-changing calls."""
+AuditRecorder = Callable[[AuditEntry], Awaitable[object]]
+"""Where an audited call's entry goes: durable when it returns (``Store.append_audit``,
+or the cluster trail's ``AuditTrail.record``, which writes it there and then waits,
+briefly, for it to be in the control log)."""
 
-    def __init__(self, store: Store, node_name: str) -> None:
+
+class AuditInterceptor(_WrappingInterceptor):
+    """Appends who did what, when, and with what result, for state-changing calls.
+
+    Args:
+        recorder: where entries go; the store's local audit table when None.
+    """
+
+    def __init__(
+        self, store: Store, node_name: str, *, recorder: AuditRecorder | None = None
+    ) -> None:
         self._store = store
         self._node_name = node_name
+        self._recorder: AuditRecorder = recorder if recorder is not None else store.append_audit
 
     async def record(
         self, *, method: str, target: str, caller: CertificateIdentity, error: BaseException | None
@@ -256,7 +274,7 @@ class AuditInterceptor(_WrappingInterceptor):
             code, detail = status_for(error)
             result = code.name
         try:
-            await self._store.append_audit(
+            await self._recorder(
                 AuditEntry(
                     time=datetime.now(UTC),
                     user=caller.name,

@@ -35,6 +35,7 @@ def _write(roles: frozenset[Role] = _WRITERS) -> MethodPolicy:
 
 _CLUSTER = "/murmur.v1.ClusterService/"
 _NODE = "/murmur.v1.NodeService/"
+_TRUST = "/murmur.v1.TrustService/"
 
 POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "WhoAmI": _read(),
@@ -56,8 +57,12 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "GetDataset": _read(),
     _CLUSTER + "WatchEvents": _read(),
     _CLUSTER + "ListAudit": MethodPolicy(_ADMINS, audited=False),
+    _CLUSTER + "VerifyAudit": MethodPolicy(_ADMINS, audited=False),
     _CLUSTER + "CreateJoinToken": _write(_ADMINS),
     _CLUSTER + "IssueUserCertificate": _write(_ADMINS),
+    # Revocations: an admin revokes (audited); nodes pull the list from each other.
+    _CLUSTER + "RevokeCertificate": _write(_ADMINS),
+    _CLUSTER + "ListRevocations": MethodPolicy(_ADMINS | _NODES, audited=False),
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
@@ -72,9 +77,17 @@ POLICIES: dict[str, MethodPolicy] = {
     _NODE + "ListRuns": MethodPolicy(_NODES, audited=False),
     _NODE + "ReportRun": MethodPolicy(_NODES, audited=False),
     _NODE + "ForgetVoter": MethodPolicy(_NODES, audited=False),
+    # An admin's audit reads, relayed to the leader (the relaying node checked the admin).
+    _NODE + "ListAudit": MethodPolicy(_NODES, audited=False),
+    _NODE + "VerifyAudit": MethodPolicy(_NODES, audited=False),
     # A change to the node: audited, with the forwarding node as the caller (the
     # admin's name is in the request and in the forwarding node's own audit log).
     _NODE + "SetDraining": _write(_NODES),
+    # The lab CA key handed to a voter, a node's own renewal, a relayed user
+    # certificate (node/api/services/trust.py): audited on the signing node.
+    _TRUST + "FetchCaKey": _write(_NODES),
+    _TRUST + "RenewNodeCertificate": _write(_NODES),
+    _TRUST + "IssueUserCertificate": _write(_NODES),
     # Standard services every authenticated caller may use.
     "/grpc.health.v1.Health/Check": _read(),
     "/grpc.health.v1.Health/Watch": _read(),

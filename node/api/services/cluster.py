@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from murmur.certs import Role
+from murmur.certs import CertificateIdentity, Role
 from murmur.node.agent.convert import (
     ROLE_FROM_PROTO,
     audit_message,
@@ -33,23 +33,27 @@ from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.run_logs import run_log_entries
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.rpc.caller import current_caller
+from murmur.node.api.services.job_visibility import check_may_read_output, visible_job
+from murmur.node.api.services.revocations import RevocationCalls
 from murmur.node.control.cluster_view import DOWN_STATES, ClusterView
 from murmur.node.control.consensus.leadership import mark_roles
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.drain import NodeDrain
+from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs, refused_by_peer
 from murmur.node.control.queue.commands import CancelJob, SubmitJob
 from murmur.node.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    NotServedError,
     PeerRefusedError,
     UnavailableError,
 )
 from murmur.node.event_log import EventLog
 from murmur.node.identity.enrollment import Enrollment
 from murmur.node.jobspec import states as job_states
-from murmur.node.jobspec.validation import validate_job_spec
+from murmur.node.jobspec.validation import check_idempotency_key, check_reason, validate_job_spec
 from murmur.node.local_node import VERSION
 from murmur.node.membership import MembershipRunner
 from murmur.node.membership.transport import PeerTransport
@@ -87,7 +91,11 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         peers: PeerClient,
         peer_channels: PeerTransport,
         consensus: ConsensusRunner | None = None,
+        revocations: RevocationCalls | None = None,
+        audit_trail: AuditTrail | None = None,
     ) -> None:
+        self._audit_trail = audit_trail
+        self._revocations = revocations
         self._view = view
         self._consensus = consensus
         self._name = view.local_name
@@ -188,12 +196,14 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def RemoveNode(
         self, request: cluster_pb2.RemoveNodeRequest, context: Context
     ) -> cluster_pb2.RemoveNodeResponse:
-        """Forgets a dead node cluster-wide; refuses a node that is up."""
+        """Forgets a dead node cluster-wide and revokes its certificates (it cannot come
+        back with them); refuses a node that is up."""
         if self._membership is None:
             if request.name == self._name:
                 raise FailedPreconditionError("a node cannot remove itself")
             raise NotFoundError(f"no node named {request.name!r}")
         removed = self._membership.force_leave(request.name)
+        await self._revoke_removed(request.name)
         await self._forget_voter(request.name)
         return cluster_pb2.RemoveNodeResponse(name=removed.name)
 
@@ -242,6 +252,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def ListAudit(
         self, request: cluster_pb2.ListAuditRequest, context: Context
     ) -> cluster_pb2.ListAuditResponse:
+        if self._audit_trail is not None:  # the cluster's trail, as the leader holds it
+            return await self._audit_trail.list(request)
+        # No cluster trail wired (a bare servicer): this node's own outbox.
         if request.limit > MAX_AUDIT_PAGE:
             raise InvalidArgumentError(f"limit must be at most {MAX_AUDIT_PAGE}")
         records = await self._store.list_audit(
@@ -252,6 +265,13 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         return cluster_pb2.ListAuditResponse(
             records=[audit_message(record, self._name) for record in records]
         )
+
+    async def VerifyAudit(
+        self, request: cluster_pb2.VerifyAuditRequest, context: Context
+    ) -> cluster_pb2.VerifyAuditResponse:
+        if self._audit_trail is None:
+            raise NotImplementedError("this node keeps no cluster audit trail")
+        return await self._audit_trail.verify()
 
     async def CreateJoinToken(
         self, request: cluster_pb2.CreateJoinTokenRequest, context: Context
@@ -271,7 +291,11 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         if role is None:
             raise InvalidArgumentError("role must be admin, member or viewer")
         issued = await self._enrollment.issue_user_certificate(
-            name=request.name, role=role, csr_pem=request.csr_pem, ttl_days=request.ttl_days
+            name=request.name,
+            role=role,
+            csr_pem=request.csr_pem,
+            ttl_days=request.ttl_days,
+            requested_by=current_caller().name,
         )
         return cluster_pb2.IssueUserCertificateResponse(
             certificate_pem=issued.certificate_pem, ca_certificate_pem=issued.ca_certificate_pem
@@ -287,8 +311,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         validated = validate_job_spec(
             request.spec, known_datasets=known, path_roots=self._path_roots
         )
+        check_idempotency_key(request.idempotency_key)
         job_id = uuid.uuid4().hex[:12]
-        return await self._cluster_jobs.propose(
+        submitted = await self._cluster_jobs.propose(
             SubmitJob(
                 job_id=job_id,
                 spec=validated.spec,
@@ -299,9 +324,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 submitted_at_us=time.time_ns() // 1000,
             )
         )
+        return visible_job(submitted, current_caller())
 
     async def GetJob(self, request: cluster_pb2.GetJobRequest, context: Context) -> types_pb2.Job:
-        return await self._cluster_jobs.get(request.id)
+        return visible_job(await self._cluster_jobs.get(request.id), current_caller())
 
     async def ListJobs(
         self, request: cluster_pb2.ListJobsRequest, context: Context
@@ -317,13 +343,20 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         checked = cluster_pb2.ListJobsRequest()
         checked.CopyFrom(request)
         checked.limit = request.limit or DEFAULT_JOBS_PAGE
-        return await self._cluster_jobs.list(checked)
+        page = await self._cluster_jobs.list(checked)
+        caller = current_caller()
+        shown = [visible_job(job, caller) for job in page.jobs]
+        if any(a is not b for a, b in zip(shown, page.jobs, strict=True)):
+            del page.jobs[:]
+            page.jobs.extend(shown)
+        return page
 
     async def CancelJob(
         self, request: cluster_pb2.CancelJobRequest, context: Context
     ) -> types_pb2.Job:
+        check_reason(request.reason)
         caller = current_caller()
-        return await self._cluster_jobs.propose(
+        cancelled = await self._cluster_jobs.propose(
             CancelJob(
                 job_id=request.id,
                 user=caller.name,
@@ -332,6 +365,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 at_us=time.time_ns() // 1000,
             )
         )
+        return visible_job(cancelled, caller)
 
     async def WatchJobs(
         self, request: cluster_pb2.WatchJobsRequest, context: Context
@@ -348,15 +382,16 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 and (not request.queue or job.spec.queue == request.queue)
             )
 
+        caller = current_caller()
         async with contextlib.aclosing(self._cluster_jobs.watch(request)) as jobs:
             async for job in jobs:
                 if matches(job):
-                    yield job
+                    yield visible_job(job, caller)
 
     async def StreamLogs(
         self, request: cluster_pb2.StreamLogsRequest, context: Context
     ) -> AsyncIterator[types_pb2.LogLine]:
-        run = await self._run_of(request)
+        run = await self._run_of(request, current_caller())
         if run is None:
             return
         if run.node != self._name:
@@ -391,14 +426,26 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             line.time.FromNanoseconds(int(entry.time * 1e9))
             yield line
 
-    async def _run_of(self, request: cluster_pb2.StreamLogsRequest) -> types_pb2.Run | None:
+    async def _run_of(
+        self, request: cluster_pb2.StreamLogsRequest, caller: CertificateIdentity
+    ) -> types_pb2.Run | None:
         """The run whose log is asked for: the one named, or the job's newest; with
-        ``follow``, waits for a pending job's first run."""
+        ``follow``, waits for a pending job's first run.
+
+        Raises:
+            PermissionDeniedError: the caller may not read the job's output
+                (:mod:`~murmur.node.api.services.job_visibility`).
+            InvalidArgumentError: a run id without its job id, from a user.
+        """
         if request.run_id and not request.job_id:
-            # A relay from another node: the run is one of ours.
+            if caller.role is not Role.NODE:
+                # Only a node's relay names the run alone, and the node the user
+                # reached checked the user against the job: a user names the job.
+                raise InvalidArgumentError("a run's log is asked for with its job's id")
             return types_pb2.Run(id=request.run_id, node=self._name)
         while True:
             job = await self._cluster_jobs.get(request.job_id)
+            check_may_read_output(caller, job)
             if request.run_id:
                 for run in job.runs:
                     if run.id == request.run_id:
@@ -460,3 +507,26 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         if dataset is None:
             raise NotFoundError(f"no dataset named {request.name!r} on any node")
         return dataset
+
+    # ------------------------------------------------------------ revocations
+
+    def _revocation_calls(self) -> RevocationCalls:
+        if self._revocations is None:
+            raise NotServedError(f"revocations are not served by {self._name}")
+        return self._revocations
+
+    async def RevokeCertificate(
+        self, request: cluster_pb2.RevokeCertificateRequest, context: Context
+    ) -> cluster_pb2.RevokeCertificateResponse:
+        return await self._revocation_calls().revoke(request, caller=current_caller())
+
+    async def ListRevocations(
+        self, request: cluster_pb2.ListRevocationsRequest, context: Context
+    ) -> cluster_pb2.ListRevocationsResponse:
+        return self._revocation_calls().listing()
+
+    async def _revoke_removed(self, name: str) -> None:
+        """A removed node's certificates are revoked, so it cannot rejoin with them
+        (node/api/services/revocations.py)."""
+        if self._revocations is not None:
+            await self._revocations.revoke_node(name, by=current_caller().name)

@@ -19,12 +19,19 @@ from murmur.node.control.consensus.errors import NotLeaderError
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.consensus.wire import WireError
 from murmur.node.control.drain import NodeDrain
+from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
-from murmur.node.control.queue.commands import CommandDecodeError, decode, report_of
+from murmur.node.control.queue.commands import (
+    Command,
+    CommandDecodeError,
+    RecordAudit,
+    decode,
+    report_of,
+)
 from murmur.node.control.queue.proposal_forwarder import MAX_BATCH
-from murmur.node.errors import InvalidArgumentError, NotServedError
+from murmur.node.errors import InvalidArgumentError, NotServedError, PermissionDeniedError
 from murmur.node.membership import MembershipRunner
-from murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
+from murmur.v1 import cluster_pb2, node_pb2, node_pb2_grpc, types_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -52,7 +59,9 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         consensus: ConsensusRunner | None = None,
         cluster_jobs: ClusterJobs | None = None,
         executor: RunExecutor | None = None,
+        audit_trail: AuditTrail | None = None,
     ) -> None:
+        self._audit_trail = audit_trail
         self._view = view
         self._drain = drain
         self._membership = membership
@@ -113,9 +122,12 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         outcomes: dict[int, types_pb2.Job | Exception] = {}
         for index, command in enumerate(request.commands):
             try:
-                decode(command)  # only well-formed commands reach the log
+                decoded = decode(command)  # only well-formed commands reach the log
             except CommandDecodeError as exc:
                 outcomes[index] = InvalidArgumentError(f"not a control command: {exc}")
+                continue
+            if (forged := _audit_of_another_node(decoded, current_caller().name)) is not None:
+                outcomes[index] = forged
         well_formed = [i for i in range(len(request.commands)) if i not in outcomes]
         proposed = await self._queue().propose_here([request.commands[i] for i in well_formed])
         outcomes.update(zip(well_formed, proposed, strict=True))
@@ -126,7 +138,11 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: node_pb2.ReportRunRequest, context: Context
     ) -> node_pb2.ReportRunResponse:
         run = request.run
-        await self._queue().propose(report_of(run.job_id, current_caller().name, run))
+        try:
+            report = report_of(run.job_id, current_caller().name, run)
+        except ValueError as exc:  # a state this version does not know
+            raise InvalidArgumentError(f"bad run report: {exc}") from None
+        await self._queue().propose(report)
         return node_pb2.ReportRunResponse()
 
     async def StartRun(
@@ -154,6 +170,24 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
                 self._consensus.raft.leader, f"{self._view.local_name} does not lead"
             )
         return node_pb2.ForgetVoterResponse(removed=self._consensus.forget_voter(request.name))
+
+    # --- the audit trail, relayed by a node that holds no current copy --------------
+    # (and _audit_of_another_node, below: a node ships only its own calls)
+
+    def _trail(self) -> AuditTrail:
+        if self._audit_trail is None:
+            raise NotServedError(f"no audit trail is kept on {self._view.local_name}")
+        return self._audit_trail
+
+    async def ListAudit(
+        self, request: cluster_pb2.ListAuditRequest, context: Context
+    ) -> cluster_pb2.ListAuditResponse:
+        return await self._trail().list_here(request)
+
+    async def VerifyAudit(
+        self, request: cluster_pb2.VerifyAuditRequest, context: Context
+    ) -> cluster_pb2.VerifyAuditResponse:
+        return await self._trail().verify_here()
 
     def _queue(self) -> ClusterJobs:
         if self._cluster_jobs is None:
@@ -186,3 +220,16 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
             )
         # Committed to the control log before the answer (NodeDrain.set).
         return await self._drain.set(request.draining, requested_by=who)
+
+
+def _audit_of_another_node(command: Command, caller: str) -> PermissionDeniedError | None:
+    """A node ships the calls it took itself: a RecordAudit naming another node (as
+    its origin or as a call's node) is refused, so no node can write the trail in
+    another's name."""
+    if not isinstance(command, RecordAudit):
+        return None
+    if not command.origin.startswith(f"{caller}/") or any(
+        call.node != caller for call in command.calls
+    ):
+        return PermissionDeniedError(f"{caller} may only record the calls it took itself")
+    return None

@@ -14,14 +14,15 @@ stub: there is no caller to authenticate.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from murmur.node.agent.executor import RunAssignment, RunExecutor
-from murmur.node.agent.run_convert import run_message
+from murmur.node.agent.run_convert import run_message, spec_for_launch
 from murmur.node.api.rpc.status_map import status_for
 from murmur.node.control.leader.node_calls import RunCalls
 from murmur.node.errors import InvalidArgumentError
@@ -33,18 +34,37 @@ if TYPE_CHECKING:
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
+MAX_TERM = 2**63 - 1
+"""Largest term or sequence a node stores (SQLite integers are signed 64-bit)."""
+MAX_LEASE_SECONDS = 24 * 3600.0
+
+
+def _check_fencing(request: Any) -> None:
+    """Refuses terms the store cannot hold and leases that are not a duration: a term
+    of 2**64-1 failed in SQLite, and NaN made every run's lease expire at once."""
+    for field in ("term", "sequence", "sender_term"):
+        value = getattr(request, field, 0)
+        if value > MAX_TERM:
+            raise InvalidArgumentError(f"{field} must be at most {MAX_TERM}, got {value}")
+    lease = getattr(request, "lease_seconds", 0.0)
+    if not (math.isfinite(lease) and 0 <= lease <= MAX_LEASE_SECONDS):
+        raise InvalidArgumentError(
+            f"lease_seconds must be between 0 and {MAX_LEASE_SECONDS:g}, got {lease}"
+        )
+
 
 async def start_run(
     executor: RunExecutor, request: node_pb2.StartRunRequest
 ) -> node_pb2.StartRunResponse:
     if not request.run_id or not request.job_id:
         raise InvalidArgumentError("an assignment needs a job id and a run id")
+    _check_fencing(request)
     await executor.start_assigned(
         RunAssignment(
             job_id=request.job_id,
             run_id=request.run_id,
             attempt=request.attempt,
-            spec=request.spec,
+            spec=spec_for_launch(request.spec),
             gpu_indices=tuple(request.gpu_indices),
             term=request.term,
             sequence=request.sequence,
@@ -59,6 +79,7 @@ async def start_run(
 async def stop_run(
     executor: RunExecutor, request: node_pb2.StopRunRequest
 ) -> node_pb2.StopRunResponse:
+    _check_fencing(request)
     await executor.stop_run(
         request.run_id, term=request.term, reason=request.reason, lost=request.lost
     )
@@ -68,6 +89,7 @@ async def stop_run(
 async def list_runs(
     executor: RunExecutor, request: node_pb2.ListRunsRequest
 ) -> node_pb2.ListRunsResponse:
+    _check_fencing(request)
     runs = await executor.runs_report(term=request.term, lease_seconds=request.lease_seconds)
     return node_pb2.ListRunsResponse(
         runs=[run_message(run) for run in runs], highest_term=executor.highest_term

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from google.protobuf.message import Message as ProtoMessage
+
 from murmur.node.control.raft import (
     AppendEntries,
     AppendResponse,
@@ -119,12 +121,30 @@ def to_wire(message: Message, *, from_address: str) -> node_pb2.RaftRequest:
     return request
 
 
+MAX_WIRE_NUMBER = 2**62
+"""Largest term or index taken from a peer. SQLite stores them as signed 64-bit
+integers, and a node counts on from what it was told (a term one higher at its next
+election): the RPC fuzzer's term of 2**64-1 made saving Raft's state fail, which
+stopped the daemon."""
+
+
+def _refuse_beyond_store(message: ProtoMessage, path: str = "raft request") -> None:
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_MESSAGE:
+            for item in value if field.is_repeated else (value,):
+                _refuse_beyond_store(item, f"{path}.{field.name}")
+        elif isinstance(value, int) and not isinstance(value, bool) and value > MAX_WIRE_NUMBER:
+            raise WireError(f"{path}.{field.name} is {value}, beyond {MAX_WIRE_NUMBER}")
+
+
 def from_wire(request: node_pb2.RaftRequest) -> Message:
     """The message a request carries.
 
     Raises:
-        WireError: the request carries no message, or an entry of an unknown kind.
+        WireError: the request carries no message, an entry of an unknown kind, or a
+            term or index beyond `MAX_WIRE_NUMBER`.
     """
+    _refuse_beyond_store(request)
     match request.WhichOneof("message"):
         case "vote":
             vote = request.vote

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from murmur.node.control.queue.audit_chain import AuditCall
 from murmur.node.jobspec import states
-from murmur.v1 import control_pb2, types_pb2
+from murmur.v1 import control_pb2, trust_pb2, types_pb2
 
 REPORTABLE_STATES = frozenset(
     {
@@ -141,6 +142,177 @@ class ForgetJobs:
     at_us: int
 
 
+# ---------------------------------------------------------------- audit trail
+
+MAX_AUDIT_CALLS = 512
+"""Calls per RecordAudit command: bounds the entry (a call is a few hundred bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAudit:
+    """Audited calls from one node's outbox (``origin``: ``"<node>/<incarnation>"``),
+    in id order, for every voter's audit chain (``audit_chain.py``)."""
+
+    origin: str
+    calls: tuple[AuditCall, ...]
+
+
+def _audit_to_message(command: RecordAudit) -> control_pb2.RecordAuditCommand:
+    return control_pb2.RecordAuditCommand(
+        origin=command.origin,
+        calls=[
+            control_pb2.ControlAuditCall(
+                origin_id=call.origin_id,
+                node=call.node,
+                time_us=call.time_us,
+                user=call.user,
+                role=call.role,
+                action=call.action,
+                target=call.target,
+                result=call.result,
+                detail=call.detail,
+            )
+            for call in command.calls
+        ],
+    )
+
+
+def _audit_from_message(message: control_pb2.RecordAuditCommand) -> RecordAudit:
+    return RecordAudit(
+        origin=message.origin,
+        calls=tuple(
+            AuditCall(
+                origin_id=call.origin_id,
+                node=call.node,
+                time_us=call.time_us,
+                user=call.user,
+                role=call.role,
+                action=call.action,
+                target=call.target,
+                result=call.result,
+                detail=call.detail,
+            )
+            for call in message.calls
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------
+
+# ------------------------------------------------------------- revocations
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeCertificate:
+    """An admin revoked certificates (``murmur cert revoke``, ``murmur node remove``):
+    by ``name``, every certificate with that common name whose validity starts at or
+    before ``at_us``; by ``serial`` (lowercase hex), exactly that one. Exactly one of
+    the two is set; ``at_us`` is the admin's node's clock."""
+
+    name: str
+    serial: str
+    reason: str
+    by: str
+    at_us: int
+
+
+def _revocation_to_message(command: RevokeCertificate) -> control_pb2.RevokeCertificateCommand:
+    return control_pb2.RevokeCertificateCommand(
+        name=command.name,
+        serial=command.serial,
+        reason=command.reason,
+        by=command.by,
+        at_us=command.at_us,
+    )
+
+
+def _revocation_from_message(message: control_pb2.RevokeCertificateCommand) -> RevokeCertificate:
+    return RevokeCertificate(
+        name=message.name,
+        serial=message.serial,
+        reason=message.reason,
+        by=message.by,
+        at_us=message.at_us,
+    )
+
+
+# -------------------------------------------------------------- join tokens
+
+
+@dataclass(frozen=True, slots=True)
+class CreateJoinToken:
+    """A node created a join token (``murmur token create``); only the SHA-256 of its
+    secret is in the log (node/control/queue/join_tokens.py)."""
+
+    token_id: str
+    secret_sha256: str
+    created_by: str
+    created_at_us: int
+    expires_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeJoinToken:
+    """A voter's join listener admits ``node_name`` with a token: the first consume of
+    a token in log order wins, cluster-wide (node/control/queue/join_tokens.py)."""
+
+    token_id: str
+    secret_sha256: str
+    node_name: str
+    address: str
+    at_us: int
+
+
+def _join_token_to_message(
+    command: CreateJoinToken | ConsumeJoinToken, message: control_pb2.ControlCommand
+) -> None:
+    if isinstance(command, CreateJoinToken):
+        message.create_join_token.CopyFrom(
+            trust_pb2.CreateJoinTokenCommand(
+                token_id=command.token_id,
+                secret_sha256=command.secret_sha256,
+                created_by=command.created_by,
+                created_at_us=command.created_at_us,
+                expires_at_us=command.expires_at_us,
+            )
+        )
+    else:
+        message.consume_join_token.CopyFrom(
+            trust_pb2.ConsumeJoinTokenCommand(
+                token_id=command.token_id,
+                secret_sha256=command.secret_sha256,
+                node_name=command.node_name,
+                address=command.address,
+                at_us=command.at_us,
+            )
+        )
+
+
+def _join_token_from_message(
+    message: control_pb2.ControlCommand,
+) -> CreateJoinToken | ConsumeJoinToken | None:
+    kind = message.WhichOneof("command")
+    if kind == "create_join_token":
+        create = message.create_join_token
+        return CreateJoinToken(
+            token_id=create.token_id,
+            secret_sha256=create.secret_sha256,
+            created_by=create.created_by,
+            created_at_us=create.created_at_us,
+            expires_at_us=create.expires_at_us,
+        )
+    if kind == "consume_join_token":
+        consume = message.consume_join_token
+        return ConsumeJoinToken(
+            token_id=consume.token_id,
+            secret_sha256=consume.secret_sha256,
+            node_name=consume.node_name,
+            address=consume.address,
+            at_us=consume.at_us,
+        )
+    return None
+
+
 Command = (
     SubmitJob
     | CancelJob
@@ -150,6 +322,10 @@ Command = (
     | RevokeAssignment
     | SetNodeDrain
     | ForgetJobs
+    | RevokeCertificate
+    | RecordAudit
+    | CreateJoinToken
+    | ConsumeJoinToken
 )
 
 
@@ -232,6 +408,12 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     at_us=command.at_us,
                 )
             )
+        case RecordAudit():
+            message.record_audit.CopyFrom(_audit_to_message(command))
+        case RevokeCertificate():
+            message.revoke_certificate.CopyFrom(_revocation_to_message(command))
+        case CreateJoinToken() | ConsumeJoinToken():
+            _join_token_to_message(command, message)
     return message
 
 
@@ -297,6 +479,13 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "forget_jobs":
         forget = message.forget_jobs
         return ForgetJobs(tuple(forget.job_ids), forget.retention_us, forget.at_us)
+    if kind == "record_audit":
+        return _audit_from_message(message.record_audit)
+    if kind == "revoke_certificate":
+        return _revocation_from_message(message.revoke_certificate)
+    join_token = _join_token_from_message(message)
+    if join_token is not None:
+        return join_token
     raise CommandDecodeError("the entry carries no command this version knows")
 
 

@@ -6,6 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from murmur.node.control.queue.records import Assignment, ClusterJob, EndedRun, JobEvent
 from murmur.node.jobspec import states
+from murmur.node.jobspec.secrets import without_secret_values
 from murmur.v1 import types_pb2
 
 
@@ -59,7 +60,7 @@ def job_message(
         reason = waiting_reason
     message = types_pb2.Job(
         id=job.id,
-        spec=job.spec,
+        spec=without_secret_values(job.spec),  # no answer carries a secret's value
         user=job.user,
         state=states.to_proto(job.state),
         reason=reason,

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 
 from murmur.node import errors
+from murmur.node.control.queue.audit_chain import ChainedAudit
 from murmur.node.control.queue.records import ClusterJob
 
 
@@ -59,6 +60,8 @@ class ApplyResult:
         failure: what a bug in the state machine raised (``error`` is INTERNAL),
             traceback and all: the apply stays pure, and whoever hears of every
             applied entry logs it (node/control/queue/cluster_jobs.py).
+        audited: the audit chain's new entries (a RecordAudit entry), for each
+            voter's own store (node/control/queue/audit_trail.py).
     """
 
     ok: bool
@@ -68,6 +71,7 @@ class ApplyResult:
     changed: tuple[ClusterJob, ...] = ()
     forgotten: tuple[ClusterJob, ...] = ()
     failure: Exception | None = field(default=None, compare=False)
+    audited: tuple[ChainedAudit, ...] = ()
 
     def exception(self) -> errors.NodeError | None:
         """The domain error to raise for a refused command; None when ``ok``."""

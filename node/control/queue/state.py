@@ -32,6 +32,16 @@ Rules, one command at a time:
 - ``SetNodeDrain``: records whether the node is drained; while it is, an
   ``AssignJob`` to it is stale (an acknowledged drain holds even against a plan
   made before it). Asking for what the log already says changes nothing.
+- ``RecordAudit``: appends each audited call to the audit chain (its hash over the
+  previous one's, ``audit_chain.py``), skipping a call whose origin id is not above
+  the last one applied from its origin (a retried shipment); the result carries the
+  new entries, for each voter's store. It changes no job.
+- ``RevokeCertificate``: adds a revocation (by name or by serial, exactly one;
+  the name a valid one, the serial lowercase hex) to the deny list, whose revision
+  is the entry's index (node/deny_list.py). Revocations are never taken back. It
+  changes no job.
+- ``CreateJoinToken`` / ``ConsumeJoinToken``: a join token is recorded, then used
+  once at most, cluster-wide (node/control/queue/join_tokens.py). They change no job.
 - ``ForgetJobs``: removes each named job that ended ``retention_us`` or more
   before the command's ``at_us`` (by its ``updated_at_us``: a job that ended never
   changes again), from every index; any other is skipped. The result carries the
@@ -46,25 +56,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Collection, Iterable
 
+from murmur.certs import InvalidNameError, validate_name
 from murmur.node.control.queue import codec
+from murmur.node.control.queue.audit_chain import GENESIS_HASH, AuditCall, extend
 from murmur.node.control.queue.codec import ControlSnapshotError
 from murmur.node.control.queue.commands import (
+    MAX_AUDIT_CALLS,
     MAX_FORGET_JOBS,
     REPORTABLE_STATES,
     AssignJob,
     CancelJob,
     Command,
     CommandDecodeError,
+    ConsumeJoinToken,
+    CreateJoinToken,
     ForgetJobs,
     NodeLost,
+    RecordAudit,
     ReportRun,
     RevokeAssignment,
+    RevokeCertificate,
     SetNodeDrain,
     SubmitJob,
     decode,
 )
+from murmur.node.control.queue.join_tokens import JoinTokenTable
 from murmur.node.control.queue.records import (
     ALL_STATES,
     HISTORY_LIMIT,
@@ -76,7 +95,9 @@ from murmur.node.control.queue.records import (
     JobEvent,
 )
 from murmur.node.control.queue.results import ApplyResult, ErrorKind, refused
+from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
+from murmur.node.jobspec.secrets import without_secret_values
 from murmur.node.jobspec.validation import DEFAULT_QUEUE
 from murmur.v1 import control_pb2
 
@@ -84,6 +105,16 @@ SNAPSHOT_FORMAT = 1
 SNAPSHOT_FORMAT_WITH_DRAINS = 2
 """A snapshot that holds drains says format 2, so a version that knows none refuses
 it rather than lose them; one without is format 1, byte for byte as before."""
+SNAPSHOT_FORMAT_WITH_AUDIT = 3
+"""A snapshot that holds the audit chain's head says format 3 (drains or not): a
+version that knows no audit chain refuses it rather than restart the chain."""
+SNAPSHOT_FORMAT_WITH_REVOCATIONS = 4
+"""A snapshot that holds certificate revocations says format 4 (whatever else it
+holds): a version that knows none refuses it rather than forget a revocation."""
+SNAPSHOT_FORMAT_WITH_JOIN_TOKENS = 30
+"""A snapshot that holds join tokens says format 30 (whatever else it holds; a high
+number, clear of the formats other state takes in order): a version that knows none
+refuses it rather than let a used token be used again."""
 
 ENDED_ORDER_SLACK_US = 300_000_000
 """``forgettable`` reads ended jobs in the order they ended and stops at the first
@@ -144,6 +175,10 @@ class ControlState:
         self._drains: dict[str, DrainRecord] = {}
         self._drained: frozenset[str] = frozenset()
         self._other_changes += 1  # a restore replaces everything
+        self._reset_audit()
+        self._reset_revocations()
+        self.join_tokens = JoinTokenTable()
+        """Join tokens, single use cluster-wide (node/control/queue/join_tokens.py)."""
         self._submitted_since_change: list[str] = []
 
     @property
@@ -208,6 +243,10 @@ class ControlState:
             )
         if isinstance(command, SubmitJob) and result.job is not None and result.changed:
             self._submitted_since_change.append(result.job.id)  # a new pending job
+        elif isinstance(command, RecordAudit):
+            pass  # the audit chain changes no job: placement need not look again
+        elif isinstance(command, CreateJoinToken | ConsumeJoinToken):
+            pass  # nor do join tokens
         else:
             self._note_other_change()
         return result
@@ -234,6 +273,14 @@ class ControlState:
                 return self._set_drain(command)
             case ForgetJobs():
                 return self._forget(command)
+            case RecordAudit():
+                return self._record_audit(command)
+            case RevokeCertificate():
+                return self._revoke_certificate(index, command)
+            case CreateJoinToken():
+                return self.join_tokens.create(command)
+            case ConsumeJoinToken():
+                return self.join_tokens.consume(command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         if command.idempotency_key:
@@ -514,6 +561,10 @@ class ControlState:
         """A new record of ``job`` (indexes updated) with one history event."""
         state = fields.get("state", job.state)
         assert isinstance(state, str)
+        if state in states.TERMINAL and job.spec.secrets:
+            # An ended job never runs again: its secrets leave the state (so later
+            # snapshots and the archive never hold them); their names stay.
+            fields["spec"] = without_secret_values(job.spec)
         entry = JobEvent(at, state, event if event is not None else reason)
         history = (*job.history[-(HISTORY_LIMIT - 1) :], entry)
         changed = dataclasses.replace(
@@ -677,6 +728,119 @@ class ControlState:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    # ------------------------------------------------------------ audit trail
+
+    def _reset_audit(self) -> None:
+        self._audit_count = 0
+        self._audit_head = GENESIS_HASH
+        self._audit_origins: dict[str, int] = {}
+        """origin → the highest outbox id applied from it."""
+        self._audit_restored: tuple[int, bytes] | None = None
+
+    def _record_audit(self, command: RecordAudit) -> ApplyResult:
+        if not command.origin:
+            return refused(ErrorKind.INVALID, "audited calls name their origin")
+        if len(command.calls) > MAX_AUDIT_CALLS:
+            return refused(ErrorKind.INVALID, f"at most {MAX_AUDIT_CALLS} audited calls per entry")
+        last = self._audit_origins.get(command.origin, 0)
+        fresh: list[AuditCall] = []
+        for call in command.calls:
+            if call.origin_id > last:  # else shipped before: a retry
+                fresh.append(call)
+                last = call.origin_id
+        if not fresh:
+            return ApplyResult(ok=True)
+        chained = extend(self._audit_head, self._audit_count, command.origin, fresh)
+        self._audit_origins[command.origin] = last
+        self._audit_count = chained[-1].seq
+        self._audit_head = chained[-1].hash
+        return ApplyResult(ok=True, audited=tuple(chained))
+
+    def audit_head(self) -> tuple[int, bytes]:
+        """The audit chain's length and its last entry's hash (``GENESIS_HASH``: none)."""
+        return self._audit_count, self._audit_head
+
+    def audit_origin_last(self, origin: str) -> int:
+        """The highest outbox id applied from ``origin``; 0 if none."""
+        return self._audit_origins.get(origin, 0)
+
+    @property
+    def audit_restored(self) -> tuple[int, bytes] | None:
+        """The chain head (length, hash) the last restored snapshot held, if it held
+        one: the entries up to it were never applied here."""
+        return self._audit_restored
+
+    def _audit_head_message(self) -> control_pb2.ControlAuditHead | None:
+        if not self._audit_count:
+            return None
+        return control_pb2.ControlAuditHead(
+            count=self._audit_count,
+            head=self._audit_head,
+            origins=[
+                control_pb2.ControlAuditOrigin(origin=origin, last_id=last)
+                for origin, last in sorted(self._audit_origins.items())
+            ],
+        )
+
+    def _restore_audit(self, head: _AuditHead | None) -> None:
+        self._reset_audit()
+        if head is None:
+            return
+        self._audit_count, self._audit_head, self._audit_origins = head
+        self._audit_restored = (self._audit_count, self._audit_head)
+
+    # ------------------------------------------------------ certificate revocations
+
+    def _reset_revocations(self) -> None:
+        self._revocations: list[Revocation] = []
+        """In log order (ascending index)."""
+
+    def _revoke_certificate(self, index: int, command: RevokeCertificate) -> ApplyResult:
+        if bool(command.name) == bool(command.serial):
+            return refused(
+                ErrorKind.INVALID, "a revocation names a certificate or a name, not both"
+            )
+        if command.serial and not _is_serial(command.serial):
+            return refused(ErrorKind.INVALID, f"serial {command.serial!r} is not lowercase hex")
+        if command.name:
+            try:
+                validate_name(command.name)
+            except InvalidNameError as exc:
+                return refused(ErrorKind.INVALID, f"cannot revoke {command.name!r}: {exc}")
+        self._revocations.append(
+            Revocation(
+                index=index,
+                name=command.name,
+                serial=command.serial,
+                revoked_at_us=command.at_us,
+                by=command.by,
+                reason=command.reason,
+            )
+        )
+        return ApplyResult(ok=True)
+
+    def revocations(self) -> list[Revocation]:
+        """Every revocation the log holds, in log order."""
+        return list(self._revocations)
+
+    @property
+    def revocations_revision(self) -> int:
+        """The log index of the newest revocation; 0 when none."""
+        return self._revocations[-1].index if self._revocations else 0
+
+    def _revocation_messages(self) -> list[control_pb2.ControlRevocation]:
+        return [
+            control_pb2.ControlRevocation(
+                name=r.name,
+                serial=r.serial,
+                reason=r.reason,
+                by=r.by,
+                at_us=r.revoked_at_us,
+                index=r.index,
+            )
+            for r in self._revocations
+        ]
+
     # -------------------------------------------------------------- snapshots
 
     def snapshot(self) -> bytes:
@@ -691,6 +855,9 @@ class ControlState:
         applied_index = self._applied_index
         jobs = list(self._jobs.values())
         drains = self.drains()
+        audit = self._audit_head_message()
+        revocations = self._revocation_messages()
+        join_tokens = self.join_tokens.messages()
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
@@ -699,6 +866,15 @@ class ControlState:
             )
             message.jobs.extend(codec.job_to_message(job) for job in jobs)
             message.drains.extend(codec.drain_to_message(drain) for drain in drains)
+            if audit is not None:
+                message.format = SNAPSHOT_FORMAT_WITH_AUDIT
+                message.audit.CopyFrom(audit)
+            if revocations:
+                message.format = SNAPSHOT_FORMAT_WITH_REVOCATIONS
+                message.revocations.extend(revocations)
+            if join_tokens:
+                message.format = SNAPSHOT_FORMAT_WITH_JOIN_TOKENS
+                message.join_tokens.extend(join_tokens)
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -717,7 +893,13 @@ class ControlState:
             message.ParseFromString(data)
         except Exception as exc:
             raise ControlSnapshotError(f"not a control snapshot: {exc}") from None
-        if message.format not in (SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_DRAINS):
+        if message.format not in (
+            SNAPSHOT_FORMAT,
+            SNAPSHOT_FORMAT_WITH_DRAINS,
+            SNAPSHOT_FORMAT_WITH_AUDIT,
+            SNAPSHOT_FORMAT_WITH_REVOCATIONS,
+            SNAPSHOT_FORMAT_WITH_JOIN_TOKENS,
+        ):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
         jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
         if len({job.id for job in jobs}) != len(jobs):
@@ -725,6 +907,9 @@ class ControlState:
         drains = [codec.drain_from_message(drain) for drain in message.drains]
         if len({drain.node for drain in drains}) != len(drains):
             raise ControlSnapshotError("the snapshot holds a node's drain twice")
+        audit = _audit_head_of(message)
+        revocations = _revocations_of(message)
+        join_tokens = JoinTokenTable.from_messages(list(message.join_tokens))
         self._reset()
         self._applied_index = message.applied_index
         for job in jobs:
@@ -733,6 +918,9 @@ class ControlState:
         self._ended = dict.fromkeys(by_end)
         self._drains = {drain.node: drain for drain in sorted(drains, key=lambda d: d.node)}
         self._drained = frozenset(drain.node for drain in drains if drain.draining)
+        self._restore_audit(audit)
+        self._revocations = revocations
+        self.join_tokens = join_tokens
 
     @classmethod
     def from_snapshot(
@@ -748,9 +936,58 @@ class ControlState:
         return state
 
 
+_AuditHead = tuple[int, bytes, dict[str, int]]
+"""The audit chain's length, head hash and origins' last ids, as a snapshot holds them."""
+
+
+def _audit_head_of(message: control_pb2.ControlSnapshot) -> _AuditHead | None:
+    """The audit chain's head a snapshot holds, checked; None when it holds none."""
+    if not message.HasField("audit") or not message.audit.count:
+        return None
+    audit = message.audit
+    if len(audit.head) != len(GENESIS_HASH):
+        raise ControlSnapshotError(f"the audit chain's head is {len(audit.head)} bytes, not 32")
+    origins = {origin.origin: origin.last_id for origin in audit.origins}
+    if len(origins) != len(audit.origins):
+        raise ControlSnapshotError("the snapshot holds an audit origin twice")
+    return audit.count, bytes(audit.head), origins
+
+
 def _submit_order(job: ClusterJob) -> int:
     return job.submit_order
 
 
 def _end_order(job: ClusterJob) -> tuple[int, int]:
     return job.updated_at_us, job.submit_order
+
+
+_SERIAL = re.compile(r"[0-9a-f]+")
+
+
+def _is_serial(text: str) -> bool:
+    return _SERIAL.fullmatch(text) is not None
+
+
+def _revocations_of(message: control_pb2.ControlSnapshot) -> list[Revocation]:
+    """The snapshot's revocations, in log order.
+
+    Raises:
+        ControlSnapshotError: two with one index.
+    """
+    revocations = sorted(
+        (
+            Revocation(
+                index=r.index,
+                name=r.name,
+                serial=r.serial,
+                revoked_at_us=r.at_us,
+                by=r.by,
+                reason=r.reason,
+            )
+            for r in message.revocations
+        ),
+        key=lambda revocation: revocation.index,
+    )
+    if len({r.index for r in revocations}) != len(revocations):
+        raise ControlSnapshotError("the snapshot holds a revocation's entry twice")
+    return revocations

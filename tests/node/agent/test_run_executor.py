@@ -336,3 +336,22 @@ async def test_a_run_the_leader_gives_up_is_stopped_and_recorded_lost(
         assert await node.jobs.stop_run("g1.1", term=1, reason=reason, lost=True)
         done = await node.ended("g1.1")
     assert (done.state, done.reason) == (states.LOST, reason)
+
+
+async def test_a_working_dir_outside_this_nodes_roots_is_refused_where_it_would_run(
+    store: Store, runs_dir: Path, tmp_path: Path
+) -> None:
+    """The node that took the submission checked its own file system: the node that
+    runs the job checks again, symlinks resolved on its disk."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "escape").symlink_to(tmp_path)
+    async with executor(store, runs_dir, job_path_roots=(allowed,)) as node:
+        spec = assignment("j1.1", "pwd")
+        spec.spec.workdir = str(allowed / "escape")
+        await node.jobs.start_assigned(spec)
+        done = await node.ended("j1.1")
+    assert done.state == states.FAILED
+    assert done.reason.startswith("could not start: workdir")
+    assert "outside the job path roots" in done.reason
+    assert not (node.jobs.files_of("j1.1").directory / "launch.json").exists()

@@ -27,6 +27,7 @@ from murmur.node.agent.runtimes.base import (
     DatasetMount,
     LaunchSpec,
     RecoveredRun,
+    RunAccount,
     RunExit,
     RunFiles,
     RunHandle,
@@ -598,3 +599,45 @@ def test_asking_an_absent_engine_does_not_load_the_sdk(tmp_path: Path) -> None:
 
     assert lines[0].startswith("(False, 'docker: no engine answering at unix://")
     assert [m for m in lines[1].split() if m.split(".")[0] in {"docker", "requests"}] == []
+
+
+async def test_a_container_runs_as_its_owner_with_no_capabilities(
+    runtime: DockerRuntime, make_spec: SpecMaker, client: Any
+) -> None:
+    owner = RunAccount(name="alice", uid=4321, gid=4321, groups=(4321, 27), home="/")
+    spec = make_spec(
+        "owner-1",
+        "id -u; id -g; id -G; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status",
+        account=owner,
+    )
+
+    handle = await runtime.start(spec)
+    assert await runtime.wait(handle) == RunExit(0, "exited with code 0")
+
+    uid, gid, groups, *status = lines(spec, "stdout")
+    assert (uid, gid, sorted(groups.split())) == ("4321", "4321", ["27", "4321"])
+    assert {line.split(":")[0]: line.split()[1] for line in status} == {
+        "CapEff": "0000000000000000",
+        "CapPrm": "0000000000000000",
+        "CapBnd": "0000000000000000",
+        "NoNewPrivs": "1",
+    }
+    host = client.containers.get(handle.container_id).attrs["HostConfig"]
+    assert host["Privileged"] is False
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["NetworkMode"] == "none"
+
+
+async def test_a_dataset_its_owner_cannot_read_is_refused_before_a_container_exists(
+    runtime: DockerRuntime, make_spec: SpecMaker, client: Any, node_name: str, tmp_path: Path
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    owner = RunAccount(name="alice", uid=4321, gid=4321, groups=(4321,), home="/")
+    spec = make_spec("owner-2", "true", account=owner, datasets=(DatasetMount("closed", closed),))
+
+    with pytest.raises(RuntimeStartError, match="dataset closed: account 'alice'"):
+        await runtime.start(spec)
+
+    assert node_containers(client, node_name) == []

@@ -182,7 +182,8 @@ async def test_the_workdir_is_honoured_and_defaults_to_a_scratch_dir(
     await run_to_end(runtime, default)
 
     assert output(chosen) == [str(tmp_path)]
-    assert output(default) == [str(default.files.directory.resolve() / "work")]
+    # Outside the run's directory, which stays the daemon's alone.
+    assert output(default) == [str(runs_dir.parent.resolve() / "work" / default.run_id)]
 
 
 @pytest.fixture

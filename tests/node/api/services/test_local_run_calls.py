@@ -14,6 +14,7 @@ from murmur.node.api.services.runs import LocalNodeStub, RunStubs
 from murmur.node.jobspec import states
 from murmur.storage import Store
 from murmur.v1 import node_pb2
+from tests.support.accounts import harness_accounts
 from tests.support.executor import assignment, executor
 
 
@@ -72,6 +73,7 @@ async def test_a_call_past_its_deadline_ends_as_deadline_exceeded(
         runtimes={},
         datasets=lambda: {},
         stop_grace_seconds=1.0,
+        accounts=harness_accounts(),
         on_run_change=lambda record: None,
         default_lease_seconds=30,
     )

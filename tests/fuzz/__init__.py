@@ -1,0 +1,1 @@
+"""Fuzzers that run against real ``murmur node`` processes (``make fuzz``)."""
