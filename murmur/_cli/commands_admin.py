@@ -150,21 +150,13 @@ def token_create_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def user_add_command(args: argparse.Namespace) -> int:
-    from murmur.certs import (
-        IdentityBundle,
-        generate_private_key,
-        make_csr,
-        private_key_pem,
-        validate_name,
-    )
+def _issue_bundle(args: argparse.Namespace, name: str, role_name: str, out: Path) -> None:
+    """Makes a key here (it is sent nowhere), has a node sign its CSR for ``name`` with
+    the role ``role_name``, and writes the bundle to ``out`` (0600, atomically)."""
+    from murmur.certs import IdentityBundle, generate_private_key, make_csr, private_key_pem
     from murmur.v1 import types_pb2
 
-    role = types_pb2.Role.Value(f"ROLE_{args.role.upper()}")
-    name = validate_name(args.name)
-    out: Path = args.out or Path(f"{name}.identity.pem")
-    if out.exists():
-        raise CommandError(f"{out} already exists; pass --out FILE")
+    role = types_pb2.Role.Value(f"ROLE_{role_name.upper()}")
     key = generate_private_key()
     response = run_with_client(
         args,
@@ -177,6 +169,16 @@ def user_add_command(args: argparse.Namespace) -> int:
         certificate_pem=bytes(response.certificate_pem),
         ca_certificate_pem=bytes(response.ca_certificate_pem),
     ).write(out)
+
+
+def user_add_command(args: argparse.Namespace) -> int:
+    from murmur.certs import validate_name
+
+    name = validate_name(args.name)
+    out: Path = args.out or Path(f"{name}.identity.pem")
+    if out.exists():
+        raise CommandError(f"{out} already exists; pass --out FILE")
+    _issue_bundle(args, name, args.role, out)
     note(f"wrote {args.role} identity {name!r} to {out}; hand it to {name} over a safe channel")
     note(f"they use it with: MURMUR_IDENTITY={out} murmur status")
     print(out)
@@ -266,12 +268,8 @@ def user_renew_command(args: argparse.Namespace) -> int:
     from murmur.certs import (
         CertificateError,
         IdentityBundle,
-        generate_private_key,
-        make_csr,
-        private_key_pem,
         validate_name,
     )
-    from murmur.v1 import types_pb2
 
     name = validate_name(args.name)
     out: Path = args.out or Path(f"{name}.identity.pem")
@@ -288,19 +286,7 @@ def user_renew_command(args: argparse.Namespace) -> int:
         raise CommandError(f"{out} does not exist; pass --out FILE (their bundle) or --role R")
     if role_name not in USER_ROLES:
         raise CommandError(f"{out} holds a {role_name} identity; users are {', '.join(USER_ROLES)}")
-    role = types_pb2.Role.Value(f"ROLE_{role_name.upper()}")
-    key = generate_private_key()
-    response = run_with_client(
-        args,
-        lambda client: client.issue_user_certificate(
-            name, role, make_csr(key, name), ttl_days=args.days or 0
-        ),
-    )
-    IdentityBundle(
-        key_pem=private_key_pem(key),
-        certificate_pem=bytes(response.certificate_pem),
-        ca_certificate_pem=bytes(response.ca_certificate_pem),
-    ).write(out)
+    _issue_bundle(args, name, role_name, out)
     note(f"renewed {role_name} identity {name!r} in {out}; hand it to {name} over a safe channel")
     print(out)
     return 0

@@ -42,7 +42,9 @@ def visible_job(job: types_pb2.Job, caller: CertificateIdentity) -> types_pb2.Jo
     shown.CopyFrom(job)
     shown.spec.CopyFrom(spec)
     if redact:
-        for name in shown.spec.env:
+        # Over a copy of the names: assigning into a protobuf map while iterating
+        # it may skip entries (seen: one value of two left in the clear).
+        for name in list(shown.spec.env):
             shown.spec.env[name] = REDACTED
     return shown
 

@@ -1,8 +1,9 @@
 """A node renews its certificate before it expires, with no call or stream dropped.
 
 node-2 starts with a certificate past two thirds of its life; a client holds a
-WatchJobs stream through it; node-2 has a voter sign a new certificate, writes it,
-serves it from the next handshake, and the stream goes on.
+WatchJobs stream and a running job's log stream (``job logs -f``) through it; node-2
+has a voter sign a new certificate, writes it, serves it from the next handshake,
+and both streams go on.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ async def test_a_node_renews_while_a_stream_through_it_goes_on(lab: Lab, tmp_pat
     )
     await wait_agreed([first, second], lab, voters=1)
     received: list[types_pb2.Job] = []
+    ticks: list[str] = []
     async with client_for(second, lab.admin_identity) as client:
         stream = client.watch_jobs(timeout=120)
 
@@ -79,7 +81,26 @@ async def test_a_node_renews_while_a_stream_through_it_goes_on(lab: Lab, tmp_pat
             async for job in stream:
                 received.append(job)
 
+        ticking = await client.submit_job(
+            types_pb2.JobSpec(
+                name="ticks",
+                command=["sh", "-c", "i=0; while [ $i -lt 400 ]; do echo tick $i; "
+                         "i=$((i+1)); sleep 0.1; done"],
+                runtime=types_pb2.JOB_RUNTIME_PROCESS,
+            ),
+            timeout=10,
+        )  # fmt: skip
+
+        async def follow_log() -> None:
+            async for line in client.stream_logs(ticking.id, follow=True, timeout=120):
+                if line.stream == types_pb2.LOG_STREAM_STDOUT:
+                    ticks.append(line.text)
+
         watching = asyncio.create_task(follow())
+        tailing = asyncio.create_task(follow_log())
+        await eventually(
+            lambda: _count(ticks), lambda n: n > 0, within=20, what="the job's first line"
+        )
         await asyncio.sleep(0.5)
         assert served_serial(second, lab, tmp_path) == old.serial, "renewed too early"
 
@@ -102,13 +123,26 @@ async def test_a_node_renews_while_a_stream_through_it_goes_on(lab: Lab, tmp_pat
 
         await eventually(seen, bool, within=20, what="the stream delivers the new job")
         assert not watching.done()
+        # The log stream, opened before the renewal, still brings new lines.
+        before = len(ticks)
+        await eventually(
+            lambda: _count(ticks), lambda n: n > before + 5, within=10, what="more log lines"
+        )
+        assert not tailing.done()
+        assert ticks == [f"tick {i}" for i in range(len(ticks))]  # none lost, none twice
         watching.cancel()
+        tailing.cancel()
+        await client.cancel_job(ticking.id, timeout=10)
     # The renewed node still talks to the cluster, over new channels.
     status = await eventually(
         lambda: _status(second, lab), lambda s: s is not None and len(s) == 2, within=20,
         what="node-2 answers with both nodes",
     )  # fmt: skip
     assert status is not None
+
+
+async def _count(lines: list[str]) -> int:
+    return len(lines)
 
 
 async def _status(node: NodeProcess, lab: Lab) -> list[str] | None:

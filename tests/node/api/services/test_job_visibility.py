@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from murmur.certs import CertificateIdentity, Role
 from murmur.node.api.services.job_visibility import (
@@ -80,6 +82,21 @@ def test_others_see_env_names_with_redacted_values_and_everything_else() -> None
         assert (shown.state, shown.reason, shown.runs[0].node) == (job.state, "running", "node-2")
     # The job given was not changed.
     assert job.spec.env["HF_TOKEN"] == "hf_abc"
+
+
+@given(
+    env=st.dictionaries(
+        st.from_regex(r"[A-Z_][A-Z0-9_]{0,12}", fullmatch=True), st.text(max_size=8), max_size=40
+    )
+)
+def test_no_env_value_is_left_in_the_clear_whatever_the_names(env: dict[str, str]) -> None:
+    """Every value is redacted, however many and in whatever order the map holds them
+    (a bug redacted while iterating the map and left some in the clear)."""
+    job = types_pb2.Job(id="j1", user="alice", spec=types_pb2.JobSpec(command=["x"], env=env))
+
+    shown = visible_job(job, BOB)
+
+    assert dict(shown.spec.env) == dict.fromkeys(env, REDACTED)
 
 
 def test_the_owner_and_admins_get_the_job_as_it_is() -> None:
