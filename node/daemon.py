@@ -306,13 +306,6 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             commit=cluster_jobs.commit,
         )
 
-        def applied(result: object) -> None:
-            cluster_jobs.applied(result)
-            leader_duties.applied(result)
-            audit_trail.applied(result)
-
-        consensus.on_applied = applied
-
         def drain_changed() -> None:
             membership.request_meta_refresh()
             local.updates.publish(local.describe())
@@ -350,6 +343,14 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             own_identity=identity.bundle.identity,
         )
         await revocation_sync.load()
+
+        def applied(result: object) -> None:
+            cluster_jobs.applied(result)
+            leader_duties.applied(result)
+            audit_trail.applied(result)
+            revocation_sync.wake()  # a revocation, maybe: a voter enforces it at once
+
+        consensus.on_applied = applied
         local.gpu_holders = executor.gpu_holders
         local.active_runs = lambda: executor.active_run_count
         await describe_runtimes(local, runtimes)
@@ -360,7 +361,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             config=config, identity=identity, store=store, events=events, local=local,
             deny_list=deny_list, commit=cluster_jobs.commit, view=view, consensus=consensus,
             membership=membership, transport=transport, peer_client=peer_client,
-            on_local_change=consensus_changed,
+            on_local_change=consensus_changed, record_audit=audit_trail.record,
         )  # fmt: skip
         enrollment = trust.enrollment
         health_servicer = HealthServicer()

@@ -38,7 +38,7 @@ from murmur.node.identity.token_ledger import ReplicatedTokenLedger
 from murmur.node.identity.trust_client import TrustClient
 from murmur.node.local_node import LocalNode
 from murmur.node.membership import MembershipRunner, PeerTransport
-from murmur.storage import Store
+from murmur.storage import AuditEntry, Store
 
 _log = logging.getLogger("murmur.node")
 
@@ -49,6 +49,7 @@ class ClusterTrust:
     Args:
         commit: commits a control command through the leader (``ClusterJobs.commit``).
         on_local_change: this node's description changed (it now holds the CA).
+        record_audit: records a join in the audit trail (``AuditTrail.record``).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class ClusterTrust:
         transport: PeerTransport,
         peer_client: PeerClient,
         on_local_change: Callable[[], None],
+        record_audit: Callable[[AuditEntry], Awaitable[None]],
     ) -> None:
         self._config = config
         self._name = identity.name
@@ -77,6 +79,7 @@ class ClusterTrust:
         self._transport = transport
         self._peer_client = peer_client
         self._on_local_change = on_local_change
+        self._record_audit = record_audit
 
         def is_voter(name: str) -> bool:
             return name in consensus.status().voters
@@ -147,7 +150,9 @@ class ClusterTrust:
         server = build_join_server(
             listen=self._config.effective_join_listen,
             bundle=self.certificates.bundle,
-            join=JoinServicer(enrollment=self.enrollment, store=self._store, local=self._local),
+            join=JoinServicer(
+                enrollment=self.enrollment, record_audit=self._record_audit, local=self._local
+            ),
             certificates=self.certificates,
         )
         await server.start()

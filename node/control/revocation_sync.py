@@ -4,9 +4,9 @@ The list's source is the control log (``RevokeCertificate``, applied by every
 voter); every node, voter or not, enforces it (node/api/rpc/revocation.py). It
 reaches each node by the simplest path that is sound whatever fails:
 
-* **A voter follows its own log**: every ``FOLLOW_SECONDS`` it compares the
-  control state's revision (the newest revocation's log index) with its list's,
-  and takes what is new.
+* **A voter follows its own log**: when an entry is applied it compares the control
+  state's revision (the newest revocation's log index) with its list's, and takes
+  what is new.
 * **Every node follows gossip**: each node gossips its list's revision in its
   NodeInfo (``revocations_revision``), sent out at once when it changes. A node
   that sees a live peer with a newer revision pulls the whole list from it
@@ -27,6 +27,7 @@ refused), which is as it should be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -38,7 +39,7 @@ import grpc.aio
 from murmur.certs import CertificateIdentity
 from murmur.node.control.queue.state import ControlState
 from murmur.node.deny_list import DenyList, Revocation, refusal_message
-from murmur.node.gossip import MemberState
+from murmur.node.gossip import EventKind, MemberState
 from murmur.node.membership import MembershipRunner
 from murmur.storage import RevocationRecord, Store, StoreError
 from murmur.v1 import cluster_pb2
@@ -48,9 +49,14 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("murmur.revocations")
 
-FOLLOW_SECONDS = 0.2
-"""How often the log (on a voter) and the peers' gossiped revisions are looked at:
-an integer comparison each, so a revocation waits at most this long here."""
+RECHECK_SECONDS = 2.0
+"""The log (on a voter) and the peers' gossiped revisions are looked at when an
+entry is applied or a peer's NodeInfo changes (:meth:`RevocationSync.wake`), and at
+least this often besides: the retry of a failed pull, and a net under any missed
+wake-up. An idle node wakes for this alone, not five times a second."""
+
+_NEWS = frozenset({EventKind.JOINED, EventKind.ALIVE, EventKind.META_UPDATED})
+"""Membership changes after which a peer may gossip a newer revision."""
 
 PULL_TIMEOUT_SECONDS = 2.0
 PULL_RETRY_SECONDS = 2.0
@@ -125,7 +131,7 @@ class RevocationSync:
         cluster_stub: Callable[[str], ClusterServiceAsyncStub],
         on_change: Callable[[], None] = lambda: None,
         own_identity: CertificateIdentity | None = None,
-        interval: float = FOLLOW_SECONDS,
+        interval: float = RECHECK_SECONDS,
     ) -> None:
         self._deny = deny_list
         self._store = store
@@ -137,6 +143,7 @@ class RevocationSync:
         self._interval = interval
         self._pull_failed_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
 
     @property
     def deny_list(self) -> DenyList:
@@ -155,10 +162,27 @@ class RevocationSync:
                 extra={"event": "revocations.loaded", "revision": self._deny.revision},
             )
 
+    def wake(self) -> None:
+        """Look again now: an entry was applied (maybe a revocation)."""
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
-            await self.sync_once()
-            await asyncio.sleep(self._interval)
+        async with asyncio.TaskGroup() as tasks:
+            if self._membership is not None:
+                tasks.create_task(self._wake_on_gossip(self._membership))
+            while True:
+                self._wake.clear()
+                await self.sync_once()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._wake.wait()
+
+    async def _wake_on_gossip(self, membership: MembershipRunner) -> None:
+        """Wakes the loop when a peer's NodeInfo (its revision among it) may be new."""
+        async with membership.subscribe() as changes:
+            async for change in changes:
+                if change.kind in _NEWS:
+                    self._wake.set()
 
     async def sync_once(self) -> None:
         """One look at the log and at the peers' revisions."""

@@ -31,6 +31,7 @@ from murmur.node.agent.convert import (
 from murmur.node.agent.datasets import DatasetCatalog
 from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.run_logs import run_log_entries
+from murmur.node.agent.runtimes.base import RunFiles
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.rpc.caller import current_caller
 from murmur.node.api.services.job_visibility import check_may_read_output, visible_job
@@ -65,6 +66,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_AUDIT_PAGE = 1000
 MAX_JOBS_PAGE = 1000
 DEFAULT_JOBS_PAGE = 100
+
+RUN_START_POLL_SECONDS = 0.2
+"""How often ``job logs -f`` looks whether a run placed on this node has started."""
+
+ENDED_RUN_STATES = frozenset(job_states.to_proto(state) for state in job_states.TERMINAL)
 
 _LOG_STREAMS = {
     "stdout": types_pb2.LOG_STREAM_STDOUT,
@@ -410,6 +416,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 raise refused_by_peer(exc, f"node {run.node}") from None
             return
         files = self._executor.files_of(run.id)
+        if request.follow and not await self._run_started_here(run, request.job_id, files):
+            return  # it ended before it ever started here: no lines, none to come
         async for entry in run_log_entries(
             files.log_dir,
             from_offset=request.from_offset,
@@ -425,6 +433,23 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             )
             line.time.FromNanoseconds(int(entry.time * 1e9))
             yield line
+
+    async def _run_started_here(self, run: types_pb2.Run, job_id: str, files: RunFiles) -> bool:
+        """Waits until ``run``, placed on this node, has started here (or ended after
+        starting); False when it ended without. A ``job logs -f`` right after a
+        submission gets a run the leader placed but this node has not started yet:
+        followed as it was, it looked ended (not active here) and closed at once,
+        empty."""
+        if not job_id:
+            return True  # a relay from a node that did not say: read what is there
+        while not self._executor.run_is_active(run.id) and not files.log_dir.exists():
+            job = await self._cluster_jobs.get(job_id)
+            placed = next((r for r in job.runs if r.id == run.id), None)
+            if placed is None or placed.state in ENDED_RUN_STATES:
+                # Its log may have come into being meanwhile: read what is there.
+                return self._executor.run_is_active(run.id) or files.log_dir.exists()
+            await asyncio.sleep(RUN_START_POLL_SECONDS)
+        return True
 
     async def _run_of(
         self, request: cluster_pb2.StreamLogsRequest, caller: CertificateIdentity

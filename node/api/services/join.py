@@ -8,6 +8,7 @@ the caller: the audit names the node that asked to join.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,16 +18,27 @@ from murmur.certs import Role
 from murmur.node.api.rpc.status_map import status_for
 from murmur.node.identity.enrollment import Enrollment
 from murmur.node.local_node import LocalNode
-from murmur.storage import AuditEntry, Store
+from murmur.storage import AuditEntry
 from murmur.v1 import node_pb2, node_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class JoinServicer(node_pb2_grpc.JoinServiceServicer):
-    def __init__(self, *, enrollment: Enrollment, store: Store, local: LocalNode) -> None:
+    def __init__(
+        self,
+        *,
+        enrollment: Enrollment,
+        record_audit: Callable[[AuditEntry], Awaitable[object]],
+        local: LocalNode,
+    ) -> None:
+        """
+        Args:
+            record_audit: writes the join's audit entry (the cluster's audit trail:
+                durable in this node's outbox when it returns, shipped at once).
+        """
         self._enrollment = enrollment
-        self._store = store
+        self._record_audit = record_audit
         self._local = local
 
     async def Join(self, request: node_pb2.JoinRequest, context: Context) -> node_pb2.JoinResponse:
@@ -44,7 +56,7 @@ class JoinServicer(node_pb2_grpc.JoinServiceServicer):
             result = code.name
             raise
         finally:
-            await self._store.append_audit(
+            await self._record_audit(
                 AuditEntry(
                     time=datetime.now(UTC),
                     user=request.node_name[:63] or "?",

@@ -76,9 +76,10 @@ READ_FLUSH_SECONDS = 1.0
 """How long an audit read waits for this node's own outbox to reach the log first,
 so that a caller reading through the node it just used finds its own calls."""
 
-POLL_SECONDS = 1.0
-"""The shipper also looks at the outbox this often, for records written without it
-(the join listener's)."""
+POLL_SECONDS = 30.0
+"""The shipper also looks at the outbox this often: a net under a missed wake-up
+(every writer, the API's interceptor and the join listener, goes through
+:meth:`AuditTrail.record`, which wakes it). An idle node does not wake for it."""
 
 RETRY_SECONDS = 1.0
 """After a failed shipment (no leader, no quorum), the next try."""

@@ -3,6 +3,8 @@ in its store, and a restarted node enforces them before it hears from anyone."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,37 @@ async def test_a_voter_takes_its_logs_revocations_and_keeps_them(tmp_path: Path)
         await sync.load()
     assert restarted.entries() == deny.entries()
     assert restarted.revision == 2
+
+
+async def test_an_applied_entry_wakes_the_sync_and_idle_it_sleeps(tmp_path: Path) -> None:
+    """Event-driven: a woken sync takes the new revocation at once; without a wake-up
+    it looks again only after its (long, here) interval."""
+    log = Log()
+    deny = DenyList()
+    learnt = asyncio.Event()
+    async with await Store.open(tmp_path / "store.db") as store:
+        sync = RevocationSync(
+            deny_list=deny,
+            store=store,
+            control=log.state,
+            membership=None,
+            cluster_stub=_unreachable,
+            on_change=learnt.set,
+            interval=3600,
+        )
+        running = asyncio.create_task(sync.run())
+        try:
+            await asyncio.sleep(0.05)
+            log.apply(RevokeCertificate("alice", "", "left", "admin", 10))
+            await asyncio.sleep(0.2)
+            assert not learnt.is_set(), "an idle sync looked without being woken"
+            sync.wake()
+            await asyncio.wait_for(learnt.wait(), 5)
+            assert deny.revision == 1
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
 
 def test_a_revocation_survives_its_wire_message() -> None:

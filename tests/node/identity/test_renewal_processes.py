@@ -98,9 +98,13 @@ async def test_a_node_renews_while_a_stream_through_it_goes_on(lab: Lab, tmp_pat
 
         watching = asyncio.create_task(follow())
         tailing = asyncio.create_task(follow_log())
-        await eventually(
-            lambda: _count(ticks), lambda n: n > 0, within=20, what="the job's first line"
-        )
+        try:
+            await eventually(
+                lambda: _count(ticks), lambda n: n > 0, within=20, what="the job's first line"
+            )
+        finally:
+            if tailing.done():
+                tailing.result()  # the log stream's own error, if it failed
         await asyncio.sleep(0.5)
         assert served_serial(second, lab, tmp_path) == old.serial, "renewed too early"
 
