@@ -543,7 +543,12 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def RevokeCertificate(
         self, request: cluster_pb2.RevokeCertificateRequest, context: Context
     ) -> cluster_pb2.RevokeCertificateResponse:
-        return await self._revocation_calls().revoke(request, caller=current_caller())
+        answer = await self._revocation_calls().revoke(request, caller=current_caller())
+        if request.name and request.name != self._name:
+            # A revoked voter is refused by every peer, but the leader would still send
+            # it the log until the voter manager replaced it as dead: out at once.
+            await self._forget_voter(request.name)
+        return answer
 
     async def ListRevocations(
         self, request: cluster_pb2.ListRevocationsRequest, context: Context
