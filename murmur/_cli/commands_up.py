@@ -211,9 +211,11 @@ def up_command(args: argparse.Namespace) -> int:
     home = default_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the nodes too, like Ctrl-C
+    from murmur._cli.accounts import running_as_root
+
     gpus = _choose_gpus(args.simulate_gpus)
     _prepare_home(home, args.port)
-    if os.geteuid() == 0:
+    if running_as_root():
         note(
             "murmur: running as root, so the demo's jobs run as root (--allow-root-jobs); "
             "a real node refuses root jobs unless its admin turns that on"

@@ -517,11 +517,17 @@ class RunExecutor:
         assert self._tasks is not None
         self._tasks.create_task(self._lifecycle(run), name=f"run-{run.record.id}")
 
-    def _check_paths(self, spec: types_pb2.JobSpec) -> None:
+    def _checked_account(self, run: _ActiveRun) -> RunAccount:
+        """The account that runs ``run``, once its paths are within this node's roots.
+
+        Raises:
+            RuntimeStartError: a path outside the roots, or no account may run it.
+        """
         try:
-            check_job_paths(spec, self._job_path_roots)
+            check_job_paths(run.spec, self._job_path_roots)
         except InvalidArgumentError as exc:
             raise RuntimeStartError(str(exc)) from None
+        return self._accounts.resolve(run.job.user, node=self._node)
 
     def _launch_spec(self, run: _ActiveRun, account: RunAccount) -> LaunchSpec:
         spec = run.spec
@@ -563,10 +569,7 @@ class RunExecutor:
                 if not ready:
                     raise RuntimeStartError(why)
                 # File system and NSS (maybe a directory server): not on the event loop.
-                await asyncio.to_thread(self._check_paths, run.spec)
-                account = await asyncio.to_thread(
-                    self._accounts.resolve, run.job.user, node=self._node
-                )
+                account = await asyncio.to_thread(self._checked_account, run)
                 run.handle = await runtime.start(self._launch_spec(run, account))
                 await self._started(run)
             assert runtime is not None

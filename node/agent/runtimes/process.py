@@ -266,6 +266,8 @@ class ProcessRuntime:
         """
         self._runs_dir = runs_dir
         self._scratch_dir = scratch_dir if scratch_dir is not None else runs_dir.parent / "work"
+        self._scratch_ready = False
+        """Whether the scratch root exists with its mode: set up by the first run that needs it."""
         self._node_name = node_name
         self._python = python
         self._fork_server = ForkServer(
@@ -428,8 +430,10 @@ class ProcessRuntime:
         """``<scratch_dir>/<run_id>``, private to the run's account. The scratch root
         is traversable (0711) so that the account reaches its own by path, but lists
         nothing: another account can neither see nor enter a run's scratch dir."""
-        self._scratch_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
-        self._scratch_dir.chmod(0o711)
+        if not self._scratch_ready:
+            self._scratch_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+            self._scratch_dir.chmod(0o711)  # mkdir's mode passes through the umask
+            self._scratch_ready = True
         scratch = self._scratch_dir / spec.run_id
         scratch.mkdir(mode=0o700, exist_ok=True)
         if spec.account is not None:
