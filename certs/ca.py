@@ -104,9 +104,26 @@ class CertificateAuthority:
                     f"a lab CA already exists at {existing}; refusing to overwrite it "
                     "(move it away first if you really mean to start a new CA)"
                 )
+        authority = cls.generate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+            validity_days=validity_days,
+            now=now,
+        )
+        authority.write(directory, passphrase=passphrase)
+        return authority
+
+    @classmethod
+    def generate(
+        cls, subject: x509.Name, *, validity_days: int = 3650, now: datetime | None = None
+    ) -> CertificateAuthority:
+        """A new CA key and self-signed certificate, in memory only.
+
+        Raises:
+            ValueError: `validity_days` is not positive.
+        """
+        _require_positive_days(validity_days)
         moment = resolve_now(now)
         key = generate_private_key()
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -116,26 +133,60 @@ class CertificateAuthority:
             .not_valid_before(moment - CLOCK_SKEW_ALLOWANCE)
             .not_valid_after(moment + timedelta(days=validity_days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_CA_KEY_USAGE, critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, signature_hash(key))
         )
-        authority = cls(key, certificate)
-        authority.write(directory, passphrase=passphrase)
-        return authority
+        return cls(key, certificate)
+
+    def successor(
+        self, *, validity_days: int = 3650, now: datetime | None = None
+    ) -> CertificateAuthority:
+        """A new CA to rotate to: a new key, and this CA's subject name.
+
+        The same name makes the cross-signed certificate (:meth:`cross_sign`)
+        *self-issued*, which path-length constraints do not count (RFC 5280,
+        6.1.4): every lab CA says ``path_length=0``, and a verifier that trusts
+        only this CA still accepts leaf ← cross ← this. Certificates name their
+        issuer's key (authority key identifier), so two CAs of one name are told
+        apart by key, not by name.
+        """
+        return CertificateAuthority.generate(
+            self._certificate.subject, validity_days=validity_days, now=now
+        )
+
+    def cross_sign(self, successor: CertificateAuthority, *, now: datetime | None = None) -> bytes:
+        """``successor``'s name and key certified by this CA (PEM): presented after a
+        leaf of the successor, it lets a peer that trusts only this CA verify it,
+        for as long as both CAs are valid.
+
+        Raises:
+            CertificateExpiredError: this CA has expired.
+        """
+        moment = resolve_now(now)
+        not_after = min(
+            self._certificate.not_valid_after_utc, successor.certificate.not_valid_after_utc
+        )
+        if moment >= not_after:
+            raise CertificateExpiredError(
+                f"the lab CA expired at {not_after.isoformat()}; it cannot cross-sign"
+            )
+        public_key = successor.certificate.public_key()
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(successor.certificate.subject)
+            .issuer_name(self._certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(moment - CLOCK_SKEW_ALLOWANCE)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+            .add_extension(self._authority_key_identifier(), critical=False)
+            .sign(self._private_key, signature_hash(self._private_key))
+        )
+        return certificate.public_bytes(serialization.Encoding.PEM)
 
     def write(self, directory: Path, *, passphrase: bytes | None = None) -> None:
         """Write `ca.crt` (0644) and `ca.key` (0600, encrypted when `passphrase` is
@@ -379,6 +430,19 @@ class CertificateAuthority:
                 self._private_key.public_key()
             )
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(subject_key_id.value)
+
+
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 def _ca_pair_problem(key: PrivateKey, certificate: x509.Certificate) -> str | None:

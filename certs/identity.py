@@ -1,10 +1,13 @@
 """Who a certificate says its holder is, and the identity bundle file that holds one.
 
-An identity bundle is one file with three PEM blocks, in this order: the holder's
-private key, the holder's certificate, and the lab CA certificate that issued it. Lines
-starting with `# ` may precede the blocks (we write a short header saying whose
-identity it is). One file is easy to hand to a user, and all three parts are needed to
-open an mTLS connection, so they travel together.
+An identity bundle is one file of PEM blocks, in this order: the holder's private
+key, the holder's certificate, then the certificates it presents after its own
+(intermediates: during a CA rotation, the new CA cross-signed by the old one), then
+the lab CA certificates it trusts (the trust anchors, self-signed: one, or two while
+a rotation's overlap window is open), one of which issued the holder's certificate.
+Lines starting with `# ` may precede the blocks (we write a short header saying whose
+identity it is). One file is easy to hand to a user, and every part is needed to open
+an mTLS connection, so they travel together.
 """
 
 from __future__ import annotations
@@ -165,14 +168,38 @@ def check_validity(identity: CertificateIdentity, now: datetime | None = None) -
 
 @dataclass(frozen=True)
 class IdentityBundle:
-    """A private key, its certificate and the lab CA certificate, kept in one file."""
+    """A private key, its certificate and the lab CA certificates, kept in one file."""
 
     key_pem: bytes
     """The holder's private key, PKCS#8 PEM, unencrypted."""
     certificate_pem: bytes
     """The holder's certificate, PEM."""
     ca_certificate_pem: bytes
-    """The lab CA certificate that issued `certificate_pem`, PEM."""
+    """The lab CA certificates the holder trusts (PEM, one after the other; the one
+    that issued `certificate_pem` among them): TLS's root certificates."""
+    intermediate_pem: bytes = b""
+    """Certificates presented after the holder's own (PEM; usually none): during a
+    CA rotation, the new CA signed by the old, so that a peer that trusts only the
+    old CA still verifies a certificate of the new one."""
+
+    @property
+    def certificate_chain_pem(self) -> bytes:
+        """What the holder presents in a TLS handshake: its certificate, then the
+        intermediates."""
+        return _with_final_newline(self.certificate_pem) + self.intermediate_pem
+
+    @property
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """The trusted lab CA certificates, in file order."""
+        return [
+            x509.load_pem_x509_certificate(block)
+            for _, block in _pem_blocks(self.ca_certificate_pem)
+        ]
+
+    @property
+    def ca_fingerprints(self) -> list[str]:
+        """The trusted lab CAs' fingerprints, in file order."""
+        return [certificate_fingerprint(ca) for ca in self.ca_certificates]
 
     @property
     def identity(self) -> CertificateIdentity:
@@ -185,13 +212,44 @@ class IdentityBundle:
 
     @property
     def ca_fingerprint(self) -> str:
-        """Lowercase hex SHA-256 of the CA certificate's DER; join tokens pin it."""
-        return certificate_fingerprint(load_certificate(self.ca_certificate_pem))
+        """Lowercase hex SHA-256 of the DER of the CA certificate that issued the
+        holder's; join tokens pin it."""
+        return certificate_fingerprint(self.issuing_ca_certificate)
+
+    @property
+    def issuing_ca_certificate(self) -> x509.Certificate:
+        """The trusted CA certificate that issued the holder's certificate.
+
+        Raises:
+            IdentityFileError: none of them did (a bundle from ``parse`` always has it).
+        """
+        certificate = x509.load_pem_x509_certificate(self.certificate_pem)
+        issuer = _issuer_among(certificate, self.ca_certificates)
+        if issuer is None:
+            raise IdentityFileError(
+                "the certificate was not issued by any CA certificate of its identity"
+            )
+        return issuer
+
+    def with_trust(
+        self, ca_certificate_pem: bytes, intermediate_pem: bytes = b""
+    ) -> IdentityBundle:
+        """The same key and certificate with other trust anchors and intermediates
+        (a CA rotation's overlap window opens or closes)."""
+        return IdentityBundle(
+            key_pem=self.key_pem,
+            certificate_pem=self.certificate_pem,
+            ca_certificate_pem=ca_certificate_pem,
+            intermediate_pem=intermediate_pem,
+        )
 
     def to_pem(self) -> bytes:
-        """The file content: a comment header, then key, certificate and CA blocks."""
+        """The file content: a comment header, then key, certificate, intermediate
+        and CA blocks."""
         header = _header_for(self.certificate_pem)
-        blocks = (self.key_pem, self.certificate_pem, self.ca_certificate_pem)
+        blocks = [self.key_pem, self.certificate_pem]
+        blocks += [block for _, block in _pem_blocks(self.intermediate_pem)]
+        blocks += [block for _, block in _pem_blocks(self.ca_certificate_pem)]
         return header + b"".join(_with_final_newline(block) for block in blocks)
 
     def write(self, path: Path) -> None:
@@ -232,28 +290,64 @@ class IdentityBundle:
         Raises:
             IdentityFileError: as for `read`.
         """
-        key_block, certificate_block, ca_block = _split_blocks(data, source)
+        key_block, certificate_block, rest = _split_blocks(data, source)
         key = _load_key(key_block, source)
         certificate = _load_block_certificate(certificate_block, "certificate", source)
-        ca_certificate = _load_block_certificate(ca_block, "CA certificate", source)
+        anchors: list[tuple[bytes, x509.Certificate]] = []
+        intermediates: list[bytes] = []
+        for block in rest:
+            loaded = _load_block_certificate(block, "CA certificate", source)
+            if loaded.subject == loaded.issuer and _issuer_among(loaded, [loaded]) is not None:
+                anchors.append((block, loaded))
+            elif anchors:
+                raise IdentityFileError(
+                    f"identity file {source}: a certificate that is not self-signed "
+                    "after the CA certificates"
+                )
+            else:
+                intermediates.append(block)
+        if not anchors:
+            raise IdentityFileError(f"identity file {source}: missing the CA certificate block")
         if public_key_der(key) != _certificate_public_key_der(certificate):
             raise IdentityFileError(
                 f"identity file {source}: the private key does not match the certificate"
             )
-        try:
-            certificate.verify_directly_issued_by(ca_certificate)
-        except (ValueError, TypeError, InvalidSignature):
+        if _issuer_among(certificate, [loaded for _, loaded in anchors]) is None:
             raise IdentityFileError(
                 f"identity file {source}: the certificate was not issued by the CA "
                 "certificate in the same file"
-            ) from None
+            )
         try:
             _identity_of(certificate)
         except IdentityError as error:
             raise IdentityFileError(f"identity file {source}: {error}") from None
         return cls(
-            key_pem=key_block, certificate_pem=certificate_block, ca_certificate_pem=ca_block
+            key_pem=key_block,
+            certificate_pem=certificate_block,
+            ca_certificate_pem=b"".join(block for block, _ in anchors),
+            intermediate_pem=b"".join(intermediates),
         )
+
+
+def _issuer_among(
+    certificate: x509.Certificate, candidates: list[x509.Certificate]
+) -> x509.Certificate | None:
+    """The candidate whose key signed ``certificate`` and whose subject is its issuer."""
+    for candidate in candidates:
+        try:
+            certificate.verify_directly_issued_by(candidate)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return candidate
+    return None
+
+
+def _pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(label, block) for each PEM block in ``data``, each ending in a newline."""
+    return [
+        (match.group(1), _with_final_newline(match.group(0).rstrip(b"\r\n")))
+        for match in _PEM_BLOCK.finditer(data)
+    ]
 
 
 def _certificate_public_key_der(certificate: x509.Certificate) -> bytes:
@@ -262,7 +356,7 @@ def _certificate_public_key_der(certificate: x509.Certificate) -> bytes:
     )
 
 
-def _split_blocks(data: bytes, source: str) -> tuple[bytes, bytes, bytes]:
+def _split_blocks(data: bytes, source: str) -> tuple[bytes, bytes, list[bytes]]:
     blocks: list[tuple[bytes, bytes]] = []
     position = 0
     for match in _PEM_BLOCK.finditer(data):
@@ -297,12 +391,13 @@ def _split_blocks(data: bytes, source: str) -> tuple[bytes, bytes, bytes]:
                 f"identity file {source}: expected the {what} as block {index + 1}, "
                 f"found {label.decode('ascii')!r}"
             )
-    if len(blocks) > len(expected):
-        raise IdentityFileError(
-            f"identity file {source}: {len(blocks)} PEM blocks, expected 3 "
-            "(private key, certificate, CA certificate)"
-        )
-    return blocks[0][1], blocks[1][1], blocks[2][1]
+    for index, (label, _) in enumerate(blocks[len(expected) :], start=len(expected)):
+        if label != _CERTIFICATE_LABEL:
+            raise IdentityFileError(
+                f"identity file {source}: expected a certificate as block {index + 1}, "
+                f"found {label.decode('ascii')!r}"
+            )
+    return blocks[0][1], blocks[1][1], [block for _, block in blocks[2:]]
 
 
 def _is_only_comments(text: bytes, *, allow_comments: bool) -> bool:

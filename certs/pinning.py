@@ -41,10 +41,7 @@ def server_certificate_chain(bundle: IdentityBundle) -> bytes:
 
     Joiners find the pinned CA in this chain (see `fetch_pinned_ca_certificate`).
     """
-    leaf = bundle.certificate_pem
-    if not leaf.endswith(b"\n"):
-        leaf += b"\n"
-    return leaf + bundle.ca_certificate_pem
+    return bundle.certificate_chain_pem + bundle.ca_certificate_pem
 
 
 def fetch_pinned_ca_certificate(

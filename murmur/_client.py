@@ -208,7 +208,10 @@ class AsyncClient:
                 variables whose values no call ever returns, not even to you: jobs
                 come back with their names in ``spec.secret_names``. Env values and
                 logs are for the job's owner and admins; others see env values as
-                ``<redacted>``.
+                ``<redacted>``. A run lost with its node (dead, removed, or cut
+                off) requeues the job without spending a retry unless
+                ``spec.no_requeue`` is set; ``spec.retries`` covers the job's own
+                failures.
             idempotency_key: Submissions with the same key create one job; a fresh
                 random key is used when None. The key is what makes retrying a
                 submission after a lost connection safe.
@@ -536,6 +539,48 @@ class AsyncClient:
         stub = self._connected_stub()
         request = cluster_pb2.ListRevocationsRequest()
         return await self._unary(stub.ListRevocations, request, timeout, metadata, retry=True)
+
+    @translate_rpc_errors
+    async def apply_policy(
+        self, text: str, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> cluster_pb2.LabPolicyInfo:
+        """Applies the lab's scheduling policy (TOML text; empty: none) through the
+        control log (admin); the answer is the policy now in force."""
+        stub = self._connected_stub()
+        request = cluster_pb2.ApplyPolicyRequest(text=text)
+        return await self._unary(stub.ApplyPolicy, request, timeout, metadata, retry=False)
+
+    @translate_rpc_errors
+    async def get_policy(
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> cluster_pb2.LabPolicyInfo:
+        """The lab's scheduling policy in force (its text, version, who applied it)."""
+        stub = self._connected_stub()
+        request = cluster_pb2.GetPolicyRequest()
+        return await self._unary(stub.GetPolicy, request, timeout, metadata, retry=True)
+
+    @translate_rpc_errors
+    async def rotate_ca(
+        self,
+        step: str,
+        *,
+        force: bool = False,
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> cluster_pb2.RotateCaResponse:
+        """Starts (``step="start"``: a new CA signs, old and new are trusted) or
+        finishes (``"finish"``: the old CA is trusted no more) a CA rotation (admin).
+        ``force`` finishes although some live nodes still hold a certificate of the
+        old CA (they must join again)."""
+        steps = {
+            "start": cluster_pb2.RotateCaRequest.STEP_START,
+            "finish": cluster_pb2.RotateCaRequest.STEP_FINISH,
+        }
+        if step not in steps:
+            raise ValueError(f"step must be start or finish, not {step!r}")
+        stub = self._connected_stub()
+        request = cluster_pb2.RotateCaRequest(step=steps[step], force=force)
+        return await self._unary(stub.RotateCa, request, timeout, metadata, retry=False)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -283,6 +283,9 @@ class Client:
     issue_user_certificate = _blocking(AsyncClient.issue_user_certificate)
     revoke_certificate = _blocking(AsyncClient.revoke_certificate)
     list_revocations = _blocking(AsyncClient.list_revocations)
+    rotate_ca = _blocking(AsyncClient.rotate_ca)
+    apply_policy = _blocking(AsyncClient.apply_policy)
+    get_policy = _blocking(AsyncClient.get_policy)
 
 
 def _close(loop_thread: EventLoopThread, async_client: AsyncClient) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -230,6 +231,17 @@ class NodeConfig:
     retries as its policy says. A run its node never received is sent again well
     before that."""
 
+    default_job_cpus: float = 1.0
+    """CPUs a job that names none counts as when the leader places it (per rank), so
+    that such jobs fill a node by what they use rather than all land on one. It
+    weighs in placement only: the job runs without a CPU limit, as it asked. 0 counts
+    such a job as using none. The leader's setting applies: give every voter the same."""
+
+    default_job_memory_bytes: int = 2 * 1024**3
+    """Memory a job that names none counts as when the leader places it (per rank;
+    default 2 GiB; bytes, or a size such as ``"2GiB"`` or ``"512MiB"``). Like
+    ``default_job_cpus``, placement only: no memory limit is set. 0 counts none."""
+
     seeds: tuple[HostPort, ...] = ()
     """API addresses of other nodes to join gossip through, besides the node that
     signed this node's certificate and the peers remembered from earlier runs."""
@@ -274,6 +286,15 @@ class NodeConfig:
         for name in ("join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer")
+        if not (math.isfinite(self.default_job_cpus) and 0 <= self.default_job_cpus <= 4096):
+            raise ConfigError(
+                f"default_job_cpus must be between 0 and 4096, got {self.default_job_cpus}"
+            )
+        if not 0 <= self.default_job_memory_bytes <= 2**50:
+            raise ConfigError(
+                "default_job_memory_bytes must be between 0 and 1 PiB, "
+                f"got {self.default_job_memory_bytes}"
+            )
 
     @property
     def effective_join_listen(self) -> HostPort:
@@ -353,6 +374,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return _boolean(value, what)
         if name == "job_retention_seconds":
             return _duration_seconds(value, what)
+        if name == "default_job_memory_bytes":
+            return _size_bytes(value, what)
         if name in {
             "shutdown_grace_seconds",
             "telemetry_interval_seconds",
@@ -362,6 +385,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "voter_stabilization_seconds",
             "run_lease_seconds",
             "run_start_timeout_seconds",
+            "default_job_cpus",
             "cert_renew_fraction",
             "cert_renew_check_seconds",
             "ca_custody_interval_seconds",
@@ -412,6 +436,27 @@ def _boolean(value: Any, what: str) -> bool:
     if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
         return value.lower() in {"true", "1", "yes"}
     raise ConfigError(f"{what} must be true or false, got {value!r}")
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+    "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4,
+    "tib": 1024**4,
+}  # fmt: skip
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+
+
+def _size_bytes(value: Any, what: str) -> int:
+    """Bytes of an integer or of a size such as ``"2GiB"``, ``"512MiB"``, ``"4G"``."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{what} must be a whole number of bytes or a size, got {value!r}")
+    if isinstance(value, int | float):
+        return int(value)
+    match = _SIZE_RE.match(str(value).lower())
+    unit = _SIZE_UNITS.get(match.group(2)) if match else None
+    if match is None or unit is None:
+        raise ConfigError(f"{what} must be bytes or a size such as 2GiB, got {value!r}")
+    return int(float(match.group(1)) * unit)
 
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

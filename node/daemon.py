@@ -26,6 +26,7 @@ from typing import Any
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
+from murmur import scheduler
 from murmur.certs import CertificateError
 from murmur.node.agent.convert import dataset_message
 from murmur.node.agent.datasets import DatasetCatalog
@@ -292,6 +293,12 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             local_address=str(config.advertise_address),
             stop_grace_seconds=config.stop_grace_seconds,
             start_timeout_seconds=config.run_start_timeout_seconds,
+            policy=dataclasses.replace(
+                scheduler.DEFAULT_POLICY,
+                default_request=scheduler.DefaultRequest(
+                    cpus=config.default_job_cpus, memory_bytes=config.default_job_memory_bytes
+                ),
+            ),
         )
 
         # The cluster's audit trail: this node's outbox shipped to the log, the chain
@@ -330,7 +337,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         deny_list = DenyList()
 
         def revocations_changed() -> None:
-            local.revocations_revision = deny_list.revision
+            local.revocations_revision = revocation_sync.revision
             membership.request_meta_refresh()
 
         revocation_sync = RevocationSync(
@@ -362,6 +369,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             deny_list=deny_list, commit=cluster_jobs.commit, view=view, consensus=consensus,
             membership=membership, transport=transport, peer_client=peer_client,
             on_local_change=consensus_changed, record_audit=audit_trail.record,
+            ca_changes=revocation_sync.ca_changes, learn_now=revocation_sync.sync_once,
         )  # fmt: skip
         enrollment = trust.enrollment
         health_servicer = HealthServicer()
@@ -376,7 +384,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     store=store,
                     events=events,
                     enrollment=enrollment,
-                    ca_fingerprint=identity.bundle.ca_fingerprint,
+                    ca_fingerprint=lambda: enrollment.signing_fingerprint,
                     executor=executor,
                     cluster_jobs=cluster_jobs,
                     path_roots=tuple(PurePosixPath(p) for p in config.job_path_roots),
@@ -390,6 +398,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     revocations=RevocationCalls(
                         sync=revocation_sync, cluster_jobs=cluster_jobs, node_name=identity.name
                     ),
+                    rotate_ca=trust.rotate,
                 ),
                 peer=PeerServicer(
                     view=view,

@@ -75,7 +75,11 @@ class LocalNode:
     """An admin drained this node: it starts no new job (``murmur node drain``)."""
     revocations_revision: int = 0
     """The newest certificate revocation this node enforces (node/deny_list.py),
-    gossiped so that a node that knows an older one pulls the list."""
+    gossiped so that a node that knows an older one pulls the list (with the CA
+    rotation steps: the trust revision, node/control/revocation_sync.py)."""
+    ca_fingerprint: str = ""
+    """The lab CA that issued this node's certificate: a CA rotation can finish once
+    every node's is the new CA's (node/trust.py)."""
     _inventory: GpuInventory | None = None
     _telemetry: list[GpuTelemetry] = field(default_factory=list)
     _host_load: HostLoad | None = None
@@ -134,6 +138,7 @@ class LocalNode:
             holds_ca=self.holds_ca,
             datasets=self.datasets(),
             revocations_revision=self.revocations_revision,
+            ca_fingerprint=self.ca_fingerprint,
         )
 
     def allocation_changed(self) -> bool:

@@ -35,7 +35,9 @@ from murmur.scheduler.plan import Placement, Plan, PlanBuilder, RankAssignment, 
 from murmur.scheduler.policy import (
     DEFAULT_POLICY,
     FIFO_FIRST_FIT_POLICY,
+    NO_DEFAULT_REQUEST,
     DatasetLocality,
+    DefaultRequest,
     NodeChoice,
     Policy,
 )
@@ -47,10 +49,12 @@ from murmur.scheduler.snapshot import ClusterSnapshot, GpuState, JobRequest, Nod
 __all__ = [
     "DEFAULT_POLICY",
     "FIFO_FIRST_FIT_POLICY",
+    "NO_DEFAULT_REQUEST",
     "ClusterSnapshot",
     "CpusBusy",
     "DatasetAbsent",
     "DatasetLocality",
+    "DefaultRequest",
     "DuplicateJobError",
     "DuplicateNodeError",
     "GpuModelAbsent",

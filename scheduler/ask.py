@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from murmur.scheduler.policy import DatasetLocality
+from murmur.scheduler.policy import NO_DEFAULT_REQUEST, DatasetLocality, DefaultRequest
 from murmur.scheduler.snapshot import JobRequest
 
 
@@ -22,8 +22,8 @@ class Ask:
         model: the model constraint as the user wrote it (for messages); "" for any.
         model_lower: ``model`` lower-cased, matched as a substring of GPU models.
         share: the job may share GPUs with other sharing jobs.
-        cpus: CPUs per rank.
-        memory_bytes: memory per rank.
+        cpus: CPUs per rank (the default request's when the job names none).
+        memory_bytes: memory per rank (likewise).
         nodes: ranks, each on its own node.
         required_datasets: datasets a node must hold to host a rank; empty unless
             the policy requires locality.
@@ -39,8 +39,14 @@ class Ask:
     required_datasets: frozenset[str]
 
     @classmethod
-    def of(cls, job: JobRequest, dataset_locality: DatasetLocality) -> Ask:
-        """The ask of ``job`` under ``dataset_locality``.
+    def of(
+        cls,
+        job: JobRequest,
+        dataset_locality: DatasetLocality,
+        default_request: DefaultRequest = NO_DEFAULT_REQUEST,
+    ) -> Ask:
+        """The ask of ``job`` under ``dataset_locality``, counting a job that names no
+        CPUs or no memory as ``default_request``'s.
 
         A CPU-only job (``gpus == 0``) drops its model and share flags: they
         constrain nothing.
@@ -56,8 +62,8 @@ class Ask:
             model=model,
             model_lower=model.lower(),
             share=job.gpu_share and job.gpus > 0,
-            cpus=job.cpus,
-            memory_bytes=job.memory_bytes,
+            cpus=default_request.cpus_of(job.cpus),
+            memory_bytes=default_request.memory_of(job.memory_bytes),
             nodes=job.nodes,
             required_datasets=required,
         )

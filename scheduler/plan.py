@@ -23,6 +23,10 @@ CPUs and free memory, at least min(what the reserver asks, what was free when it
 reserved). A job kept out only by this rule waits "behind job X". No time
 estimates are needed: a reserved node drains until its reserver fits.
 
+Quotas (``QuotaLedger``, from the lab policy): a job that would take its user, group
+or cohort over quota waits with the quota's words ("quota: group nlp uses 16/16
+GPUs") and reserves nothing; a job placed counts against the quotas at once.
+
 Datasets (``Policy.dataset_locality``): by default a preference (data nodes rank
 first; a job runs elsewhere rather than wait), a hard constraint under REQUIRE;
 under both a job naming a dataset that is on no node at all waits.
@@ -49,6 +53,7 @@ from murmur.scheduler.errors import QueueOrderError
 from murmur.scheduler.feasibility import check_room
 from murmur.scheduler.leftover import Leftover
 from murmur.scheduler.policy import DEFAULT_POLICY, NodeChoice, Policy
+from murmur.scheduler.quota import QuotaLedger
 from murmur.scheduler.ranking import NodeScore, choose_indices, score_room
 from murmur.scheduler.reservation import NodeHold, Reservation, closest_rooms
 from murmur.scheduler.room import NodeRoom
@@ -163,6 +168,7 @@ class _Blocked:
     order: int
     ask: Ask
     missing_datasets: tuple[str, ...]
+    over_quota: str = ""
 
 
 class PlanBuilder:
@@ -172,8 +178,21 @@ class PlanBuilder:
     then ``build``.
     """
 
-    def __init__(self, snapshot: ClusterSnapshot, *, policy: Policy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        snapshot: ClusterSnapshot,
+        *,
+        policy: Policy = DEFAULT_POLICY,
+        quota: QuotaLedger | None = None,
+    ) -> None:
+        """Args:
+        snapshot: the nodes and the pending jobs.
+        policy: the scheduling policy.
+        quota: the GPUs held against the lab's quotas (shared by the builders of
+            one plan's passes); None: no quotas.
+        """
         self._policy = policy
+        self._quota = quota
         self._order = _checked_order(snapshot.pending, policy)
         self._next = 0
         rooms = [NodeRoom(node) for node in snapshot.nodes]
@@ -250,7 +269,7 @@ class PlanBuilder:
             key = (*key, *job.datasets)
         ask = self._asks.get(key)
         if ask is None:
-            ask = Ask.of(job, self._policy.dataset_locality)
+            ask = Ask.of(job, self._policy.dataset_locality, self._policy.default_request)
             self._asks[key] = ask
         return ask
 
@@ -260,6 +279,11 @@ class PlanBuilder:
         if missing:
             self._blocked.append(_Blocked(job, order, ask, missing))
             return
+        if self._quota is not None:
+            over = self._quota.refusal(job.user, job.gpus * job.nodes)
+            if over is not None:
+                self._blocked.append(_Blocked(job, order, ask, (), over))
+                return
         if ask not in self._failed:
             chosen = self._choose(job, ask)
             if chosen is not None:
@@ -308,6 +332,8 @@ class PlanBuilder:
             self._index.moved(room)
             assignments.append(RankAssignment(rank, room.name, gpu_indices))
         self._placements.append(Placement(job.id, tuple(assignments)))
+        if self._quota is not None:
+            self._quota.take(job.user, job.gpus * job.nodes)
 
     def _rooms_that_could_run(self, ask: Ask) -> list[NodeRoom]:
         """Rooms where ``ask`` fits once running jobs end (static rules pass)."""
@@ -377,6 +403,8 @@ class PlanBuilder:
             wording.positions[job.queue] += 1
             if blocked.missing_datasets:
                 reason = reasons.datasets_nowhere(blocked.missing_datasets)
+            elif blocked.over_quota:
+                reason = blocked.over_quota
             else:
                 found = wording.known.get(blocked.ask)
                 if found is None:

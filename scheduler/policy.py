@@ -1,6 +1,7 @@
 """The knobs of a scheduling policy, in one frozen value.
 
-``DEFAULT_POLICY`` is what Murmur runs. ``FIFO_FIRST_FIT_POLICY`` is the baseline
+``DEFAULT_POLICY`` is what Murmur runs, with the default request its leader's
+configuration gives (``DefaultRequest``). ``FIFO_FIRST_FIT_POLICY`` is the baseline
 benchmarks and trace replays compare against: arrival order, first node that fits,
 no reservations, the same feasibility rules.
 """
@@ -8,6 +9,7 @@ no reservations, the same feasibility rules.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from murmur.scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
@@ -43,6 +45,44 @@ class NodeChoice(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class DefaultRequest:
+    """What a job that names no CPUs, or no memory, counts as when it is placed.
+
+    A job that names none still uses some: counted as nothing, any number of them
+    fit one node (twelve CPU-only jobs all landed on one of three nodes). Counted
+    as these, such jobs fill a node by what they use and then go elsewhere. They
+    weigh in placement only: the job runs unlimited, as it asked. Zero (the
+    default here) counts a job as exactly what it names; Murmur's leader sets them
+    from its configuration (``default_job_cpus``, ``default_job_memory_bytes``).
+
+    Attributes:
+        cpus: CPUs a rank that names none counts as.
+        memory_bytes: memory a rank that names none counts as.
+    """
+
+    cpus: float = 0.0
+    memory_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.cpus) or self.cpus < 0:
+            raise ValueError(f"a default request's cpus must be >= 0, got {self.cpus}")
+        if self.memory_bytes < 0:
+            raise ValueError(f"a default request's memory must be >= 0, got {self.memory_bytes}")
+
+    def cpus_of(self, asked: float) -> float:
+        """The CPUs a rank that asks ``asked`` counts as."""
+        return asked if asked > 0 else self.cpus
+
+    def memory_of(self, asked: int) -> int:
+        """The memory a rank that asks ``asked`` bytes counts as."""
+        return asked if asked > 0 else self.memory_bytes
+
+
+NO_DEFAULT_REQUEST = DefaultRequest()
+"""Every job counts as what it names."""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A scheduling policy.
 
@@ -53,12 +93,14 @@ class Policy:
         reserve_for_blocked_jobs: the first blocked job of each queue reserves the
             nodes closest to fitting it against every later job, so big jobs do not
             starve behind a stream of small ones (see ``scheduler.plan``).
+        default_request: what a job that names no CPUs or no memory counts as.
     """
 
     queue_order: QueueOrder = priority_then_submit_order
     node_choice: NodeChoice = NodeChoice.BEST_FIT
     dataset_locality: DatasetLocality = DatasetLocality.PREFER
     reserve_for_blocked_jobs: bool = True
+    default_request: DefaultRequest = NO_DEFAULT_REQUEST
 
 
 DEFAULT_POLICY = Policy()

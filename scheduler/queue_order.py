@@ -13,7 +13,7 @@ the order in which the snapshot happened to list its jobs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from murmur.scheduler.snapshot import JobRequest
@@ -33,3 +33,20 @@ def priority_then_submit_order(pending: Sequence[JobRequest], /) -> tuple[JobReq
 def submit_order_only(pending: Sequence[JobRequest], /) -> tuple[JobRequest, ...]:
     """Strict arrival order (FIFO), ignoring priority; the baseline's order."""
     return tuple(sorted(pending, key=lambda job: (job.submit_order, job.id)))
+
+
+def tiered(rank_of_queue: Callable[[str], int], within: QueueOrder) -> QueueOrder:
+    """Every job of a higher tier before any of a lower one (a job's tier rank comes
+    from its queue: the lab policy's ``[queues.NAME] tier``); ``within`` orders each
+    tier. Stable, so jobs of one tier keep ``within``'s order."""
+
+    def order(pending: Sequence[JobRequest]) -> Sequence[JobRequest]:
+        ranks: dict[str, int] = {}
+        for job in pending:
+            if job.queue not in ranks:
+                ranks[job.queue] = rank_of_queue(job.queue)
+        if len(set(ranks.values())) <= 1:
+            return within(pending)
+        return sorted(within(pending), key=lambda job: -ranks[job.queue])
+
+    return order

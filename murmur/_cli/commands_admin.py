@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from murmur._cli.commands_certs import register_ca_rotation
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
 from murmur._cli.output import note, print_json, print_table
@@ -40,6 +41,7 @@ def register(commands: Any) -> None:
         help="encrypt the CA key with the first line of FILE ($MURMUR_CA_PASSPHRASE wins)",
     )
     init.set_defaults(handler=ca_init_command)
+    register_ca_rotation(ca_actions)
 
     token = commands.add_parser("token", help="join tokens for new nodes")
     token_actions = token.add_subparsers(dest="token_command", metavar="ACTION")

@@ -1,4 +1,4 @@
-"""Certificates: ``cert revoke``, ``cert revocations``."""
+"""Certificates: ``cert revoke``, ``cert revocations``, ``ca rotate``, ``ca status``."""
 
 from __future__ import annotations
 
@@ -113,3 +113,104 @@ def cert_revocations_command(args: argparse.Namespace) -> int:
         return 0
     print_table(["ENTRY", "REVOKED", "AT (UTC)", "BY", "REASON"], rows)
     return 0
+
+
+# ---------------------------------------------------------------- CA rotation
+
+
+def register_ca_rotation(ca_actions: Any) -> None:
+    """``ca rotate start|finish`` and ``ca status``, under ``murmur ca``."""
+    rotate = ca_actions.add_parser(
+        "rotate",
+        help="replace the lab CA, with an overlap window (admin)",
+        description="start: a new CA signs from now on; every node trusts the old and the "
+        "new CA and renews its own certificate within seconds; users renew their bundles "
+        "(`murmur user renew`) meanwhile, and old bundles keep working. finish: the old CA "
+        "is trusted no more, anywhere; refused while a live node still holds a certificate "
+        "of the old CA (see `murmur ca status`) unless --force.",
+    )
+    rotate.add_argument("step", choices=("start", "finish"))
+    rotate.add_argument(
+        "--force",
+        action="store_true",
+        help="finish although some nodes still hold a certificate of the old CA "
+        "(they must join again)",
+    )
+    add_connection_flags(rotate)
+    add_json_flag(rotate)
+    rotate.set_defaults(handler=ca_rotate_command)
+    status = ca_actions.add_parser(
+        "status", help="the CA that signs, a rotation under way, and each node's CA (admin)"
+    )
+    add_connection_flags(status)
+    add_json_flag(status)
+    status.set_defaults(handler=ca_status_command)
+
+
+def ca_rotate_command(args: argparse.Namespace) -> int:
+    response = run_with_client(args, lambda client: client.rotate_ca(args.step, force=args.force))
+    if args.json:
+        print_json(response)
+        return 0
+    for change in response.changes:
+        if change.retired:
+            note(f"retired lab CA {change.fingerprint}: its certificates are refused everywhere")
+        else:
+            note(f"lab CA {change.fingerprint} signs from now on; the old CA stays trusted")
+            note(
+                "nodes renew their certificates within seconds; renew users' bundles with "
+                "`murmur user renew NAME`, then run `murmur ca rotate finish`"
+            )
+    return 0
+
+
+def ca_status_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import cluster_pb2, types_pb2
+
+    async def gather(client: Any) -> tuple[Any, Any, list[types_pb2.NodeInfo]]:
+        return (
+            await client.whoami(),
+            await client.list_revocations(),
+            await client.list_nodes(),
+        )
+
+    whoami, listing, nodes = run_with_client(args, gather)
+    signing = whoami.identity.ca_fingerprint
+    changes = list(listing.ca_changes)
+    live = [node for node in nodes if node.state == types_pb2.NODE_STATE_ALIVE]
+    if args.json:
+        print_json(
+            cluster_pb2.ListRevocationsResponse(ca_changes=changes, answered_by=listing.answered_by)
+        )
+        return 0
+    under_way = bool(changes) and not changes[-1].retired
+    note(f"lab CA {signing} signs (as {whoami.node} knows)")
+    if under_way:
+        started = changes[-1]
+        when = datetime_of(started.at_us)
+        note(
+            f"a rotation is under way since {when} (started by {started.by}): "
+            "old and new CAs are trusted"
+        )
+    rows = [
+        [
+            node.name,
+            node.ca_fingerprint[:16] + "..." if node.ca_fingerprint else "?",
+            "yes" if node.ca_fingerprint == signing else "no: renewing",
+        ]
+        for node in live
+    ]
+    print_table(["NODE", "CA", "CURRENT"], rows)
+    if under_way:
+        lagging = [node.name for node in live if node.ca_fingerprint != signing]
+        if lagging:
+            note(f"waiting for {', '.join(lagging)} before `murmur ca rotate finish`")
+        else:
+            note("every live node holds a certificate of the new CA: `murmur ca rotate finish`")
+    return 0
+
+
+def datetime_of(at_us: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -54,6 +54,12 @@ def register(commands: Any) -> None:
     submit.add_argument("--priority", type=int, default=0)
     submit.add_argument("--time-limit", type=parse_duration, help="e.g. 2h")
     submit.add_argument("--retries", type=non_negative_int, default=0)
+    submit.add_argument(
+        "--no-requeue",
+        action="store_true",
+        help="a run lost with its node spends a retry (default: the job is queued again "
+        "without spending one)",
+    )
     submit.add_argument("--nodes", type=positive_int, default=1)
     submit.add_argument("--env", action="append", type=parse_key_value, default=[], metavar="K=V")
     submit.add_argument(
@@ -204,6 +210,7 @@ def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
         memory_bytes=args.memory,
         datasets=args.dataset,
         retries=args.retries,
+        no_requeue=args.no_requeue,
         nodes=args.nodes,
         labels=dict(args.label),
     )
@@ -304,6 +311,8 @@ def show_command(args: argparse.Namespace) -> int:
         print("env: " + " ".join(f"{key}={spec.env[key]}" for key in sorted(spec.env)))
     if spec.secret_names:
         print(f"secrets: {', '.join(spec.secret_names)} (values never shown)")
+    if spec.no_requeue:
+        print("no requeue: a run lost with its node spends a retry")
     if job.HasField("exit_code"):
         print(f"exit code: {job.exit_code}")
     for run in job.runs:

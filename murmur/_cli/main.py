@@ -22,6 +22,7 @@ from murmur._cli import (
     commands_cluster,
     commands_jobs,
     commands_node,
+    commands_policy,
     commands_top,
     commands_up,
 )
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_up.register(commands)
     commands_admin.register(commands)
     commands_certs.register(commands)
+    commands_policy.register(commands)
     commands_node.register(commands)
     commands_cluster.register(commands)
     commands_jobs.register(commands)

@@ -11,6 +11,8 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from murmur.v1 import trust_pb2 as _trust_pb2
 from murmur.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
@@ -1000,6 +1002,7 @@ class ListRevocationsResponse(_message.Message):
     REVOCATIONS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     ANSWERED_BY_FIELD_NUMBER: _builtins.int
+    CA_CHANGES_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     """The log index of the newest revocation held: a list at revision R holds
     every revocation the log has up to entry R.
@@ -1009,17 +1012,153 @@ class ListRevocationsResponse(_message.Message):
     def revocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Revocation]:
         """in log order"""
 
+    @_builtins.property
+    def ca_changes(self) -> _containers.RepeatedCompositeFieldContainer[_trust_pb2.CaChange]:
+        """The CA rotation steps the log holds (in log order); `revision` counts them too."""
+
     def __init__(
         self,
         *,
         revocations: _abc.Iterable[Global___Revocation] | None = ...,
         revision: _builtins.int = ...,
         answered_by: _builtins.str = ...,
+        ca_changes: _abc.Iterable[_trust_pb2.CaChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "revision", b"revision", "revocations", b"revocations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "ca_changes", b"ca_changes", "revision", b"revision", "revocations", b"revocations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRevocationsResponse: _TypeAlias = ListRevocationsResponse  # noqa: Y015
+
+@_typing.final
+class ApplyPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """the TOML file's content; empty: no policy"""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyPolicyRequest: _TypeAlias = ApplyPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyRequest: _TypeAlias = GetPolicyRequest  # noqa: Y015
+
+@_typing.final
+class LabPolicyInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    APPLIED_BY_FIELD_NUMBER: _builtins.int
+    APPLIED_AT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """empty: no policy applied"""
+    version: _builtins.int
+    """the log entry that applied it; 0: none"""
+    applied_by: _builtins.str
+    @_builtins.property
+    def applied_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        version: _builtins.int = ...,
+        applied_by: _builtins.str = ...,
+        applied_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_at", b"applied_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_at", b"applied_at", "applied_by", b"applied_by", "text", b"text", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabPolicyInfo: _TypeAlias = LabPolicyInfo  # noqa: Y015
+
+@_typing.final
+class RotateCaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Step:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StepEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RotateCaRequest._Step.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STEP_UNSPECIFIED: RotateCaRequest._Step.ValueType  # 0
+        STEP_START: RotateCaRequest._Step.ValueType  # 1
+        STEP_FINISH: RotateCaRequest._Step.ValueType  # 2
+
+    class Step(_Step, metaclass=_StepEnumTypeWrapper): ...
+    STEP_UNSPECIFIED: RotateCaRequest.Step.ValueType  # 0
+    STEP_START: RotateCaRequest.Step.ValueType  # 1
+    STEP_FINISH: RotateCaRequest.Step.ValueType  # 2
+
+    STEP_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    step: Global___RotateCaRequest.Step.ValueType
+    force: _builtins.bool
+    """Finish even though some live nodes still present a certificate of the old
+    CA (they are cut off until they join again).
+    """
+    def __init__(
+        self,
+        *,
+        step: Global___RotateCaRequest.Step.ValueType = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateCaRequest: _TypeAlias = RotateCaRequest  # noqa: Y015
+
+@_typing.final
+class RotateCaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    ANSWERED_BY_FIELD_NUMBER: _builtins.int
+    answered_by: _builtins.str
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[_trust_pb2.CaChange]:
+        """what this call committed"""
+
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[_trust_pb2.CaChange] | None = ...,
+        answered_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateCaResponse: _TypeAlias = RotateCaResponse  # noqa: Y015

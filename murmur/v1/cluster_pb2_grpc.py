@@ -155,6 +155,21 @@ class ClusterServiceStub:
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.FromString,
                 _registered_method=True)
+        self.RotateCa = channel.unary_unary(
+                '/murmur.v1.ClusterService/RotateCa',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.RotateCaRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.RotateCaResponse.FromString,
+                _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/murmur.v1.ClusterService/ApplyPolicy',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/murmur.v1.ClusterService/GetPolicy',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -326,6 +341,29 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateCa(self, request, context):
+        """Starts a CA rotation (a new CA signs; old and new are trusted) or finishes
+        it (the old CA is no longer trusted): docs/operations.md, "Rotating the CA".
+        Admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyPolicy(self, request, context):
+        """The lab's scheduling policy (docs/policy.md): applied through the control log,
+        so every node holds the same version. Apply: admin. Show: anyone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -448,6 +486,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListRevocations,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.SerializeToString,
+            ),
+            'RotateCa': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCa,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.RotateCaRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.RotateCaResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetPolicyRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1098,6 +1151,87 @@ class ClusterService:
             '/murmur.v1.ClusterService/ListRevocations',
             murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.SerializeToString,
             murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/RotateCa',
+            murmur_dot_v1_dot_cluster__pb2.RotateCaRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.RotateCaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/ApplyPolicy',
+            murmur_dot_v1_dot_cluster__pb2.ApplyPolicyRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/GetPolicy',
+            murmur_dot_v1_dot_cluster__pb2.GetPolicyRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.FromString,
             options,
             channel_credentials,
             insecure,

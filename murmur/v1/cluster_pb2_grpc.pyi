@@ -86,6 +86,16 @@ class ClusterServiceStub:
     """The revocations this node enforces (the control log's, as this node has them). Admin;
     nodes also pull the list from each other with it.
     """
+    RotateCa: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.RotateCaRequest, _cluster_pb2.RotateCaResponse]
+    """Starts a CA rotation (a new CA signs; old and new are trusted) or finishes
+    it (the old CA is no longer trusted): docs/operations.md, "Rotating the CA".
+    Admin.
+    """
+    ApplyPolicy: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ApplyPolicyRequest, _cluster_pb2.LabPolicyInfo]
+    """The lab's scheduling policy (docs/policy.md): applied through the control log,
+    so every node holds the same version. Apply: admin. Show: anyone.
+    """
+    GetPolicy: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetPolicyRequest, _cluster_pb2.LabPolicyInfo]
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -141,6 +151,16 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     """The revocations this node enforces (the control log's, as this node has them). Admin;
     nodes also pull the list from each other with it.
     """
+    RotateCa: _aio.UnaryUnaryMultiCallable[_cluster_pb2.RotateCaRequest, _cluster_pb2.RotateCaResponse]  # type: ignore[assignment]
+    """Starts a CA rotation (a new CA signs; old and new are trusted) or finishes
+    it (the old CA is no longer trusted): docs/operations.md, "Rotating the CA".
+    Admin.
+    """
+    ApplyPolicy: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ApplyPolicyRequest, _cluster_pb2.LabPolicyInfo]  # type: ignore[assignment]
+    """The lab's scheduling policy (docs/policy.md): applied through the control log,
+    so every node holds the same version. Apply: admin. Show: anyone.
+    """
+    GetPolicy: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetPolicyRequest, _cluster_pb2.LabPolicyInfo]  # type: ignore[assignment]
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -337,5 +357,33 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         """The revocations this node enforces (the control log's, as this node has them). Admin;
         nodes also pull the list from each other with it.
         """
+
+    @_abc_1.abstractmethod
+    def RotateCa(
+        self,
+        request: _cluster_pb2.RotateCaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.RotateCaResponse, _abc.Awaitable[_cluster_pb2.RotateCaResponse]]:
+        """Starts a CA rotation (a new CA signs; old and new are trusted) or finishes
+        it (the old CA is no longer trusted): docs/operations.md, "Rotating the CA".
+        Admin.
+        """
+
+    @_abc_1.abstractmethod
+    def ApplyPolicy(
+        self,
+        request: _cluster_pb2.ApplyPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.LabPolicyInfo, _abc.Awaitable[_cluster_pb2.LabPolicyInfo]]:
+        """The lab's scheduling policy (docs/policy.md): applied through the control log,
+        so every node holds the same version. Apply: admin. Show: anyone.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPolicy(
+        self,
+        request: _cluster_pb2.GetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.LabPolicyInfo, _abc.Awaitable[_cluster_pb2.LabPolicyInfo]]: ...
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

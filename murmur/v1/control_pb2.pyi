@@ -44,6 +44,9 @@ class ControlCommand(_message.Message):
     SET_NODE_DRAIN_FIELD_NUMBER: _builtins.int
     FORGET_JOBS_FIELD_NUMBER: _builtins.int
     REVOKE_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    ADD_TRUSTED_CA_FIELD_NUMBER: _builtins.int
+    RETIRE_CA_FIELD_NUMBER: _builtins.int
+    SET_LAB_POLICY_FIELD_NUMBER: _builtins.int
     RECORD_AUDIT_FIELD_NUMBER: _builtins.int
     CREATE_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
     CONSUME_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
@@ -65,6 +68,16 @@ class ControlCommand(_message.Message):
     def forget_jobs(self) -> Global___ForgetJobsCommand: ...
     @_builtins.property
     def revoke_certificate(self) -> Global___RevokeCertificateCommand: ...
+    @_builtins.property
+    def add_trusted_ca(self) -> Global___AddTrustedCaCommand:
+        """A CA rotation's two steps (node/trust_anchors.py)."""
+
+    @_builtins.property
+    def retire_ca(self) -> Global___RetireCaCommand: ...
+    @_builtins.property
+    def set_lab_policy(self) -> Global___SetLabPolicyCommand:
+        """The lab's scheduling policy (scheduler/lab_policy.py)."""
+
     @_builtins.property
     def record_audit(self) -> Global___RecordAuditCommand:
         """The audit trail (high number: other commands take the next ones in order)."""
@@ -89,15 +102,18 @@ class ControlCommand(_message.Message):
         set_node_drain: Global___SetNodeDrainCommand | None = ...,
         forget_jobs: Global___ForgetJobsCommand | None = ...,
         revoke_certificate: Global___RevokeCertificateCommand | None = ...,
+        add_trusted_ca: Global___AddTrustedCaCommand | None = ...,
+        retire_ca: Global___RetireCaCommand | None = ...,
+        set_lab_policy: Global___SetLabPolicyCommand | None = ...,
         record_audit: Global___RecordAuditCommand | None = ...,
         create_join_token: _trust_pb2.CreateJoinTokenCommand | None = ...,
         consume_join_token: _trust_pb2.ConsumeJoinTokenCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -568,6 +584,128 @@ class RevokeCertificateCommand(_message.Message):
 Global___RevokeCertificateCommand: _TypeAlias = RevokeCertificateCommand  # noqa: Y015
 
 @_typing.final
+class AddTrustedCaCommand(_message.Message):
+    """A new lab CA joins the trusted ones and signs from now on (`murmur ca rotate
+    start`); refused while another rotation is under way.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    CROSS_CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    certificate_pem: _builtins.bytes
+    cross_certificate_pem: _builtins.bytes
+    """the new CA certified by the CA it succeeds"""
+    by: _builtins.str
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        certificate_pem: _builtins.bytes = ...,
+        cross_certificate_pem: _builtins.bytes = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "certificate_pem", b"certificate_pem", "cross_certificate_pem", b"cross_certificate_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTrustedCaCommand: _TypeAlias = AddTrustedCaCommand  # noqa: Y015
+
+@_typing.final
+class RetireCaCommand(_message.Message):
+    """A lab CA leaves the trusted ones (`murmur ca rotate finish`): every certificate
+    it issued is refused from then on. Never the signing CA.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    fingerprint: _builtins.str
+    by: _builtins.str
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        fingerprint: _builtins.str = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "fingerprint", b"fingerprint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireCaCommand: _TypeAlias = RetireCaCommand  # noqa: Y015
+
+@_typing.final
+class SetLabPolicyCommand(_message.Message):
+    """An admin applied a scheduling policy (`murmur policy apply`): its TOML text,
+    checked by every voter as it applies it (a text that does not parse changes
+    nothing). An empty text goes back to no policy.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    by: _builtins.str
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLabPolicyCommand: _TypeAlias = SetLabPolicyCommand  # noqa: Y015
+
+@_typing.final
+class ControlLabPolicy(_message.Message):
+    """The policy in force; `index` is the entry that set it (its version)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    by: _builtins.str
+    at_us: _builtins.int
+    index: _builtins.int
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "index", b"index", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlLabPolicy: _TypeAlias = ControlLabPolicy  # noqa: Y015
+
+@_typing.final
 class ControlRevocation(_message.Message):
     """A revocation the control state holds; `index` is its entry's log index."""
 
@@ -619,6 +757,8 @@ class ControlSnapshot(_message.Message):
     REVOCATIONS_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
     JOIN_TOKENS_FIELD_NUMBER: _builtins.int
+    CA_CHANGES_FIELD_NUMBER: _builtins.int
+    LAB_POLICY_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
@@ -643,6 +783,14 @@ class ControlSnapshot(_message.Message):
     def join_tokens(self) -> _containers.RepeatedCompositeFieldContainer[_trust_pb2.ControlJoinToken]:
         """Join tokens not yet forgotten, by id (then format >= 30: older versions refuse it)."""
 
+    @_builtins.property
+    def ca_changes(self) -> _containers.RepeatedCompositeFieldContainer[_trust_pb2.CaChange]:
+        """CA rotation steps, in log order (then format >= 31: older versions refuse it)."""
+
+    @_builtins.property
+    def lab_policy(self) -> Global___ControlLabPolicy:
+        """The lab policy, once one was applied (then format >= 32: older versions refuse it)."""
+
     def __init__(
         self,
         *,
@@ -653,10 +801,12 @@ class ControlSnapshot(_message.Message):
         revocations: _abc.Iterable[Global___ControlRevocation] | None = ...,
         audit: Global___ControlAuditHead | None = ...,
         join_tokens: _abc.Iterable[_trust_pb2.ControlJoinToken] | None = ...,
+        ca_changes: _abc.Iterable[_trust_pb2.CaChange] | None = ...,
+        lab_policy: Global___ControlLabPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "revocations", b"revocations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "revocations", b"revocations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

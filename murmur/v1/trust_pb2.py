@@ -25,31 +25,37 @@ _sym_db = _symbol_database.Default()
 from murmur.v1 import types_pb2 as murmur_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15murmur/v1/trust.proto\x12\tmurmur.v1\x1a\x15murmur/v1/types.proto\"\x13\n\x11\x46\x65tchCaKeyRequest\"D\n\x12\x46\x65tchCaKeyResponse\x12\x12\n\nca_key_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\"A\n\x1bRenewNodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\x11\n\taddresses\x18\x02 \x03(\t\"S\n\x1cRenewNodeCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\"\x85\x01\n\x1dRelayedUserCertificateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.murmur.v1.Role\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x10\n\x08ttl_days\x18\x04 \x01(\r\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\"U\n\x1eRelayedUserCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\"\x83\x01\n\x16\x43reateJoinTokenCommand\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x12\n\ncreated_by\x18\x03 \x01(\t\x12\x15\n\rcreated_at_us\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_us\x18\x05 \x01(\x03\"u\n\x17\x43onsumeJoinTokenCommand\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"\xa2\x01\n\x10\x43ontrolJoinToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x12\n\ncreated_by\x18\x03 \x01(\t\x12\x15\n\rcreated_at_us\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_us\x18\x05 \x01(\x03\x12\x0f\n\x07used_by\x18\x06 \x01(\t\x12\x12\n\nused_at_us\x18\x07 \x01(\x03\x32\xaf\x02\n\x0cTrustService\x12I\n\nFetchCaKey\x12\x1c.murmur.v1.FetchCaKeyRequest\x1a\x1d.murmur.v1.FetchCaKeyResponse\x12g\n\x14RenewNodeCertificate\x12&.murmur.v1.RenewNodeCertificateRequest\x1a\'.murmur.v1.RenewNodeCertificateResponse\x12k\n\x14IssueUserCertificate\x12(.murmur.v1.RelayedUserCertificateRequest\x1a).murmur.v1.RelayedUserCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15murmur/v1/trust.proto\x12\tmurmur.v1\x1a\x15murmur/v1/types.proto\".\n\x16StartCaRotationRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"=\n\x17StartCaRotationResponse\x12\"\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x0b\x32\x13.murmur.v1.CaChange\"\x92\x01\n\x08\x43\x61\x43hange\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x0f\n\x07retired\x18\x03 \x01(\x08\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x1d\n\x15\x63ross_certificate_pem\x18\x05 \x01(\x0c\x12\n\n\x02\x62y\x18\x06 \x01(\t\x12\r\n\x05\x61t_us\x18\x07 \x01(\x03\"\x13\n\x11\x46\x65tchCaKeyRequest\"D\n\x12\x46\x65tchCaKeyResponse\x12\x12\n\nca_key_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\"A\n\x1bRenewNodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\x11\n\taddresses\x18\x02 \x03(\t\"S\n\x1cRenewNodeCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\"\x85\x01\n\x1dRelayedUserCertificateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.murmur.v1.Role\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x10\n\x08ttl_days\x18\x04 \x01(\r\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\"U\n\x1eRelayedUserCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\"\x83\x01\n\x16\x43reateJoinTokenCommand\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x12\n\ncreated_by\x18\x03 \x01(\t\x12\x15\n\rcreated_at_us\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_us\x18\x05 \x01(\x03\"u\n\x17\x43onsumeJoinTokenCommand\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"\xa2\x01\n\x10\x43ontrolJoinToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x15\n\rsecret_sha256\x18\x02 \x01(\t\x12\x12\n\ncreated_by\x18\x03 \x01(\t\x12\x15\n\rcreated_at_us\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_us\x18\x05 \x01(\x03\x12\x0f\n\x07used_by\x18\x06 \x01(\t\x12\x12\n\nused_at_us\x18\x07 \x01(\x03\x32\x89\x03\n\x0cTrustService\x12I\n\nFetchCaKey\x12\x1c.murmur.v1.FetchCaKeyRequest\x1a\x1d.murmur.v1.FetchCaKeyResponse\x12g\n\x14RenewNodeCertificate\x12&.murmur.v1.RenewNodeCertificateRequest\x1a\'.murmur.v1.RenewNodeCertificateResponse\x12k\n\x14IssueUserCertificate\x12(.murmur.v1.RelayedUserCertificateRequest\x1a).murmur.v1.RelayedUserCertificateResponse\x12X\n\x0fStartCaRotation\x12!.murmur.v1.StartCaRotationRequest\x1a\".murmur.v1.StartCaRotationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'murmur.v1.trust_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FETCHCAKEYREQUEST']._serialized_start=59
-  _globals['_FETCHCAKEYREQUEST']._serialized_end=78
-  _globals['_FETCHCAKEYRESPONSE']._serialized_start=80
-  _globals['_FETCHCAKEYRESPONSE']._serialized_end=148
-  _globals['_RENEWNODECERTIFICATEREQUEST']._serialized_start=150
-  _globals['_RENEWNODECERTIFICATEREQUEST']._serialized_end=215
-  _globals['_RENEWNODECERTIFICATERESPONSE']._serialized_start=217
-  _globals['_RENEWNODECERTIFICATERESPONSE']._serialized_end=300
-  _globals['_RELAYEDUSERCERTIFICATEREQUEST']._serialized_start=303
-  _globals['_RELAYEDUSERCERTIFICATEREQUEST']._serialized_end=436
-  _globals['_RELAYEDUSERCERTIFICATERESPONSE']._serialized_start=438
-  _globals['_RELAYEDUSERCERTIFICATERESPONSE']._serialized_end=523
-  _globals['_CREATEJOINTOKENCOMMAND']._serialized_start=526
-  _globals['_CREATEJOINTOKENCOMMAND']._serialized_end=657
-  _globals['_CONSUMEJOINTOKENCOMMAND']._serialized_start=659
-  _globals['_CONSUMEJOINTOKENCOMMAND']._serialized_end=776
-  _globals['_CONTROLJOINTOKEN']._serialized_start=779
-  _globals['_CONTROLJOINTOKEN']._serialized_end=941
-  _globals['_TRUSTSERVICE']._serialized_start=944
-  _globals['_TRUSTSERVICE']._serialized_end=1247
+  _globals['_STARTCAROTATIONREQUEST']._serialized_start=59
+  _globals['_STARTCAROTATIONREQUEST']._serialized_end=105
+  _globals['_STARTCAROTATIONRESPONSE']._serialized_start=107
+  _globals['_STARTCAROTATIONRESPONSE']._serialized_end=168
+  _globals['_CACHANGE']._serialized_start=171
+  _globals['_CACHANGE']._serialized_end=317
+  _globals['_FETCHCAKEYREQUEST']._serialized_start=319
+  _globals['_FETCHCAKEYREQUEST']._serialized_end=338
+  _globals['_FETCHCAKEYRESPONSE']._serialized_start=340
+  _globals['_FETCHCAKEYRESPONSE']._serialized_end=408
+  _globals['_RENEWNODECERTIFICATEREQUEST']._serialized_start=410
+  _globals['_RENEWNODECERTIFICATEREQUEST']._serialized_end=475
+  _globals['_RENEWNODECERTIFICATERESPONSE']._serialized_start=477
+  _globals['_RENEWNODECERTIFICATERESPONSE']._serialized_end=560
+  _globals['_RELAYEDUSERCERTIFICATEREQUEST']._serialized_start=563
+  _globals['_RELAYEDUSERCERTIFICATEREQUEST']._serialized_end=696
+  _globals['_RELAYEDUSERCERTIFICATERESPONSE']._serialized_start=698
+  _globals['_RELAYEDUSERCERTIFICATERESPONSE']._serialized_end=783
+  _globals['_CREATEJOINTOKENCOMMAND']._serialized_start=786
+  _globals['_CREATEJOINTOKENCOMMAND']._serialized_end=917
+  _globals['_CONSUMEJOINTOKENCOMMAND']._serialized_start=919
+  _globals['_CONSUMEJOINTOKENCOMMAND']._serialized_end=1036
+  _globals['_CONTROLJOINTOKEN']._serialized_start=1039
+  _globals['_CONTROLJOINTOKEN']._serialized_end=1201
+  _globals['_TRUSTSERVICE']._serialized_start=1204
+  _globals['_TRUSTSERVICE']._serialized_end=1597
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,91 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class StartCaRotationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    requested_by: _builtins.str
+    """the admin, checked by the relaying node"""
+    def __init__(
+        self,
+        *,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartCaRotationRequest: _TypeAlias = StartCaRotationRequest  # noqa: Y015
+
+@_typing.final
+class StartCaRotationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def added(self) -> Global___CaChange: ...
+    def __init__(
+        self,
+        *,
+        added: Global___CaChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["added", b"added"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartCaRotationResponse: _TypeAlias = StartCaRotationResponse  # noqa: Y015
+
+@_typing.final
+class CaChange(_message.Message):
+    """One step of a CA rotation (node/trust_anchors.py), as the control log holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RETIRED_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    CROSS_CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """its entry's log index"""
+    fingerprint: _builtins.str
+    """the CA's: hex SHA-256 of its certificate's DER"""
+    retired: _builtins.bool
+    """false: added (and signs from then on)"""
+    certificate_pem: _builtins.bytes
+    """the added CA; empty for a retirement"""
+    cross_certificate_pem: _builtins.bytes
+    """the added CA certified by the CA it succeeds"""
+    by: _builtins.str
+    """the admin"""
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+        retired: _builtins.bool = ...,
+        certificate_pem: _builtins.bytes = ...,
+        cross_certificate_pem: _builtins.bytes = ...,
+        by: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by", b"by", "certificate_pem", b"certificate_pem", "cross_certificate_pem", b"cross_certificate_pem", "fingerprint", b"fingerprint", "index", b"index", "retired", b"retired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaChange: _TypeAlias = CaChange  # noqa: Y015
+
+@_typing.final
 class FetchCaKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -49,6 +49,11 @@ class TrustServiceStub:
                 request_serializer=murmur_dot_v1_dot_trust__pb2.RelayedUserCertificateRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_trust__pb2.RelayedUserCertificateResponse.FromString,
                 _registered_method=True)
+        self.StartCaRotation = channel.unary_unary(
+                '/murmur.v1.TrustService/StartCaRotation',
+                request_serializer=murmur_dot_v1_dot_trust__pb2.StartCaRotationRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_trust__pb2.StartCaRotationResponse.FromString,
+                _registered_method=True)
 
 
 class TrustServiceServicer:
@@ -79,6 +84,14 @@ class TrustServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartCaRotation(self, request, context):
+        """An admin's ClusterService.RotateCa (start), relayed by a node that does not
+        hold the signing CA's key: the holder makes the new CA and commits it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrustServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +109,11 @@ def add_TrustServiceServicer_to_server(servicer, server):
                     servicer.IssueUserCertificate,
                     request_deserializer=murmur_dot_v1_dot_trust__pb2.RelayedUserCertificateRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_trust__pb2.RelayedUserCertificateResponse.SerializeToString,
+            ),
+            'StartCaRotation': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCaRotation,
+                    request_deserializer=murmur_dot_v1_dot_trust__pb2.StartCaRotationRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_trust__pb2.StartCaRotationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +197,33 @@ class TrustService:
             '/murmur.v1.TrustService/IssueUserCertificate',
             murmur_dot_v1_dot_trust__pb2.RelayedUserCertificateRequest.SerializeToString,
             murmur_dot_v1_dot_trust__pb2.RelayedUserCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCaRotation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.TrustService/StartCaRotation',
+            murmur_dot_v1_dot_trust__pb2.StartCaRotationRequest.SerializeToString,
+            murmur_dot_v1_dot_trust__pb2.StartCaRotationResponse.FromString,
             options,
             channel_credentials,
             insecure,

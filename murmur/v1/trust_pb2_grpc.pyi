@@ -52,6 +52,10 @@ class TrustServiceStub:
     hold the CA key (the relaying node checked the admin; the admin's name is in
     `requested_by`, as for SetDraining).
     """
+    StartCaRotation: _grpc.UnaryUnaryMultiCallable[_trust_pb2.StartCaRotationRequest, _trust_pb2.StartCaRotationResponse]
+    """An admin's ClusterService.RotateCa (start), relayed by a node that does not
+    hold the signing CA's key: the holder makes the new CA and commits it.
+    """
 
 @_typing.type_check_only
 class TrustServiceAsyncStub(TrustServiceStub):
@@ -68,6 +72,10 @@ class TrustServiceAsyncStub(TrustServiceStub):
     """An admin's ClusterService.IssueUserCertificate, relayed by a node that does not
     hold the CA key (the relaying node checked the admin; the admin's name is in
     `requested_by`, as for SetDraining).
+    """
+    StartCaRotation: _aio.UnaryUnaryMultiCallable[_trust_pb2.StartCaRotationRequest, _trust_pb2.StartCaRotationResponse]  # type: ignore[assignment]
+    """An admin's ClusterService.RotateCa (start), relayed by a node that does not
+    hold the signing CA's key: the holder makes the new CA and commits it.
     """
 
 class TrustServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -100,6 +108,16 @@ class TrustServiceServicer(metaclass=_abc_1.ABCMeta):
         """An admin's ClusterService.IssueUserCertificate, relayed by a node that does not
         hold the CA key (the relaying node checked the admin; the admin's name is in
         `requested_by`, as for SetDraining).
+        """
+
+    @_abc_1.abstractmethod
+    def StartCaRotation(
+        self,
+        request: _trust_pb2.StartCaRotationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trust_pb2.StartCaRotationResponse, _abc.Awaitable[_trust_pb2.StartCaRotationResponse]]:
+        """An admin's ClusterService.RotateCa (start), relayed by a node that does not
+        hold the signing CA's key: the holder makes the new CA and commits it.
         """
 
 def add_TrustServiceServicer_to_server(servicer: TrustServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -436,6 +436,7 @@ class NodeInfo(_message.Message):
     DATASETS_FIELD_NUMBER: _builtins.int
     TERM_FIELD_NUMBER: _builtins.int
     REVOCATIONS_REVISION_FIELD_NUMBER: _builtins.int
+    CA_FINGERPRINT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -455,6 +456,10 @@ class NodeInfo(_message.Message):
     revocations_revision: _builtins.int
     """The newest certificate revocation this node enforces (its log index): a
     node that knows an older one pulls the list from this one.
+    """
+    ca_fingerprint: _builtins.str
+    """The lab CA that issued this node's certificate (hex SHA-256 of its DER): a CA
+    rotation is done when every node's is the new CA's.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -493,10 +498,11 @@ class NodeInfo(_message.Message):
         datasets: _abc.Iterable[Global___Dataset] | None = ...,
         term: _builtins.int = ...,
         revocations_revision: _builtins.int = ...,
+        ca_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -616,6 +622,7 @@ class JobSpec(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     SECRETS_FIELD_NUMBER: _builtins.int
     SECRET_NAMES_FIELD_NUMBER: _builtins.int
+    NO_REQUEUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
@@ -634,6 +641,12 @@ class JobSpec(_message.Message):
     retries: _builtins.int
     nodes: _builtins.int
     """> 1: gang scheduled, torchrun env set"""
+    no_requeue: _builtins.bool
+    """A run lost with its node (the node died, was removed, or was cut off from every
+    leader until its runs' lease lapsed) puts the job back in the queue without
+    spending a retry, unless this is set: then such a loss counts against `retries`
+    like a failure (`murmur job submit --no-requeue`).
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """argv; never a shell string unless `shell`"""
@@ -686,10 +699,11 @@ class JobSpec(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         secrets: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         secret_names: _abc.Iterable[_builtins.str] | None = ...,
+        no_requeue: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "no_requeue", b"no_requeue", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -503,7 +503,7 @@ class RunExecutor:
                     async with asyncio.timeout(remaining):
                         await self._lease_renewed.wait()
                 continue
-            reason = f"lost: no word from a leader for {self._lease.seconds:g} s (lease expired)"
+            reason = f"{states.LEASE_LAPSED_REASON} for {self._lease.seconds:g} s (lease expired)"
             for run in self._active.values():
                 if run.end is None:
                     _log.warning(
@@ -722,6 +722,6 @@ class RunExecutor:
                 self._spawn(run)
                 continue
             exit_ = (found.exit if found is not None else None) or RunExit(
-                None, "lost: the node restarted and the run was not found"
+                None, f"{states.NODE_RESTARTED_REASON} and the run was not found"
             )
             await self._finish(run, exit_)

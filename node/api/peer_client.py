@@ -25,7 +25,7 @@ class PeerClient:
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=bundle.ca_certificate_pem,
             private_key=bundle.key_pem,
-            certificate_chain=bundle.certificate_pem,
+            certificate_chain=bundle.certificate_chain_pem,
         )
 
     def use_identity(self, bundle: IdentityBundle) -> None:
@@ -33,7 +33,7 @@ class PeerClient:
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=bundle.ca_certificate_pem,
             private_key=bundle.key_pem,
-            certificate_chain=bundle.certificate_pem,
+            certificate_chain=bundle.certificate_chain_pem,
         )
 
     async def set_draining(

@@ -104,7 +104,7 @@ def build_api_server(
         certificates.api_credentials()
         if certificates is not None
         else grpc.ssl_server_credentials(
-            [(bundle.key_pem, bundle.certificate_pem)],
+            [(bundle.key_pem, bundle.certificate_chain_pem)],
             root_certificates=bundle.ca_certificate_pem,
             require_client_auth=True,
         )

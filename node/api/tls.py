@@ -1,4 +1,5 @@
-"""The node's server certificates, swapped live when the node's certificate is renewed.
+"""The node's server certificates, swapped live when the node's certificate is renewed
+or the lab CAs it trusts change (a CA rotation: node/trust_anchors.py).
 
 gRPC asks a dynamic credentials' fetcher for the certificate configuration at each
 new TLS handshake (``grpc.dynamic_ssl_server_credentials``); an unchanged answer is
@@ -74,7 +75,8 @@ class ServerCertificates:
 
 def _api_configuration(bundle: IdentityBundle) -> grpc.ServerCertificateConfiguration:
     return grpc.ssl_server_certificate_configuration(
-        [(bundle.key_pem, bundle.certificate_pem)], root_certificates=bundle.ca_certificate_pem
+        [(bundle.key_pem, bundle.certificate_chain_pem)],
+        root_certificates=bundle.ca_certificate_pem,
     )
 
 

@@ -1,8 +1,12 @@
 """`RevocationSync`: how this node learns the certificate deny list, and keeps it.
 
 The list's source is the control log (``RevokeCertificate``, applied by every
-voter); every node, voter or not, enforces it (node/api/rpc/revocation.py). It
-reaches each node by the simplest path that is sound whatever fails:
+voter); every node, voter or not, enforces it (node/api/rpc/revocation.py). The
+steps of CA rotations (``AddTrustedCa``, ``RetireCa``: node/trust_anchors.py)
+travel with it, by the same paths and with the same guarantees: they too only
+accumulate, and the revision gossiped is the newest index of either kind (the
+*trust revision*). It reaches each node by the simplest path that is sound
+whatever fails:
 
 * **A voter follows its own log**: when an entry is applied it compares the control
   state's revision (the newest revocation's log index) with its list's, and takes
@@ -16,8 +20,9 @@ reaches each node by the simplest path that is sound whatever fails:
   periods, about a second in a small cluster. Nothing is pushed, so nothing is
   lost to a node that was down or partitioned: it pulls when it hears of a newer
   revision, whenever that is.
-* **The store keeps it** (the ``revocations`` table), so a restarted node refuses
-  a revoked certificate before it hears from anyone.
+* **The store keeps it** (the ``revocations`` table; the CA steps under one meta
+  key), so a restarted node refuses a revoked certificate before it hears from
+  anyone.
 
 The list only grows, and any two lists merge by union (node/deny_list.py), so
 the three paths never disagree. A revoked node cannot pull (its calls are
@@ -27,6 +32,7 @@ refused), which is as it should be.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -37,10 +43,12 @@ import grpc
 import grpc.aio
 
 from murmur.certs import CertificateIdentity
+from murmur.node.control.queue.ca_rotations import ca_change_message, ca_change_of
 from murmur.node.control.queue.state import ControlState
 from murmur.node.deny_list import DenyList, Revocation, refusal_message
 from murmur.node.gossip import EventKind, MemberState
 from murmur.node.membership import MembershipRunner
+from murmur.node.trust_anchors import CaChange, CaChanges
 from murmur.storage import RevocationRecord, Store, StoreError
 from murmur.v1 import cluster_pb2
 
@@ -57,6 +65,10 @@ wake-up. An idle node wakes for this alone, not five times a second."""
 
 _NEWS = frozenset({EventKind.JOINED, EventKind.ALIVE, EventKind.META_UPDATED})
 """Membership changes after which a peer may gossip a newer revision."""
+
+CA_CHANGES_META_KEY = "trust.ca_changes"
+"""Where the store keeps the CA rotation steps this node knows (a serialized
+``ListRevocationsResponse`` holding only them, base64): a handful, never forgotten."""
 
 PULL_TIMEOUT_SECONDS = 2.0
 PULL_RETRY_SECONDS = 2.0
@@ -113,6 +125,7 @@ class RevocationSync:
 
     Args:
         deny_list: the list the interceptors check.
+        ca_changes: the CA rotation steps this node follows (node/trust.py).
         control: this node's control state (its revocations are current on a voter;
             a non-voter's stay empty); None: follow gossip only.
         membership: gossip; None: follow the log only.
@@ -125,6 +138,7 @@ class RevocationSync:
         self,
         *,
         deny_list: DenyList,
+        ca_changes: CaChanges | None = None,
         store: Store,
         control: ControlState | None,
         membership: MembershipRunner | None,
@@ -134,6 +148,7 @@ class RevocationSync:
         interval: float = RECHECK_SECONDS,
     ) -> None:
         self._deny = deny_list
+        self._ca = ca_changes if ca_changes is not None else CaChanges()
         self._store = store
         self._control = control
         self._membership = membership
@@ -149,10 +164,24 @@ class RevocationSync:
     def deny_list(self) -> DenyList:
         return self._deny
 
+    @property
+    def ca_changes(self) -> CaChanges:
+        return self._ca
+
+    @property
+    def revision(self) -> int:
+        """The trust revision: the newest log index of a revocation or a CA step held."""
+        return max(self._deny.revision, self._ca.revision)
+
     async def load(self) -> None:
         """Takes the list this node kept before it stopped."""
         records = await self._store.list_revocations()
         self._deny.merge(_from_record(record) for record in records)
+        kept = await self._store.get_meta(CA_CHANGES_META_KEY)
+        if kept:
+            message = cluster_pb2.ListRevocationsResponse.FromString(base64.b64decode(kept))
+            self._ca.merge(ca_change_of(change) for change in message.ca_changes)
+            self._on_change()
         if records:
             self._on_change()
             _log.info(
@@ -189,6 +218,8 @@ class RevocationSync:
         control = self._control
         if control is not None and control.revocations_revision > self._deny.revision:
             await self.learn(control.revocations(), source="the control log")
+        if control is not None and control.ca_rotations.revision > self._ca.revision:
+            await self.learn_ca_changes(control.ca_rotations.changes(), source="the control log")
         if self._membership is not None:
             await self._follow_gossip(self._membership)
 
@@ -222,6 +253,35 @@ class RevocationSync:
                 _log.exception("could not keep certificate revocations in the store")
             return added
 
+    async def learn_ca_changes(self, changes: Iterable[CaChange], *, source: str) -> list[CaChange]:
+        """Merges CA rotation steps (the node takes them into use: a listener of
+        ``ca_changes``), then keeps them all in the store."""
+        async with self._lock:
+            added = self._ca.merge(changes)
+            if not added:
+                return added
+            for change in added:
+                _log.warning(
+                    "CA rotation step %d: CA %s... %s by %s (from %s)",
+                    change.index,
+                    change.fingerprint[:16],
+                    "retired" if change.retired else "added, signing from now on",
+                    change.by,
+                    source,
+                    extra={"event": "trust.ca_change", "index": change.index},
+                )
+            self._on_change()
+            kept = cluster_pb2.ListRevocationsResponse(
+                ca_changes=[ca_change_message(c) for c in self._ca.entries()]
+            )
+            try:
+                await self._store.set_meta(
+                    CA_CHANGES_META_KEY, base64.b64encode(kept.SerializeToString()).decode()
+                )
+            except StoreError:
+                _log.exception("could not keep the CA rotation steps in the store")
+            return added
+
     def _note_own_revocation(self) -> None:
         own = self._own_identity
         if own is None:
@@ -244,7 +304,7 @@ class RevocationSync:
             if info is None or member.name == membership.name:
                 continue
             revision = info.revocations_revision
-            if revision <= self._deny.revision:
+            if revision <= self.revision:
                 continue
             if now - self._pull_failed_at.get(member.name, -PULL_RETRY_SECONDS) < (
                 PULL_RETRY_SECONDS
@@ -273,5 +333,8 @@ class RevocationSync:
         self._pull_failed_at.pop(name, None)
         await self.learn(
             (revocation_from_message(m) for m in answer.revocations), source=f"node {name}"
+        )
+        await self.learn_ca_changes(
+            (ca_change_of(m) for m in answer.ca_changes), source=f"node {name}"
         )
         return True

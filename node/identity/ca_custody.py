@@ -9,6 +9,8 @@ passphrase when one is set (``MURMUR_CA_PASSPHRASE`` or
 ``MURMUR_CA_PASSPHRASE_FILE``). From then on it signs joins, renewals and user
 certificates, and opens the join listener. A node that stops voting keeps the key:
 the set of holders is every node that has been a voter (docs/operations.md, "The CA").
+After a CA rotation starts (node/trust_anchors.py) a holder of the old key drops it
+and fetches the new one the same way.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class CaCustody:
 
     Args:
         ca_dir: where the key is kept (``<data dir>/ca``).
-        ca_fingerprint: the CA this node trusts; any other offered is refused.
+        ca_fingerprint: the CA that signs now (it changes with a CA rotation); any
+            other offered is refused.
         holds: whether this node holds the key now.
         is_voter: whether this node is a voter now.
         holders: addresses of nodes that may hold the key (those that say so first).
@@ -104,7 +107,7 @@ class CaCustody:
         self,
         *,
         ca_dir: Path,
-        ca_fingerprint: str,
+        ca_fingerprint: Callable[[], str],
         holds: Callable[[], bool],
         is_voter: Callable[[], bool],
         holders: Callable[[], list[str]],
@@ -162,9 +165,10 @@ class CaCustody:
             CertificateError: another CA, or a key that does not belong to it.
         """
         offered = certificate_fingerprint(load_certificate(certificate_pem))
-        if offered != self._fingerprint:
+        wanted = self._fingerprint()
+        if offered != wanted:
             raise CertificateError(
-                f"offered a CA with fingerprint {offered[:16]}..., not this cluster's "
-                f"{self._fingerprint[:16]}..."
+                f"offered a CA with fingerprint {offered[:16]}..., not the one that signs "
+                f"in this cluster now ({wanted[:16]}...)"
             )
         return CertificateAuthority.from_pem(key_pem, certificate_pem)

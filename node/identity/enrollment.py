@@ -66,8 +66,10 @@ class Enrollment:
         ca_fingerprint: str = "",
         relay: UserCertificateRelay | None = None,
         name_in_use: Callable[[str], bool] | None = None,
+        anchors: Callable[[], bytes] | None = None,
     ) -> None:
         self._deny_list = deny_list
+        self._anchors = anchors
         self._ca = ca
         self._tokens: TokenLedger = tokens or StoreTokenLedger(store)
         self._ca_fingerprint = ca.fingerprint if ca is not None else ca_fingerprint
@@ -97,6 +99,27 @@ class Enrollment:
             raise ValueError("a CA other than the cluster's was offered")
         self._ca = ca
         self._ca_fingerprint = ca.fingerprint
+
+    def follow_signing(self, fingerprint: str) -> CertificateAuthority | None:
+        """The CA of ``fingerprint`` signs from now on (a CA rotation): tokens pin it,
+        and a key held of another CA is no longer used. Returns that key's CA (the
+        caller deletes it from disk), None when none was dropped."""
+        self._ca_fingerprint = fingerprint
+        dropped = self._ca if self._ca is not None and self._ca.fingerprint != fingerprint else None
+        if dropped is not None:
+            self._ca = None
+        return dropped
+
+    @property
+    def signing_fingerprint(self) -> str:
+        """The CA that signs now (join tokens pin it)."""
+        return self._ca_fingerprint
+
+    def _issued(self, certificate_pem: bytes, ca: CertificateAuthority) -> IssuedCertificate:
+        """A certificate with the CAs to trust along with it: every trusted one (in a
+        rotation's overlap window, old and new), else the signing one."""
+        anchors = self._anchors() if self._anchors is not None else ca.certificate_pem
+        return IssuedCertificate(certificate_pem, anchors)
 
     @property
     def ca(self) -> CertificateAuthority | None:
@@ -165,7 +188,7 @@ class Enrollment:
         await self._events.record(
             kind="node.joined", subject=name, message=f"node {name} joined from {address or '?'}"
         )
-        return IssuedCertificate(certificate, ca.certificate_pem)
+        return self._issued(certificate, ca)
 
     async def issue_user_certificate(
         self, *, name: str, role: Role, csr_pem: bytes, ttl_days: int, requested_by: str = ""
@@ -198,7 +221,7 @@ class Enrollment:
         await self._events.record(
             kind="user.issued", subject=name, message=f"certificate issued to {name} ({role.value})"
         )
-        return IssuedCertificate(certificate, ca.certificate_pem)
+        return self._issued(certificate, ca)
 
     async def renew_node_certificate(
         self, *, name: str, csr_pem: bytes, addresses: Sequence[str]
@@ -220,4 +243,4 @@ class Enrollment:
             subject=name,
             message=f"node {name}'s certificate renewed",
         )
-        return IssuedCertificate(certificate, ca.certificate_pem)
+        return self._issued(certificate, ca)

@@ -16,6 +16,7 @@ import grpc
 
 from murmur.certs import (
     NODE_TLS_NAME,
+    CertificateError,
     IdentityBundle,
     JoinToken,
     fetch_pinned_ca_certificate,
@@ -71,11 +72,17 @@ async def join_cluster(
             )
         except grpc.aio.AioRpcError as exc:
             raise StartupError(f"join via {target} refused: {exc.details()}") from None
-    if response.ca_certificate_pem.strip() != ca_pem.strip():
+    # The answer names every CA to trust (old and new during a CA rotation); the
+    # pinned one must be among them and must have issued the certificate.
+    try:
+        bundle = IdentityBundle.parse(
+            private_key_pem(key)
+            + bytes(response.certificate_pem)
+            + (bytes(response.ca_certificate_pem) or ca_pem),
+            source=f"the answer of {target}",
+        )
+    except CertificateError as exc:
+        raise StartupError(f"join via {target}: {exc}") from None
+    if bundle.ca_fingerprint != token.ca_fingerprint:
         raise StartupError(f"join via {target}: the node answered with a different CA")
-    bundle = IdentityBundle(
-        key_pem=private_key_pem(key),
-        certificate_pem=bytes(response.certificate_pem),
-        ca_certificate_pem=ca_pem,
-    )
     return JoinResult(bundle, response.issuer.address)

@@ -6,12 +6,15 @@ holder sign it (itself when it holds the key, else a voter over mutual TLS:
 ``TrustService.RenewNodeCertificate``, which signs only for the caller's own name),
 writes ``identity.pem`` atomically and hands the new bundle on: the listeners serve it
 from the next handshake, new outgoing channels use it, and the connections already
-open go on with the old one, still valid for a third of its life.
+open go on with the old one, still valid for a third of its life. During a CA
+rotation (node/trust_anchors.py) a certificate of the old CA is renewed at once, from
+a holder of the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -29,6 +32,9 @@ from murmur.node.identity.enrollment import IssuedCertificate
 _log = logging.getLogger("murmur.node.identity")
 
 RETRY_SECONDS_MAX = 300.0
+OUTDATED_RETRY_SECONDS = 2.0
+"""How soon a certificate of a CA that no longer signs is tried again: the new CA's
+key may not have reached any holder this node can reach yet."""
 FIRST_CHECK_SECONDS = 30.0
 
 
@@ -54,6 +60,10 @@ class CertificateRenewer:
         fraction: renew once this fraction of the certificate's lifetime has passed
             (``cert_renew_fraction``).
         check_seconds: how often to look (``cert_renew_check_seconds``).
+        outdated: whether the certificate must be renewed now whatever its age (its
+            CA no longer signs: a rotation).
+        finish: the new bundle with the CAs to trust and the intermediates to present;
+            raises ValueError when the signer's CA is not the one that signs now.
     """
 
     def __init__(
@@ -66,7 +76,12 @@ class CertificateRenewer:
         on_renewed: Callable[[IdentityBundle], Awaitable[None]],
         fraction: float,
         check_seconds: float,
+        outdated: Callable[[], bool] = lambda: False,
+        finish: Callable[[IdentityBundle], IdentityBundle] = lambda bundle: bundle,
     ) -> None:
+        self._outdated = outdated
+        self._finish = finish
+        self._wake = asyncio.Event()
         self._identity_path = identity_path
         self._current = current
         self._signers = signers
@@ -77,14 +92,22 @@ class CertificateRenewer:
         self.renewals = 0
 
     def due(self, now: datetime | None = None) -> bool:
+        if self._outdated():
+            return True
         moment = now or datetime.now(UTC)
         return moment >= renewal_due_at(self._current().identity, self._fraction)
+
+    def wake(self) -> None:
+        """Look again now (the CA that signs changed)."""
+        self._wake.set()
 
     async def run(self) -> None:
         """Until cancelled: renew whenever due; a failure is retried at the next check.
         The first look comes after start-up settled (``FIRST_CHECK_SECONDS`` at most):
         the signer is another node, reached once gossip found it."""
-        await asyncio.sleep(min(self._check_seconds, FIRST_CHECK_SECONDS))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(self._check_seconds, FIRST_CHECK_SECONDS)):
+                await self._wake.wait()
         while True:
             if self.due():
                 try:
@@ -95,7 +118,13 @@ class CertificateRenewer:
                         exc,
                         extra={"event": "cert.renew_failed"},
                     )
-            await asyncio.sleep(min(self._check_seconds, RETRY_SECONDS_MAX))
+            self._wake.clear()
+            wait = min(self._check_seconds, RETRY_SECONDS_MAX)
+            if self._outdated():
+                wait = min(wait, OUTDATED_RETRY_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def renew_once(self) -> IdentityBundle:
         """Renews now.
@@ -114,11 +143,17 @@ class CertificateRenewer:
             except Exception as exc:
                 failure = exc
                 continue
-            bundle = IdentityBundle(
-                key_pem=private_key_pem(key),
-                certificate_pem=issued.certificate_pem,
-                ca_certificate_pem=old.ca_certificate_pem,
-            )
+            try:
+                bundle = self._finish(
+                    IdentityBundle(
+                        key_pem=private_key_pem(key),
+                        certificate_pem=issued.certificate_pem,
+                        ca_certificate_pem=old.ca_certificate_pem,
+                    )
+                )
+            except ValueError as exc:
+                failure = exc
+                continue
             if bundle.identity.name != name:
                 failure = ValueError(f"the signer certified {bundle.identity.name!r}, not {name!r}")
                 continue

@@ -7,7 +7,8 @@ after a renewal the next call presents the new one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import grpc.aio
@@ -18,6 +19,11 @@ from murmur.node.identity.enrollment import IssuedCertificate
 from murmur.v1 import trust_pb2, trust_pb2_grpc, types_pb2
 
 TRUST_CALL_TIMEOUT_SECONDS = 10.0
+
+_Answer = TypeVar("_Answer")
+
+if TYPE_CHECKING:
+    from murmur.v1.trust_pb2_grpc import TrustServiceAsyncStub
 
 _ROLE_TO_PROTO = {
     Role.ADMIN: types_pb2.ROLE_ADMIN,
@@ -48,7 +54,7 @@ class TrustClient:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=bundle.ca_certificate_pem,
             private_key=bundle.key_pem,
-            certificate_chain=bundle.certificate_pem,
+            certificate_chain=bundle.certificate_chain_pem,
         )
         return grpc.aio.secure_channel(
             address, credentials, options=[("grpc.ssl_target_name_override", NODE_TLS_NAME)]
@@ -106,21 +112,48 @@ class TrustClient:
             ttl_days=ttl_days,
             requested_by=requested_by,
         )
+        response: trust_pb2.RelayedUserCertificateResponse = await self._first_holder(
+            addresses,
+            lambda stub: stub.IssueUserCertificate(request, timeout=TRUST_CALL_TIMEOUT_SECONDS),
+        )
+        return IssuedCertificate(
+            bytes(response.certificate_pem), bytes(response.ca_certificate_pem)
+        )
+
+    async def start_ca_rotation(
+        self, addresses: Sequence[str], *, requested_by: str
+    ) -> trust_pb2.CaChange:
+        """Has the first holder of the signing CA's key that answers start a CA
+        rotation (node/identity/ca_rotation.py).
+
+        Raises:
+            PeerRefusedError: a holder refused it.
+            UnavailableError: no holder answered.
+        """
+        request = trust_pb2.StartCaRotationRequest(requested_by=requested_by)
+        response: trust_pb2.StartCaRotationResponse = await self._first_holder(
+            addresses,
+            lambda stub: stub.StartCaRotation(request, timeout=TRUST_CALL_TIMEOUT_SECONDS),
+        )
+        return response.added
+
+    async def _first_holder(
+        self,
+        addresses: Sequence[str],
+        call: Callable[[TrustServiceAsyncStub], Awaitable[_Answer]],
+    ) -> _Answer:
+        """``call``'s answer from the first of ``addresses`` that gives one; a refusal
+        that another holder may not give (``_TRY_NEXT``) moves on to the next."""
         failures: list[str] = []
         for address in addresses:
             async with self._channel(address) as channel:
                 try:
-                    response = await trust_pb2_grpc.TrustServiceStub(channel).IssueUserCertificate(
-                        request, timeout=TRUST_CALL_TIMEOUT_SECONDS
-                    )
+                    return await call(trust_pb2_grpc.TrustServiceStub(channel))
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() in _TRY_NEXT:
                         failures.append(f"{address}: {exc.details()}")
                         continue
                     raise PeerRefusedError(exc.code(), exc.details() or "") from None
-            return IssuedCertificate(
-                bytes(response.certificate_pem), bytes(response.ca_certificate_pem)
-            )
         raise UnavailableError(
             "no node holding the lab CA key answered"
             + (f" ({'; '.join(failures)})" if failures else "; is a voter up?")

@@ -1,7 +1,8 @@
 """Job and run states: their names in the store and their wire enum.
 
 pending → scheduled → starting → running → succeeded | failed | cancelled | lost
-                                                     (failed/lost → pending while retries remain)
+                                 (failed/lost → pending while retries remain; lost with
+                                  its node → pending, no retry spent, unless no_requeue)
 """
 
 from __future__ import annotations
@@ -20,6 +21,21 @@ CANCELLED: Final = "cancelled"
 LOST: Final = "lost"
 
 TERMINAL: Final = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
+
+LEASE_LAPSED_REASON: Final = "lost: no word from a leader"
+"""How a node's reason begins for a run it stopped because the run's lease lapsed: the
+node was cut off from every leader (the process supervisor and the docker lease guard
+word it so too)."""
+NODE_RESTARTED_REASON: Final = "lost: the node restarted"
+"""How a node's reason begins for a run that was gone when the node came back up."""
+
+
+def lost_with_its_node(reason: str) -> bool:
+    """Whether a run its node reports lost with ``reason`` was lost for the node's sake
+    (cut off from every leader, or restarted without it), not the job's: its job goes
+    back to the queue without spending a retry (node/control/queue/state.py)."""
+    return reason.startswith((LEASE_LAPSED_REASON, NODE_RESTARTED_REASON))
+
 
 _TO_PROTO: dict[str, types_pb2.JobState.ValueType] = {
     PENDING: types_pb2.JOB_STATE_PENDING,

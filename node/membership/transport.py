@@ -135,7 +135,7 @@ class PeerTransport:
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=bundle.ca_certificate_pem,
             private_key=bundle.key_pem,
-            certificate_chain=bundle.certificate_pem,
+            certificate_chain=bundle.certificate_chain_pem,
         )
         self._idle_close_seconds = idle_close_seconds
         self._peers: dict[str, _Peer] = {}
@@ -155,7 +155,7 @@ class PeerTransport:
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=bundle.ca_certificate_pem,
             private_key=bundle.key_pem,
-            certificate_chain=bundle.certificate_pem,
+            certificate_chain=bundle.certificate_chain_pem,
         )
         retired, self._peers = list(self._peers.values()), {}
         for peer in retired:

@@ -110,7 +110,12 @@ def test_unreadable_path(tmp_path: Path) -> None:
         (("key", "certificate"), "missing the CA certificate block"),
         (("certificate", "key", "ca"), "expected the private key as block 1"),
         (("key", "ca", "key"), "expected the CA certificate as block 3"),
-        (("key", "certificate", "ca", "ca"), "4 PEM blocks, expected 3"),
+        (("key", "certificate", "ca", "key"), "expected a certificate as block 4"),
+        (("key", "certificate", "certificate"), "missing the CA certificate block"),
+        (
+            ("key", "certificate", "ca", "certificate"),
+            "a certificate that is not self-signed after the CA certificates",
+        ),
     ],
 )
 def test_missing_or_misplaced_blocks(

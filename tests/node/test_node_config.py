@@ -174,3 +174,34 @@ def test_jobs_run_as_their_owner_unless_the_admin_says_otherwise(tmp_path: Path)
     assert overridden.job_fallback_account is None
     assert overridden.allow_root_jobs is True
     assert overridden.job_accounts == {"carol": "cw"}
+
+
+def test_default_job_requests_from_a_file_and_the_environment(tmp_path: Path) -> None:
+    assert (NodeConfig().default_job_cpus, NodeConfig().default_job_memory_bytes) == (1.0, 2**31)
+    file = tmp_path / "node.toml"
+    file.write_text('[node]\ndefault_job_cpus = 0.5\ndefault_job_memory_bytes = "512MiB"\n')
+    config = load_node_config(config_file=file, env={})
+    assert (config.default_job_cpus, config.default_job_memory_bytes) == (0.5, 512 * 2**20)
+    config = load_node_config(
+        config_file=file,
+        env={"MURMUR_NODE_DEFAULT_JOB_CPUS": "0", "MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "4G"},
+    )
+    assert (config.default_job_cpus, config.default_job_memory_bytes) == (0.0, 4 * 10**9)
+    bytes_only = load_node_config(env={"MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "1048576"})
+    assert bytes_only.default_job_memory_bytes == 2**20
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"MURMUR_NODE_DEFAULT_JOB_CPUS": "-1"}, "default_job_cpus must be between 0 and 4096"),
+        ({"MURMUR_NODE_DEFAULT_JOB_CPUS": "nan"}, "default_job_cpus must be between 0 and 4096"),
+        ({"MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "2 lots"}, "bytes or a size such as 2GiB"),
+        ({"MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "-5"}, "bytes or a size such as 2GiB"),
+        ({"MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "2PiB"}, "bytes or a size such as 2GiB"),
+        ({"MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "4096TiB"}, "between 0 and 1 PiB"),
+    ],
+)
+def test_bad_default_job_requests_are_refused(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_node_config(env=env)

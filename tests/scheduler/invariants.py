@@ -6,14 +6,33 @@ row). Each check asserts with a message that says which rule broke.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from murmur.scheduler import ClusterSnapshot, DatasetLocality, Plan, Policy
 from tests.scheduler.reference import EPSILON, NodeFree, all_datasets, free_after
 
 
+def as_counted(snapshot: ClusterSnapshot, policy: Policy) -> ClusterSnapshot:
+    """The snapshot with each job's CPUs and memory as placement counts them: a job
+    that names none (0) asks the policy's default request."""
+    default = policy.default_request
+    return dataclasses.replace(
+        snapshot,
+        pending=tuple(
+            dataclasses.replace(
+                job,
+                cpus=job.cpus if job.cpus > 0 else default.cpus,
+                memory_bytes=job.memory_bytes if job.memory_bytes > 0 else default.memory_bytes,
+            )
+            for job in snapshot.pending
+        ),
+    )
+
+
 def check_plan(snapshot: ClusterSnapshot, policy: Policy, plan: Plan) -> None:
-    """Every invariant below, in turn."""
+    """Every invariant below, in turn, on the resources placement counts."""
+    snapshot = as_counted(snapshot, policy)
     check_gpus_given_once(snapshot, plan)
     check_placements_fit(snapshot, policy, plan)
     check_gangs_whole(snapshot, plan)

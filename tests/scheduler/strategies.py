@@ -9,6 +9,7 @@ from murmur.scheduler import (
     FIFO_FIRST_FIT_POLICY,
     ClusterSnapshot,
     DatasetLocality,
+    DefaultRequest,
     GpuState,
     JobRequest,
     NodeState,
@@ -23,6 +24,11 @@ POLICIES = (
     FIFO_FIRST_FIT_POLICY,
     Policy(dataset_locality=DatasetLocality.REQUIRE),
     Policy(reserve_for_blocked_jobs=False),
+    Policy(default_request=DefaultRequest(cpus=1, memory_bytes=2 * GIB)),
+    Policy(
+        dataset_locality=DatasetLocality.REQUIRE,
+        default_request=DefaultRequest(cpus=4, memory_bytes=16 * GIB),
+    ),
 )
 
 

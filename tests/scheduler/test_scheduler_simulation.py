@@ -17,6 +17,7 @@ from murmur.scheduler import (
     DEFAULT_POLICY,
     FIFO_FIRST_FIT_POLICY,
     ClusterSnapshot,
+    DefaultRequest,
     GpuState,
     JobRequest,
     NodeState,
@@ -69,6 +70,12 @@ class SimulatedCluster:
     running: dict[str, tuple[JobRequest, list[tuple[str, tuple[int, ...]]]]] = field(
         default_factory=dict
     )
+    default_request: DefaultRequest = field(default_factory=DefaultRequest)
+    """What a running job that names no CPUs or memory holds (as the leader counts it)."""
+
+    def held(self, job: JobRequest) -> tuple[float, int]:
+        default = self.default_request
+        return job.cpus or default.cpus, job.memory_bytes or default.memory_bytes
 
     def snapshot(self) -> ClusterSnapshot:
         return ClusterSnapshot(
@@ -83,8 +90,9 @@ class SimulatedCluster:
                 node = self.nodes[assignment.node]
                 for index in assignment.gpu_indices:
                     node.holders.setdefault(index, []).append((job.id, job.gpu_share))
-                node.cpus_used += job.cpus
-                node.memory_used += job.memory_bytes
+                cpus, memory = self.held(job)
+                node.cpus_used += cpus
+                node.memory_used += memory
                 ranks.append((assignment.node, assignment.gpu_indices))
             self.running[job.id] = (job, ranks)
 
@@ -94,8 +102,9 @@ class SimulatedCluster:
             node = self.nodes[name]
             for index in gpu_indices:
                 node.holders[index] = [h for h in node.holders[index] if h[0] != job_id]
-            node.cpus_used -= job.cpus
-            node.memory_used -= job.memory_bytes
+            cpus, memory = self.held(job)
+            node.cpus_used -= cpus
+            node.memory_used -= memory
 
     def check_holders(self) -> None:
         """Invariant 4 of the product: a GPU is never given to two jobs unless all share."""
@@ -153,6 +162,7 @@ def test_invariants_hold_over_many_plans_and_every_runnable_job_runs(
 ) -> None:
     rng = random.Random(seed)
     cluster = random_cluster(rng)
+    cluster.default_request = policy.default_request
     submitted = 0
     for step in range(200):
         if step < 40:

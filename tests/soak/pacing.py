@@ -94,6 +94,12 @@ class NodeSettings:
             "MURMUR_NODE_RUN_START_TIMEOUT_SECONDS": f"{self.run_start_timeout_seconds:g}",
             "MURMUR_NODE_JOB_RETENTION_SECONDS": f"{retention_seconds:g}",
             "MURMUR_GOSSIP_RECONNECT_INTERVAL": "2",
+            # The jobs name no CPUs or memory, and the watchdog's idea of room is GPUs
+            # alone: counted as light, the three nodes on one small host (2 CPUs each
+            # offered) take a burst as they did before default requests, and room
+            # stays what the watchdog thinks it is.
+            "MURMUR_NODE_DEFAULT_JOB_CPUS": "0.05",
+            "MURMUR_NODE_DEFAULT_JOB_MEMORY_BYTES": "16MiB",
         }
 
 

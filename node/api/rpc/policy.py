@@ -63,6 +63,9 @@ POLICIES: dict[str, MethodPolicy] = {
     # Revocations: an admin revokes (audited); nodes pull the list from each other.
     _CLUSTER + "RevokeCertificate": _write(_ADMINS),
     _CLUSTER + "ListRevocations": MethodPolicy(_ADMINS | _NODES, audited=False),
+    _CLUSTER + "RotateCa": _write(_ADMINS),
+    _CLUSTER + "ApplyPolicy": _write(_ADMINS),
+    _CLUSTER + "GetPolicy": _read(),
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
@@ -88,6 +91,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _TRUST + "FetchCaKey": _write(_NODES),
     _TRUST + "RenewNodeCertificate": _write(_NODES),
     _TRUST + "IssueUserCertificate": _write(_NODES),
+    _TRUST + "StartCaRotation": _write(_NODES),
     # Standard services every authenticated caller may use.
     "/grpc.health.v1.Health/Check": _read(),
     "/grpc.health.v1.Health/Watch": _read(),

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -42,7 +42,7 @@ from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.drain import NodeDrain
 from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs, refused_by_peer
-from murmur.node.control.queue.commands import CancelJob, SubmitJob
+from murmur.node.control.queue.commands import CancelJob, SetLabPolicy, SubmitJob
 from murmur.node.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -58,6 +58,7 @@ from murmur.node.jobspec.validation import check_idempotency_key, check_reason, 
 from murmur.node.local_node import VERSION
 from murmur.node.membership import MembershipRunner
 from murmur.node.membership.transport import PeerTransport
+from murmur.scheduler.lab_policy import PolicyError, parse_policy
 from murmur.storage import DatasetRecord, Store
 from murmur.v1 import cluster_pb2, cluster_pb2_grpc, node_pb2, types_pb2
 
@@ -79,6 +80,10 @@ _LOG_STREAMS = {
 }
 
 
+CaRotator = Callable[[cluster_pb2.RotateCaRequest, str], Awaitable[cluster_pb2.RotateCaResponse]]
+"""Starts or finishes a CA rotation for an admin (``ClusterTrust.rotate``)."""
+
+
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     def __init__(
         self,
@@ -87,7 +92,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         store: Store,
         events: EventLog,
         enrollment: Enrollment,
-        ca_fingerprint: str,
+        ca_fingerprint: Callable[[], str],
         executor: RunExecutor,
         cluster_jobs: ClusterJobs,
         path_roots: Collection[PurePosixPath] = (),
@@ -99,8 +104,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         consensus: ConsensusRunner | None = None,
         revocations: RevocationCalls | None = None,
         audit_trail: AuditTrail | None = None,
+        rotate_ca: CaRotator | None = None,
     ) -> None:
         self._audit_trail = audit_trail
+        self._rotate_ca = rotate_ca
         self._revocations = revocations
         self._view = view
         self._consensus = consensus
@@ -122,7 +129,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.WhoAmIRequest, context: Context
     ) -> cluster_pb2.WhoAmIResponse:
         return cluster_pb2.WhoAmIResponse(
-            identity=identity_message(current_caller(), self._ca_fingerprint),
+            identity=identity_message(current_caller(), self._ca_fingerprint()),
             node=self._name,
         )
 
@@ -554,6 +561,32 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.ListRevocationsRequest, context: Context
     ) -> cluster_pb2.ListRevocationsResponse:
         return self._revocation_calls().listing()
+
+    async def RotateCa(
+        self, request: cluster_pb2.RotateCaRequest, context: Context
+    ) -> cluster_pb2.RotateCaResponse:
+        if self._rotate_ca is None:
+            raise NotServedError(f"CA rotation is not served by {self._name}")
+        return await self._rotate_ca(request, current_caller().name)
+
+    # ------------------------------------------------------------ lab policy
+
+    async def ApplyPolicy(
+        self, request: cluster_pb2.ApplyPolicyRequest, context: Context
+    ) -> cluster_pb2.LabPolicyInfo:
+        try:
+            parse_policy(request.text)
+        except PolicyError as exc:
+            raise InvalidArgumentError(f"the policy is not valid: {exc}") from None
+        await self._cluster_jobs.commit(
+            SetLabPolicy(request.text, current_caller().name, time.time_ns() // 1000)
+        )
+        return await self._cluster_jobs.lab_policy()
+
+    async def GetPolicy(
+        self, request: cluster_pb2.GetPolicyRequest, context: Context
+    ) -> cluster_pb2.LabPolicyInfo:
+        return await self._cluster_jobs.lab_policy()
 
     async def _revoke_removed(self, name: str) -> None:
         """A removed node's certificates are revoked, so it cannot rejoin with them

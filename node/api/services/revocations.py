@@ -19,6 +19,7 @@ import logging
 import time
 
 from murmur.certs import CertificateIdentity, InvalidNameError, validate_name
+from murmur.node.control.queue.ca_rotations import ca_change_message
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
 from murmur.node.control.queue.commands import RevokeCertificate
 from murmur.node.control.revocation_sync import RevocationSync, revocation_message
@@ -125,8 +126,9 @@ class RevocationCalls:
         deny_list = self._sync.deny_list
         return cluster_pb2.ListRevocationsResponse(
             revocations=[revocation_message(r) for r in deny_list.entries()],
-            revision=deny_list.revision,
+            revision=self._sync.revision,
             answered_by=self._node_name,
+            ca_changes=[ca_change_message(c) for c in self._sync.ca_changes.entries()],
         )
 
     async def _commit(self, command: RevokeCertificate) -> None:

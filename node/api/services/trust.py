@@ -7,7 +7,7 @@ this node with the calling node as the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -27,9 +27,25 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
     is_voter: whether a node is a voter in this node's view of the election.
     """
 
-    def __init__(self, *, enrollment: Enrollment, is_voter: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        enrollment: Enrollment,
+        is_voter: Callable[[str], bool],
+        start_rotation: Callable[[str], Awaitable[trust_pb2.CaChange]],
+    ) -> None:
         self._enrollment = enrollment
         self._is_voter = is_voter
+        self._start_rotation = start_rotation
+
+    async def StartCaRotation(
+        self, request: trust_pb2.StartCaRotationRequest, context: Context
+    ) -> trust_pb2.StartCaRotationResponse:
+        if self._enrollment.ca is None:
+            # Never relay a relayed request on: one hop, to a holder.
+            raise PermissionDeniedError("this node does not hold the lab CA key")
+        added = await self._start_rotation(f"{request.requested_by} via {current_caller().name}")
+        return trust_pb2.StartCaRotationResponse(added=added)
 
     async def FetchCaKey(
         self, request: trust_pb2.FetchCaKeyRequest, context: Context

@@ -12,7 +12,10 @@ When a node does not take a run:
   taken back (``RevokeAssignment``) and the job placed again at once without
   spending an attempt, instead of waiting out a lease;
 - the node refused it (``FAILED_PRECONDITION``: a newer term, a GPU it says is
-  busy): the run is lost, and its job goes back to the queue, retries permitting;
+  busy): the run is lost, and its job goes back to the queue, retries permitting.
+  It spends a retry, unlike a run lost with its node (node/control/queue/state.py):
+  the node is alive and said no, and would likely be chosen again, so the retries
+  bound how often a job is offered to a node that keeps refusing it;
 - anything else (a deadline, a reset): the call may have arrived. Reconciliation
   sees whether the node has the run, and sends it again if not.
 """

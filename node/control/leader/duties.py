@@ -37,6 +37,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from murmur import scheduler
 from murmur.node.control.cluster_view import ClusterView
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.leader.dispatch import RunDispatch
@@ -102,6 +103,7 @@ class LeaderDuties:
         stop_grace_seconds: how long a run whose lease lapsed gets between SIGTERM
             and SIGKILL.
         start_timeout_seconds: how long a run may stay scheduled or starting.
+        policy: the scheduling policy placement follows.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class LeaderDuties:
         local_address: str,
         stop_grace_seconds: float = 10.0,
         start_timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS,
+        policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
     ) -> None:
         self._consensus = consensus
         self._control = control
@@ -126,6 +129,7 @@ class LeaderDuties:
         self._local_address = local_address
         self._stop_grace_seconds = stop_grace_seconds
         self._start_timeout = start_timeout_seconds
+        self._policy = policy
         self._stats = LeaderStats()
         self._current: TermDuties | None = None
         """The duties of the term being led; ``None`` between terms."""
@@ -188,6 +192,7 @@ class LeaderDuties:
                 view=self._view,
                 calls=calls,
                 dispatch=dispatch,
+                policy=self._policy,
             ),
             renewals=LeaseRenewals(
                 term,

@@ -4,8 +4,9 @@ surely expired.
 That is: no contact from this leader for ``lease_seconds`` plus the stop grace
 plus a margin, and this leader has led at least that long (the previous leader
 may have renewed the lease just before it fell). Only then is ``NodeLost``
-committed and the jobs re-queued (retries permitting), so a re-placed job never
-runs beside its old copy: the node's executor stops runs whose lease lapsed.
+committed and the jobs re-queued (without spending a retry, unless a job's spec
+says ``no_requeue``), so a re-placed job never runs beside its old copy: the node's
+executor stops runs whose lease lapsed.
 """
 
 from __future__ import annotations

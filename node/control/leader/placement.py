@@ -7,9 +7,12 @@ of the moment (``ControlState`` refuses an assignment that raced a cancel or ano
 plan), so a plan computed from a slightly old state is safe to propose.
 
 What a node has free is its offer minus what the state's active assignments on it
-hold (their GPUs, and the CPUs and memory their specs ask for): a run holds its
-resources from the moment it is assigned until its end is applied, whatever the
-node's own telemetry says.
+hold (their GPUs, and the CPUs and memory their specs ask for, a spec that names
+none counting as the policy's default request, as the scheduler counts a pending
+job): a run holds its resources from the moment it is assigned until its end is
+applied, whatever the node's own telemetry says. The node itself neither counts
+nor limits CPUs and memory a spec does not name: the default weighs in placement
+only.
 
 Runtimes: the scheduler knows nothing of them, so when some schedulable node lacks
 a runtime that pending jobs need, jobs are planned in one pass per runtime (the pass
@@ -21,6 +24,11 @@ usual case) there is one pass.
 Drains: a node the control state holds drained (``SetNodeDrain``) is closed,
 reason "draining", whatever its offer says: the log has the drain the moment the
 admin's command is acknowledged, gossip only later (``honour_drains``).
+
+The lab policy (``murmur policy apply``, scheduler/lab_policy.py), as the state holds
+it, refines the configured policy (``effective_policy``): tiers order the queue, its
+default request replaces the configuration's, and its quotas hold back jobs that
+would go over (``quota_ledger``: what active assignments hold, by user).
 
 Multi-node jobs (``spec.nodes > 1``) are not placed: they wait with a reason saying
 so, since an assignment names one node (gangs need an assignment per rank).
@@ -36,6 +44,9 @@ from murmur import scheduler
 from murmur.node.control.queue.commands import AssignJob
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.state import ControlState
+from murmur.scheduler.lab_policy import LabPolicy
+from murmur.scheduler.queue_order import tiered
+from murmur.scheduler.quota import QuotaLedger
 from murmur.scheduler.slices import Slices, finish
 from murmur.v1 import types_pb2
 
@@ -118,6 +129,48 @@ def honour_drains(state: ControlState, offers: Iterable[NodeOffer]) -> tuple[Nod
     )
 
 
+def effective_policy(base: scheduler.Policy, lab: LabPolicy) -> scheduler.Policy:
+    """``base`` (the configuration's) refined by the lab policy: its tiers first in
+    the queue order, its default request where it sets one."""
+    policy = base
+    if lab.tiers:
+        policy = replace(
+            policy, queue_order=tiered(lambda queue: lab.tier_of(queue)[1], base.queue_order)
+        )
+    if lab.default_cpus is not None or lab.default_memory_bytes is not None:
+        configured = base.default_request
+        policy = replace(
+            policy,
+            default_request=scheduler.DefaultRequest(
+                cpus=lab.default_cpus if lab.default_cpus is not None else configured.cpus,
+                memory_bytes=(
+                    lab.default_memory_bytes
+                    if lab.default_memory_bytes is not None
+                    else configured.memory_bytes
+                ),
+            ),
+        )
+    return policy
+
+
+def quota_ledger(state: ControlState) -> QuotaLedger | None:
+    """The GPUs active assignments hold, against the lab policy's quotas; None when
+    the policy sets none."""
+    lab = state.lab_policy
+    if not lab.user_gpus and all(group.gpus is None and group.user_gpus is None
+                                 for group in lab.groups.values()):  # fmt: skip
+        return None
+    return QuotaLedger(
+        lab,
+        (
+            (job.user, len(job.assignment.gpu_indices))
+            for node in state.nodes_with_runs()
+            for job in state.active_on(node)
+            if job.assignment is not None
+        ),
+    )
+
+
 def runtime_of(spec: types_pb2.JobSpec) -> str:
     """The runtime a spec runs with (an unset one as validation would fill it)."""
     if spec.runtime == types_pb2.JOB_RUNTIME_DOCKER:
@@ -167,10 +220,11 @@ def _build_request(job: ClusterJob) -> scheduler.JobRequest:
 class _NodeUse:
     """What active (and newly planned) runs hold on one offered node."""
 
-    __slots__ = ("cpus", "holders", "memory", "offer", "shared")
+    __slots__ = ("cpus", "default_request", "holders", "memory", "offer", "shared")
 
-    def __init__(self, offer: NodeOffer) -> None:
+    def __init__(self, offer: NodeOffer, default_request: scheduler.DefaultRequest) -> None:
         self.offer = offer
+        self.default_request = default_request
         self.holders: dict[int, list[str]] = {}
         self.shared: dict[int, bool] = {}
         self.cpus = 0.0
@@ -181,8 +235,8 @@ class _NodeUse:
         for index in gpu_indices:
             self.holders.setdefault(index, []).append(job_id)
             self.shared[index] = self.shared.get(index, True) and shares
-        self.cpus += spec.cpus
-        self.memory += spec.memory_bytes
+        self.cpus += self.default_request.cpus_of(spec.cpus)
+        self.memory += self.default_request.memory_of(spec.memory_bytes)
 
     def node_state(self, runtime: str | None) -> scheduler.NodeState:
         """The node as the scheduler sees it; closed unless it offers ``runtime`` (if given)."""
@@ -298,7 +352,9 @@ def plan_keeping_builder(
     """``plan_in_slices``, returning with the plan what the next may build on when it
     was made in one pass (``OnePass``)."""
     offers = honour_drains(state, offers)
-    uses = {offer.name: _NodeUse(offer) for offer in offers}
+    policy = effective_policy(policy, state.lab_policy)
+    quota = quota_ledger(state)
+    uses = {offer.name: _NodeUse(offer, policy.default_request) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
             assert job.assignment is not None
@@ -325,7 +381,7 @@ def plan_keeping_builder(
             nodes=tuple(use.node_state(runtime) for use in uses.values()),
             pending=tuple(requests[job.id] for job in jobs),
         )
-        builder = scheduler.PlanBuilder(snapshot, policy=policy)
+        builder = scheduler.PlanBuilder(snapshot, policy=policy, quota=quota)
         yield
         while builder.decide(slice_size):
             yield

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 
+from murmur import scheduler
 from murmur.node.control.cluster_view import ClusterView
 from murmur.node.control.leader.dispatch import RunDispatch
 from murmur.node.control.leader.node_calls import NodeCalls
@@ -47,6 +48,7 @@ class JobPlacer:
         view: the cluster as gossip sees it (the offers).
         calls: this term's calls to nodes (which nodes did not answer).
         dispatch: hands committed assignments to their nodes.
+        policy: the scheduling policy (its default request from the configuration).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class JobPlacer:
         view: ClusterView,
         calls: NodeCalls,
         dispatch: RunDispatch,
+        policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
     ) -> None:
         self._term = term
         self._control = control
@@ -65,7 +68,8 @@ class JobPlacer:
         self._view = view
         self._calls = calls
         self._dispatch = dispatch
-        self._planner = QueuePlanner()  # a new term's: another leader may have changed anything
+        # A new term's: another leader may have changed anything.
+        self._planner = QueuePlanner(policy=policy)
         self._waiting: dict[str, tuple[str, int]] = {}
         self._planned: ClusterPlan | None = None
         """The plan ``_waiting`` comes from."""

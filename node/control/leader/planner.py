@@ -13,6 +13,9 @@ the last plan decided, and the planner then spares the work:
   decides jobs one after another; multi-node jobs wait outside it);
 - otherwise, a plan from scratch (``plan_keeping_builder``).
 
+A new lab policy (``murmur policy apply``) is a change like any other: a plan from
+scratch, under the configuration's policy refined by it (``effective_policy``).
+
 Every answer equals what ``plan_in_slices`` would make of the same inputs; the
 tests hold the planner to that.
 """
@@ -29,6 +32,7 @@ from murmur.node.control.leader.placement import (
     NodeOffer,
     OnePass,
     assignment_of,
+    effective_policy,
     honour_drains,
     job_request,
     placed_jobs,
@@ -51,6 +55,10 @@ class _LastPlan:
     """How many of the state's ``submitted_since_change`` the plan holds."""
     offers: tuple[NodeOffer, ...]
     now_us: int
+    policy: scheduler.Policy
+    """What the plan was made under (the configuration's, refined by the lab policy)."""
+    lab_policy: object
+    """The state's lab policy it was made under (compared by identity)."""
 
 
 class QueuePlanner:
@@ -82,7 +90,11 @@ class QueuePlanner:
         nothing could change it."""
         offers = honour_drains(state, offers)  # a drain changes the state: a new plan
         last, self._last = self._last, None
-        if last is not None and self._unchanged_but_submissions(last, state, offers, now_us):
+        if (
+            last is not None
+            and last.lab_policy is state.lab_policy
+            and self._unchanged_but_submissions(last, state, offers, now_us)
+        ):
             new_jobs = state.submitted_since_change(last.submissions)
             if not new_jobs:
                 last.now_us = now_us
@@ -103,6 +115,8 @@ class QueuePlanner:
             submissions=state.submissions_since_change,
             offers=offers,
             now_us=now_us,
+            policy=effective_policy(self._policy, state.lab_policy),
+            lab_policy=state.lab_policy,
         )
         return plan
 
@@ -150,7 +164,7 @@ class QueuePlanner:
         if one_pass.unplaced:
             # Multi-node jobs wait outside the builder: number the queues again, with
             # them in their places (new jobs may come before a waiting gang).
-            order = tuple(self._policy.queue_order((*order, *requests)))
+            order = tuple(last.policy.queue_order((*order, *requests)))
             yield
             reasons = {**one_pass.unplaced, **{entry.job_id: entry.reason for entry in waiting}}
             waiting = positions_of(reasons, order)
@@ -169,5 +183,7 @@ class QueuePlanner:
             submissions=last.submissions + len(jobs),
             offers=last.offers,
             now_us=now_us,
+            policy=last.policy,
+            lab_policy=last.lab_policy,
         )
         return plan

@@ -14,8 +14,11 @@ know more than the log, or less:
 - a run still scheduled or starting ``start_timeout`` after this leader first saw
   it is given up: its node is asked to stop it and records it lost, and one the
   node never had is committed lost here, once no call that could still start it is
-  in flight. Its job retries as its policy says. Each such recovery is logged with
-  the run's id.
+  in flight. Its job retries as its policy says: a retry is spent, unlike for a run
+  lost with its node (node/control/queue/state.py), because this node is alive and
+  answering, and whether it or the job kept the run from starting (an image that
+  never pulls, say) the leader cannot tell; a free requeue could offer the job to it
+  forever. Each such recovery is logged with the run's id.
 """
 
 from __future__ import annotations

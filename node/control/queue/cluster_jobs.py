@@ -285,6 +285,26 @@ class ClusterJobs:
 
         return await self._with_leader(once)
 
+    async def lab_policy(self) -> cluster_pb2.LabPolicyInfo:
+        """The lab policy in force: this node's replica when it is current, else the
+        leader's."""
+
+        async def once() -> cluster_pb2.LabPolicyInfo:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.GetPolicy(
+                        cluster_pb2.GetPolicyRequest(), timeout=FORWARD_TIMEOUT_SECONDS
+                    )
+                )
+            record = self._control.lab_policy_record
+            info = cluster_pb2.LabPolicyInfo()
+            if record is not None:
+                info.text, info.version, info.applied_by = record.text, record.index, record.by
+                info.applied_at.FromMicroseconds(record.at_us)
+            return info
+
+        return await self._with_leader(once)
+
     async def counts(self) -> dict[str, int]:
         """Jobs by state name (as ``ClusterStatus.jobs_by_state``): from this node's
         replica when it is a voter (at most a heartbeat behind), else the leader's;

@@ -236,6 +236,63 @@ def _revocation_from_message(message: control_pb2.RevokeCertificateCommand) -> R
     )
 
 
+# -------------------------------------------------------------- CA rotation
+
+
+@dataclass(frozen=True, slots=True)
+class AddTrustedCa:
+    """A new lab CA joins the trusted ones and signs from now on (``murmur ca rotate
+    start``, node/trust_anchors.py); ``cross_certificate_pem`` is it certified by the
+    CA it succeeds."""
+
+    certificate_pem: bytes
+    cross_certificate_pem: bytes
+    by: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetireCa:
+    """The lab CA of ``fingerprint`` is no longer trusted (``murmur ca rotate finish``)."""
+
+    fingerprint: str
+    by: str
+    at_us: int
+
+
+def _ca_rotation_to_message(
+    command: AddTrustedCa | RetireCa, message: control_pb2.ControlCommand
+) -> None:
+    if isinstance(command, AddTrustedCa):
+        message.add_trusted_ca.CopyFrom(
+            control_pb2.AddTrustedCaCommand(
+                certificate_pem=command.certificate_pem,
+                cross_certificate_pem=command.cross_certificate_pem,
+                by=command.by,
+                at_us=command.at_us,
+            )
+        )
+    else:
+        message.retire_ca.CopyFrom(
+            control_pb2.RetireCaCommand(
+                fingerprint=command.fingerprint, by=command.by, at_us=command.at_us
+            )
+        )
+
+
+# -------------------------------------------------------------- lab policy
+
+
+@dataclass(frozen=True, slots=True)
+class SetLabPolicy:
+    """An admin applied the lab's scheduling policy (``murmur policy apply``): its
+    TOML text (scheduler/lab_policy.py); empty: no policy."""
+
+    text: str
+    by: str
+    at_us: int
+
+
 # -------------------------------------------------------------- join tokens
 
 
@@ -326,6 +383,9 @@ Command = (
     | RecordAudit
     | CreateJoinToken
     | ConsumeJoinToken
+    | AddTrustedCa
+    | RetireCa
+    | SetLabPolicy
 )
 
 
@@ -414,6 +474,14 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
             message.revoke_certificate.CopyFrom(_revocation_to_message(command))
         case CreateJoinToken() | ConsumeJoinToken():
             _join_token_to_message(command, message)
+        case AddTrustedCa() | RetireCa():
+            _ca_rotation_to_message(command, message)
+        case SetLabPolicy():
+            message.set_lab_policy.CopyFrom(
+                control_pb2.SetLabPolicyCommand(
+                    text=command.text, by=command.by, at_us=command.at_us
+                )
+            )
     return message
 
 
@@ -486,6 +554,17 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     join_token = _join_token_from_message(message)
     if join_token is not None:
         return join_token
+    if kind == "add_trusted_ca":
+        add = message.add_trusted_ca
+        return AddTrustedCa(
+            bytes(add.certificate_pem), bytes(add.cross_certificate_pem), add.by, add.at_us
+        )
+    if kind == "retire_ca":
+        retire = message.retire_ca
+        return RetireCa(retire.fingerprint, retire.by, retire.at_us)
+    if kind == "set_lab_policy":
+        policy = message.set_lab_policy
+        return SetLabPolicy(policy.text, policy.by, policy.at_us)
     raise CommandDecodeError("the entry carries no command this version knows")
 
 

@@ -3,7 +3,8 @@
 A job is ``pending`` (waiting, maybe backed off until ``not_before_us``), then
 ``scheduled`` / ``starting`` / ``running`` while it has an ``assignment`` (exactly
 then), and ends ``succeeded``, ``failed``, ``cancelled`` or ``lost``; a failed or lost
-run with retries left puts it back to ``pending``. A terminal job never changes again.
+run with retries left puts it back to ``pending``, and so does a run lost with its node,
+without spending one. A terminal job never changes again.
 """
 
 from __future__ import annotations
@@ -144,3 +145,14 @@ class DrainRecord:
     draining: bool
     by: str
     at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabPolicyRecord:
+    """The lab policy the log holds: its text, who applied it when, and its entry
+    (the policy's version)."""
+
+    text: str
+    by: str
+    at_us: int
+    index: int

@@ -25,7 +25,14 @@ Rules, one command at a time:
   and running move the job forward; an end finishes the run, and a failed or lost
   run with retries left (and not stopped at its time limit) puts the job back to
   pending after a backoff (``retry_backoff_us``).
-- ``NodeLost``: every active run on the node ends lost, retried as above.
+- ``NodeLost``: every active run on the node ends lost (its node died, was removed,
+  or was cut off, and the runs' lease surely lapsed). Lost with its node, not for
+  the job's sake, a run puts its job back to pending at once, its attempt unspent
+  (``attempts`` one less, the run kept in ``past_runs``), "requeued: lost with
+  node N (attempt not spent)"; so does a run its own node reports lost for the
+  node's sake (``states.lost_with_its_node``: its lease lapsed, or the node restarted
+  without it). A spec with ``no_requeue`` opts out: such a loss is then retried as
+  above, retries permitting. A cancel pending ends the job cancelled.
 - ``RevokeAssignment``: only for a scheduled job's current run (its node never
   spoke of it): the job is pending again with its attempt unspent, or, with a
   cancel pending, ends cancelled.
@@ -42,6 +49,11 @@ Rules, one command at a time:
   changes no job.
 - ``CreateJoinToken`` / ``ConsumeJoinToken``: a join token is recorded, then used
   once at most, cluster-wide (node/control/queue/join_tokens.py). They change no job.
+- ``AddTrustedCa`` / ``RetireCa``: a CA rotation's two steps
+  (node/control/queue/ca_rotations.py). They change no job.
+- ``SetLabPolicy``: the lab's scheduling policy, when its text parses
+  (scheduler/lab_policy.py); its version is the entry's index. It changes no job:
+  the leader places by it from then on.
 - ``ForgetJobs``: removes each named job that ended ``retention_us`` or more
   before the command's ``at_us`` (by its ``updated_at_us``: a job that ended never
   changes again), from every index; any other is skipped. The result carries the
@@ -62,11 +74,13 @@ from collections.abc import Callable, Collection, Iterable
 from murmur.certs import InvalidNameError, validate_name
 from murmur.node.control.queue import codec
 from murmur.node.control.queue.audit_chain import GENESIS_HASH, AuditCall, extend
+from murmur.node.control.queue.ca_rotations import CaRotationTable
 from murmur.node.control.queue.codec import ControlSnapshotError
 from murmur.node.control.queue.commands import (
     MAX_AUDIT_CALLS,
     MAX_FORGET_JOBS,
     REPORTABLE_STATES,
+    AddTrustedCa,
     AssignJob,
     CancelJob,
     Command,
@@ -77,8 +91,10 @@ from murmur.node.control.queue.commands import (
     NodeLost,
     RecordAudit,
     ReportRun,
+    RetireCa,
     RevokeAssignment,
     RevokeCertificate,
+    SetLabPolicy,
     SetNodeDrain,
     SubmitJob,
     decode,
@@ -93,12 +109,14 @@ from murmur.node.control.queue.records import (
     DrainRecord,
     EndedRun,
     JobEvent,
+    LabPolicyRecord,
 )
 from murmur.node.control.queue.results import ApplyResult, ErrorKind, refused
 from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
 from murmur.node.jobspec.secrets import without_secret_values
 from murmur.node.jobspec.validation import DEFAULT_QUEUE
+from murmur.scheduler.lab_policy import NO_LAB_POLICY, LabPolicy, PolicyError, parse_policy
 from murmur.v1 import control_pb2
 
 SNAPSHOT_FORMAT = 1
@@ -115,6 +133,12 @@ SNAPSHOT_FORMAT_WITH_JOIN_TOKENS = 30
 """A snapshot that holds join tokens says format 30 (whatever else it holds; a high
 number, clear of the formats other state takes in order): a version that knows none
 refuses it rather than let a used token be used again."""
+SNAPSHOT_FORMAT_WITH_CA_CHANGES = 31
+SNAPSHOT_FORMAT_WITH_LAB_POLICY = 32
+"""A snapshot that holds a lab policy says format 32 (whatever else it holds): a
+version that knows none refuses it rather than schedule without the lab's quotas."""
+"""A snapshot that holds CA rotation steps says format 31 (whatever else it holds): a
+version that knows none refuses it rather than trust a retired CA again."""
 
 ENDED_ORDER_SLACK_US = 300_000_000
 """``forgettable`` reads ended jobs in the order they ended and stops at the first
@@ -179,6 +203,12 @@ class ControlState:
         self._reset_revocations()
         self.join_tokens = JoinTokenTable()
         """Join tokens, single use cluster-wide (node/control/queue/join_tokens.py)."""
+        self.ca_rotations = CaRotationTable()
+        """CA rotation steps (node/control/queue/ca_rotations.py)."""
+        self.lab_policy_record: LabPolicyRecord | None = None
+        """The lab policy applied last, as the log holds it; None: none applied."""
+        self.lab_policy: LabPolicy = NO_LAB_POLICY
+        """That policy, parsed: what the leader places by."""
         self._submitted_since_change: list[str] = []
 
     @property
@@ -281,6 +311,12 @@ class ControlState:
                 return self.join_tokens.create(command)
             case ConsumeJoinToken():
                 return self.join_tokens.consume(command)
+            case AddTrustedCa():
+                return self.ca_rotations.add(index, command)
+            case RetireCa():
+                return self.ca_rotations.retire(index, command)
+            case SetLabPolicy():
+                return self._set_lab_policy(index, command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         if command.idempotency_key:
@@ -448,7 +484,9 @@ class ControlState:
         active = self.active_on(command.node)
         why = f"lost with node {command.node}" + (f": {command.reason}" if command.reason else "")
         changed = tuple(
-            self._end_run(job, states.LOST, why, None, command.at_us, retryable=True)
+            self._end_run(
+                job, states.LOST, why, None, command.at_us, retryable=True, with_node=True
+            )
             for job in active
         )
         return ApplyResult(ok=True, changed=changed)
@@ -515,9 +553,15 @@ class ControlState:
         at: int,
         *,
         retryable: bool,
+        with_node: bool = False,
     ) -> ClusterJob:
+        """Ends the job's current run. ``with_node``: the run was lost with its node
+        (``NodeLost``), which a run its node reports lost for the node's sake is too."""
         assignment = job.assignment
         assert assignment is not None
+        lost_with_node = run_state == states.LOST and (
+            with_node or states.lost_with_its_node(reported)
+        )
         if job.cancel_requested:
             run_state, reason = states.CANCELLED, job.cancel_reason
         elif run_state == states.SUCCEEDED:
@@ -532,6 +576,17 @@ class ControlState:
             reason = reported or f"stopped by {assignment.node}"
         job_state, job_reason, not_before = run_state, reason, 0
         retries = job.spec.retries
+        ended = EndedRun(assignment, run_state, exit_code, reason, at)
+        if lost_with_node and not job.cancel_requested and not job.spec.no_requeue:
+            # Not the job's doing: back to the queue at once (the lease rules already
+            # kept this run from running beside the next), the attempt unspent.
+            return self._change(
+                job, at, state=states.PENDING,
+                reason=f"requeued: lost with node {assignment.node} (attempt not spent)",
+                exit_code=exit_code, not_before_us=0, attempts=assignment.attempt - 1,
+                assignment=None, past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
+                event=f"run {assignment.run_id}: {reason}; requeued (attempt not spent)",
+            )  # fmt: skip
         if retryable and run_state in (states.FAILED, states.LOST) and job.attempts <= retries:
             backoff = retry_backoff_us(job.attempts, self._retry_backoff_base_us)
             job_state, not_before = states.PENDING, at + backoff
@@ -539,7 +594,6 @@ class ControlState:
                 f"retrying in {_seconds(backoff)} after: {reason} "
                 f"(attempt {job.attempts + 1} of {retries + 1} next)"
             )
-        ended = EndedRun(assignment, run_state, exit_code, reason, at)
         return self._change(
             job, at, state=job_state, reason=job_reason, exit_code=exit_code,
             not_before_us=not_before, assignment=None,
@@ -828,6 +882,12 @@ class ControlState:
         """The log index of the newest revocation; 0 when none."""
         return self._revocations[-1].index if self._revocations else 0
 
+    @property
+    def trust_revision(self) -> int:
+        """The log index of the newest revocation or CA rotation step; 0 when none:
+        what a node gossips so that others pull both (node/control/revocation_sync.py)."""
+        return max(self.revocations_revision, self.ca_rotations.revision)
+
     def _revocation_messages(self) -> list[control_pb2.ControlRevocation]:
         return [
             control_pb2.ControlRevocation(
@@ -840,6 +900,17 @@ class ControlState:
             )
             for r in self._revocations
         ]
+
+    # -------------------------------------------------------------- lab policy
+
+    def _set_lab_policy(self, index: int, command: SetLabPolicy) -> ApplyResult:
+        try:
+            policy = parse_policy(command.text) if command.text else NO_LAB_POLICY
+        except PolicyError as exc:
+            return refused(ErrorKind.INVALID, f"the policy is not valid: {exc}")
+        self.lab_policy = policy
+        self.lab_policy_record = LabPolicyRecord(command.text, command.by, command.at_us, index)
+        return ApplyResult(ok=True)
 
     # -------------------------------------------------------------- snapshots
 
@@ -858,6 +929,8 @@ class ControlState:
         audit = self._audit_head_message()
         revocations = self._revocation_messages()
         join_tokens = self.join_tokens.messages()
+        ca_changes = self.ca_rotations.messages()
+        lab_policy = self.lab_policy_record
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
@@ -875,6 +948,19 @@ class ControlState:
             if join_tokens:
                 message.format = SNAPSHOT_FORMAT_WITH_JOIN_TOKENS
                 message.join_tokens.extend(join_tokens)
+            if ca_changes:
+                message.format = SNAPSHOT_FORMAT_WITH_CA_CHANGES
+                message.ca_changes.extend(ca_changes)
+            if lab_policy is not None:
+                message.format = SNAPSHOT_FORMAT_WITH_LAB_POLICY
+                message.lab_policy.CopyFrom(
+                    control_pb2.ControlLabPolicy(
+                        text=lab_policy.text,
+                        by=lab_policy.by,
+                        at_us=lab_policy.at_us,
+                        index=lab_policy.index,
+                    )
+                )
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -899,6 +985,8 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_AUDIT,
             SNAPSHOT_FORMAT_WITH_REVOCATIONS,
             SNAPSHOT_FORMAT_WITH_JOIN_TOKENS,
+            SNAPSHOT_FORMAT_WITH_CA_CHANGES,
+            SNAPSHOT_FORMAT_WITH_LAB_POLICY,
         ):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
         jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
@@ -910,6 +998,8 @@ class ControlState:
         audit = _audit_head_of(message)
         revocations = _revocations_of(message)
         join_tokens = JoinTokenTable.from_messages(list(message.join_tokens))
+        ca_rotations = CaRotationTable.from_messages(list(message.ca_changes))
+        lab_policy_record, lab_policy = _lab_policy_of(message)
         self._reset()
         self._applied_index = message.applied_index
         for job in jobs:
@@ -921,6 +1011,9 @@ class ControlState:
         self._restore_audit(audit)
         self._revocations = revocations
         self.join_tokens = join_tokens
+        self.ca_rotations = ca_rotations
+        self.lab_policy_record = lab_policy_record
+        self.lab_policy = lab_policy
 
     @classmethod
     def from_snapshot(
@@ -959,6 +1052,25 @@ def _submit_order(job: ClusterJob) -> int:
 
 def _end_order(job: ClusterJob) -> tuple[int, int]:
     return job.updated_at_us, job.submit_order
+
+
+def _lab_policy_of(
+    message: control_pb2.ControlSnapshot,
+) -> tuple[LabPolicyRecord | None, LabPolicy]:
+    """The snapshot's lab policy, parsed.
+
+    Raises:
+        ControlSnapshotError: its text does not parse (this version is older than the
+            one that applied it, or the snapshot is corrupt).
+    """
+    if not message.HasField("lab_policy"):
+        return None, NO_LAB_POLICY
+    held = message.lab_policy
+    try:
+        policy = parse_policy(held.text) if held.text else NO_LAB_POLICY
+    except PolicyError as exc:
+        raise ControlSnapshotError(f"the snapshot's lab policy does not parse: {exc}") from None
+    return LabPolicyRecord(held.text, held.by, held.at_us, held.index), policy
 
 
 _SERIAL = re.compile(r"[0-9a-f]+")

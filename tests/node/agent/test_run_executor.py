@@ -210,6 +210,7 @@ async def test_runs_report_lists_active_and_recent_runs_and_renews_the_lease(
         lost = await node.ended("long.1", within=lease + 10)
     assert lost.state == states.LOST
     assert lost.reason == "lost: no word from a leader for 2 s (lease expired)"
+    assert states.lost_with_its_node(lost.reason)  # its job is requeued, no retry spent
     assert (await store.get_job("long")).state == states.LOST
 
 
@@ -287,6 +288,7 @@ async def test_the_supervisor_stops_a_run_whose_lease_expires_while_the_daemon_i
     (record,) = [r for r in report if r.id == "j1.1"]
     assert record.state == states.LOST
     assert record.reason.startswith("lost: no word from a leader for 1.5 s (lease expired)")
+    assert states.lost_with_its_node(record.reason)  # the supervisor's words, as the node's
 
 
 async def test_a_start_whose_caller_gives_up_midway_still_runs_to_its_end(

@@ -26,7 +26,7 @@ def custody(
     return (
         CaCustody(
             ca_dir=tmp_path / "voter" / "ca",
-            ca_fingerprint=cluster.fingerprint,
+            ca_fingerprint=lambda: cluster.fingerprint,
             holds=lambda: bool(adopted),
             is_voter=lambda: True,
             holders=lambda: ["10.0.0.1:7070"],

@@ -184,8 +184,13 @@ rounds = st.lists(
 )
 
 
-def _check_holdings(state: ControlState, nodes: list[NodeOffer]) -> None:
-    """No GPU held twice (unless every holder shares), nothing over-committed."""
+def _check_holdings(
+    state: ControlState,
+    nodes: list[NodeOffer],
+    default: scheduler.DefaultRequest = scheduler.NO_DEFAULT_REQUEST,
+) -> None:
+    """No GPU held twice (unless every holder shares), nothing over-committed (a job
+    that names no CPUs or memory holds ``default``'s)."""
     for node in nodes:
         gpus = {gpu.index: gpu for gpu in node.gpus}
         holders: dict[int, list[bool]] = {}
@@ -200,8 +205,8 @@ def _check_holdings(state: ControlState, nodes: list[NodeOffer]) -> None:
                 assert index in gpus, f"{node.name} has no GPU {index}"
                 assert job.spec.gpus.model.lower() in gpus[index].model.lower()
                 holders.setdefault(index, []).append(job.shares_gpus)
-            cpus += job.spec.cpus
-            memory += job.spec.memory_bytes
+            cpus += job.spec.cpus or default.cpus
+            memory += job.spec.memory_bytes or default.memory_bytes
         for shares in holders.values():
             assert len(shares) == 1 or all(shares)
         assert cpus <= node.cpus + 1e-6
@@ -209,10 +214,17 @@ def _check_holdings(state: ControlState, nodes: list[NodeOffer]) -> None:
 
 
 @settings(max_examples=120, deadline=None)
-@given(offers(), rounds)
+@given(
+    offers(),
+    rounds,
+    st.sampled_from((scheduler.NO_DEFAULT_REQUEST, scheduler.DefaultRequest(1.0, 2 * GIB))),
+)
 def test_plans_never_double_book_or_over_commit(
-    nodes: list[NodeOffer], plan_rounds: list[tuple[list[types_pb2.JobSpec], list[int]]]
+    nodes: list[NodeOffer],
+    plan_rounds: list[tuple[list[types_pb2.JobSpec], list[int]]],
+    default: scheduler.DefaultRequest,
 ) -> None:
+    policy = scheduler.Policy(default_request=default)
     log = Log()
     counter = run_ids()
     submitted = 0
@@ -221,7 +233,9 @@ def test_plans_never_double_book_or_over_commit(
         for job_spec in specs:
             log.apply(SubmitJob(f"j{submitted}", job_spec, "u", "", now))
             submitted += 1
-        plan = plan_cluster(log.state, nodes, now, new_run_id=lambda: f"r{next(counter)}")
+        plan = plan_cluster(
+            log.state, nodes, now, policy=policy, new_run_id=lambda: f"r{next(counter)}"
+        )
         due = {job.id for job in log.state.pending_due(now)}
         planned = [command.job_id for command in plan.assignments]
         assert len(planned) == len(set(planned))
@@ -230,14 +244,14 @@ def test_plans_never_double_book_or_over_commit(
         for command in plan.assignments:
             result = log.apply(command)
             assert result.ok, result.message  # a fresh plan never races itself
-        _check_holdings(log.state, nodes)
+        _check_holdings(log.state, nodes, default)
         active = [job for node in nodes for job in log.state.active_on(node.name)]
         for pick in endings:
             if active:
                 job = active[pick % len(active)]
                 end_run(log, job, states.SUCCEEDED, 0, now + SECOND)
                 active.remove(job)
-        _check_holdings(log.state, nodes)
+        _check_holdings(log.state, nodes, default)
 
 
 @settings(max_examples=60, deadline=None)
@@ -317,3 +331,35 @@ def test_a_plan_in_slices_is_as_of_the_state_it_first_read() -> None:
     applied = [log.apply(command).ok for command in plan.assignments]
     assert applied == [False, True, True, True]  # j00 was cancelled meanwhile: refused
     assert [command.job_id for command in planner(log, [offer("n1", 4)])] == ["urgent"]
+
+
+COUNTED = scheduler.Policy(default_request=scheduler.DefaultRequest(cpus=1, memory_bytes=2 * GIB))
+
+
+def test_cpu_only_jobs_that_name_nothing_spread_by_the_default_request() -> None:
+    """Twelve jobs naming no CPUs or memory, three equal 4-CPU nodes: four each, and
+    runs already active count the default too (a node's room is not given twice)."""
+    log = Log()
+    for n in range(12):
+        log.apply(SubmitJob(f"j{n:02}", spec(cpus=0, memory_bytes=0), "u", "", 0))
+    nodes = [offer(f"n{i}", 0, cpus=4, memory=16 * GIB) for i in (1, 2, 3)]
+    counter = run_ids()
+    plan = plan_cluster(
+        log.state, nodes, SECOND, policy=COUNTED, new_run_id=lambda: f"r{next(counter)}"
+    )
+    by_node = sorted(command.node for command in plan.assignments)
+    assert by_node == ["n1"] * 4 + ["n2"] * 4 + ["n3"] * 4
+    # Half of them assigned (as the log applies them): the next plan sees their room
+    # taken, and places only the six that still fit.
+    for command in plan.assignments[::2]:
+        assert log.apply(command).ok
+    again = plan_cluster(
+        log.state, nodes, 2 * SECOND, policy=COUNTED, new_run_id=lambda: f"r{next(counter)}"
+    )
+    assert len(again.assignments) == 6
+    held = [job.assignment.node for job in log.state.jobs() if job.assignment is not None]
+    placed = held + [command.node for command in again.assignments]
+    assert sorted(placed) == ["n1"] * 4 + ["n2"] * 4 + ["n3"] * 4
+    # Without a default request they all land on one node.
+    plain = plan_cluster(log.state, nodes, 2 * SECOND, new_run_id=lambda: "x")
+    assert {command.node for command in plain.assignments} == {"n1"}

@@ -10,6 +10,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from murmur import scheduler
 from murmur.node.control.leader.placement import (
     MULTI_NODE_REASON,
     ClusterPlan,
@@ -21,7 +22,7 @@ from murmur.node.control.queue import ControlState, ReportRun, SubmitJob
 from murmur.node.jobspec import states
 from murmur.scheduler.slices import finish
 from murmur.v1 import types_pb2
-from tests.node.control.leader.test_control_placement import job_specs, offer, offers
+from tests.node.control.leader.test_control_placement import COUNTED, job_specs, offer, offers
 from tests.node.control.queue.builders import SECOND, Log, end_run, spec
 
 
@@ -78,25 +79,33 @@ def comparable(plan: ClusterPlan) -> ClusterPlan:
     )
 
 
+policies = st.sampled_from((scheduler.DEFAULT_POLICY, COUNTED))
+"""Jobs counted as they name their resources, or with a default request."""
+
+
 @settings(max_examples=100, deadline=None)
-@given(offers(), any_history)
+@given(offers(), any_history, policies)
 def test_the_planner_plans_what_a_plan_from_scratch_plans(
-    first_offers: list[NodeOffer], history: list[tuple[str, object]]
+    first_offers: list[NodeOffer], history: list[tuple[str, object]], policy: scheduler.Policy
 ) -> None:
-    check_history(first_offers, history)
+    check_history(first_offers, history, policy)
 
 
 @settings(max_examples=150, deadline=None)
-@given(simple_nodes, simple_history)
+@given(simple_nodes, simple_history, policies)
 def test_jobs_decided_on_top_of_the_last_plan_are_planned_as_from_scratch(
-    first_offers: list[NodeOffer], history: list[tuple[str, object]]
+    first_offers: list[NodeOffer], history: list[tuple[str, object]], policy: scheduler.Policy
 ) -> None:
-    check_history(first_offers, history)
+    check_history(first_offers, history, policy)
 
 
-def check_history(first_offers: list[NodeOffer], history: list[tuple[str, object]]) -> None:
+def check_history(
+    first_offers: list[NodeOffer],
+    history: list[tuple[str, object]],
+    policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
+) -> None:
     log = Log()
-    planner = QueuePlanner(slice_size=3)
+    planner = QueuePlanner(slice_size=3, policy=policy)
     nodes = first_offers
     now = 10 * SECOND
     submitted = itertools.count()
@@ -118,7 +127,9 @@ def check_history(first_offers: list[NodeOffer], history: list[tuple[str, object
             assert isinstance(argument, int)
             now += argument * SECOND
         else:
-            expected = finish(plan_in_slices(log.state, nodes, now, new_run_id=lambda: ""))
+            expected = finish(
+                plan_in_slices(log.state, nodes, now, policy=policy, new_run_id=lambda: "")
+            )
             plan = finish(
                 planner.plan(log.state, nodes, now, new_run_id=lambda: f"r{next(run_ids)}")
             )

@@ -23,6 +23,7 @@ def spec(
     cpus: float = 1.0,
     memory_bytes: int = 1 << 30,
     retries: int = 0,
+    no_requeue: bool = False,
     priority: int = 0,
     queue: str = "default",
     nodes: int = 1,
@@ -40,6 +41,7 @@ def spec(
         cpus=cpus,
         memory_bytes=memory_bytes,
         retries=retries,
+        no_requeue=no_requeue,
         nodes=nodes,
     )
 

@@ -38,6 +38,10 @@ _REPORTED = (
 )  # fmt: skip
 
 
+_LOST_REASONS = ("", "lost: no word from a leader for 30 s (lease expired)", "lost: gone")
+"""Reasons a report may give: none, a loss for the node's sake (requeued), another."""
+
+
 def _command(state: ControlState, step: int, op: Op) -> Command | bytes:
     kind, a, b, c = op
     at = step * 3 * SECOND
@@ -47,7 +51,9 @@ def _command(state: ControlState, step: int, op: Op) -> Command | bytes:
     job = state.job(job_id)
     if kind <= 1:
         key = ("", "k0", "k1")[c % 3]
-        job_spec = spec(gpus=b % 3, share=c % 2 == 0, retries=a % 3, cpus=0.5)
+        job_spec = spec(
+            gpus=b % 3, share=c % 2 == 0, retries=a % 3, cpus=0.5, no_requeue=c % 4 == 1
+        )
         return SubmitJob(job_id, job_spec, f"u{b % 2}", key, at)
     if kind == 2:
         return CancelJob(job_id, f"u{b % 2}", c % 4 == 0, "r" * (c % 2), at)
@@ -63,7 +69,8 @@ def _command(state: ControlState, step: int, op: Op) -> Command | bytes:
         else:
             run_id, node = f"run{b}", f"n{b % 3}"
         exit_code = None if c % 3 == 0 else c % 2
-        return ReportRun(job_id, run_id, node, _REPORTED[c % 6], exit_code, "", at, c == 11)
+        reason = _LOST_REASONS[a % len(_LOST_REASONS)]
+        return ReportRun(job_id, run_id, node, _REPORTED[c % 6], exit_code, reason, at, c == 11)
     if kind == 8:
         return NodeLost(f"n{a % 3}", "gone", at)
     return bytes([a, b, c])  # garbage, or a truncated message
@@ -98,6 +105,11 @@ def _check_invariants(state: ControlState, ended: dict[str, ClusterJob]) -> None
         assert (job.assignment is not None) == (job.state in ACTIVE_STATES), job
         if job.cancel_requested:
             assert job.state in ACTIVE_STATES or job.state == states.CANCELLED
+        # Runs lost with their node give their attempt back: none is ever past the
+        # retries, and a pending job is one whose next attempt is allowed.
+        assert job.attempts <= job.spec.retries + 1, job
+        if job.state == states.PENDING:
+            assert job.attempts <= job.spec.retries, job
         if job.assignment is not None:
             assert job.assignment.run_id not in run_ids
             run_ids.add(job.assignment.run_id)

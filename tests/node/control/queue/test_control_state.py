@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from murmur.node import errors
 from murmur.node.control.queue import (
@@ -317,7 +319,7 @@ def test_retry_backoff_doubles_up_to_five_minutes() -> None:
 # ---------------------------------------------------------------- node lost
 
 
-def test_node_lost_ends_its_runs_and_requeues_those_with_retries() -> None:
+def test_node_lost_requeues_its_runs_at_once_without_spending_an_attempt() -> None:
     log = Log()
     submit(log, "a", retries=1, gpus=1)
     submit(log, "b", gpus=1)
@@ -328,15 +330,148 @@ def test_node_lost_ends_its_runs_and_requeues_those_with_retries() -> None:
     result = log.apply(NodeLost("n1", "stopped answering", 60 * SECOND))
     assert result.ok
     assert [job.id for job in result.changed] == ["a", "b"]
-    a, b = result.changed
-    assert a.state == states.PENDING
-    assert a.reason.startswith("retrying in 5s after: lost with node n1: stopped answering")
-    assert b.state == states.LOST
+    for job, run in zip(result.changed, ("ra", "rb"), strict=True):
+        assert (job.state, job.attempts, job.not_before_us) == (states.PENDING, 0, 0)
+        assert job.reason == "requeued: lost with node n1 (attempt not spent)"
+        (ended,) = job.past_runs
+        assert (ended.state, ended.assignment.run_id) == (states.LOST, run)
+        assert ended.reason == "lost with node n1: stopped answering"
+        assert job.history[-1].state == states.PENDING
+        assert job.history[-1].reason == (
+            f"run {run}: lost with node n1: stopped answering; requeued (attempt not spent)"
+        )
     assert log.state.active_on("n1") == []
     assert [job.id for job in log.state.active_on("n2")] == ["c"]
-    # The GPUs are free again: a new assignment on them is accepted.
-    assign(log, "a", run="ra2", attempt=2, gpus=(0,), at=70 * SECOND)
+    assert [job.id for job in log.state.pending_due(60 * SECOND)] == ["a", "b"]
     assert log.apply(NodeLost("n9", "", 70 * SECOND)).changed == ()
+    # Placed again at once, at the attempt the lost run had, on the GPUs it freed.
+    assign(log, "a", node="n2", run="ra2", attempt=1, gpus=(0,), at=61 * SECOND)
+    assign(log, "b", run="rb2", attempt=1, gpus=(0,), at=61 * SECOND)
+    # The retries are all the job's own failures still have.
+    a = report(log, states.FAILED, job_id="a", run="ra2", node="n2", exit_code=1).job
+    b = report(log, states.FAILED, job_id="b", run="rb2", exit_code=1).job
+    assert a is not None
+    assert b is not None
+    assert a.state == states.PENDING
+    assert a.reason.endswith("(attempt 2 of 2 next)")
+    assert (b.state, b.attempts) == (states.FAILED, 1)
+    assert [run.state for run in b.past_runs] == [states.LOST, states.FAILED]
+
+
+def test_with_no_requeue_a_node_loss_spends_a_retry_as_a_failure_does() -> None:
+    log = Log()
+    submit(log, "a", retries=1, no_requeue=True)
+    submit(log, "b", no_requeue=True)
+    assign(log, "a", run="ra")
+    assign(log, "b", run="rb")
+    a, b = log.apply(NodeLost("n1", "stopped answering", 60 * SECOND)).changed
+    assert (a.state, a.attempts, a.not_before_us) == (states.PENDING, 1, 65 * SECOND)
+    assert a.reason == (
+        "retrying in 5s after: lost with node n1: stopped answering (attempt 2 of 2 next)"
+    )
+    assert (b.state, b.reason) == (states.LOST, "lost with node n1: stopped answering")
+
+
+@pytest.mark.parametrize(
+    ("reason", "requeued"),
+    [
+        ("lost: no word from a leader for 30 s (lease expired)", True),
+        (
+            "lost: no word from a leader for 30 s (lease expired); stopped by the run's supervisor",
+            True,
+        ),
+        ("lost: the node restarted and the run was not found", True),
+        ("lost: container removed outside murmur", False),
+        ("lost: runtime error: boom", False),
+        ("lost: n1 never started it within 600 s", False),  # the leader's: see reconcile.py
+        ("could not start on n1: GPU 0 is held by run x", False),  # dispatch.py
+        ("", False),
+    ],
+)
+def test_a_run_its_node_reports_lost_for_the_nodes_sake_is_requeued(
+    reason: str, requeued: bool
+) -> None:
+    log = Log()
+    submit(log)
+    assign(log)
+    job = report(log, states.LOST, reason=reason).job
+    assert job is not None
+    if requeued:
+        assert (job.state, job.attempts) == (states.PENDING, 0)
+        assert job.reason == "requeued: lost with node n1 (attempt not spent)"
+    else:
+        assert (job.state, job.attempts) == (states.LOST, 1)
+    assert job.past_runs[-1].state == states.LOST
+    # A job that opts out spends its (only) attempt either way.
+    opted_out = Log()
+    submit(opted_out, no_requeue=True)
+    assign(opted_out)
+    ended = report(opted_out, states.LOST, reason=reason).job
+    assert ended is not None
+    assert ended.state == states.LOST
+
+
+def test_a_node_loss_ends_a_job_with_a_cancel_pending_cancelled() -> None:
+    log = Log()
+    submit(log, retries=3)
+    assign(log)
+    log.apply(CancelJob("j1", "alice", False, "enough", 25 * SECOND))
+    (job,) = log.apply(NodeLost("n1", "gone", 30 * SECOND)).changed
+    assert (job.state, job.reason) == (states.CANCELLED, "cancelled by alice: enough")
+    assert job.past_runs[-1].state == states.CANCELLED
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    retries=st.integers(0, 3),
+    failures=st.integers(0, 3),
+    cancelled=st.booleans(),
+    no_requeue=st.booleans(),
+    by_node=st.booleans(),
+)
+def test_a_node_loss_requeues_unless_no_requeue_which_keeps_the_retry_rules(
+    retries: int, failures: int, cancelled: bool, no_requeue: bool, by_node: bool
+) -> None:
+    """Whatever the retries and failures before: lost with its node (``NodeLost``, or
+    the node's own lease-lapsed report), a job is pending at once at the attempt it
+    was at; with ``no_requeue``, exactly what a lost run did before requeueing was
+    made (cancelled if asked to, else retried after a backoff while retries remain,
+    else lost)."""
+    failures = min(failures, retries)  # each one was retried: the job is still live
+    log = Log(ControlState(retry_backoff_base_us=SECOND))
+    submit(log, retries=retries, no_requeue=no_requeue)
+    at = 20 * SECOND
+    for attempt in range(1, failures + 1):
+        assign(log, run=f"r{attempt}", attempt=attempt, at=at)
+        at += 1000 * SECOND
+        failed = report(log, states.FAILED, run=f"r{attempt}", exit_code=1, at=at).job
+        assert failed is not None
+        assert failed.state == states.PENDING
+        at += 1000 * SECOND  # past any backoff
+    attempt = failures + 1
+    assign(log, run="last", attempt=attempt, at=at)
+    if cancelled:
+        log.apply(CancelJob("j1", "alice", False, "", at + 1))
+    at += SECOND
+    if by_node:
+        result = log.apply(NodeLost("n1", "dead", at))
+    else:
+        reason = "lost: no word from a leader for 30 s (lease expired)"
+        result = report(log, states.LOST, run="last", reason=reason, at=at)
+    job = log.state.job("j1")
+    assert job is not None
+    assert result.changed == (job,)
+    assert job.past_runs[-1].assignment.run_id == "last"
+    assert len(job.past_runs) == failures + 1
+    if cancelled:
+        expected = (states.CANCELLED, attempt, 0)
+    elif not no_requeue:
+        expected = (states.PENDING, attempt - 1, 0)
+    elif attempt <= retries:
+        expected = (states.PENDING, attempt, at + retry_backoff_us(attempt, SECOND))
+    else:
+        expected = (states.LOST, attempt, 0)
+    assert (job.state, job.attempts, job.not_before_us) == expected
 
 
 def test_a_terminal_job_refuses_every_command() -> None:

@@ -1,0 +1,166 @@
+"""The lab CAs this node trusts, and which one signs: what a CA rotation changes.
+
+A rotation is two commands of the control log, so that every node follows the same
+steps in the same order:
+
+* ``AddTrustedCa`` (``murmur ca rotate start``): a new CA joins the trust anchors
+  and signs every certificate from then on. It comes with a *cross certificate*:
+  the new CA's name and key certified by the CA it succeeds. During the overlap
+  window every node trusts both CAs, renews its own certificate from the new one,
+  and presents the cross certificate after it, so a user or node that still trusts
+  only the old CA verifies it; users renew their bundles (``murmur user renew``).
+* ``RetireCa`` (``murmur ca rotate finish``): the old CA leaves the anchors. A
+  certificate it issued is refused at the next handshake, everywhere.
+
+The changes reach every node the way revocations do (node/control/revocation_sync.py:
+a voter's own log, a peer's list pulled when gossip shows a newer revision, the
+local store after a restart), and, like revocations, they only accumulate: two lists
+merge by union, whatever way each change arrived. What a node trusts is then a pure
+function of the list and the anchors its own identity file started with
+(:func:`trust_of`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from murmur.certs import certificate_fingerprint
+
+_log = logging.getLogger("murmur.trust")
+
+
+@dataclass(frozen=True, slots=True)
+class CaChange:
+    """One step of a rotation, as the control log holds it."""
+
+    index: int
+    """The log index of its entry."""
+    fingerprint: str
+    """The CA's: lowercase hex SHA-256 of its certificate's DER."""
+    retired: bool
+    """False: the CA was added (and signs from then on); True: it was retired."""
+    certificate_pem: bytes
+    """The added CA's certificate; empty for a retirement."""
+    cross_certificate_pem: bytes
+    """The added CA certified by the CA it succeeds; empty for a retirement."""
+    by: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """What a node trusts and presents, given the changes it knows."""
+
+    anchors_pem: bytes
+    """The trusted CA certificates (the signing one first): TLS's root certificates."""
+    signing_fingerprint: str
+    """The CA that signs certificates now."""
+    intermediate_pem: bytes
+    """Presented after a certificate of the signing CA: its cross certificate while
+    the CA it succeeds is still trusted (the overlap window); else empty."""
+    overlap: bool
+    """A rotation is under way: more than one CA is trusted."""
+
+
+def trust_of(base_anchors: Sequence[x509.Certificate], changes: Iterable[CaChange]) -> Trust:
+    """The trust that follows from a node's own anchors and the rotation log.
+
+    Args:
+        base_anchors: the CAs the node's identity file trusts (the first is kept
+            first while no change names a signing CA).
+        changes: every change known, in any order.
+    """
+    ordered = sorted(changes, key=lambda change: change.index)
+    certificates: dict[str, bytes] = {}
+    for anchor in base_anchors:
+        certificates.setdefault(certificate_fingerprint(anchor), anchor.public_bytes(Encoding.PEM))
+    retired: set[str] = set()
+    newest_added: CaChange | None = None
+    for change in ordered:
+        if change.retired:
+            retired.add(change.fingerprint)
+        else:
+            certificates.setdefault(change.fingerprint, change.certificate_pem)
+            newest_added = change
+    trusted = [fp for fp in certificates if fp not in retired]
+    if newest_added is not None and newest_added.fingerprint not in retired:
+        signing = newest_added.fingerprint
+    else:
+        signing = trusted[0] if trusted else ""
+    ordered_fps = [signing, *(fp for fp in trusted if fp != signing)] if signing else trusted
+    overlap = len(ordered_fps) > 1
+    intermediate = b""
+    if overlap and newest_added is not None and newest_added.fingerprint == signing:
+        intermediate = newest_added.cross_certificate_pem
+    return Trust(
+        anchors_pem=b"".join(_with_newline(certificates[fp]) for fp in ordered_fps),
+        signing_fingerprint=signing,
+        intermediate_pem=intermediate,
+        overlap=overlap,
+    )
+
+
+class CaChanges:
+    """The rotation steps this node knows; grows only.
+
+    Listeners (:meth:`add_listener`) are called after each merge that added
+    something: the node takes the new trust into use.
+    """
+
+    def __init__(self) -> None:
+        self._by_index: dict[int, CaChange] = {}
+        self._listeners: list[Callable[[list[CaChange]], None]] = []
+
+    @property
+    def revision(self) -> int:
+        """The newest log index held; 0 when none."""
+        return max(self._by_index, default=0)
+
+    def entries(self) -> list[CaChange]:
+        """Every change, in log order."""
+        return [self._by_index[index] for index in sorted(self._by_index)]
+
+    def add_listener(self, listener: Callable[[list[CaChange]], None]) -> None:
+        self._listeners.append(listener)
+
+    def merge(self, changes: Iterable[CaChange]) -> list[CaChange]:
+        """Adds the changes not held yet; returns them, in log order."""
+        added = []
+        for change in changes:
+            if change.index <= 0 or change.index in self._by_index or not change.fingerprint:
+                continue
+            self._by_index[change.index] = change
+            added.append(change)
+        added.sort(key=lambda change: change.index)
+        if added:
+            for listener in list(self._listeners):
+                try:
+                    listener(added)
+                except Exception:  # one listener's bug must not keep the others from hearing
+                    _log.exception("a CA change listener failed")
+        return added
+
+
+def rotation_in_progress(changes: Sequence[CaChange]) -> CaChange | None:
+    """The ``AddTrustedCa`` of the rotation under way (``changes`` in log order):
+    the newest addition, while a CA it succeeds has not been retired since; None
+    when no rotation is open."""
+    newest_added: CaChange | None = None
+    retired_since = False
+    for change in changes:
+        if change.retired:
+            retired_since = newest_added is not None
+        else:
+            newest_added, retired_since = change, False
+    if newest_added is None or retired_since:
+        return None
+    return newest_added
+
+
+def _with_newline(pem: bytes) -> bytes:
+    return pem if pem.endswith(b"\n") else pem + b"\n"

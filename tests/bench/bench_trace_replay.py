@@ -1,0 +1,132 @@
+"""Trace replay: the Alibaba GPU trace through Murmur's scheduler and two references.
+
+Run with ``python -m tests.bench.bench_trace_replay [--sizes 8,32,128] [--load 1.1]``.
+
+The trace's jobs (``tests.bench.trace_jobs``: the pods that ran in its 35 busy days,
+whole GPUs, co-created pods as gangs, derived users and groups, run times capped at
+``--max-hours``) are replayed on clusters of 8, 32 and 128 of the trace's 8-GPU
+nodes (sampled with ``--seed``). For each size, the same jobs (or a seeded
+``--fraction`` of them) arrive in their trace order with their trace spacing,
+compressed so that the offered load (GPU-seconds asked over GPU-seconds the cluster
+offers between the first and the last arrival) is ``--load``. Each replay is a
+discrete-event simulation in virtual time (``tests.bench.trace_sim``) of one
+scheduler (``tests.bench.trace_policies``): Murmur's ``scheduler`` package under
+``DEFAULT_POLICY`` driven as the leader drives it, strict FIFO first-fit, and FIFO +
+EASY backfill with exact time limits. Figures: ``tests.bench.trace_metrics``.
+Deterministic: the same arguments print the same table (but for wall times).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from murmur import scheduler
+from tests.bench.trace_jobs import (
+    NODES_FILE,
+    PODS_FILE,
+    TRACE_DIR,
+    US,
+    jobs_of,
+    read_nodes,
+    read_pods,
+    sample_jobs,
+    sample_nodes,
+    scaled_to_load,
+)
+from tests.bench.trace_metrics import ReplaySummary, markdown_table, summarize
+from tests.bench.trace_policies import EasyBackfill, FifoFirstFit, MurmurScheduler
+from tests.bench.trace_sim import ReplayScheduler, replay
+
+SCHEDULERS: dict[str, Callable[[argparse.Namespace], ReplayScheduler]] = {
+    "murmur": lambda args: MurmurScheduler(),
+    "murmur-fifo": lambda args: MurmurScheduler(
+        policy=scheduler.FIFO_FIRST_FIT_POLICY, name="murmur FIFO_FIRST_FIT_POLICY"
+    ),
+    "fifo": lambda args: FifoFirstFit(),
+    "easy": lambda args: EasyBackfill(estimate=args.easy_estimate),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="8,32,128", help="cluster sizes, in 8-GPU nodes")
+    parser.add_argument("--load", type=float, default=1.1, help="offered load (1.0: capacity)")
+    parser.add_argument("--max-hours", type=float, default=12.0, help="run time cap, hours")
+    parser.add_argument(
+        "--jobs-per-gpu", type=float, default=40.0, help="jobs replayed per GPU of the cluster"
+    )
+    parser.add_argument("--groups", type=int, default=12, help="derived groups")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--schedulers",
+        default="murmur,fifo,easy",
+        help=f"comma-separated, of: {', '.join(SCHEDULERS)}",
+    )
+    parser.add_argument(
+        "--easy-estimate", type=float, default=1.0, help="EASY time limit = run time x this"
+    )
+    parser.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[ReplaySummary]:
+    args = parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    names = args.schedulers.split(",")
+    unknown = [name for name in names if name not in SCHEDULERS]
+    if unknown:
+        raise SystemExit(f"unknown schedulers {unknown}; known: {list(SCHEDULERS)}")
+    pods = read_pods(args.trace_dir / PODS_FILE)
+    trace_nodes = read_nodes(args.trace_dir / NODES_FILE)
+    trace_jobs = jobs_of(pods, max_seconds=args.max_hours * 3600, groups=args.groups)
+    gangs = sum(1 for job in trace_jobs if job.nodes > 1)
+    gpu_jobs = sum(1 for job in trace_jobs if job.gpus)
+    users = len({job.user for job in trace_jobs})
+    print(
+        f"trace {args.trace_dir.name}: {len(pods)} pods that ran -> {len(trace_jobs)} jobs "
+        f"({gpu_jobs} ask GPUs, {gangs} gangs, {users} users in "
+        f"{len({job.group for job in trace_jobs})} groups); run times capped at "
+        f"{args.max_hours:g} h; {args.jobs_per_gpu:g} jobs per GPU; offered load "
+        f"{args.load:g}; seed {args.seed}"
+    )
+    summaries = []
+    for size in sizes:
+        nodes = sample_nodes(trace_nodes, size, args.seed + size)
+        gpus = sum(node.gpus for node in nodes)
+        jobs = sample_jobs(trace_jobs, round(args.jobs_per_gpu * gpus), args.seed)
+        scaled = scaled_to_load(jobs, gpus, args.load)
+        compression = jobs[-1].arrival_us / scaled[-1].arrival_us if scaled[-1].arrival_us else 1.0
+        models = sorted({node.model for node in nodes})
+        print(
+            f"{size} nodes ({gpus} GPUs; {', '.join(models)}): {len(jobs)} jobs arriving over "
+            f"{scaled[-1].arrival_us / US / 3600:.1f} h (trace time / {compression:.0f})",
+            flush=True,
+        )
+        for name in names:
+            result = replay(nodes, scaled, SCHEDULERS[name](args))
+            summary = summarize(result)
+            summaries.append(summary)
+            gang_delays = [
+                run.start - run.job.arrival_us for run in result.runs if run.job.nodes > 1
+            ]
+            gang_note = (
+                f"{len(gang_delays)} gangs ran, mean delay "
+                f"{sum(gang_delays) / len(gang_delays) / US / 60:.1f} min"
+                if gang_delays
+                else "no gang ran"
+            )
+            print(
+                f"  {summary.scheduler}: {result.passes} passes, "
+                f"{summary.wall_seconds:.1f} s, ended at {result.end_time / US / 3600:.1f} h; "
+                f"{gang_note}",
+                flush=True,
+            )
+    print()
+    print(markdown_table(summaries))
+    return summaries
+
+
+if __name__ == "__main__":
+    main()

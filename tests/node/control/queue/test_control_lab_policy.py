@@ -1,0 +1,43 @@
+"""The lab policy in the control state: applied when it parses, kept by snapshots."""
+
+from __future__ import annotations
+
+from murmur.node.control.queue.commands import SetLabPolicy, decode, encode
+from murmur.node.control.queue.results import ErrorKind
+from murmur.node.control.queue.state import ControlState
+from murmur.scheduler.lab_policy import NO_LAB_POLICY
+
+TEXT = '[groups.nlp]\nusers = ["alice"]\ngpus = 4\n'
+
+
+def test_a_policy_is_applied_and_versioned_by_its_entry() -> None:
+    state = ControlState()
+    command = SetLabPolicy(TEXT, "admin", 7)
+    assert decode(encode(command)) == command
+    assert state.apply(1, 3, encode(command)).ok
+    record = state.lab_policy_record
+    assert record is not None
+    assert (record.index, record.by, record.text) == (3, "admin", TEXT)
+    group = state.lab_policy.group_of("alice")
+    assert group is not None
+    assert group.gpus == 4
+    restored = ControlState.from_snapshot(state.snapshot())
+    assert restored.lab_policy == state.lab_policy
+    assert restored.lab_policy_record == record
+
+
+def test_a_policy_that_does_not_parse_changes_nothing() -> None:
+    state = ControlState()
+    state.apply(1, 1, encode(SetLabPolicy(TEXT, "admin", 1)))
+    refused = state.apply(1, 2, encode(SetLabPolicy("[groups.nlp]\ngpus = 'x'\n", "admin", 2)))
+    assert refused.error is ErrorKind.INVALID
+    assert "gpus must be a whole number" in refused.message
+    assert state.lab_policy_record is not None
+    assert state.lab_policy_record.index == 1
+
+
+def test_an_empty_policy_goes_back_to_none() -> None:
+    state = ControlState()
+    state.apply(1, 1, encode(SetLabPolicy(TEXT, "admin", 1)))
+    state.apply(1, 2, encode(SetLabPolicy("", "admin", 2)))
+    assert state.lab_policy == NO_LAB_POLICY
