@@ -560,6 +560,23 @@ class AsyncClient:
         return await self._unary(stub.GetPolicy, request, timeout, metadata, retry=True)
 
     @translate_rpc_errors
+    async def get_usage(
+        self,
+        *,
+        since: datetime | None = None,
+        group: str = "",
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> cluster_pb2.GetUsageResponse:
+        """GPU-hours of runs that ended (since ``since``; of ``group``'s users), per
+        user and group, with fair-share factors when the lab policy orders by them."""
+        stub = self._connected_stub()
+        request = cluster_pb2.GetUsageRequest(group=group)
+        if since is not None:
+            request.since.FromDatetime(since)
+        return await self._unary(stub.GetUsage, request, timeout, metadata, retry=True)
+
+    @translate_rpc_errors
     async def rotate_ca(
         self,
         step: str,

@@ -286,6 +286,7 @@ class Client:
     rotate_ca = _blocking(AsyncClient.rotate_ca)
     apply_policy = _blocking(AsyncClient.apply_policy)
     get_policy = _blocking(AsyncClient.get_policy)
+    get_usage = _blocking(AsyncClient.get_usage)
 
 
 def _close(loop_thread: EventLoopThread, async_client: AsyncClient) -> None:

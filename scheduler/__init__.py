@@ -44,7 +44,7 @@ from murmur.scheduler.policy import (
 from murmur.scheduler.queue_order import QueueOrder, priority_then_submit_order, submit_order_only
 from murmur.scheduler.ranking import NodeScore, choose_gpu_indices, rank_nodes, score_node
 from murmur.scheduler.reservation import Reservation
-from murmur.scheduler.snapshot import ClusterSnapshot, GpuState, JobRequest, NodeState
+from murmur.scheduler.snapshot import ClusterSnapshot, GpuState, JobRequest, NodeState, Release
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -78,6 +78,7 @@ __all__ = [
     "QueueOrder",
     "QueueOrderError",
     "RankAssignment",
+    "Release",
     "Reservation",
     "SchedulerError",
     "TooFewCpus",

@@ -20,11 +20,15 @@ typo never silently does nothing)::
     [queues.deadline]
     tier = "urgent"
 
+    [fair_share]             # order jobs by who has had less than their share
+    half_life = "7d"         # usage counts half after this long
+
     [groups.nlp]
     users = ["alice", "bob"]
     gpus = 16                # the group's quota: GPUs its running jobs hold at most
     user_gpus = 8            # each member's cap
     cohort = "ml"            # groups of one cohort borrow each other's idle quota
+    weight = 2               # its fair share, against the other groups' (1 by default)
 
     [users.alice]
     gpus = 4                 # this user's cap, whatever their group says
@@ -66,6 +70,8 @@ class Group:
     user_gpus: int | None
     """Each member's cap; None: none."""
     cohort: str
+    weight: float = 1.0
+    """Its fair share, relative to the other groups' weights."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,8 @@ class LabPolicy:
     queue_tiers: Mapping[str, str] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)
     user_gpus: Mapping[str, int] = field(default_factory=dict)
+    fair_share_half_life_us: int = 0
+    """0: no fair-share ordering (priority, then submission, as without a policy)."""
     _group_of: Mapping[str, str] = field(default_factory=dict)
 
     def tier_of(self, queue: str) -> tuple[str, int]:
@@ -118,7 +126,12 @@ def parse_policy(text: str) -> LabPolicy:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"not valid TOML: {exc}") from None
-    _known(document, "", {"defaults", "tiers", "queues", "groups", "users"})
+    _known(document, "", {"defaults", "tiers", "queues", "groups", "users", "fair_share"})
+    fair = _table(document, "fair_share")
+    _known(fair, "fair_share", {"half_life"})
+    if "fair_share" in document and "half_life" not in fair:
+        raise PolicyError('fair_share.half_life is missing (e.g. half_life = "7d")')
+    half_life_us = _duration_us(fair["half_life"], "fair_share.half_life") if fair else 0
     defaults = _table(document, "defaults")
     _known(defaults, "defaults", {"cpus", "memory"})
     default_cpus = _number(defaults, "defaults", "cpus") if "cpus" in defaults else None
@@ -160,7 +173,10 @@ def parse_policy(text: str) -> LabPolicy:
         _check_name(name, "groups")
         if not isinstance(settings, dict):
             raise PolicyError(f"{where} must be a table")
-        _known(settings, where, {"users", "gpus", "user_gpus", "cohort"})
+        _known(settings, where, {"users", "gpus", "user_gpus", "cohort", "weight"})
+        weight = _number(settings, where, "weight") if "weight" in settings else 1.0
+        if weight <= 0:
+            raise PolicyError(f"{where}.weight must be above 0")
         users = settings.get("users", [])
         if not isinstance(users, list) or not all(isinstance(u, str) and u for u in users):
             raise PolicyError(f"{where}.users must be a list of user names")
@@ -177,6 +193,7 @@ def parse_policy(text: str) -> LabPolicy:
             gpus=_count(settings, where, "gpus"),
             user_gpus=_count(settings, where, "user_gpus"),
             cohort=cohort,
+            weight=weight,
         )
     for group in groups.values():
         if group.cohort and any(
@@ -203,6 +220,7 @@ def parse_policy(text: str) -> LabPolicy:
         queue_tiers=queue_tiers,
         groups=groups,
         user_gpus=user_gpus,
+        fair_share_half_life_us=half_life_us,
         _group_of=group_of,
     )
 
@@ -245,6 +263,26 @@ def _count(table: Mapping[str, Any], where: str, key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
         raise PolicyError(f"{where}.{key} must be a whole number of GPUs (0 or more)")
     return value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
+_DURATION_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def _duration_us(value: object, where: str) -> int:
+    """``"7d"``, ``"12h"``, ``"1d12h"``, or a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return int(value * 1_000_000)
+    text = value.strip() if isinstance(value, str) else ""
+    total, position = 0.0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_US[match.group(2)]
+        position = match.end()
+    if not text or position != len(text) or total <= 0:
+        raise PolicyError(f'{where} must be a duration such as "7d" or "36h"')
+    return int(total)
 
 
 def _memory(value: object, where: str) -> int:

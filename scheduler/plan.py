@@ -20,8 +20,11 @@ schedulable nodes once running jobs end reserves the ``nodes`` not-yet-reserved
 nodes closest to fitting it. Every job after it in queue order, of any queue, may
 use a reserved node only if it leaves the reserver, for each of usable GPUs, free
 CPUs and free memory, at least min(what the reserver asks, what was free when it
-reserved). A job kept out only by this rule waits "behind job X". No time
-estimates are needed: a reserved node drains until its reserver fits.
+reserved). A job kept out only by this rule waits "behind job X". Backfill: a
+job whose time limit ends by the reserver's shadow time (when the reserver could
+start there, from the running jobs' time limits: ``ClusterSnapshot.now_us`` and
+``NodeState.releases``) may use a reserved node whatever it takes; a job without a
+time limit never does.
 
 Quotas (``QuotaLedger``, from the lab policy): a job that would take its user, group
 or cohort over quota waits with the quota's words ("quota: group nlp uses 16/16
@@ -193,6 +196,7 @@ class PlanBuilder:
         """
         self._policy = policy
         self._quota = quota
+        self._now_us = snapshot.now_us
         self._order = _checked_order(snapshot.pending, policy)
         self._next = 0
         rooms = [NodeRoom(node) for node in snapshot.nodes]
@@ -204,7 +208,7 @@ class PlanBuilder:
         self._index = RoomIndex(rooms)
         self._datasets_anywhere = frozenset().union(*(node.datasets for node in snapshot.nodes))
         self._asks: dict[tuple[object, ...], Ask] = {}
-        self._failed: set[Ask] = set()
+        self._failed: set[object] = set()
         self._could_run: dict[Ask, list[NodeRoom]] = {}
         self._holds: dict[str, NodeHold] = {}
         self._reserved_queues: set[str] = set()
@@ -284,12 +288,15 @@ class PlanBuilder:
             if over is not None:
                 self._blocked.append(_Blocked(job, order, ask, (), over))
                 return
-        if ask not in self._failed:
+        # A shape that failed fails again, but for backfill: a shorter time limit may
+        # fit where a longer one did not.
+        shape: object = (ask, job.time_limit_us) if self._holds and job.time_limit_us else ask
+        if shape not in self._failed:
             chosen = self._choose(job, ask)
             if chosen is not None:
                 self._place(job, ask, chosen)
                 return
-            self._failed.add(ask)
+            self._failed.add(shape)
         self._blocked.append(_Blocked(job, order, ask, ()))
         if self._policy.reserve_for_blocked_jobs and job.queue not in self._reserved_queues:
             self._reserve(job, ask, order)
@@ -308,7 +315,11 @@ class PlanBuilder:
             if check_room(room, ask) is not None:
                 continue
             hold = holds.get(room.name)
-            if hold is not None and not hold.spares(room, ask, choose_indices(room, ask)):
+            if (
+                hold is not None
+                and not hold.spares(room, ask, choose_indices(room, ask))
+                and not hold.lets_backfill(job.time_limit_us, self._now_us)
+            ):
                 continue
             if first_fit:
                 found.append(room)
@@ -361,10 +372,12 @@ class PlanBuilder:
         names = tuple(room.name for room in chosen)
         self._reservations.append(Reservation(job.id, job.queue, names))
 
-    def extend(self, jobs: Sequence[JobRequest]) -> bool:
+    def extend(self, jobs: Sequence[JobRequest], now_us: int | None = None) -> bool:
         """Adds ``jobs`` (new pending jobs) to be decided after this plan's own, if the
         policy orders every one of them after all of those and none names a dataset;
-        otherwise changes nothing and returns False.
+        otherwise changes nothing and returns False. ``now_us``: the time they are
+        decided at; a time other than the snapshot's is refused while a reservation
+        knows its shadow time (backfill is judged against the time of the plan).
 
         Deciding them then gives the very plan a fresh builder would make of the
         snapshot with these jobs added: a plan decides jobs one after another, each
@@ -372,6 +385,10 @@ class PlanBuilder:
         how nodes rank (``NodeRoom.wanted_datasets``). The leader adds the jobs
         submitted since its last plan rather than planning a deep queue again.
         """
+        if now_us is not None and now_us != self._now_us:
+            if any(hold.shadow_us is not None for hold in self._holds.values()):
+                return False
+            self._now_us = now_us
         if not jobs:
             return True
         if any(job.datasets for job in jobs):
@@ -416,7 +433,7 @@ class PlanBuilder:
                 reason, fitting = found
                 blocker = self._blocker(fitting, blocked)
                 if blocker is not None:
-                    reason = reasons.behind(blocker, job)
+                    reason = reasons.behind(blocker.job, job, blocker.shadow_us)
             waiting.append(Waiting(job.id, reason, wording.positions[job.queue]))
             if number % count == 0:
                 yield
@@ -426,7 +443,7 @@ class PlanBuilder:
         """Rooms where a rank of ``ask`` fits at the end of the plan, holds aside."""
         return [room for room in self._index.candidates(ask) if check_room(room, ask) is None]
 
-    def _blocker(self, fitting: list[NodeRoom], blocked: _Blocked) -> JobRequest | None:
+    def _blocker(self, fitting: list[NodeRoom], blocked: _Blocked) -> NodeHold | None:
         """The earliest reserver ahead of ``blocked`` holding a room it would fit in.
 
         Free resources only shrink within a plan, so a job that fits rooms at the
@@ -438,7 +455,7 @@ class PlanBuilder:
         ahead = [hold for hold in holds if hold is not None and hold.order < blocked.order]
         if not ahead:
             return None
-        return min(ahead, key=lambda hold: hold.order).job
+        return min(ahead, key=lambda hold: hold.order)
 
 
 def _checked_order(pending: Sequence[JobRequest], policy: Policy) -> tuple[JobRequest, ...]:

@@ -22,6 +22,7 @@ the job, the reason ends with it ("; node-3 could run it but is draining").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from murmur.scheduler.ask import Ask
 from murmur.scheduler.feasibility import Infeasible, check_room_capacity
@@ -46,15 +47,22 @@ def datasets_nowhere(missing: Sequence[str]) -> str:
     return f"{PREFIX}{datasets_phrase(missing)} {verb} on no node"
 
 
-def behind(blocker: JobRequest, job: JobRequest) -> str:
-    """The job would fit but for room reserved for ``blocker``, ahead of it."""
+def behind(blocker: JobRequest, job: JobRequest, reserved_from_us: int | None = None) -> str:
+    """The job would fit but for room reserved for ``blocker``, ahead of it (from
+    ``reserved_from_us``, when the reserver could start: a job that ends by then
+    may still go there, given a time limit)."""
     if blocker.priority > job.priority:
         why = "higher priority"
     elif blocker.priority == job.priority and blocker.submit_order < job.submit_order:
         why = "submitted earlier"
     else:
         why = "ahead in queue order"
-    return f"{PREFIX}behind job {blocker.id} ({why}) in queue {blocker.queue}"
+    text = f"{PREFIX}behind job {blocker.id} ({why}) in queue {blocker.queue}"
+    if reserved_from_us is not None:
+        when = datetime.fromtimestamp(reserved_from_us / 1e6, UTC).strftime("%H:%M UTC")
+        limit = "a shorter time limit" if job.time_limit_us else "a time limit"
+        text += f", reserved for it from {when} (with {limit} it could run before)"
+    return text
 
 
 def unfit(job: JobRequest, ask: Ask, leftover: Leftover) -> str:

@@ -1,7 +1,6 @@
-"""Room held for a blocked job, so that later jobs cannot starve it.
+"""Room held for a blocked job, so that later jobs cannot starve it; backfill.
 
-Without run-time estimates a scheduler cannot backfill safely, so Murmur reserves
-instead. The rule, applied within each plan:
+The rule, applied within each plan:
 
 - The first job of each queue (in queue order) that does not fit now, but could
   fit on enough schedulable nodes once running jobs finish, reserves nodes: as
@@ -14,6 +13,12 @@ instead. The rule, applied within each plan:
   practice a reserved node drains until the reserver fits; jobs that take only
   what it cannot use (other GPU models, spare CPUs) still go there.
 - Jobs the order puts before the reserver are not affected.
+- Backfill (EASY): a reservation knows when the reserver could start on the node
+  (its *shadow time*: the earliest end of running jobs' time limits after which
+  enough is free, from the snapshot's ``releases``; unknown when a holder it waits
+  for has no time limit). A later job with a time limit that ends by then may use
+  the node whatever it takes: it is gone before the reserver could start. A job
+  without a time limit never does.
 
 Why it does not starve: the first blocked job in queue order is never held back
 by another reservation, and nothing after it takes what it needs from its nodes,
@@ -55,7 +60,15 @@ class Reservation:
 class NodeHold:
     """What a reserver needs kept on one node; asks later jobs to leave it."""
 
-    __slots__ = ("ask", "cpus_floor", "gpus_floor", "job", "memory_floor", "order")
+    __slots__ = (
+        "ask",
+        "cpus_floor",
+        "gpus_floor",
+        "job",
+        "memory_floor",
+        "order",
+        "shadow_us",
+    )
 
     def __init__(self, job: JobRequest, order: int, ask: Ask, room: NodeRoom) -> None:
         self.job = job
@@ -64,6 +77,17 @@ class NodeHold:
         self.gpus_floor = min(ask.gpus, room.usable_count(ask))
         self.cpus_floor = min(ask.cpus, room.cpus_free)
         self.memory_floor = min(ask.memory_bytes, room.memory_free)
+        self.shadow_us = shadow_time(room, ask)
+        """When one rank of the reserver could start here; None: not known."""
+
+    def lets_backfill(self, time_limit_us: int, now_us: int) -> bool:
+        """Whether a job of ``time_limit_us`` placed at ``now_us`` ends by the time
+        the reserver could start here."""
+        return (
+            self.shadow_us is not None
+            and time_limit_us > 0
+            and now_us + time_limit_us <= self.shadow_us
+        )
 
     def spares(self, room: NodeRoom, other: Ask, other_gpus: tuple[int, ...]) -> bool:
         """Whether placing a rank of ``other`` on ``other_gpus`` leaves the reserver its floor."""
@@ -85,6 +109,41 @@ class NodeHold:
             return 0 if other.share else sum(1 for index in other_gpus if index in matching)
         free = room.free
         return sum(1 for index in other_gpus if index in matching and index in free)
+
+
+def shadow_time(room: NodeRoom, ask: Ask) -> int | None:
+    """When one rank of ``ask`` could start on ``room``, as its running jobs' time
+    limits end (``NodeState.releases``); None when that is not known (what it waits
+    for is held by a job without a time limit, or by a job placed in this plan).
+
+    A GPU comes free when every job holding it has ended; CPUs and memory as each
+    job ends.
+    """
+    releases = sorted(room.state.releases, key=lambda release: (release.end_us, release.job_id))
+    if not releases:
+        return None
+    ends = {release.job_id: release.end_us for release in releases}
+    matching = room.matching(ask.model_lower) if ask.model_lower else None
+    usable_now = set(room.usable(ask))
+    free_at: list[int] = []
+    for gpu in room.state.gpus:
+        if gpu.index in usable_now or (matching is not None and gpu.index not in matching):
+            continue
+        if not gpu.holders or any(holder not in ends for holder in gpu.holders):
+            continue  # held by this plan, or by a job that never ends as far as we know
+        free_at.append(max(ends[holder] for holder in gpu.holders))
+    free_at.sort()
+    cpus, memory = room.cpus_free, room.memory_free
+    for position, release in enumerate(releases):
+        cpus += release.cpus
+        memory += release.memory_bytes
+        if position + 1 < len(releases) and releases[position + 1].end_us == release.end_us:
+            continue  # take every job that ends at this moment first
+        moment = release.end_us
+        gpus = len(usable_now) + sum(1 for at in free_at if at <= moment)
+        if gpus >= ask.gpus and cpus + CPU_EPSILON >= ask.cpus and memory >= ask.memory_bytes:
+            return moment
+    return None
 
 
 def closeness(room: NodeRoom, ask: Ask, datasets: frozenset[str]) -> tuple[float, ...]:

@@ -58,6 +58,23 @@ class GpuState:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """A running job's resources on one node, given back at its time limit's end.
+
+    Attributes:
+        job_id: the running job (its id is among its GPUs' ``holders``).
+        end_us: when its time limit ends (microseconds, the snapshot's clock).
+        cpus: the CPUs it holds there.
+        memory_bytes: the memory it holds there.
+    """
+
+    job_id: str
+    end_us: int
+    cpus: float = 0.0
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeState:
     """One node: its GPUs, free CPU and memory, datasets, and whether it takes jobs.
 
@@ -72,6 +89,11 @@ class NodeState:
         schedulable: False while draining, cordoned or otherwise closed to new jobs.
         unschedulable_reason: a word or two users see, e.g. ``"draining"``.
         labels: free-form key/value facts about the node (read-only copy).
+        releases: what the node's running jobs with a time limit give back, and when
+            (their time limit's end): backfill (``scheduler.reservation``) lets a job
+            use a reserved node only if it ends before the reserver could start.
+            A running job without a time limit is not here: it never ends, as far as
+            planning knows.
     """
 
     name: str
@@ -84,10 +106,13 @@ class NodeState:
     schedulable: bool = True
     unschedulable_reason: str = ""
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY_LABELS, hash=False)
+    releases: tuple[Release, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
             raise InvalidNodeStateError(self.name, "name is empty")
+        if not isinstance(self.releases, tuple):
+            object.__setattr__(self, "releases", tuple(self.releases))
         if not isinstance(self.gpus, tuple):
             object.__setattr__(self, "gpus", tuple(self.gpus))
         if not isinstance(self.datasets, frozenset):
@@ -139,6 +164,8 @@ class JobRequest:
         datasets: names of datasets the job mounts (read-only) on every rank.
         nodes: ranks; more than one is a gang: every rank on its own node, all
             placed in one plan or none.
+        time_limit_us: how long the job may run (0: no limit); a job with one may
+            run on a reserved node if it ends before the reserver could start.
     """
 
     id: str
@@ -153,6 +180,7 @@ class JobRequest:
     memory_bytes: int = 0
     datasets: tuple[str, ...] = ()
     nodes: int = 1
+    time_limit_us: int = 0
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -169,6 +197,10 @@ class JobRequest:
             )
         if self.nodes < 1:
             raise InvalidJobRequestError(self.id, f"nodes is {self.nodes}, must be >= 1")
+        if self.time_limit_us < 0:
+            raise InvalidJobRequestError(
+                self.id, f"time_limit_us is {self.time_limit_us}, must be >= 0"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +211,12 @@ class ClusterSnapshot:
         nodes: all known nodes, schedulable or not, with unique names.
         pending: every job waiting for placement, with unique ids, in any order
             (the policy's queue order decides who goes first).
+        now_us: the time of the snapshot, on the clock of the nodes' ``releases``.
     """
 
     nodes: tuple[NodeState, ...]
     pending: tuple[JobRequest, ...]
+    now_us: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.nodes, tuple):

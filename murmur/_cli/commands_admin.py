@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from murmur._cli.commands_certs import register_ca_rotation
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
 from murmur._cli.output import note, print_json, print_table
-from murmur._cli.parsing import parse_duration, positive_int
+from murmur._cli.parsing import parse_duration, parse_since, positive_int
 
 USER_ROLES = ("admin", "member", "viewer")
 """The roles ``user add`` issues: Role's names, lower case and written out, so parsing
@@ -185,21 +184,6 @@ def user_add_command(args: argparse.Namespace) -> int:
     note(f"they use it with: MURMUR_IDENTITY={out} murmur status")
     print(out)
     return 0
-
-
-def parse_since(text: str) -> datetime:
-    """``30m`` (that long ago) or an ISO time (UTC unless it says otherwise)."""
-    try:
-        return datetime.now(UTC) - parse_duration(text)
-    except argparse.ArgumentTypeError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r}: use a duration ago (30m, 2d) or a time (2026-12-05T14:00)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def audit_command(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The lab's scheduling policy: ``policy apply FILE``, ``policy show``."""
+"""The lab's scheduling policy: ``policy apply FILE``, ``policy show``; ``usage``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
-from murmur._cli.output import note, print_json
+from murmur._cli.output import note, print_json, print_table
+from murmur._cli.parsing import parse_since
 
 
 def register(commands: Any) -> None:
@@ -32,6 +33,19 @@ def register(commands: Any) -> None:
     add_connection_flags(show)
     add_json_flag(show)
     show.set_defaults(handler=policy_show_command)
+    usage = commands.add_parser(
+        "usage",
+        help="GPU-hours of runs that ended, by user and group, and fair-share factors",
+    )
+    usage.add_argument("--group", default="", help="only this group's users")
+    usage.add_argument(
+        "--since",
+        type=parse_since,
+        help="only runs that ended since T: a duration ago (30d) or a UTC date (2026-12-01)",
+    )
+    add_connection_flags(usage)
+    add_json_flag(usage)
+    usage.set_defaults(handler=usage_command)
 
 
 def policy_apply_command(args: argparse.Namespace) -> int:
@@ -64,4 +78,24 @@ def policy_show_command(args: argparse.Namespace) -> int:
     when = info.applied_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC")
     note(f"policy version {info.version}, applied by {info.applied_by} at {when}")
     print(info.text, end="" if info.text.endswith("\n") else "\n")
+    return 0
+
+
+def usage_command(args: argparse.Namespace) -> int:
+    response = run_with_client(
+        args, lambda client: client.get_usage(since=args.since, group=args.group)
+    )
+    if args.json:
+        print_json(response)
+        return 0
+    if not response.rows:
+        note("no GPU time recorded" + (f" for group {args.group}" if args.group else ""))
+        return 0
+    headers = ["USER", "GROUP", "GPU-HOURS"] + (["FAIR SHARE"] if response.fair_share else [])
+    rows = [
+        [row.user, row.group or "-", f"{row.gpu_hours:.2f}"]
+        + ([f"{row.fair_share:.3f}"] if response.fair_share else [])
+        for row in response.rows
+    ]
+    print_table(headers, rows)
     return 0

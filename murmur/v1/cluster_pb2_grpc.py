@@ -170,6 +170,11 @@ class ClusterServiceStub:
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/murmur.v1.ClusterService/GetUsage',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -364,6 +369,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GPU-hours of runs that ended, by user and group (the control log's record),
+        and each one's fair-share factor when the policy orders by fair share. Anyone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -501,6 +514,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetPolicy,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetPolicyRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetUsageRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1232,6 +1250,33 @@ class ClusterService:
             '/murmur.v1.ClusterService/GetPolicy',
             murmur_dot_v1_dot_cluster__pb2.GetPolicyRequest.SerializeToString,
             murmur_dot_v1_dot_cluster__pb2.LabPolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/GetUsage',
+            murmur_dot_v1_dot_cluster__pb2.GetUsageRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

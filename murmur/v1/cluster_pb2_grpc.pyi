@@ -96,6 +96,10 @@ class ClusterServiceStub:
     so every node holds the same version. Apply: admin. Show: anyone.
     """
     GetPolicy: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetPolicyRequest, _cluster_pb2.LabPolicyInfo]
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetUsageRequest, _cluster_pb2.GetUsageResponse]
+    """GPU-hours of runs that ended, by user and group (the control log's record),
+    and each one's fair-share factor when the policy orders by fair share. Anyone.
+    """
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -161,6 +165,10 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     so every node holds the same version. Apply: admin. Show: anyone.
     """
     GetPolicy: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetPolicyRequest, _cluster_pb2.LabPolicyInfo]  # type: ignore[assignment]
+    GetUsage: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetUsageRequest, _cluster_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """GPU-hours of runs that ended, by user and group (the control log's record),
+    and each one's fair-share factor when the policy orders by fair share. Anyone.
+    """
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -385,5 +393,15 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.GetPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.LabPolicyInfo, _abc.Awaitable[_cluster_pb2.LabPolicyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _cluster_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.GetUsageResponse, _abc.Awaitable[_cluster_pb2.GetUsageResponse]]:
+        """GPU-hours of runs that ended, by user and group (the control log's record),
+        and each one's fair-share factor when the policy orders by fair share. Anyone.
+        """
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

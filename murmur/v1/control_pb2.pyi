@@ -759,6 +759,7 @@ class ControlSnapshot(_message.Message):
     JOIN_TOKENS_FIELD_NUMBER: _builtins.int
     CA_CHANGES_FIELD_NUMBER: _builtins.int
     LAB_POLICY_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
@@ -791,6 +792,10 @@ class ControlSnapshot(_message.Message):
     def lab_policy(self) -> Global___ControlLabPolicy:
         """The lab policy, once one was applied (then format >= 32: older versions refuse it)."""
 
+    @_builtins.property
+    def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlUsage]:
+        """GPU-seconds of runs that ended, by user, group and day (then format >= 33)."""
+
     def __init__(
         self,
         *,
@@ -803,14 +808,47 @@ class ControlSnapshot(_message.Message):
         join_tokens: _abc.Iterable[_trust_pb2.ControlJoinToken] | None = ...,
         ca_changes: _abc.Iterable[_trust_pb2.CaChange] | None = ...,
         lab_policy: Global___ControlLabPolicy | None = ...,
+        usage: _abc.Iterable[Global___ControlUsage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "revocations", b"revocations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "revocations", b"revocations", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlSnapshot: _TypeAlias = ControlSnapshot  # noqa: Y015
+
+@_typing.final
+class ControlUsage(_message.Message):
+    """GPU-seconds of one user's runs (in one group) that ended on one day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    GPU_SECONDS_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    group: _builtins.str
+    """the lab policy's group when they ended; empty: none"""
+    day: _builtins.int
+    """days since the Unix epoch, UTC"""
+    gpu_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        group: _builtins.str = ...,
+        day: _builtins.int = ...,
+        gpu_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "gpu_seconds", b"gpu_seconds", "group", b"group", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlUsage: _TypeAlias = ControlUsage  # noqa: Y015
 
 @_typing.final
 class ControlNodeDrain(_message.Message):

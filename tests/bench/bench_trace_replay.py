@@ -40,7 +40,8 @@ from tests.bench.trace_policies import EasyBackfill, FifoFirstFit, MurmurSchedul
 from tests.bench.trace_sim import ReplayScheduler, replay
 
 SCHEDULERS: dict[str, Callable[[argparse.Namespace], ReplayScheduler]] = {
-    "murmur": lambda args: MurmurScheduler(),
+    "murmur": lambda args: MurmurScheduler(time_limits=args.easy_estimate),
+    "murmur-nolimits": lambda args: MurmurScheduler(name="murmur, jobs without time limits"),
     "murmur-fifo": lambda args: MurmurScheduler(
         policy=scheduler.FIFO_FIRST_FIT_POLICY, name="murmur FIFO_FIRST_FIT_POLICY"
     ),
@@ -65,7 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated, of: {', '.join(SCHEDULERS)}",
     )
     parser.add_argument(
-        "--easy-estimate", type=float, default=1.0, help="EASY time limit = run time x this"
+        "--easy-estimate",
+        type=float,
+        default=1.0,
+        help="time limit = run time x this (EASY's, and Murmur's jobs')",
     )
     parser.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
     return parser.parse_args(argv)

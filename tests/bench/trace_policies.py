@@ -12,7 +12,11 @@
   (``PlanBuilder.extend``), which makes the same plan as a fresh one. One
   difference: multi-node jobs go to the scheduler too, which places gangs whole;
   the leader's placement step (as of this writing) keeps them out of the builder
-  and waiting ("not placed by the cluster queue yet").
+  and waiting ("not placed by the cluster queue yet"). With ``time_limits`` (the
+  default in the benchmark: the run time times the same estimate as EASY's), every
+  job carries a time limit and every node the ends of its running jobs' limits
+  (``NodeState.releases``), as the leader gives them, so Murmur backfills onto
+  reserved nodes what ends before the reserver could start.
 - ``FifoFirstFit``: strict arrival order; the oldest waiting job starts on the first
   nodes where it fits, and while it does not fit nothing behind it starts.
 - ``EasyBackfill``: FIFO plus EASY backfilling. When the oldest waiting job (the
@@ -61,12 +65,16 @@ class MurmurScheduler:
         policy: scheduler.Policy = scheduler.DEFAULT_POLICY,
         name: str = "murmur",
         incremental: bool = True,
+        time_limits: float | None = None,
     ) -> None:
         """``incremental``: decide new jobs on top of the last builder when the leader's
-        planner would (False: a fresh plan every pass; the plans are the same)."""
+        planner would (False: a fresh plan every pass; the plans are the same).
+        ``time_limits``: jobs' time limits are their run times times this (None:
+        jobs have none, and nothing backfills by time)."""
         self.name = name
         self._policy = policy
         self._incremental = incremental
+        self._time_limits = time_limits
         self._requests: dict[str, scheduler.JobRequest] = {}
         self._states: list[scheduler.NodeState] = []
         self._node_index: dict[str, int] = {}
@@ -77,25 +85,27 @@ class MurmurScheduler:
 
     def schedule(self, replay: Replay) -> None:
         changes = replay.take_changes()
+        releases = self._releases(replay) if self._time_limits is not None else {}
         if not self._states:
-            self._states = [node_state(node) for node in replay.nodes]
+            self._states = [node_state(node, releases.get(node.index, ())) for node in replay.nodes]
             self._node_index = {node.name: node.index for node in replay.nodes}
         else:
             for index in sorted(changes.nodes):
-                self._states[index] = node_state(replay.nodes[index])
+                self._states[index] = node_state(replay.nodes[index], releases.get(index, ()))
         builder = self._builder
         if (
             self._incremental
             and builder is not None
             and not changes.nodes
             and all(job.nodes == 1 for job in changes.arrived)
-            and builder.extend([self._request(job) for job in changes.arrived])
+            and builder.extend([self._request(job) for job in changes.arrived], replay.now)
         ):
             builder.decide(len(builder.order))
         else:
             snapshot = scheduler.ClusterSnapshot(
                 nodes=tuple(self._states),
                 pending=tuple(self._request(job) for job in replay.pending.values()),
+                now_us=replay.now,
             )
             builder = scheduler.PlanBuilder(snapshot, policy=self._policy)
             builder.decide(len(builder.order))
@@ -114,6 +124,23 @@ class MurmurScheduler:
             )
             del self._requests[job.id]
 
+    def _limit(self, job: TraceJob) -> int:
+        if self._time_limits is None:
+            return 0
+        return math.ceil(job.duration_us * self._time_limits)
+
+    def _releases(self, replay: Replay) -> dict[int, list[scheduler.Release]]:
+        """Node index -> when its running jobs' time limits end, and what they hold."""
+        found: dict[int, list[scheduler.Release]] = {}
+        for running in replay.running.values():
+            job = running.job
+            end = running.start + self._limit(job)
+            for rank in running.ranks:
+                found.setdefault(rank.node, []).append(
+                    scheduler.Release(job.id, end, job.cpus, job.memory_bytes)
+                )
+        return found
+
     def _request(self, job: TraceJob) -> scheduler.JobRequest:
         request = self._requests.get(job.id)
         if request is None:
@@ -127,13 +154,15 @@ class MurmurScheduler:
                 cpus=job.cpus,
                 memory_bytes=job.memory_bytes,
                 nodes=job.nodes,
+                time_limit_us=self._limit(job),
             )
             self._requests[job.id] = request
         return request
 
 
-def node_state(node: SimNode) -> scheduler.NodeState:
-    """``node`` as the leader shows it to the scheduler: its offer less what runs."""
+def node_state(node: SimNode, releases: Sequence[scheduler.Release] = ()) -> scheduler.NodeState:
+    """``node`` as the leader shows it to the scheduler: its offer less what runs, and
+    when its running jobs' time limits end."""
     return scheduler.NodeState(
         name=node.name,
         gpus=tuple(
@@ -144,6 +173,7 @@ def node_state(node: SimNode) -> scheduler.NodeState:
         cpus_free=node.cpu_milli_free / 1000,
         memory_total_bytes=node.memory_total,
         memory_free_bytes=node.memory_free,
+        releases=tuple(releases),
     )
 
 

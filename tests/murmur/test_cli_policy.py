@@ -1,4 +1,5 @@
-"""`murmur policy apply|show` against a real node, and a quota holding a job back."""
+"""`murmur policy apply|show` against a real node, a quota holding a job back, and
+`murmur usage` counting the GPU time of the runs that ended."""
 
 from __future__ import annotations
 
@@ -76,3 +77,18 @@ def test_a_quota_holds_a_users_fifth_gpu_and_says_why(
     wait_state(lab, ca_node, ids[4], {"JOB_STATE_RUNNING"})
     for job_id in ids[1:]:
         lab.murmur("job", "cancel", job_id, "--node", ca_node.address)
+    # The GPU time of the runs that ended is on record, from any node, for anyone.
+    deadline = time.monotonic() + 30
+    while True:
+        usage = json.loads(
+            lab.murmur("usage", "--json", "--node", ca_node.address, identity=alice).stdout
+        )
+        rows = {row["user"]: row for row in usage.get("rows", [])}
+        if "alice" in rows and rows["alice"]["gpu_hours"] > 0:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(usage)
+        time.sleep(0.2)
+    assert rows["alice"]["group"] == "nlp"
+    table = lab.murmur("usage", "--group", "nlp", "--node", ca_node.address)
+    assert table.stdout.splitlines()[0].split() == ["USER", "GROUP", "GPU-HOURS"]

@@ -60,7 +60,10 @@ def test_no_policy_is_one_tier_and_no_quota() -> None:
     ("text", "complaint"),
     [
         ("[groups.nlp]\nusers = ['a']\ngpu = 4\n", "unknown key groups.nlp.gpu"),
-        ("[fair_share]\nhalf_life = '7d'\n", "unknown key fair_share"),
+        ("[preemption]\ntiers = true\n", "unknown key preemption"),
+        ("[fair_share]\nhalf_life = 'a week'\n", "fair_share.half_life must be a duration"),
+        ("[fair_share]\n", "fair_share.half_life is missing"),
+        ("[groups.nlp]\nweight = 0\n", "groups.nlp.weight must be above 0"),
         ("[groups.nlp]\ngpus = -1\n", "groups.nlp.gpus must be a whole number"),
         ("[groups.nlp]\ngpus = true\n", "groups.nlp.gpus must be a whole number"),
         ("[groups.a]\nusers=['x']\n[groups.b]\nusers=['x']\n", "user 'x' is in groups"),

@@ -66,6 +66,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "RotateCa": _write(_ADMINS),
     _CLUSTER + "ApplyPolicy": _write(_ADMINS),
     _CLUSTER + "GetPolicy": _read(),
+    _CLUSTER + "GetUsage": _read(),
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),

@@ -588,6 +588,11 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.LabPolicyInfo:
         return await self._cluster_jobs.lab_policy()
 
+    async def GetUsage(
+        self, request: cluster_pb2.GetUsageRequest, context: Context
+    ) -> cluster_pb2.GetUsageResponse:
+        return await self._cluster_jobs.usage(request)
+
     async def _revoke_removed(self, name: str) -> None:
         """A removed node's certificates are revoked, so it cannot rejoin with them
         (node/api/services/revocations.py)."""

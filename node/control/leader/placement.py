@@ -44,8 +44,9 @@ from murmur import scheduler
 from murmur.node.control.queue.commands import AssignJob
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.state import ControlState
+from murmur.scheduler.fair_share import decayed_usage, fair_share, multifactor_order
 from murmur.scheduler.lab_policy import LabPolicy
-from murmur.scheduler.queue_order import tiered
+from murmur.scheduler.queue_order import QueueOrder, tiered
 from murmur.scheduler.quota import QuotaLedger
 from murmur.scheduler.slices import Slices, finish
 from murmur.v1 import types_pb2
@@ -129,14 +130,17 @@ def honour_drains(state: ControlState, offers: Iterable[NodeOffer]) -> tuple[Nod
     )
 
 
-def effective_policy(base: scheduler.Policy, lab: LabPolicy) -> scheduler.Policy:
+def effective_policy(
+    base: scheduler.Policy, lab: LabPolicy, *, fair_order: QueueOrder | None = None
+) -> scheduler.Policy:
     """``base`` (the configuration's) refined by the lab policy: its tiers first in
-    the queue order, its default request where it sets one."""
-    policy = base
+    the queue order, then ``fair_order`` (fair share, when the policy asks for it:
+    ``fair_share_order``) or the configured order, its default request where it sets
+    one."""
+    within = fair_order or base.queue_order
+    policy = replace(base, queue_order=within) if fair_order is not None else base
     if lab.tiers:
-        policy = replace(
-            policy, queue_order=tiered(lambda queue: lab.tier_of(queue)[1], base.queue_order)
-        )
+        policy = replace(policy, queue_order=tiered(lambda queue: lab.tier_of(queue)[1], within))
     if lab.default_cpus is not None or lab.default_memory_bytes is not None:
         configured = base.default_request
         policy = replace(
@@ -151,6 +155,20 @@ def effective_policy(base: scheduler.Policy, lab: LabPolicy) -> scheduler.Policy
             ),
         )
     return policy
+
+
+def fair_share_order(
+    state: ControlState, jobs: Iterable[ClusterJob], now_us: int
+) -> QueueOrder | None:
+    """The multifactor order (fair share, age, priority, size) by the usage the state
+    recorded, when the lab policy sets a fair-share half-life; else None."""
+    lab = state.lab_policy
+    if not lab.fair_share_half_life_us:
+        return None
+    usage = decayed_usage(state.usage_buckets(), now_us, lab.fair_share_half_life_us)
+    return multifactor_order(
+        lab, fair_share(lab, usage), now_us, {job.id: job.submitted_at_us for job in jobs}
+    )
 
 
 def quota_ledger(state: ControlState) -> QuotaLedger | None:
@@ -214,13 +232,14 @@ def _build_request(job: ClusterJob) -> scheduler.JobRequest:
         memory_bytes=spec.memory_bytes,
         datasets=tuple(spec.datasets),
         nodes=max(1, spec.nodes),
+        time_limit_us=max(0, spec.time_limit.ToMicroseconds()),
     )
 
 
 class _NodeUse:
     """What active (and newly planned) runs hold on one offered node."""
 
-    __slots__ = ("cpus", "default_request", "holders", "memory", "offer", "shared")
+    __slots__ = ("cpus", "default_request", "holders", "memory", "offer", "releases", "shared")
 
     def __init__(self, offer: NodeOffer, default_request: scheduler.DefaultRequest) -> None:
         self.offer = offer
@@ -229,14 +248,28 @@ class _NodeUse:
         self.shared: dict[int, bool] = {}
         self.cpus = 0.0
         self.memory = 0
+        self.releases: list[scheduler.Release] = []
 
-    def take(self, job_id: str, spec: types_pb2.JobSpec, gpu_indices: Iterable[int]) -> None:
+    def take(
+        self,
+        job_id: str,
+        spec: types_pb2.JobSpec,
+        gpu_indices: Iterable[int],
+        started_us: int = 0,
+    ) -> None:
+        """Counts what a run of ``job_id`` holds here; with ``started_us`` and a time
+        limit in ``spec``, also when it gives it back (for backfill)."""
         shares = spec.gpus.share and spec.gpus.count > 0
         for index in gpu_indices:
             self.holders.setdefault(index, []).append(job_id)
             self.shared[index] = self.shared.get(index, True) and shares
-        self.cpus += self.default_request.cpus_of(spec.cpus)
-        self.memory += self.default_request.memory_of(spec.memory_bytes)
+        cpus = self.default_request.cpus_of(spec.cpus)
+        memory = self.default_request.memory_of(spec.memory_bytes)
+        self.cpus += cpus
+        self.memory += memory
+        limit_us = spec.time_limit.ToMicroseconds()
+        if started_us and limit_us > 0:
+            self.releases.append(scheduler.Release(job_id, started_us + limit_us, cpus, memory))
 
     def node_state(self, runtime: str | None) -> scheduler.NodeState:
         """The node as the scheduler sees it; closed unless it offers ``runtime`` (if given)."""
@@ -266,6 +299,7 @@ class _NodeUse:
             schedulable=schedulable,
             unschedulable_reason=why if not schedulable else "",
             labels=offer.labels,
+            releases=tuple(self.releases),
         )
 
 
@@ -352,14 +386,17 @@ def plan_keeping_builder(
     """``plan_in_slices``, returning with the plan what the next may build on when it
     was made in one pass (``OnePass``)."""
     offers = honour_drains(state, offers)
-    policy = effective_policy(policy, state.lab_policy)
+    due = state.pending_due(now_us)
+    policy = effective_policy(
+        policy, state.lab_policy, fair_order=fair_share_order(state, due, now_us)
+    )
     quota = quota_ledger(state)
     uses = {offer.name: _NodeUse(offer, policy.default_request) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
             assert job.assignment is not None
-            use.take(job.id, job.spec, job.assignment.gpu_indices)
-    due = state.pending_due(now_us)
+            started = job.assignment.started_at_us or job.assignment.assigned_at_us
+            use.take(job.id, job.spec, job.assignment.gpu_indices, started)
     requests = {job.id: job_request(job) for job in due}
     yield
     order = policy.queue_order(tuple(requests.values()))
@@ -380,6 +417,7 @@ def plan_keeping_builder(
         snapshot = scheduler.ClusterSnapshot(
             nodes=tuple(use.node_state(runtime) for use in uses.values()),
             pending=tuple(requests[job.id] for job in jobs),
+            now_us=now_us,
         )
         builder = scheduler.PlanBuilder(snapshot, policy=policy, quota=quota)
         yield
@@ -389,7 +427,7 @@ def plan_keeping_builder(
         plans.append(plan)
         yield
         for placement, job in placed_jobs(plan, jobs):
-            uses[placement.node].take(job.id, job.spec, placement.gpu_indices)
+            uses[placement.node].take(job.id, job.spec, placement.gpu_indices, now_us)
             assignments.append(assignment_of(job, placement, new_run_id(), now_us))
         reservations.extend(plan.reservations)
     if len(plans) == 1 and not waiting:
@@ -401,7 +439,7 @@ def plan_keeping_builder(
             reservations=tuple(reservations),
         )
         assert builder is not None  # one pass, one builder
-        return whole, OnePass(builder, {}, ())
+        return whole, OnePass(builder, {}, (), policy)
     unplaced = dict(waiting)
     for plan in plans:
         waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
@@ -412,7 +450,7 @@ def plan_keeping_builder(
         reservations=tuple(reservations),
     )
     if len(plans) == 1 and builder is not None:
-        return whole, OnePass(builder, unplaced, tuple(order))
+        return whole, OnePass(builder, unplaced, tuple(order), policy)
     return whole, None
 
 
@@ -426,11 +464,13 @@ class OnePass:
         builder: the pass's builder, every job decided.
         unplaced: multi-node jobs (which wait outside the builder) → their reason.
         order: every due job in queue order; empty when ``unplaced`` is.
+        policy: what the plan was made under (the lab policy's refinements in).
     """
 
     builder: scheduler.PlanBuilder
     unplaced: Mapping[str, str]
     order: tuple[scheduler.JobRequest, ...]
+    policy: scheduler.Policy
 
 
 def placed_jobs(

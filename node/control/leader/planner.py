@@ -32,7 +32,6 @@ from murmur.node.control.leader.placement import (
     NodeOffer,
     OnePass,
     assignment_of,
-    effective_policy,
     honour_drains,
     job_request,
     placed_jobs,
@@ -55,8 +54,6 @@ class _LastPlan:
     """How many of the state's ``submitted_since_change`` the plan holds."""
     offers: tuple[NodeOffer, ...]
     now_us: int
-    policy: scheduler.Policy
-    """What the plan was made under (the configuration's, refined by the lab policy)."""
     lab_policy: object
     """The state's lab policy it was made under (compared by identity)."""
 
@@ -115,7 +112,6 @@ class QueuePlanner:
             submissions=state.submissions_since_change,
             offers=offers,
             now_us=now_us,
-            policy=effective_policy(self._policy, state.lab_policy),
             lab_policy=state.lab_policy,
         )
         return plan
@@ -153,7 +149,7 @@ class QueuePlanner:
     ) -> Slices[ClusterPlan | None]:
         builder = one_pass.builder
         requests = [job_request(job) for job in jobs]
-        if not builder.extend(requests):
+        if not builder.extend(requests, now_us):
             return None
         yield
         while builder.decide(self._slice_size):
@@ -164,7 +160,7 @@ class QueuePlanner:
         if one_pass.unplaced:
             # Multi-node jobs wait outside the builder: number the queues again, with
             # them in their places (new jobs may come before a waiting gang).
-            order = tuple(last.policy.queue_order((*order, *requests)))
+            order = tuple(one_pass.policy.queue_order((*order, *requests)))
             yield
             reasons = {**one_pass.unplaced, **{entry.job_id: entry.reason for entry in waiting}}
             waiting = positions_of(reasons, order)
@@ -178,12 +174,15 @@ class QueuePlanner:
         )
         self._last = _LastPlan(
             plan=plan,
-            one_pass=OnePass(builder, one_pass.unplaced, order) if not plan.assignments else None,
+            one_pass=(
+                OnePass(builder, one_pass.unplaced, order, one_pass.policy)
+                if not plan.assignments
+                else None
+            ),
             other_changes=last.other_changes,
             submissions=last.submissions + len(jobs),
             offers=last.offers,
             now_us=now_us,
-            policy=last.policy,
             lab_policy=last.lab_policy,
         )
         return plan

@@ -52,6 +52,7 @@ from murmur.node.control.queue.state import ControlState
 from murmur.node.errors import NodeError, NotFoundError, UnavailableError
 from murmur.node.jobspec import states as job_states
 from murmur.node.membership.transport import PeerTransport
+from murmur.scheduler.fair_share import DAY_US, decayed_usage, fair_share, share_key
 from murmur.v1 import cluster_pb2, types_pb2
 
 if TYPE_CHECKING:
@@ -305,6 +306,24 @@ class ClusterJobs:
 
         return await self._with_leader(once)
 
+    async def usage(self, request: cluster_pb2.GetUsageRequest) -> cluster_pb2.GetUsageResponse:
+        """GPU-hours by user (and group) since ``request.since``, with fair-share
+        factors: this node's replica when it is current, else the leader's."""
+
+        async def once() -> cluster_pb2.GetUsageResponse:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.GetUsage(request, timeout=FORWARD_TIMEOUT_SECONDS)
+                )
+            return usage_report(
+                self._control,
+                since_us=request.since.ToMicroseconds() if request.HasField("since") else 0,
+                group=request.group,
+                now_us=time.time_ns() // 1000,
+            )
+
+        return await self._with_leader(once)
+
     async def counts(self) -> dict[str, int]:
         """Jobs by state name (as ``ClusterStatus.jobs_by_state``): from this node's
         replica when it is a voter (at most a heartbeat behind), else the leader's;
@@ -409,3 +428,34 @@ class ClusterJobs:
             return await call(self._peers.cluster_stub(address))
         except grpc.aio.AioRpcError as exc:
             raise refused_by_peer(exc, "the leader") from None
+
+
+def usage_report(
+    control: ControlState, *, since_us: int, group: str, now_us: int
+) -> cluster_pb2.GetUsageResponse:
+    """``murmur usage``: GPU-hours of runs that ended since ``since_us``, per user and
+    group, most first, with each one's fair-share factor when the policy has one."""
+    lab = control.lab_policy
+    since_day = since_us // DAY_US
+    hours: dict[tuple[str, str], float] = {}
+    for bucket in control.usage_buckets():
+        if bucket.day < since_day or (group and bucket.group != group):
+            continue
+        key = (bucket.user, bucket.group)
+        hours[key] = hours.get(key, 0.0) + bucket.gpu_seconds / 3600
+    ordered = bool(lab.fair_share_half_life_us)
+    shares = (
+        fair_share(lab, decayed_usage(control.usage_buckets(), now_us, lab.fair_share_half_life_us))
+        if ordered
+        else None
+    )
+    rows = [
+        cluster_pb2.UsageRow(
+            user=user,
+            group=in_group,
+            gpu_hours=used,
+            fair_share=shares.factor(share_key(user, in_group)) if shares is not None else 0.0,
+        )
+        for (user, in_group), used in sorted(hours.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return cluster_pb2.GetUsageResponse(rows=rows, fair_share=ordered)

@@ -116,6 +116,7 @@ from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
 from murmur.node.jobspec.secrets import without_secret_values
 from murmur.node.jobspec.validation import DEFAULT_QUEUE
+from murmur.scheduler.fair_share import DAY_US, UsageBucket
 from murmur.scheduler.lab_policy import NO_LAB_POLICY, LabPolicy, PolicyError, parse_policy
 from murmur.v1 import control_pb2
 
@@ -135,6 +136,11 @@ number, clear of the formats other state takes in order): a version that knows n
 refuses it rather than let a used token be used again."""
 SNAPSHOT_FORMAT_WITH_CA_CHANGES = 31
 SNAPSHOT_FORMAT_WITH_LAB_POLICY = 32
+SNAPSHOT_FORMAT_WITH_USAGE = 33
+"""A snapshot that holds usage records says format 33 (whatever else it holds): a
+version that knows none refuses it rather than forget who has had what."""
+USAGE_KEPT_DAYS = 400
+"""Usage older than this (from the newest day recorded) is forgotten."""
 """A snapshot that holds a lab policy says format 32 (whatever else it holds): a
 version that knows none refuses it rather than schedule without the lab's quotas."""
 """A snapshot that holds CA rotation steps says format 31 (whatever else it holds): a
@@ -209,6 +215,9 @@ class ControlState:
         """The lab policy applied last, as the log holds it; None: none applied."""
         self.lab_policy: LabPolicy = NO_LAB_POLICY
         """That policy, parsed: what the leader places by."""
+        self._usage: dict[tuple[str, str, int], float] = {}
+        """(user, group, day) -> GPU-seconds of runs that ended that day."""
+        self._usage_newest_day = 0
         self._submitted_since_change: list[str] = []
 
     @property
@@ -577,6 +586,7 @@ class ControlState:
         job_state, job_reason, not_before = run_state, reason, 0
         retries = job.spec.retries
         ended = EndedRun(assignment, run_state, exit_code, reason, at)
+        self._record_usage(job.user, assignment, at)
         if lost_with_node and not job.cancel_requested and not job.spec.no_requeue:
             # Not the job's doing: back to the queue at once (the lease rules already
             # kept this run from running beside the next), the attempt unspent.
@@ -901,6 +911,36 @@ class ControlState:
             for r in self._revocations
         ]
 
+    # -------------------------------------------------------------- usage
+
+    def _record_usage(self, user: str, assignment: Assignment, ended_at_us: int) -> None:
+        """Adds the GPU-seconds of a run that ended to its user's bucket of the day
+        (with the group the lab policy puts them in now): what fair share and
+        ``murmur usage`` read. A run that never ran used nothing."""
+        if not assignment.started_at_us or not assignment.gpu_indices:
+            return
+        seconds = max(0, ended_at_us - assignment.started_at_us) / 1e6
+        if seconds <= 0:
+            return
+        group = self.lab_policy.group_of(user)
+        day = ended_at_us // DAY_US
+        key = (user, group.name if group is not None else "", day)
+        self._usage[key] = self._usage.get(key, 0.0) + seconds * len(assignment.gpu_indices)
+        if day > self._usage_newest_day:
+            self._usage_newest_day = day
+            oldest = day - USAGE_KEPT_DAYS
+            for stale in [k for k in self._usage if k[2] < oldest]:
+                del self._usage[stale]
+
+    def usage_buckets(self) -> list[UsageBucket]:
+        """GPU-seconds by user, group and day, oldest day first."""
+        return [
+            UsageBucket(user, group, day, seconds)
+            for (user, group, day), seconds in sorted(
+                self._usage.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])
+            )
+        ]
+
     # -------------------------------------------------------------- lab policy
 
     def _set_lab_policy(self, index: int, command: SetLabPolicy) -> ApplyResult:
@@ -931,6 +971,7 @@ class ControlState:
         join_tokens = self.join_tokens.messages()
         ca_changes = self.ca_rotations.messages()
         lab_policy = self.lab_policy_record
+        usage = self.usage_buckets()
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
@@ -951,8 +992,16 @@ class ControlState:
             if ca_changes:
                 message.format = SNAPSHOT_FORMAT_WITH_CA_CHANGES
                 message.ca_changes.extend(ca_changes)
+            if usage:
+                message.format = SNAPSHOT_FORMAT_WITH_USAGE
+                message.usage.extend(
+                    control_pb2.ControlUsage(
+                        user=b.user, group=b.group, day=b.day, gpu_seconds=b.gpu_seconds
+                    )
+                    for b in usage
+                )
             if lab_policy is not None:
-                message.format = SNAPSHOT_FORMAT_WITH_LAB_POLICY
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_LAB_POLICY)
                 message.lab_policy.CopyFrom(
                     control_pb2.ControlLabPolicy(
                         text=lab_policy.text,
@@ -987,6 +1036,7 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_JOIN_TOKENS,
             SNAPSHOT_FORMAT_WITH_CA_CHANGES,
             SNAPSHOT_FORMAT_WITH_LAB_POLICY,
+            SNAPSHOT_FORMAT_WITH_USAGE,
         ):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
         jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
@@ -1000,6 +1050,9 @@ class ControlState:
         join_tokens = JoinTokenTable.from_messages(list(message.join_tokens))
         ca_rotations = CaRotationTable.from_messages(list(message.ca_changes))
         lab_policy_record, lab_policy = _lab_policy_of(message)
+        usage = {(u.user, u.group, u.day): u.gpu_seconds for u in message.usage}
+        if len(usage) != len(message.usage):
+            raise ControlSnapshotError("the snapshot holds a usage bucket twice")
         self._reset()
         self._applied_index = message.applied_index
         for job in jobs:
@@ -1014,6 +1067,8 @@ class ControlState:
         self.ca_rotations = ca_rotations
         self.lab_policy_record = lab_policy_record
         self.lab_policy = lab_policy
+        self._usage = usage
+        self._usage_newest_day = max((day for _, _, day in usage), default=0)
 
     @classmethod
     def from_snapshot(

@@ -86,3 +86,18 @@ def test_a_new_policy_makes_the_planner_plan_again() -> None:
     log.apply(SetLabPolicy("[users.alice]\ngpus = 1\n", "admin", 1))
     again = finish(planner.plan(log.state, offers, 10 * SECOND, new_run_id=lambda: "r"))
     assert len(again.assignments) == 1
+
+
+def test_fair_share_puts_who_had_less_first() -> None:
+    from murmur.node.control.queue import ReportRun
+    from murmur.node.jobspec import states
+
+    log = with_policy('[fair_share]\nhalf_life = "7d"\n')
+    log.apply(SubmitJob("before", spec(gpus=4), "alice", "", 0))
+    log.apply(AssignJob("before", "n1", "r0", 1, (0, 1, 2, 3), SECOND))
+    log.apply(ReportRun("before", "r0", "n1", states.RUNNING, None, "", SECOND))
+    log.apply(ReportRun("before", "r0", "n1", states.SUCCEEDED, 0, "", 3600 * SECOND))
+    log.apply(SubmitJob("alice-again", spec(gpus=4), "alice", "", 3601 * SECOND))
+    log.apply(SubmitJob("carol-first", spec(gpus=4), "carol", "", 3602 * SECOND))
+    plan = plan_cluster(log.state, [offer("n1", 4)], 3700 * SECOND, new_run_id=lambda: "r")
+    assert [a.job_id for a in plan.assignments] == ["carol-first"]

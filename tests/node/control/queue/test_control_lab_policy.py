@@ -41,3 +41,28 @@ def test_an_empty_policy_goes_back_to_none() -> None:
     state.apply(1, 1, encode(SetLabPolicy(TEXT, "admin", 1)))
     state.apply(1, 2, encode(SetLabPolicy("", "admin", 2)))
     assert state.lab_policy == NO_LAB_POLICY
+
+
+def test_runs_that_end_record_gpu_seconds_for_their_user_and_group() -> None:
+    from murmur.node.control.queue import AssignJob, ReportRun, SubmitJob
+    from murmur.node.jobspec import states
+    from murmur.scheduler.fair_share import DAY_US
+    from tests.node.control.queue.builders import Log, spec
+
+    log = Log()
+    log.apply(SetLabPolicy(TEXT, "admin", 0))
+    start = 10 * DAY_US
+    log.apply(SubmitJob("j1", spec(gpus=2), "alice", "", start))
+    log.apply(AssignJob("j1", "n1", "r1", 1, (0, 1), start))
+    log.apply(ReportRun("j1", "r1", "n1", states.RUNNING, None, "", start))
+    log.apply(ReportRun("j1", "r1", "n1", states.SUCCEEDED, 0, "", start + 90_000_000))
+    # A run that never started used nothing.
+    log.apply(SubmitJob("j2", spec(gpus=1), "bob", "", start))
+    log.apply(AssignJob("j2", "n1", "r2", 1, (2,), start))
+    log.apply(ReportRun("j2", "r2", "n1", states.FAILED, 1, "", start + 1))
+    buckets = log.state.usage_buckets()
+    assert [(b.user, b.group, b.day, b.gpu_seconds) for b in buckets] == [
+        ("alice", "nlp", 10, 180.0)
+    ]
+    restored = ControlState.from_snapshot(log.state.snapshot())
+    assert restored.usage_buckets() == buckets
