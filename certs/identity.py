@@ -48,6 +48,7 @@ __all__ = [
     "check_validity",
     "generate_private_key",
     "identity_from_certificate",
+    "is_ca_certificate",
     "load_certificate",
     "make_csr",
     "private_key_pem",
@@ -90,6 +91,15 @@ def load_certificate(pem_or_der: bytes) -> x509.Certificate:
 def certificate_fingerprint(certificate: x509.Certificate) -> str:
     """The lowercase hex SHA-256 of the certificate's DER encoding."""
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def is_ca_certificate(certificate: x509.Certificate) -> bool:
+    """Whether the certificate says it is a CA (BasicConstraints ca=True)."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca
 
 
 def identity_from_certificate(pem_or_der: bytes) -> CertificateIdentity:

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from murmur.certs.errors import CaPinMismatchError, IdentityError, JoinUnreachableError
-from murmur.certs.identity import IdentityBundle, identity_from_certificate
+from murmur.certs.identity import IdentityBundle, identity_from_certificate, is_ca_certificate
 from murmur.certs.roles import Role
 
 __all__ = ["fetch_pinned_ca_certificate", "server_certificate_chain"]
@@ -77,7 +77,7 @@ def fetch_pinned_ca_certificate(
         leaf = x509.load_der_x509_certificate(chain[0])
     except ValueError:
         raise CaPinMismatchError(f"{mismatch} (it sent a malformed certificate)") from None
-    if not _is_ca(ca_certificate):
+    if not is_ca_certificate(ca_certificate):
         raise CaPinMismatchError(f"{mismatch} (the pinned certificate is not a CA)")
     try:
         leaf.verify_directly_issued_by(ca_certificate)
@@ -148,14 +148,6 @@ def _as_der(element: object) -> bytes:
     if not isinstance(der, bytes):
         raise TypeError(f"unexpected DER type in TLS chain: {type(der).__name__}")
     return der
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        return False
-    return constraints.value.ca
 
 
 def _format_address(host: str, port: int) -> str:

@@ -11,6 +11,7 @@ typo never silently does nothing)::
     [defaults]
     cpus = 1                 # what a job that names no CPUs counts as
     memory = "2GiB"          # ... and no memory
+    time_limit = "24h"       # the time limit of a job submitted without one
 
     [tiers]                  # higher runs first; jobs get a tier from their queue
     urgent = 100
@@ -19,6 +20,7 @@ typo never silently does nothing)::
 
     [queues.deadline]
     tier = "urgent"
+    time_limit = "4h"        # this queue's default time limit
 
     [fair_share]             # order jobs by who has had less than their share
     half_life = "7d"         # usage counts half after this long
@@ -48,6 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_POLICY_BYTES = 256 * 1024
+MAX_TIME_LIMIT_US = 30 * 86_400_000_000
+"""A default time limit is at most what a job may ask (30 days)."""
 _NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?")
 _MEMORY_UNITS = {
@@ -84,6 +88,8 @@ class LabPolicy:
     tiers: Mapping[str, int] = field(default_factory=dict)
     default_tier: str = ""
     queue_tiers: Mapping[str, str] = field(default_factory=dict)
+    default_time_limit_us: int = 0
+    queue_time_limits_us: Mapping[str, int] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)
     user_gpus: Mapping[str, int] = field(default_factory=dict)
     fair_share_half_life_us: int = 0
@@ -94,6 +100,10 @@ class LabPolicy:
         """The tier of a job in ``queue``: its name and rank (higher first)."""
         name = self.queue_tiers.get(queue, self.default_tier)
         return name, self.tiers.get(name, DEFAULT_TIER_RANK)
+
+    def time_limit_of(self, queue: str) -> int:
+        """The time limit a job of ``queue`` submitted without one gets (µs); 0: none."""
+        return self.queue_time_limits_us.get(queue, self.default_time_limit_us)
 
     def group_of(self, user: str) -> Group | None:
         name = self._group_of.get(user)
@@ -133,7 +143,12 @@ def parse_policy(text: str) -> LabPolicy:
         raise PolicyError('fair_share.half_life is missing (e.g. half_life = "7d")')
     half_life_us = _duration_us(fair["half_life"], "fair_share.half_life") if fair else 0
     defaults = _table(document, "defaults")
-    _known(defaults, "defaults", {"cpus", "memory"})
+    _known(defaults, "defaults", {"cpus", "memory", "time_limit"})
+    default_time_limit = (
+        _time_limit(defaults["time_limit"], "defaults.time_limit")
+        if "time_limit" in defaults
+        else 0
+    )
     default_cpus = _number(defaults, "defaults", "cpus") if "cpus" in defaults else None
     default_memory = (
         _memory(defaults["memory"], "defaults.memory") if "memory" in defaults else None
@@ -155,11 +170,14 @@ def parse_policy(text: str) -> LabPolicy:
         raise PolicyError(f"tiers.default names {default_tier!r}, which is not a tier")
 
     queue_tiers: dict[str, str] = {}
+    queue_time_limits: dict[str, int] = {}
     for queue, settings in _table(document, "queues").items():
         where = f"queues.{queue}"
         if not isinstance(settings, dict):
             raise PolicyError(f"{where} must be a table")
-        _known(settings, where, {"tier"})
+        _known(settings, where, {"tier", "time_limit"})
+        if "time_limit" in settings:
+            queue_time_limits[queue] = _time_limit(settings["time_limit"], f"{where}.time_limit")
         tier = settings.get("tier", "")
         if tier:
             if tier not in tiers:
@@ -218,6 +236,8 @@ def parse_policy(text: str) -> LabPolicy:
         tiers=tiers,
         default_tier=default_tier,
         queue_tiers=queue_tiers,
+        default_time_limit_us=default_time_limit,
+        queue_time_limits_us=queue_time_limits,
         groups=groups,
         user_gpus=user_gpus,
         fair_share_half_life_us=half_life_us,
@@ -283,6 +303,13 @@ def _duration_us(value: object, where: str) -> int:
     if not text or position != len(text) or total <= 0:
         raise PolicyError(f'{where} must be a duration such as "7d" or "36h"')
     return int(total)
+
+
+def _time_limit(value: object, where: str) -> int:
+    limit = _duration_us(value, where)
+    if limit > MAX_TIME_LIMIT_US:
+        raise PolicyError(f"{where} is at most 30 days, as a job's own time limit")
+    return limit
 
 
 def _memory(value: object, where: str) -> int:

@@ -64,6 +64,8 @@ def test_no_policy_is_one_tier_and_no_quota() -> None:
         ("[fair_share]\nhalf_life = 'a week'\n", "fair_share.half_life must be a duration"),
         ("[fair_share]\n", "fair_share.half_life is missing"),
         ("[groups.nlp]\nweight = 0\n", "groups.nlp.weight must be above 0"),
+        ("[defaults]\ntime_limit = '31d'\n", "defaults.time_limit is at most 30 days"),
+        ("[queues.q]\ntime_limit = 'soon'\n", "queues.q.time_limit must be a duration"),
         ("[groups.nlp]\ngpus = -1\n", "groups.nlp.gpus must be a whole number"),
         ("[groups.nlp]\ngpus = true\n", "groups.nlp.gpus must be a whole number"),
         ("[groups.a]\nusers=['x']\n[groups.b]\nusers=['x']\n", "user 'x' is in groups"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from murmur.certs import certificate_fingerprint
+from murmur.certs import certificate_fingerprint, is_ca_certificate
 from murmur.node.control.queue.codec import ControlSnapshotError
 from murmur.node.control.queue.commands import AddTrustedCa, RetireCa
 from murmur.node.control.queue.results import ApplyResult, ErrorKind, refused
@@ -147,20 +147,16 @@ def _certificate_problem(command: AddTrustedCa) -> str | None:
         cross = x509.load_pem_x509_certificate(command.cross_certificate_pem)
     except ValueError as exc:
         return f"not a certificate: {exc}"
-    if not _is_ca(ca) or ca.subject != ca.issuer:
+    if not is_ca_certificate(ca) or ca.subject != ca.issuer:
         return "the added certificate is not a self-signed CA certificate"
     try:
         ca.verify_directly_issued_by(ca)
     except Exception:
         return "the added CA certificate's self-signature does not verify"
-    if cross.subject != ca.subject or cross.public_key() != ca.public_key() or not _is_ca(cross):
+    if (
+        cross.subject != ca.subject
+        or cross.public_key() != ca.public_key()
+        or not is_ca_certificate(cross)
+    ):
         return "the cross certificate does not certify the added CA's name and key"
     return None
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        return False
-    return constraints.value.ca

@@ -118,7 +118,7 @@ from murmur.node.jobspec.secrets import without_secret_values
 from murmur.node.jobspec.validation import DEFAULT_QUEUE
 from murmur.scheduler.fair_share import DAY_US, UsageBucket
 from murmur.scheduler.lab_policy import NO_LAB_POLICY, LabPolicy, PolicyError, parse_policy
-from murmur.v1 import control_pb2
+from murmur.v1 import control_pb2, types_pb2
 
 SNAPSHOT_FORMAT = 1
 SNAPSHOT_FORMAT_WITH_DRAINS = 2
@@ -340,6 +340,11 @@ class ControlState:
         # The scheduler refuses a snapshot holding such a job: it would block every plan.
         if not math.isfinite(spec.cpus) or spec.cpus < 0:
             return refused(ErrorKind.INVALID, f"cpus is {spec.cpus}, must be >= 0")
+        default_limit = self.lab_policy.time_limit_of(spec.queue or DEFAULT_QUEUE)
+        if default_limit and not spec.time_limit.ToMicroseconds():
+            # The lab policy's default time limit becomes the job's own: its node
+            # enforces it, and backfill counts on it.
+            spec = _with_time_limit(spec, default_limit)
         at = command.submitted_at_us
         job = ClusterJob(
             id=command.job_id,
@@ -1107,6 +1112,14 @@ def _submit_order(job: ClusterJob) -> int:
 
 def _end_order(job: ClusterJob) -> tuple[int, int]:
     return job.updated_at_us, job.submit_order
+
+
+def _with_time_limit(spec: types_pb2.JobSpec, limit_us: int) -> types_pb2.JobSpec:
+    """A copy of ``spec`` with ``limit_us`` as its time limit."""
+    limited = types_pb2.JobSpec()
+    limited.CopyFrom(spec)
+    limited.time_limit.FromMicroseconds(limit_us)
+    return limited
 
 
 def _lab_policy_of(

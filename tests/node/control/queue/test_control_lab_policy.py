@@ -66,3 +66,22 @@ def test_runs_that_end_record_gpu_seconds_for_their_user_and_group() -> None:
     ]
     restored = ControlState.from_snapshot(log.state.snapshot())
     assert restored.usage_buckets() == buckets
+
+
+def test_a_job_without_a_time_limit_gets_its_queues_default() -> None:
+    from murmur.node.control.queue import SubmitJob
+    from tests.node.control.queue.builders import Log, spec
+
+    log = Log()
+    policy = '[defaults]\ntime_limit = "24h"\n[queues.debug]\ntime_limit = "1h"\n'
+    assert log.apply(SetLabPolicy(policy, "admin", 0)).ok
+    log.apply(SubmitJob("plain", spec(), "alice", "", 1))
+    log.apply(SubmitJob("debug", spec(queue="debug"), "alice", "", 1))
+    own = spec(queue="debug")
+    own.time_limit.FromSeconds(600)
+    log.apply(SubmitJob("own", own, "alice", "", 1))
+    limits = {
+        job_id: log.state.job(job_id).spec.time_limit.ToSeconds()  # type: ignore[union-attr]
+        for job_id in ("plain", "debug", "own")
+    }
+    assert limits == {"plain": 24 * 3600, "debug": 3600, "own": 600}
