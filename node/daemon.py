@@ -337,7 +337,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         deny_list = DenyList()
 
         def revocations_changed() -> None:
-            local.revocations_revision = revocation_sync.revision
+            local.revocations_revision = deny_list.revision
+            local.ca_changes_revision = revocation_sync.ca_changes.revision
             membership.request_meta_refresh()
 
         revocation_sync = RevocationSync(

@@ -77,6 +77,8 @@ class LocalNode:
     """The newest certificate revocation this node enforces (node/deny_list.py),
     gossiped so that a node that knows an older one pulls the list (with the CA
     rotation steps: the trust revision, node/control/revocation_sync.py)."""
+    ca_changes_revision: int = 0
+    """The newest CA rotation step this node knows (node/trust_anchors.py)."""
     ca_fingerprint: str = ""
     """The lab CA that issued this node's certificate: a CA rotation can finish once
     every node's is the new CA's (node/trust.py)."""
@@ -139,6 +141,7 @@ class LocalNode:
             datasets=self.datasets(),
             revocations_revision=self.revocations_revision,
             ca_fingerprint=self.ca_fingerprint,
+            ca_changes_revision=self.ca_changes_revision,
         )
 
     def allocation_changed(self) -> bool:

@@ -35,7 +35,7 @@ from murmur.node.control.cluster_view import ClusterView
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.queue.commands import AddTrustedCa, Command, RetireCa
 from murmur.node.deny_list import DenyList
-from murmur.node.errors import FailedPreconditionError, InvalidArgumentError
+from murmur.node.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from murmur.node.event_log import EventLog
 from murmur.node.identity.bootstrap import NodeIdentity
 from murmur.node.identity.ca_custody import CaCustody, ca_passphrase
@@ -46,7 +46,7 @@ from murmur.node.identity.token_ledger import ReplicatedTokenLedger
 from murmur.node.identity.trust_client import TrustClient
 from murmur.node.local_node import LocalNode
 from murmur.node.membership import MembershipRunner, PeerTransport
-from murmur.node.trust_anchors import CaChanges, Trust, rotation_in_progress, trust_of
+from murmur.node.trust_anchors import CaChanges, Trust, trust_of
 from murmur.storage import AuditEntry, Store
 from murmur.v1 import cluster_pb2, trust_pb2
 
@@ -98,6 +98,9 @@ class ClusterTrust:
         self._ca_changes = ca_changes
         self._learn_now = learn_now
         self._base_anchors = identity.bundle.ca_certificates
+        self._ignored_reported: tuple[int, ...] = ()
+        self._starting = asyncio.Lock()
+        """One start at a time on this node (it holds the signing key)."""
         self._trust_changed = asyncio.Event()
         self._trust_changed.set()  # take in the steps kept from before a restart
         ca_changes.add_listener(lambda added: self._trust_changed.set())
@@ -287,11 +290,21 @@ class ClusterTrust:
     async def follow_rotation(self) -> None:
         """Makes this node trust, hold and present what the known steps say."""
         trust = self.trust()
+        if trust.ignored and trust.ignored != self._ignored_reported:
+            self._ignored_reported = trust.ignored
+            _log.error(
+                "ignoring CA rotation steps %s: they do not check out (an addition not "
+                "cross-signed by the CA that signs, or a retirement of the CA that signs)",
+                list(trust.ignored),
+                extra={"event": "trust.ca_change_ignored"},
+            )
         dropped = self.enrollment.follow_signing(trust.signing_fingerprint)
         if dropped is not None:
             self._local.holds_ca = False
-            await asyncio.to_thread(self._rotation_keys.forget, dropped)
+            await asyncio.to_thread(self._rotation_keys.set_aside, dropped)
             self._on_local_change()
+        trusted = {certificate_fingerprint(ca) for ca in _certificates(trust.anchors_pem)}
+        await asyncio.to_thread(self._rotation_keys.forget_retired, trusted)
         if self.enrollment.ca is None:
             successor = await asyncio.to_thread(
                 self._rotation_keys.pending, trust.signing_fingerprint
@@ -334,15 +347,21 @@ class ClusterTrust:
             FailedPreconditionError: a rotation is under way.
             PeerRefusedError, UnavailableError: no holder started it.
         """
-        under_way = rotation_in_progress(self._ca_changes.entries())
-        if under_way is not None:
+        trust = self.trust()
+        if trust.overlap:
             raise FailedPreconditionError(
-                f"a CA rotation is under way (CA {under_way.fingerprint[:16]}... signs since "
-                "it started): finish it first (`murmur ca rotate finish`)"
+                f"a CA rotation is under way (CA {trust.signing_fingerprint[:16]}... signs "
+                "since it started): finish it first (`murmur ca rotate finish`)"
             )
         ca = self.enrollment.ca
         if ca is None:
             return await self._client.start_ca_rotation(self._holders(), requested_by=by)
+        async with self._starting:
+            return await self._start_here(ca, by=by)
+
+    async def _start_here(self, ca: CertificateAuthority, *, by: str) -> trust_pb2.CaChange:
+        if self.trust().overlap:
+            raise FailedPreconditionError("a CA rotation is under way: finish it first")
         successor, cross = await asyncio.to_thread(self._rotation_keys.prepare, ca)
         at_us = time.time_ns() // 1000
         await self._commit(AddTrustedCa(successor.certificate_pem, cross, by, at_us))
@@ -380,7 +399,7 @@ class ClusterTrust:
                 a live node still presents a certificate of another CA.
         """
         trust = self.trust()
-        if rotation_in_progress(self._ca_changes.entries()) is None:
+        if not trust.overlap:
             raise FailedPreconditionError("no CA rotation is under way (`murmur ca rotate start`)")
         lagging = sorted(
             node.name
@@ -424,7 +443,7 @@ class ClusterTrust:
     async def _relay_user_certificate(
         self, name: str, role: Role, csr_pem: bytes, ttl_days: int, requested_by: str
     ) -> IssuedCertificate:
-        return await self._client.issue_user_certificate(
+        issued = await self._client.issue_user_certificate(
             self._holders(),
             name=name,
             role=role,
@@ -432,6 +451,23 @@ class ClusterTrust:
             ttl_days=ttl_days,
             requested_by=requested_by,
         )
+        signing = self.trust().signing_fingerprint
+        try:
+            issuer = certificate_fingerprint(
+                x509.load_pem_x509_certificate(issued.ca_certificate_pem)
+            )
+            leaf = x509.load_pem_x509_certificate(issued.certificate_pem)
+            leaf.verify_directly_issued_by(
+                x509.load_pem_x509_certificate(issued.ca_certificate_pem)
+            )
+        except Exception:
+            issuer = ""
+        if issuer != signing:
+            raise UnavailableError(
+                "the CA holder that answered has not taken in the CA rotation yet; "
+                "try again in a few seconds"
+            )
+        return issued
 
 
 def _certificates(pem: bytes) -> list[x509.Certificate]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from murmur.certs import certificate_fingerprint
+from murmur.certs import certificate_fingerprint, is_ca_certificate
 
 _log = logging.getLogger("murmur.trust")
 
@@ -65,44 +65,83 @@ class Trust:
     the CA it succeeds is still trusted (the overlap window); else empty."""
     overlap: bool
     """A rotation is under way: more than one CA is trusted."""
+    ignored: tuple[int, ...] = ()
+    """Log indices of steps that did not check out (see ``trust_of``)."""
 
 
 def trust_of(base_anchors: Sequence[x509.Certificate], changes: Iterable[CaChange]) -> Trust:
     """The trust that follows from a node's own anchors and the rotation log.
 
+    Every node checks every step itself, whoever handed it over (its own log, or a
+    peer): an addition counts only if its cross certificate is the added CA's name
+    and key signed by the CA that signs at that point, and a retirement only of a
+    trusted CA that does not sign. A step that fails is ignored (``Trust.ignored``):
+    a node certificate that forges one cannot make the cluster trust its own CA,
+    nor retire the one that signs.
+
     Args:
-        base_anchors: the CAs the node's identity file trusts (the first is kept
-            first while no change names a signing CA).
+        base_anchors: the CAs the node's identity file trusts (the first signs
+            while no change names another).
         changes: every change known, in any order.
     """
-    ordered = sorted(changes, key=lambda change: change.index)
-    certificates: dict[str, bytes] = {}
+    certificates: dict[str, x509.Certificate] = {}
     for anchor in base_anchors:
-        certificates.setdefault(certificate_fingerprint(anchor), anchor.public_bytes(Encoding.PEM))
-    retired: set[str] = set()
+        certificates.setdefault(certificate_fingerprint(anchor), anchor)
+    trusted = list(certificates)
+    signing = trusted[0] if trusted else ""
     newest_added: CaChange | None = None
-    for change in ordered:
+    ignored: list[int] = []
+    for change in sorted(changes, key=lambda change: change.index):
         if change.retired:
-            retired.add(change.fingerprint)
-        else:
-            certificates.setdefault(change.fingerprint, change.certificate_pem)
-            newest_added = change
-    trusted = [fp for fp in certificates if fp not in retired]
-    if newest_added is not None and newest_added.fingerprint not in retired:
-        signing = newest_added.fingerprint
-    else:
-        signing = trusted[0] if trusted else ""
-    ordered_fps = [signing, *(fp for fp in trusted if fp != signing)] if signing else trusted
-    overlap = len(ordered_fps) > 1
+            if change.fingerprint in trusted and change.fingerprint != signing:
+                trusted.remove(change.fingerprint)
+            elif change.fingerprint in trusted:
+                ignored.append(change.index)
+            continue
+        if change.fingerprint in certificates:
+            continue  # known already (a node that joined after the step starts from it)
+        added = _checked_addition(change, certificates.get(signing))
+        if added is None:
+            ignored.append(change.index)
+            continue
+        certificates[change.fingerprint] = added
+        trusted.append(change.fingerprint)
+        signing, newest_added = change.fingerprint, change
+    ordered = [signing, *(fp for fp in trusted if fp != signing)] if signing else trusted
+    overlap = len(ordered) > 1
     intermediate = b""
     if overlap and newest_added is not None and newest_added.fingerprint == signing:
         intermediate = newest_added.cross_certificate_pem
     return Trust(
-        anchors_pem=b"".join(_with_newline(certificates[fp]) for fp in ordered_fps),
+        anchors_pem=b"".join(certificates[fp].public_bytes(Encoding.PEM) for fp in ordered),
         signing_fingerprint=signing,
         intermediate_pem=intermediate,
         overlap=overlap,
+        ignored=tuple(ignored),
     )
+
+
+def _checked_addition(
+    change: CaChange, signing: x509.Certificate | None
+) -> x509.Certificate | None:
+    """The added CA's certificate, when the step is sound: a self-signed CA whose
+    name and key the cross certificate carries, signed by ``signing``."""
+    if signing is None:
+        return None
+    try:
+        added = x509.load_pem_x509_certificate(change.certificate_pem)
+        cross = x509.load_pem_x509_certificate(change.cross_certificate_pem)
+        if certificate_fingerprint(added) != change.fingerprint:
+            return None
+        if not (is_ca_certificate(added) and is_ca_certificate(cross)):
+            return None
+        added.verify_directly_issued_by(added)
+        if cross.subject != added.subject or cross.public_key() != added.public_key():
+            return None
+        cross.verify_directly_issued_by(signing)
+    except Exception:  # unparseable, or a signature that does not verify
+        return None
+    return added
 
 
 class CaChanges:
@@ -160,7 +199,3 @@ def rotation_in_progress(changes: Sequence[CaChange]) -> CaChange | None:
     if newest_added is None or retired_since:
         return None
     return newest_added
-
-
-def _with_newline(pem: bytes) -> bytes:
-    return pem if pem.endswith(b"\n") else pem + b"\n"

@@ -22,6 +22,9 @@ typo never silently does nothing)::
     tier = "urgent"
     time_limit = "4h"        # this queue's default time limit
 
+    [preemption]
+    tiers = true             # a waiting job may stop running jobs of lower tiers
+
     [fair_share]             # order jobs by who has had less than their share
     half_life = "7d"         # usage counts half after this long
 
@@ -92,6 +95,8 @@ class LabPolicy:
     queue_time_limits_us: Mapping[str, int] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)
     user_gpus: Mapping[str, int] = field(default_factory=dict)
+    preempt_tiers: bool = False
+    """A waiting job may have running jobs of lower tiers stopped and requeued."""
     fair_share_half_life_us: int = 0
     """0: no fair-share ordering (priority, then submission, as without a policy)."""
     _group_of: Mapping[str, str] = field(default_factory=dict)
@@ -136,7 +141,14 @@ def parse_policy(text: str) -> LabPolicy:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"not valid TOML: {exc}") from None
-    _known(document, "", {"defaults", "tiers", "queues", "groups", "users", "fair_share"})
+    _known(
+        document, "", {"defaults", "tiers", "queues", "groups", "users", "fair_share", "preemption"}
+    )
+    preemption = _table(document, "preemption")
+    _known(preemption, "preemption", {"tiers"})
+    preempt_tiers = preemption.get("tiers", False)
+    if not isinstance(preempt_tiers, bool):
+        raise PolicyError("preemption.tiers must be true or false")
     fair = _table(document, "fair_share")
     _known(fair, "fair_share", {"half_life"})
     if "fair_share" in document and "half_life" not in fair:
@@ -241,6 +253,7 @@ def parse_policy(text: str) -> LabPolicy:
         groups=groups,
         user_gpus=user_gpus,
         fair_share_half_life_us=half_life_us,
+        preempt_tiers=preempt_tiers,
         _group_of=group_of,
     )
 

@@ -47,6 +47,7 @@ class ControlCommand(_message.Message):
     ADD_TRUSTED_CA_FIELD_NUMBER: _builtins.int
     RETIRE_CA_FIELD_NUMBER: _builtins.int
     SET_LAB_POLICY_FIELD_NUMBER: _builtins.int
+    PREEMPT_JOB_FIELD_NUMBER: _builtins.int
     RECORD_AUDIT_FIELD_NUMBER: _builtins.int
     CREATE_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
     CONSUME_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
@@ -79,6 +80,10 @@ class ControlCommand(_message.Message):
         """The lab's scheduling policy (scheduler/lab_policy.py)."""
 
     @_builtins.property
+    def preempt_job(self) -> Global___PreemptJobCommand:
+        """The leader preempts a running job for a job of a higher tier."""
+
+    @_builtins.property
     def record_audit(self) -> Global___RecordAuditCommand:
         """The audit trail (high number: other commands take the next ones in order)."""
 
@@ -105,15 +110,16 @@ class ControlCommand(_message.Message):
         add_trusted_ca: Global___AddTrustedCaCommand | None = ...,
         retire_ca: Global___RetireCaCommand | None = ...,
         set_lab_policy: Global___SetLabPolicyCommand | None = ...,
+        preempt_job: Global___PreemptJobCommand | None = ...,
         record_audit: Global___RecordAuditCommand | None = ...,
         create_join_token: _trust_pb2.CreateJoinTokenCommand | None = ...,
         consume_join_token: _trust_pb2.ConsumeJoinTokenCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -676,6 +682,39 @@ class SetLabPolicyCommand(_message.Message):
 Global___SetLabPolicyCommand: _TypeAlias = SetLabPolicyCommand  # noqa: Y015
 
 @_typing.final
+class PreemptJobCommand(_message.Message):
+    """The leader stops `job_id`'s current run to make room for `by_job` (a higher
+    tier, node/control/leader/preemption.py); the run's end requeues the job with its
+    attempt unspent. Only for an active job not being cancelled or preempted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    BY_JOB_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    by_job: _builtins.str
+    reason: _builtins.str
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        by_job: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "by_job", b"by_job", "job_id", b"job_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreemptJobCommand: _TypeAlias = PreemptJobCommand  # noqa: Y015
+
+@_typing.final
 class ControlLabPolicy(_message.Message):
     """The policy in force; `index` is the entry that set it (its version)."""
 
@@ -903,6 +942,7 @@ class ControlJob(_message.Message):
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
     PAST_RUNS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    PREEMPTED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user: _builtins.str
     queue: _builtins.str
@@ -920,6 +960,8 @@ class ControlJob(_message.Message):
     cancel_requested: _builtins.bool
     cancel_reason: _builtins.str
     idempotency_key: _builtins.str
+    preempted_by: _builtins.str
+    """a preemption of its current run is under way"""
     @_builtins.property
     def spec(self) -> _types_pb2.JobSpec: ...
     @_builtins.property
@@ -952,10 +994,11 @@ class ControlJob(_message.Message):
         assignment: Global___ControlAssignment | None = ...,
         past_runs: _abc.Iterable[Global___ControlEndedRun] | None = ...,
         history: _abc.Iterable[Global___ControlJobEvent] | None = ...,
+        preempted_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "exit_code", b"exit_code", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "attempts", b"attempts", "cancel_reason", b"cancel_reason", "cancel_requested", b"cancel_requested", "exit_code", b"exit_code", "history", b"history", "id", b"id", "idempotency_key", b"idempotency_key", "not_before_us", b"not_before_us", "past_runs", b"past_runs", "priority", b"priority", "queue", b"queue", "reason", b"reason", "spec", b"spec", "state", b"state", "submit_order", b"submit_order", "submitted_at_us", b"submitted_at_us", "updated_at_us", b"updated_at_us", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "attempts", b"attempts", "cancel_reason", b"cancel_reason", "cancel_requested", b"cancel_requested", "exit_code", b"exit_code", "history", b"history", "id", b"id", "idempotency_key", b"idempotency_key", "not_before_us", b"not_before_us", "past_runs", b"past_runs", "preempted_by", b"preempted_by", "priority", b"priority", "queue", b"queue", "reason", b"reason", "spec", b"spec", "state", b"state", "submit_order", b"submit_order", "submitted_at_us", b"submitted_at_us", "updated_at_us", b"updated_at_us", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

@@ -437,6 +437,7 @@ class NodeInfo(_message.Message):
     TERM_FIELD_NUMBER: _builtins.int
     REVOCATIONS_REVISION_FIELD_NUMBER: _builtins.int
     CA_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    CA_CHANGES_REVISION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -460,6 +461,10 @@ class NodeInfo(_message.Message):
     ca_fingerprint: _builtins.str
     """The lab CA that issued this node's certificate (hex SHA-256 of its DER): a CA
     rotation is done when every node's is the new CA's.
+    """
+    ca_changes_revision: _builtins.int
+    """The newest CA rotation step this node knows (its log index), as
+    `revocations_revision` is for revocations.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -499,10 +504,11 @@ class NodeInfo(_message.Message):
         term: _builtins.int = ...,
         revocations_revision: _builtins.int = ...,
         ca_fingerprint: _builtins.str = ...,
+        ca_changes_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

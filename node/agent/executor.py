@@ -554,6 +554,7 @@ class RunExecutor:
             network_mode=self._network_mode,
             labels=dict(spec.labels),
             account=account,
+            stop_grace_seconds=self._grace,
         )
 
     async def _lifecycle(self, run: _ActiveRun) -> None:

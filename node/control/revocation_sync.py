@@ -4,9 +4,10 @@ The list's source is the control log (``RevokeCertificate``, applied by every
 voter); every node, voter or not, enforces it (node/api/rpc/revocation.py). The
 steps of CA rotations (``AddTrustedCa``, ``RetireCa``: node/trust_anchors.py)
 travel with it, by the same paths and with the same guarantees: they too only
-accumulate, and the revision gossiped is the newest index of either kind (the
-*trust revision*). It reaches each node by the simplest path that is sound
-whatever fails:
+accumulate, and each list's revision is gossiped (``revocations_revision``,
+``ca_changes_revision``), since a list pulled at some moment may hold every
+revocation up to one index and every CA step up to another. It reaches each node
+by the simplest path that is sound whatever fails:
 
 * **A voter follows its own log**: when an entry is applied it compares the control
   state's revision (the newest revocation's log index) with its list's, and takes
@@ -303,9 +304,15 @@ class RevocationSync:
             info = member.info
             if info is None or member.name == membership.name:
                 continue
-            revision = info.revocations_revision
-            if revision <= self.revision:
+            # Each list has its own revision: a peer may hold every revocation up
+            # to one index and every CA step up to another.
+            ahead = max(
+                info.revocations_revision - self._deny.revision,
+                info.ca_changes_revision - self._ca.revision,
+            )
+            if ahead <= 0:
                 continue
+            revision = info.revocations_revision + info.ca_changes_revision
             if now - self._pull_failed_at.get(member.name, -PULL_RETRY_SECONDS) < (
                 PULL_RETRY_SECONDS
             ):

@@ -2,15 +2,18 @@
 
 ``murmur ca rotate start`` reaches a node that holds the signing CA's key. It makes
 the successor (a new key, the same name: ``CertificateAuthority.successor``) and the
-cross certificate, and writes the successor to ``<data dir>/ca/next/`` *before* it
-commits ``AddTrustedCa``: once the command is in the log the new CA must not be lost
-to a crash, or no node could sign again until another rotation. When the command is
-applied (on this node: a moment later, or at its next start) the successor takes the
-place of the old key in ``ca/``; ``ca/next/`` of a command that never committed is
-overwritten by the next attempt. Every other holder drops the old key from disk as
-soon as it learns that another CA signs, and fetches the new one like a new voter
-does (node/identity/ca_custody.py): after a rotation's start no disk keeps a key the
-cluster no longer signs with.
+cross certificate, and writes the successor to ``<data dir>/ca/next/<fingerprint>/``
+*before* it commits ``AddTrustedCa``: once the command is in the log the new CA must
+not be lost to a crash, or no node could sign again. Each attempt has its own
+directory, so two starts racing on one holder cannot overwrite the key the log ends
+up naming. When the command is applied (on this node: a moment later, or at its
+next start) the successor takes the place of the old key in ``ca/``.
+
+A holder that learns that another CA signs sets its old key aside in
+``ca/previous/<fingerprint>/`` (it signs nothing more) and fetches the new one like
+a new voter does (node/identity/ca_custody.py). The old key is deleted when its CA
+is retired (``murmur ca rotate finish``), not before: until then a botched or forged
+rotation can still be undone by hand from any holder's disk.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from murmur.node.identity.ca_custody import load_ca
 _log = logging.getLogger("murmur.node.identity")
 
 NEXT_DIRECTORY = "next"
+PREVIOUS_DIRECTORY = "previous"
 
 
 class RotationKeys:
-    """The successor CA's key between its making and its taking over.
+    """The rotation's CA keys on this holder's disk.
 
     Args:
         ca_dir: ``<data dir>/ca``.
@@ -41,49 +45,62 @@ class RotationKeys:
         self._passphrase = passphrase
 
     def prepare(self, current: CertificateAuthority) -> tuple[CertificateAuthority, bytes]:
-        """Makes the successor of ``current`` and keeps it in ``ca/next/``; returns it
-        with its cross certificate (blocking: call from a thread).
+        """Makes the successor of ``current`` and keeps it in ``ca/next/<fp>/``;
+        returns it with its cross certificate (blocking: call from a thread).
 
         Raises:
             CertificateError: the files cannot be written, or ``current`` expired.
         """
         successor = current.successor()
         cross = current.cross_sign(successor)
-        next_dir = self._ca_dir / NEXT_DIRECTORY
-        shutil.rmtree(next_dir, ignore_errors=True)
-        successor.write(next_dir, passphrase=self._passphrase)
+        successor.write(
+            self._ca_dir / NEXT_DIRECTORY / successor.fingerprint, passphrase=self._passphrase
+        )
         return successor, cross
 
     def pending(self, fingerprint: str) -> CertificateAuthority | None:
-        """The successor kept in ``ca/next/`` when it is the CA of ``fingerprint``."""
+        """The successor kept for the CA of ``fingerprint``, if this holder made it."""
         try:
-            successor = load_ca(self._ca_dir / NEXT_DIRECTORY, self._passphrase)
+            return load_ca(self._ca_dir / NEXT_DIRECTORY / fingerprint, self._passphrase)
         except CertificateError as exc:
             _log.error(
                 "cannot read the next CA key: %s", exc, extra={"event": "ca.next_unreadable"}
             )
             return None
-        if successor is None or successor.fingerprint != fingerprint:
-            return None
-        return successor
 
     def promote(self, successor: CertificateAuthority) -> None:
-        """The successor replaces the key in ``ca/``; ``ca/next/`` is removed."""
+        """The successor replaces the key in ``ca/`` (the old one was set aside)."""
         successor.write(self._ca_dir, passphrase=self._passphrase)
         shutil.rmtree(self._ca_dir / NEXT_DIRECTORY, ignore_errors=True)
 
-    def forget(self, dropped: CertificateAuthority) -> None:
-        """Deletes the key of a CA that no longer signs (its certificate stays: the
-        node may still trust it during the overlap)."""
+    def set_aside(self, dropped: CertificateAuthority) -> None:
+        """Moves the key of a CA that no longer signs to ``ca/previous/<fp>/``; it is
+        deleted when that CA is retired (:meth:`forget_retired`)."""
+        dropped.write(
+            self._ca_dir / PREVIOUS_DIRECTORY / dropped.fingerprint, passphrase=self._passphrase
+        )
         try:
             kept = CertificateAuthority.load(self._ca_dir, passphrase=self._passphrase)
         except CertificateError:
             kept = None
-        if kept is not None and kept.fingerprint != dropped.fingerprint:
-            return  # the successor took its place already
-        (self._ca_dir / CA_KEY_FILE).unlink(missing_ok=True)
+        if kept is not None and kept.fingerprint == dropped.fingerprint:
+            (self._ca_dir / CA_KEY_FILE).unlink(missing_ok=True)
         _log.warning(
-            "deleted the key of lab CA %s...: another CA signs now",
+            "set aside the key of lab CA %s...: another CA signs now",
             dropped.fingerprint[:16],
-            extra={"event": "ca.key_deleted"},
+            extra={"event": "ca.key_set_aside"},
         )
+
+    def forget_retired(self, trusted: set[str]) -> None:
+        """Deletes the set-aside keys of CAs no longer trusted (retired)."""
+        previous = self._ca_dir / PREVIOUS_DIRECTORY
+        if not previous.is_dir():
+            return
+        for entry in previous.iterdir():
+            if entry.name not in trusted:
+                shutil.rmtree(entry, ignore_errors=True)
+                _log.warning(
+                    "deleted the key of retired lab CA %s...",
+                    entry.name[:16],
+                    extra={"event": "ca.key_deleted"},
+                )

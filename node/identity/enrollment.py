@@ -221,7 +221,10 @@ class Enrollment:
         await self._events.record(
             kind="user.issued", subject=name, message=f"certificate issued to {name} ({role.value})"
         )
-        return self._issued(certificate, ca)
+        # A user's bundle trusts the signing CA alone: after a rotation's finish it
+        # must not go on trusting the retired one (nodes renew from the new CA
+        # within seconds of the start, so it reaches every node).
+        return IssuedCertificate(certificate, ca.certificate_pem)
 
     async def renew_node_certificate(
         self, *, name: str, csr_pem: bytes, addresses: Sequence[str]

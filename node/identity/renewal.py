@@ -80,6 +80,7 @@ class CertificateRenewer:
         finish: Callable[[IdentityBundle], IdentityBundle] = lambda bundle: bundle,
     ) -> None:
         self._outdated = outdated
+        self._failures = 0
         self._finish = finish
         self._wake = asyncio.Event()
         self._identity_path = identity_path
@@ -112,7 +113,9 @@ class CertificateRenewer:
             if self.due():
                 try:
                     await self.renew_once()
+                    self._failures = 0
                 except Exception as exc:  # no holder reachable now: try again later
+                    self._failures += 1
                     _log.warning(
                         "certificate renewal failed: %s",
                         exc,
@@ -121,7 +124,9 @@ class CertificateRenewer:
             self._wake.clear()
             wait = min(self._check_seconds, RETRY_SECONDS_MAX)
             if self._outdated():
-                wait = min(wait, OUTDATED_RETRY_SECONDS)
+                # Soon, then backing off: a holder of the new key may come up in a
+                # moment, or never (this node slept through the whole rotation).
+                wait = min(wait, OUTDATED_RETRY_SECONDS * 2 ** min(self._failures, 8))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()

@@ -72,3 +72,18 @@ def test_a_rotation_is_under_way_until_a_retirement_follows_it() -> None:
     assert rotation_in_progress([]) is None
     assert rotation_in_progress([added(4)]) == added(4)
     assert rotation_in_progress([added(4), retired(9)]) is None
+
+
+def test_a_forged_addition_or_a_retirement_of_the_signing_ca_is_ignored() -> None:
+    intruder = CertificateAuthority.generate(x509.Name.from_rfc4514_string("CN=Murmur lab CA"))
+    self_crossed = intruder.cross_sign(intruder)  # not signed by the CA that signs
+    forged = CaChange(
+        3, intruder.fingerprint, False, intruder.certificate_pem, self_crossed, "x", 3
+    )
+    trust = trust_of([FIRST.certificate], [forged, retired(5, FIRST)])
+    assert trust.signing_fingerprint == FIRST.fingerprint
+    assert fingerprints(trust.anchors_pem) == [FIRST.fingerprint]
+    assert trust.ignored == (3, 5)
+    # The genuine step still counts after the forged ones.
+    trust = trust_of([FIRST.certificate], [forged, retired(5, FIRST), added(7)])
+    assert trust.signing_fingerprint == SECOND.fingerprint

@@ -60,7 +60,8 @@ def test_no_policy_is_one_tier_and_no_quota() -> None:
     ("text", "complaint"),
     [
         ("[groups.nlp]\nusers = ['a']\ngpu = 4\n", "unknown key groups.nlp.gpu"),
-        ("[preemption]\ntiers = true\n", "unknown key preemption"),
+        ("[preemption]\nreclaim = true\n", "unknown key preemption.reclaim"),
+        ("[preemption]\ntiers = 'yes'\n", "preemption.tiers must be true or false"),
         ("[fair_share]\nhalf_life = 'a week'\n", "fair_share.half_life must be a duration"),
         ("[fair_share]\n", "fair_share.half_life is missing"),
         ("[groups.nlp]\nweight = 0\n", "groups.nlp.weight must be above 0"),

@@ -91,6 +91,9 @@ class LaunchSpec:
     """Process runtime: a conda env whose ``bin/`` goes first on PATH."""
     network_mode: str = "bridge"
     labels: Mapping[str, str] = field(default_factory=dict)
+    stop_grace_seconds: float = 10.0
+    """How long a stop (cancel, preemption, time limit) waits between SIGTERM and
+    SIGKILL: the run sees it as ``MURMUR_STOP_GRACE_SECONDS``, to checkpoint."""
     account: RunAccount | None = None
     """Whose Unix account runs it; ``None``: the daemon's own (runtime tests only —
     the run executor always resolves the job owner's)."""

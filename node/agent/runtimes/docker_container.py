@@ -45,7 +45,8 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
     """The environment of a run's container.
 
     The user's variables, then Murmur's own, which the user cannot override:
-    ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``CUDA_VISIBLE_DEVICES``,
+    ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS`` (between
+    SIGTERM and SIGKILL when the run is stopped), ``CUDA_VISIBLE_DEVICES``,
     ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and ``MURMUR_DATASET_<NAME>=/datasets/<name>``.
     ``PYTHONUNBUFFERED=1`` comes first (output reaches the log as it is printed;
     the user may turn it off).
@@ -58,6 +59,7 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
     env = {"PYTHONUNBUFFERED": "1", **spec.env}
     env["MURMUR_JOB_ID"] = spec.job_id
     env["MURMUR_RUN_ID"] = spec.run_id
+    env["MURMUR_STOP_GRACE_SECONDS"] = f"{spec.stop_grace_seconds:g}"
     visible = range(len(spec.gpu_indices)) if real_gpus else spec.gpu_indices
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in visible)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"

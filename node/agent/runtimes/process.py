@@ -96,7 +96,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     ``PYTHONUNBUFFERED=1`` (so Python output reaches the log
     as it is printed; the user may turn it off), the user's variables, the
     virtualenv or conda env, then Murmur's own variables, which the user cannot
-    override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``CUDA_VISIBLE_DEVICES`` (empty
+    override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS``
+    (between SIGTERM and SIGKILL when the run is stopped), ``CUDA_VISIBLE_DEVICES`` (empty
     without GPUs, so a CPU job cannot take one), ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
     (the node's GPU indices are NVML's, in PCI order; CUDA's default order
     differs) and one ``MURMUR_DATASET_<NAME>`` per dataset.
@@ -119,6 +120,7 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
         env["CONDA_PREFIX"] = str(spec.conda_env)
     env["MURMUR_JOB_ID"] = spec.job_id
     env["MURMUR_RUN_ID"] = spec.run_id
+    env["MURMUR_STOP_GRACE_SECONDS"] = f"{spec.stop_grace_seconds:g}"
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in spec.gpu_indices)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     for dataset in spec.datasets:

@@ -189,6 +189,20 @@ def quota_ledger(state: ControlState) -> QuotaLedger | None:
     )
 
 
+def current_node_states(
+    state: ControlState, offers: Sequence[NodeOffer], policy: scheduler.Policy, runtime: str
+) -> list[scheduler.NodeState]:
+    """Every offered node as the scheduler would see it now (its offer less what the
+    state's active assignments hold), closed unless it offers ``runtime``."""
+    uses = {offer.name: _NodeUse(offer, policy.default_request) for offer in offers}
+    for name, use in uses.items():
+        for job in state.active_on(name):
+            assert job.assignment is not None
+            started = job.assignment.started_at_us or job.assignment.assigned_at_us
+            use.take(job.id, job.spec, job.assignment.gpu_indices, started)
+    return [use.node_state(runtime) for use in uses.values()]
+
+
 def runtime_of(spec: types_pb2.JobSpec) -> str:
     """The runtime a spec runs with (an unset one as validation would fill it)."""
     if spec.runtime == types_pb2.JOB_RUNTIME_DOCKER:
@@ -197,6 +211,11 @@ def runtime_of(spec: types_pb2.JobSpec) -> str:
         return PROCESS
     return DOCKER if spec.image else PROCESS
 
+
+BACKFILL_SLACK_US = 90_000_000
+"""Added to a job's time limit when the scheduler judges backfill by it: the limit
+counts from the run's start on its node, which may come later than the plan (an
+image to load, the start itself), and the stop takes its grace after the limit."""
 
 _REQUESTS: dict[str, tuple[types_pb2.JobSpec, int, scheduler.JobRequest]] = {}
 """``job_request`` memo, by job id, with the spec object and submit order it was made
@@ -232,7 +251,11 @@ def _build_request(job: ClusterJob) -> scheduler.JobRequest:
         memory_bytes=spec.memory_bytes,
         datasets=tuple(spec.datasets),
         nodes=max(1, spec.nodes),
-        time_limit_us=max(0, spec.time_limit.ToMicroseconds()),
+        time_limit_us=(
+            spec.time_limit.ToMicroseconds() + BACKFILL_SLACK_US
+            if spec.time_limit.ToMicroseconds() > 0
+            else 0
+        ),
     )
 
 

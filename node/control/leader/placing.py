@@ -23,8 +23,9 @@ from murmur.node.control.cluster_view import ClusterView
 from murmur.node.control.leader.dispatch import RunDispatch
 from murmur.node.control.leader.node_calls import NodeCalls
 from murmur.node.control.leader.offers import offer_of
-from murmur.node.control.leader.placement import ClusterPlan, waiting_reasons
+from murmur.node.control.leader.placement import ClusterPlan, NodeOffer, waiting_reasons
 from murmur.node.control.leader.planner import QueuePlanner
+from murmur.node.control.leader.preemption import preemptions
 from murmur.node.control.leader.term import TERM_ENDED, LeaderTerm, now_us
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
 from murmur.node.control.queue.state import ControlState
@@ -70,6 +71,7 @@ class JobPlacer:
         self._dispatch = dispatch
         # A new term's: another leader may have changed anything.
         self._planner = QueuePlanner(policy=policy)
+        self._policy = policy
         self._waiting: dict[str, tuple[str, int]] = {}
         self._planned: ClusterPlan | None = None
         """The plan ``_waiting`` comes from."""
@@ -125,9 +127,9 @@ class JobPlacer:
         self._note_waiting(plan)
         self._planned = plan
         cost += time.monotonic() - began
-        if not plan.assignments:
-            return cost
-        await self._assign(plan)
+        if plan.assignments:
+            await self._assign(plan)
+        await self._preempt(plan, offers)
         return cost
 
     async def _assign(self, plan: ClusterPlan) -> None:
@@ -148,6 +150,22 @@ class JobPlacer:
             job = self._control.job(assignment.job_id)
             if job is not None and job.assignment and job.assignment.run_id == assignment.run_id:
                 self._dispatch.send(job)
+
+    async def _preempt(self, plan: ClusterPlan, offers: tuple[NodeOffer, ...]) -> None:
+        """Stops lower-tier jobs for a waiting job, when the lab policy says so
+        (node/control/leader/preemption.py); each victim's node hears of it as of a
+        cancel (``LeaderDuties.applied``)."""
+        for command in preemptions(self._control, offers, plan, now_us(), policy=self._policy):
+            _log.warning(
+                "preempting job %s for job %s: %s", command.job_id, command.by_job,
+                command.reason, extra={"event": "leader.preempt", "job": command.job_id},
+            )  # fmt: skip
+            try:
+                await self._term.commit(command)
+            except TERM_ENDED:
+                raise
+            except Exception:
+                _log.warning("preemption of %s failed", command.job_id, exc_info=True)
 
     def _note_waiting(self, plan: ClusterPlan) -> None:
         """Takes the plan's waiting jobs, and tells watchers of those whose reason or

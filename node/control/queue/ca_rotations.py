@@ -9,8 +9,10 @@ nothing:
 - ``RetireCa``: only during a rotation, never the CA added last (it signs), and
   only a CA not retired before.
 
-The steps are few (two per rotation) and never forgotten: a node that was down
-for a whole rotation still learns, from any peer, which CAs to trust.
+The steps are few (two per rotation) and never forgotten, so any node that can
+still talk to a peer learns every step. The state checks what it can without a
+node's own trust anchors; each node checks the cross certificates against what it
+trusts (node/trust_anchors.py, ``trust_of``).
 """
 
 from __future__ import annotations

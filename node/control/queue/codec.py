@@ -71,6 +71,7 @@ def job_to_message(job: ClusterJob) -> control_pb2.ControlJob:
         not_before_us=job.not_before_us,
         cancel_requested=job.cancel_requested,
         cancel_reason=job.cancel_reason,
+        preempted_by=job.preempted_by,
         idempotency_key=job.idempotency_key,
     )
     if job.exit_code is not None:
@@ -114,6 +115,7 @@ def job_from_message(message: control_pb2.ControlJob) -> ClusterJob:
         not_before_us=message.not_before_us,
         cancel_requested=message.cancel_requested,
         cancel_reason=message.cancel_reason,
+        preempted_by=message.preempted_by,
         idempotency_key=message.idempotency_key,
         assignment=(
             assignment_from_message(message.assignment) if message.HasField("assignment") else None

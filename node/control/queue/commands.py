@@ -280,6 +280,20 @@ def _ca_rotation_to_message(
         )
 
 
+# -------------------------------------------------------------- preemption
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptJob:
+    """The leader stops ``job_id``'s current run for ``by_job`` (a higher tier); the
+    run's end requeues the job with its attempt unspent."""
+
+    job_id: str
+    by_job: str
+    reason: str
+    at_us: int
+
+
 # -------------------------------------------------------------- lab policy
 
 
@@ -386,6 +400,7 @@ Command = (
     | AddTrustedCa
     | RetireCa
     | SetLabPolicy
+    | PreemptJob
 )
 
 
@@ -476,6 +491,15 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
             _join_token_to_message(command, message)
         case AddTrustedCa() | RetireCa():
             _ca_rotation_to_message(command, message)
+        case PreemptJob():
+            message.preempt_job.CopyFrom(
+                control_pb2.PreemptJobCommand(
+                    job_id=command.job_id,
+                    by_job=command.by_job,
+                    reason=command.reason,
+                    at_us=command.at_us,
+                )
+            )
         case SetLabPolicy():
             message.set_lab_policy.CopyFrom(
                 control_pb2.SetLabPolicyCommand(
@@ -562,6 +586,9 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "retire_ca":
         retire = message.retire_ca
         return RetireCa(retire.fingerprint, retire.by, retire.at_us)
+    if kind == "preempt_job":
+        preempt = message.preempt_job
+        return PreemptJob(preempt.job_id, preempt.by_job, preempt.reason, preempt.at_us)
     if kind == "set_lab_policy":
         policy = message.set_lab_policy
         return SetLabPolicy(policy.text, policy.by, policy.at_us)

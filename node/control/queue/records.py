@@ -115,6 +115,10 @@ class ClusterJob:
     assignment: Assignment | None
     past_runs: tuple[EndedRun, ...]
     history: tuple[JobEvent, ...]
+    preempted_by: str = ""
+    """The job whose place its current run gives up (``PreemptJob``): the run is
+    being stopped (``cancel_requested``), and its end puts the job back in the queue
+    with its attempt unspent. Empty otherwise."""
 
     @property
     def is_terminal(self) -> bool:

@@ -51,6 +51,10 @@ Rules, one command at a time:
   once at most, cluster-wide (node/control/queue/join_tokens.py). They change no job.
 - ``AddTrustedCa`` / ``RetireCa``: a CA rotation's two steps
   (node/control/queue/ca_rotations.py). They change no job.
+- ``PreemptJob``: only for an active job not being cancelled or preempted: its
+  run is to be stopped (``cancel_requested``, delivered like a cancel), and when
+  it ends the job is pending again at once with its attempt unspent, whatever the
+  run's end. A cancel meanwhile wins: the job then ends cancelled.
 - ``SetLabPolicy``: the lab's scheduling policy, when its text parses
   (scheduler/lab_policy.py); its version is the entry's index. It changes no job:
   the leader places by it from then on.
@@ -89,6 +93,7 @@ from murmur.node.control.queue.commands import (
     CreateJoinToken,
     ForgetJobs,
     NodeLost,
+    PreemptJob,
     RecordAudit,
     ReportRun,
     RetireCa,
@@ -326,6 +331,8 @@ class ControlState:
                 return self.ca_rotations.retire(index, command)
             case SetLabPolicy():
                 return self._set_lab_policy(index, command)
+            case PreemptJob():
+                return self._preempt(command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         if command.idempotency_key:
@@ -384,9 +391,16 @@ class ControlState:
             return refused(
                 ErrorKind.FAILED_PRECONDITION, f"job {job.id} already ended: {job.state}", job
             )
+        why = f"cancelled by {command.user}" + (f": {command.reason}" if command.reason else "")
+        if job.cancel_requested and job.preempted_by:
+            # Being preempted: the run stops anyway; the cancel decides its end.
+            changed = self._change(
+                job, command.at_us, reason=f"{why}; stopping the run",
+                cancel_reason=why, preempted_by="",
+            )  # fmt: skip
+            return ApplyResult(ok=True, job=changed, changed=(changed,))
         if job.cancel_requested:
             return ApplyResult(ok=True, job=job)
-        why = f"cancelled by {command.user}" + (f": {command.reason}" if command.reason else "")
         if job.state == states.PENDING:
             changed = self._change(
                 job, command.at_us, state=states.CANCELLED, reason=why,
@@ -397,6 +411,25 @@ class ControlState:
                 job, command.at_us, reason=f"{why}; stopping the run",
                 cancel_requested=True, cancel_reason=why,
             )  # fmt: skip
+        return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _preempt(self, command: PreemptJob) -> ApplyResult:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
+        if not job.is_active or job.cancel_requested or job.assignment is None:
+            return refused(
+                ErrorKind.STALE, f"job {job.id} is {job.state}; there is no run to preempt", job
+            )
+        if not command.by_job:
+            return refused(ErrorKind.INVALID, "a preemption names the job it is for", job)
+        why = f"preempted by job {command.by_job}" + (
+            f": {command.reason}" if command.reason else ""
+        )
+        changed = self._change(
+            job, command.at_us, reason=f"{why}; stopping the run",
+            cancel_requested=True, cancel_reason=why, preempted_by=command.by_job,
+        )  # fmt: skip
         return ApplyResult(ok=True, job=changed, changed=(changed,))
 
     def _assign(self, term: int, index: int, command: AssignJob) -> ApplyResult:
@@ -519,7 +552,7 @@ class ControlState:
             return refused(
                 ErrorKind.STALE, f"run {command.run_id} is {job.state} on {current.node}", job
             )
-        if job.cancel_requested:
+        if job.cancel_requested and not job.preempted_by:
             # Cancelled before its node ever had it: it ends now, and is not placed again.
             ended = self._end_run(job, states.CANCELLED, "", None, command.at_us, retryable=False)
             return ApplyResult(ok=True, job=ended, changed=(ended,))
@@ -527,6 +560,7 @@ class ControlState:
         changed = self._change(
             job, command.at_us, state=states.PENDING, reason=reason,
             attempts=current.attempt - 1, assignment=None,
+            cancel_requested=False, cancel_reason="", preempted_by="",
             event=f"run {current.run_id} taken back from {current.node}: {command.reason}",
         )  # fmt: skip
         return ApplyResult(ok=True, job=changed, changed=(changed,))
@@ -576,7 +610,20 @@ class ControlState:
         lost_with_node = run_state == states.LOST and (
             with_node or states.lost_with_its_node(reported)
         )
-        if job.cancel_requested:
+        preempted = job.cancel_requested and bool(job.preempted_by)
+        if preempted and run_state != states.SUCCEEDED:
+            # Stopped to make room for a higher tier: not the job's doing.
+            ended = EndedRun(assignment, states.CANCELLED, exit_code, job.cancel_reason, at)
+            self._record_usage(job.user, assignment, at)
+            return self._change(
+                job, at, state=states.PENDING,
+                reason=f"requeued: {job.cancel_reason} (attempt not spent)",
+                exit_code=exit_code, not_before_us=0, attempts=assignment.attempt - 1,
+                assignment=None, cancel_requested=False, cancel_reason="", preempted_by="",
+                past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
+                event=f"run {assignment.run_id}: {job.cancel_reason}; requeued (attempt not spent)",
+            )  # fmt: skip
+        if job.cancel_requested and not preempted:
             run_state, reason = states.CANCELLED, job.cancel_reason
         elif run_state == states.SUCCEEDED:
             reason = reported or "exited with code 0"
@@ -612,6 +659,8 @@ class ControlState:
         return self._change(
             job, at, state=job_state, reason=job_reason, exit_code=exit_code,
             not_before_us=not_before, assignment=None,
+            cancel_requested=job.cancel_requested and not preempted,
+            preempted_by="",
             past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
             event=f"run {assignment.run_id}: {job_reason}",
         )  # fmt: skip
@@ -896,12 +945,6 @@ class ControlState:
     def revocations_revision(self) -> int:
         """The log index of the newest revocation; 0 when none."""
         return self._revocations[-1].index if self._revocations else 0
-
-    @property
-    def trust_revision(self) -> int:
-        """The log index of the newest revocation or CA rotation step; 0 when none:
-        what a node gossips so that others pull both (node/control/revocation_sync.py)."""
-        return max(self.revocations_revision, self.ca_rotations.revision)
 
     def _revocation_messages(self) -> list[control_pb2.ControlRevocation]:
         return [

@@ -46,7 +46,7 @@ def test_a_rotation_adds_then_retires(first: CertificateAuthority) -> None:
     under_way = rotation_in_progress(log.state.ca_rotations.changes())
     assert under_way is not None
     assert under_way.fingerprint == successor.fingerprint
-    assert log.state.trust_revision == 1
+    assert log.state.ca_rotations.revision == 1
     # One rotation at a time.
     _, another = successor_of(successor)
     refused = log.apply(another)
@@ -58,7 +58,7 @@ def test_a_rotation_adds_then_retires(first: CertificateAuthority) -> None:
     assert rotation_in_progress(log.state.ca_rotations.changes()) is None
     again = log.apply(RetireCa(first.fingerprint, "admin", 8))
     assert again.error is ErrorKind.FAILED_PRECONDITION
-    assert log.state.trust_revision == 4  # the refused entries (2, 3, 5) add nothing
+    assert log.state.ca_rotations.revision == 4  # the refused entries (2, 3, 5) add nothing
     # The next rotation may start.
     assert log.apply(another).ok
 
@@ -96,4 +96,4 @@ def test_snapshots_keep_the_steps(first: CertificateAuthority) -> None:
     log.apply(RetireCa(first.fingerprint, "admin", 7))
     restored = ControlState.from_snapshot(log.state.snapshot())
     assert restored.ca_rotations.changes() == log.state.ca_rotations.changes()
-    assert restored.trust_revision == 2
+    assert restored.ca_rotations.revision == 2
