@@ -264,14 +264,21 @@ def _remember(case: Case, answer: bytes) -> None:
             _KNOWN.add(types_pb2.Dataset.FromString(answer).name)
 
 
+NOT_AS_ADMIN = frozenset({"/murmur.v1.ClusterService/RotateCa"})
+"""Methods fuzzed with every role but admin: as admin a well-formed request does what
+it says, and a CA rotation's finish would rightly cut off the fuzzer's own
+certificates (issued by the retired CA); tests/node/identity covers it with an admin."""
+
+
 def case_strategy(methods: tuple[Method, ...]) -> st.SearchStrategy[Case]:
     messages = MessageStrategies(_KNOWN)
     by_request = {m.request.full_name: messages.message(m.request) for m in methods}
 
     @st.composite
     def cases(draw: st.DrawFn) -> Case:
-        role = draw(st.sampled_from(ROLES))
         method = draw(st.sampled_from(methods))
+        roles = [r for r in ROLES if r != "admin"] if method.path in NOT_AS_ADMIN else ROLES
+        role = draw(st.sampled_from(roles))
         kind = draw(st.sampled_from(KINDS))
         count = draw(st.integers(1, 3)) if method.client_streaming else 1
         payloads = []

@@ -49,7 +49,7 @@ from murmur.node.control.queue.proposal_forwarder import ProposalForwarder, refu
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.results import ApplyResult
 from murmur.node.control.queue.state import ControlState
-from murmur.node.errors import NodeError, NotFoundError, UnavailableError
+from murmur.node.errors import InvalidArgumentError, NodeError, NotFoundError, UnavailableError
 from murmur.node.jobspec import states as job_states
 from murmur.node.membership.transport import PeerTransport
 from murmur.scheduler.fair_share import DAY_US, decayed_usage, fair_share, share_key
@@ -310,17 +310,17 @@ class ClusterJobs:
         """GPU-hours by user (and group) since ``request.since``, with fair-share
         factors: this node's replica when it is current, else the leader's."""
 
+        since_us = usage_since_us(request)
+
         async def once() -> cluster_pb2.GetUsageResponse:
             if not self._consensus.state_is_current():
                 return await self._forward(
                     lambda stub: stub.GetUsage(request, timeout=FORWARD_TIMEOUT_SECONDS)
                 )
             return usage_report(
-                self._control,
-                since_us=request.since.ToMicroseconds() if request.HasField("since") else 0,
-                group=request.group,
+                self._control, since_us=since_us, group=request.group,
                 now_us=time.time_ns() // 1000,
-            )
+            )  # fmt: skip
 
         return await self._with_leader(once)
 
@@ -428,6 +428,21 @@ class ClusterJobs:
             return await call(self._peers.cluster_stub(address))
         except grpc.aio.AioRpcError as exc:
             raise refused_by_peer(exc, "the leader") from None
+
+
+def usage_since_us(request: cluster_pb2.GetUsageRequest) -> int:
+    """The request's ``since`` in microseconds (0 when unset).
+
+    Raises:
+        InvalidArgumentError: not a time (found by the RPC fuzzer: a Timestamp must
+            lie between the years 1 and 9999, else converting it raises).
+    """
+    if not request.HasField("since"):
+        return 0
+    try:
+        return int(request.since.ToMicroseconds())
+    except ValueError as exc:
+        raise InvalidArgumentError(f"since is not a valid time: {exc}") from None
 
 
 def usage_report(

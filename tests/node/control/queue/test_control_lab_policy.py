@@ -85,3 +85,19 @@ def test_a_job_without_a_time_limit_gets_its_queues_default() -> None:
         for job_id in ("plain", "debug", "own")
     }
     assert limits == {"plain": 24 * 3600, "debug": 3600, "own": 600}
+
+
+def test_a_usage_request_with_a_time_out_of_range_is_refused_not_crashed() -> None:
+    """Found by the RPC fuzzer: GetUsage with `since` beyond the year 9999 ended in
+    INTERNAL."""
+    import pytest
+
+    from murmur.node.control.queue.cluster_jobs import usage_since_us
+    from murmur.node.errors import InvalidArgumentError
+    from murmur.v1 import cluster_pb2
+
+    request = cluster_pb2.GetUsageRequest()
+    request.since.seconds = 2**62
+    with pytest.raises(InvalidArgumentError, match="since is not a valid time"):
+        usage_since_us(request)
+    assert usage_since_us(cluster_pb2.GetUsageRequest()) == 0
