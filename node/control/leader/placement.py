@@ -194,13 +194,20 @@ def current_node_states(
 ) -> list[scheduler.NodeState]:
     """Every offered node as the scheduler would see it now (its offer less what the
     state's active assignments hold), closed unless it offers ``runtime``."""
+    return [use.node_state(runtime) for use in _uses_of(state, offers, policy).values()]
+
+
+def _uses_of(
+    state: ControlState, offers: Sequence[NodeOffer], policy: scheduler.Policy
+) -> dict[str, _NodeUse]:
+    """Each offered node with what the state's active assignments hold on it."""
     uses = {offer.name: _NodeUse(offer, policy.default_request) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
             assert job.assignment is not None
             started = job.assignment.started_at_us or job.assignment.assigned_at_us
             use.take(job.id, job.spec, job.assignment.gpu_indices, started)
-    return [use.node_state(runtime) for use in uses.values()]
+    return uses
 
 
 def runtime_of(spec: types_pb2.JobSpec) -> str:
@@ -414,12 +421,7 @@ def plan_keeping_builder(
         policy, state.lab_policy, fair_order=fair_share_order(state, due, now_us)
     )
     quota = quota_ledger(state)
-    uses = {offer.name: _NodeUse(offer, policy.default_request) for offer in offers}
-    for name, use in uses.items():
-        for job in state.active_on(name):
-            assert job.assignment is not None
-            started = job.assignment.started_at_us or job.assignment.assigned_at_us
-            use.take(job.id, job.spec, job.assignment.gpu_indices, started)
+    uses = _uses_of(state, offers, policy)
     requests = {job.id: job_request(job) for job in due}
     yield
     order = policy.queue_order(tuple(requests.values()))
