@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from pathlib import Path
@@ -69,6 +70,33 @@ def create_private_file(path: Path) -> None:
     os.close(descriptor)
 
 
+WAL_RETRY_SECONDS = 0.05
+
+
+async def _enable_wal(connection: aiosqlite.Connection) -> str:
+    """Switches the file to WAL and returns the journal mode it is in.
+
+    Two connections switching a brand-new file at once: SQLite answers the loser
+    "database is locked" at once, without waiting out ``busy_timeout`` (the switch
+    needs an exclusive lock, and the busy handler is not consulted for it; two nodes
+    or a node and ``murmur`` opening one store hit it, and so did the test suite).
+    So the switch is retried until ``BUSY_TIMEOUT_S`` has passed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            rows = await connection.execute_fetchall("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(WAL_RETRY_SECONDS)
+            continue
+        return str(next(iter(rows))[0]).lower()
+
+
 async def connect(path: Path) -> aiosqlite.Connection:
     """Open ``path`` and apply the settings every store connection needs.
 
@@ -97,8 +125,7 @@ async def connect(path: Path) -> aiosqlite.Connection:
 async def _configure(connection: aiosqlite.Connection, path: Path) -> None:
     try:
         await connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        rows = await connection.execute_fetchall("PRAGMA journal_mode = WAL")
-        journal_mode = str(next(iter(rows))[0]).lower()
+        journal_mode = await _enable_wal(connection)
         await connection.execute("PRAGMA synchronous = FULL")
         await connection.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as error:
