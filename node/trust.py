@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from cryptography import x509
 
-from murmur.certs import CertificateAuthority, IdentityBundle, Role, certificate_fingerprint
+from murmur.certs import CertificateAuthority, IdentityBundle, Role
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.server import build_join_server
 from murmur.node.api.services.join import JoinServicer
@@ -255,24 +255,11 @@ class ClusterTrust:
                 has not followed the rotation yet: the next holder is asked).
         """
         trust = self.trust()
-        leaf = x509.load_pem_x509_certificate(bundle.certificate_pem)
-        signing = next(
-            (
-                ca
-                for ca in _certificates(trust.anchors_pem)
-                if certificate_fingerprint(ca) == trust.signing_fingerprint
-            ),
-            None,
-        )
-        try:
-            if signing is None:
-                raise ValueError("no signing CA")
-            leaf.verify_directly_issued_by(signing)
-        except Exception:
+        if not _issued_by(bundle.certificate_pem, trust):
             raise ValueError(
                 f"the renewal was not signed by the CA that signs now "
                 f"({trust.signing_fingerprint[:16]}...)"
-            ) from None
+            )
         return bundle.with_trust(trust.anchors_pem, trust.intermediate_pem)
 
     async def _follow_rotations(self) -> None:
@@ -303,8 +290,7 @@ class ClusterTrust:
             self._local.holds_ca = False
             await asyncio.to_thread(self._rotation_keys.set_aside, dropped)
             self._on_local_change()
-        trusted = {certificate_fingerprint(ca) for ca in _certificates(trust.anchors_pem)}
-        await asyncio.to_thread(self._rotation_keys.forget_retired, trusted)
+        await asyncio.to_thread(self._rotation_keys.forget_retired, set(trust.fingerprints))
         if self.enrollment.ca is None:
             successor = await asyncio.to_thread(
                 self._rotation_keys.pending, trust.signing_fingerprint
@@ -314,7 +300,7 @@ class ClusterTrust:
                 await self._adopt(successor)
         current = self.certificates.bundle
         issuer = current.ca_fingerprint
-        if issuer not in {certificate_fingerprint(ca) for ca in _certificates(trust.anchors_pem)}:
+        if issuer not in trust.fingerprints:
             _log.error(
                 "this node's certificate is of lab CA %s..., which the cluster no longer "
                 "trusts: the other nodes refuse it; start it again with a new join token",
@@ -332,7 +318,7 @@ class ClusterTrust:
             await self._renewed(updated)
             _log.info(
                 "trusting %d lab CA(s); CA %s... signs",
-                len(_certificates(trust.anchors_pem)),
+                len(trust.fingerprints),
                 trust.signing_fingerprint[:16],
                 extra={"event": "trust.anchors_changed"},
             )
@@ -414,8 +400,7 @@ class ClusterTrust:
                 "join again"
             )
         committed: list[trust_pb2.CaChange] = []
-        for anchor in _certificates(trust.anchors_pem):
-            fingerprint = certificate_fingerprint(anchor)
+        for fingerprint in trust.fingerprints:
             if fingerprint == trust.signing_fingerprint:
                 continue
             at_us = time.time_ns() // 1000
@@ -451,18 +436,7 @@ class ClusterTrust:
             ttl_days=ttl_days,
             requested_by=requested_by,
         )
-        signing = self.trust().signing_fingerprint
-        try:
-            issuer = certificate_fingerprint(
-                x509.load_pem_x509_certificate(issued.ca_certificate_pem)
-            )
-            leaf = x509.load_pem_x509_certificate(issued.certificate_pem)
-            leaf.verify_directly_issued_by(
-                x509.load_pem_x509_certificate(issued.ca_certificate_pem)
-            )
-        except Exception:
-            issuer = ""
-        if issuer != signing:
+        if not _issued_by(issued.certificate_pem, self.trust()):
             raise UnavailableError(
                 "the CA holder that answered has not taken in the CA rotation yet; "
                 "try again in a few seconds"
@@ -470,8 +444,17 @@ class ClusterTrust:
         return issued
 
 
-def _certificates(pem: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(pem) if pem else []
+def _issued_by(certificate_pem: bytes, trust: Trust) -> bool:
+    """Whether the CA that signs now (per ``trust``) issued the certificate: a CA
+    holder that has not followed a rotation yet still signs with the old one."""
+    if trust.signing_certificate is None:
+        return False
+    try:
+        leaf = x509.load_pem_x509_certificate(certificate_pem)
+        leaf.verify_directly_issued_by(trust.signing_certificate)
+    except Exception:  # unparseable, another issuer, a signature that fails
+        return False
+    return True
 
 
 def retire_grace_seconds(old: IdentityBundle, now: datetime | None = None) -> float:

@@ -67,6 +67,10 @@ class Trust:
     """A rotation is under way: more than one CA is trusted."""
     ignored: tuple[int, ...] = ()
     """Log indices of steps that did not check out (see ``trust_of``)."""
+    fingerprints: tuple[str, ...] = ()
+    """The trusted CAs' fingerprints, as ``anchors_pem`` lists them."""
+    signing_certificate: x509.Certificate | None = None
+    """The certificate of the CA that signs now."""
 
 
 def trust_of(base_anchors: Sequence[x509.Certificate], changes: Iterable[CaChange]) -> Trust:
@@ -118,6 +122,8 @@ def trust_of(base_anchors: Sequence[x509.Certificate], changes: Iterable[CaChang
         intermediate_pem=intermediate,
         overlap=overlap,
         ignored=tuple(ignored),
+        fingerprints=tuple(ordered),
+        signing_certificate=certificates.get(signing),
     )
 
 

@@ -72,6 +72,7 @@ def preemptions(
     if not running:
         return []
     lowest = min(victim.tier for victims in running.values() for victim in victims)
+    nodes_by_runtime: dict[str, list[scheduler.NodeState]] = {}
     for entry in plan.waiting[:LOOKAHEAD]:
         waiting = state.job(entry.job_id)
         if waiting is None or waiting.spec.nodes > 1 or entry.reason.startswith("quota:"):
@@ -79,7 +80,10 @@ def preemptions(
         tier_name, tier = lab.tier_of(waiting.queue)
         if tier <= lowest:
             continue
-        nodes = current_node_states(state, offers, policy, runtime_of(waiting.spec))
+        runtime = runtime_of(waiting.spec)
+        nodes = nodes_by_runtime.get(runtime)
+        if nodes is None:
+            nodes = nodes_by_runtime[runtime] = current_node_states(state, offers, policy, runtime)
         chosen = choose_victims(job_request(waiting), tier, nodes, running, policy)
         if chosen is None:
             continue
