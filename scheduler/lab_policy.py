@@ -24,6 +24,7 @@ typo never silently does nothing)::
 
     [preemption]
     tiers = true             # a waiting job may stop running jobs of lower tiers
+    reclaim_lent_quota = true  # a group may stop the jobs that borrow its idle quota
 
     [fair_share]             # order jobs by who has had less than their share
     half_life = "7d"         # usage counts half after this long
@@ -41,7 +42,9 @@ typo never silently does nothing)::
 Quotas follow Kueue's model: a group's jobs may hold its quota; beyond it, they may
 borrow what the other groups of its cohort leave idle, as long as the cohort as a
 whole holds no more than the sum of its groups' quotas. A user in no group has no
-group quota (only a user cap, if one is set).
+group quota (only a user cap, if one is set). With ``reclaim_lent_quota``, a group
+that wants its quota back may have the borrowing jobs stopped
+(scheduler/reclaim.py); without it, lent GPUs come back as the borrowers' jobs end.
 """
 
 from __future__ import annotations
@@ -97,6 +100,10 @@ class LabPolicy:
     user_gpus: Mapping[str, int] = field(default_factory=dict)
     preempt_tiers: bool = False
     """A waiting job may have running jobs of lower tiers stopped and requeued."""
+    reclaim_lent_quota: bool = False
+    """A waiting job within its group's quota may have running jobs of the same or
+    lower tiers that borrow beyond their own groups' quotas (in its cohort) stopped
+    and requeued."""
     fair_share_half_life_us: int = 0
     """0: no fair-share ordering (priority, then submission, as without a policy)."""
     _group_of: Mapping[str, str] = field(default_factory=dict)
@@ -145,10 +152,13 @@ def parse_policy(text: str) -> LabPolicy:
         document, "", {"defaults", "tiers", "queues", "groups", "users", "fair_share", "preemption"}
     )
     preemption = _table(document, "preemption")
-    _known(preemption, "preemption", {"tiers"})
+    _known(preemption, "preemption", {"tiers", "reclaim_lent_quota"})
     preempt_tiers = preemption.get("tiers", False)
     if not isinstance(preempt_tiers, bool):
         raise PolicyError("preemption.tiers must be true or false")
+    reclaim_lent_quota = preemption.get("reclaim_lent_quota", False)
+    if not isinstance(reclaim_lent_quota, bool):
+        raise PolicyError("preemption.reclaim_lent_quota must be true or false")
     fair = _table(document, "fair_share")
     _known(fair, "fair_share", {"half_life"})
     if "fair_share" in document and "half_life" not in fair:
@@ -254,6 +264,7 @@ def parse_policy(text: str) -> LabPolicy:
         user_gpus=user_gpus,
         fair_share_half_life_us=half_life_us,
         preempt_tiers=preempt_tiers,
+        reclaim_lent_quota=reclaim_lent_quota,
         _group_of=group_of,
     )
 

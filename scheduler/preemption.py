@@ -4,14 +4,18 @@ The leader asks this for a waiting job only when the lab policy lets tiers preem
 (``[preemption] tiers = true``). Candidates are the running jobs of strictly lower
 tiers; on each node they are taken lowest tier first, then the most recently
 started (the least work lost): one alone when one suffices, else as many as it
-takes, in that order, until one rank of the job fits. The node needing
-the fewest victims wins (then the lowest tiers, then the least work lost, then the
+takes, in that order, until one rank of the job fits, less any of them that the
+others make unneeded (so no victim is stopped for nothing). The node needing the
+fewest victims wins (then the lowest tiers, then the least work lost, then the
 name). Single-node jobs only: a gang is never placed by preemption yet.
+
+``fewest_victims`` is the same choice over any set of candidates: reclaiming lent
+quota (``scheduler.reclaim``) uses it with the jobs that borrow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from murmur.scheduler.ask import Ask
@@ -32,6 +36,13 @@ class RunningJob:
     gpu_indices: tuple[int, ...]
     cpus: float
     memory_bytes: int
+    user: str = ""
+    """Who submitted it (whose quota it counts against)."""
+
+    @property
+    def gpus(self) -> int:
+        """GPUs it holds, a shared one counting whole (as quotas count them)."""
+        return len(self.gpu_indices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,19 @@ def choose_victims(
 ) -> Preemption | None:
     """The fewest lower-tier jobs to stop so that one rank of ``job`` fits on one
     node; None when no node can be freed for it that way (or it is a gang)."""
+    return fewest_victims(job, nodes, running, policy, lambda victim: victim.tier < tier)
+
+
+def fewest_victims(
+    job: JobRequest,
+    nodes: Sequence[NodeState],
+    running: Mapping[str, Sequence[RunningJob]],
+    policy: Policy,
+    may_stop: Callable[[RunningJob], bool],
+) -> Preemption | None:
+    """The fewest running jobs that ``may_stop`` allows, on one node, whose end lets
+    one rank of ``job`` fit there; none of them needless. None when no node can be
+    freed that way, or ``job`` is a gang."""
     if job.nodes != 1:
         return None
     ask = Ask.of(job, policy.dataset_locality, policy.default_request)
@@ -60,9 +84,11 @@ def choose_victims(
         if not node.schedulable:
             continue
         candidates = sorted(
-            (victim for victim in running.get(node.name, ()) if victim.tier < tier),
+            (victim for victim in running.get(node.name, ()) if may_stop(victim)),
             key=lambda victim: (victim.tier, -victim.started_us, victim.job_id),
         )
+        if not candidates or check_room(NodeRoom(node), ask) is None:
+            continue  # nothing to stop, or it fits as it is: no victim is needed here
         chosen = _victims_on(node, candidates, ask)
         if chosen is None:
             continue
@@ -81,16 +107,30 @@ def _victims_on(
     node: NodeState, candidates: Sequence[RunningJob], ask: Ask
 ) -> list[RunningJob] | None:
     """One candidate alone when one suffices (the first in preference order), else
-    the shortest prefix of ``candidates`` that makes room; None when none does."""
+    the shortest prefix of ``candidates`` that makes room, less every one of them
+    the others make unneeded; None when no prefix does."""
     for victim in candidates:
-        if check_room(NodeRoom(without(node, [victim])), ask) is None:
+        if _fits_without(node, [victim], ask):
             return [victim]
     chosen: list[RunningJob] = []
     for victim in candidates:
         chosen.append(victim)
-        if check_room(NodeRoom(without(node, chosen)), ask) is None:
-            return chosen
-    return None
+        if _fits_without(node, chosen, ask):
+            break
+    else:
+        return None
+    # The last one is needed (the prefix before it was not enough). Of the others,
+    # try to spare the ones preferred least as victims first. Room only grows with
+    # more victims, so one pass leaves none that could be spared.
+    for victim in reversed(chosen[:-1]):
+        rest = [other for other in chosen if other is not victim]
+        if _fits_without(node, rest, ask):
+            chosen = rest
+    return chosen
+
+
+def _fits_without(node: NodeState, victims: Sequence[RunningJob], ask: Ask) -> bool:
+    return check_room(NodeRoom(without(node, victims)), ask) is None
 
 
 def without(node: NodeState, victims: Sequence[RunningJob]) -> NodeState:

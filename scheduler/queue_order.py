@@ -13,7 +13,7 @@ the order in which the snapshot happened to list its jobs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from murmur.scheduler.snapshot import JobRequest
@@ -33,6 +33,22 @@ def priority_then_submit_order(pending: Sequence[JobRequest], /) -> tuple[JobReq
 def submit_order_only(pending: Sequence[JobRequest], /) -> tuple[JobRequest, ...]:
     """Strict arrival order (FIFO), ignoring priority; the baseline's order."""
     return tuple(sorted(pending, key=lambda job: (job.submit_order, job.id)))
+
+
+def lenders_first(borrowing: Collection[str], within: QueueOrder) -> QueueOrder:
+    """Jobs that would run within their group's own quota before jobs that would
+    borrow from their cohort (``borrowing``: their ids), each part in ``within``'s
+    order (stable): Kueue's order. A group that lent its idle quota gets it back at
+    the next placement, and a borrower stopped to give it back waits behind the
+    lender's jobs rather than taking the room again."""
+
+    def order(pending: Sequence[JobRequest]) -> Sequence[JobRequest]:
+        ordered = within(pending)
+        if not borrowing:
+            return ordered
+        return sorted(ordered, key=lambda job: job.id in borrowing)
+
+    return order
 
 
 def tiered(rank_of_queue: Callable[[str], int], within: QueueOrder) -> QueueOrder:

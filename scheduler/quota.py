@@ -80,3 +80,15 @@ class QuotaLedger:
             self._groups[group.name] += gpus
             if group.cohort:
                 self._cohorts[group.cohort] += gpus
+
+    def give_back(self, user: str, gpus: int) -> None:
+        """Counts ``gpus`` fewer GPUs as held by ``user`` (a run of theirs that is to
+        end; never below what ``take`` counted)."""
+        if gpus <= 0:
+            return
+        self._users[user] = max(0, self._users[user] - gpus)
+        group = self._policy.group_of(user)
+        if group is not None:
+            self._groups[group.name] = max(0, self._groups[group.name] - gpus)
+            if group.cohort:
+                self._cohorts[group.cohort] = max(0, self._cohorts[group.cohort] - gpus)

@@ -19,10 +19,13 @@ A node's score is a tuple compared smallest first (``NodeScore``):
 
 All GPUs of one rank are on one node (a rank never spans nodes). Within the node,
 GPUs are picked by ``choose_indices``: sharing jobs first join GPUs already shared
-(lowest index first); the rest come from free GPUs, as a contiguous run of indices
-when one exists (the shortest run that fits, lowest index on ties: on most servers
-neighbouring indices share a PCIe switch or NVLink pair, and taking the shortest run
-keeps long runs whole), else the lowest free indices.
+(lowest index first); the rest come from free GPUs, inside one NVLink group or else
+one PCIe switch when the node reports its topology and one such group has room
+(the best-fitting group: ``gpu_topology.choose_near``); otherwise as a contiguous
+run of indices when one exists (the shortest run that fits, lowest index on ties:
+on most servers neighbouring indices share a PCIe switch or NVLink pair, and taking
+the shortest run keeps long runs whole), else the lowest free indices. Which GPUs
+never changes which node: the node's score is the same whatever GPUs it gives.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import NamedTuple
 
 from murmur.scheduler.ask import Ask
 from murmur.scheduler.feasibility import check_room
+from murmur.scheduler.gpu_topology import choose_near
+from murmur.scheduler.gpu_topology import shortest_run as shortest_run  # its old home
 from murmur.scheduler.policy import DatasetLocality
 from murmur.scheduler.room import NodeRoom
 from murmur.scheduler.snapshot import JobRequest, NodeState
@@ -108,30 +113,22 @@ def choose_indices(room: NodeRoom, ask: Ask) -> tuple[int, ...]:
     """The GPU indices one rank of ``ask`` gets on ``room`` (see module doc)."""
     if ask.gpus == 0:
         return ()
+    key = (ask.gpus, ask.model_lower, ask.share)
+    choices = room.choices
+    if choices is None:
+        choices = room.choices = {}
+    chosen = choices.get(key)
+    if chosen is None:
+        chosen = choices[key] = _choose_indices(room, ask)
+    return chosen
+
+
+def _choose_indices(room: NodeRoom, ask: Ask) -> tuple[int, ...]:
     matching = room.matching(ask.model_lower) if ask.model_lower else None
     free = room.free if matching is None else [i for i in room.free if i in matching]
     if not ask.share:
-        return shortest_run(free, ask.gpus)
+        return choose_near(free, ask.gpus, room.topology())
     shared = room.shared if matching is None else [i for i in room.shared if i in matching]
     joined = shared[: ask.gpus]
-    rest = shortest_run(free, ask.gpus - len(joined))
+    rest = choose_near(free, ask.gpus - len(joined), room.topology())
     return tuple(sorted((*joined, *rest)))
-
-
-def shortest_run(candidates: Sequence[int], count: int) -> tuple[int, ...]:
-    """``count`` indices from ascending ``candidates``: the start of the shortest run of
-    consecutive indices that holds them (lowest on ties), else the lowest ones."""
-    if count <= 0:
-        return ()
-    best_start = -1
-    best_length = 0
-    start = 0
-    for position in range(1, len(candidates) + 1):
-        if position == len(candidates) or candidates[position] != candidates[position - 1] + 1:
-            length = position - start
-            if length >= count and (best_start < 0 or length < best_length):
-                best_start, best_length = start, length
-            start = position
-    if best_start < 0:
-        return tuple(candidates[:count])
-    return tuple(candidates[best_start : best_start + count])

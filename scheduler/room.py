@@ -19,6 +19,7 @@ from __future__ import annotations
 from bisect import insort
 
 from murmur.scheduler.ask import Ask
+from murmur.scheduler.gpu_topology import GpuTopology
 from murmur.scheduler.snapshot import NodeState
 
 CPU_EPSILON = 1e-9
@@ -30,6 +31,8 @@ class NodeRoom:
 
     __slots__ = (
         "_matching",
+        "_topology",
+        "choices",
         "cpus_free",
         "cpus_total",
         "datasets",
@@ -69,6 +72,10 @@ class NodeRoom:
         # Built on first use: a plan builds a room per node, and allocations it does
         # not need wake the garbage collector, whose full passes cost milliseconds.
         self._matching: dict[str, frozenset[int]] | None = None
+        self._topology: GpuTopology | None = None
+        # (gpus, model, share) → the GPUs ``ranking.choose_indices`` picked for such a
+        # rank since the room last changed: reservations ask again for every job.
+        self.choices: dict[tuple[int, str, bool], tuple[int, ...]] | None = None
 
     def matching(self, model_lower: str) -> frozenset[int]:
         """Indices of the GPUs whose model contains ``model_lower`` (any state)."""
@@ -81,6 +88,12 @@ class NodeRoom:
             )
             self._matching[model_lower] = found
         return found
+
+    def topology(self) -> GpuTopology:
+        """Which GPUs of the node are near each other (read on first use)."""
+        if self._topology is None:
+            self._topology = GpuTopology.of(self.state.gpus)
+        return self._topology
 
     def matching_count(self, model_lower: str) -> int:
         """How many GPUs of the model the node has, free or not."""
@@ -110,6 +123,7 @@ class NodeRoom:
 
     def take(self, ask: Ask, gpu_indices: tuple[int, ...]) -> None:
         """Hand one rank of ``ask`` the given GPUs and its CPUs and memory."""
+        self.choices = None
         for index in gpu_indices:
             if index in self.free:
                 self.free.remove(index)

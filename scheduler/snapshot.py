@@ -40,6 +40,10 @@ class GpuState:
         holders: ids of the jobs using the GPU; empty when it is free.
         shared: True when every holder asked to share (``gpu_share``); another
             sharing job may then join them. Ignored while ``holders`` is empty.
+        nvlink_group: names the GPUs of the node joined to this one by NVLink (the
+            same value on each); None when it is in no such group or nobody knows.
+        pcie_group: likewise, the GPUs under the same PCIe switch. A rank's GPUs
+            are chosen inside one group when they can be (``ranking.choose_indices``).
     """
 
     index: int
@@ -47,6 +51,8 @@ class GpuState:
     memory_bytes: int = 0
     holders: tuple[str, ...] = ()
     shared: bool = False
+    nvlink_group: int | None = None
+    pcie_group: int | None = None
 
     def __post_init__(self) -> None:
         if self.index < 0:

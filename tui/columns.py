@@ -110,8 +110,13 @@ NODE_FILTER: FilterSpec[types_pb2.NodeInfo] = FilterSpec(
 
 
 def job_node(job: types_pb2.Job) -> str:
-    """Where the job's latest run is (or was); empty before its first run."""
-    return job.runs[-1].node if job.runs else ""
+    """Where the job's latest run is (or was): its node, or a gang's nodes; empty
+    before its first run."""
+    if not job.runs:
+        return ""
+    latest = job.runs[-1].id
+    ranks = sorted((run for run in job.runs if run.id == latest), key=lambda run: run.node_rank)
+    return ",".join(run.node for run in ranks)
 
 
 def job_gpus(job: types_pb2.Job) -> str:

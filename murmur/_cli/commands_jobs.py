@@ -242,9 +242,13 @@ def _age(job: types_pb2.Job) -> str:
 
 
 def _where(job: types_pb2.Job) -> str:
+    """Where the latest run is (or was): its node and GPUs, or a gang's nodes."""
     if not job.runs:
         return "-"
     run = job.runs[-1]
+    ranks = [other for other in job.runs if other.id == run.id]
+    if len(ranks) > 1:
+        return ",".join(rank.node for rank in sorted(ranks, key=lambda r: r.node_rank))
     gpus = ",".join(str(i) for i in run.gpu_indices)
     return f"{run.node}" + (f" gpu {gpus}" if gpus else "")
 
@@ -318,8 +322,9 @@ def show_command(args: argparse.Namespace) -> int:
     for run in job.runs:
         exit_code = run.exit_code if run.HasField("exit_code") else "-"
         gpu_list = ",".join(str(i) for i in run.gpu_indices) or "-"
+        rank = f" rank {run.node_rank}" if spec.nodes > 1 else ""
         print(
-            f"run {run.id}: {_state(run.state)} on {run.node} gpus {gpu_list} "
+            f"run {run.id}{rank}: {_state(run.state)} on {run.node} gpus {gpu_list} "
             f"exit {exit_code}: {run.reason}"
         )
     return 0

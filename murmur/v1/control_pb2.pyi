@@ -210,13 +210,25 @@ class AssignJobCommand(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     GPU_INDICES_FIELD_NUMBER: _builtins.int
     AT_US_FIELD_NUMBER: _builtins.int
+    OTHER_RANKS_FIELD_NUMBER: _builtins.int
+    MASTER_PORT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     node: _builtins.str
+    """rank 0's node (the gang's master)"""
     run_id: _builtins.str
+    """shared by every rank of a gang"""
     attempt: _builtins.int
     at_us: _builtins.int
+    master_port: _builtins.int
+    """a gang's rendezvous port on rank 0's node"""
     @_builtins.property
-    def gpu_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def gpu_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """rank 0's GPUs"""
+
+    @_builtins.property
+    def other_ranks(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssignedRank]:
+        """a gang's ranks 1, 2, ... in rank order"""
+
     def __init__(
         self,
         *,
@@ -226,14 +238,41 @@ class AssignJobCommand(_message.Message):
         attempt: _builtins.int = ...,
         gpu_indices: _abc.Iterable[_builtins.int] | None = ...,
         at_us: _builtins.int = ...,
+        other_ranks: _abc.Iterable[Global___AssignedRank] | None = ...,
+        master_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "attempt", b"attempt", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "node", b"node", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "attempt", b"attempt", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "master_port", b"master_port", "node", b"node", "other_ranks", b"other_ranks", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignJobCommand: _TypeAlias = AssignJobCommand  # noqa: Y015
+
+@_typing.final
+class AssignedRank(_message.Message):
+    """One rank of a gang beyond rank 0: its node and its GPUs there."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    GPU_INDICES_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    @_builtins.property
+    def gpu_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        gpu_indices: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gpu_indices", b"gpu_indices", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignedRank: _TypeAlias = AssignedRank  # noqa: Y015
 
 @_typing.final
 class ReportRunCommand(_message.Message):
@@ -943,6 +982,8 @@ class ControlJob(_message.Message):
     PAST_RUNS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     PREEMPTED_BY_FIELD_NUMBER: _builtins.int
+    OTHER_RANKS_FIELD_NUMBER: _builtins.int
+    GANG_STOP_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user: _builtins.str
     queue: _builtins.str
@@ -972,6 +1013,14 @@ class ControlJob(_message.Message):
     def past_runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlEndedRun]: ...
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlJobEvent]: ...
+    @_builtins.property
+    def other_ranks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlAssignment]:
+        """a gang's ranks 1, 2, ... (rank 0 is `assignment`)"""
+
+    @_builtins.property
+    def gang_stop(self) -> Global___ControlGangStop:
+        """absent unless a rank's end is ending the gang's run"""
+
     def __init__(
         self,
         *,
@@ -995,16 +1044,56 @@ class ControlJob(_message.Message):
         past_runs: _abc.Iterable[Global___ControlEndedRun] | None = ...,
         history: _abc.Iterable[Global___ControlJobEvent] | None = ...,
         preempted_by: _builtins.str = ...,
+        other_ranks: _abc.Iterable[Global___ControlAssignment] | None = ...,
+        gang_stop: Global___ControlGangStop | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "exit_code", b"exit_code", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "exit_code", b"exit_code", "gang_stop", b"gang_stop", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "attempts", b"attempts", "cancel_reason", b"cancel_reason", "cancel_requested", b"cancel_requested", "exit_code", b"exit_code", "history", b"history", "id", b"id", "idempotency_key", b"idempotency_key", "not_before_us", b"not_before_us", "past_runs", b"past_runs", "preempted_by", b"preempted_by", "priority", b"priority", "queue", b"queue", "reason", b"reason", "spec", b"spec", "state", b"state", "submit_order", b"submit_order", "submitted_at_us", b"submitted_at_us", "updated_at_us", b"updated_at_us", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "attempts", b"attempts", "cancel_reason", b"cancel_reason", "cancel_requested", b"cancel_requested", "exit_code", b"exit_code", "gang_stop", b"gang_stop", "history", b"history", "id", b"id", "idempotency_key", b"idempotency_key", "not_before_us", b"not_before_us", "other_ranks", b"other_ranks", "past_runs", b"past_runs", "preempted_by", b"preempted_by", "priority", b"priority", "queue", b"queue", "reason", b"reason", "spec", b"spec", "state", b"state", "submit_order", b"submit_order", "submitted_at_us", b"submitted_at_us", "updated_at_us", b"updated_at_us", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___ControlJob: _TypeAlias = ControlJob  # noqa: Y015
+
+@_typing.final
+class ControlGangStop(_message.Message):
+    """The first rank of a gang whose end ends the run: the other ranks are being
+    stopped, and the run ends as this says once every rank has.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETRYABLE_FIELD_NUMBER: _builtins.int
+    WITH_NODE_FIELD_NUMBER: _builtins.int
+    state: _types_pb2.JobState.ValueType
+    exit_code: _builtins.int
+    reason: _builtins.str
+    retryable: _builtins.bool
+    with_node: _builtins.bool
+    """lost with its node: requeued without spending an attempt"""
+    def __init__(
+        self,
+        *,
+        state: _types_pb2.JobState.ValueType = ...,
+        exit_code: _builtins.int | None = ...,
+        reason: _builtins.str = ...,
+        retryable: _builtins.bool = ...,
+        with_node: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "reason", b"reason", "retryable", b"retryable", "state", b"state", "with_node", b"with_node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
+
+Global___ControlGangStop: _TypeAlias = ControlGangStop  # noqa: Y015
 
 @_typing.final
 class ControlAssignment(_message.Message):
@@ -1018,6 +1107,10 @@ class ControlAssignment(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     ASSIGNED_AT_US_FIELD_NUMBER: _builtins.int
     STARTED_AT_US_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    ENDED_AT_US_FIELD_NUMBER: _builtins.int
+    MASTER_PORT_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     run_id: _builtins.str
     attempt: _builtins.int
@@ -1026,6 +1119,13 @@ class ControlAssignment(_message.Message):
     assigned_at_us: _builtins.int
     started_at_us: _builtins.int
     """0 until the node reports it running"""
+    rank: _builtins.int
+    """a gang's node rank; 0 otherwise"""
+    ended: _types_pb2.JobState.ValueType
+    """a gang rank that ended while others go on; unset otherwise"""
+    ended_at_us: _builtins.int
+    master_port: _builtins.int
+    """a gang's rendezvous port on rank 0's node"""
     @_builtins.property
     def gpu_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -1039,10 +1139,14 @@ class ControlAssignment(_message.Message):
         sequence: _builtins.int = ...,
         assigned_at_us: _builtins.int = ...,
         started_at_us: _builtins.int = ...,
+        rank: _builtins.int = ...,
+        ended: _types_pb2.JobState.ValueType = ...,
+        ended_at_us: _builtins.int = ...,
+        master_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at_us", b"assigned_at_us", "attempt", b"attempt", "gpu_indices", b"gpu_indices", "node", b"node", "run_id", b"run_id", "sequence", b"sequence", "started_at_us", b"started_at_us", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at_us", b"assigned_at_us", "attempt", b"attempt", "ended", b"ended", "ended_at_us", b"ended_at_us", "gpu_indices", b"gpu_indices", "master_port", b"master_port", "node", b"node", "rank", b"rank", "run_id", b"run_id", "sequence", b"sequence", "started_at_us", b"started_at_us", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1057,12 +1161,17 @@ class ControlEndedRun(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     ENDED_AT_US_FIELD_NUMBER: _builtins.int
+    OTHER_RANKS_FIELD_NUMBER: _builtins.int
     state: _types_pb2.JobState.ValueType
     exit_code: _builtins.int
     reason: _builtins.str
     ended_at_us: _builtins.int
     @_builtins.property
     def assignment(self) -> Global___ControlAssignment: ...
+    @_builtins.property
+    def other_ranks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlAssignment]:
+        """a gang's ranks 1, 2, ..."""
+
     def __init__(
         self,
         *,
@@ -1071,10 +1180,11 @@ class ControlEndedRun(_message.Message):
         exit_code: _builtins.int | None = ...,
         reason: _builtins.str = ...,
         ended_at_us: _builtins.int = ...,
+        other_ranks: _abc.Iterable[Global___ControlAssignment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "exit_code", b"exit_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "ended_at_us", b"ended_at_us", "exit_code", b"exit_code", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "assignment", b"assignment", "ended_at_us", b"ended_at_us", "exit_code", b"exit_code", "other_ranks", b"other_ranks", "reason", b"reason", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

@@ -320,6 +320,7 @@ class StartRunRequest(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     SENDER_TERM_FIELD_NUMBER: _builtins.int
+    GANG_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     run_id: _builtins.str
     attempt: _builtins.int
@@ -339,6 +340,10 @@ class StartRunRequest(_message.Message):
     def spec(self) -> _types_pb2.JobSpec: ...
     @_builtins.property
     def gpu_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def gang(self) -> Global___GangRank:
+        """set for a rank of a multi-node job (spec.nodes > 1)"""
+
     def __init__(
         self,
         *,
@@ -352,10 +357,11 @@ class StartRunRequest(_message.Message):
         user: _builtins.str = ...,
         lease_seconds: _builtins.float = ...,
         sender_term: _builtins.int = ...,
+        gang: Global___GangRank | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gang", b"gang", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "lease_seconds", b"lease_seconds", "run_id", b"run_id", "sender_term", b"sender_term", "sequence", b"sequence", "spec", b"spec", "term", b"term", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "gang", b"gang", "gpu_indices", b"gpu_indices", "job_id", b"job_id", "lease_seconds", b"lease_seconds", "run_id", b"run_id", "sender_term", b"sender_term", "sequence", b"sequence", "spec", b"spec", "term", b"term", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -375,6 +381,34 @@ class StartRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartRunResponse: _TypeAlias = StartRunResponse  # noqa: Y015
+
+@_typing.final
+class GangRank(_message.Message):
+    """Where a rank of a gang stands in it: what its torchrun environment says."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_RANK_FIELD_NUMBER: _builtins.int
+    MASTER_ADDR_FIELD_NUMBER: _builtins.int
+    MASTER_PORT_FIELD_NUMBER: _builtins.int
+    node_rank: _builtins.int
+    master_addr: _builtins.str
+    """rank 0's node, as the cluster reaches it"""
+    master_port: _builtins.int
+    def __init__(
+        self,
+        *,
+        node_rank: _builtins.int = ...,
+        master_addr: _builtins.str = ...,
+        master_port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_addr", b"master_addr", "master_port", b"master_port", "node_rank", b"node_rank"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GangRank: _TypeAlias = GangRank  # noqa: Y015
 
 @_typing.final
 class StopRunRequest(_message.Message):

@@ -231,6 +231,8 @@ class GpuDevice(_message.Message):
     DRIVER_VERSION_FIELD_NUMBER: _builtins.int
     COMPUTE_MAJOR_FIELD_NUMBER: _builtins.int
     COMPUTE_MINOR_FIELD_NUMBER: _builtins.int
+    NVLINK_GROUP_FIELD_NUMBER: _builtins.int
+    PCIE_GROUP_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     uuid: _builtins.str
     model: _builtins.str
@@ -241,6 +243,14 @@ class GpuDevice(_message.Message):
     driver_version: _builtins.str
     compute_major: _builtins.int
     compute_minor: _builtins.int
+    nvlink_group: _builtins.int
+    """Locality, for placing a job's GPUs close together. A group id is the lowest
+    index among the GPUs of the group; absent when the GPU is in no group of two
+    or more, or when NVML could not say (unknown, not "far").
+    GPUs joined by NVLink, directly or through others
+    """
+    pcie_group: _builtins.int
+    """GPUs under one PCIe switch (no host bridge between)"""
     def __init__(
         self,
         *,
@@ -252,19 +262,29 @@ class GpuDevice(_message.Message):
         driver_version: _builtins.str = ...,
         compute_major: _builtins.int | None = ...,
         compute_minor: _builtins.int | None = ...,
+        nvlink_group: _builtins.int | None = ...,
+        pcie_group: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_compute_major", b"_compute_major", "_compute_minor", b"_compute_minor", "compute_major", b"compute_major", "compute_minor", b"compute_minor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_compute_major", b"_compute_major", "_compute_minor", b"_compute_minor", "_nvlink_group", b"_nvlink_group", "_pcie_group", b"_pcie_group", "compute_major", b"compute_major", "compute_minor", b"compute_minor", "nvlink_group", b"nvlink_group", "pcie_group", b"pcie_group"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_compute_major", b"_compute_major", "_compute_minor", b"_compute_minor", "compute_major", b"compute_major", "compute_minor", b"compute_minor", "driver_version", b"driver_version", "index", b"index", "memory_total_bytes", b"memory_total_bytes", "model", b"model", "simulated", b"simulated", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_compute_major", b"_compute_major", "_compute_minor", b"_compute_minor", "_nvlink_group", b"_nvlink_group", "_pcie_group", b"_pcie_group", "compute_major", b"compute_major", "compute_minor", b"compute_minor", "driver_version", b"driver_version", "index", b"index", "memory_total_bytes", b"memory_total_bytes", "model", b"model", "nvlink_group", b"nvlink_group", "pcie_group", b"pcie_group", "simulated", b"simulated", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__compute_major: _TypeAlias = _typing.Literal["compute_major"]  # noqa: Y015
     _WhichOneofArgType__compute_major: _TypeAlias = _typing.Literal["_compute_major", b"_compute_major"]  # noqa: Y015
     _WhichOneofReturnType__compute_minor: _TypeAlias = _typing.Literal["compute_minor"]  # noqa: Y015
     _WhichOneofArgType__compute_minor: _TypeAlias = _typing.Literal["_compute_minor", b"_compute_minor"]  # noqa: Y015
+    _WhichOneofReturnType__nvlink_group: _TypeAlias = _typing.Literal["nvlink_group"]  # noqa: Y015
+    _WhichOneofArgType__nvlink_group: _TypeAlias = _typing.Literal["_nvlink_group", b"_nvlink_group"]  # noqa: Y015
+    _WhichOneofReturnType__pcie_group: _TypeAlias = _typing.Literal["pcie_group"]  # noqa: Y015
+    _WhichOneofArgType__pcie_group: _TypeAlias = _typing.Literal["_pcie_group", b"_pcie_group"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__compute_major) -> _WhichOneofReturnType__compute_major | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__compute_minor) -> _WhichOneofReturnType__compute_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__nvlink_group) -> _WhichOneofReturnType__nvlink_group | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pcie_group) -> _WhichOneofReturnType__pcie_group | None: ...
 
 Global___GpuDevice: _TypeAlias = GpuDevice  # noqa: Y015
 

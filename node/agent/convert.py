@@ -55,6 +55,10 @@ def gpu_device_message(facts: GpuFacts) -> types_pb2.GpuDevice:
     )
     if facts.compute_capability is not None:
         message.compute_major, message.compute_minor = facts.compute_capability
+    if facts.nvlink_group is not None:
+        message.nvlink_group = facts.nvlink_group
+    if facts.pcie_group is not None:
+        message.pcie_group = facts.pcie_group
     return message
 
 

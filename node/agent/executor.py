@@ -42,6 +42,7 @@ from murmur.node.agent.lease import RunLease
 from murmur.node.agent.runtimes.accounts import AccountPolicy
 from murmur.node.agent.runtimes.base import (
     DatasetMount,
+    GangPlace,
     LaunchSpec,
     RecoveredRun,
     RunAccount,
@@ -107,6 +108,9 @@ class RunAssignment:
     sender_term: int = 0
     """The term of the leader that sent it, when a later leader sends again what an
     earlier one assigned: the call is fenced with it (0: with ``term``)."""
+    gang: GangPlace | None = None
+    """Its place in a gang (a multi-node job), whose torchrun variables it gets;
+    None for a single-node run."""
 
     @property
     def fence_term(self) -> int:
@@ -146,6 +150,8 @@ class _ActiveRun:
     job: JobRecord
     """The job's mirror row as this run last wrote it."""
     handle: RunHandle | None = None
+    gang: GangPlace | None = None
+    """Its place in a gang, for its start (an adopted run is started already)."""
     end: tuple[str, str] | None = None
     """(state, reason) the run ends with once a stop was asked for it (cancelled by the
     leader, lost with the lease, failed on its time limit); the first ask wins."""
@@ -472,7 +478,7 @@ class RunExecutor:
             cancel_reason="",
             idempotency_key="",
         )
-        return _ActiveRun(record=record, spec=spec, job=job)
+        return _ActiveRun(record=record, spec=spec, job=job, gang=assignment.gang)
 
     # ------------------------------------------------------------------ running
 
@@ -555,6 +561,7 @@ class RunExecutor:
             labels=dict(spec.labels),
             account=account,
             stop_grace_seconds=self._grace,
+            gang=run.gang,
         )
 
     async def _lifecycle(self, run: _ActiveRun) -> None:

@@ -28,13 +28,16 @@ node was cut off from every leader (the process supervisor and the docker lease 
 word it so too)."""
 NODE_RESTARTED_REASON: Final = "lost: the node restarted"
 """How a node's reason begins for a run that was gone when the node came back up."""
+NOT_REACHED_REASON: Final = "lost: never reached its node"
+"""How the leader's reason begins for a gang's rank whose node refused the
+connection: the node never had it (a single-node run is taken back instead)."""
 
 
 def lost_with_its_node(reason: str) -> bool:
     """Whether a run its node reports lost with ``reason`` was lost for the node's sake
     (cut off from every leader, or restarted without it), not the job's: its job goes
     back to the queue without spending a retry (node/control/queue/state.py)."""
-    return reason.startswith((LEASE_LAPSED_REASON, NODE_RESTARTED_REASON))
+    return reason.startswith((LEASE_LAPSED_REASON, NODE_RESTARTED_REASON, NOT_REACHED_REASON))
 
 
 _TO_PROTO: dict[str, types_pb2.JobState.ValueType] = {

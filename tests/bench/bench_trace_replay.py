@@ -1,6 +1,7 @@
 """Trace replay: the Alibaba GPU trace through Murmur's scheduler and two references.
 
-Run with ``python -m tests.bench.bench_trace_replay [--sizes 8,32,128] [--load 1.1]``.
+Run with ``python -m tests.bench.bench_trace_replay [--sizes 8,32,128] [--load 1.1]
+[--plot docs/img/trace-replay.png]``.
 
 The trace's jobs (``tests.bench.trace_jobs``: the pods that ran in its 35 busy days,
 whole GPUs, co-created pods as gangs, derived users and groups, run times capped at
@@ -12,7 +13,9 @@ offers between the first and the last arrival) is ``--load``. Each replay is a
 discrete-event simulation in virtual time (``tests.bench.trace_sim``) of one
 scheduler (``tests.bench.trace_policies``): Murmur's ``scheduler`` package under
 ``DEFAULT_POLICY`` driven as the leader drives it, strict FIFO first-fit, and FIFO +
-EASY backfill with exact time limits. Figures: ``tests.bench.trace_metrics``.
+EASY backfill with exact time limits. Figures: ``tests.bench.trace_metrics``;
+with ``--plot PATH``, also a PNG of every replay (``tests.bench.trace_plot``: needs
+matplotlib, ``pip install 'murmur-cluster[bench]'``).
 Deterministic: the same arguments print the same table (but for wall times).
 """
 
@@ -36,8 +39,9 @@ from tests.bench.trace_jobs import (
     scaled_to_load,
 )
 from tests.bench.trace_metrics import ReplaySummary, markdown_table, summarize
+from tests.bench.trace_plot import plot_replays, require_matplotlib
 from tests.bench.trace_policies import EasyBackfill, FifoFirstFit, MurmurScheduler
-from tests.bench.trace_sim import ReplayScheduler, replay
+from tests.bench.trace_sim import ReplayResult, ReplayScheduler, replay
 
 SCHEDULERS: dict[str, Callable[[argparse.Namespace], ReplayScheduler]] = {
     "murmur": lambda args: MurmurScheduler(time_limits=args.easy_estimate),
@@ -72,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="time limit = run time x this (EASY's, and Murmur's jobs')",
     )
     parser.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="also draw every replay to this PNG file (needs matplotlib: the bench extra)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,12 +92,18 @@ def main(argv: list[str] | None = None) -> list[ReplaySummary]:
     unknown = [name for name in names if name not in SCHEDULERS]
     if unknown:
         raise SystemExit(f"unknown schedulers {unknown}; known: {list(SCHEDULERS)}")
+    if args.plot is not None:
+        require_matplotlib()
     pods = read_pods(args.trace_dir / PODS_FILE)
     trace_nodes = read_nodes(args.trace_dir / NODES_FILE)
     trace_jobs = jobs_of(pods, max_seconds=args.max_hours * 3600, groups=args.groups)
     gangs = sum(1 for job in trace_jobs if job.nodes > 1)
     gpu_jobs = sum(1 for job in trace_jobs if job.gpus)
     users = len({job.user for job in trace_jobs})
+    setting = (
+        f"{args.max_hours:g} h run time cap, {args.jobs_per_gpu:g} jobs per GPU, offered load "
+        f"{args.load:g}, seed {args.seed}"
+    )
     print(
         f"trace {args.trace_dir.name}: {len(pods)} pods that ran -> {len(trace_jobs)} jobs "
         f"({gpu_jobs} ask GPUs, {gangs} gangs, {users} users in "
@@ -96,6 +112,7 @@ def main(argv: list[str] | None = None) -> list[ReplaySummary]:
         f"{args.load:g}; seed {args.seed}"
     )
     summaries = []
+    results: list[ReplayResult] = []
     for size in sizes:
         nodes = sample_nodes(trace_nodes, size, args.seed + size)
         gpus = sum(node.gpus for node in nodes)
@@ -112,6 +129,8 @@ def main(argv: list[str] | None = None) -> list[ReplaySummary]:
             result = replay(nodes, scaled, SCHEDULERS[name](args))
             summary = summarize(result)
             summaries.append(summary)
+            if args.plot is not None:
+                results.append(result)
             gang_delays = [
                 run.start - run.job.arrival_us for run in result.runs if run.job.nodes > 1
             ]
@@ -129,6 +148,13 @@ def main(argv: list[str] | None = None) -> list[ReplaySummary]:
             )
     print()
     print(markdown_table(summaries))
+    if args.plot is not None:
+        plot_replays(
+            results,
+            args.plot,
+            title=f"Alibaba GPU trace v2023 replayed in virtual time ({setting})",
+        )
+        print(f"\nplot: {args.plot}")
     return summaries
 
 

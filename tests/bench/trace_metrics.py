@@ -85,18 +85,24 @@ def max_min_entitlements(demands: Mapping[str, float], capacity: float) -> dict[
     return share
 
 
-def group_fairness(result: ReplayResult) -> float:
-    """Jain's index between groups of held GPU time over entitlement."""
+def group_shares(result: ReplayResult) -> dict[str, float]:
+    """Per group (that asks for GPUs), the GPU time it held during the arrival window
+    over its max-min fair entitlement: 1 is its fair share."""
     demands: dict[str, float] = {}  # GPU-microseconds
     for job in result.jobs:
         if job.gpus:
             demands[job.group] = demands.get(job.group, 0) + job.gpu_ranks * job.duration_us
     capacity = result.gpus * result.tally.window_end
     if not demands or capacity <= 0:
-        return 1.0
+        return {}
     entitled = max_min_entitlements(demands, capacity)
     held = result.tally.group_gpu_time
-    return jain_index([held.get(group, 0.0) / entitled[group] for group in sorted(demands)])
+    return {group: held.get(group, 0.0) / entitled[group] for group in sorted(demands)}
+
+
+def group_fairness(result: ReplayResult) -> float:
+    """Jain's index between groups of held GPU time over entitlement."""
+    return jain_index(list(group_shares(result).values()))
 
 
 def summarize(result: ReplayResult) -> ReplaySummary:

@@ -50,6 +50,14 @@ def test_the_example_reads_as_written() -> None:
     assert [g.name for g in policy.cohort_members("ml")] == ["nlp", "vision"]
 
 
+def test_preemption_switches_are_off_unless_set() -> None:
+    assert not parse_policy(EXAMPLE).preempt_tiers
+    assert not parse_policy(EXAMPLE).reclaim_lent_quota
+    both = parse_policy(EXAMPLE + "[preemption]\ntiers = true\nreclaim_lent_quota = true\n")
+    assert both.preempt_tiers
+    assert both.reclaim_lent_quota
+
+
 def test_no_policy_is_one_tier_and_no_quota() -> None:
     assert parse_policy("") == NO_LAB_POLICY
     assert NO_LAB_POLICY.tier_of("anything") == ("", 0)
@@ -62,6 +70,10 @@ def test_no_policy_is_one_tier_and_no_quota() -> None:
         ("[groups.nlp]\nusers = ['a']\ngpu = 4\n", "unknown key groups.nlp.gpu"),
         ("[preemption]\nreclaim = true\n", "unknown key preemption.reclaim"),
         ("[preemption]\ntiers = 'yes'\n", "preemption.tiers must be true or false"),
+        (
+            "[preemption]\nreclaim_lent_quota = 1\n",
+            "preemption.reclaim_lent_quota must be true or false",
+        ),
         ("[fair_share]\nhalf_life = 'a week'\n", "fair_share.half_life must be a duration"),
         ("[fair_share]\n", "fair_share.half_life is missing"),
         ("[groups.nlp]\nweight = 0\n", "groups.nlp.weight must be above 0"),

@@ -84,3 +84,13 @@ def test_taking_only_what_is_admitted_never_exceeds_a_quota(
     assert ledger.held_by_user("alice") <= 4
     assert ledger.held_by_user("bob") <= 6
     assert ledger.held_by_group("solo") <= 2
+
+
+def test_a_run_given_back_frees_its_user_group_and_cohort() -> None:
+    ledger = QuotaLedger(POLICY, [("alice", 4), ("bob", 4), ("carol", 4)])  # ml: 12/12
+    assert ledger.refusal("carol", 1) is not None
+    ledger.give_back("bob", 2)
+    assert ledger.held_by_group("nlp") == 6
+    assert ledger.refusal("carol", 1) is None  # the cohort has 2 idle again
+    ledger.give_back("erin", 5)  # never below nothing
+    assert ledger.held_by_user("erin") == 0

@@ -72,3 +72,20 @@ def test_victims_are_lower_tier_and_free_enough(tiers: list[int], ask: int, tier
     assert all(victim.tier < tier for victim in chosen.victims)
     freed = NodeRoom(without(node, chosen.victims))
     assert check_room(freed, Ask.of(make_job("x", ask), DEFAULT_POLICY.dataset_locality)) is None
+
+
+def test_no_victim_is_stopped_that_the_others_make_unneeded() -> None:
+    # 5 GPUs wanted. Newest first: n1 (1 GPU), n2 (2), n3 (4): the first prefix that
+    # makes room is all three, but n1 and n3 are enough; n2 is spared.
+    node = node_with("n", {0: "n1", 1: "n2", 2: "n2", **dict.fromkeys(range(3, 7), "n3"), 7: "x"})
+    running = {
+        "n": [
+            job_on("n1", range(1), 0, 300),
+            job_on("n2", range(1, 3), 0, 200),
+            job_on("n3", range(3, 7), 0, 100),
+            job_on("x", range(7, 8), 50, 400),  # an equal tier: never
+        ]
+    }
+    chosen = choose_victims(make_job("five", 5), 50, [node], running, DEFAULT_POLICY)
+    assert chosen is not None
+    assert [v.job_id for v in chosen.victims] == ["n1", "n3"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from murmur.scheduler import (
     JobRequest,
@@ -15,6 +17,7 @@ from murmur.scheduler import (
     schedule,
     submit_order_only,
 )
+from murmur.scheduler.queue_order import lenders_first
 from tests.scheduler.builders import make_job, make_node, make_snapshot
 
 
@@ -61,3 +64,16 @@ def test_an_order_that_loses_or_invents_jobs_is_refused(broken: object, problem:
     snapshot = make_snapshot([make_node("n")], [make_job("a"), make_job("b")])
     with pytest.raises(QueueOrderError, match=problem):
         schedule(snapshot, policy=Policy(queue_order=broken))  # type: ignore[arg-type]
+
+
+@given(st.lists(st.integers(0, 20), min_size=1, max_size=12, unique=True), st.data())
+def test_lenders_first_puts_borrowers_last_and_keeps_each_part_in_order(
+    orders: list[int], data: st.DataObject
+) -> None:
+    jobs = [make_job(f"j{n}", submit_order=n) for n in orders]
+    borrowing = {job.id for job in jobs if data.draw(st.booleans(), label=job.id)}
+    within = ids(priority_then_submit_order(jobs))
+    ordered = ids(lenders_first(borrowing, priority_then_submit_order)(jobs))
+    assert ordered == [i for i in within if i not in borrowing] + [
+        i for i in within if i in borrowing
+    ]

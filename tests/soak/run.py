@@ -41,9 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--report", type=Path, default=None, help="the report as JSON")
     parser.add_argument("--keep", action="store_true", help="keep run dirs of a clean soak")
-    parser.add_argument(
-        "--gangs", action="store_true", help="submit two-node gangs too (not placed yet)"
-    )
+    parser.add_argument("--gangs", action="store_true", help="submit two-node gangs too")
     parser.add_argument("--no-netns", action="store_true", help="loopback only, no partitions")
     parser.add_argument(
         "--require-netns", action="store_true", help="fail rather than run without partitions"

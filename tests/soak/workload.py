@@ -7,8 +7,8 @@ is to it), short ones, long ones (minutes in a long soak), jobs that fail on
 purpose (with or without retries left), jobs asking for one or two of a node's
 GPUs (they queue behind each other), some that ignore SIGTERM (their stop takes
 the node's whole stop grace), and, with ``--gangs``, gangs of two nodes (off by
-default: the cluster queue does not place multi-node jobs yet, it leaves them
-pending). A gang's ranks run at once by design and the job program cannot tell
+default, so that runs of the soak stay comparable with those before gangs were
+placed). A gang's ranks run at once by design and the job program cannot tell
 them apart, so a gang only sleeps: the soak checks that it ends in time, not that
 a rank never runs twice.
 

@@ -9,7 +9,7 @@ import pytest
 
 from murmur import PermissionDenied, Unavailable, Unimplemented
 from murmur.tui.actions import cancel_warning, describe_failure
-from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER
+from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER, job_node
 from murmur.tui.commands import Command, CommandError, parse_command
 from murmur.tui.connection import Connection
 from murmur.tui.format import age, gpu_bar, human_bytes, sparkline
@@ -190,3 +190,12 @@ def test_a_screen_not_yet_composed_ignores_the_repaint_tick() -> None:
     # Regression: the app's 0.1 s tick reached a just-pushed Job view before its
     # widgets existed, and `murmur top` died with NoMatches('#job-spec').
     JobScreen("abc123").refresh_view(force=True)
+
+
+def test_a_gangs_node_column_names_every_rank_of_its_latest_run() -> None:
+    job = types_pb2.Job(id="g", spec=types_pb2.JobSpec(nodes=2))
+    assert job_node(job) == ""
+    job.runs.add(id="r1", node="gpu-3", node_rank=0)  # an earlier run, ended
+    job.runs.add(id="r2", node="gpu-2", node_rank=1)
+    job.runs.add(id="r2", node="gpu-1", node_rank=0)
+    assert job_node(job) == "gpu-1,gpu-2"

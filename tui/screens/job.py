@@ -215,7 +215,7 @@ def runs_table(job: types_pb2.Job) -> RenderableType:
     for run in job.runs:
         table.add_row(
             str(run.attempt),
-            run.node,
+            f"{run.node} (rank {run.node_rank})" if job.spec.nodes > 1 else run.node,
             ",".join(str(i) for i in run.gpu_indices) or MISSING,
             Text(job_state_name(run.state), style=JOB_STATE_STYLES.get(run.state, "")),
             _when(run.started_at),

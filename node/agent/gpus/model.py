@@ -41,6 +41,13 @@ class GpuFacts:
     """NVIDIA driver version, ``"simulated"`` for simulated GPUs."""
     compute_capability: tuple[int, int] | None
     """CUDA compute capability (major, minor); None when unknown."""
+    nvlink_group: int | None = None
+    """The group of GPUs joined to this one by NVLink (directly or through others of
+    the group), named by its lowest index; None when NVLink joins it to no other GPU
+    or NVML could not say. See ``murmur.node.agent.gpus.topology``."""
+    pcie_group: int | None = None
+    """The group of GPUs under the same PCIe switch as this one (no host bridge
+    between them), named by its lowest index; None as for ``nvlink_group``."""
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,39 @@
 Everything NVML-specific stays here: library loading, error codes, bytes-vs-str
 names across pynvml versions. Callers see ``GpuFacts`` and ``GpuTelemetry``, and a
 value this GPU cannot report (``NVMLError_NotSupported`` and friends) is None.
+
+Locality is read once, per pair of GPUs, when the probe opens: NVLink from
+``nvmlDeviceGetP2PStatus`` (NVLink capability; it sees NVSwitch fabrics too), or,
+where that call fails, from the GPU's own links (``nvmlDeviceGetNvLinkState`` and
+the PCI address at each link's far end); one PCIe switch from
+``nvmlDeviceGetTopologyCommonAncestor`` (internal, single or multiple switches, no
+host bridge). A pair NVML cannot answer for counts as not near, so a driver that
+answers none of it leaves every GPU's groups None and the probe opens as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from murmur.node.agent.gpus.errors import GpuProbeClosedError, NvmlUnavailableError
 from murmur.node.agent.gpus.model import GpuFacts, GpuInventory, GpuSource, GpuTelemetry
+from murmur.node.agent.gpus.topology import group_ids
 
 _T = TypeVar("_T")
+
+# Values of nvml.h's enums (its ABI, the same in every pynvml release).
+_P2P_CAPS_INDEX_NVLINK = 2
+_P2P_STATUS_OK = 0
+_TOPOLOGY_MULTIPLE = 20
+"""Common ancestors up to this one (internal, single, multiple) are PCIe switches;
+beyond it (host bridge, NUMA node, system) the path crosses a CPU."""
+_FEATURE_ENABLED = 1
+_NVLINK_MAX_LINKS = 18
+"""Links to try per GPU when pynvml does not say (``NVML_NVLINK_MAX_LINKS``)."""
 
 
 class _NvmlMemory(Protocol):
@@ -54,6 +74,14 @@ class NvmlApi(Protocol):
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> _NvmlUtilization: ...
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int: ...
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int: ...
+
+    # Locality, read through ``_optional_call``: a pynvml (or a stand-in) without
+    # them still opens, with no locality known.
+    # nvmlDeviceGetP2PStatus(handle, handle, index) -> int
+    # nvmlDeviceGetTopologyCommonAncestor(handle, handle) -> int
+    # nvmlDeviceGetPciInfo(handle) -> struct with .busId
+    # nvmlDeviceGetNvLinkState(handle, link) -> int
+    # nvmlDeviceGetNvLinkRemotePciInfo(handle, link) -> struct with .busId
 
 
 class NvmlGpuProbe:
@@ -143,6 +171,14 @@ class NvmlGpuProbe:
                 continue
             devices.append(facts)
             handles.append((index, handle))
+        if len(handles) > 1:
+            nvlink, pcie = _read_locality(api, handles)
+            devices = [
+                dataclasses.replace(
+                    facts, nvlink_group=nvlink.get(facts.index), pcie_group=pcie.get(facts.index)
+                )
+                for facts in devices
+            ]
         reason = f"NVML, driver {driver}"
         if not devices:
             raise NvmlUnavailableError(f"NVML could not read any of {count} GPUs")
@@ -206,6 +242,83 @@ def _read_compute_capability(api: NvmlApi, handle: Any) -> tuple[int, int] | Non
         return None
     major, minor = capability
     return (int(major), int(minor))
+
+
+def _read_locality(
+    api: NvmlApi, handles: Sequence[tuple[int, Any]]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """(NVLink groups, PCIe switch groups) of the GPUs: index → group id, for the
+    GPUs in a group of two or more (see ``topology.group_ids``)."""
+    nvlink_pairs: list[tuple[int, int]] = []
+    pcie_pairs: list[tuple[int, int]] = []
+    links: dict[int, frozenset[int]] | None = None
+    for position, (first, first_handle) in enumerate(handles):
+        for second, second_handle in handles[position + 1 :]:
+            status = _optional_call(
+                api, "nvmlDeviceGetP2PStatus", first_handle, second_handle, _P2P_CAPS_INDEX_NVLINK
+            )
+            if status is not None:
+                joined = status == _P2P_STATUS_OK
+            else:
+                if links is None:
+                    links = _nvlink_peers(api, handles)
+                joined = second in links[first] or first in links[second]
+            if joined:
+                nvlink_pairs.append((first, second))
+            ancestor = _optional_call(
+                api, "nvmlDeviceGetTopologyCommonAncestor", first_handle, second_handle
+            )
+            if ancestor is not None and int(ancestor) <= _TOPOLOGY_MULTIPLE:
+                pcie_pairs.append((first, second))
+    indices = [index for index, _ in handles]
+    return group_ids(indices, nvlink_pairs), group_ids(indices, pcie_pairs)
+
+
+def _nvlink_peers(api: NvmlApi, handles: Sequence[tuple[int, Any]]) -> dict[int, frozenset[int]]:
+    """Each GPU → the GPUs at the far end of its active NVLinks (by PCI address).
+
+    A link to an NVSwitch ends at the switch, not at a GPU, so it joins nothing
+    here; ``nvmlDeviceGetP2PStatus`` is what sees those.
+    """
+    gpu_at: dict[str, int] = {}
+    for index, handle in handles:
+        address = _bus_id(_optional_call(api, "nvmlDeviceGetPciInfo", handle))
+        if address:
+            gpu_at[address] = index
+    max_links = getattr(api, "NVML_NVLINK_MAX_LINKS", _NVLINK_MAX_LINKS)
+    peers: dict[int, frozenset[int]] = {}
+    for index, handle in handles:
+        found: set[int] = set()
+        for link in range(int(max_links)) if gpu_at else ():
+            state = _optional_call(api, "nvmlDeviceGetNvLinkState", handle, link)
+            if state != _FEATURE_ENABLED:
+                continue
+            remote = _optional_call(api, "nvmlDeviceGetNvLinkRemotePciInfo", handle, link)
+            peer = gpu_at.get(_bus_id(remote))
+            if peer is not None and peer != index:
+                found.add(peer)
+        peers[index] = frozenset(found)
+    return peers
+
+
+def _optional_call(api: NvmlApi, name: str, *args: Any) -> Any:
+    """Call the NVML function ``name``; None when this pynvml lacks it (an old
+    release) or NVML cannot answer (not supported, no such link, GPU lost)."""
+    read = getattr(api, name, None)
+    if read is None:
+        return None
+    try:
+        return read(*args)
+    except api.NVMLError:
+        return None
+
+
+def _bus_id(pci_info: Any) -> str:
+    """The PCI address in an NVML PCI info struct, lower-cased; "" when unknown."""
+    address = getattr(pci_info, "busId", None)
+    if not isinstance(address, str | bytes):
+        return ""
+    return _text(address).strip().lower()
 
 
 def _shutdown_quietly(api: NvmlApi) -> None:

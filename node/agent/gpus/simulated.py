@@ -12,6 +12,7 @@ import threading
 
 from murmur.node.agent.gpus.errors import GpuProbeClosedError, SimulatedGpuSpecError
 from murmur.node.agent.gpus.model import GpuFacts, GpuInventory, GpuSource, GpuTelemetry
+from murmur.node.agent.gpus.topology import blocks, group_ids
 
 MAX_SIMULATED_GPUS = 64
 """Upper bound for one group and for the whole spec; more is a typo, not a server."""
@@ -19,18 +20,24 @@ MAX_SIMULATED_GPUS = 64
 _MEMORY_UNIT_BYTES = {"GB": 2**30, "GIB": 2**30, "MB": 2**20, "MIB": 2**20}
 _GROUP = re.compile(r"(?P<count>[0-9]+)x(?P<model>[A-Za-z0-9][A-Za-z0-9_.]*)(?:-(?P<memory>.*))?")
 _MEMORY = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[A-Za-z]+)")
+_TOPOLOGY_KEYS = ("nvlink", "pcie")
 
 
 def parse_simulated_spec(spec: str) -> tuple[GpuFacts, ...]:
     """Parse a simulated GPU inventory such as ``"4xA100-80GB,2xT4-16GB"``.
 
-    Grammar: one or more groups ``COUNTxMODEL[-MEMORY]`` joined by ``","``
-    (spaces around commas are allowed). COUNT is 1 to 64, and so is the total.
-    MODEL is letters, digits, ``_`` and ``.`` (no ``-``: the first ``-`` starts the
-    memory). MEMORY is a positive whole number with unit ``GB``/``GiB``/``MB``/``MiB``
-    (any case); GB means GiB (2**30 bytes), as GPU vendors mean it when they sell
-    an "80GB" card. Without MEMORY the GPUs have ``memory_total_bytes == 0``.
+    Grammar: one or more groups ``COUNTxMODEL[-MEMORY][:nvlink=N][:pcie=N]`` joined
+    by ``","`` (spaces around commas are allowed). COUNT is 1 to 64, and so is the
+    total. MODEL is letters, digits, ``_`` and ``.`` (no ``-``: the first ``-`` starts
+    the memory). MEMORY is a positive whole number with unit ``GB``/``GiB``/``MB``/
+    ``MiB`` (any case); GB means GiB (2**30 bytes), as GPU vendors mean it when they
+    sell an "80GB" card. Without MEMORY the GPUs have ``memory_total_bytes == 0``.
     Devices are indexed 0, 1, 2, ... across groups in order.
+
+    ``:nvlink=N`` joins the group's GPUs by NVLink in islands of N consecutive
+    indices, and ``:pcie=N`` puts them under PCIe switches of N each; N must divide
+    COUNT. ``"8xA100-80GB:nvlink=4"`` is two NVLink islands, GPUs 0-3 and 4-7.
+    Without them the GPUs have no locality (``nvlink_group``/``pcie_group`` None).
 
     Args:
         spec: the value of ``--simulate-gpus``.
@@ -55,9 +62,10 @@ def parse_simulated_spec(spec: str) -> tuple[GpuFacts, ...]:
 
 
 def _parse_group(spec: str, group: str, *, first_index: int) -> list[GpuFacts]:
-    match = _GROUP.fullmatch(group)
+    inventory, *options = group.split(":")
+    match = _GROUP.fullmatch(inventory)
     if match is None:
-        raise SimulatedGpuSpecError(spec, _describe_bad_group(group))
+        raise SimulatedGpuSpecError(spec, _describe_bad_group(inventory or group))
     count = int(match["count"])
     if not 1 <= count <= MAX_SIMULATED_GPUS:
         raise SimulatedGpuSpecError(
@@ -66,6 +74,13 @@ def _parse_group(spec: str, group: str, *, first_index: int) -> list[GpuFacts]:
     model = match["model"]
     memory = match["memory"]
     memory_total_bytes = 0 if memory is None else _parse_memory(spec, group, memory)
+    sizes = _parse_topology(spec, group, options, count)
+    nvlink = group_ids(
+        range(first_index, first_index + count), blocks(first_index, count, sizes["nvlink"])
+    )
+    pcie = group_ids(
+        range(first_index, first_index + count), blocks(first_index, count, sizes["pcie"])
+    )
     return [
         GpuFacts(
             index=index,
@@ -75,9 +90,35 @@ def _parse_group(spec: str, group: str, *, first_index: int) -> list[GpuFacts]:
             simulated=True,
             driver_version="simulated",
             compute_capability=None,
+            nvlink_group=nvlink.get(index),
+            pcie_group=pcie.get(index),
         )
         for index in range(first_index, first_index + count)
     ]
+
+
+def _parse_topology(spec: str, group: str, options: list[str], count: int) -> dict[str, int]:
+    """The island sizes a group's ``:nvlink=N``/``:pcie=N`` options ask for (1: none)."""
+    sizes = dict.fromkeys(_TOPOLOGY_KEYS, 1)
+    seen: set[str] = set()
+    for option in options:
+        key, separator, value = option.strip().partition("=")
+        key = key.strip().lower()
+        value = value.strip()
+        if key not in sizes or not separator:
+            raise SimulatedGpuSpecError(
+                spec, f"{option!r} in {group!r} is not :nvlink=N or :pcie=N"
+            )
+        if key in seen:
+            raise SimulatedGpuSpecError(spec, f"{key} is given twice in {group!r}")
+        seen.add(key)
+        size = int(value) if value.isascii() and value.isdigit() else 0
+        if size < 1 or count % size:
+            raise SimulatedGpuSpecError(
+                spec, f"{key}={value} in {group!r} is not a whole number dividing {count}"
+            )
+        sizes[key] = size
+    return sizes
 
 
 def _describe_bad_group(group: str) -> str:

@@ -66,6 +66,41 @@ class RunAccount:
 
 
 @dataclass(frozen=True)
+class GangPlace:
+    """Where a run stands in a gang (a multi-node job): what torchrun's environment
+    says of it (``gang_environment``)."""
+
+    node_rank: int
+    nodes: int
+    """Ranks in the gang, one per node."""
+    local_world_size: int
+    """Processes per rank: its GPUs (1 for a CPU-only gang)."""
+    master_addr: str
+    """Rank 0's node, as the cluster reaches it."""
+    master_port: int
+    """The rendezvous port on rank 0's node, chosen by the leader for this run."""
+
+
+def gang_environment(gang: GangPlace | None) -> dict[str, str]:
+    """torchrun's variables for a rank of a gang (nothing for a single-node run):
+    ``MASTER_ADDR``, ``MASTER_PORT``, ``NNODES``, ``NODE_RANK``, ``LOCAL_WORLD_SIZE``
+    and ``WORLD_SIZE`` (ranks times processes per rank), so that ``torchrun
+    --nnodes=$NNODES --node-rank=$NODE_RANK --nproc-per-node=$LOCAL_WORLD_SIZE
+    --master-addr=$MASTER_ADDR --master-port=$MASTER_PORT`` (or a script that reads
+    them itself) finds the other ranks."""
+    if gang is None:
+        return {}
+    return {
+        "MASTER_ADDR": gang.master_addr,
+        "MASTER_PORT": str(gang.master_port),
+        "NNODES": str(gang.nodes),
+        "NODE_RANK": str(gang.node_rank),
+        "LOCAL_WORLD_SIZE": str(gang.local_world_size),
+        "WORLD_SIZE": str(gang.nodes * gang.local_world_size),
+    }
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything a runtime needs to start one run. Already validated."""
 
@@ -97,6 +132,8 @@ class LaunchSpec:
     account: RunAccount | None = None
     """Whose Unix account runs it; ``None``: the daemon's own (runtime tests only —
     the run executor always resolves the job owner's)."""
+    gang: GangPlace | None = None
+    """Its place in a gang (a multi-node job); ``None`` for a single-node run."""
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,17 @@ They run as the job owner's uid and groups (:mod:`murmur.node.agent.runtimes.acc
 with every capability dropped, ``no-new-privileges``, never privileged, and no
 mounts but the run's datasets, read-only. The network is the node's setting
 (``job_network_mode``), which an admin sets; a user cannot ask for the host's.
+On a bridge network, rank 0 of a gang publishes its rendezvous port on the host, so
+the other ranks meet it there; the collective traffic between ranks (NCCL) opens
+ports of its own, which only the host's network (``job_network_mode = "host"``)
+lets through.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from murmur.node.agent.runtimes.base import LaunchSpec
+from murmur.node.agent.runtimes.base import LaunchSpec, gang_environment
 from murmur.node.agent.runtimes.docker_labels import (
     LABEL_JOB,
     LABEL_NODE,
@@ -46,7 +50,8 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
 
     The user's variables, then Murmur's own, which the user cannot override:
     ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS`` (between
-    SIGTERM and SIGKILL when the run is stopped), ``CUDA_VISIBLE_DEVICES``,
+    SIGTERM and SIGKILL when the run is stopped), a gang's torchrun variables
+    (``gang_environment``), ``CUDA_VISIBLE_DEVICES``,
     ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and ``MURMUR_DATASET_<NAME>=/datasets/<name>``.
     ``PYTHONUNBUFFERED=1`` comes first (output reaches the log as it is printed;
     the user may turn it off).
@@ -60,6 +65,7 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
     env["MURMUR_JOB_ID"] = spec.job_id
     env["MURMUR_RUN_ID"] = spec.run_id
     env["MURMUR_STOP_GRACE_SECONDS"] = f"{spec.stop_grace_seconds:g}"
+    env.update(gang_environment(spec.gang))
     visible = range(len(spec.gpu_indices)) if real_gpus else spec.gpu_indices
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in visible)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -97,13 +103,14 @@ def container_options(
         )
         for dataset in spec.datasets
     ]
+    mode = network_mode if spec.network_mode == "bridge" else spec.network_mode
     options: dict[str, Any] = {
         "name": container_name(spec.run_id),
         "command": container_command(spec),
         "environment": container_environment(spec, real_gpus=real_gpus),
         "labels": labels,
         "working_dir": spec.workdir,
-        "network_mode": network_mode if spec.network_mode == "bridge" else spec.network_mode,
+        "network_mode": mode,
         "mounts": mounts,
         "init": True,
         "log_config": CONTAINER_LOG_CONFIG,
@@ -130,4 +137,8 @@ def container_options(
                 capabilities=[["gpu"]],
             )
         ]
+    gang = spec.gang
+    if gang is not None and gang.node_rank == 0 and mode not in ("host", "none"):
+        # The other ranks meet rank 0 at its node's address: publish the port there.
+        options["ports"] = {f"{gang.master_port}/tcp": gang.master_port}
     return options

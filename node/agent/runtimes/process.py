@@ -41,6 +41,7 @@ from murmur.node.agent.runtimes.base import (
     RunFilesOf,
     RunHandle,
     RuntimeStartError,
+    gang_environment,
 )
 from murmur.node.agent.runtimes.detached import PACKAGE_ROOT, spawn_module
 from murmur.node.agent.runtimes.forkserver import FORKSERVER_LOG, ForkServer, ForkServerError
@@ -97,7 +98,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     as it is printed; the user may turn it off), the user's variables, the
     virtualenv or conda env, then Murmur's own variables, which the user cannot
     override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS``
-    (between SIGTERM and SIGKILL when the run is stopped), ``CUDA_VISIBLE_DEVICES`` (empty
+    (between SIGTERM and SIGKILL when the run is stopped), a gang's torchrun
+    variables (``gang_environment``), ``CUDA_VISIBLE_DEVICES`` (empty
     without GPUs, so a CPU job cannot take one), ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
     (the node's GPU indices are NVML's, in PCI order; CUDA's default order
     differs) and one ``MURMUR_DATASET_<NAME>`` per dataset.
@@ -121,6 +123,7 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     env["MURMUR_JOB_ID"] = spec.job_id
     env["MURMUR_RUN_ID"] = spec.run_id
     env["MURMUR_STOP_GRACE_SECONDS"] = f"{spec.stop_grace_seconds:g}"
+    env.update(gang_environment(spec.gang))
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in spec.gpu_indices)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     for dataset in spec.datasets:

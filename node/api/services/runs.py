@@ -23,6 +23,7 @@ import grpc.aio
 
 from murmur.node.agent.executor import RunAssignment, RunExecutor
 from murmur.node.agent.run_convert import run_message, spec_for_launch
+from murmur.node.agent.runtimes.base import GangPlace
 from murmur.node.api.rpc.status_map import status_for
 from murmur.node.control.leader.node_calls import RunCalls
 from murmur.node.errors import InvalidArgumentError
@@ -71,9 +72,33 @@ async def start_run(
             user=request.user,
             lease_seconds=request.lease_seconds,
             sender_term=request.sender_term,
+            gang=gang_place_of(request),
         )
     )
     return node_pb2.StartRunResponse()
+
+
+def gang_place_of(request: node_pb2.StartRunRequest) -> GangPlace | None:
+    """Where the run stands in its gang; None for a single-node run.
+
+    Raises:
+        InvalidArgumentError: a gang's rank without a rendezvous, or out of range.
+    """
+    nodes = request.spec.nodes
+    if nodes <= 1:
+        return None
+    gang = request.gang
+    if not request.HasField("gang") or not gang.master_addr or not 0 < gang.master_port < 65536:
+        raise InvalidArgumentError("a rank of a gang needs its rendezvous address and port")
+    if gang.node_rank >= nodes:
+        raise InvalidArgumentError(f"node rank {gang.node_rank} of a gang of {nodes} nodes")
+    return GangPlace(
+        node_rank=gang.node_rank,
+        nodes=nodes,
+        local_world_size=max(1, request.spec.gpus.count),
+        master_addr=gang.master_addr,
+        master_port=gang.master_port,
+    )
 
 
 async def stop_run(

@@ -1,4 +1,6 @@
-"""`RunDispatch`: hands each committed assignment to its node (``NodeService.StartRun``).
+"""`RunDispatch`: hands each committed assignment to its node (``NodeService.StartRun``);
+each rank of a gang to its own node, with where the gang meets (rank 0's host and the
+assignment's rendezvous port).
 
 The call carries the assignment's (term, sequence), under which the node fences
 the run, and this leader's term; a node starts a run id at most once, so sending
@@ -10,7 +12,9 @@ When a node does not take a run:
 - nothing listened (the connection was refused) and this was the run's one and
   only call: the node never got it, so no copy can run there. The assignment is
   taken back (``RevokeAssignment``) and the job placed again at once without
-  spending an attempt, instead of waiting out a lease;
+  spending an attempt, instead of waiting out a lease. A gang's rank ends lost as
+  never having reached its node instead (its other ranks may have theirs): they
+  are stopped, and the job is requeued as freely once they have;
 - the node refused it (``FAILED_PRECONDITION``: a newer term, a GPU it says is
   busy): the run is lost, and its job goes back to the queue, retries permitting.
   It spends a retry, unlike a run lost with its node (node/control/queue/state.py):
@@ -26,10 +30,10 @@ import grpc
 import grpc.aio
 
 from murmur.node.control.leader.node_calls import NodeCalls
-from murmur.node.control.leader.start_ledger import StartLedger
+from murmur.node.control.leader.start_ledger import StartLedger, rank_key
 from murmur.node.control.leader.term import LeaderTerm, now_us
 from murmur.node.control.queue.commands import ReportRun, RevokeAssignment
-from murmur.node.control.queue.records import ClusterJob
+from murmur.node.control.queue.records import Assignment, ClusterJob
 from murmur.node.jobspec import states
 from murmur.node.membership.transport import SendOutcome, classify_error
 from murmur.v1 import node_pb2
@@ -53,69 +57,98 @@ class RunDispatch:
         self._ledger = ledger
         self._lease_seconds = lease_seconds
 
-    def send(self, job: ClusterJob) -> None:
-        """Start :meth:`start` as a task of the term (never waits)."""
-        run_id = job.assignment.run_id if job.assignment is not None else "none"
-        self._term.start(self.start(job), what=f"start of run {run_id} of job {job.id}")
+    def send(self, job: ClusterJob, *, node: str | None = None) -> None:
+        """Start :meth:`start` of each live rank of the job's run (only the one on
+        ``node``, if given) as a task of the term (never waits)."""
+        for rank in job.live_runs:
+            if node is None or rank.node == node:
+                self._term.start(
+                    self.start(job, rank), what=f"start of run {rank.run_id} of job {job.id}"
+                )
 
-    async def start(self, job: ClusterJob) -> None:
-        """Send the job's run to its node, unless it was given up or its node is down
-        (reconciliation sends it again; node loss gives it up).
+    async def start(self, job: ClusterJob, rank: Assignment) -> None:
+        """Send one rank of the job's run to its node, unless it was given up or its
+        node is down (reconciliation sends it again; node loss gives it up).
 
         Raises:
             NotLeaderError, ProposalTimeoutError: what the node's refusal made
                 this leader commit was not committed.
         """
-        assignment = job.assignment
-        if assignment is None or self._ledger.given_up(assignment.run_id):
+        if self._ledger.given_up(rank_key(rank)):
             return
-        address = self._calls.address_of(assignment.node)
+        address = self._calls.address_of(rank.node)
         if address is None:
             return
-        attempts = self._ledger.note_sent(assignment.run_id)
+        gang = None
+        if job.is_gang:
+            master = self._calls.address_of(job.runs[0].node)
+            if master is None:
+                return  # rank 0's node is down: this run is being lost with it
+            gang = node_pb2.GangRank(
+                node_rank=rank.rank, master_addr=host_of(master), master_port=rank.master_port
+            )
+        attempts = self._ledger.note_sent(rank_key(rank))
         request = node_pb2.StartRunRequest(
             job_id=job.id,
-            run_id=assignment.run_id,
-            attempt=assignment.attempt,
+            run_id=rank.run_id,
+            attempt=rank.attempt,
             spec=job.spec,
-            gpu_indices=list(assignment.gpu_indices),
-            term=assignment.term,
-            sequence=assignment.sequence,
+            gpu_indices=list(rank.gpu_indices),
+            term=rank.term,
+            sequence=rank.sequence,
             user=job.user,
             lease_seconds=self._lease_seconds,
             sender_term=self._term.number,
+            gang=gang,
         )
         try:
-            await self._calls.start_run(assignment.node, address, request)
+            await self._calls.start_run(rank.node, address, request)
         except grpc.aio.AioRpcError as exc:
-            await self._not_taken(job, attempts, exc)
+            await self._not_taken(job, rank, attempts, exc)
 
-    async def _not_taken(self, job: ClusterJob, attempts: int, exc: grpc.aio.AioRpcError) -> None:
-        assignment = job.assignment
-        assert assignment is not None
+    async def _not_taken(
+        self, job: ClusterJob, rank: Assignment, attempts: int, exc: grpc.aio.AioRpcError
+    ) -> None:
         term = self._term
+        key = rank_key(rank)
         refused = classify_error(exc) is SendOutcome.REFUSED
-        sole_attempt = attempts == 1 and self._ledger.attempts(assignment.run_id) == 1
-        if refused and sole_attempt and assignment.term == term.number and term.leads():
+        sole_attempt = attempts == 1 and self._ledger.attempts(key) == 1
+        if refused and sole_attempt and rank.term == term.number and term.leads():
             # Nothing listened on the node: it never got the run, so no copy can
             # run there. Take the assignment back; the job is placed again at once
-            # without spending an attempt, instead of waiting out a lease.
-            self._ledger.give_up(assignment.run_id)
-            await term.commit(
-                RevokeAssignment(
-                    job_id=job.id, run_id=assignment.run_id,
-                    reason=f"{assignment.node} refused the connection", at_us=now_us(),
+            # without spending an attempt, instead of waiting out a lease. A gang's
+            # other ranks may have theirs: this rank ends lost as never having
+            # reached its node, which stops the others and requeues the job as
+            # freely once they have stopped.
+            self._ledger.give_up(key)
+            why = f"{rank.node} refused the connection"
+            command: RevokeAssignment | ReportRun = (
+                ReportRun(
+                    job_id=job.id, run_id=rank.run_id, node=rank.node, state=states.LOST,
+                    exit_code=None, reason=f"{states.NOT_REACHED_REASON}: {why}", at_us=now_us(),
                 )
+                if job.is_gang
+                else RevokeAssignment(job_id=job.id, run_id=rank.run_id, reason=why, at_us=now_us())
             )  # fmt: skip
+            await term.commit(command)
             return
         if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and term.leads():
             # The node will not run it (a newer term, a GPU it says is busy): the
             # run is lost and the job goes back to the queue, retries permitting.
             await term.commit(
                 ReportRun(
-                    job_id=job.id, run_id=assignment.run_id, node=assignment.node,
+                    job_id=job.id, run_id=rank.run_id, node=rank.node,
                     state=states.LOST, exit_code=None,
-                    reason=f"could not start on {assignment.node}: {exc.details()}",
+                    reason=f"could not start on {rank.node}: {exc.details()}",
                     at_us=now_us(),
                 )
             )  # fmt: skip
+
+
+def host_of(address: str) -> str:
+    """The host part of a ``host:port`` address (``[v6]:port`` too): where a gang's
+    ranks reach rank 0's node."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return address
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host

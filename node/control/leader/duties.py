@@ -275,7 +275,7 @@ class LeaderDuties:
             return
         job = result.job
         current = self._current
-        if job.cancel_requested and job.is_active and current is not None:
+        if job.stopping and job.is_active and current is not None:
             # Between terms nothing is started: the next term's first reconciliation
             # delivers the cancel.
             current.term.start(
@@ -283,15 +283,16 @@ class LeaderDuties:
             )
 
     async def _stop_cancelled(self, duties: TermDuties, job: ClusterJob) -> None:
-        """A cancel was committed for a running job: tell its node now rather than at
-        the next reconciliation. A run still scheduled may never have reached its
-        node: the node's runs are compared at once, so such a job ends now."""
-        if job.assignment is None or not self._consensus.is_leader:
+        """A cancel (or a gang's stop) was committed for a running job: tell the
+        nodes of its live ranks now rather than at the next reconciliation. A run
+        still scheduled may never have reached its node: the node's runs are
+        compared at once, so such a job ends now."""
+        if not self._consensus.is_leader:
             return
-        node = job.assignment.node
-        await duties.calls.stop_run(node, job.assignment.run_id, job.cancel_reason or "cancelled")
-        if job.state == states.SCHEDULED and duties.term.leads():
-            await duties.reconciler.reconcile_node(node)
+        for rank in job.live_runs:
+            await duties.calls.stop_run(rank.node, rank.run_id, job.stop_reason)
+            if job.state == states.SCHEDULED and duties.term.leads():
+                await duties.reconciler.reconcile_node(rank.node)
 
 
 async def _any_set(*events: asyncio.Event) -> None:

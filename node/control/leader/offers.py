@@ -21,10 +21,7 @@ def offer_of(info: types_pb2.NodeInfo) -> NodeOffer:
         reason = "no runtime"
     return NodeOffer(
         name=info.name,
-        gpus=tuple(
-            GpuOffer(index=device.index, model=device.model, memory_bytes=device.memory_total_bytes)
-            for device in info.gpus.devices
-        ),
+        gpus=tuple(gpu_offer_of(device) for device in info.gpus.devices),
         cpus=float(info.load.cpu_count or 1),
         memory_bytes=info.load.memory_total_bytes,
         runtimes=frozenset(info.runtimes),
@@ -32,4 +29,15 @@ def offer_of(info: types_pb2.NodeInfo) -> NodeOffer:
         schedulable=not reason,
         unschedulable_reason=reason,
         labels=dict(info.labels),
+    )
+
+
+def gpu_offer_of(device: types_pb2.GpuDevice) -> GpuOffer:
+    """One gossiped GPU; an unset locality field is None (unknown), not group 0."""
+    return GpuOffer(
+        index=device.index,
+        model=device.model,
+        memory_bytes=device.memory_total_bytes,
+        nvlink_group=device.nvlink_group if device.HasField("nvlink_group") else None,
+        pcie_group=device.pcie_group if device.HasField("pcie_group") else None,
     )

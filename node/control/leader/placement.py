@@ -26,27 +26,31 @@ reason "draining", whatever its offer says: the log has the drain the moment the
 admin's command is acknowledged, gossip only later (``honour_drains``).
 
 The lab policy (``murmur policy apply``, scheduler/lab_policy.py), as the state holds
-it, refines the configured policy (``effective_policy``): tiers order the queue, its
-default request replaces the configuration's, and its quotas hold back jobs that
-would go over (``quota_ledger``: what active assignments hold, by user).
+it, refines the configured policy (``effective_policy``): tiers order the queue (and,
+when a group may reclaim what it lent, jobs within their group's quota come before
+jobs that would borrow: ``borrowing_jobs``), its default request replaces the
+configuration's, and its quotas hold back jobs that would go over
+(``quota_ledger``: what active assignments hold, by user).
 
-Multi-node jobs (``spec.nodes > 1``) are not placed: they wait with a reason saying
-so, since an assignment names one node (gangs need an assignment per rank).
+Multi-node jobs (``spec.nodes > 1``, gangs) are placed whole or not at all: the
+scheduler gives every rank a node of its own in one decision, and one ``AssignJob``
+carries every rank, with a rendezvous port on rank 0's node (``MASTER_PORT``) that no
+other gang mastered there holds (``GANG_PORTS``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from murmur import scheduler
-from murmur.node.control.queue.commands import AssignJob
+from murmur.node.control.queue.commands import AssignJob, RankPlacement
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.state import ControlState
 from murmur.scheduler.fair_share import decayed_usage, fair_share, multifactor_order
 from murmur.scheduler.lab_policy import LabPolicy
-from murmur.scheduler.queue_order import QueueOrder, tiered
+from murmur.scheduler.queue_order import QueueOrder, lenders_first, tiered
 from murmur.scheduler.quota import QuotaLedger
 from murmur.scheduler.slices import Slices, finish
 from murmur.v1 import types_pb2
@@ -54,20 +58,27 @@ from murmur.v1 import types_pb2
 DOCKER = "docker"
 PROCESS = "process"
 
-MULTI_NODE_REASON = (
-    "waiting: multi-node jobs ({nodes} nodes) are not placed by the cluster queue yet"
-)
+GANG_PORTS = range(29500, 30000)
+"""Where a gang's rendezvous port (torchrun's ``MASTER_PORT``) is chosen on its rank
+0's node: the lowest no other gang mastered there holds. torchrun's own default,
+29500, is the first: a lab that runs torchrun by hand keeps to its habits elsewhere."""
 
 _EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class GpuOffer:
-    """One GPU of a node, as its inventory reports it."""
+    """One GPU of a node, as its inventory reports it.
+
+    ``nvlink_group`` and ``pcie_group`` name the GPUs near it (see ``GpuDevice`` in
+    types.proto); None when it is in no group or its node could not say.
+    """
 
     index: int
     model: str
     memory_bytes: int = 0
+    nvlink_group: int | None = None
+    pcie_group: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +142,21 @@ def honour_drains(state: ControlState, offers: Iterable[NodeOffer]) -> tuple[Nod
 
 
 def effective_policy(
-    base: scheduler.Policy, lab: LabPolicy, *, fair_order: QueueOrder | None = None
+    base: scheduler.Policy,
+    lab: LabPolicy,
+    *,
+    fair_order: QueueOrder | None = None,
+    borrowing: Collection[str] = frozenset(),
 ) -> scheduler.Policy:
     """``base`` (the configuration's) refined by the lab policy: its tiers first in
-    the queue order, then ``fair_order`` (fair share, when the policy asks for it:
-    ``fair_share_order``) or the configured order, its default request where it sets
-    one."""
+    the queue order, then jobs within their group's quota before the ``borrowing``
+    ones (``borrowing_jobs``), then ``fair_order`` (fair share, when the policy asks
+    for it: ``fair_share_order``) or the configured order; its default request where
+    it sets one."""
     within = fair_order or base.queue_order
-    policy = replace(base, queue_order=within) if fair_order is not None else base
+    if borrowing:
+        within = lenders_first(borrowing, within)
+    policy = replace(base, queue_order=within) if within is not base.queue_order else base
     if lab.tiers:
         policy = replace(policy, queue_order=tiered(lambda queue: lab.tier_of(queue)[1], within))
     if lab.default_cpus is not None or lab.default_memory_bytes is not None:
@@ -171,6 +189,26 @@ def fair_share_order(
     )
 
 
+def borrowing_jobs(
+    lab: LabPolicy, jobs: Iterable[ClusterJob], quota: QuotaLedger | None
+) -> frozenset[str]:
+    """The ids of ``jobs`` that would borrow from their cohort if placed now (their
+    group's GPUs held, plus theirs, over its quota), when the lab policy lets a group
+    reclaim what it lent (``reclaim_lent_quota``); empty otherwise. Judged once per
+    plan, from what is held when it starts."""
+    if not lab.reclaim_lent_quota or quota is None:
+        return frozenset()
+    found = set()
+    for job in jobs:
+        group = lab.group_of(job.user)
+        if group is None or group.gpus is None or not group.cohort:
+            continue
+        gpus = job.spec.gpus.count * max(1, job.spec.nodes)
+        if gpus and quota.held_by_group(group.name) + gpus > group.gpus:
+            found.add(job.id)
+    return frozenset(found)
+
+
 def quota_ledger(state: ControlState) -> QuotaLedger | None:
     """The GPUs active assignments hold, against the lab policy's quotas; None when
     the policy sets none."""
@@ -181,10 +219,10 @@ def quota_ledger(state: ControlState) -> QuotaLedger | None:
     return QuotaLedger(
         lab,
         (
-            (job.user, len(job.assignment.gpu_indices))
+            (job.user, len(rank.gpu_indices))
             for node in state.nodes_with_runs()
             for job in state.active_on(node)
-            if job.assignment is not None
+            if (rank := job.rank_on(node)) is not None
         ),
     )
 
@@ -204,9 +242,11 @@ def _uses_of(
     uses = {offer.name: _NodeUse(offer, policy.default_request) for offer in offers}
     for name, use in uses.items():
         for job in state.active_on(name):
-            assert job.assignment is not None
-            started = job.assignment.started_at_us or job.assignment.assigned_at_us
-            use.take(job.id, job.spec, job.assignment.gpu_indices, started)
+            rank = job.rank_on(name)
+            assert rank is not None
+            use.take(job.id, job.spec, rank.gpu_indices, rank.started_at_us or rank.assigned_at_us)
+            if rank.master_port and rank.rank == 0:
+                use.ports.add(rank.master_port)
     return uses
 
 
@@ -269,7 +309,9 @@ def _build_request(job: ClusterJob) -> scheduler.JobRequest:
 class _NodeUse:
     """What active (and newly planned) runs hold on one offered node."""
 
-    __slots__ = ("cpus", "default_request", "holders", "memory", "offer", "releases", "shared")
+    __slots__ = (
+        "cpus", "default_request", "holders", "memory", "offer", "ports", "releases", "shared",
+    )  # fmt: skip
 
     def __init__(self, offer: NodeOffer, default_request: scheduler.DefaultRequest) -> None:
         self.offer = offer
@@ -279,6 +321,16 @@ class _NodeUse:
         self.cpus = 0.0
         self.memory = 0
         self.releases: list[scheduler.Release] = []
+        self.ports: set[int] = set()
+        """Rendezvous ports of the gangs mastered here."""
+
+    def take_port(self) -> int:
+        """A rendezvous port for a new gang mastered here (``GANG_PORTS``); 0 when
+        every one is held."""
+        port = next((port for port in GANG_PORTS if port not in self.ports), 0)
+        if port:
+            self.ports.add(port)
+        return port
 
     def take(
         self,
@@ -318,6 +370,8 @@ class _NodeUse:
                     memory_bytes=gpu.memory_bytes,
                     holders=tuple(self.holders.get(gpu.index, ())),
                     shared=self.shared.get(gpu.index, False),
+                    nvlink_group=gpu.nvlink_group,
+                    pcie_group=gpu.pcie_group,
                 )
                 for gpu in offer.gpus
             ),
@@ -417,22 +471,19 @@ def plan_keeping_builder(
     was made in one pass (``OnePass``)."""
     offers = honour_drains(state, offers)
     due = state.pending_due(now_us)
-    policy = effective_policy(
-        policy, state.lab_policy, fair_order=fair_share_order(state, due, now_us)
-    )
     quota = quota_ledger(state)
+    lab = state.lab_policy
+    policy = effective_policy(
+        policy, lab,
+        fair_order=fair_share_order(state, due, now_us),
+        borrowing=borrowing_jobs(lab, due, quota),
+    )  # fmt: skip
     uses = _uses_of(state, offers, policy)
     requests = {job.id: job_request(job) for job in due}
     yield
     order = policy.queue_order(tuple(requests.values()))
     yield
-    singles = [job for job in due if requests[job.id].nodes == 1]
-    waiting: dict[str, str] = {
-        job.id: MULTI_NODE_REASON.format(nodes=requests[job.id].nodes)
-        for job in due
-        if requests[job.id].nodes > 1
-    }
-    passes = _passes(singles, [r for r in order if r.id not in waiting], offers)
+    passes = _passes(due, order, offers)
     yield
     assignments: list[AssignJob] = []
     reservations: list[scheduler.Reservation] = []
@@ -451,11 +502,13 @@ def plan_keeping_builder(
         plan = builder.plan_with((yield from builder.waiting_in_slices(slice_size)))
         plans.append(plan)
         yield
-        for placement, job in placed_jobs(plan, jobs):
-            uses[placement.node].take(job.id, job.spec, placement.gpu_indices, now_us)
-            assignments.append(assignment_of(job, placement, new_run_id(), now_us))
+        for ranks, job in placed_jobs(plan, jobs):
+            for rank in ranks:
+                uses[rank.node].take(job.id, job.spec, rank.gpu_indices, now_us)
+            port = uses[ranks[0].node].take_port() if len(ranks) > 1 else 0
+            assignments.append(assignment_of(job, ranks, new_run_id(), now_us, master_port=port))
         reservations.extend(plan.reservations)
-    if len(plans) == 1 and not waiting:
+    if len(plans) == 1:
         # One pass over every due job: its plan's order, positions and reasons are
         # the cluster's already.
         whole = ClusterPlan(
@@ -464,8 +517,8 @@ def plan_keeping_builder(
             reservations=tuple(reservations),
         )
         assert builder is not None  # one pass, one builder
-        return whole, OnePass(builder, {}, (), policy)
-    unplaced = dict(waiting)
+        return whole, OnePass(builder, policy)
+    waiting: dict[str, str] = {}
     for plan in plans:
         waiting.update((entry.job_id, entry.reason) for entry in plan.waiting)
     yield
@@ -474,49 +527,52 @@ def plan_keeping_builder(
         waiting=positions_of(waiting, order),
         reservations=tuple(reservations),
     )
-    if len(plans) == 1 and builder is not None:
-        return whole, OnePass(builder, unplaced, tuple(order), policy)
     return whole, None
 
 
 @dataclass(frozen=True, slots=True)
 class OnePass:
-    """A plan made by one builder over every due single-node job (one pass: every
-    open node offers every runtime asked for). Jobs submitted later may be decided
-    on top of ``builder`` (``murmur.node.control.leader.planner``).
+    """A plan made by one builder over every due job (one pass: every open node
+    offers every runtime asked for). Jobs submitted later may be decided on top of
+    ``builder`` (``murmur.node.control.leader.planner``).
 
     Attributes:
         builder: the pass's builder, every job decided.
-        unplaced: multi-node jobs (which wait outside the builder) → their reason.
-        order: every due job in queue order; empty when ``unplaced`` is.
         policy: what the plan was made under (the lab policy's refinements in).
     """
 
     builder: scheduler.PlanBuilder
-    unplaced: Mapping[str, str]
-    order: tuple[scheduler.JobRequest, ...]
     policy: scheduler.Policy
 
 
 def placed_jobs(
     plan: scheduler.Plan, jobs: Iterable[ClusterJob]
-) -> list[tuple[scheduler.RankAssignment, ClusterJob]]:
-    """Each placement of ``plan`` (rank 0: jobs here are single-node), with its job."""
+) -> list[tuple[tuple[scheduler.RankAssignment, ...], ClusterJob]]:
+    """Each placement of ``plan`` (its ranks, rank 0 first), with its job."""
     by_id = {job.id: job for job in jobs}
-    return [(placement.assignments[0], by_id[placement.job_id]) for placement in plan.placements]
+    return [(placement.assignments, by_id[placement.job_id]) for placement in plan.placements]
 
 
 def assignment_of(
-    job: ClusterJob, placement: scheduler.RankAssignment, run_id: str, now_us: int
+    job: ClusterJob,
+    ranks: Sequence[scheduler.RankAssignment],
+    run_id: str,
+    now_us: int,
+    *,
+    master_port: int = 0,
 ) -> AssignJob:
-    """The command that gives ``job`` its next run where ``placement`` says."""
+    """The command that gives ``job`` its next run where ``ranks`` say (a gang's
+    rendezvous on ``master_port`` of rank 0's node)."""
+    first, *others = ranks
     return AssignJob(
         job_id=job.id,
-        node=placement.node,
+        node=first.node,
         run_id=run_id,
         attempt=job.attempts + 1,
-        gpu_indices=placement.gpu_indices,
+        gpu_indices=first.gpu_indices,
         at_us=now_us,
+        other_ranks=tuple(RankPlacement(rank.node, rank.gpu_indices) for rank in others),
+        master_port=master_port,
     )
 
 

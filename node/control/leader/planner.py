@@ -10,7 +10,7 @@ the last plan decided, and the planner then spares the work:
   order, asking for one node and no dataset, with a runtime every open node offers:
   they are decided on top of the last plan's builder
   (``scheduler.PlanBuilder.extend``), which is the plan of the whole queue (a plan
-  decides jobs one after another; multi-node jobs wait outside it);
+  decides jobs one after another);
 - otherwise, a plan from scratch (``plan_keeping_builder``).
 
 A new lab policy (``murmur policy apply``) is a change like any other: a plan from
@@ -36,7 +36,6 @@ from murmur.node.control.leader.placement import (
     job_request,
     placed_jobs,
     plan_keeping_builder,
-    positions_of,
     runtime_of,
 )
 from murmur.node.control.queue.records import ClusterJob
@@ -156,14 +155,6 @@ class QueuePlanner:
             yield
         waiting = yield from builder.waiting_in_slices(self._slice_size)
         decided = builder.plan_with(waiting)
-        order = one_pass.order
-        if one_pass.unplaced:
-            # Multi-node jobs wait outside the builder: number the queues again, with
-            # them in their places (new jobs may come before a waiting gang).
-            order = tuple(one_pass.policy.queue_order((*order, *requests)))
-            yield
-            reasons = {**one_pass.unplaced, **{entry.job_id: entry.reason for entry in waiting}}
-            waiting = positions_of(reasons, order)
         plan = ClusterPlan(
             assignments=tuple(
                 assignment_of(job, placement, new_run_id(), now_us)
@@ -174,11 +165,7 @@ class QueuePlanner:
         )
         self._last = _LastPlan(
             plan=plan,
-            one_pass=(
-                OnePass(builder, one_pass.unplaced, order, one_pass.policy)
-                if not plan.assignments
-                else None
-            ),
+            one_pass=one_pass if not plan.assignments else None,
             other_changes=last.other_changes,
             submissions=last.submissions + len(jobs),
             offers=last.offers,

@@ -19,6 +19,10 @@ know more than the log, or less:
   answering, and whether it or the job kept the run from starting (an image that
   never pulls, say) the leader cannot tell; a free requeue could offer the job to it
   forever. Each such recovery is logged with the run's id.
+
+A gang's ranks are settled each on its own node, as runs of their own: a rank the
+node reports ended ends that rank (node/control/queue/state.py stops the others),
+and the stop of a gang whose run is ending reaches every rank still running.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ import logging
 from murmur.node.control.cluster_view import DOWN_STATES, ClusterView
 from murmur.node.control.leader.dispatch import RunDispatch
 from murmur.node.control.leader.node_calls import NodeCalls
-from murmur.node.control.leader.start_ledger import StartLedger
+from murmur.node.control.leader.start_ledger import StartLedger, rank_key
 from murmur.node.control.leader.term import LeaderTerm, now_us
 from murmur.node.control.queue.commands import ReportRun, RevokeAssignment, report_of
-from murmur.node.control.queue.records import ClusterJob
+from murmur.node.control.queue.records import Assignment, ClusterJob
 from murmur.node.control.queue.state import ControlState
 from murmur.node.jobspec import states
 from murmur.v1 import types_pb2
@@ -42,6 +46,17 @@ _log = logging.getLogger("murmur.leader")
 
 def _run_state(run: types_pb2.Run) -> str:
     return states.from_proto(run.state)
+
+
+def _known_state(job: ClusterJob, rank: Assignment) -> str:
+    """The state the log holds for ``rank``: the job's, for a single-node run; for a
+    gang's rank, running once its node said so, else as far as the job got (a rank
+    the log holds scheduled while its node says starting is not worth an entry)."""
+    if not job.is_gang:
+        return job.state
+    if rank.started_at_us:
+        return states.RUNNING
+    return states.STARTING if job.state != states.SCHEDULED else states.SCHEDULED
 
 
 class Reconciler:
@@ -101,25 +116,25 @@ class Reconciler:
         """
         by_id = {run.id: run for run in runs}
         for job in self._control.active_on(node):
-            assignment = job.assignment
-            assert assignment is not None
-            run = by_id.get(assignment.run_id)
+            rank = job.rank_on(node)
+            assert rank is not None
+            run = by_id.get(rank.run_id)
             if run is None:
-                await self._settle_missing(job)
+                await self._settle_missing(job, rank)
                 continue
             seen = _run_state(run)
-            if seen != job.state and seen != states.PENDING:
+            if seen != _known_state(job, rank) and seen != states.PENDING:
                 await self._term.commit(report_of(job.id, node, run))
-            elif job.cancel_requested and seen in (states.STARTING, states.RUNNING):
-                await self._calls.stop_run(node, run.id, job.cancel_reason or "cancelled")
+            elif job.stopping and seen in (states.STARTING, states.RUNNING):
+                await self._calls.stop_run(node, run.id, job.stop_reason)
             elif seen in (states.STARTING, states.PENDING) and self._ledger.overdue(job):
                 await self._give_up_started(node, job, run)
         for run in runs:
             if _run_state(run) not in (states.STARTING, states.RUNNING):
                 continue
             owner = self._control.job(run.job_id)
-            current = owner.assignment if owner is not None else None
-            if current is None or current.run_id != run.id or current.node != node:
+            current = owner.rank_on(node) if owner is not None else None
+            if current is None or current.run_id != run.id:
                 await self._calls.stop_run(
                     node, run.id, "stale: the cluster placed this job elsewhere"
                 )
@@ -129,7 +144,7 @@ class Reconciler:
         at each reconciliation until its node records the end (the stop waits out a
         start in progress)."""
         timeout = self._ledger.start_timeout
-        if self._ledger.give_up(run.id):
+        if self._ledger.give_up((run.id, node)):
             _log.warning(
                 "run %s of job %s did not start on %s within %g s; giving it up",
                 run.id, job.id, node, timeout,
@@ -138,19 +153,30 @@ class Reconciler:
         reason = f"lost: did not start on {node} within {timeout:g} s"
         await self._calls.stop_run(node, run.id, reason, lost=True)
 
-    async def _settle_missing(self, job: ClusterJob) -> None:
-        """The job's node does not have its run: it never arrived, or is on its way.
+    async def _settle_missing(self, job: ClusterJob, rank: Assignment) -> None:
+        """The node of ``rank`` (the job's run, or one rank of a gang's) does not
+        have it: it never arrived, or is on its way.
 
         A cancelled job is taken back and ends at once (a copy that still lands is
-        stopped as stale by the next reconciliation, and nothing is placed again). A
-        run overdue is given up once no StartRun that could still start it is in
+        stopped as stale by the next reconciliation, and nothing is placed again); a
+        gang's rank that never arrived while the gang stops ends as stopped. A run
+        overdue is given up once no StartRun that could still start it is in
         flight. Any other is sent again: the node starts a run id at most once.
         """
-        assignment = job.assignment
-        assert assignment is not None
-        run_id, node = assignment.run_id, assignment.node
+        run_id, node = rank.run_id, rank.node
+        key = rank_key(rank)
+        if job.is_gang and job.stopping:
+            if self._ledger.give_up(key):
+                await self._term.commit(
+                    ReportRun(
+                        job_id=job.id, run_id=run_id, node=node, state=states.CANCELLED,
+                        exit_code=None, reason=f"stopped before {node} started it",
+                        at_us=now_us(),
+                    )
+                )  # fmt: skip
+            return
         if job.cancel_requested and job.state == states.SCHEDULED:
-            if self._ledger.give_up(run_id):
+            if self._ledger.give_up(key):
                 _log.info(
                     "run %s of cancelled job %s never reached %s: ending the job",
                     run_id, job.id, node,
@@ -165,21 +191,21 @@ class Reconciler:
             return
         timeout = self._ledger.start_timeout
         if not self._ledger.overdue(job):
-            if not self._ledger.given_up(run_id):
-                if self._ledger.was_sent(run_id):
+            if not self._ledger.given_up(key):
+                if self._ledger.was_sent(key):
                     _log.info(
                         "run %s of job %s is not on %s: sending it again", run_id, job.id, node,
                         extra={"event": "leader.run_redriven", "run": run_id, "job": job.id},
                     )  # fmt: skip
-                self._dispatch.send(job)
+                self._dispatch.send(job, node=node)
             return
-        if self._ledger.give_up(run_id):  # send it no more; give it up once none is in flight
+        if self._ledger.give_up(key):  # send it no more; give it up once none is in flight
             _log.warning(
                 "run %s of job %s never started on %s within %g s; giving it up",
                 run_id, job.id, node, timeout,
                 extra={"event": "leader.run_overdue", "run": run_id, "job": job.id},
             )  # fmt: skip
-        if self._ledger.sent_within(run_id, 2 * self._calls.timeout):
+        if self._ledger.sent_within(key, 2 * self._calls.timeout):
             return  # a StartRun may still be on its way there
         await self._term.commit(
             ReportRun(

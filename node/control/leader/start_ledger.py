@@ -12,6 +12,9 @@ Each of these rules depends on what this leader did before:
   leader (whose ledger starts empty) gives a run more time, never less;
 - which runs it took back or gave up: those are never sent again.
 
+Sends are counted per rank (a run id and its node: a gang's ranks share the run
+id, each on a node of its own); the start timeout runs per run.
+
 A new term starts a new ledger: another leader may have done anything meanwhile.
 """
 
@@ -20,11 +23,18 @@ from __future__ import annotations
 import math
 import time
 
-from murmur.node.control.queue.records import ACTIVE_STATES, ClusterJob
+from murmur.node.control.queue.records import ACTIVE_STATES, Assignment, ClusterJob
 from murmur.node.control.queue.state import ControlState
 from murmur.node.jobspec import states
 
 _UNSTARTED = (states.SCHEDULED, states.STARTING)
+
+RankKey = tuple[str, str]
+"""(run id, node): one rank of a run."""
+
+
+def rank_key(rank: Assignment) -> RankKey:
+    return (rank.run_id, rank.node)
 
 
 class StartLedger:
@@ -37,42 +47,42 @@ class StartLedger:
 
     def __init__(self, start_timeout: float) -> None:
         self.start_timeout = start_timeout
-        self._attempts: dict[str, int] = {}
-        """StartRun calls made per run id."""
-        self._last_sent: dict[str, float] = {}
-        """Run id → when its last StartRun was sent (monotonic)."""
+        self._attempts: dict[RankKey, int] = {}
+        """StartRun calls made per rank."""
+        self._last_sent: dict[RankKey, float] = {}
+        """Rank → when its last StartRun was sent (monotonic)."""
         self._unstarted_since: dict[str, float] = {}
         """Run id → when this leader first saw its job scheduled or starting
         (monotonic)."""
-        self._given_up: set[str] = set()
-        """Run ids being taken back or given up: never sent again."""
+        self._given_up: set[RankKey] = set()
+        """Ranks being taken back or given up: never sent again."""
 
-    def note_sent(self, run_id: str) -> int:
-        """A StartRun of ``run_id`` is being sent; returns how many were, this one
+    def note_sent(self, rank: RankKey) -> int:
+        """A StartRun of ``rank`` is being sent; returns how many were, this one
         included."""
-        attempts = self._attempts[run_id] = self._attempts.get(run_id, 0) + 1
-        self._last_sent[run_id] = time.monotonic()
+        attempts = self._attempts[rank] = self._attempts.get(rank, 0) + 1
+        self._last_sent[rank] = time.monotonic()
         return attempts
 
-    def attempts(self, run_id: str) -> int:
-        return self._attempts.get(run_id, 0)
+    def attempts(self, rank: RankKey) -> int:
+        return self._attempts.get(rank, 0)
 
-    def was_sent(self, run_id: str) -> bool:
-        return run_id in self._last_sent
+    def was_sent(self, rank: RankKey) -> bool:
+        return rank in self._last_sent
 
-    def sent_within(self, run_id: str, seconds: float) -> bool:
-        """Whether a StartRun of ``run_id`` was sent in the last ``seconds``."""
-        return time.monotonic() - self._last_sent.get(run_id, -math.inf) <= seconds
+    def sent_within(self, rank: RankKey, seconds: float) -> bool:
+        """Whether a StartRun of ``rank`` was sent in the last ``seconds``."""
+        return time.monotonic() - self._last_sent.get(rank, -math.inf) <= seconds
 
-    def give_up(self, run_id: str) -> bool:
-        """Send ``run_id`` no more; returns whether it was not given up already."""
-        if run_id in self._given_up:
+    def give_up(self, rank: RankKey) -> bool:
+        """Send ``rank`` no more; returns whether it was not given up already."""
+        if rank in self._given_up:
             return False
-        self._given_up.add(run_id)
+        self._given_up.add(rank)
         return True
 
-    def given_up(self, run_id: str) -> bool:
-        return run_id in self._given_up
+    def given_up(self, rank: RankKey) -> bool:
+        return rank in self._given_up
 
     def overdue(self, job: ClusterJob) -> bool:
         """Whether the job's run has been scheduled or starting longer than the start
@@ -87,9 +97,7 @@ class StartLedger:
         """Drop what the log's jobs no longer need: runs that ended, and the start
         clocks of runs that started."""
         active = {
-            job.assignment.run_id
-            for job in control.jobs(states=ACTIVE_STATES)
-            if job.assignment is not None
+            rank_key(rank) for job in control.jobs(states=ACTIVE_STATES) for rank in job.live_runs
         }
         self._attempts = {r: n for r, n in self._attempts.items() if r in active}
         self._given_up &= active

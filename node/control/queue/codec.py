@@ -7,15 +7,20 @@ The one place that maps them: a field added to ``ClusterJob`` is added here and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from murmur.node.control.queue.records import (
     Assignment,
     ClusterJob,
     DrainRecord,
     EndedRun,
+    GangStop,
     JobEvent,
 )
 from murmur.node.jobspec import states
-from murmur.v1 import control_pb2
+from murmur.v1 import control_pb2, types_pb2
 
 
 class ControlSnapshotError(ValueError):
@@ -39,10 +44,18 @@ def assignment_to_message(assignment: Assignment) -> control_pb2.ControlAssignme
         sequence=assignment.sequence,
         assigned_at_us=assignment.assigned_at_us,
         started_at_us=assignment.started_at_us,
+        rank=assignment.rank,
+        ended=(
+            states.to_proto(assignment.ended)
+            if assignment.ended
+            else types_pb2.JOB_STATE_UNSPECIFIED
+        ),
+        ended_at_us=assignment.ended_at_us,
+        master_port=assignment.master_port,
     )
 
 
-def assignment_from_message(message: control_pb2.ControlAssignment) -> Assignment:
+def assignment_from_message(message: control_pb2.ControlAssignment, where: str) -> Assignment:
     return Assignment(
         node=message.node,
         run_id=message.run_id,
@@ -52,6 +65,30 @@ def assignment_from_message(message: control_pb2.ControlAssignment) -> Assignmen
         sequence=message.sequence,
         assigned_at_us=message.assigned_at_us,
         started_at_us=message.started_at_us,
+        rank=message.rank,
+        ended=_state_of(message.ended, where) if message.ended else "",
+        ended_at_us=message.ended_at_us,
+        master_port=message.master_port,
+    )
+
+
+def _ranks_to_message(
+    ranks: tuple[Assignment, ...],
+    first: control_pb2.ControlAssignment,
+    others: RepeatedCompositeFieldContainer[control_pb2.ControlAssignment],
+) -> None:
+    first.CopyFrom(assignment_to_message(ranks[0]))
+    others.extend(assignment_to_message(rank) for rank in ranks[1:])
+
+
+def _ranks_from_message(
+    first: control_pb2.ControlAssignment,
+    others: Iterable[control_pb2.ControlAssignment],
+    where: str,
+) -> tuple[Assignment, ...]:
+    return (
+        assignment_from_message(first, where),
+        *(assignment_from_message(rank, where) for rank in others),
     )
 
 
@@ -76,13 +113,21 @@ def job_to_message(job: ClusterJob) -> control_pb2.ControlJob:
     )
     if job.exit_code is not None:
         message.exit_code = job.exit_code
-    if job.assignment is not None:
-        message.assignment.CopyFrom(assignment_to_message(job.assignment))
+    if job.runs:
+        _ranks_to_message(job.runs, message.assignment, message.other_ranks)
+    stop = job.gang_stop
+    if stop is not None:
+        message.gang_stop.CopyFrom(
+            control_pb2.ControlGangStop(
+                state=states.to_proto(stop.state), exit_code=stop.exit_code,
+                reason=stop.reason, retryable=stop.retryable, with_node=stop.with_node,
+            )
+        )  # fmt: skip
     for run in job.past_runs:
         ended = message.past_runs.add(
             state=states.to_proto(run.state), reason=run.reason, ended_at_us=run.ended_at_us
         )
-        ended.assignment.CopyFrom(assignment_to_message(run.assignment))
+        _ranks_to_message(run.ranks, ended.assignment, ended.other_ranks)
         if run.exit_code is not None:
             ended.exit_code = run.exit_code
     for event in job.history:
@@ -117,12 +162,15 @@ def job_from_message(message: control_pb2.ControlJob) -> ClusterJob:
         cancel_reason=message.cancel_reason,
         preempted_by=message.preempted_by,
         idempotency_key=message.idempotency_key,
-        assignment=(
-            assignment_from_message(message.assignment) if message.HasField("assignment") else None
+        runs=(
+            _ranks_from_message(message.assignment, message.other_ranks, where)
+            if message.HasField("assignment")
+            else ()
         ),
+        gang_stop=_gang_stop_of(message, where),
         past_runs=tuple(
             EndedRun(
-                assignment=assignment_from_message(run.assignment),
+                ranks=_ranks_from_message(run.assignment, run.other_ranks, where),
                 state=_state_of(run.state, where),
                 exit_code=run.exit_code if run.HasField("exit_code") else None,
                 reason=run.reason,
@@ -134,6 +182,19 @@ def job_from_message(message: control_pb2.ControlJob) -> ClusterJob:
             JobEvent(event.at_us, _state_of(event.state, where), event.reason)
             for event in message.history
         ),
+    )
+
+
+def _gang_stop_of(message: control_pb2.ControlJob, where: str) -> GangStop | None:
+    if not message.HasField("gang_stop"):
+        return None
+    stop = message.gang_stop
+    return GangStop(
+        state=_state_of(stop.state, where),
+        exit_code=stop.exit_code if stop.HasField("exit_code") else None,
+        reason=stop.reason,
+        retryable=stop.retryable,
+        with_node=stop.with_node,
     )
 
 

@@ -63,7 +63,12 @@ class CancelJob:
 
 @dataclass(frozen=True, slots=True)
 class AssignJob:
-    """The leader placed a pending job on ``node``; the entry's (term, index) fences it."""
+    """The leader placed a pending job on ``node``; the entry's (term, index) fences it.
+
+    A gang (``spec.nodes`` > 1) is placed whole in one entry: ``node`` and
+    ``gpu_indices`` are rank 0's, ``other_ranks`` the rest in rank order, each on a
+    node of its own, and ``master_port`` the rendezvous port on rank 0's node.
+    """
 
     job_id: str
     node: str
@@ -71,6 +76,21 @@ class AssignJob:
     attempt: int
     gpu_indices: tuple[int, ...]
     at_us: int
+    other_ranks: tuple[RankPlacement, ...] = ()
+    master_port: int = 0
+
+    @property
+    def placements(self) -> tuple[RankPlacement, ...]:
+        """Every rank's (node, GPUs), rank 0 first."""
+        return (RankPlacement(self.node, self.gpu_indices), *self.other_ranks)
+
+
+@dataclass(frozen=True, slots=True)
+class RankPlacement:
+    """Where one rank of a gang runs: its node and its GPUs there."""
+
+    node: str
+    gpu_indices: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +456,11 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     attempt=command.attempt,
                     gpu_indices=command.gpu_indices,
                     at_us=command.at_us,
+                    other_ranks=[
+                        control_pb2.AssignedRank(node=rank.node, gpu_indices=rank.gpu_indices)
+                        for rank in command.other_ranks
+                    ],
+                    master_port=command.master_port,
                 )
             )
         case ReportRun():
@@ -542,6 +567,10 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
             attempt=assign.attempt,
             gpu_indices=tuple(assign.gpu_indices),
             at_us=assign.at_us,
+            other_ranks=tuple(
+                RankPlacement(rank.node, tuple(rank.gpu_indices)) for rank in assign.other_ranks
+            ),
+            master_port=assign.master_port,
         )
     if kind == "report_run":
         report = message.report_run

@@ -27,25 +27,34 @@ def _run(job_id: str, assignment: Assignment, state: str) -> types_pb2.Run:
         term=assignment.term,
         sequence=assignment.sequence,
         created_at=timestamp_us(assignment.assigned_at_us),
+        node_rank=assignment.rank,
     )
     if assignment.started_at_us:
         message.started_at.CopyFrom(timestamp_us(assignment.started_at_us))
+    if assignment.ended_at_us:
+        message.finished_at.CopyFrom(timestamp_us(assignment.ended_at_us))
     return message
 
 
-def ended_run_message(job_id: str, run: EndedRun) -> types_pb2.Run:
-    message = _run(job_id, run.assignment, run.state)
-    message.reason = run.reason
-    message.finished_at.CopyFrom(timestamp_us(run.ended_at_us))
-    if run.exit_code is not None:
-        message.exit_code = run.exit_code
-    return message
+def ended_run_messages(job_id: str, run: EndedRun) -> list[types_pb2.Run]:
+    """An ended run: one message per rank (one for a single-node job), each with the
+    run's end."""
+    messages = []
+    for rank in run.ranks:
+        message = _run(job_id, rank, run.state)
+        message.reason = run.reason
+        message.finished_at.CopyFrom(timestamp_us(rank.ended_at_us or run.ended_at_us))
+        if run.exit_code is not None:
+            message.exit_code = run.exit_code
+        messages.append(message)
+    return messages
 
 
 def job_message(
     job: ClusterJob, *, queue_position: int = 0, waiting_reason: str = ""
 ) -> types_pb2.Job:
-    """The client API's view of ``job``: its ended runs, then its active one.
+    """The client API's view of ``job``: its ended runs, then its active one (a
+    message per rank of a gang's run).
 
     Args:
         queue_position: 1-based among the pending jobs of its queue (from the leader's
@@ -67,11 +76,11 @@ def job_message(
         queue_position=queue_position if pending else 0,
         submitted_at=timestamp_us(job.submitted_at_us),
         updated_at=timestamp_us(job.updated_at_us),
-        runs=[ended_run_message(job.id, run) for run in job.past_runs],
+        runs=[message for run in job.past_runs for message in ended_run_messages(job.id, run)],
         attempts=job.attempts,
     )
-    if job.assignment is not None:
-        active = _run(job.id, job.assignment, job.state)
+    for rank in job.runs:
+        active = _run(job.id, rank, rank.ended or job.state)
         active.reason = job.reason
         message.runs.append(active)
     if job.exit_code is not None:

@@ -113,6 +113,7 @@ from murmur.node.control.queue.records import (
     ClusterJob,
     DrainRecord,
     EndedRun,
+    GangStop,
     JobEvent,
     LabPolicyRecord,
 )
@@ -140,16 +141,20 @@ SNAPSHOT_FORMAT_WITH_JOIN_TOKENS = 30
 number, clear of the formats other state takes in order): a version that knows none
 refuses it rather than let a used token be used again."""
 SNAPSHOT_FORMAT_WITH_CA_CHANGES = 31
+"""A snapshot that holds CA rotation steps says format 31 (whatever else it holds): a
+version that knows none refuses it rather than trust a retired CA again."""
 SNAPSHOT_FORMAT_WITH_LAB_POLICY = 32
+"""A snapshot that holds a lab policy says format 32 (whatever else it holds): a
+version that knows none refuses it rather than schedule without the lab's quotas."""
 SNAPSHOT_FORMAT_WITH_USAGE = 33
 """A snapshot that holds usage records says format 33 (whatever else it holds): a
 version that knows none refuses it rather than forget who has had what."""
+SNAPSHOT_FORMAT_WITH_GANGS = 34
+"""A snapshot that holds a run of several ranks (a gang's) says format 34 (whatever
+else it holds): a version that knows one rank per run refuses it rather than lose
+the others (and leave their GPUs held by nobody)."""
 USAGE_KEPT_DAYS = 400
 """Usage older than this (from the newest day recorded) is forgotten."""
-"""A snapshot that holds a lab policy says format 32 (whatever else it holds): a
-version that knows none refuses it rather than schedule without the lab's quotas."""
-"""A snapshot that holds CA rotation steps says format 31 (whatever else it holds): a
-version that knows none refuses it rather than trust a retired CA again."""
 
 ENDED_ORDER_SLACK_US = 300_000_000
 """``forgettable`` reads ended jobs in the order they ended and stops at the first
@@ -370,7 +375,7 @@ class ControlState:
             cancel_requested=False,
             cancel_reason="",
             idempotency_key=command.idempotency_key,
-            assignment=None,
+            runs=(),
             past_runs=(),
             history=(JobEvent(at, states.PENDING, f"submitted by {command.user}"),),
         )
@@ -417,7 +422,7 @@ class ControlState:
         job = self._jobs.get(command.job_id)
         if job is None:
             return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
-        if not job.is_active or job.cancel_requested or job.assignment is None:
+        if not job.is_active or job.stopping or job.assignment is None:
             return refused(
                 ErrorKind.STALE, f"job {job.id} is {job.state}; there is no run to preempt", job
             )
@@ -448,36 +453,47 @@ class ControlState:
                 f"job {job.id} is at attempt {job.attempts + 1}, not {command.attempt}",
                 job,
             )
-        gpus = command.gpu_indices
-        if len(set(gpus)) != len(gpus) or len(gpus) != job.spec.gpus.count:
-            return refused(
-                ErrorKind.INVALID,
-                f"job {job.id} asks for {job.spec.gpus.count} GPUs, assigned {list(gpus)}",
-                job,
-            )
-        if command.node in self._drained:
-            return refused(ErrorKind.STALE, f"node {command.node} is draining", job)
+        placements = command.placements
+        wrong = _gang_shape_error(job, command)
+        if wrong is not None:
+            return refused(ErrorKind.INVALID, wrong, job)
         if command.run_id in self._active_runs:
             holder = self._active_runs[command.run_id]
             return refused(
                 ErrorKind.INVALID, f"run id {command.run_id} is taken by job {holder}", job
             )
-        conflict = self._gpu_conflict(command.node, gpus, shares=job.shares_gpus)
-        if conflict is not None:
-            return refused(ErrorKind.STALE, conflict, job)
-        assignment = Assignment(
-            node=command.node,
-            run_id=command.run_id,
-            attempt=command.attempt,
-            gpu_indices=gpus,
-            term=term,
-            sequence=index,
-            assigned_at_us=command.at_us,
+        # All ranks or none: one rank that cannot have its node refuses the whole gang,
+        # so no gang ever holds part of what it needs (two gangs cannot deadlock).
+        for placement in placements:
+            if placement.node in self._drained:
+                return refused(ErrorKind.STALE, f"node {placement.node} is draining", job)
+            conflict = self._gpu_conflict(
+                placement.node, placement.gpu_indices, shares=job.shares_gpus
+            )
+            if conflict is not None:
+                return refused(ErrorKind.STALE, conflict, job)
+        runs = tuple(
+            Assignment(
+                node=placement.node,
+                run_id=command.run_id,
+                attempt=command.attempt,
+                gpu_indices=placement.gpu_indices,
+                term=term,
+                sequence=index,
+                assigned_at_us=command.at_us,
+                rank=rank,
+                master_port=command.master_port,
+            )
+            for rank, placement in enumerate(placements)
         )
+        if job.is_gang:
+            where = ", ".join(f"{p.node} (GPUs {gpu_list(p.gpu_indices)})" for p in placements)
+            reason = f"assigned to {len(placements)} nodes: {where}"
+        else:
+            reason = f"assigned to {command.node} (GPUs {gpu_list(command.gpu_indices)})"
         changed = self._change(
-            job, command.at_us, state=states.SCHEDULED,
-            reason=f"assigned to {command.node} (GPUs {gpu_list(gpus)})",
-            attempts=command.attempt, not_before_us=0, assignment=assignment,
+            job, command.at_us, state=states.SCHEDULED, reason=reason,
+            attempts=command.attempt, not_before_us=0, runs=runs,
         )  # fmt: skip
         return ApplyResult(ok=True, job=changed, changed=(changed,))
 
@@ -498,12 +514,17 @@ class ControlState:
             return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
         if command.state not in REPORTABLE_STATES:
             return refused(ErrorKind.INVALID, f"a node cannot report a run {command.state}", job)
-        current = job.assignment
-        if current is None or current.run_id != command.run_id or current.node != command.node:
+        current = job.rank_on(command.node)
+        if current is None or current.run_id != command.run_id:
             return refused(
                 ErrorKind.STALE,
                 f"run {command.run_id} on {command.node} is not the current run of job {job.id}",
                 job,
+            )
+        if job.is_gang:
+            changed = self._report_rank(job, current, command)
+            return ApplyResult(
+                ok=True, job=changed, changed=(changed,) if changed is not job else ()
             )
         at = command.at_us
         if command.state == states.STARTING:
@@ -518,7 +539,7 @@ class ControlState:
             changed = self._change(
                 job, at, state=states.RUNNING,
                 reason=command.reason or f"running on {current.node}",
-                assignment=dataclasses.replace(current, started_at_us=at),
+                runs=(dataclasses.replace(current, started_at_us=at),),
             )  # fmt: skip
         else:
             changed = self._end_run(
@@ -527,6 +548,75 @@ class ControlState:
             )  # fmt: skip
         return ApplyResult(ok=True, job=changed, changed=(changed,))
 
+    def _report_rank(
+        self, job: ClusterJob, rank: Assignment, command: ReportRun, *, with_node: bool = False
+    ) -> ClusterJob:
+        """A gang's rank reported: the job runs once every rank runs; the first rank
+        that ends other than succeeded stops the others (``GangStop``); the run ends
+        once every rank has ended. Returns ``job`` itself when nothing changed.
+        ``with_node``: the rank was lost with its node (``NodeLost``)."""
+        at = command.at_us
+        who = f"rank {rank.rank} on {rank.node}"
+        if command.state == states.STARTING:
+            if job.state != states.SCHEDULED:
+                return job
+            return self._change(job, at, state=states.STARTING, reason=f"{who} is starting")
+        if command.state == states.RUNNING:
+            if rank.started_at_us:
+                return job
+            runs = _with_rank(job.runs, dataclasses.replace(rank, started_at_us=at))
+            waiting = sum(1 for other in runs if not other.started_at_us)
+            if waiting or job.stopping:
+                return self._change(
+                    job, at, runs=runs,
+                    state=states.STARTING if job.state == states.SCHEDULED else job.state,
+                    reason=job.reason if job.stopping
+                    else f"{who} is running; waiting for {waiting} more rank(s)",
+                )  # fmt: skip
+            return self._change(
+                job, at, runs=runs, state=states.RUNNING,
+                reason=f"running on {len(runs)} nodes",
+            )  # fmt: skip
+        ended = dataclasses.replace(rank, ended=command.state, ended_at_us=at)
+        runs = _with_rank(job.runs, ended)
+        stop = job.gang_stop
+        event: str | None = None
+        if stop is None and command.state != states.SUCCEEDED and not job.cancel_requested:
+            reason = command.reason or (
+                f"exited with code {command.exit_code}"
+                if command.exit_code is not None
+                else command.state
+            )
+            stop = GangStop(
+                state=command.state,
+                exit_code=command.exit_code,
+                reason=f"{who}: {reason}",
+                retryable=not command.timed_out,
+                with_node=command.state == states.LOST
+                and (with_node or states.lost_with_its_node(reason)),
+            )
+            event = f"{who} {command.state}: {reason}; stopping the other ranks"
+        live = sum(1 for other in runs if other.is_live)
+        if live:
+            why = (
+                f"{job.stop_reason}; waiting for {live} rank(s) to stop"
+                if job.cancel_requested
+                else f"{event or job.reason}"
+                if stop is not None
+                else f"{who} succeeded; waiting for {live} more rank(s)"
+            )
+            return self._change(job, at, reason=why, runs=runs, gang_stop=stop)
+        last = dataclasses.replace(job, runs=runs, gang_stop=stop)
+        self._put(job, last)  # the last rank gives back what it held
+        job = last
+        if job.cancel_requested or stop is None:
+            state = states.CANCELLED if job.cancel_requested else states.SUCCEEDED
+            return self._end_run(job, state, "", command.exit_code, at, retryable=False)
+        return self._end_run(
+            job, stop.state, stop.reason, stop.exit_code, at,
+            retryable=stop.retryable, with_node=stop.with_node,
+        )  # fmt: skip
+
     def _node_lost(self, command: NodeLost) -> ApplyResult:
         active = self.active_on(command.node)
         why = f"lost with node {command.node}" + (f": {command.reason}" if command.reason else "")
@@ -534,9 +624,21 @@ class ControlState:
             self._end_run(
                 job, states.LOST, why, None, command.at_us, retryable=True, with_node=True
             )
+            if not job.is_gang
+            else self._lose_rank(job, command.node, why, command.at_us)
             for job in active
         )
         return ApplyResult(ok=True, changed=changed)
+
+    def _lose_rank(self, job: ClusterJob, node: str, why: str, at: int) -> ClusterJob:
+        """A gang's rank lost with its node: as if the node reported it so."""
+        rank = job.rank_on(node)
+        assert rank is not None
+        report = ReportRun(
+            job_id=job.id, run_id=rank.run_id, node=node, state=states.LOST,
+            exit_code=None, reason=why, at_us=at,
+        )  # fmt: skip
+        return self._report_rank(job, rank, report, with_node=True)
 
     def _revoke(self, command: RevokeAssignment) -> ApplyResult:
         job = self._jobs.get(command.job_id)
@@ -546,6 +648,12 @@ class ControlState:
         if current is None or current.run_id != command.run_id:
             return refused(
                 ErrorKind.STALE, f"run {command.run_id} is not the current run of job {job.id}", job
+            )
+        if job.is_gang:
+            # Each rank is on a node of its own, which may have its copy: a gang's
+            # ranks end one by one, as their nodes (or the leader for them) report.
+            return refused(
+                ErrorKind.INVALID, f"job {job.id} is a gang; its run is not taken back whole", job
             )
         if job.state != states.SCHEDULED:
             # Its node spoke of it: it was received, and only its node can end it.
@@ -559,7 +667,7 @@ class ControlState:
         reason = f"placed again: {command.reason}" if command.reason else "placed again"
         changed = self._change(
             job, command.at_us, state=states.PENDING, reason=reason,
-            attempts=current.attempt - 1, assignment=None,
+            attempts=current.attempt - 1, runs=(),
             cancel_requested=False, cancel_reason="", preempted_by="",
             event=f"run {current.run_id} taken back from {current.node}: {command.reason}",
         )  # fmt: skip
@@ -603,25 +711,32 @@ class ControlState:
         retryable: bool,
         with_node: bool = False,
     ) -> ClusterJob:
-        """Ends the job's current run. ``with_node``: the run was lost with its node
-        (``NodeLost``), which a run its node reports lost for the node's sake is too."""
-        assignment = job.assignment
-        assert assignment is not None
+        """Ends the job's current run (every rank of a gang). ``with_node``: the run
+        was lost with its node (``NodeLost``), which a run its node reports lost for
+        the node's sake is too."""
+        runs = job.runs
+        assert runs
+        first = runs[0]
+        run_id, attempt = first.run_id, first.attempt
+        where = first.node if len(runs) == 1 else f"{len(runs)} nodes"
         lost_with_node = run_state == states.LOST and (
             with_node or states.lost_with_its_node(reported)
         )
         preempted = job.cancel_requested and bool(job.preempted_by)
+        self._record_usage(job.user, runs, at)
+        past_runs = job.past_runs[-(PAST_RUNS_LIMIT - 1) :]
+        unset = {"runs": (), "gang_stop": None, "not_before_us": 0}
         if preempted and run_state != states.SUCCEEDED:
             # Stopped to make room for a higher tier: not the job's doing.
-            ended = EndedRun(assignment, states.CANCELLED, exit_code, job.cancel_reason, at)
-            self._record_usage(job.user, assignment, at)
+            ended = EndedRun(runs, states.CANCELLED, exit_code, job.cancel_reason, at)
             return self._change(
                 job, at, state=states.PENDING,
                 reason=f"requeued: {job.cancel_reason} (attempt not spent)",
-                exit_code=exit_code, not_before_us=0, attempts=assignment.attempt - 1,
-                assignment=None, cancel_requested=False, cancel_reason="", preempted_by="",
-                past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
-                event=f"run {assignment.run_id}: {job.cancel_reason}; requeued (attempt not spent)",
+                exit_code=exit_code, attempts=attempt - 1,
+                cancel_requested=False, cancel_reason="", preempted_by="",
+                past_runs=(*past_runs, ended),
+                event=f"run {run_id}: {job.cancel_reason}; requeued (attempt not spent)",
+                **unset,
             )  # fmt: skip
         if job.cancel_requested and not preempted:
             run_state, reason = states.CANCELLED, job.cancel_reason
@@ -634,20 +749,21 @@ class ControlState:
         elif run_state == states.LOST:
             reason = reported or "lost"
         else:
-            reason = reported or f"stopped by {assignment.node}"
+            reason = reported or f"stopped by {where}"
         job_state, job_reason, not_before = run_state, reason, 0
         retries = job.spec.retries
-        ended = EndedRun(assignment, run_state, exit_code, reason, at)
-        self._record_usage(job.user, assignment, at)
+        ended = EndedRun(runs, run_state, exit_code, reason, at)
         if lost_with_node and not job.cancel_requested and not job.spec.no_requeue:
             # Not the job's doing: back to the queue at once (the lease rules already
             # kept this run from running beside the next), the attempt unspent.
+            what = reason if job.is_gang else f"lost with node {first.node}"
             return self._change(
                 job, at, state=states.PENDING,
-                reason=f"requeued: lost with node {assignment.node} (attempt not spent)",
-                exit_code=exit_code, not_before_us=0, attempts=assignment.attempt - 1,
-                assignment=None, past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
-                event=f"run {assignment.run_id}: {reason}; requeued (attempt not spent)",
+                reason=f"requeued: {what} (attempt not spent)",
+                exit_code=exit_code, attempts=attempt - 1,
+                past_runs=(*past_runs, ended),
+                event=f"run {run_id}: {reason}; requeued (attempt not spent)",
+                **unset,
             )  # fmt: skip
         if retryable and run_state in (states.FAILED, states.LOST) and job.attempts <= retries:
             backoff = retry_backoff_us(job.attempts, self._retry_backoff_base_us)
@@ -658,11 +774,11 @@ class ControlState:
             )
         return self._change(
             job, at, state=job_state, reason=job_reason, exit_code=exit_code,
-            not_before_us=not_before, assignment=None,
+            not_before_us=not_before, runs=(), gang_stop=None,
             cancel_requested=job.cancel_requested and not preempted,
             preempted_by="",
-            past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
-            event=f"run {assignment.run_id}: {job_reason}",
+            past_runs=(*past_runs, ended),
+            event=f"run {run_id}: {job_reason}",
         )  # fmt: skip
 
     # ---------------------------------------------------------------- changes
@@ -709,18 +825,28 @@ class ControlState:
             self._by_state[job.state][job.id] = None
             if job.is_terminal:
                 self._ended[job.id] = None
-        old = before.assignment if before is not None else None
-        new = job.assignment
+        old = before.runs if before is not None else ()
+        new = job.runs
         if old is new:
             return
-        if old is not None and (new is None or old.run_id != new.run_id or old.node != new.node):
-            self._release(job.id, old)
-        if new is not None and (old is None or old.run_id != new.run_id or old.node != new.node):
-            self._hold(job, new)
+        held = {(rank.run_id, rank.node): rank for rank in old if rank.is_live}
+        holding = {(rank.run_id, rank.node): rank for rank in new if rank.is_live}
+        for key, rank in held.items():
+            if key not in holding:
+                self._release(job.id, rank)
+        for key, rank in holding.items():
+            if key not in held:
+                self._hold(job, rank)
+        old_ids = {run_id for run_id, _ in held}
+        new_ids = {run_id for run_id, _ in holding}
+        for run_id in old_ids - new_ids:
+            del self._active_runs[run_id]
+        for run_id in new_ids - old_ids:
+            self._active_runs[run_id] = job.id
 
     def _remove(self, job: ClusterJob) -> None:
         """Takes an ended job (it holds no run) out of the state and every index."""
-        assert job.assignment is None
+        assert not job.runs
         del self._jobs[job.id]
         del self._by_state[job.state][job.id]
         self._ended.pop(job.id, None)
@@ -729,7 +855,6 @@ class ControlState:
             del self._by_idempotency[key]
 
     def _hold(self, job: ClusterJob, assignment: Assignment) -> None:
-        self._active_runs[assignment.run_id] = job.id
         self._active_by_node.setdefault(assignment.node, {})[job.id] = None
         if not assignment.gpu_indices:
             return
@@ -738,7 +863,6 @@ class ControlState:
             holders_of.setdefault(gpu, {})[job.id] = job.shares_gpus
 
     def _release(self, job_id: str, assignment: Assignment) -> None:
-        del self._active_runs[assignment.run_id]
         active = self._active_by_node[assignment.node]
         del active[job_id]
         if not active:
@@ -961,19 +1085,24 @@ class ControlState:
 
     # -------------------------------------------------------------- usage
 
-    def _record_usage(self, user: str, assignment: Assignment, ended_at_us: int) -> None:
-        """Adds the GPU-seconds of a run that ended to its user's bucket of the day
-        (with the group the lab policy puts them in now): what fair share and
-        ``murmur usage`` read. A run that never ran used nothing."""
-        if not assignment.started_at_us or not assignment.gpu_indices:
-            return
-        seconds = max(0, ended_at_us - assignment.started_at_us) / 1e6
-        if seconds <= 0:
+    def _record_usage(self, user: str, ranks: Iterable[Assignment], ended_at_us: int) -> None:
+        """Adds the GPU-seconds of a run that ended (each rank from its start to its
+        own end) to its user's bucket of the day (with the group the lab policy puts
+        them in now): what fair share and ``murmur usage`` read. A rank that never
+        ran used nothing."""
+        gpu_seconds = sum(
+            max(0, (rank.ended_at_us or ended_at_us) - rank.started_at_us)
+            / 1e6
+            * len(rank.gpu_indices)
+            for rank in ranks
+            if rank.started_at_us and rank.gpu_indices
+        )
+        if gpu_seconds <= 0:
             return
         group = self.lab_policy.group_of(user)
         day = ended_at_us // DAY_US
         key = (user, group.name if group is not None else "", day)
-        self._usage[key] = self._usage.get(key, 0.0) + seconds * len(assignment.gpu_indices)
+        self._usage[key] = self._usage.get(key, 0.0) + gpu_seconds
         if day > self._usage_newest_day:
             self._usage_newest_day = day
             oldest = day - USAGE_KEPT_DAYS
@@ -1058,6 +1187,8 @@ class ControlState:
                         index=lab_policy.index,
                     )
                 )
+            if any(job.other_ranks for job in message.jobs):
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_GANGS)
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -1085,6 +1216,7 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_CA_CHANGES,
             SNAPSHOT_FORMAT_WITH_LAB_POLICY,
             SNAPSHOT_FORMAT_WITH_USAGE,
+            SNAPSHOT_FORMAT_WITH_GANGS,
         ):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
         jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
@@ -1147,6 +1279,34 @@ def _audit_head_of(message: control_pb2.ControlSnapshot) -> _AuditHead | None:
     if len(origins) != len(audit.origins):
         raise ControlSnapshotError("the snapshot holds an audit origin twice")
     return audit.count, bytes(audit.head), origins
+
+
+def _with_rank(runs: tuple[Assignment, ...], rank: Assignment) -> tuple[Assignment, ...]:
+    """``runs`` with ``rank`` in its place."""
+    return tuple(rank if other.rank == rank.rank else other for other in runs)
+
+
+def _gang_shape_error(job: ClusterJob, command: AssignJob) -> str | None:
+    """Why ``command`` does not fit ``job``'s shape (one rank per node asked, each on a
+    node of its own, with the GPUs a rank asks for); None when it does."""
+    placements = command.placements
+    nodes = max(1, job.spec.nodes)
+    if len(placements) != nodes:
+        return f"job {job.id} asks for {nodes} node(s), assigned {len(placements)}"
+    if len({placement.node for placement in placements}) != len(placements):
+        return f"job {job.id} is a gang: each rank needs a node of its own"
+    if any(not placement.node for placement in placements):
+        return "an assignment needs a node for every rank"
+    if nodes > 1 and not 0 < command.master_port < 65536:
+        return f"gang job {job.id} needs a rendezvous port, got {command.master_port}"
+    for placement in placements:
+        gpus = placement.gpu_indices
+        if len(set(gpus)) != len(gpus) or len(gpus) != job.spec.gpus.count:
+            return (
+                f"job {job.id} asks for {job.spec.gpus.count} GPUs per rank, "
+                f"assigned {list(gpus)} on {placement.node}"
+            )
+    return None
 
 
 def _submit_order(job: ClusterJob) -> int:

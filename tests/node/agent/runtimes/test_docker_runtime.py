@@ -7,6 +7,7 @@ to its test; each test's finalizer force-removes whatever carries that label.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 
 from murmur.node.agent.runtimes.base import (
     DatasetMount,
+    GangPlace,
     LaunchSpec,
     RecoveredRun,
     RunAccount,
@@ -34,7 +36,7 @@ from murmur.node.agent.runtimes.base import (
     RuntimeStartError,
 )
 from murmur.node.agent.runtimes.docker import DockerRuntime
-from murmur.node.agent.runtimes.docker_container import container_environment
+from murmur.node.agent.runtimes.docker_container import container_environment, container_options
 from murmur.node.agent.runtimes.docker_engine import parse_engine_time
 from murmur.node.agent.runtimes.docker_labels import LABEL_NODE, LABEL_RUN
 from murmur.node.agent.runtimes.docker_logs import resume_points
@@ -641,3 +643,30 @@ async def test_a_dataset_its_owner_cannot_read_is_refused_before_a_container_exi
         await runtime.start(spec)
 
     assert node_containers(client, node_name) == []
+
+
+def test_a_gangs_rank_gets_torchruns_variables_and_rank_0_publishes_its_port(
+    tmp_path: Path,
+) -> None:
+    """On a bridge network the other ranks meet rank 0 at its node's address: its
+    rendezvous port is published there; on the host's network nothing is needed."""
+    gang = GangPlace(node_rank=0, nodes=2, local_world_size=4, master_addr="10.0.0.5",
+                     master_port=29501)  # fmt: skip
+    spec = launch_spec(
+        "rank0", "true", runs=tmp_path, gpu_indices=(0, 1, 2, 3), gang=gang, network_mode="bridge"
+    )
+    env = container_environment(spec, real_gpus=True)
+    assert {name: env[name] for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE")} == {
+        "MASTER_ADDR": "10.0.0.5", "MASTER_PORT": "29501", "WORLD_SIZE": "8",
+    }  # fmt: skip
+    assert (env["NODE_RANK"], env["NNODES"], env["LOCAL_WORLD_SIZE"]) == ("0", "2", "4")
+    bridged = container_options(spec, node_name="n", network_mode="bridge", real_gpus=False)
+    assert bridged["ports"] == {"29501/tcp": 29501}
+    host = container_options(spec, node_name="n", network_mode="host", real_gpus=False)
+    assert "ports" not in host
+    rank_1 = dataclasses.replace(spec, gang=dataclasses.replace(gang, node_rank=1))
+    assert "ports" not in container_options(
+        rank_1, node_name="n", network_mode="bridge", real_gpus=False
+    )
+    single = launch_spec("single", "true", runs=tmp_path)
+    assert "MASTER_ADDR" not in container_environment(single, real_gpus=False)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from murmur import scheduler
 from murmur.node.control.leader.placement import (
-    MULTI_NODE_REASON,
+    GANG_PORTS,
     ClusterPlan,
     GpuOffer,
     NodeOffer,
@@ -95,17 +95,36 @@ def test_assignments_get_fresh_run_ids_in_queue_order_and_apply_cleanly() -> Non
     assert planner(log, [offer("n1", 4)]) == []  # nothing pending any more
 
 
-def test_backed_off_and_multi_node_jobs_are_not_placed() -> None:
+def test_backed_off_jobs_are_not_placed() -> None:
     log = Log(ControlState(retry_backoff_base_us=10 * SECOND))
     log.apply(SubmitJob("retry", spec(retries=1), "u", "", 0))
     log.apply(AssignJob("retry", "n1", "r1", 1, (), 0))
     log.apply(ReportRun("retry", "r1", "n1", states.FAILED, 1, "", SECOND))
-    log.apply(SubmitJob("gang", spec(gpus=1, nodes=2), "u", "", 0))
     plan = plan_cluster(log.state, [offer("n1"), offer("n2")], 5 * SECOND, new_run_id=str)
     assert plan.assignments == ()
-    assert waiting_reasons(plan) == {"gang": (MULTI_NODE_REASON.format(nodes=2), 1)}
     later = plan_cluster(log.state, [offer("n1"), offer("n2")], 11 * SECOND, new_run_id=lambda: "x")
     assert [(c.job_id, c.attempt) for c in later.assignments] == [("retry", 2)]
+
+
+def test_a_gang_is_placed_whole_with_a_rendezvous_port_per_master_node() -> None:
+    """Every rank on a node of its own in one command; a second gang mastered on the
+    same node gets the next port, and a gang too wide for the cluster waits."""
+    log = Log()
+    log.apply(SubmitJob("g1", spec(gpus=4, nodes=2), "u", "", 0))
+    log.apply(SubmitJob("wide", spec(gpus=1, nodes=4), "u", "", 0))
+    nodes = [offer("n1", 8), offer("n2", 8), offer("n3", 0)]
+    plan = plan_cluster(log.state, nodes, SECOND, new_run_id=lambda: "r1")
+    (command,) = plan.assignments
+    assert command.job_id == "g1"
+    assert command.master_port == GANG_PORTS[0]
+    assert sorted(p.node for p in command.placements) == ["n1", "n2"]
+    assert all(len(p.gpu_indices) == 4 for p in command.placements)
+    assert "4 nodes" in waiting_reasons(plan)["wide"][0]
+    assert log.apply(command).ok
+    log.apply(SubmitJob("g2", spec(gpus=4, nodes=2), "u", "", 0))
+    (second,) = plan_cluster(log.state, nodes, SECOND, new_run_id=lambda: "r2").assignments
+    assert second.node == command.node  # the same master node: the next port
+    assert second.master_port == GANG_PORTS[1]
 
 
 def test_a_job_goes_only_to_nodes_offering_its_runtime() -> None:
@@ -197,11 +216,14 @@ def _check_holdings(
         cpus = 0.0
         memory = 0
         for job in state.active_on(node.name):
-            assert job.assignment is not None
-            assert job.spec.nodes <= 1
+            rank = job.rank_on(node.name)
+            assert rank is not None
+            # A gang is placed whole: every rank, each on a node of its own.
+            assert len(job.runs) == max(1, job.spec.nodes)
+            assert len({other.node for other in job.runs}) == len(job.runs)
             assert runtime_of(job.spec) in node.runtimes
-            assert len(job.assignment.gpu_indices) == job.spec.gpus.count
-            for index in job.assignment.gpu_indices:
+            assert len(rank.gpu_indices) == job.spec.gpus.count
+            for index in rank.gpu_indices:
                 assert index in gpus, f"{node.name} has no GPU {index}"
                 assert job.spec.gpus.model.lower() in gpus[index].model.lower()
                 holders.setdefault(index, []).append(job.shares_gpus)
@@ -272,8 +294,9 @@ def test_two_plans_from_one_state_never_share_a_gpu(
     for node in nodes:
         holders: dict[int, list[bool]] = {}
         for job in log.state.active_on(node.name):
-            assert job.assignment is not None
-            for index in job.assignment.gpu_indices:
+            rank = job.rank_on(node.name)
+            assert rank is not None
+            for index in rank.gpu_indices:
                 holders.setdefault(index, []).append(job.shares_gpus)
         for shares in holders.values():
             assert len(shares) == 1 or all(shares)
@@ -363,3 +386,25 @@ def test_cpu_only_jobs_that_name_nothing_spread_by_the_default_request() -> None
     # Without a default request they all land on one node.
     plain = plan_cluster(log.state, nodes, 2 * SECOND, new_run_id=lambda: "x")
     assert {command.node for command in plain.assignments} == {"n1"}
+
+
+def test_two_gangs_that_cannot_both_fit_never_hold_each_others_nodes() -> None:
+    """No deadlock: the first in queue order gets every node it needs, the second
+    holds nothing and waits, and runs once the first has ended."""
+    log = Log()
+    log.apply(SubmitJob("g1", spec(gpus=4, nodes=2), "u", "", 0))
+    log.apply(SubmitJob("g2", spec(gpus=4, nodes=2), "u", "", 0))
+    nodes = [offer("n1", 4), offer("n2", 4), offer("n3", 4)]
+    plan = plan_cluster(log.state, nodes, SECOND, new_run_id=lambda: "r1")
+    (first,) = plan.assignments
+    assert first.job_id == "g1"
+    assert "2 nodes asked for a gang, 1 has room" in waiting_reasons(plan)["g2"][0]
+    assert log.apply(first).ok
+    assert [job.id for node in ("n1", "n2", "n3") for job in log.state.active_on(node)] == [
+        "g1", "g1",
+    ]  # fmt: skip
+    for rank in first.placements:
+        assert log.apply(ReportRun("g1", "r1", rank.node, states.SUCCEEDED, 0, "", 2 * SECOND)).ok
+    (second,) = plan_cluster(log.state, nodes, 3 * SECOND, new_run_id=lambda: "r2").assignments
+    assert second.job_id == "g2"
+    assert len(second.placements) == 2

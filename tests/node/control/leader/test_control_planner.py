@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from murmur import scheduler
 from murmur.node.control.leader.placement import (
-    MULTI_NODE_REASON,
     ClusterPlan,
     NodeOffer,
     plan_in_slices,
@@ -232,8 +231,9 @@ def test_a_run_that_ended_or_a_changed_offer_makes_a_plan_from_scratch() -> None
 
 
 def test_submissions_that_need_their_own_pass_make_a_plan_from_scratch() -> None:
-    """A multi-node job waits with its own reason; a runtime some open node lacks
-    splits the plan into passes: neither is decided on top of the last plan."""
+    """A multi-node job (its rendezvous port is chosen with the plan); a runtime
+    some open node lacks splits the plan into passes: neither is decided on top of
+    the last plan."""
     log = Log()
     planner = QueuePlanner()
     nodes = [offer("n1", 0), offer("n2", 0, runtimes=frozenset({"process"}))]
@@ -244,24 +244,28 @@ def test_submissions_that_need_their_own_pass_make_a_plan_from_scratch() -> None
     plan = finish(planner.plan(log.state, nodes, SECOND, new_run_id=lambda: ""))
     expected = finish(plan_in_slices(log.state, nodes, SECOND, new_run_id=lambda: ""))
     assert plan == expected
-    assert MULTI_NODE_REASON.format(nodes=2) in [entry.reason for entry in plan.waiting]
 
 
 def test_a_waiting_gang_does_not_stop_new_jobs_being_decided_on_top(
     full_plans: list[int],
 ) -> None:
-    """Multi-node jobs wait outside the builder; new single-node jobs are still
-    decided on top of the last plan, and numbered in their queue around the gang."""
+    """A gang that cannot be placed waits in the builder like any job: a new job
+    queued after it is decided on top of the last plan; one that goes ahead of it
+    makes a plan from scratch. Either way the positions are a fresh plan's."""
     log = Log()
     nodes = [offer("n1", 0)]
     planner = QueuePlanner()
     log.apply(SubmitJob("a", spec(gpus=1), "u", "", 0))
     log.apply(SubmitJob("gang", spec(gpus=1, nodes=2, priority=-1), "u", "", 0))
     finish(planner.plan(log.state, nodes, SECOND, new_run_id=lambda: ""))
-    log.apply(SubmitJob("b", spec(gpus=1), "u", "", 0))  # goes ahead of the gang
+    log.apply(SubmitJob("late", spec(gpus=1, priority=-1), "u", "", 0))  # after the gang
     plan = finish(planner.plan(log.state, nodes, SECOND, new_run_id=lambda: ""))
     assert full_plans == [2]
     assert plan == finish(plan_in_slices(log.state, nodes, SECOND, new_run_id=lambda: ""))
+    log.apply(SubmitJob("b", spec(gpus=1), "u", "", 0))  # goes ahead of the gang
+    plan = finish(planner.plan(log.state, nodes, SECOND, new_run_id=lambda: ""))
+    assert full_plans == [2, 4]
+    assert plan == finish(plan_in_slices(log.state, nodes, SECOND, new_run_id=lambda: ""))
     assert [(entry.job_id, entry.position) for entry in plan.waiting] == [
-        ("a", 1), ("b", 2), ("gang", 3),
+        ("a", 1), ("b", 2), ("gang", 3), ("late", 4),
     ]  # fmt: skip

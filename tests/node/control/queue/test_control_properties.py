@@ -21,6 +21,7 @@ from murmur.node.control.queue import (
     SubmitJob,
     encode,
 )
+from murmur.node.control.queue.commands import RankPlacement
 from murmur.node.control.queue.records import ACTIVE_STATES
 from murmur.node.jobspec import states
 from tests.node.control.queue.builders import SECOND, spec
@@ -52,8 +53,9 @@ def _command(state: ControlState, step: int, op: Op) -> Command | bytes:
     if kind <= 1:
         key = ("", "k0", "k1")[c % 3]
         job_spec = spec(
-            gpus=b % 3, share=c % 2 == 0, retries=a % 3, cpus=0.5, no_requeue=c % 4 == 1
-        )
+            gpus=b % 3, share=c % 2 == 0, retries=a % 3, cpus=0.5, no_requeue=c % 4 == 1,
+            nodes=2 if a % 4 == 3 else 1,
+        )  # fmt: skip
         return SubmitJob(job_id, job_spec, f"u{b % 2}", key, at)
     if kind == 2:
         return CancelJob(job_id, f"u{b % 2}", c % 4 == 0, "r" * (c % 2), at)
@@ -61,9 +63,16 @@ def _command(state: ControlState, step: int, op: Op) -> Command | bytes:
         attempt = job.attempts + 1 if job is not None and c % 5 else c
         count = job.spec.gpus.count if job is not None and c % 7 else c % 3
         gpus = tuple(range(c % 4, c % 4 + count))
-        return AssignJob(job_id, f"n{b % 3}", f"run{step}", attempt, gpus, at)
+        if job is None or not job.is_gang or a % 5 == 4:
+            return AssignJob(job_id, f"n{b % 3}", f"run{step}", attempt, gpus, at)
+        # A gang: its second rank on another node (now and then the same one, or
+        # with no rendezvous port: both refused).
+        other = RankPlacement(f"n{(b + (a % 6 != 5)) % 3}", gpus)
+        port = 29500 if a % 7 else 0
+        return AssignJob(job_id, f"n{b % 3}", f"run{step}", attempt, gpus, at, (other,), port)
     if kind in (5, 6, 7):
-        current = job.assignment if job is not None else None
+        live = job.live_runs if job is not None else ()
+        current = live[a % len(live)] if live else None
         if current is not None and b % 4:
             run_id, node = current.run_id, current.node
         else:
@@ -102,7 +111,12 @@ def _check_invariants(state: ControlState, ended: dict[str, ClusterJob]) -> None
     run_ids: set[str] = set()
     gpus: dict[tuple[str, int], list[ClusterJob]] = {}
     for job in jobs:
-        assert (job.assignment is not None) == (job.state in ACTIVE_STATES), job
+        assert bool(job.live_runs) == (job.state in ACTIVE_STATES), job
+        assert len(job.runs) in (0, max(1, job.spec.nodes)), "a gang is placed whole"
+        assert len({rank.node for rank in job.runs}) == len(job.runs)
+        if job.gang_stop is not None:
+            assert job.is_gang
+            assert job.is_active
         if job.cancel_requested:
             assert job.state in ACTIVE_STATES or job.state == states.CANCELLED
         # Runs lost with their node give their attempt back: none is ever past the
@@ -110,13 +124,15 @@ def _check_invariants(state: ControlState, ended: dict[str, ClusterJob]) -> None
         assert job.attempts <= job.spec.retries + 1, job
         if job.state == states.PENDING:
             assert job.attempts <= job.spec.retries, job
-        if job.assignment is not None:
-            assert job.assignment.run_id not in run_ids
-            run_ids.add(job.assignment.run_id)
-            assert job.assignment.attempt == job.attempts
-            active.setdefault(job.assignment.node, set()).add(job.id)
-            for index in job.assignment.gpu_indices:
-                gpus.setdefault((job.assignment.node, index), []).append(job)
+        if job.runs:
+            assert job.runs[0].run_id not in run_ids
+            run_ids.add(job.runs[0].run_id)
+            assert {rank.run_id for rank in job.runs} == {job.runs[0].run_id}
+        for rank in job.live_runs:  # an ended rank of a gang holds nothing
+            assert rank.attempt == job.attempts
+            active.setdefault(rank.node, set()).add(job.id)
+            for index in rank.gpu_indices:
+                gpus.setdefault((rank.node, index), []).append(job)
         if job.id in ended:
             assert job == ended[job.id], "a terminal job changed"
         elif job.is_terminal:
