@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from murmur.node.agent.runtimes.base import (
     RuntimeStartError,
 )
 from murmur.node.agent.runtimes.lease_file import RunLeaseFile, write_lease
+from murmur.node.agent.stop_notice import StopNotices
 from murmur.node.errors import FailedPreconditionError, InvalidArgumentError
 from murmur.node.jobspec import states
 from murmur.node.jobspec.paths import check_job_paths
@@ -209,6 +211,7 @@ class RunExecutor:
         self._store = store
         self._node = node_name
         self._runs_dir = runs_dir
+        self._notices = StopNotices(runs_dir.parent / "notices")
         self._runtimes = dict(runtimes)
         self._datasets = datasets
         self._grace = stop_grace_seconds
@@ -535,7 +538,7 @@ class RunExecutor:
             raise RuntimeStartError(str(exc)) from None
         return self._accounts.resolve(run.job.user, node=self._node)
 
-    def _launch_spec(self, run: _ActiveRun, account: RunAccount) -> LaunchSpec:
+    def _launch_spec(self, run: _ActiveRun, account: RunAccount, notices: Path) -> LaunchSpec:
         spec = run.spec
         datasets = self._datasets()
         missing = [name for name in spec.datasets if name not in datasets]
@@ -562,6 +565,7 @@ class RunExecutor:
             account=account,
             stop_grace_seconds=self._grace,
             gang=run.gang,
+            stop_notice_dir=notices,
         )
 
     async def _lifecycle(self, run: _ActiveRun) -> None:
@@ -578,7 +582,8 @@ class RunExecutor:
                     raise RuntimeStartError(why)
                 # File system and NSS (maybe a directory server): not on the event loop.
                 account = await asyncio.to_thread(self._checked_account, run)
-                run.handle = await runtime.start(self._launch_spec(run, account))
+                notices = await asyncio.to_thread(self._notices.prepare, run.record.id)
+                run.handle = await runtime.start(self._launch_spec(run, account, notices))
                 await self._started(run)
             assert runtime is not None
             exit_ = await self._wait(runtime, run)
@@ -593,6 +598,7 @@ class RunExecutor:
             # The store failed: leave the run active; the next start recovers it.
             _log.exception("could not record the end of run %s", run.record.id)
             return
+        await asyncio.to_thread(self._notices.remove, run.record.id)
         if runtime is not None and run.handle is not None:
             try:
                 await runtime.cleanup(run.handle)
@@ -615,6 +621,11 @@ class RunExecutor:
             if waiter not in done:
                 if stopper not in done:
                     run.request_stop(states.FAILED, f"time limit {time_limit} exceeded; stopped")
+                reason = run.end[1] if run.end is not None else "stopped"
+                with suppress(OSError):  # a notice is a courtesy; the stop goes on
+                    await asyncio.to_thread(
+                        self._notices.post, run.record.id, time.time() + self._grace, reason
+                    )
                 await runtime.stop(run.handle, grace_seconds=self._grace)
             return await waiter
         finally:

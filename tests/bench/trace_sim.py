@@ -14,8 +14,15 @@ are sums over the intervals between events:
 
 - GPUs allocated over the arrival window (first to last arrival);
 - saturation: the instants when waiting jobs (that fit the cluster at all) ask for
-  at least as many GPUs as are free, i.e. a perfect packer could fill every GPU;
-  allocation is also measured over those instants only;
+  at least as many GPUs as are free, i.e. the queue holds the work to fill every
+  GPU; allocation is also measured over those instants only, and the GPUs left
+  free then are sorted by the node they sit on, into three kinds (nodes are
+  checked against the waiting jobs' per-rank asks, not against the replay's mix):
+  *kept free*, where a rank of some waiting job fits now (so a scheduler chose
+  not to start it there: a reservation holds the node, or a gang lacks enough
+  such nodes); *CPU or memory*, where some waiting job fits by GPU count but none
+  by CPUs or memory too; *too few GPUs*, where every waiting job asks more GPUs
+  per rank than the node has free;
 - fragmentation: over the instants when a GPU job waits and some GPU is free, the
   expected fraction of the free GPUs that a job drawn from the replay's own GPU job
   mix (by count; one rank of it, for gangs) could not use because the node they sit
@@ -134,6 +141,9 @@ class ReplayTally:
     allocated_in_window: float = 0.0
     saturated_time: float = 0.0
     allocated_saturated: float = 0.0
+    idle_saturated_kept: float = 0.0
+    idle_saturated_cpu_memory: float = 0.0
+    idle_saturated_too_few_gpus: float = 0.0
     fragmentation_time: float = 0.0
     fragmented: float = 0.0
     group_gpu_time: dict[str, float] = field(default_factory=dict)
@@ -194,6 +204,12 @@ class Replay:
         self._waiting_gpu_jobs: dict[str, TraceJob] = {}
         """Waiting jobs that ask for GPUs and fit the cluster, in arrival order."""
         self._waiting_gpus = 0
+        self._waiting_shapes: dict[tuple[int, int, int], int] = {}
+        """Per-rank asks (GPUs, CPU thousandths, memory) of ``_waiting_gpu_jobs``, counted."""
+        self._least_shapes: list[tuple[int, int, int]] | None = []
+        """The waiting asks no other waiting ask is below in all three (None: stale)."""
+        self._idle_kinds = (0, 0, 0)
+        """Free GPUs now: kept free, short of CPUs or memory, too few (module doc)."""
         self._group_gpus: dict[str, int] = {job.group: 0 for job in self.jobs}
         self._fragmentation: float | None = None
         self._shapes = _shape_mix(job for job in self.jobs if job.gpus and self.fits_cluster(job))
@@ -248,6 +264,7 @@ class Replay:
         del self.pending[job.id]
         if self._waiting_gpu_jobs.pop(job.id, None) is not None:
             self._waiting_gpus -= job.gpu_ranks
+            self._forget_shape(job)
         self.free_gpus -= job.gpu_ranks
         self._group_gpus[job.group] += job.gpu_ranks
         end = self.now + job.duration_us
@@ -277,6 +294,19 @@ class Replay:
         if job.gpus > 0 and self.fits_cluster(job):
             self._waiting_gpu_jobs[job.id] = job
             self._waiting_gpus += job.gpu_ranks
+            shape = (job.gpus, job.cpu_milli, job.memory_bytes)
+            count = self._waiting_shapes.get(shape, 0)
+            self._waiting_shapes[shape] = count + 1
+            if not count:
+                self._least_shapes = None
+
+    def _forget_shape(self, job: TraceJob) -> None:
+        shape = (job.gpus, job.cpu_milli, job.memory_bytes)
+        count = self._waiting_shapes.pop(shape) - 1
+        if count:
+            self._waiting_shapes[shape] = count
+        else:
+            self._least_shapes = None
 
     def _push(self, at: int, kind: int, job_id: str) -> None:
         self._sequence += 1
@@ -298,6 +328,10 @@ class Replay:
         if self._waiting_gpus and self._waiting_gpus >= self.free_gpus:
             tally.saturated_time += span
             tally.allocated_saturated += allocated * span
+            kept, cpu_memory, too_few = self._idle_kinds
+            tally.idle_saturated_kept += kept * span
+            tally.idle_saturated_cpu_memory += cpu_memory * span
+            tally.idle_saturated_too_few_gpus += too_few * span
         if self._fragmentation is not None:
             tally.fragmentation_time += span
             tally.fragmented += self._fragmentation * span
@@ -324,6 +358,31 @@ class Replay:
         )
         self._fragmentation = stranded / self.free_gpus
 
+    def _measure_idle(self) -> None:
+        """Sorts the free GPUs now into ``_idle_kinds``, when the replay is saturated."""
+        self._idle_kinds = (0, 0, 0)
+        if not self._waiting_gpus or self._waiting_gpus < self.free_gpus or not self.free_gpus:
+            return
+        least = self._least_shapes
+        if least is None:
+            least = self._least_shapes = _least(self._waiting_shapes)
+        fewest_gpus = min(gpus for gpus, _, _ in least)
+        kept = cpu_memory = too_few = 0
+        for node in self.nodes:
+            free = node.free_gpus
+            if not free:
+                continue
+            if free < fewest_gpus:
+                too_few += free
+            elif any(
+                gpus <= free and cpu_milli <= node.cpu_milli_free and memory <= node.memory_free
+                for gpus, cpu_milli, memory in least
+            ):
+                kept += free
+            else:
+                cpu_memory += free
+        self._idle_kinds = (kept, cpu_memory, too_few)
+
     def run(self, scheduler: ReplayScheduler) -> ReplayResult:
         """Replays every job under ``scheduler`` until no event is left."""
         started = time.perf_counter()
@@ -345,6 +404,7 @@ class Replay:
                 scheduler.schedule(self)
                 passes += 1
             self._measure_fragmentation()
+            self._measure_idle()
         return ReplayResult(
             scheduler=scheduler.name,
             nodes=self.trace_nodes,
@@ -367,6 +427,20 @@ def _shape_mix(jobs: Iterable[TraceJob]) -> list[tuple[int, int, int, float]]:
         counts[shape] = counts.get(shape, 0) + 1
     total = sum(counts.values())
     return [(*shape, count / total) for shape, count in sorted(counts.items())]
+
+
+def _least(shapes: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The shapes no other shape is at or below in all three (one of equal ones).
+
+    A node fits some shape of ``shapes`` exactly when it fits one of these."""
+    least: list[tuple[int, int, int]] = []
+    for shape in sorted(shapes):
+        if not any(
+            other[0] <= shape[0] and other[1] <= shape[1] and other[2] <= shape[2]
+            for other in least
+        ):
+            least.append(shape)
+    return least
 
 
 def replay(

@@ -1,6 +1,8 @@
 """A job of a higher tier preempts a lower one on a real node: the victim gets
-SIGTERM (and its grace in MURMUR_STOP_GRACE_SECONDS), is requeued with its attempt
-unspent, and later finishes; the preemption is in its history, naming who and why."""
+SIGTERM (and its grace in MURMUR_STOP_GRACE_SECONDS; the deadline and the reason in
+the file MURMUR_PREEMPT_DEADLINE names, written before the signal, absent before the
+stop), is requeued with its attempt unspent, and later finishes; the preemption is
+in its history, naming who and why."""
 
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ tiers = true
 
 LOW = (
     'if [ -e "$DIR/term" ]; then echo second run; exit 0; fi; '
-    'trap \'echo "grace=$MURMUR_STOP_GRACE_SECONDS" > "$DIR/term"; exit 0\' TERM; '
+    'trap \'echo "grace=$MURMUR_STOP_GRACE_SECONDS" > "$DIR/term"; '
+    'cat "$MURMUR_PREEMPT_DEADLINE" > "$DIR/notice"; exit 0\' TERM; '
+    'if [ -e "$MURMUR_PREEMPT_DEADLINE" ]; then echo early > "$DIR/notice"; fi; '
     "echo first run; sleep 300 & wait"
 )
 
@@ -63,6 +67,7 @@ def preempt_and_check(lab: Lab, ca_node: NodeProcess, shared: Path) -> None:
     low_id = low.stdout.strip()
     wait_state(lab, ca_node, low_id, {"JOB_STATE_RUNNING"})
     time.sleep(0.5)  # let the shell set its trap
+    before_stop = time.time()
     high = lab.murmur(
         "job", "submit", "--runtime", "process", "--gpus", "8", "--cpus", "0.1",
         "--queue", "deadline", "--node", ca_node.address, "--", "sleep", "1",
@@ -74,6 +79,9 @@ def preempt_and_check(lab: Lab, ca_node: NodeProcess, shared: Path) -> None:
     finished = wait_state(lab, ca_node, low_id, {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
     assert finished["state"] == "JOB_STATE_SUCCEEDED"
     assert (shared / "term").read_text().strip().startswith("grace=")
+    deadline, reason = (shared / "notice").read_text().splitlines()
+    assert before_stop < float(deadline) < time.time() + 60  # the stop, plus its grace
+    assert reason.startswith(f"preempted by job {high_id}")
     history = " | ".join(str(event.get("message", "")) for event in finished["history"])  # type: ignore[union-attr]
     assert f"preempted by job {high_id}" in history
     assert "requeued" in history

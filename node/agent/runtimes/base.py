@@ -134,6 +134,9 @@ class LaunchSpec:
     the run executor always resolves the job owner's)."""
     gang: GangPlace | None = None
     """Its place in a gang (a multi-node job); ``None`` for a single-node run."""
+    stop_notice_dir: Path | None = None
+    """Where the node writes the notice of a stop (:mod:`murmur.node.agent.stop_notice`),
+    named to the run by ``MURMUR_PREEMPT_DEADLINE``; ``None``: no notice (runtime tests)."""
 
 
 @dataclass(frozen=True)

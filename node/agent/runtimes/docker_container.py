@@ -28,6 +28,7 @@ from murmur.node.agent.runtimes.docker_labels import (
     container_name,
 )
 from murmur.node.agent.runtimes.process import dataset_variable
+from murmur.node.agent.stop_notice import CONTAINER_NOTICE_DIR, NOTICE_FILE
 
 DATASETS_DIR = "/datasets"
 
@@ -50,7 +51,8 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
 
     The user's variables, then Murmur's own, which the user cannot override:
     ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS`` (between
-    SIGTERM and SIGKILL when the run is stopped), a gang's torchrun variables
+    SIGTERM and SIGKILL when the run is stopped), ``MURMUR_PREEMPT_DEADLINE`` (the
+    stop notice, its directory mounted read-only), a gang's torchrun variables
     (``gang_environment``), ``CUDA_VISIBLE_DEVICES``,
     ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and ``MURMUR_DATASET_<NAME>=/datasets/<name>``.
     ``PYTHONUNBUFFERED=1`` comes first (output reaches the log as it is printed;
@@ -66,6 +68,8 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
     env["MURMUR_RUN_ID"] = spec.run_id
     env["MURMUR_STOP_GRACE_SECONDS"] = f"{spec.stop_grace_seconds:g}"
     env.update(gang_environment(spec.gang))
+    if spec.stop_notice_dir is not None:
+        env["MURMUR_PREEMPT_DEADLINE"] = f"{CONTAINER_NOTICE_DIR}/{NOTICE_FILE}"
     visible = range(len(spec.gpu_indices)) if real_gpus else spec.gpu_indices
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in visible)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -103,6 +107,15 @@ def container_options(
         )
         for dataset in spec.datasets
     ]
+    if spec.stop_notice_dir is not None:
+        mounts.append(
+            docker.types.Mount(
+                target=CONTAINER_NOTICE_DIR,
+                source=str(spec.stop_notice_dir),
+                type="bind",
+                read_only=True,
+            )
+        )
     mode = network_mode if spec.network_mode == "bridge" else spec.network_mode
     options: dict[str, Any] = {
         "name": container_name(spec.run_id),

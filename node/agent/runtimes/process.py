@@ -61,6 +61,7 @@ from murmur.node.agent.runtimes.run_files import (
     read_json,
     write_json_atomic,
 )
+from murmur.node.agent.stop_notice import NOTICE_FILE
 
 _log = logging.getLogger("murmur.node.runtimes")
 
@@ -98,7 +99,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     as it is printed; the user may turn it off), the user's variables, the
     virtualenv or conda env, then Murmur's own variables, which the user cannot
     override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS``
-    (between SIGTERM and SIGKILL when the run is stopped), a gang's torchrun
+    (between SIGTERM and SIGKILL when the run is stopped), ``MURMUR_PREEMPT_DEADLINE``
+    (the stop notice: :mod:`murmur.node.agent.stop_notice`), a gang's torchrun
     variables (``gang_environment``), ``CUDA_VISIBLE_DEVICES`` (empty
     without GPUs, so a CPU job cannot take one), ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
     (the node's GPU indices are NVML's, in PCI order; CUDA's default order
@@ -124,6 +126,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     env["MURMUR_RUN_ID"] = spec.run_id
     env["MURMUR_STOP_GRACE_SECONDS"] = f"{spec.stop_grace_seconds:g}"
     env.update(gang_environment(spec.gang))
+    if spec.stop_notice_dir is not None:
+        env["MURMUR_PREEMPT_DEADLINE"] = str(spec.stop_notice_dir / NOTICE_FILE)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in spec.gpu_indices)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     for dataset in spec.datasets:

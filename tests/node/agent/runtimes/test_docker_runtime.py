@@ -670,3 +670,12 @@ def test_a_gangs_rank_gets_torchruns_variables_and_rank_0_publishes_its_port(
     )
     single = launch_spec("single", "true", runs=tmp_path)
     assert "MASTER_ADDR" not in container_environment(single, real_gpus=False)
+
+
+def test_a_container_reads_its_stop_notice_where_its_environment_says(tmp_path: Path) -> None:
+    notices = tmp_path / "notices" / "run1"
+    spec = launch_spec("run1", "true", runs=tmp_path, stop_notice_dir=notices)
+    options = container_options(spec, node_name="n", network_mode="bridge", real_gpus=False)
+    (mount,) = [m for m in options["mounts"] if m["Target"] == "/run/murmur"]
+    assert (mount["Source"], mount["ReadOnly"]) == (str(notices), True)
+    assert options["environment"]["MURMUR_PREEMPT_DEADLINE"] == "/run/murmur/stop"

@@ -13,7 +13,7 @@ from murmur.v1 import types_pb2
 from tests.node.control.consensus.test_cluster_jobs_processes import ended
 from tests.node.control.consensus.test_consensus_processes import FAST_VOTERS, wait_agreed
 from tests.support.cluster import client_for, eventually, start_cluster
-from tests.support.nodes import Lab
+from tests.support.nodes import Lab, NodeProcess
 
 FOUR_GPUS = ["--simulate-gpus", "4xA100-80GB"]
 SETTINGS = {**FAST_VOTERS, "MURMUR_NODE_STOP_GRACE_SECONDS": "2"}
@@ -82,15 +82,21 @@ def ranks_of(results: Path) -> dict[str, dict[str, object]]:
     return found
 
 
-async def test_a_two_node_gang_meets_at_its_rendezvous_and_is_cancelled_as_one(
-    lab: Lab, tmp_path: Path
-) -> None:
+async def gang_cluster(lab: Lab, tmp_path: Path) -> tuple[list[NodeProcess], Path, Path]:
+    """Three agreed nodes of 4 GPUs each; the rank program; where ranks record."""
     script = tmp_path / "rank.py"
     script.write_text(RANK)
     results = tmp_path / "results"
     results.mkdir()
     nodes = start_cluster(lab, 3, extra_args=FOUR_GPUS, env=SETTINGS)
     await wait_agreed(nodes, lab, voters=3, within=30)
+    return nodes, script, results
+
+
+async def test_a_two_node_gang_meets_at_its_rendezvous_and_is_cancelled_as_one(
+    lab: Lab, tmp_path: Path
+) -> None:
+    nodes, script, results = await gang_cluster(lab, tmp_path)
     async with client_for(nodes[1], lab.admin_identity) as client:
         job_id = (await client.submit_job(gang_job(script, results), timeout=10)).id
         running = await eventually(
@@ -138,12 +144,7 @@ async def test_a_two_node_gang_meets_at_its_rendezvous_and_is_cancelled_as_one(
 
 
 async def test_a_failing_rank_ends_the_other_and_the_job_as_one(lab: Lab, tmp_path: Path) -> None:
-    script = tmp_path / "rank.py"
-    script.write_text(RANK)
-    results = tmp_path / "results"
-    results.mkdir()
-    nodes = start_cluster(lab, 3, extra_args=FOUR_GPUS, env=SETTINGS)
-    await wait_agreed(nodes, lab, voters=3, within=30)
+    nodes, script, results = await gang_cluster(lab, tmp_path)
     async with client_for(nodes[2], lab.admin_identity) as client:
         job_id = (await client.submit_job(gang_job(script, results, fail_rank="1"), timeout=10)).id
         done = await eventually(
