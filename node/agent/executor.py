@@ -54,7 +54,7 @@ from murmur.node.agent.runtimes.base import (
     RuntimeStartError,
 )
 from murmur.node.agent.runtimes.lease_file import RunLeaseFile, write_lease
-from murmur.node.agent.stop_notice import StopNotices
+from murmur.node.agent.runtimes.stop_notice import StopNotices
 from murmur.node.errors import FailedPreconditionError, InvalidArgumentError
 from murmur.node.jobspec import states
 from murmur.node.jobspec.paths import check_job_paths

@@ -135,7 +135,7 @@ class LaunchSpec:
     gang: GangPlace | None = None
     """Its place in a gang (a multi-node job); ``None`` for a single-node run."""
     stop_notice_dir: Path | None = None
-    """Where the node writes the notice of a stop (:mod:`murmur.node.agent.stop_notice`),
+    """Where the node writes the notice of a stop (:mod:`murmur.node.agent.runtimes.stop_notice`),
     named to the run by ``MURMUR_PREEMPT_DEADLINE``; ``None``: no notice (runtime tests)."""
 
 

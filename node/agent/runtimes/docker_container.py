@@ -28,7 +28,7 @@ from murmur.node.agent.runtimes.docker_labels import (
     container_name,
 )
 from murmur.node.agent.runtimes.process import dataset_variable
-from murmur.node.agent.stop_notice import CONTAINER_NOTICE_DIR, NOTICE_FILE
+from murmur.node.agent.runtimes.stop_notice import CONTAINER_NOTICE_DIR, NOTICE_FILE
 
 DATASETS_DIR = "/datasets"
 

@@ -61,7 +61,7 @@ from murmur.node.agent.runtimes.run_files import (
     read_json,
     write_json_atomic,
 )
-from murmur.node.agent.stop_notice import NOTICE_FILE
+from murmur.node.agent.runtimes.stop_notice import NOTICE_FILE
 
 _log = logging.getLogger("murmur.node.runtimes")
 
@@ -100,7 +100,7 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     virtualenv or conda env, then Murmur's own variables, which the user cannot
     override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS``
     (between SIGTERM and SIGKILL when the run is stopped), ``MURMUR_PREEMPT_DEADLINE``
-    (the stop notice: :mod:`murmur.node.agent.stop_notice`), a gang's torchrun
+    (the stop notice: :mod:`murmur.node.agent.runtimes.stop_notice`), a gang's torchrun
     variables (``gang_environment``), ``CUDA_VISIBLE_DEVICES`` (empty
     without GPUs, so a CPU job cannot take one), ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
     (the node's GPU indices are NVML's, in PCI order; CUDA's default order

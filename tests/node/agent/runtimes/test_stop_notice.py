@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from murmur.node.agent.stop_notice import NOTICE_FILE, StopNotices
+from murmur.node.agent.runtimes.stop_notice import NOTICE_FILE, StopNotices
 
 
 def test_a_notice_appears_whole_at_the_first_stop_and_goes_with_the_run(tmp_path: Path) -> None:
