@@ -13,6 +13,8 @@ keyword-only `timeout=` and `metadata=`.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -24,7 +26,12 @@ import grpc
 import grpc.aio
 
 from murmur._channel import secure_channel
-from murmur._config import ConnectConfig, TLSConfig, resolve_connect_config
+from murmur._config import (
+    ConnectConfig,
+    TLSConfig,
+    resolve_connect_config,
+    validate_node_address,
+)
 from murmur._errors import (
     ConfigError,
     InternalError,
@@ -47,6 +54,20 @@ _Response = TypeVar("_Response")
 CallMetadata = Sequence[tuple[str, str]]
 """Extra gRPC metadata sent with a call, as (key, value) pairs."""
 
+FailoverHook = Callable[[str, str], object]
+"""Called as ``hook(unreachable_address, new_address)`` when a client moves to another
+node."""
+
+_CONNECT_PROBE_SECONDS = 3.0
+"""How long a client with other nodes to fall back on waits for a node's connection
+before it tries the next: far more than a TCP and TLS handshake take on a lab
+network, far less than a dead host's connect timeout."""
+
+_NEWEST_FIRST_PAGE = 500
+"""Jobs per page when `list_jobs` reads every page to return the newest."""
+
+_UP_STATES = frozenset({types_pb2.NODE_STATE_ALIVE, types_pb2.NODE_STATE_DRAINING})
+
 
 class AsyncClient:
     """An asyncio client for one Murmur node, over mutual TLS.
@@ -62,12 +83,26 @@ class AsyncClient:
     Timeouts: for a unary call, `timeout=None` means `config.timeout`, and the timeout
     bounds every attempt together. For a stream, `timeout=None` means no deadline:
     a watch runs until it is closed.
+
+    Failover: when other nodes are known (`config.fallback_addresses`, and the nodes
+    the cluster reported in this client's last `status()` or `list_nodes()` answer),
+    the client first makes sure its node can be reached, and if it cannot, moves to
+    the first of the others that can, before it sends anything (`on_failover` hears of
+    it). A call that lost its node on the way moves only if it is safe to repeat: the
+    reads, and submissions, whose idempotency key stays the same. `add_dataset` never
+    moves: its path is on one node's disk.
     """
 
-    def __init__(self, config: ConnectConfig) -> None:
+    def __init__(self, config: ConnectConfig, *, on_failover: FailoverHook | None = None) -> None:
         self._config = config
+        self._on_failover = on_failover
+        self._address = config.address
+        self._learned: list[str] = []
         self._channel: grpc.aio.Channel | None = None
         self._stub: ClusterServiceAsyncStub | None = None
+        self._reachable = False
+        """Whether the current node was reached since its last failure (no probe needed)."""
+        self._failover_lock = asyncio.Lock()
         self._closed = False
 
     @classmethod
@@ -89,8 +124,15 @@ class AsyncClient:
 
     @property
     def address(self) -> str:
-        """The HOST:PORT of the node this client calls."""
-        return self._config.address
+        """The HOST:PORT of the node this client calls: `config.address`, unless the
+        client has moved to another node."""
+        return self._address
+
+    @property
+    def learned_addresses(self) -> tuple[str, ...]:
+        """The addresses of the nodes in the last `status()` or `list_nodes()` answer,
+        those up (alive, draining) first, without those that left; empty before one."""
+        return tuple(self._learned)
 
     async def __aenter__(self) -> Self:
         self._connected_stub()
@@ -118,9 +160,8 @@ class AsyncClient:
         self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.WhoAmIResponse:
         """Who the node takes the caller to be, and which node answered."""
-        stub = self._connected_stub()
         request = cluster_pb2.WhoAmIRequest()
-        return await self._unary(stub.WhoAmI, request, timeout, metadata, retry=True)
+        return await self._unary(lambda stub: stub.WhoAmI, request, timeout, metadata, retry=True)
 
     # --------------------------------------------------------------------- nodes
 
@@ -129,18 +170,23 @@ class AsyncClient:
         self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.ClusterStatus:
         """The cluster summary: nodes, leader, term, GPUs and jobs by state."""
-        stub = self._connected_stub()
         request = cluster_pb2.GetStatusRequest()
-        return await self._unary(stub.GetStatus, request, timeout, metadata, retry=True)
+        status = await self._unary(
+            lambda stub: stub.GetStatus, request, timeout, metadata, retry=True
+        )
+        self._learn(status.nodes)
+        return status
 
     @translate_rpc_errors
     async def list_nodes(
         self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> list[types_pb2.NodeInfo]:
         """Every node the answering node knows of, alive or not."""
-        stub = self._connected_stub()
         request = cluster_pb2.ListNodesRequest()
-        response = await self._unary(stub.ListNodes, request, timeout, metadata, retry=True)
+        response = await self._unary(
+            lambda stub: stub.ListNodes, request, timeout, metadata, retry=True
+        )
+        self._learn(response.nodes)
         return list(response.nodes)
 
     @translate_rpc_errors
@@ -148,9 +194,8 @@ class AsyncClient:
         self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.NodeInfo:
         """One node by name. Raises `NotFound` when no node has that name."""
-        stub = self._connected_stub()
         request = cluster_pb2.GetNodeRequest(name=name)
-        return await self._unary(stub.GetNode, request, timeout, metadata, retry=True)
+        return await self._unary(lambda stub: stub.GetNode, request, timeout, metadata, retry=True)
 
     @translate_rpc_errors
     async def drain_node(
@@ -162,31 +207,37 @@ class AsyncClient:
         metadata: CallMetadata = (),
     ) -> types_pb2.NodeInfo:
         """Stops placing jobs on a node (admin); `undrain=True` lets it take jobs again."""
-        stub = self._connected_stub()
         request = cluster_pb2.DrainNodeRequest(name=name, undrain=undrain)
         # Setting the drain flag twice leaves the same state: safe to retry.
-        return await self._unary(stub.DrainNode, request, timeout, metadata, retry=True)
+        return await self._unary(
+            lambda stub: stub.DrainNode, request, timeout, metadata, retry=True
+        )
 
     @translate_rpc_errors
     async def remove_node(
         self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.RemoveNodeResponse:
         """Forgets a dead node cluster-wide (admin); a node still alive is refused."""
-        stub = self._connected_stub()
         request = cluster_pb2.RemoveNodeRequest(name=name)
-        return await self._unary(stub.RemoveNode, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.RemoveNode, request, timeout, metadata, retry=False
+        )
 
     @translate_rpc_errors
     async def watch_nodes(
         self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> AsyncIterator[types_pb2.NodeInfo]:
         """The current nodes, then each node again whenever it changes."""
-        call = self._connected_stub().WatchNodes(
+        stub = await self._reachable_stub()
+        call = stub.WatchNodes(
             cluster_pb2.WatchNodesRequest(), timeout=timeout, metadata=tuple(metadata)
         )
         try:
             async for node in call:
                 yield node
+        except grpc.RpcError as err:
+            self._after_failure(err, stub)
+            raise
         finally:
             call.cancel()
 
@@ -216,11 +267,12 @@ class AsyncClient:
                 random key is used when None. The key is what makes retrying a
                 submission after a lost connection safe.
         """
-        stub = self._connected_stub()
         request = cluster_pb2.SubmitJobRequest(
             spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4())
         )
-        return await self._unary(stub.SubmitJob, request, timeout, metadata, retry=True)
+        return await self._unary(
+            lambda stub: stub.SubmitJob, request, timeout, metadata, retry=True
+        )
 
     @translate_rpc_errors
     async def list_jobs(
@@ -231,50 +283,62 @@ class AsyncClient:
         queue: str = "",
         limit: int = 0,
         include_archived: bool = False,
+        newest_first: bool = False,
         timeout: float | None = None,
         metadata: CallMetadata = (),
     ) -> list[types_pb2.Job]:
-        """Jobs matching every filter given, fetching page after page.
+        """Jobs matching every filter given, oldest first, fetching page after page.
 
         Args:
             states: Only jobs in one of these states; all states when empty.
             user: Only this user's jobs.
             queue: Only jobs of this queue.
-            limit: At most this many jobs; 0 for all of them.
+            limit: At most this many jobs (the oldest, or with `newest_first` the
+                newest); 0 for all of them.
             include_archived: Also jobs the cluster no longer keeps in its queue
                 (ended longer ago than its job retention), from the archive; they
                 come with ``archived`` set.
+            newest_first: The newest jobs first. Nodes send jobs oldest first, so
+                this reads every matching job to keep the newest `limit`: the
+                archive's too with `include_archived`.
             timeout: Seconds for each page's call.
         """
-        stub = self._connected_stub()
         wanted_states = list(states)
-        jobs: list[types_pb2.Job] = []
+        kept: collections.deque[types_pb2.Job] = collections.deque(
+            maxlen=limit if newest_first and limit else None
+        )
         page_token = ""
         while True:
+            still_wanted = limit - len(kept) if limit else 0
             request = cluster_pb2.ListJobsRequest(
                 states=wanted_states,
                 user=user,
                 queue=queue,
-                limit=limit - len(jobs) if limit else 0,
+                limit=_NEWEST_FIRST_PAGE if newest_first else still_wanted,
                 page_token=page_token,
                 include_archived=include_archived,
             )
-            page = await self._unary(stub.ListJobs, request, timeout, metadata, retry=True)
-            jobs.extend(page.jobs)
-            if not page.next_page_token or (limit and len(jobs) >= limit):
-                return jobs[:limit] if limit else jobs
+            page = await self._unary(
+                lambda stub: stub.ListJobs, request, timeout, metadata, retry=True
+            )
+            kept.extend(page.jobs)
+            if not page.next_page_token or (limit and not newest_first and len(kept) >= limit):
+                break
             if page.next_page_token == page_token:
                 raise InternalError(f"node {self.address} sent the same page token twice")
             page_token = page.next_page_token
+        if newest_first:
+            return list(reversed(kept))
+        jobs = list(kept)
+        return jobs[:limit] if limit else jobs
 
     @translate_rpc_errors
     async def get_job(
         self, job_id: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.Job:
         """One job with all its runs. Raises `NotFound` when no job has that id."""
-        stub = self._connected_stub()
         request = cluster_pb2.GetJobRequest(id=job_id)
-        return await self._unary(stub.GetJob, request, timeout, metadata, retry=True)
+        return await self._unary(lambda stub: stub.GetJob, request, timeout, metadata, retry=True)
 
     @translate_rpc_errors
     async def cancel_job(
@@ -286,9 +350,10 @@ class AsyncClient:
         metadata: CallMetadata = (),
     ) -> types_pb2.Job:
         """Cancels a job (stopping its runs) and returns it; `reason` goes to its events."""
-        stub = self._connected_stub()
         request = cluster_pb2.CancelJobRequest(id=job_id, reason=reason)
-        return await self._unary(stub.CancelJob, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.CancelJob, request, timeout, metadata, retry=False
+        )
 
     @translate_rpc_errors
     async def watch_jobs(
@@ -302,10 +367,14 @@ class AsyncClient:
     ) -> AsyncIterator[types_pb2.Job]:
         """The matching jobs, then each of them again whenever it changes."""
         request = cluster_pb2.WatchJobsRequest(states=list(states), user=user, queue=queue)
-        call = self._connected_stub().WatchJobs(request, timeout=timeout, metadata=tuple(metadata))
+        stub = await self._reachable_stub()
+        call = stub.WatchJobs(request, timeout=timeout, metadata=tuple(metadata))
         try:
             async for job in call:
                 yield job
+        except grpc.RpcError as err:
+            self._after_failure(err, stub)
+            raise
         finally:
             call.cancel()
 
@@ -337,10 +406,14 @@ class AsyncClient:
             tail_lines=tail_lines,
             from_offset=from_offset,
         )
-        call = self._connected_stub().StreamLogs(request, timeout=timeout, metadata=tuple(metadata))
+        stub = await self._reachable_stub()
+        call = stub.StreamLogs(request, timeout=timeout, metadata=tuple(metadata))
         try:
             async for line in call:
                 yield line
+        except grpc.RpcError as err:
+            self._after_failure(err, stub)
+            raise
         finally:
             call.cancel()
 
@@ -373,6 +446,7 @@ class AsyncClient:
             timeout: Seconds for the whole call. With `on_progress`, None means no
                 deadline: the updates show that the scan goes on.
         """
+        # Never moved to another node: the path is on this one's disk.
         stub = self._connected_stub()
         request = cluster_pb2.AddDatasetRequest(name=name, path=path)
         if on_progress is not None:
@@ -395,16 +469,19 @@ class AsyncClient:
                 return dataset
             finally:
                 call.cancel()
-        return await self._unary(stub.AddDataset, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.AddDataset, request, timeout, metadata, retry=False, failover=False
+        )
 
     @translate_rpc_errors
     async def list_datasets(
         self, *, node: str = "", timeout: float | None = None, metadata: CallMetadata = ()
     ) -> list[types_pb2.Dataset]:
         """Every dataset the cluster knows of; only those on `node` when given."""
-        stub = self._connected_stub()
         request = cluster_pb2.ListDatasetsRequest(node=node)
-        response = await self._unary(stub.ListDatasets, request, timeout, metadata, retry=True)
+        response = await self._unary(
+            lambda stub: stub.ListDatasets, request, timeout, metadata, retry=True
+        )
         return list(response.datasets)
 
     @translate_rpc_errors
@@ -412,9 +489,10 @@ class AsyncClient:
         self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.Dataset:
         """One dataset by name. Raises `NotFound` when none has that name."""
-        stub = self._connected_stub()
         request = cluster_pb2.GetDatasetRequest(name=name)
-        return await self._unary(stub.GetDataset, request, timeout, metadata, retry=True)
+        return await self._unary(
+            lambda stub: stub.GetDataset, request, timeout, metadata, retry=True
+        )
 
     # ------------------------------------------------------------- events, audit
 
@@ -429,12 +507,14 @@ class AsyncClient:
     ) -> AsyncIterator[types_pb2.Event]:
         """Events after `since_id` (all when 0), then live ones; only `subject`'s if given."""
         request = cluster_pb2.WatchEventsRequest(since_id=since_id, subject=subject)
-        call = self._connected_stub().WatchEvents(
-            request, timeout=timeout, metadata=tuple(metadata)
-        )
+        stub = await self._reachable_stub()
+        call = stub.WatchEvents(request, timeout=timeout, metadata=tuple(metadata))
         try:
             async for event in call:
                 yield event
+        except grpc.RpcError as err:
+            self._after_failure(err, stub)
+            raise
         finally:
             call.cancel()
 
@@ -454,13 +534,14 @@ class AsyncClient:
         the same. Page back with `before_id` (the smallest id of a page); filter by
         `user`, `action` (an RPC name, e.g. "SubmitJob") and `since` (a naive datetime
         is taken as UTC)."""
-        stub = self._connected_stub()
         request = cluster_pb2.ListAuditRequest(
             limit=limit, user=user, before_id=before_id, action=action
         )
         if since is not None:
             request.since.FromDatetime(since)
-        response = await self._unary(stub.ListAudit, request, timeout, metadata, retry=True)
+        response = await self._unary(
+            lambda stub: stub.ListAudit, request, timeout, metadata, retry=True
+        )
         return list(response.records)
 
     @translate_rpc_errors
@@ -469,9 +550,10 @@ class AsyncClient:
     ) -> cluster_pb2.VerifyAuditResponse:
         """Checks the hash chain of the audit trail the node holds (admin): `intact`, or
         the first bad entry (`bad_id`) and what is wrong with it (`problem`)."""
-        stub = self._connected_stub()
         request = cluster_pb2.VerifyAuditRequest()
-        return await self._unary(stub.VerifyAudit, request, timeout, metadata, retry=True)
+        return await self._unary(
+            lambda stub: stub.VerifyAudit, request, timeout, metadata, retry=True
+        )
 
     # ------------------------------------------------------------- CA operations
 
@@ -480,9 +562,10 @@ class AsyncClient:
         self, *, ttl_seconds: int = 0, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.CreateJoinTokenResponse:
         """A one-time token a new node joins with (admin); `ttl_seconds=0`: node default."""
-        stub = self._connected_stub()
         request = cluster_pb2.CreateJoinTokenRequest(ttl_seconds=ttl_seconds)
-        return await self._unary(stub.CreateJoinToken, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.CreateJoinToken, request, timeout, metadata, retry=False
+        )
 
     @translate_rpc_errors
     async def issue_user_certificate(
@@ -503,11 +586,12 @@ class AsyncClient:
             csr_pem: The user's certificate signing request, PEM; the key stays theirs.
             ttl_days: Validity in days; 0 for the node's default.
         """
-        stub = self._connected_stub()
         request = cluster_pb2.IssueUserCertificateRequest(
             name=name, role=role, csr_pem=csr_pem, ttl_days=ttl_days
         )
-        return await self._unary(stub.IssueUserCertificate, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.IssueUserCertificate, request, timeout, metadata, retry=False
+        )
 
     # --------------------------------------------------------------- revocations
 
@@ -526,9 +610,10 @@ class AsyncClient:
         works); by `serial` (hex), exactly one. Every node refuses it within seconds
         and ends its open streams. Revoking a user cancels none of their jobs: the
         answer's `active_jobs` lists their pending and running ones."""
-        stub = self._connected_stub()
         request = cluster_pb2.RevokeCertificateRequest(name=name, serial=serial, reason=reason)
-        return await self._unary(stub.RevokeCertificate, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.RevokeCertificate, request, timeout, metadata, retry=False
+        )
 
     @translate_rpc_errors
     async def list_revocations(
@@ -536,9 +621,10 @@ class AsyncClient:
     ) -> cluster_pb2.ListRevocationsResponse:
         """The certificate revocations the node enforces, in the order they were made
         (admin)."""
-        stub = self._connected_stub()
         request = cluster_pb2.ListRevocationsRequest()
-        return await self._unary(stub.ListRevocations, request, timeout, metadata, retry=True)
+        return await self._unary(
+            lambda stub: stub.ListRevocations, request, timeout, metadata, retry=True
+        )
 
     @translate_rpc_errors
     async def apply_policy(
@@ -546,18 +632,20 @@ class AsyncClient:
     ) -> cluster_pb2.LabPolicyInfo:
         """Applies the lab's scheduling policy (TOML text; empty: none) through the
         control log (admin); the answer is the policy now in force."""
-        stub = self._connected_stub()
         request = cluster_pb2.ApplyPolicyRequest(text=text)
-        return await self._unary(stub.ApplyPolicy, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.ApplyPolicy, request, timeout, metadata, retry=False
+        )
 
     @translate_rpc_errors
     async def get_policy(
         self, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> cluster_pb2.LabPolicyInfo:
         """The lab's scheduling policy in force (its text, version, who applied it)."""
-        stub = self._connected_stub()
         request = cluster_pb2.GetPolicyRequest()
-        return await self._unary(stub.GetPolicy, request, timeout, metadata, retry=True)
+        return await self._unary(
+            lambda stub: stub.GetPolicy, request, timeout, metadata, retry=True
+        )
 
     @translate_rpc_errors
     async def get_usage(
@@ -570,11 +658,10 @@ class AsyncClient:
     ) -> cluster_pb2.GetUsageResponse:
         """GPU-hours of runs that ended (since ``since``; of ``group``'s users), per
         user and group, with fair-share factors when the lab policy orders by them."""
-        stub = self._connected_stub()
         request = cluster_pb2.GetUsageRequest(group=group)
         if since is not None:
             request.since.FromDatetime(since)
-        return await self._unary(stub.GetUsage, request, timeout, metadata, retry=True)
+        return await self._unary(lambda stub: stub.GetUsage, request, timeout, metadata, retry=True)
 
     @translate_rpc_errors
     async def rotate_ca(
@@ -595,9 +682,69 @@ class AsyncClient:
         }
         if step not in steps:
             raise ValueError(f"step must be start or finish, not {step!r}")
-        stub = self._connected_stub()
         request = cluster_pb2.RotateCaRequest(step=steps[step], force=force)
-        return await self._unary(stub.RotateCa, request, timeout, metadata, retry=False)
+        return await self._unary(
+            lambda stub: stub.RotateCa, request, timeout, metadata, retry=False
+        )
+
+    # ------------------------------------------------------------------ services
+
+    @translate_rpc_errors
+    async def create_service(
+        self,
+        spec: types_pb2.ServiceSpec,
+        *,
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> types_pb2.Service:
+        """Creates a service: ``spec.replicas`` replicas of ``spec.template`` kept
+        running, probed ready and routed to by every node's router."""
+        request = cluster_pb2.CreateServiceRequest(spec=spec)
+        return await self._unary(
+            lambda stub: stub.CreateService, request, timeout, metadata, retry=False
+        )
+
+    @translate_rpc_errors
+    async def scale_service(
+        self, name: str, replicas: int, *, timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> types_pb2.Service:  # fmt: skip
+        """Sets how many replicas the service keeps (its owner or an admin)."""
+        request = cluster_pb2.ScaleServiceRequest(name=name, replicas=replicas)
+        return await self._unary(
+            lambda stub: stub.ScaleService, request, timeout, metadata, retry=True
+        )
+
+    @translate_rpc_errors
+    async def delete_service(
+        self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> types_pb2.Service:
+        """Deletes the service (its owner or an admin): its replicas are stopped."""
+        request = cluster_pb2.DeleteServiceRequest(name=name)
+        return await self._unary(
+            lambda stub: stub.DeleteService, request, timeout, metadata, retry=False
+        )
+
+    @translate_rpc_errors
+    async def list_services(
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> list[types_pb2.Service]:
+        """Every service, by name, with its replicas."""
+        request = cluster_pb2.ListServicesRequest()
+        answer = await self._unary(
+            lambda stub: stub.ListServices, request, timeout, metadata, retry=True
+        )
+        return list(answer.services)
+
+    @translate_rpc_errors
+    async def get_service(
+        self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> types_pb2.Service:
+        """One service, with its replicas (state, node, port, ready)."""
+        request = cluster_pb2.GetServiceRequest(name=name)
+        return await self._unary(
+            lambda stub: stub.GetService, request, timeout, metadata, retry=True
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -607,23 +754,124 @@ class AsyncClient:
             raise RuntimeError("this Murmur client is closed; create a new one")
         if self._stub is None:
             _check_certificate_dates(self._config.tls)
-            self._channel = secure_channel(self._config)
+            config = self._config
+            if self._address != config.address:
+                config = dataclasses.replace(config, address=self._address)
+            self._channel = secure_channel(config)
             self._stub = cluster_pb2_grpc.ClusterServiceStub(self._channel)
         return self._stub
 
+    def _alternatives(self) -> list[str]:
+        """The other nodes known to reach the cluster, in the order to try them."""
+        known = [self._config.address, *self._config.fallback_addresses, *self._learned]
+        return [address for address in dict.fromkeys(known) if address != self._address]
+
+    def _learn(self, nodes: Iterable[types_pb2.NodeInfo]) -> None:
+        """Keeps the nodes' addresses as ones to fall back on: those up first, then
+        those that may come back (suspect, dead); not those that left."""
+        ranked = sorted(
+            (node for node in nodes if node.address and node.state != types_pb2.NODE_STATE_LEFT),
+            key=lambda node: node.state not in _UP_STATES,
+        )
+        learned = []
+        for node in ranked:
+            try:
+                learned.append(validate_node_address(node.address))
+            except ConfigError:
+                continue
+        self._learned = list(dict.fromkeys(learned))
+
+    async def _reachable_stub(self, deadline: float | None = None) -> ClusterServiceAsyncStub:
+        """The stub to call now: the current node's, or, when it cannot be reached and
+        other nodes are known, the first of those that can (nothing is sent before).
+
+        When none can, the client stays with (or goes back to) the node it had, whose
+        call then fails with the usual error. `deadline` (event loop time) bounds the
+        search.
+        """
+        stub = self._connected_stub()
+        if self._reachable or not self._alternatives():
+            return stub
+        async with self._failover_lock:
+            if self._reachable:  # another call found a node meanwhile
+                return self._connected_stub()
+            first = self._address
+            for address in [first, *self._alternatives()]:
+                if address != self._address:
+                    await self._switch_to(address)
+                if await self._connects(deadline):
+                    self._reachable = True
+                    if address != first and self._on_failover is not None:
+                        self._on_failover(first, address)
+                    return self._connected_stub()
+                if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                    break
+            if self._address != first:
+                await self._switch_to(first)
+            return self._connected_stub()
+
+    async def _switch_to(self, address: str) -> None:
+        channel, self._channel, self._stub = self._channel, None, None
+        self._address = address
+        if channel is not None:
+            await channel.close(grace=None)
+        self._connected_stub()
+
+    async def _connects(self, deadline: float | None) -> bool:
+        """Whether the current channel gets a connection within `_CONNECT_PROBE_SECONDS`
+        (and before `deadline`); False as soon as the channel reports a failure."""
+        channel = self._channel
+        if channel is None:
+            return False
+        loop = asyncio.get_running_loop()
+        end = loop.time() + _CONNECT_PROBE_SECONDS
+        if deadline is not None:
+            end = min(end, deadline)
+        state = channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state in (
+                grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                grpc.ChannelConnectivity.SHUTDOWN,
+            ):
+                return False
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                async with asyncio.timeout(remaining):
+                    await channel.wait_for_state_change(state)
+            except TimeoutError:
+                return False
+            state = channel.get_state(try_to_connect=True)
+        return True
+
+    def _after_failure(self, err: grpc.RpcError, stub: ClusterServiceAsyncStub) -> bool:
+        """Whether `err` says the node may be gone (UNAVAILABLE, not a refused
+        certificate, which asking again cannot help); if so, the next call makes sure
+        the node can be reached before it sends anything."""
+        gone = err.code() == grpc.StatusCode.UNAVAILABLE and not is_tls_handshake_failure(err)
+        if gone and stub is self._stub:
+            self._reachable = False
+        return gone
+
     async def _unary(
         self,
-        rpc: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
+        method: Callable[
+            [ClusterServiceAsyncStub], grpc.aio.UnaryUnaryMultiCallable[_Request, _Response]
+        ],
         request: _Request,
         timeout: float | None,
         metadata: CallMetadata,
         *,
         retry: bool,
+        failover: bool = True,
     ) -> _Response:
         """Makes one unary call; if `retry`, repeats it while the node is UNAVAILABLE.
 
-        Only calls whose repetition cannot do anything twice pass `retry=True`. All
-        attempts share the one deadline, and a pause that would pass it is not taken.
+        Only calls whose repetition cannot do anything twice pass `retry=True`; they
+        may be repeated on another node when theirs went away. All attempts share the
+        one deadline, and a pause that would pass it is not taken. With `failover`
+        false, the call stays on the node the client has.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self._config.timeout if timeout is None else timeout)
@@ -632,15 +880,14 @@ class AsyncClient:
         backoff = policy.initial_backoff
         while True:
             attempts_left -= 1
+            stub = await self._reachable_stub(deadline) if failover else self._connected_stub()
             remaining = max(deadline - loop.time(), 0.0)
             try:
-                return await rpc(request, timeout=remaining, metadata=tuple(metadata))
+                return await method(stub)(request, timeout=remaining, metadata=tuple(metadata))
             except grpc.RpcError as err:
                 pause = random.uniform(backoff / 2, backoff)
                 # A refused certificate is UNAVAILABLE too, but asking again cannot help.
-                retryable = err.code() == grpc.StatusCode.UNAVAILABLE and not (
-                    is_tls_handshake_failure(err)
-                )
+                retryable = self._after_failure(err, stub)
                 if not retryable or attempts_left <= 0 or loop.time() + pause >= deadline:
                     raise
             await asyncio.sleep(pause)

@@ -4,15 +4,23 @@ One place resolves the connection settings, in this order of precedence: explici
 arguments, then environment variables (`MURMUR_NODE`, `MURMUR_IDENTITY`), then the
 client settings file `~/.murmur/client.toml`, then the defaults. The results are
 frozen dataclasses, so a client's configuration cannot change under it.
+
+A node setting may name several nodes of one cluster (`a:7070,b:7070`): the first is
+called, the others are fallbacks when it cannot be reached. The CLI also remembers the
+addresses of the nodes a cluster reported (`known-nodes.json` in the home), to fall
+back on them the same way (`remembered_addresses`, `remember_addresses`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
+import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +34,9 @@ __all__ = [
     "TLSConfig",
     "client_settings_path",
     "default_home",
+    "known_nodes_path",
+    "remember_addresses",
+    "remembered_addresses",
     "resolve_connect_config",
     "validate_node_address",
 ]
@@ -35,6 +46,9 @@ DEFAULT_NODE_ADDRESS = "127.0.0.1:7070"
 
 _IDENTITY_FILE_NAME = "identity.pem"
 _CLIENT_SETTINGS_FILE_NAME = "client.toml"
+_KNOWN_NODES_FILE_NAME = "known-nodes.json"
+_MAX_REMEMBERED_ADDRESSES = 64
+"""At most this many remembered addresses per cluster: enough to find one that answers."""
 
 # RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
 _HOST_NAME = re.compile(
@@ -120,10 +134,19 @@ class ConnectConfig:
     stream instead of hanging it; 0 turns pings off."""
     retry: RetryConfig = field(default_factory=RetryConfig)
     """When and how calls are retried on UNAVAILABLE."""
+    fallback_addresses: tuple[str, ...] = ()
+    """Other nodes of the same cluster, as HOST:PORT, to call in this order when
+    `address` cannot be reached (see `AsyncClient`); empty: no failover."""
 
     def __post_init__(self) -> None:
         # Stored without surrounding spaces, which gRPC would take as part of the host.
         object.__setattr__(self, "address", validate_node_address(self.address))
+        fallbacks = (validate_node_address(a) for a in self.fallback_addresses)
+        object.__setattr__(
+            self,
+            "fallback_addresses",
+            tuple(a for a in dict.fromkeys(fallbacks) if a != self.address),
+        )
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout}")
         if self.keepalive_seconds < 0:
@@ -199,7 +222,9 @@ def resolve_connect_config(
 
     Args:
         node: HOST:PORT; else `MURMUR_NODE`, else `node` in the client settings file,
-            else `DEFAULT_NODE_ADDRESS`.
+            else `DEFAULT_NODE_ADDRESS`. Each may name several nodes, separated by
+            commas (the settings file's `node` may also be a list): the first is the
+            address, the others its `fallback_addresses`.
         identity: An identity bundle file; else `MURMUR_IDENTITY`, else
             `identity.pem` in the home directory.
         env: The environment to read (tests pass their own).
@@ -210,29 +235,45 @@ def resolve_connect_config(
             or the identity file is missing or invalid.
     """
     home = default_home(env) if home is None else home
-    address = _resolve_address(node, env, client_settings_path(home))
+    address, *fallbacks = _resolve_addresses(node, env, client_settings_path(home))
     if identity:
         identity_path = Path(identity)
     elif env.get("MURMUR_IDENTITY"):
         identity_path = Path(env["MURMUR_IDENTITY"])
     else:
         identity_path = home / _IDENTITY_FILE_NAME
-    return ConnectConfig(address=address, tls=TLSConfig.from_identity_file(identity_path))
+    return ConnectConfig(
+        address=address,
+        tls=TLSConfig.from_identity_file(identity_path),
+        fallback_addresses=tuple(fallbacks),
+    )
 
 
-def _resolve_address(node: str | None, env: Mapping[str, str], settings_path: Path) -> str:
+def _resolve_addresses(node: str | None, env: Mapping[str, str], settings_path: Path) -> list[str]:
+    """The configured node addresses, the one to call first first; never empty."""
     if node:
-        return validate_node_address(node)
+        return _address_list(node, source="")
     if env.get("MURMUR_NODE"):
-        return validate_node_address(env["MURMUR_NODE"], source="MURMUR_NODE")
+        return _address_list(env["MURMUR_NODE"], source="MURMUR_NODE")
     configured = _node_from_client_settings(settings_path)
-    if configured is not None:
-        return validate_node_address(configured, source=str(settings_path))
-    return DEFAULT_NODE_ADDRESS
+    if configured:
+        return [
+            address
+            for text in configured
+            for address in _address_list(text, source=str(settings_path))
+        ]
+    return [DEFAULT_NODE_ADDRESS]
 
 
-def _node_from_client_settings(path: Path) -> str | None:
-    """The `node` key of the client settings file; None when there is no file or key."""
+def _address_list(text: str, *, source: str) -> list[str]:
+    """``HOST:PORT`` or ``HOST:PORT,HOST:PORT,...``, each checked, without repeats."""
+    parts = [part for part in text.split(",") if part.strip()] or [text]
+    return list(dict.fromkeys(validate_node_address(part, source=source) for part in parts))
+
+
+def _node_from_client_settings(path: Path) -> list[str] | None:
+    """The `node` key of the client settings file (a string, or a list of them); None
+    when there is no file or key."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -244,6 +285,73 @@ def _node_from_client_settings(path: Path) -> str | None:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"client settings {path} are not valid TOML: {err}") from err
     node = settings.get("node")
+    if isinstance(node, list) and all(isinstance(item, str) for item in node):
+        return [item for item in node if item] or None
     if node is not None and not isinstance(node, str):
-        raise ConfigError(f'client settings {path}: `node` must be a string like "HOST:PORT"')
-    return node or None
+        raise ConfigError(
+            f'client settings {path}: `node` must be a string like "HOST:PORT", or a list of them'
+        )
+    return [node] if node else None
+
+
+# ------------------------------------------------------------- remembered addresses
+
+
+def known_nodes_path(home: Path) -> Path:
+    """Where the CLI remembers the node addresses each cluster reported."""
+    return home / _KNOWN_NODES_FILE_NAME
+
+
+def _cluster_key(tls: TLSConfig) -> str:
+    """Which cluster a set of addresses belongs to: its lab CA, by a hash of the CA
+    certificate the client trusts, so an address is never tried with another lab's
+    identity."""
+    return hashlib.sha256(tls.ca_certificate_pem).hexdigest()[:32]
+
+
+def remembered_addresses(home: Path, tls: TLSConfig) -> list[str]:
+    """The addresses remembered for the cluster whose CA `tls` trusts; empty when
+    none are (or the file cannot be read: it is a hint, never a reason to fail)."""
+    try:
+        data = json.loads(known_nodes_path(home).read_text(encoding="utf-8"))
+        entry = data["clusters"][_cluster_key(tls)]
+        addresses = [a for a in entry["addresses"] if isinstance(a, str)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    valid = []
+    for address in addresses[:_MAX_REMEMBERED_ADDRESSES]:
+        with contextlib.suppress(ConfigError):
+            valid.append(validate_node_address(address))
+    return valid
+
+
+def remember_addresses(home: Path, tls: TLSConfig, addresses: Iterable[str]) -> bool:
+    """Remembers `addresses` (replacing what was remembered) for the cluster whose CA
+    `tls` trusts. Writes only when they changed, atomically; a home that cannot be
+    written is left as it is. Returns whether the file was written."""
+    wanted = list(dict.fromkeys(addresses))[:_MAX_REMEMBERED_ADDRESSES]
+    if not wanted or wanted == remembered_addresses(home, tls):
+        return False
+    path = known_nodes_path(home)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        clusters = data["clusters"] if isinstance(data.get("clusters"), dict) else {}
+    except (OSError, ValueError, AttributeError):
+        clusters = {}
+    clusters[_cluster_key(tls)] = {"addresses": wanted}
+    import tempfile  # only when the addresses changed: it costs a client's start-up
+
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=home, prefix=".known-nodes.")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump({"clusters": clusters}, handle, indent=2)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        return False
+    return True

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar
 
-from murmur._client import AsyncClient
+from murmur._client import AsyncClient, FailoverHook
 from murmur._config import ConnectConfig, resolve_connect_config
 from murmur._errors import Cancelled
 
@@ -216,8 +216,9 @@ class Client:
     calling `close()` on one) cancels the stream on the node.
     """
 
-    def __init__(self, config: ConnectConfig) -> None:
-        self._async_client = AsyncClient(config)
+    def __init__(self, config: ConnectConfig, *, on_failover: FailoverHook | None = None) -> None:
+        # `on_failover` is called on the client's own loop thread, not the caller's.
+        self._async_client = AsyncClient(config, on_failover=on_failover)
         self._loop_thread = EventLoopThread()
         # Also runs at interpreter exit, so a forgotten client still closes its channel.
         self._finalizer = weakref.finalize(self, _close, self._loop_thread, self._async_client)
@@ -241,8 +242,15 @@ class Client:
 
     @property
     def address(self) -> str:
-        """The HOST:PORT of the node this client calls."""
+        """The HOST:PORT of the node this client calls: `config.address`, unless the
+        client has moved to another node."""
         return self._async_client.address
+
+    @property
+    def learned_addresses(self) -> tuple[str, ...]:
+        """The addresses of the nodes in the last `status()` or `list_nodes()` answer;
+        see `AsyncClient.learned_addresses`."""
+        return self._async_client.learned_addresses
 
     def __enter__(self) -> Self:
         return self
@@ -285,6 +293,11 @@ class Client:
     list_revocations = _blocking(AsyncClient.list_revocations)
     rotate_ca = _blocking(AsyncClient.rotate_ca)
     apply_policy = _blocking(AsyncClient.apply_policy)
+    create_service = _blocking(AsyncClient.create_service)
+    scale_service = _blocking(AsyncClient.scale_service)
+    delete_service = _blocking(AsyncClient.delete_service)
+    list_services = _blocking(AsyncClient.list_services)
+    get_service = _blocking(AsyncClient.get_service)
     get_policy = _blocking(AsyncClient.get_policy)
     get_usage = _blocking(AsyncClient.get_usage)
 

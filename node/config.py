@@ -94,6 +94,15 @@ class HostPort:
         return True
 
 
+def host_of(address: str) -> str:
+    """The host of a ``host:port`` address (``[v6]:port`` too), as another node or a
+    gang's rank reaches it; an address without a port is its own host."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return address
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to start. Immutable once loaded."""
@@ -116,6 +125,10 @@ class NodeConfig:
 
     join: HostPort | None = None
     """Address of an existing node to join, used once to obtain a certificate."""
+
+    router_listen: HostPort | None = None
+    """Where this node's OpenAI-compatible router listens (node/router/): off unless
+    set. Plain HTTP, so a loopback address only (``127.0.0.1:8000``)."""
 
     token: str | None = None
     """One-time join token from ``murmur token create``; needed with ``join``."""
@@ -261,6 +274,11 @@ class NodeConfig:
             )
         if (self.join is None) != (self.token is None):
             raise ConfigError("--join and --token go together: pass both to join a cluster")
+        if self.router_listen is not None and not _is_loopback(self.router_listen.host):
+            raise ConfigError(
+                f"router_listen {self.router_listen} is not a loopback address: the router "
+                "speaks plain HTTP with no API keys yet, so it listens on loopback only"
+            )
         for name in (
             "shutdown_grace_seconds",
             "telemetry_interval_seconds",
@@ -338,6 +356,15 @@ class NodeConfig:
         return self.data_dir / "ca"
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
 
 
@@ -345,7 +372,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     """Turns a raw TOML/env/flag value into the field's type, or says what is wrong."""
     what = f"{name} (from {source})"
     try:
-        if name in {"listen", "join_listen", "advertise", "join"}:
+        if name in {"listen", "join_listen", "advertise", "join", "router_listen"}:
             return HostPort.parse(str(value), what=what)
         if name == "seeds":
             items = value.split(",") if isinstance(value, str) else list(value)

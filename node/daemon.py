@@ -32,6 +32,7 @@ from murmur.node.agent.convert import dataset_message
 from murmur.node.agent.datasets import DatasetCatalog
 from murmur.node.agent.executor import RunExecutor
 from murmur.node.agent.gpus import GpuSource, open_gpu_probe
+from murmur.node.agent.replicas import ReplicaEndpoints
 from murmur.node.agent.runtimes.accounts import AccountPolicy
 from murmur.node.agent.runtimes.base import Runtime
 from murmur.node.agent.runtimes.docker import DockerRuntime
@@ -69,6 +70,8 @@ from murmur.node.logs import configure_logging
 from murmur.node.membership import MembershipRunner, PeerTransport, encode_meta
 from murmur.node.membership.node_meta import LoadDamper
 from murmur.node.membership.seeds import SeedBook
+from murmur.node.router.proxy import ModelRouter, RouterServer
+from murmur.node.router.routes import RoutingTable
 from murmur.node.trust import ClusterTrust
 from murmur.storage import Store, StoreError
 
@@ -263,6 +266,10 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             retention_seconds=config.job_retention_seconds,
         )
         run_reporter = RunReporter(cluster_jobs)
+        replicas = ReplicaEndpoints(
+            run_dir=lambda run_id: config.runs_dir / run_id, on_change=local.publish
+        )
+        local.endpoints = replicas.endpoints
         executor = RunExecutor(
             store=store,
             node_name=identity.name,
@@ -282,6 +289,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             on_allocation_change=local.allocation_changed,
             default_lease_seconds=config.run_lease_seconds,
             node_gpus=lambda: [index for index, _, _ in local.gpu_resources()],
+            replicas=replicas,
         )
         leader_duties = LeaderDuties(
             consensus=consensus,
@@ -436,6 +444,14 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 "pid": os.getpid(),
             },
         )
+        router: RouterServer | None = None
+        if config.router_listen is not None:
+            router = RouterServer(
+                ModelRouter(lambda: RoutingTable(view.nodes(), identity.name)),
+                config.router_listen.host,
+                config.router_listen.port,
+            )
+            await router.start()
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds)),
@@ -473,6 +489,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             # Peers record a node that says goodbye as left, not dead. The servers still
             # run meanwhile: the goodbye's acks come back through them.
             await membership.leave(LEAVE_TIMEOUT_SECONDS)
+            if router is not None:
+                await router.close()
             await asyncio.gather(
                 *(server.stop(config.shutdown_grace_seconds) for server in servers),
                 trust.close(config.shutdown_grace_seconds),
@@ -481,6 +499,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             for task in background:
                 task.cancel()
             await cluster_jobs.close()
+            await replicas.close()
             with contextlib.suppress(StoreError):
                 await job_archive.flush()  # what the log forgot last, before the store closes
             with contextlib.suppress(StoreError):

@@ -67,6 +67,8 @@ class LocalNode:
     active_runs: Callable[[], int] = lambda: 0
     datasets: Callable[[], list[types_pb2.Dataset]] = list
     """This node's dataset catalog, gossiped with the rest of its facts."""
+    endpoints: Callable[[], list[types_pb2.ServiceEndpoint]] = list
+    """The service replicas running here, ready or not (node/agent/replicas.py)."""
     election: Callable[[], ElectionFacts | None] = lambda: None
     """This node's Raft view (node/control/consensus; ``None`` without one): its voter flag,
     whether it leads and its term are gossiped so that any node can tell clients who
@@ -142,6 +144,7 @@ class LocalNode:
             revocations_revision=self.revocations_revision,
             ca_fingerprint=self.ca_fingerprint,
             ca_changes_revision=self.ca_changes_revision,
+            endpoints=self.endpoints(),
         )
 
     def allocation_changed(self) -> bool:
@@ -158,6 +161,10 @@ class LocalNode:
         telemetry, host = await asyncio.to_thread(self._read_load)
         self._telemetry, self._host_load = telemetry, host
         self._measured_at = datetime.now(UTC)
+        self._publish()
+
+    def publish(self) -> None:
+        """Publish this node's NodeInfo now (a replica became ready, say)."""
         self._publish()
 
     def _publish(self) -> None:

@@ -2,7 +2,8 @@
 # Installs what the test suite needs beyond the Python venv: a Docker engine
 # (docker.io: dockerd + docker CLI), a static busybox, from which the tests
 # build their own tiny image (no registry is reachable on the test machines),
-# and iproute2, whose `ip netns` lets the partition test cut a node off for real.
+# iproute2, whose `ip netns` lets the partition test cut a node off for real, and
+# strace, with which the offline test sees every connection a node tries to make.
 #
 # Idempotent: installs only what is missing. Without root or apt-get it prints
 # a note and exits 0; the Docker tests then skip with a reason (unless CI=true).
@@ -11,6 +12,7 @@ set -eu
 missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v strace >/dev/null 2>&1 || missing="$missing strace"
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed"; then
     missing="$missing busybox-static"
 fi

@@ -6,6 +6,8 @@ Every node keeps its own file; nothing outside this package writes SQL. Open it 
 """
 
 from murmur.storage.errors import (
+    BackupCorruptError,
+    BackupError,
     DatasetExistsError,
     JoinTokenError,
     RecordNotFoundError,
@@ -44,6 +46,8 @@ __all__ = [
     "ArchivedJobRecord",
     "AuditEntry",
     "AuditRecord",
+    "BackupCorruptError",
+    "BackupError",
     "ChainedAuditRecord",
     "DatasetExistsError",
     "DatasetRecord",

@@ -11,6 +11,8 @@ are translated here at the boundary::
     ├── StoreClosedError        the store was used after close()
     ├── RecordNotFoundError     no dataset / run with that key
     ├── DatasetExistsError      a dataset with that name is already registered
+    ├── BackupError             a backup cannot be made, read or put in place
+    │   └── BackupCorruptError  a file is not a backup, or not the one its manifest says
     └── JoinTokenError          a join token was refused
         ├── TokenUnknownError   no such token, or the secret does not match (same error)
         ├── TokenUsedError      the token was already used
@@ -87,6 +89,20 @@ class DatasetExistsError(StoreError):
             f"dataset {name!r} is already registered on this node; choose another --name"
         )
         self.name = name
+
+
+class BackupError(StoreError):
+    """A backup cannot be made, read or put in place; the message says why."""
+
+
+class BackupCorruptError(BackupError):
+    """Not a backup, or one whose files do not match its manifest: damaged,
+    truncated or tampered with. Nothing of it is restored."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path} is not an intact murmur backup: {detail}")
+        self.path = path
+        self.detail = detail
 
 
 class JoinTokenError(StoreError):

@@ -196,6 +196,10 @@ class RaftDurableState:
     voted_for: str | None
     snapshot: RaftSnapshotRecord | None
     entries: tuple[RaftEntryRecord, ...]
+    rejoining: bool = False
+    """The store was restored from a backup with its Raft state dropped
+    (:meth:`Store.forget_raft`), and the node has not caught up with a leader since:
+    it must neither vote nor stand until it has."""
 
 
 @dataclass(frozen=True)

@@ -548,12 +548,15 @@ class Store:
         snapshot: RaftSnapshotRecord | None = None,
         truncate_from: int | None = None,
         entries: Sequence[RaftEntryRecord] = (),
+        rejoined: bool = False,
     ) -> None:
         """Make one batch of Raft's output durable in one fsynced transaction.
 
         Order inside the transaction follows Raft's: a received snapshot replaces the
-        log it covers, a conflicting suffix goes, then new entries are appended. Raft
-        sends the messages of the batch only after this returns.
+        log it covers, a conflicting suffix goes, then new entries are appended.
+        ``rejoined``: a node restored from a backup has caught up, and votes again
+        (:attr:`RaftDurableState.rejoining` is cleared). Raft sends the messages of
+        the batch only after this returns.
         """
         async with self._writing() as connection:
             if hard_state is not None:
@@ -564,3 +567,17 @@ class Store:
                 await raft.truncate_log(connection, truncate_from)
             if entries:
                 await raft.append_entries(connection, entries)
+            if rejoined:
+                await raft.end_rejoining(connection)
+
+    async def forget_raft(self, *, reason: str) -> None:
+        """Drop term, vote, log and snapshot, in one transaction, and mark the node
+        as rejoining (:attr:`RaftDurableState.rejoining`): a restore's answer to a
+        Raft state that may be older than what the node acknowledged before."""
+        async with self._writing() as connection:
+            await raft.forget(connection, reason=reason)
+
+    async def raft_voters(self) -> tuple[str, ...]:
+        """The voter set in force in the stored log (sorted names; empty if none)."""
+        async with self._reading() as connection:
+            return await raft.voters_in_force(connection)

@@ -43,6 +43,7 @@ ROOMS = (
     f"{NODE}.agent.runtimes",
     f"{NODE}.agent.gpus",
     f"{NODE}.jobspec",
+    f"{NODE}.router",
 )
 
 

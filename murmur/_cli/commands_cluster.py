@@ -6,14 +6,26 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
-from murmur._cli.output import NODE_HEADERS, node_rows, node_state_name, print_json, print_table
+from murmur._cli.output import (
+    NODE_HEADERS,
+    node_rows,
+    node_state_name,
+    print_record,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from murmur.v1 import cluster_pb2, types_pb2
 
 
 def register(commands: Any) -> None:
-    status = commands.add_parser("status", help="cluster summary: nodes, leader, GPUs, queue")
+    status = commands.add_parser(
+        "status",
+        help="cluster summary: nodes, leader, GPUs, queue",
+        description="The cluster as the node asked sees it. The nodes' addresses are "
+        "remembered, so that later commands can ask another node when that one cannot "
+        "be reached.",
+    )
     add_connection_flags(status)
     add_json_flag(status)
     status.set_defaults(handler=status_command)
@@ -31,12 +43,14 @@ def _is_up(state: int) -> bool:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    status = run_with_client(args, lambda client: client.status())
+    print_record(status, as_json=args.json, text=lambda: _print_status(status))
+    return 0
+
+
+def _print_status(status: cluster_pb2.ClusterStatus) -> None:
     from murmur.v1 import types_pb2
 
-    status = run_with_client(args, lambda client: client.status())
-    if args.json:
-        print_json(status)
-        return 0
     count = len(status.nodes)
     nodes = f"{count} node{'s' if count != 1 else ''}"
     states = {node.name: node.state for node in status.nodes}
@@ -58,7 +72,6 @@ def status_command(args: argparse.Namespace) -> int:
     print(f"answered by: {status.answered_by} (murmur {status.version})")
     print()
     print_table(NODE_HEADERS, node_rows(status.nodes))
-    return 0
 
 
 def _voter_text(name: str, state: types_pb2.NodeState.ValueType) -> str:
@@ -82,15 +95,16 @@ def _gpu_text(status: cluster_pb2.ClusterStatus) -> str:
 
 
 def whoami_command(args: argparse.Namespace) -> int:
+    response = run_with_client(args, lambda client: client.whoami())
+    print_record(response, as_json=args.json, text=lambda: _print_whoami(response))
+    return 0
+
+
+def _print_whoami(response: cluster_pb2.WhoAmIResponse) -> None:
     from murmur.v1 import types_pb2
 
-    response = run_with_client(args, lambda client: client.whoami())
-    if args.json:
-        print_json(response)
-        return 0
     identity = response.identity
     role = types_pb2.Role.Name(identity.role).removeprefix("ROLE_").lower()
     expires = identity.not_after.ToDatetime().strftime("%Y-%m-%d %H:%M UTC")
     print(f"{identity.name} ({role}), certificate {identity.serial} valid until {expires}")
     print(f"lab CA {identity.ca_fingerprint}; answered by node {response.node}")
-    return 0

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
-from murmur._cli.output import human_bytes, note, print_json, print_table
+from murmur._cli.job_wait import (
+    EXIT_TIMED_OUT,
+    WaitTimedOut,
+    describe_end,
+    outcome,
+    wait_within,
+)
+from murmur._cli.output import human_bytes, note, print_json, print_record, print_table
 from murmur._cli.parsing import (
     non_negative_float,
     non_negative_int,
@@ -22,6 +30,7 @@ from murmur._cli.parsing import (
 from murmur._cli.scan_progress import ScanProgressLine
 
 if TYPE_CHECKING:
+    from murmur import AsyncClient
     from murmur.v1 import types_pb2
 
 RUNTIMES = ("docker", "process")
@@ -31,6 +40,24 @@ JOB_STATES = (
     "pending", "scheduled", "starting", "running", "succeeded", "failed", "cancelled", "lost",
 )  # fmt: skip
 """The words of ``--state``: JobState's names, likewise."""
+REDACTED = "<redacted>"
+"""How a node shows env values to a caller who may not see them (REDACTED in
+node/api/services/job_visibility.py)."""
+
+
+def _add_wait_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="then wait for the job to end, and exit with its exit code",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=parse_duration,
+        metavar="DURATION",
+        help=f"give up waiting after this long (e.g. 2h; exit code {EXIT_TIMED_OUT}); "
+        "implies --wait",
+    )
 
 
 def register(commands: Any) -> None:
@@ -38,7 +65,12 @@ def register(commands: Any) -> None:
     actions = job.add_subparsers(dest="job_command", metavar="ACTION")
     actions.required = True
 
-    submit = actions.add_parser("submit", help="submit a job; prints its id")
+    submit = actions.add_parser(
+        "submit",
+        help="submit a job; prints its id",
+        description="Prints the job's id on stdout (with --json its record instead). "
+        "With --wait, waits for the job to end and exits with its exit code.",
+    )
     submit.add_argument("--name", default="")
     submit.add_argument("--image", default="", help="docker image (docker runtime)")
     submit.add_argument("--runtime", choices=RUNTIMES, help="default: docker with --image")
@@ -82,14 +114,23 @@ def register(commands: Any) -> None:
     submit.add_argument("--label", action="append", type=parse_key_value, default=[], metavar="K=V")
     submit.add_argument("--shell", action="store_true", help="run CMD through /bin/sh -c")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    _add_wait_flags(submit)
     add_connection_flags(submit)
+    add_json_flag(submit)
     submit.set_defaults(handler=submit_command)
 
-    listing = actions.add_parser("list", help="jobs: queue and history")
+    listing = actions.add_parser("list", help="jobs: queue and history, newest first")
     listing.add_argument("--state", action="append", choices=JOB_STATES, default=[])
     listing.add_argument("--user", default="")
     listing.add_argument("--queue", default="")
-    listing.add_argument("--limit", type=positive_int, default=1000)
+    listing.add_argument(
+        "--limit", type=positive_int, default=1000, help="the newest N jobs (default 1000)"
+    )
+    listing.add_argument(
+        "--oldest-first",
+        action="store_true",
+        help="the oldest jobs first (and --limit N: the oldest N)",
+    )
     listing.add_argument(
         "--all",
         action="store_true",
@@ -100,7 +141,7 @@ def register(commands: Any) -> None:
     add_json_flag(listing)
     listing.set_defaults(handler=list_command)
 
-    show = actions.add_parser("show", help="one job: spec, state, reason, runs")
+    show = actions.add_parser("show", help="one job: spec, state, reason, runs, events")
     show.add_argument("id")
     add_connection_flags(show)
     add_json_flag(show)
@@ -119,7 +160,49 @@ def register(commands: Any) -> None:
     cancel.add_argument("id")
     cancel.add_argument("--reason", default="")
     add_connection_flags(cancel)
+    add_json_flag(cancel)
     cancel.set_defaults(handler=cancel_command)
+
+    wait = actions.add_parser(
+        "wait",
+        help="wait for jobs to end; exit with the job's exit code",
+        description="Waits until the jobs end and exits with the exit code of the job "
+        "(0 when it succeeded; its run's exit code, or 1, when it did not). With several "
+        "jobs (--all, the default): 0 if all succeeded, else the code of the first, in "
+        "the order given, that did not. --any returns when the first ends, with its "
+        f"code. A wait that runs out of --timeout exits {EXIT_TIMED_OUT}.",
+    )
+    wait.add_argument("ids", nargs="+", metavar="ID")
+    either = wait.add_mutually_exclusive_group()
+    either.add_argument(
+        "--all",
+        action="store_false",
+        dest="any",
+        default=False,
+        help="wait for every job (the default)",
+    )
+    either.add_argument("--any", action="store_true", help="return when the first job ends")
+    wait.add_argument(
+        "--timeout",
+        type=parse_duration,
+        metavar="DURATION",
+        help=f"give up after this long (e.g. 90s, 2h) with exit code {EXIT_TIMED_OUT}",
+    )
+    add_connection_flags(wait)
+    add_json_flag(wait)
+    wait.set_defaults(handler=wait_command)
+
+    resubmit = actions.add_parser(
+        "resubmit",
+        help="submit a job's spec again as a new job; prints the new id",
+        description="Submits the spec of job ID, as the cluster returns it, as a new "
+        "job of yours. A job with secrets cannot be: their values are never returned.",
+    )
+    resubmit.add_argument("id")
+    _add_wait_flags(resubmit)
+    add_connection_flags(resubmit)
+    add_json_flag(resubmit)
+    resubmit.set_defaults(handler=resubmit_command)
 
     dataset = commands.add_parser("dataset", help="datasets on the nodes' disks")
     dataset_actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION")
@@ -221,10 +304,106 @@ def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
 
 def submit_command(args: argparse.Namespace) -> int:
     spec = build_spec(args)
-    job = run_with_client(args, lambda client: client.submit_job(spec))
-    print(job.id)
-    note(f"submitted {job.id}: {_state(job.state)}, {job.reason}")
-    return 0
+
+    async def given(client: AsyncClient) -> types_pb2.JobSpec:
+        return spec
+
+    return _submit(args, given)
+
+
+def _submit(
+    args: argparse.Namespace,
+    spec_of: Callable[[AsyncClient], Awaitable[types_pb2.JobSpec]],
+    *,
+    what: str = "submitted",
+) -> int:
+    """Submits the spec ``spec_of(client)`` gives; prints the id (with --json, the
+    record); with --wait, waits for the job and returns its exit code.
+
+    One idempotency key serves every attempt of the submission, so the client may
+    repeat it on another node when the first went away: the cluster keeps one job
+    per key.
+    """
+    wait = args.wait or args.wait_timeout is not None
+
+    async def session(client: AsyncClient) -> int:
+        job = await client.submit_job(await spec_of(client))
+        if not wait:
+            print_record(job, as_json=args.json, text=lambda: print(job.id))
+        elif not args.json:
+            print(job.id, flush=True)  # before the wait, so a script has it at once
+        note(f"{what} {job.id}: {_state(job.state)}, {job.reason}")
+        if not wait:
+            return 0
+        jobs, ended = await wait_within(
+            client, [job.id], args.wait_timeout, on_end=lambda job: note(describe_end(job))
+        )
+        if args.json:
+            print_json(jobs[0])
+        return outcome(jobs, ended, first=False)
+
+    return _run_waiting(args, session)
+
+
+def _run_waiting(args: argparse.Namespace, session: Callable[[AsyncClient], Awaitable[int]]) -> int:
+    """Runs a session that waits for jobs; a wait that ran out of time is one line on
+    stderr and exit code `EXIT_TIMED_OUT`."""
+    try:
+        return run_with_client(args, session)
+    except WaitTimedOut as exc:
+        print(f"murmur: error: {exc}", file=sys.stderr)
+        return EXIT_TIMED_OUT
+
+
+def wait_command(args: argparse.Namespace) -> int:
+    from murmur.v1 import cluster_pb2
+
+    async def session(client: AsyncClient) -> int:
+        jobs, ended = await wait_within(
+            client,
+            args.ids,
+            args.timeout,
+            first=args.any,
+            on_end=lambda job: note(describe_end(job)),
+        )
+        if args.json:
+            print_json(cluster_pb2.ListJobsResponse(jobs=jobs))
+        return outcome(jobs, ended, first=args.any)
+
+    return _run_waiting(args, session)
+
+
+def resubmit_command(args: argparse.Namespace) -> int:
+    async def spec_of(client: AsyncClient) -> types_pb2.JobSpec:
+        from murmur.v1 import types_pb2
+
+        return resubmittable_spec(await client.get_job(args.id), types_pb2.JobSpec())
+
+    return _submit(args, spec_of, what=f"resubmitted {args.id} as")
+
+
+def resubmittable_spec(job: types_pb2.Job, spec: types_pb2.JobSpec) -> types_pb2.JobSpec:
+    """``job``'s spec, copied into ``spec``, to submit again.
+
+    Raises:
+        CommandError: The spec as returned is not the spec submitted: the job has
+            secrets (values never returned) or env values hidden from the caller.
+    """
+    if job.spec.secret_names:
+        names = ", ".join(sorted(job.spec.secret_names))
+        raise CommandError(
+            f"job {job.id} has secrets ({names}), whose values are never returned: it "
+            "cannot be resubmitted as it is; submit it again with --secret or --secret-file"
+        )
+    hidden = sorted(name for name, value in job.spec.env.items() if value == REDACTED)
+    if hidden and len(hidden) == len(job.spec.env):
+        raise CommandError(
+            f"job {job.id} belongs to {job.user}, whose env values ({', '.join(hidden)}) "
+            "are hidden from you: only they or an admin can resubmit it"
+        )
+    spec.CopyFrom(job.spec)
+    del spec.secret_names[:]  # output only
+    return spec
 
 
 def _state(state: int) -> str:
@@ -265,11 +444,16 @@ def list_command(args: argparse.Namespace) -> int:
             queue=args.queue,
             limit=args.limit,
             include_archived=args.include_archived,
+            newest_first=not args.oldest_first,
         ),
     )
-    if args.json:
-        print_json(cluster_pb2.ListJobsResponse(jobs=jobs))
-        return 0
+    print_record(
+        cluster_pb2.ListJobsResponse(jobs=jobs), as_json=args.json, text=lambda: _job_table(jobs)
+    )
+    return 0
+
+
+def _job_table(jobs: list[types_pb2.Job]) -> None:
     rows = [
         [
             job.id,
@@ -284,16 +468,17 @@ def list_command(args: argparse.Namespace) -> int:
         for job in jobs
     ]
     print_table(("ID", "NAME", "USER", "STATE", "GPUS", "WHERE", "AGE", "REASON"), rows)
-    return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
+    job = run_with_client(args, lambda client: client.get_job(args.id))
+    print_record(job, as_json=args.json, text=lambda: _print_job(job))
+    return 0
+
+
+def _print_job(job: types_pb2.Job) -> None:
     from murmur.v1 import types_pb2
 
-    job = run_with_client(args, lambda client: client.get_job(args.id))
-    if args.json:
-        print_json(job)
-        return 0
     spec = job.spec
     print(f"job {job.id} {spec.name}".rstrip())
     print(f"state: {_state(job.state)} ({job.reason})")
@@ -327,7 +512,17 @@ def show_command(args: argparse.Namespace) -> int:
             f"run {run.id}{rank}: {_state(run.state)} on {run.node} gpus {gpu_list} "
             f"exit {exit_code}: {run.reason}"
         )
-    return 0
+    if job.history:
+        print("events:")
+        rows = [
+            [
+                f"  {event.time.ToDatetime(tzinfo=UTC):%Y-%m-%d %H:%M:%S}",
+                _state(event.job_state) if event.job_state else "-",
+                event.message,
+            ]
+            for event in job.history
+        ]
+        print_table(("  TIME (UTC)", "STATE", "WHAT"), rows)
 
 
 def logs_command(args: argparse.Namespace) -> int:
@@ -351,6 +546,8 @@ def logs_command(args: argparse.Namespace) -> int:
 def cancel_command(args: argparse.Namespace) -> int:
     job = run_with_client(args, lambda client: client.cancel_job(args.id, reason=args.reason))
     note(f"{job.id}: {_state(job.state)}, {job.reason}")
+    if args.json:
+        print_json(job)
     return 0
 
 
@@ -369,16 +566,19 @@ def dataset_add_command(args: argparse.Namespace) -> int:
     progress = ScanProgressLine(f"scanning {args.name}")
     on_progress = (lambda _: None) if args.json else progress.update
     try:
+        # Never through another node: the path is on this one's disk.
         dataset = run_with_client(
             args,
             lambda client: client.add_dataset(args.name, args.path, on_progress=on_progress),
+            failover=False,
         )
     finally:
         progress.finish()
-    if args.json:
-        print_json(dataset)
-    else:
-        print_table(_DATASET_HEADERS, _dataset_rows([dataset]))
+    print_record(
+        dataset,
+        as_json=args.json,
+        text=lambda: print_table(_DATASET_HEADERS, _dataset_rows([dataset])),
+    )
     return 0
 
 
@@ -386,20 +586,22 @@ def dataset_list_command(args: argparse.Namespace) -> int:
     from murmur.v1 import cluster_pb2
 
     datasets = run_with_client(args, lambda client: client.list_datasets())
-    if args.json:
-        print_json(cluster_pb2.ListDatasetsResponse(datasets=datasets))
-    else:
-        print_table(_DATASET_HEADERS, _dataset_rows(datasets))
+    print_record(
+        cluster_pb2.ListDatasetsResponse(datasets=datasets),
+        as_json=args.json,
+        text=lambda: print_table(_DATASET_HEADERS, _dataset_rows(datasets)),
+    )
     return 0
 
 
 def dataset_show_command(args: argparse.Namespace) -> int:
     dataset = run_with_client(args, lambda client: client.get_dataset(args.name))
-    if args.json:
-        print_json(dataset)
-        return 0
+    print_record(dataset, as_json=args.json, text=lambda: _print_dataset(dataset))
+    return 0
+
+
+def _print_dataset(dataset: types_pb2.Dataset) -> None:
     print_table(_DATASET_HEADERS, _dataset_rows([dataset]))
     print(f"manifest sha256: {dataset.manifest_sha256}")
     added_at = dataset.added_at.ToDatetime(tzinfo=UTC)
     print(f"added by {dataset.added_by} at {added_at:%Y-%m-%d %H:%M} UTC")
-    return 0

@@ -1,14 +1,18 @@
-"""``murmur node ...``: run the daemon, and look at nodes."""
+"""``murmur node ...``: run the daemon, look at nodes, back a node up and restore it."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
+from murmur._cli.errors import CommandError
 from murmur._cli.output import NODE_HEADERS, node_rows, note, print_json, print_table
 from murmur._cli.parsing import parse_key_value
+
+if TYPE_CHECKING:
+    from murmur.storage.backup import BackupManifest
 
 
 def register(commands: Any) -> None:
@@ -25,6 +29,10 @@ def register(commands: Any) -> None:
         "--listen", metavar="HOST:PORT", help="mTLS API address (default 127.0.0.1:7070)"
     )
     start.add_argument("--join-listen", metavar="HOST:PORT", help="join listener (default: port+1)")
+    start.add_argument(
+        "--router-listen", metavar="HOST:PORT",
+        help="serve the OpenAI-compatible router here (loopback only; docs/serving.md)",
+    )  # fmt: skip
     start.add_argument("--advertise", metavar="HOST:PORT", help="address others should dial")
     start.add_argument("--join", metavar="HOST:PORT", help="an existing node, to join its cluster")
     start.add_argument(
@@ -94,6 +102,38 @@ def register(commands: Any) -> None:
     add_connection_flags(remove)
     remove.set_defaults(handler=remove_command)
 
+    backup = actions.add_parser(
+        "backup",
+        help="copy this machine's node (store, identity, CA) to one file, while it runs",
+    )
+    backup.add_argument("--out", type=Path, required=True, metavar="FILE", help="the backup file")
+    backup.add_argument("--data-dir", type=Path, help="the node's data dir (as for node start)")
+    backup.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    backup.set_defaults(handler=backup_command)
+
+    restore = actions.add_parser(
+        "restore",
+        help="put a node back from a backup into a data dir no daemon uses",
+    )
+    restore.add_argument("file", type=Path, metavar="FILE", help="a file from `node backup`")
+    restore.add_argument("--data-dir", type=Path, help="where to restore (as for node start)")
+    restore.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="restore into a data dir that is not empty: its store, identity and CA are "
+        "replaced (runs/, work/, datasets/ are left as they are)",
+    )
+    restore.add_argument(
+        "--raft",
+        choices=["rejoin", "keep"],
+        help="rejoin: drop the backup's Raft state; the node catches up from its "
+        "cluster's leader before it votes again (the default, but for a backup of its "
+        "cluster's only voter, which asks). keep: put it back as it was, for a node "
+        "that is still its cluster's only voter",
+    )
+    restore.set_defaults(handler=restore_command)
+
 
 def start_command(args: argparse.Namespace) -> int:
     from murmur.node.config import load_node_config
@@ -104,6 +144,7 @@ def start_command(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir,
         "listen": args.listen,
         "join_listen": args.join_listen,
+        "router_listen": args.router_listen,
         "advertise": args.advertise,
         "join": args.join,
         "token": args.token,
@@ -170,3 +211,161 @@ def remove_command(args: argparse.Namespace) -> int:
     removed = run_with_client(args, lambda client: client.remove_node(args.name))
     note(f"murmur: removed node {removed.name}; nodes list it as left until they forget it")
     return 0
+
+
+def _data_dir_of(args: argparse.Namespace) -> Path:
+    """The data dir ``node start`` would use with these flags (config, env, default)."""
+    from murmur.node.config import load_node_config
+
+    config = load_node_config(config_file=args.config, flags={"data_dir": args.data_dir})
+    return config.data_dir
+
+
+IDENTITY_FILE = "identity.pem"
+CA_DIR = "ca"
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 2**10:.0f} KiB"
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from murmur import __version__
+    from murmur.certs import IdentityBundle
+    from murmur.storage import StoreError
+    from murmur.storage.backup import backup_data_dir
+
+    data_dir = _data_dir_of(args)
+    identity_path = data_dir / IDENTITY_FILE
+    if not identity_path.exists():
+        raise CommandError(f"no node in {data_dir}: {identity_path} does not exist")
+    node = IdentityBundle.read(identity_path).identity.name
+    try:
+        manifest = asyncio.run(
+            backup_data_dir(
+                data_dir,
+                args.out,
+                node=node,
+                murmur_version=__version__,
+                include=(IDENTITY_FILE, CA_DIR),
+            )
+        )
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    raft = manifest.raft
+    role = (
+        f"a voter of {len(raft.voters)} (term {raft.term}, log index {raft.last_index})"
+        if manifest.was_voter
+        else "not a voter"
+    )
+    ca = " and CA" if any(f.path.startswith(f"{CA_DIR}/") for f in manifest.files) else ""
+    note(
+        f"murmur: backed up node {node} to {args.out} ({_size(args.out.stat().st_size)}): "
+        f"its store (schema {manifest.schema_version}), identity{ca}; it was {role}"
+    )
+    note("murmur: the file holds the node's private key: keep it as safe as the server")
+    return 0
+
+
+IGNORED_IN_NEW_DATA_DIR = frozenset({"lost+found"})
+"""Entries a fresh filesystem brings: a data dir holding only these counts as empty."""
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from murmur.node.data_dir_lock import LOCK_FILE, lock_data_dir
+    from murmur.node.errors import StartupError
+
+    data_dir = _data_dir_of(args).absolute()
+    os.umask(0o077)
+    created = not data_dir.exists()
+    data_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    staging = data_dir / f".restore-{os.getpid()}"
+    try:
+        try:
+            lock = lock_data_dir(data_dir)
+        except StartupError as exc:
+            raise CommandError(f"cannot restore: {exc}") from None
+        with lock:
+            ignored = {LOCK_FILE, *IGNORED_IN_NEW_DATA_DIR}
+            present = sorted(e.name for e in data_dir.iterdir() if e.name not in ignored)
+            if present and not args.force:
+                raise CommandError(
+                    f"data dir {data_dir} is not empty ({', '.join(present[:6])}): restore "
+                    "into a new one, or pass --force to replace its store, identity and CA"
+                )
+            manifest, raft_dropped = _restore_holding_lock(args, staging, data_dir)
+    except BaseException:
+        if created:  # nothing of ours, nor anything else, is left in it
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    note(
+        f"murmur: restored node {manifest.node} into {data_dir} from its backup of "
+        f"{manifest.created_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    if raft_dropped:
+        note(
+            "murmur: its Raft state was dropped: once started, it catches up from its "
+            "cluster's leader, and votes only after that"
+        )
+    else:
+        note("murmur: its Raft state is the backup's: the cluster's jobs are as they were then")
+    note(f"next: murmur node start --data-dir {data_dir} (as before, without --join/--token)")
+    return 0
+
+
+def _restore_holding_lock(
+    args: argparse.Namespace, staging: Path, data_dir: Path
+) -> tuple[BackupManifest, bool]:
+    """Checks the backup whole (into ``staging``), prepares its store and moves
+    everything into ``data_dir``; returns the manifest and whether the Raft state was
+    dropped. Nothing in ``data_dir`` but ``staging`` changes unless all is well."""
+    import asyncio
+
+    from murmur.node.control.queue.audit_trail import INCARNATION_KEY
+    from murmur.storage import StoreError
+    from murmur.storage.backup import (
+        STORE_NAME,
+        extract_backup,
+        install_backup,
+        prepare_restored_store,
+    )
+
+    try:
+        manifest = extract_backup(args.file, staging)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    raft = args.raft
+    if raft is None and manifest.was_lone_voter:
+        raise CommandError(
+            f"node {manifest.node} was its cluster's only voter when this backup was made: "
+            "if it still is (a one-server lab), restore with --raft keep (the cluster's "
+            f"jobs come back as they were at {manifest.created_at:%Y-%m-%d %H:%M} UTC); "
+            "if other servers vote now, restore with --raft rejoin"
+        )
+    keep = raft == "keep"
+    if keep and manifest.was_voter and not manifest.was_lone_voter:
+        note(
+            f"murmur: warning: {manifest.node} was one of {len(manifest.raft.voters)} voters: "
+            "with --raft keep, start it only if none of the others will run again"
+        )
+    try:
+        asyncio.run(
+            prepare_restored_store(
+                staging / STORE_NAME,
+                forget_raft=not keep,
+                # The audit outbox ships under a new name: calls this node took after
+                # the backup were shipped under the old one with the same numbers.
+                reset_meta={INCARNATION_KEY: ""},
+            )
+        )
+        install_backup(staging, data_dir, manifest)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    return manifest, not keep

@@ -38,6 +38,10 @@ def register(commands: Any) -> None:
         help=f"simulated GPUs per node (default: real GPUs, else {DEFAULT_SIMULATED_GPUS})",
     )
     up.add_argument("--port", type=positive_int, default=7070, help="API port of every node")
+    up.add_argument(
+        "--router-port", type=positive_int, default=8000,
+        help="port of every node's OpenAI-compatible router (default 8000)",
+    )  # fmt: skip
     up.set_defaults(handler=up_command)
 
 
@@ -104,7 +108,7 @@ def _prepare_home(home: Path, port: int) -> Path:
 
 
 def _start_node(
-    home: Path, index: int, port: int, gpus: str | None, join_token: str | None
+    home: Path, index: int, port: int, router_port: int, gpus: str | None, join_token: str | None
 ) -> subprocess.Popen[bytes]:
     data_dir = home / "cluster" / f"node-{index}"
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -118,6 +122,8 @@ def _start_node(
     if gpus:
         command += ["--simulate-gpus", gpus]
     env = dict(os.environ)
+    # Every node routes model requests to the services' replicas (docs/serving.md).
+    env["MURMUR_NODE_ROUTER_LISTEN"] = _node_address(index, router_port)
     if join_token:
         # The token in the environment, not on the command line, where `ps` shows
         # it to every account on the machine.
@@ -230,7 +236,7 @@ def up_command(args: argparse.Namespace) -> int:
             )
             if needs_join:
                 token = asyncio.run(_create_token(_node_address(1, args.port), identity))
-            process = _start_node(home, index, args.port, gpus, token)
+            process = _start_node(home, index, args.port, args.router_port, gpus, token)
             processes.append(process)
             status = asyncio.run(_wait_ready(_node_address(index, args.port), identity, process))
             if status is None:
@@ -242,6 +248,10 @@ def up_command(args: argparse.Namespace) -> int:
         note("")
         note(f"murmur: a {args.nodes}-node cluster is up (data in {home / 'cluster'}).")
         note("In another terminal:  murmur status   |   murmur node list   |   murmur job list")
+        note(
+            "Models served by `murmur service create`: "
+            f"http://{_node_address(1, args.router_port)}/v1 (OpenAI API, on every node)"
+        )
         note("Ctrl-C stops the cluster.")
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)

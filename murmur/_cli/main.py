@@ -23,6 +23,7 @@ from murmur._cli import (
     commands_jobs,
     commands_node,
     commands_policy,
+    commands_services,
     commands_top,
     commands_up,
 )
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_node.register(commands)
     commands_cluster.register(commands)
     commands_jobs.register(commands)
+    commands_services.register(commands)
     commands_top.register(commands)
     return parser
 

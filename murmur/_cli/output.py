@@ -7,7 +7,7 @@ capture exactly the result (``JOB=$(murmur job submit ...)``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +32,15 @@ def print_json(message: Message) -> None:
             indent=2,
         )
     )
+
+
+def print_record(message: Message, *, as_json: bool, text: Callable[[], object]) -> None:
+    """How every command prints what it got: with ``--json`` (``as_json``) the message
+    as `print_json` writes it, else ``text()`` prints it for people."""
+    if as_json:
+        print_json(message)
+    else:
+        text()
 
 
 def note(text: str) -> None:

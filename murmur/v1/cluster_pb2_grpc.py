@@ -175,6 +175,31 @@ class ClusterServiceStub:
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.CreateService = channel.unary_unary(
+                '/murmur.v1.ClusterService/CreateService',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.CreateServiceRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
+                _registered_method=True)
+        self.ScaleService = channel.unary_unary(
+                '/murmur.v1.ClusterService/ScaleService',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.ScaleServiceRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
+                _registered_method=True)
+        self.DeleteService = channel.unary_unary(
+                '/murmur.v1.ClusterService/DeleteService',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.DeleteServiceRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
+                _registered_method=True)
+        self.ListServices = channel.unary_unary(
+                '/murmur.v1.ClusterService/ListServices',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.ListServicesRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListServicesResponse.FromString,
+                _registered_method=True)
+        self.GetService = channel.unary_unary(
+                '/murmur.v1.ClusterService/GetService',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.GetServiceRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -377,6 +402,38 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateService(self, request, context):
+        """Services: replicas of one job spec kept running and probed ready (member:
+        create, scale and delete their own; admin: any). Anyone lists and reads them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScaleService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -519,6 +576,31 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetUsageRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'CreateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateService,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.CreateServiceRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
+            ),
+            'ScaleService': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScaleService,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.ScaleServiceRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
+            ),
+            'DeleteService': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteService,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.DeleteServiceRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
+            ),
+            'ListServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServices,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListServicesRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'GetService': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetService,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetServiceRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1277,6 +1359,141 @@ class ClusterService:
             '/murmur.v1.ClusterService/GetUsage',
             murmur_dot_v1_dot_cluster__pb2.GetUsageRequest.SerializeToString,
             murmur_dot_v1_dot_cluster__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/CreateService',
+            murmur_dot_v1_dot_cluster__pb2.CreateServiceRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScaleService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/ScaleService',
+            murmur_dot_v1_dot_cluster__pb2.ScaleServiceRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/DeleteService',
+            murmur_dot_v1_dot_cluster__pb2.DeleteServiceRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/ListServices',
+            murmur_dot_v1_dot_cluster__pb2.ListServicesRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/GetService',
+            murmur_dot_v1_dot_cluster__pb2.GetServiceRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Service.FromString,
             options,
             channel_credentials,
             insecure,

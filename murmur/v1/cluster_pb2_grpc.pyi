@@ -100,6 +100,14 @@ class ClusterServiceStub:
     """GPU-hours of runs that ended, by user and group (the control log's record),
     and each one's fair-share factor when the policy orders by fair share. Anyone.
     """
+    CreateService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.CreateServiceRequest, _types_pb2.Service]
+    """Services: replicas of one job spec kept running and probed ready (member:
+    create, scale and delete their own; admin: any). Anyone lists and reads them.
+    """
+    ScaleService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ScaleServiceRequest, _types_pb2.Service]
+    DeleteService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.DeleteServiceRequest, _types_pb2.Service]
+    ListServices: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListServicesRequest, _cluster_pb2.ListServicesResponse]
+    GetService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetServiceRequest, _types_pb2.Service]
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -169,6 +177,14 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     """GPU-hours of runs that ended, by user and group (the control log's record),
     and each one's fair-share factor when the policy orders by fair share. Anyone.
     """
+    CreateService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.CreateServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
+    """Services: replicas of one job spec kept running and probed ready (member:
+    create, scale and delete their own; admin: any). Anyone lists and reads them.
+    """
+    ScaleService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ScaleServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
+    DeleteService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.DeleteServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
+    ListServices: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListServicesRequest, _cluster_pb2.ListServicesResponse]  # type: ignore[assignment]
+    GetService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -403,5 +419,43 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         """GPU-hours of runs that ended, by user and group (the control log's record),
         and each one's fair-share factor when the policy orders by fair share. Anyone.
         """
+
+    @_abc_1.abstractmethod
+    def CreateService(
+        self,
+        request: _cluster_pb2.CreateServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]:
+        """Services: replicas of one job spec kept running and probed ready (member:
+        create, scale and delete their own; admin: any). Anyone lists and reads them.
+        """
+
+    @_abc_1.abstractmethod
+    def ScaleService(
+        self,
+        request: _cluster_pb2.ScaleServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteService(
+        self,
+        request: _cluster_pb2.DeleteServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]: ...
+
+    @_abc_1.abstractmethod
+    def ListServices(
+        self,
+        request: _cluster_pb2.ListServicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ListServicesResponse, _abc.Awaitable[_cluster_pb2.ListServicesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetService(
+        self,
+        request: _cluster_pb2.GetServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]: ...
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -48,6 +48,9 @@ class ControlCommand(_message.Message):
     RETIRE_CA_FIELD_NUMBER: _builtins.int
     SET_LAB_POLICY_FIELD_NUMBER: _builtins.int
     PREEMPT_JOB_FIELD_NUMBER: _builtins.int
+    CREATE_SERVICE_FIELD_NUMBER: _builtins.int
+    SCALE_SERVICE_FIELD_NUMBER: _builtins.int
+    DELETE_SERVICE_FIELD_NUMBER: _builtins.int
     RECORD_AUDIT_FIELD_NUMBER: _builtins.int
     CREATE_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
     CONSUME_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
@@ -84,6 +87,14 @@ class ControlCommand(_message.Message):
         """The leader preempts a running job for a job of a higher tier."""
 
     @_builtins.property
+    def create_service(self) -> Global___CreateServiceCommand:
+        """Services (types.proto ServiceSpec): their replicas are jobs the state keeps."""
+
+    @_builtins.property
+    def scale_service(self) -> Global___ScaleServiceCommand: ...
+    @_builtins.property
+    def delete_service(self) -> Global___DeleteServiceCommand: ...
+    @_builtins.property
     def record_audit(self) -> Global___RecordAuditCommand:
         """The audit trail (high number: other commands take the next ones in order)."""
 
@@ -111,15 +122,18 @@ class ControlCommand(_message.Message):
         retire_ca: Global___RetireCaCommand | None = ...,
         set_lab_policy: Global___SetLabPolicyCommand | None = ...,
         preempt_job: Global___PreemptJobCommand | None = ...,
+        create_service: Global___CreateServiceCommand | None = ...,
+        scale_service: Global___ScaleServiceCommand | None = ...,
+        delete_service: Global___DeleteServiceCommand | None = ...,
         record_audit: Global___RecordAuditCommand | None = ...,
         create_join_token: _trust_pb2.CreateJoinTokenCommand | None = ...,
         consume_join_token: _trust_pb2.ConsumeJoinTokenCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -197,11 +211,134 @@ class CancelJobCommand(_message.Message):
 Global___CancelJobCommand: _TypeAlias = CancelJobCommand  # noqa: Y015
 
 @_typing.final
-class AssignJobCommand(_message.Message):
+class CreateServiceCommand(_message.Message):
     """The leader placed a pending job on a node. The entry's (term, index) becomes
     the assignment's fencing token (term, sequence).
+    A service is created; its replicas' jobs are made in the same entry.
     """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    at_us: _builtins.int
+    @_builtins.property
+    def spec(self) -> _types_pb2.ServiceSpec:
+        """validated by the node that took the request"""
+
+    def __init__(
+        self,
+        *,
+        spec: _types_pb2.ServiceSpec | None = ...,
+        user: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "spec", b"spec", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateServiceCommand: _TypeAlias = CreateServiceCommand  # noqa: Y015
+
+@_typing.final
+class ScaleServiceCommand(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    IS_ADMIN_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    replicas: _builtins.int
+    user: _builtins.str
+    is_admin: _builtins.bool
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        replicas: _builtins.int = ...,
+        user: _builtins.str = ...,
+        is_admin: _builtins.bool = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "is_admin", b"is_admin", "name", b"name", "replicas", b"replicas", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScaleServiceCommand: _TypeAlias = ScaleServiceCommand  # noqa: Y015
+
+@_typing.final
+class DeleteServiceCommand(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    IS_ADMIN_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    user: _builtins.str
+    is_admin: _builtins.bool
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        user: _builtins.str = ...,
+        is_admin: _builtins.bool = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "is_admin", b"is_admin", "name", b"name", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteServiceCommand: _TypeAlias = DeleteServiceCommand  # noqa: Y015
+
+@_typing.final
+class ControlService(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CREATED_AT_US_FIELD_NUMBER: _builtins.int
+    CREATED_INDEX_FIELD_NUMBER: _builtins.int
+    REPLICA_JOBS_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    created_at_us: _builtins.int
+    created_index: _builtins.int
+    @_builtins.property
+    def spec(self) -> _types_pb2.ServiceSpec: ...
+    @_builtins.property
+    def replica_jobs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """by slot: the job that is that replica"""
+
+    def __init__(
+        self,
+        *,
+        spec: _types_pb2.ServiceSpec | None = ...,
+        user: _builtins.str = ...,
+        created_at_us: _builtins.int = ...,
+        created_index: _builtins.int = ...,
+        replica_jobs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_us", b"created_at_us", "created_index", b"created_index", "replica_jobs", b"replica_jobs", "spec", b"spec", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlService: _TypeAlias = ControlService  # noqa: Y015
+
+@_typing.final
+class AssignJobCommand(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
@@ -838,6 +975,7 @@ class ControlSnapshot(_message.Message):
     CA_CHANGES_FIELD_NUMBER: _builtins.int
     LAB_POLICY_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
@@ -874,6 +1012,10 @@ class ControlSnapshot(_message.Message):
     def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlUsage]:
         """GPU-seconds of runs that ended, by user, group and day (then format >= 33)."""
 
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlService]:
+        """Services, by name (then format >= 35: older versions refuse it)."""
+
     def __init__(
         self,
         *,
@@ -887,10 +1029,11 @@ class ControlSnapshot(_message.Message):
         ca_changes: _abc.Iterable[_trust_pb2.CaChange] | None = ...,
         lab_policy: Global___ControlLabPolicy | None = ...,
         usage: _abc.Iterable[Global___ControlUsage] | None = ...,
+        services: _abc.Iterable[Global___ControlService] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "revocations", b"revocations", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "revocations", b"revocations", "services", b"services", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -458,6 +458,7 @@ class NodeInfo(_message.Message):
     REVOCATIONS_REVISION_FIELD_NUMBER: _builtins.int
     CA_FINGERPRINT_FIELD_NUMBER: _builtins.int
     CA_CHANGES_REVISION_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -502,6 +503,10 @@ class NodeInfo(_message.Message):
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dataset]:
         """the datasets held on this node's disk"""
 
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceEndpoint]:
+        """The service replicas running here, ready or not (murmur service create)."""
+
     def __init__(
         self,
         *,
@@ -525,10 +530,11 @@ class NodeInfo(_message.Message):
         revocations_revision: _builtins.int = ...,
         ca_fingerprint: _builtins.str = ...,
         ca_changes_revision: _builtins.int = ...,
+        endpoints: _abc.Iterable[Global___ServiceEndpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "endpoints", b"endpoints", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -649,6 +655,7 @@ class JobSpec(_message.Message):
     SECRETS_FIELD_NUMBER: _builtins.int
     SECRET_NAMES_FIELD_NUMBER: _builtins.int
     NO_REQUEUE_FIELD_NUMBER: _builtins.int
+    REPLICA_OF_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
@@ -701,6 +708,13 @@ class JobSpec(_message.Message):
         always empty). A submission that sets it is refused.
         """
 
+    @_builtins.property
+    def replica_of(self) -> Global___ReplicaOf:
+        """Set by the cluster on the jobs that are a service's replicas (murmur service
+        create): what their node needs to serve and probe them. A submission that sets
+        it is refused.
+        """
+
     def __init__(
         self,
         *,
@@ -726,14 +740,287 @@ class JobSpec(_message.Message):
         secrets: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         secret_names: _abc.Iterable[_builtins.str] | None = ...,
         no_requeue: _builtins.bool = ...,
+        replica_of: Global___ReplicaOf | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "replica_of", b"replica_of", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "no_requeue", b"no_requeue", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "no_requeue", b"no_requeue", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "replica_of", b"replica_of", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
+
+@_typing.final
+class HttpProbe(_message.Message):
+    """----------------------------------------------------------------- services
+
+    How a replica shows it is ready: an HTTP GET on its port answered 2xx.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    INITIAL_DELAY_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    FAILURE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """default "/v1/models" """
+    failure_threshold: _builtins.int
+    """default 3: not ready after this many failures"""
+    @_builtins.property
+    def initial_delay(self) -> _duration_pb2.Duration:
+        """default 0"""
+
+    @_builtins.property
+    def period(self) -> _duration_pb2.Duration:
+        """default 2 s"""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """default 1 s"""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        initial_delay: _duration_pb2.Duration | None = ...,
+        period: _duration_pb2.Duration | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        failure_threshold: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initial_delay", b"initial_delay", "period", b"period", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_threshold", b"failure_threshold", "initial_delay", b"initial_delay", "path", b"path", "period", b"period", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpProbe: _TypeAlias = HttpProbe  # noqa: Y015
+
+@_typing.final
+class ServiceSpec(_message.Message):
+    """A service: long-running replicas of one job spec that serve a model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AdaptersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    ADAPTERS_FIELD_NUMBER: _builtins.int
+    READINESS_FIELD_NUMBER: _builtins.int
+    RESTART_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    replicas: _builtins.int
+    model: _builtins.str
+    """the model name requests use"""
+    restart: _builtins.str
+    """"always" (default) or "on-failure" """
+    @_builtins.property
+    def template(self) -> Global___JobSpec:
+        """each replica's job (one node; no retries, no time limit)"""
+
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """more names for it"""
+
+    @_builtins.property
+    def adapters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """LoRA adapters: name (addressed as model:name) -> path"""
+
+    @_builtins.property
+    def readiness(self) -> Global___HttpProbe: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        template: Global___JobSpec | None = ...,
+        replicas: _builtins.int = ...,
+        model: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        adapters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        readiness: Global___HttpProbe | None = ...,
+        restart: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["readiness", b"readiness", "template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapters", b"adapters", "aliases", b"aliases", "model", b"model", "name", b"name", "readiness", b"readiness", "replicas", b"replicas", "restart", b"restart", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceSpec: _TypeAlias = ServiceSpec  # noqa: Y015
+
+@_typing.final
+class ReplicaOf(_message.Message):
+    """What a replica's job carries of its service."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    READINESS_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    slot: _builtins.int
+    """0 .. replicas-1"""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the names it answers to: model, aliases, model:adapter"""
+
+    @_builtins.property
+    def readiness(self) -> Global___HttpProbe: ...
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        slot: _builtins.int = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        readiness: Global___HttpProbe | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["readiness", b"readiness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "readiness", b"readiness", "service", b"service", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaOf: _TypeAlias = ReplicaOf  # noqa: Y015
+
+@_typing.final
+class ServiceReplica(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    slot: _builtins.int
+    job_id: _builtins.str
+    state: Global___JobState.ValueType
+    node: _builtins.str
+    """where it runs (empty while pending)"""
+    reason: _builtins.str
+    port: _builtins.int
+    """its node's port for it (0 until known)"""
+    ready: _builtins.bool
+    """its readiness probe passes (as gossip says)"""
+    def __init__(
+        self,
+        *,
+        slot: _builtins.int = ...,
+        job_id: _builtins.str = ...,
+        state: Global___JobState.ValueType = ...,
+        node: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        port: _builtins.int = ...,
+        ready: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "node", b"node", "port", b"port", "ready", b"ready", "reason", b"reason", "slot", b"slot", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceReplica: _TypeAlias = ServiceReplica  # noqa: Y015
+
+@_typing.final
+class Service(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """its owner, whose jobs its replicas are"""
+    ready: _builtins.int
+    """replicas ready"""
+    @_builtins.property
+    def spec(self) -> Global___ServiceSpec: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceReplica]:
+        """by slot"""
+
+    def __init__(
+        self,
+        *,
+        spec: Global___ServiceSpec | None = ...,
+        user: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        replicas: _abc.Iterable[Global___ServiceReplica] | None = ...,
+        ready: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ready", b"ready", "replicas", b"replicas", "spec", b"spec", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Service: _TypeAlias = Service  # noqa: Y015
+
+@_typing.final
+class ServiceEndpoint(_message.Message):
+    """A replica as its node gossips it: where routers send its requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    job_id: _builtins.str
+    run_id: _builtins.str
+    port: _builtins.int
+    """on the node's host (NodeInfo.address's)"""
+    ready: _builtins.bool
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        port: _builtins.int = ...,
+        ready: _builtins.bool = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "models", b"models", "port", b"port", "ready", b"ready", "run_id", b"run_id", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceEndpoint: _TypeAlias = ServiceEndpoint  # noqa: Y015
 
 @_typing.final
 class Run(_message.Message):

@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from murmur.node.agent.lease import RunLease
+from murmur.node.agent.replicas import ReplicaEndpoints
 from murmur.node.agent.runtimes.accounts import AccountPolicy
 from murmur.node.agent.runtimes.base import (
     DatasetMount,
@@ -189,6 +190,7 @@ class RunExecutor:
         on_allocation_change: Callable[[], object] = lambda: None,
         default_lease_seconds: float = 30.0,
         node_gpus: Callable[[], Collection[int]] | None = None,
+        replicas: ReplicaEndpoints | None = None,
     ) -> None:
         """
         Args:
@@ -207,6 +209,8 @@ class RunExecutor:
             default_lease_seconds: the lease after a (re)start, until a leader renews it.
             node_gpus: the indices of this node's GPUs; an assignment naming another is
                 refused. None: not checked.
+            replicas: the ports and readiness of service replicas (their runs get a
+                ``PORT`` and a readiness probe); None: replicas run without either.
         """
         self._store = store
         self._node = node_name
@@ -223,6 +227,7 @@ class RunExecutor:
         self._on_allocation_change = on_allocation_change
         self._default_lease = default_lease_seconds
         self._node_gpus = node_gpus
+        self._replicas = replicas
         self._active: dict[str, _ActiveRun] = {}
         self._highest_term = 0
         self._lease = RunLease(default_lease_seconds)
@@ -538,7 +543,21 @@ class RunExecutor:
             raise RuntimeStartError(str(exc)) from None
         return self._accounts.resolve(run.job.user, node=self._node)
 
-    def _launch_spec(self, run: _ActiveRun, account: RunAccount, notices: Path) -> LaunchSpec:
+    async def _replica_port(self, run: _ActiveRun) -> int | None:
+        """A service replica's port (kept in its run's directory); None for other runs."""
+        if self._replicas is None or not run.spec.HasField("replica_of"):
+            return None
+        return await asyncio.to_thread(self._replicas.port_of, run.record.id)
+
+    async def _watch_replica(self, run: _ActiveRun) -> None:
+        """Probe a service replica's readiness while it runs (a started or adopted one)."""
+        port = await self._replica_port(run)
+        if self._replicas is not None and port is not None:
+            self._replicas.watch(run.record.id, run.record.job_id, run.spec.replica_of, port)
+
+    def _launch_spec(
+        self, run: _ActiveRun, account: RunAccount, notices: Path, port: int | None
+    ) -> LaunchSpec:
         spec = run.spec
         datasets = self._datasets()
         missing = [name for name in spec.datasets if name not in datasets]
@@ -566,6 +585,7 @@ class RunExecutor:
             stop_grace_seconds=self._grace,
             gang=run.gang,
             stop_notice_dir=notices,
+            port=port,
         )
 
     async def _lifecycle(self, run: _ActiveRun) -> None:
@@ -583,9 +603,11 @@ class RunExecutor:
                 # File system and NSS (maybe a directory server): not on the event loop.
                 account = await asyncio.to_thread(self._checked_account, run)
                 notices = await asyncio.to_thread(self._notices.prepare, run.record.id)
-                run.handle = await runtime.start(self._launch_spec(run, account, notices))
+                port = await self._replica_port(run)
+                run.handle = await runtime.start(self._launch_spec(run, account, notices, port))
                 await self._started(run)
             assert runtime is not None
+            await self._watch_replica(run)
             exit_ = await self._wait(runtime, run)
         except RuntimeStartError as exc:
             exit_ = RunExit(None, f"could not start: {exc}")
@@ -599,6 +621,8 @@ class RunExecutor:
             _log.exception("could not record the end of run %s", run.record.id)
             return
         await asyncio.to_thread(self._notices.remove, run.record.id)
+        if self._replicas is not None:
+            self._replicas.forget(run.record.id)
         if runtime is not None and run.handle is not None:
             try:
                 await runtime.cleanup(run.handle)

@@ -253,6 +253,8 @@ def validate_job_spec(
     result.CopyFrom(spec)
 
     _refuse_nul(result, "spec")
+    if result.HasField("replica_of"):
+        raise _fail("replica_of is set by the cluster on a service's replicas: create a service")
     _check_command(result.command)
     if result.shell and len(result.command) != 1:
         raise _fail("with shell, command must be a single string (the shell script)")

@@ -18,3 +18,8 @@ async def set_value(connection: aiosqlite.Connection, key: str, value: str) -> N
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+async def delete_value(connection: aiosqlite.Connection, key: str) -> None:
+    """Remove ``key`` (nothing happens if it is not there)."""
+    await connection.execute("DELETE FROM meta WHERE key = ?", (key,))

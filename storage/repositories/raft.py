@@ -12,6 +12,11 @@ from collections.abc import Iterable
 import aiosqlite
 
 from murmur.storage.records import RaftDurableState, RaftEntryRecord, RaftSnapshotRecord
+from murmur.storage.repositories import meta
+
+REJOINING_META_KEY = "raft_rejoining"
+"""Set (in ``meta``) by :func:`forget`, removed by :func:`end_rejoining`: the node's
+Raft state was dropped by a restore and it has not caught up with a leader since."""
 
 
 def _voters_text(voters: Iterable[str]) -> str:
@@ -51,7 +56,33 @@ async def load(connection: aiosqlite.Connection) -> RaftDurableState:
             "SELECT idx, term, kind, data, voters FROM raft_log ORDER BY idx"
         )
     )
-    return RaftDurableState(term=term, voted_for=voted_for, snapshot=snapshot, entries=entries)
+    rejoining = await meta.get_value(connection, REJOINING_META_KEY) is not None
+    return RaftDurableState(
+        term=term, voted_for=voted_for, snapshot=snapshot, entries=entries, rejoining=rejoining
+    )
+
+
+async def forget(connection: aiosqlite.Connection, *, reason: str) -> None:
+    """Drop term, vote, log and snapshot, and mark the node as rejoining."""
+    await connection.execute("DELETE FROM raft_hard_state")
+    await connection.execute("DELETE FROM raft_log")
+    await connection.execute("DELETE FROM raft_snapshot")
+    await meta.set_value(connection, REJOINING_META_KEY, reason)
+
+
+async def end_rejoining(connection: aiosqlite.Connection) -> None:
+    await meta.delete_value(connection, REJOINING_META_KEY)
+
+
+async def voters_in_force(connection: aiosqlite.Connection) -> tuple[str, ...]:
+    """The voter set of the log's last VOTERS entry, else the snapshot's, else none."""
+    for row in await connection.execute_fetchall(
+        "SELECT voters FROM raft_log WHERE kind = 'voters' ORDER BY idx DESC LIMIT 1"
+    ):
+        return _voters_of(row["voters"])
+    for row in await connection.execute_fetchall("SELECT voters FROM raft_snapshot WHERE id = 1"):
+        return _voters_of(row["voters"])
+    return ()
 
 
 async def save_hard_state(

@@ -43,16 +43,22 @@ def provision_node(lab: Lab, name: str, host: str) -> Path:
 
 
 def start_cluster(
-    lab: Lab, count: int, *, extra_args: Sequence[str] = (), env: dict[str, str] | None = None
+    lab: Lab,
+    count: int,
+    *,
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    env_of: Callable[[int], dict[str, str]] = lambda index: {},
 ) -> list[NodeProcess]:
     """``count`` nodes named node-1..node-N; node-1 holds the CA, the others seed
-    through it. Returns once every process is ready (not yet converged)."""
+    through it. ``env_of(i)``: more settings of node i (1-based). Returns once every
+    process is ready (not yet converged)."""
     first = lab.start_node(
         "node-1",
         data_dir=lab.first_data_dir,
         host=host_of(1),
         extra_args=extra_args,
-        env=env,
+        env={**(env or {}), **env_of(1)},
         wait=False,
     )
     nodes = [first]
@@ -65,7 +71,7 @@ def start_cluster(
                 data_dir=data_dir,
                 host=host_of(index),
                 extra_args=["--seed", first.address, *extra_args],
-                env=env,
+                env={**(env or {}), **env_of(index)},
                 wait=False,
             )
         )

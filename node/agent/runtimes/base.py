@@ -134,6 +134,9 @@ class LaunchSpec:
     the run executor always resolves the job owner's)."""
     gang: GangPlace | None = None
     """Its place in a gang (a multi-node job); ``None`` for a single-node run."""
+    port: int | None = None
+    """A service replica's port on the node (``PORT``), where it listens on every
+    interface; None for other runs."""
     stop_notice_dir: Path | None = None
     """Where the node writes the notice of a stop (:mod:`murmur.node.agent.runtimes.stop_notice`),
     named to the run by ``MURMUR_PREEMPT_DEADLINE``; ``None``: no notice (runtime tests)."""

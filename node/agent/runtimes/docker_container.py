@@ -70,6 +70,8 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
     env.update(gang_environment(spec.gang))
     if spec.stop_notice_dir is not None:
         env["MURMUR_PREEMPT_DEADLINE"] = f"{CONTAINER_NOTICE_DIR}/{NOTICE_FILE}"
+    if spec.port is not None:
+        env["PORT"] = str(spec.port)
     visible = range(len(spec.gpu_indices)) if real_gpus else spec.gpu_indices
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in visible)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -150,8 +152,12 @@ def container_options(
                 capabilities=[["gpu"]],
             )
         ]
+    published = [spec.port] if spec.port is not None else []
     gang = spec.gang
-    if gang is not None and gang.node_rank == 0 and mode not in ("host", "none"):
+    if gang is not None and gang.node_rank == 0:
         # The other ranks meet rank 0 at its node's address: publish the port there.
-        options["ports"] = {f"{gang.master_port}/tcp": gang.master_port}
+        published.append(gang.master_port)
+    if published and mode not in ("host", "none"):
+        # A service replica's port too: the routers of every node reach it there.
+        options["ports"] = {f"{port}/tcp": port for port in published}
     return options

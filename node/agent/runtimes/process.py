@@ -100,7 +100,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     virtualenv or conda env, then Murmur's own variables, which the user cannot
     override: ``MURMUR_JOB_ID``, ``MURMUR_RUN_ID``, ``MURMUR_STOP_GRACE_SECONDS``
     (between SIGTERM and SIGKILL when the run is stopped), ``MURMUR_PREEMPT_DEADLINE``
-    (the stop notice: :mod:`murmur.node.agent.runtimes.stop_notice`), a gang's torchrun
+    (the stop notice: :mod:`murmur.node.agent.runtimes.stop_notice`), a service
+    replica's ``PORT``, a gang's torchrun
     variables (``gang_environment``), ``CUDA_VISIBLE_DEVICES`` (empty
     without GPUs, so a CPU job cannot take one), ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
     (the node's GPU indices are NVML's, in PCI order; CUDA's default order
@@ -128,6 +129,8 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     env.update(gang_environment(spec.gang))
     if spec.stop_notice_dir is not None:
         env["MURMUR_PREEMPT_DEADLINE"] = str(spec.stop_notice_dir / NOTICE_FILE)
+    if spec.port is not None:
+        env["PORT"] = str(spec.port)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in spec.gpu_indices)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     for dataset in spec.datasets:

@@ -67,6 +67,13 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "ApplyPolicy": _write(_ADMINS),
     _CLUSTER + "GetPolicy": _read(),
     _CLUSTER + "GetUsage": _read(),
+    # Services: a member creates, scales and deletes their own (the state checks
+    # whose), an admin any; anyone reads them.
+    _CLUSTER + "CreateService": _write(),
+    _CLUSTER + "ScaleService": _write(),
+    _CLUSTER + "DeleteService": _write(),
+    _CLUSTER + "ListServices": _read(),
+    _CLUSTER + "GetService": _read(),
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),

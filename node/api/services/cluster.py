@@ -42,7 +42,14 @@ from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.drain import NodeDrain
 from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs, refused_by_peer
-from murmur.node.control.queue.commands import CancelJob, SetLabPolicy, SubmitJob
+from murmur.node.control.queue.commands import (
+    CancelJob,
+    CreateService,
+    DeleteService,
+    ScaleService,
+    SetLabPolicy,
+    SubmitJob,
+)
 from murmur.node.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -54,6 +61,7 @@ from murmur.node.errors import (
 from murmur.node.event_log import EventLog
 from murmur.node.identity.enrollment import Enrollment
 from murmur.node.jobspec import states as job_states
+from murmur.node.jobspec.services import MAX_REPLICAS, validate_service_spec
 from murmur.node.jobspec.validation import check_idempotency_key, check_reason, validate_job_spec
 from murmur.node.local_node import VERSION
 from murmur.node.membership import MembershipRunner
@@ -593,8 +601,97 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.GetUsageResponse:
         return await self._cluster_jobs.usage(request)
 
+    # ------------------------------------------------------------ services
+
+    async def CreateService(
+        self, request: cluster_pb2.CreateServiceRequest, context: Context
+    ) -> types_pb2.Service:
+        template = request.spec.template
+        known = {d.name for d in self._view.datasets()} if template.datasets else set()
+        spec = validate_service_spec(
+            request.spec, known_datasets=known, path_roots=self._path_roots
+        )
+        at_us = time.time_ns() // 1000
+        await self._cluster_jobs.commit(CreateService(spec, current_caller().name, at_us))
+        return await self._service(spec.name)
+
+    async def ScaleService(
+        self, request: cluster_pb2.ScaleServiceRequest, context: Context
+    ) -> types_pb2.Service:
+        if request.replicas > MAX_REPLICAS:
+            raise InvalidArgumentError(f"replicas must be at most {MAX_REPLICAS}")
+        caller = current_caller()
+        await self._cluster_jobs.commit(
+            ScaleService(
+                name=request.name, replicas=request.replicas, user=caller.name,
+                is_admin=caller.role is Role.ADMIN, at_us=time.time_ns() // 1000,
+            )
+        )  # fmt: skip
+        return await self._service(request.name)
+
+    async def DeleteService(
+        self, request: cluster_pb2.DeleteServiceRequest, context: Context
+    ) -> types_pb2.Service:
+        before = await self._service(request.name)
+        caller = current_caller()
+        await self._cluster_jobs.commit(
+            DeleteService(
+                name=request.name, user=caller.name,
+                is_admin=caller.role is Role.ADMIN, at_us=time.time_ns() // 1000,
+            )
+        )  # fmt: skip
+        return before
+
+    async def ListServices(
+        self, request: cluster_pb2.ListServicesRequest, context: Context
+    ) -> cluster_pb2.ListServicesResponse:
+        listing = await self._cluster_jobs.services()
+        endpoints = self._endpoints()
+        for service in listing.services:
+            with_readiness(service, endpoints)
+        return listing
+
+    async def GetService(
+        self, request: cluster_pb2.GetServiceRequest, context: Context
+    ) -> types_pb2.Service:
+        return await self._service(request.name)
+
+    async def _service(self, name: str) -> types_pb2.Service:
+        """One service as the log holds it, with its replicas' ports and readiness as
+        gossip says.
+
+        Raises:
+            NotFoundError: no service of that name.
+        """
+        for service in (await self._cluster_jobs.services()).services:
+            if service.spec.name == name:
+                return with_readiness(service, self._endpoints())
+        raise NotFoundError(f"no service {name[:64]}")
+
+    def _endpoints(self) -> dict[str, types_pb2.ServiceEndpoint]:
+        """Every replica's endpoint gossip knows of, by job id."""
+        return {
+            endpoint.job_id: endpoint
+            for info in self._view.nodes()
+            if info.state not in DOWN_STATES
+            for endpoint in info.endpoints
+        }
+
     async def _revoke_removed(self, name: str) -> None:
         """A removed node's certificates are revoked, so it cannot rejoin with them
         (node/api/services/revocations.py)."""
         if self._revocations is not None:
             await self._revocations.revoke_node(name, by=current_caller().name)
+
+
+def with_readiness(
+    service: types_pb2.Service, endpoints: dict[str, types_pb2.ServiceEndpoint]
+) -> types_pb2.Service:
+    """``service`` with each replica's port and readiness from its node's endpoint,
+    and the count of ready replicas."""
+    for replica in service.replicas:
+        endpoint = endpoints.get(replica.job_id)
+        if endpoint is not None:
+            replica.port, replica.ready = endpoint.port, endpoint.ready
+    service.ready = sum(1 for replica in service.replicas if replica.ready)
+    return service

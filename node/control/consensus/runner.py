@@ -257,8 +257,10 @@ class ConsensusRunner:
 
     @property
     def is_voter(self) -> bool:
-        """Whether this node votes: it then applies every committed entry."""
-        return self._raft is not None and self.name in self._raft.voters
+        """Whether this node votes: it then applies every committed entry. A node
+        restored from a backup does not until it has caught up (``rejoining``)."""
+        raft = self._raft
+        return raft is not None and not raft.rejoining and self.name in raft.voters
 
     @property
     def is_leader(self) -> bool:
@@ -298,7 +300,9 @@ class ConsensusRunner:
         durable = await self._store.load_raft()
         snapshot = snapshot_from_record(durable.snapshot) if durable.snapshot else None
         entries = entries_from_records(durable.entries)
-        if self._bootstrap and snapshot is None and not entries:
+        # A node restored from a backup (its Raft state dropped) never founds a
+        # cluster again, not even the CA node: it waits for the leader.
+        if self._bootstrap and not durable.rejoining and snapshot is None and not entries:
             entry = bootstrap_entry(self.name)
             await self._store.save_raft(entries=[entry_to_record(entry)])
             entries = [entry]
@@ -315,6 +319,7 @@ class ConsensusRunner:
             hard_state=PersistentState(durable.term, durable.voted_for),
             snapshot=snapshot,
             entries=entries,
+            rejoining=durable.rejoining,
         )
         _log.info(
             "raft loaded",
@@ -324,8 +329,16 @@ class ConsensusRunner:
                 "entries": len(entries),
                 "snapshot_index": self._snapshot_index,
                 "voters": sorted(self._raft.voters),
+                "rejoining": durable.rejoining,
             },
         )
+        if durable.rejoining:
+            _log.warning(
+                "restored from a backup: this node takes no part in elections until a "
+                "leader has brought it up to date (if it was its cluster's only voter, "
+                "restore it again with `--raft keep`)",
+                extra={"event": "consensus.rejoining"},
+            )
 
     async def run(self) -> None:
         """Drive the machine until cancelled."""
@@ -480,6 +493,7 @@ class ConsensusRunner:
             or ready.snapshot is not None
             or ready.truncate_from is not None
             or ready.entries
+            or ready.rejoined
         ):
             hard = ready.hard_state
             await self._store.save_raft(
@@ -487,6 +501,12 @@ class ConsensusRunner:
                 snapshot=snapshot_to_record(ready.snapshot) if ready.snapshot else None,
                 truncate_from=ready.truncate_from,
                 entries=[entry_to_record(entry) for entry in ready.entries],
+                rejoined=ready.rejoined,
+            )
+        if ready.rejoined:
+            _log.info(
+                "caught up with the leader after a restore: this node votes again",
+                extra={"event": "consensus.rejoined", "commit_index": self.raft.commit_index},
             )
         if ready.snapshot is not None:
             self._restore(ready.snapshot)

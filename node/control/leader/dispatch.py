@@ -29,6 +29,7 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
+from murmur.node.config import host_of
 from murmur.node.control.leader.node_calls import NodeCalls
 from murmur.node.control.leader.start_ledger import StartLedger, rank_key
 from murmur.node.control.leader.term import LeaderTerm, now_us
@@ -143,12 +144,3 @@ class RunDispatch:
                     at_us=now_us(),
                 )
             )  # fmt: skip
-
-
-def host_of(address: str) -> str:
-    """The host part of a ``host:port`` address (``[v6]:port`` too): where a gang's
-    ranks reach rank 0's node."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return address
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host

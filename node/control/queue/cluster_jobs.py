@@ -43,7 +43,7 @@ from murmur.node.control.consensus.errors import NotLeaderError
 from murmur.node.control.consensus.leadership import Leadership
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.queue.commands import Command, encode
-from murmur.node.control.queue.convert import job_message
+from murmur.node.control.queue.convert import job_message, service_message
 from murmur.node.control.queue.job_archive import JobArchive
 from murmur.node.control.queue.proposal_forwarder import ProposalForwarder, refusal_error
 from murmur.node.control.queue.records import ClusterJob
@@ -303,6 +303,27 @@ class ClusterJobs:
                 info.text, info.version, info.applied_by = record.text, record.index, record.by
                 info.applied_at.FromMicroseconds(record.at_us)
             return info
+
+        return await self._with_leader(once)
+
+    async def services(self) -> cluster_pb2.ListServicesResponse:
+        """Every service with its replicas' jobs (their state, node and why): this
+        node's replica when it is current, else the leader's. Readiness and ports
+        are not the log's: the caller adds them from gossip."""
+
+        async def once() -> cluster_pb2.ListServicesResponse:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.ListServices(
+                        cluster_pb2.ListServicesRequest(), timeout=FORWARD_TIMEOUT_SECONDS
+                    )
+                )
+            return cluster_pb2.ListServicesResponse(
+                services=[
+                    service_message(record, self._control.job)
+                    for record in self._control.services()
+                ]
+            )
 
         return await self._with_leader(once)
 

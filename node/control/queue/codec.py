@@ -19,6 +19,7 @@ from murmur.node.control.queue.records import (
     GangStop,
     JobEvent,
 )
+from murmur.node.control.queue.services import ServiceRecord
 from murmur.node.jobspec import states
 from murmur.v1 import control_pb2, types_pb2
 
@@ -195,6 +196,26 @@ def _gang_stop_of(message: control_pb2.ControlJob, where: str) -> GangStop | Non
         reason=stop.reason,
         retryable=stop.retryable,
         with_node=stop.with_node,
+    )
+
+
+def service_to_message(record: ServiceRecord) -> control_pb2.ControlService:
+    return control_pb2.ControlService(
+        spec=record.spec,
+        user=record.user,
+        created_at_us=record.created_at_us,
+        created_index=record.created_index,
+        replica_jobs=record.replica_jobs,
+    )
+
+
+def service_from_message(message: control_pb2.ControlService) -> ServiceRecord:
+    return ServiceRecord(
+        spec=message.spec,
+        user=message.user,
+        created_at_us=message.created_at_us,
+        created_index=message.created_index,
+        replica_jobs=tuple(message.replica_jobs),
     )
 
 

@@ -327,6 +327,40 @@ class SetLabPolicy:
     at_us: int
 
 
+# -------------------------------------------------------------- services
+
+
+@dataclass(frozen=True, slots=True)
+class CreateService:
+    """A user creates a service (``spec`` validated by the node that took the
+    request); its replicas' jobs are made in the same entry."""
+
+    spec: types_pb2.ServiceSpec
+    user: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleService:
+    """Its owner (``user``) or an admin sets how many replicas a service keeps."""
+
+    name: str
+    replicas: int
+    user: str
+    is_admin: bool
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteService:
+    """Its owner or an admin deletes a service: every replica is cancelled."""
+
+    name: str
+    user: str
+    is_admin: bool
+    at_us: int
+
+
 # -------------------------------------------------------------- join tokens
 
 
@@ -420,6 +454,9 @@ Command = (
     | AddTrustedCa
     | RetireCa
     | SetLabPolicy
+    | CreateService
+    | ScaleService
+    | DeleteService
     | PreemptJob
 )
 
@@ -531,6 +568,26 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     text=command.text, by=command.by, at_us=command.at_us
                 )
             )
+        case CreateService():
+            message.create_service.CopyFrom(
+                control_pb2.CreateServiceCommand(
+                    spec=command.spec, user=command.user, at_us=command.at_us
+                )
+            )
+        case ScaleService():
+            message.scale_service.CopyFrom(
+                control_pb2.ScaleServiceCommand(
+                    name=command.name, replicas=command.replicas, user=command.user,
+                    is_admin=command.is_admin, at_us=command.at_us,
+                )
+            )  # fmt: skip
+        case DeleteService():
+            message.delete_service.CopyFrom(
+                control_pb2.DeleteServiceCommand(
+                    name=command.name, user=command.user, is_admin=command.is_admin,
+                    at_us=command.at_us,
+                )
+            )  # fmt: skip
     return message
 
 
@@ -621,6 +678,15 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "set_lab_policy":
         policy = message.set_lab_policy
         return SetLabPolicy(policy.text, policy.by, policy.at_us)
+    if kind == "create_service":
+        create = message.create_service
+        return CreateService(create.spec, create.user, create.at_us)
+    if kind == "scale_service":
+        scale = message.scale_service
+        return ScaleService(scale.name, scale.replicas, scale.user, scale.is_admin, scale.at_us)
+    if kind == "delete_service":
+        delete = message.delete_service
+        return DeleteService(delete.name, delete.user, delete.is_admin, delete.at_us)
     raise CommandDecodeError("the entry carries no command this version knows")
 
 

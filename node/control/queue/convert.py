@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from murmur.node.control.queue.records import Assignment, ClusterJob, EndedRun, JobEvent
+from murmur.node.control.queue.services import ServiceRecord
 from murmur.node.jobspec import states
 from murmur.node.jobspec.secrets import without_secret_values
 from murmur.v1 import types_pb2
@@ -86,6 +89,26 @@ def job_message(
     if job.exit_code is not None:
         message.exit_code = job.exit_code
     message.history.extend(history_event(job.id, event) for event in job.history)
+    return message
+
+
+def service_message(
+    record: ServiceRecord, job_of: Callable[[str], ClusterJob | None]
+) -> types_pb2.Service:
+    """The client API's view of a service, its replicas as the log holds them (their
+    port and readiness are gossip's: the answering node adds them)."""
+    message = types_pb2.Service(
+        spec=record.spec, user=record.user, created_at=timestamp_us(record.created_at_us)
+    )
+    for slot, job_id in enumerate(record.replica_jobs):
+        replica = message.replicas.add(slot=slot, job_id=job_id)
+        job = job_of(job_id)
+        if job is None:
+            continue
+        replica.state = states.to_proto(job.state)
+        replica.reason = job.reason
+        if job.assignment is not None:
+            replica.node = job.assignment.node
     return message
 
 

@@ -91,6 +91,8 @@ from murmur.node.control.queue.commands import (
     CommandDecodeError,
     ConsumeJoinToken,
     CreateJoinToken,
+    CreateService,
+    DeleteService,
     ForgetJobs,
     NodeLost,
     PreemptJob,
@@ -99,6 +101,7 @@ from murmur.node.control.queue.commands import (
     RetireCa,
     RevokeAssignment,
     RevokeCertificate,
+    ScaleService,
     SetLabPolicy,
     SetNodeDrain,
     SubmitJob,
@@ -118,6 +121,13 @@ from murmur.node.control.queue.records import (
     LabPolicyRecord,
 )
 from murmur.node.control.queue.results import ApplyResult, ErrorKind, refused
+from murmur.node.control.queue.services import (
+    HEALTHY_RUN_US,
+    ServiceRecord,
+    replica_job_id,
+    replica_spec,
+    restarts,
+)
 from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
 from murmur.node.jobspec.secrets import without_secret_values
@@ -149,6 +159,9 @@ version that knows none refuses it rather than schedule without the lab's quotas
 SNAPSHOT_FORMAT_WITH_USAGE = 33
 """A snapshot that holds usage records says format 33 (whatever else it holds): a
 version that knows none refuses it rather than forget who has had what."""
+SNAPSHOT_FORMAT_WITH_SERVICES = 35
+"""A snapshot that holds services says format 35 (whatever else it holds): a version
+that knows none refuses it rather than let their replicas end for good."""
 SNAPSHOT_FORMAT_WITH_GANGS = 34
 """A snapshot that holds a run of several ranks (a gang's) says format 34 (whatever
 else it holds): a version that knows one rank per run refuses it rather than lose
@@ -229,6 +242,8 @@ class ControlState:
         """(user, group, day) -> GPU-seconds of runs that ended that day."""
         self._usage_newest_day = 0
         self._submitted_since_change: list[str] = []
+        self._services: dict[str, ServiceRecord] = {}
+        """Services by name (node/control/queue/services.py)."""
 
     @property
     def other_changes(self) -> int:
@@ -338,6 +353,12 @@ class ControlState:
                 return self._set_lab_policy(index, command)
             case PreemptJob():
                 return self._preempt(command)
+            case CreateService():
+                return self._create_service(index, command)
+            case ScaleService():
+                return self._scale_service(index, command)
+            case DeleteService():
+                return self._delete_service(command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         if command.idempotency_key:
@@ -357,11 +378,28 @@ class ControlState:
             # The lab policy's default time limit becomes the job's own: its node
             # enforces it, and backfill counts on it.
             spec = _with_time_limit(spec, default_limit)
-        at = command.submitted_at_us
+        job = self._new_job(
+            command.job_id, spec, command.user, index, command.submitted_at_us,
+            idempotency_key=command.idempotency_key, why=f"submitted by {command.user}",
+        )  # fmt: skip
+        return ApplyResult(ok=True, job=job, changed=(job,))
+
+    def _new_job(
+        self,
+        job_id: str,
+        spec: types_pb2.JobSpec,
+        user: str,
+        index: int,
+        at: int,
+        *,
+        idempotency_key: str = "",
+        why: str,
+    ) -> ClusterJob:
+        """A new pending job, stored (its submission's log index orders it)."""
         job = ClusterJob(
-            id=command.job_id,
+            id=job_id,
             spec=spec,
-            user=command.user,
+            user=user,
             queue=spec.queue or DEFAULT_QUEUE,
             priority=spec.priority,
             submit_order=index,
@@ -374,13 +412,145 @@ class ControlState:
             not_before_us=0,
             cancel_requested=False,
             cancel_reason="",
-            idempotency_key=command.idempotency_key,
+            idempotency_key=idempotency_key,
             runs=(),
             past_runs=(),
-            history=(JobEvent(at, states.PENDING, f"submitted by {command.user}"),),
+            history=(JobEvent(at, states.PENDING, why),),
         )
         self._put(None, job)
-        return ApplyResult(ok=True, job=job, changed=(job,))
+        return job
+
+    # ---------------------------------------------------------------- services
+
+    def _create_service(self, index: int, command: CreateService) -> ApplyResult:
+        spec = command.spec
+        if not spec.name or not command.user:
+            return refused(ErrorKind.INVALID, "a service needs a name and a user")
+        existing = self._services.get(spec.name)
+        if existing is not None:
+            if existing.user == command.user and existing.spec == spec:
+                return ApplyResult(ok=True)  # the same request again (a retried forward)
+            return refused(ErrorKind.FAILED_PRECONDITION, f"service {spec.name} exists")
+        if spec.template.nodes > 1:
+            return refused(ErrorKind.INVALID, "a service's replica runs on one node")
+        record = ServiceRecord(spec, command.user, command.at_us, index, ())
+        record, made = self._add_replicas(record, spec.replicas, index, command.at_us)
+        self._services[spec.name] = record
+        return ApplyResult(ok=True, changed=tuple(made))
+
+    def _scale_service(self, index: int, command: ScaleService) -> ApplyResult:
+        record = self._services.get(command.name)
+        if record is None:
+            return refused(ErrorKind.NOT_FOUND, f"no service {command.name}")
+        if record.user != command.user and not command.is_admin:
+            return refused(
+                ErrorKind.PERMISSION_DENIED,
+                f"service {command.name} is {record.user}'s; only they or an admin may scale it",
+            )
+        spec = types_pb2.ServiceSpec()
+        spec.CopyFrom(record.spec)
+        spec.replicas = command.replicas
+        record = dataclasses.replace(record, spec=spec)
+        record, changed = self._add_replicas(record, command.replicas, index, command.at_us)
+        kept, gone = (
+            record.replica_jobs[: command.replicas],
+            record.replica_jobs[command.replicas :],
+        )
+        self._services[command.name] = dataclasses.replace(record, replica_jobs=kept)
+        why = f"service {command.name} scaled to {command.replicas} by {command.user}"
+        changed.extend(self._end_replicas(gone, why, command.at_us))
+        return ApplyResult(ok=True, changed=tuple(changed))
+
+    def _delete_service(self, command: DeleteService) -> ApplyResult:
+        record = self._services.get(command.name)
+        if record is None:
+            return refused(ErrorKind.NOT_FOUND, f"no service {command.name}")
+        if record.user != command.user and not command.is_admin:
+            return refused(
+                ErrorKind.PERMISSION_DENIED,
+                f"service {command.name} is {record.user}'s; only they or an admin may delete it",
+            )
+        del self._services[command.name]
+        why = f"service {command.name} deleted by {command.user}"
+        return ApplyResult(
+            ok=True, changed=tuple(self._end_replicas(record.replica_jobs, why, command.at_us))
+        )
+
+    def _add_replicas(
+        self, record: ServiceRecord, replicas: int, index: int, at: int
+    ) -> tuple[ServiceRecord, list[ClusterJob]]:
+        """``record`` with a new replica job for each slot up to ``replicas``."""
+        made = []
+        jobs = list(record.replica_jobs)
+        for slot in range(len(jobs), replicas):
+            job = self._new_job(
+                replica_job_id(record, slot, index), replica_spec(record.spec, slot),
+                record.user, index, at, why=f"replica {slot} of service {record.name}",
+            )  # fmt: skip
+            jobs.append(job.id)
+            made.append(job)
+        return dataclasses.replace(record, replica_jobs=tuple(jobs)), made
+
+    def _end_replicas(self, job_ids: Iterable[str], why: str, at: int) -> list[ClusterJob]:
+        """Cancels the jobs of replicas no longer wanted (a run is stopped first)."""
+        ended = []
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or job.is_terminal:
+                continue
+            if job.state == states.PENDING:
+                job = self._change(
+                    job, at, state=states.CANCELLED, reason=why, cancel_reason=why,
+                    not_before_us=0,
+                )  # fmt: skip
+            elif not job.cancel_requested:
+                job = self._change(
+                    job, at, reason=f"{why}; stopping the run",
+                    cancel_requested=True, cancel_reason=why, preempted_by="",
+                )  # fmt: skip
+            ended.append(job)
+        return ended
+
+    def _restarted_replica(
+        self, job: ClusterJob, ended: EndedRun, at: int, *, at_once: bool
+    ) -> ClusterJob | None:
+        """A service replica whose run ended runs again: its job back in the queue,
+        after a backoff when its runs keep crashing early (``at_once``: none, the run
+        was lost with its node). None when it does not (its service is gone, it was
+        scaled away or cancelled, or it succeeded under ``on-failure``)."""
+        if job.cancel_requested or not job.spec.HasField("replica_of"):
+            return None
+        record = self._services.get(job.spec.replica_of.service)
+        slot = job.spec.replica_of.slot
+        if (
+            record is None
+            or slot >= len(record.replica_jobs)
+            or record.replica_jobs[slot] != job.id
+        ):
+            return None
+        if not restarts(record, ended.state):
+            return None
+        started = ended.assignment.started_at_us
+        healthy = started and at - started >= HEALTHY_RUN_US
+        backoff = (
+            0
+            if at_once
+            else retry_backoff_us(1 if healthy else job.attempts, self._retry_backoff_base_us)
+        )
+        return self._change(
+            job, at, state=states.PENDING, exit_code=ended.exit_code,
+            reason=f"restarting in {_seconds(backoff)} after: {ended.reason}",
+            not_before_us=at + backoff, runs=(), gang_stop=None, preempted_by="",
+            past_runs=(*job.past_runs[-(PAST_RUNS_LIMIT - 1) :], ended),
+            event=f"run {ended.assignment.run_id}: {ended.reason}; replica restarting",
+        )  # fmt: skip
+
+    def service(self, name: str) -> ServiceRecord | None:
+        return self._services.get(name)
+
+    def services(self) -> list[ServiceRecord]:
+        """Every service, by name."""
+        return [self._services[name] for name in sorted(self._services)]
 
     def _cancel(self, command: CancelJob) -> ApplyResult:
         job = self._jobs.get(command.job_id)
@@ -753,6 +923,9 @@ class ControlState:
         job_state, job_reason, not_before = run_state, reason, 0
         retries = job.spec.retries
         ended = EndedRun(runs, run_state, exit_code, reason, at)
+        restarted = self._restarted_replica(job, ended, at, at_once=lost_with_node)
+        if restarted is not None:
+            return restarted
         if lost_with_node and not job.cancel_requested and not job.spec.no_requeue:
             # Not the job's doing: back to the queue at once (the lease rules already
             # kept this run from running beside the next), the attempt unspent.
@@ -1149,6 +1322,7 @@ class ControlState:
         ca_changes = self.ca_rotations.messages()
         lab_policy = self.lab_policy_record
         usage = self.usage_buckets()
+        services = self.services()
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
@@ -1189,6 +1363,9 @@ class ControlState:
                 )
             if any(job.other_ranks for job in message.jobs):
                 message.format = max(message.format, SNAPSHOT_FORMAT_WITH_GANGS)
+            if services:
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_SERVICES)
+                message.services.extend(codec.service_to_message(s) for s in services)
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -1217,6 +1394,7 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_LAB_POLICY,
             SNAPSHOT_FORMAT_WITH_USAGE,
             SNAPSHOT_FORMAT_WITH_GANGS,
+            SNAPSHOT_FORMAT_WITH_SERVICES,
         ):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
         jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
@@ -1231,6 +1409,9 @@ class ControlState:
         ca_rotations = CaRotationTable.from_messages(list(message.ca_changes))
         lab_policy_record, lab_policy = _lab_policy_of(message)
         usage = {(u.user, u.group, u.day): u.gpu_seconds for u in message.usage}
+        services = {s.spec.name: codec.service_from_message(s) for s in message.services}
+        if len(services) != len(message.services):
+            raise ControlSnapshotError("the snapshot holds a service twice")
         if len(usage) != len(message.usage):
             raise ControlSnapshotError("the snapshot holds a usage bucket twice")
         self._reset()
@@ -1248,6 +1429,7 @@ class ControlState:
         self.lab_policy_record = lab_policy_record
         self.lab_policy = lab_policy
         self._usage = usage
+        self._services = services
         self._usage_newest_day = max((day for _, _, day in usage), default=0)
 
     @classmethod

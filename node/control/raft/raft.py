@@ -70,6 +70,19 @@ check-quorum, §9.6 pre-vote):
   majority of voters (itself included when a voter), counting vote grants and
   answers of its term, steps down. It is not a read lease: a contact counts from
   when its answer arrived.
+- Rejoining (a node restored from a backup: ``murmur node restore``). Its Raft state
+  was dropped, so it may lack entries it once acknowledged and votes it once cast;
+  counting on it as before could lose a committed entry. Until it has caught up it
+  neither votes, nor stands, nor bootstraps: it starts with ``rejoining`` and an
+  empty log, and ends it on an AppendEntries it accepts whose leader commit it holds
+  and is of the leader's term (the leader has committed in its term, so every entry
+  committed before, by any leader, is among those it holds; and since its empty log
+  refused the leader's first message, the commit index it caught up to counts
+  everything committed on its old acknowledgements). ``Ready.rejoined`` says when
+  to persist that. On the leader's side, a refusal whose hint is below the
+  follower's match index means the follower lost entries it had acknowledged: the
+  match index drops to the hint, so the leader counts only what the follower holds
+  and sends it the rest again (or a snapshot).
 """
 
 from __future__ import annotations
@@ -140,6 +153,9 @@ class Ready:
     committed: tuple[LogEntry, ...]
     """Newly committed entries, in index order, to apply to the state machine (all
     kinds: the caller skips those that are not COMMAND)."""
+    rejoined: bool = False
+    """A rejoining node caught up: persist that it votes again, with the entries
+    above (before a vote among the messages leaves)."""
 
     @property
     def empty(self) -> bool:
@@ -150,6 +166,7 @@ class Ready:
             and not self.entries
             and not self.messages
             and not self.committed
+            and not self.rejoined
         )
 
 
@@ -207,6 +224,8 @@ class Raft:
         snapshot: the snapshot saved before the last crash; the caller restored its
             state machine from it. Commit and applied indexes start at its last index.
         entries: the persisted entries after the snapshot, in order.
+        rejoining: this node was restored from a backup and has not caught up with
+            a leader since (see "Rejoining" above): it neither votes nor stands.
 
     Raises:
         ElectionSetupError: ``entries`` do not follow ``snapshot`` without a gap.
@@ -222,8 +241,11 @@ class Raft:
         hard_state: PersistentState = NEW_NODE,
         snapshot: Snapshot | None = None,
         entries: Sequence[LogEntry] = (),
+        rejoining: bool = False,
     ) -> None:
         self._node_id = node_id
+        self._rejoining = rejoining
+        self._rejoined = False  # rejoining ended since the last ready()
         self._config = config
         self._rng = rng
         self._term = hard_state.term
@@ -247,7 +269,7 @@ class Raft:
         self._election_at = math.inf
         self._heartbeat_at = math.inf
         self._lease_until = math.inf
-        if self._voters == {node_id}:
+        if self._voters == {node_id} and not rejoining:
             self._election_at = now  # a lone voter stands at the first tick
         else:
             self._reset_election_timer(now)
@@ -288,6 +310,12 @@ class Raft:
         """The voter set in force: that of the log's last VOTERS entry, else the
         snapshot's, else empty (a node that has not joined yet)."""
         return self._voters
+
+    @property
+    def rejoining(self) -> bool:
+        """Restored from a backup and not caught up with a leader yet: it neither
+        votes nor stands."""
+        return self._rejoining
 
     @property
     def voter_change_pending(self) -> bool:
@@ -491,7 +519,8 @@ class Raft:
             self._applied = self._commit
         messages = tuple(self._messages)
         self._messages.clear()
-        return Ready(hard_state, snapshot, truncate_from, entries, messages, committed)
+        rejoined, self._rejoined = self._rejoined, False
+        return Ready(hard_state, snapshot, truncate_from, entries, messages, committed, rejoined)
 
     # --- transitions --------------------------------------------------------------
 
@@ -528,7 +557,10 @@ class Raft:
         """A voter may stand; so may a node whose removal is the log's last voter
         change and not known to be committed: it stands to commit its removal (with
         the new voters' votes, not its own), for if it held the only up-to-date log
-        nobody else could win. Any other non-voter never stands."""
+        nobody else could win. Any other non-voter never stands, nor does a node
+        that is rejoining."""
+        if self._rejoining:
+            return False
         if self._node_id in self._voters:
             return True
         changed_at = self._log.voters_index
@@ -738,7 +770,8 @@ class Raft:
 
     def _on_request_vote(self, request: RequestVote, now: float) -> None:
         granted = (
-            request.term == self._term
+            not self._rejoining
+            and request.term == self._term
             and self._voted_for in (None, request.candidate)
             and request.last_log >= self._log.last
         )
@@ -762,7 +795,8 @@ class Raft:
             or now - self._leader_heard_at < self._config.election_timeout_min
         )
         granted = (
-            request.term > self._term
+            not self._rejoining
+            and request.term > self._term
             and request.last_log >= self._log.last
             and not heard_from_leader
         )
@@ -819,6 +853,16 @@ class Raft:
             self._voters_changed(now)
         last_new = previous.index + len(entries)
         self._commit = max(self._commit, min(request.commit, last_new))
+        if (
+            self._rejoining
+            and 0 < request.commit <= last_new
+            and self._log.term_at(request.commit) == request.term
+        ):
+            # We hold everything up to the leader's commit, and it has committed in
+            # its term: every entry ever committed is in our log now.
+            self._rejoining = False
+            self._rejoined = True
+            self._reset_election_timer(now)
         self._answer_append(request.leader, True, last_new)
 
     def _on_install_snapshot(self, request: InstallSnapshot, now: float) -> None:
@@ -854,6 +898,10 @@ class Raft:
             self._advance_commit(now)
             return
         # Refused: its log lacks what we sent after; its last index is the hint.
+        if response.match_index < progress.match_index:
+            # It holds less than it acknowledged: its disk was replaced (restored from
+            # a backup). Count only what it holds, and send it the rest again.
+            progress.match_index = response.match_index
         base = (
             progress.in_flight_from if progress.in_flight_from is not None else progress.next_index
         )

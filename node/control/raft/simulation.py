@@ -3,7 +3,8 @@
 Raft's safety properties as it runs.
 
 The same seed replays the same run exactly. Faults: message delay (every message
-draws its own, so messages reorder), loss, extra reordering, crashes, restarts and
+draws its own, so messages reorder), loss, extra reordering, crashes, restarts,
+restores (a new disk without Raft state, as ``murmur node restore`` leaves it) and
 partitions. Each node has a simulated disk (term and vote, snapshot, entries),
 written from every :class:`~murmur.node.control.raft.raft.Ready` before its messages leave
 (the persistence contract); a crash loses everything else, and a restart builds a
@@ -99,6 +100,11 @@ class _Disk:
     snapshot: Snapshot | None = None
     entries: list[LogEntry] = field(default_factory=list)
     """The entries after the snapshot, in order."""
+    rejoining: bool = False
+    """Restored with its Raft state dropped, not caught up since."""
+
+    def copy(self) -> _Disk:
+        return _Disk(self.hard_state, self.snapshot, list(self.entries), self.rejoining)
 
     @property
     def start(self) -> int:
@@ -248,6 +254,30 @@ class RaftSimulation:
         if lose_disk:
             node.disk.hard_state = NEW_NODE
         self._start(node)
+
+    def copy_disk(self, name: str) -> _Disk:
+        """A copy of ``name``'s disk as it is now: a backup, for :meth:`restore`."""
+        return self._node(name).disk.copy()
+
+    def restore(self, name: str, backup: _Disk | None = None) -> None:
+        """Give a crashed member a new disk and start it, as after its disk died.
+
+        Without ``backup``, as ``murmur node restore`` does: no Raft state, and the
+        node rejoining (it neither votes nor stands until it has caught up). With
+        ``backup`` (from :meth:`copy_disk`), its old Raft state put back as it was:
+        tests use it to show that the checks notice what that can break.
+        """
+        node = self._node(name)
+        if node.machine is not None:
+            raise RaftSimulationError(f"{name} is running; crash it before restoring it")
+        if name not in self.members:
+            raise RaftSimulationError(f"{name} has not joined")
+        node.disk = backup.copy() if backup is not None else _Disk(rejoining=True)
+        self._start(node)
+
+    def rejoining(self, name: str) -> bool:
+        """Whether ``name`` was restored and has not caught up since (running or not)."""
+        return self._node(name).disk.rejoining
 
     def partition(self, groups: Iterable[Collection[str]]) -> None:
         """Only nodes in the same group can talk; nodes in no group talk to no one.
@@ -422,6 +452,7 @@ class RaftSimulation:
             hard_state=disk.hard_state,
             snapshot=snapshot,
             entries=list(disk.entries),
+            rejoining=disk.rejoining,
         )
         node.wake_at = math.inf
         self._step(node, None)
@@ -484,6 +515,8 @@ class RaftSimulation:
             node.applied_voters = snapshot.voters
         if ready.truncate_from is not None:
             del disk.entries[max(0, ready.truncate_from - disk.start - 1) :]
+        if ready.rejoined:
+            disk.rejoining = False
         for entry in ready.entries:
             previous = entry.index - 1
             if previous != disk.start + len(disk.entries):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 
-from murmur.node.control.leader.dispatch import host_of
+from murmur.node.config import host_of
 from murmur.node.control.queue import (
     AssignJob,
     ControlState,

@@ -39,11 +39,14 @@ class Outcome:
     acknowledged: int
     voter_changes: int
     compactions: int
+    restored: int
     settled_after: float | None
     violations: list[str]
 
 
-def run_schedule(seed: int, *, lose_disk: bool = False) -> Outcome:
+def run_schedule(seed: int, *, lose_disk: bool = False, restores: bool = False) -> Outcome:
+    """One schedule; ``restores``: half the restarts are restores instead (a new
+    disk without Raft state, as ``murmur node restore`` leaves it)."""
     rng = random.Random(f"schedule:{seed}")
     voters = rng.choice((1, 2, 3, 3, 3, 4, 5, 5))
     spares = rng.choice((0, 1, 2))
@@ -59,7 +62,7 @@ def run_schedule(seed: int, *, lose_disk: bool = False) -> Outcome:
         max_entries_per_message=rng.choice((2, 8, 512)),
     )
     sim = RaftSimulation(voters, config, seed=seed, link=link, spares=spares)
-    crashes = partitions = voter_changes = compactions = 0
+    crashes = partitions = voter_changes = compactions = restored = 0
     sequence = 0
     while sim.now < FAULT_PHASE:
         sim.run_for(rng.expovariate(1 / 0.1))
@@ -78,7 +81,11 @@ def run_schedule(seed: int, *, lose_disk: bool = False) -> Outcome:
             sim.crash(victim)
             crashes += 1
         elif roll < 0.55 and down:
-            sim.restart(rng.choice(down), lose_disk=lose_disk)
+            if restores and rng.random() < 0.5 and _may_restore(sim):
+                sim.restore(rng.choice(down))
+                restored += 1
+            else:
+                sim.restart(rng.choice(down), lose_disk=lose_disk)
         elif roll < 0.63:
             shuffled = rng.sample(members, len(members))
             cut = rng.randint(0, len(members))
@@ -100,9 +107,23 @@ def run_schedule(seed: int, *, lose_disk: bool = False) -> Outcome:
         acknowledged=len(sim.acknowledged),
         voter_changes=voter_changes,
         compactions=compactions,
+        restored=restored,
         settled_after=settled_after,
         violations=sim.violations,
     )
+
+
+def _may_restore(sim: RaftSimulation) -> bool:
+    """Restore one voter at a time, in a cluster of three voters or more: a cluster
+    that lost the disks of half its voters cannot elect a leader again (restored
+    voters do not vote until a leader has brought them up to date)."""
+    leader = sim.leader()
+    if leader is None:
+        return False
+    machine = sim.machine(leader)
+    if len(machine.voters) < 3 or machine.voter_change_pending:
+        return False
+    return not any(sim.rejoining(name) for name in sim.members)
 
 
 def _change_voters(sim: RaftSimulation, rng: random.Random) -> int:
@@ -122,7 +143,9 @@ def _change_voters(sim: RaftSimulation, rng: random.Random) -> int:
     ]
     if caught_up and len(machine.voters) < 5 and rng.random() < 0.6:
         return sim.change_voters(machine.voters | {rng.choice(caught_up)}) is not None
-    if len(machine.voters) > 1:
+    if len(machine.voters) > 1 and not any(sim.rejoining(name) for name in sim.members):
+        # (While a restored voter catches up it does not vote: fewer voters could
+        # leave a set with no majority able to elect anyone.)
         removed = rng.choice(sorted(machine.voters))
         return sim.change_voters(machine.voters - {removed}) is not None
     return 0

@@ -1,0 +1,116 @@
+"""Where a request for a model goes: the ready replicas the cluster gossips, and the
+choice among them.
+
+Pure: built from the nodes' NodeInfos (each node gossips its replicas' endpoints and
+whether each is ready, node/agent/replicas.py), asked with the requests in flight
+from this router. A request goes to the ready replica of its model with the fewest
+requests in flight here (least outstanding requests); on a tie, one on this node
+(no network hop); among replicas still tied, each in turn (``turn``: a count the
+router keeps), so that requests one after another spread evenly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from murmur.node.config import host_of
+from murmur.v1 import types_pb2
+
+DOWN_STATES = frozenset({types_pb2.NODE_STATE_DEAD, types_pb2.NODE_STATE_LEFT})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One replica, where a router reaches it."""
+
+    service: str
+    job_id: str
+    node: str
+    host: str
+    port: int
+    ready: bool
+    models: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        """Identifies the replica's run here (its job, which has one run at a time)."""
+        return self.job_id
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+class RoutingTable:
+    """The cluster's replicas, as gossip says now.
+
+    Args:
+        nodes: every node's NodeInfo.
+        local: this node's name.
+    """
+
+    def __init__(self, nodes: Iterable[types_pb2.NodeInfo], local: str) -> None:
+        self.local = local
+        self.routes: tuple[Route, ...] = tuple(
+            Route(
+                service=endpoint.service,
+                job_id=endpoint.job_id,
+                node=info.name,
+                host=host_of(info.address),
+                port=endpoint.port,
+                ready=endpoint.ready,
+                models=frozenset(endpoint.models),
+            )
+            for info in nodes
+            if info.state not in DOWN_STATES
+            for endpoint in info.endpoints
+        )
+
+    def models(self) -> list[str]:
+        """Every name a ready replica answers to, sorted (``/v1/models``)."""
+        return sorted({name for route in self.routes if route.ready for name in route.models})
+
+    def candidates(self, model: str, *, excluded: Collection[str] = ()) -> list[Route]:
+        """The ready replicas serving ``model``, but the ``excluded`` keys."""
+        return [
+            route
+            for route in self.routes
+            if route.ready and model in route.models and route.key not in excluded
+        ]
+
+    def choose(
+        self,
+        model: str,
+        in_flight: Mapping[str, int],
+        *,
+        turn: int = 0,
+        excluded: Collection[str] = (),
+    ) -> Route | None:
+        """The replica a request for ``model`` goes to (see the module docstring);
+        None when no ready replica serves it."""
+        found = self.candidates(model, excluded=excluded)
+        if not found:
+            return None
+
+        def rank(route: Route) -> tuple[int, bool]:
+            return in_flight.get(route.key, 0), route.node != self.local
+
+        best = min(map(rank, found))
+        tied = sorted(
+            (route for route in found if rank(route) == best),
+            key=lambda route: (route.node, route.job_id),
+        )
+        return tied[turn % len(tied)]
+
+    def why_none(self, model: str) -> tuple[int, str]:
+        """Why no replica takes ``model``: (404, unknown model) or (503, its replicas
+        are not ready)."""
+        known = [route for route in self.routes if model in route.models]
+        if not known:
+            return 404, f"The model {model!r} does not exist: no service serves it"
+        return 503, (
+            f"The model {model!r} has no ready replica ({len(known)} starting or failing "
+            "their readiness probe)"
+        )

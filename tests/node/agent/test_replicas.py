@@ -1,0 +1,80 @@
+"""A replica's port and readiness: the port is kept in its run's directory (a daemon
+restart adopts it with the same); the probe says ready at its first 2xx and not
+ready after ``failure_threshold`` failures in a row; every change is published."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+
+from murmur.node.agent.replicas import ReplicaEndpoints
+from murmur.v1 import types_pb2
+from tests.support.nodes import free_port
+
+
+def replica_of(threshold: int = 2) -> types_pb2.ReplicaOf:
+    replica = types_pb2.ReplicaOf(service="llm", models=["m"])
+    replica.readiness.path = "/health"
+    replica.readiness.period.FromMilliseconds(20)
+    replica.readiness.timeout.FromMilliseconds(500)
+    replica.readiness.failure_threshold = threshold
+    return replica
+
+
+def test_a_runs_port_is_kept_for_its_next_daemon(tmp_path: Path) -> None:
+    first = ReplicaEndpoints(run_dir=lambda run_id: tmp_path / run_id, on_change=lambda: None)
+    port = first.port_of("run1")
+    again = ReplicaEndpoints(run_dir=lambda run_id: tmp_path / run_id, on_change=lambda: None)
+    assert again.port_of("run1") == port
+    assert 0 < port < 65536
+
+
+async def test_ready_at_the_first_success_not_ready_after_the_threshold(tmp_path: Path) -> None:
+    healthy = asyncio.Event()
+    status = {"code": 503}
+
+    async def health(request: web.Request) -> web.Response:
+        if status["code"] == 200:
+            healthy.set()
+        return web.Response(status=status["code"])
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    changes: list[list[bool]] = []
+    moved = asyncio.Event()
+    endpoints: ReplicaEndpoints
+
+    def changed() -> None:
+        changes.append([endpoint.ready for endpoint in endpoints.endpoints()])
+        moved.set()
+
+    async def until(ready: bool) -> None:
+        async with asyncio.timeout(5):
+            while endpoints.endpoints()[0].ready != ready:
+                await moved.wait()
+                moved.clear()
+
+    endpoints = ReplicaEndpoints(run_dir=lambda run_id: tmp_path / run_id, on_change=changed)
+    try:
+        endpoints.watch("run1", "job1", replica_of(), port)
+        (endpoint,) = endpoints.endpoints()
+        assert (endpoint.job_id, endpoint.port, endpoint.ready) == ("job1", port, False)
+        await asyncio.sleep(0.1)
+        assert not endpoints.endpoints()[0].ready  # loading: 503
+        status["code"] = 200
+        await asyncio.wait_for(healthy.wait(), 5)
+        await until(ready=True)
+        status["code"] = 500
+        await until(ready=False)
+        assert changes == [[False], [True], [False]]
+        endpoints.forget("run1")
+        assert endpoints.endpoints() == []
+    finally:
+        await endpoints.close()
+        await runner.cleanup()

@@ -1,0 +1,149 @@
+"""The router's HTTP side, against real replicas (small aiohttp servers on loopback):
+a replica that cannot be reached is left for another before a byte reached the
+client; a stream is passed on as it comes; a client that leaves cancels its request
+upstream; hostile requests get OpenAI-shaped errors and harm nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from murmur.node.router.proxy import MAX_BODY_BYTES, ModelRouter, RouterServer
+from murmur.node.router.routes import RoutingTable
+from murmur.v1 import types_pb2
+from tests.support.nodes import free_port
+
+
+@dataclass
+class Replica:
+    """A replica whose stream waits for ``release`` after its first event."""
+
+    port: int = field(default_factory=free_port)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self.runner = web.AppRunner(app, handler_cancellation=True)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if not body.get("stream"):
+            return web.json_response({"answer": "whole", "port": self.port})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            await response.write(b'data: {"n": 0}\n\n')
+            await self.release.wait()
+            await response.write(b"data: [DONE]\n\n")
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return response
+
+
+def table_of(*replicas: tuple[int, bool]) -> RoutingTable:
+    info = types_pb2.NodeInfo(name="n1", address="127.0.0.1:1", state=types_pb2.NODE_STATE_ALIVE)
+    for index, (port, ready) in enumerate(replicas):
+        info.endpoints.add(service="s", job_id=f"j{index}", port=port, ready=ready, models=["m"])
+    return RoutingTable([info], "n1")
+
+
+@contextlib.asynccontextmanager
+async def router_over(table: RoutingTable) -> AsyncIterator[str]:
+    port = free_port()
+    server = RouterServer(ModelRouter(lambda: table), "127.0.0.1", port)
+    await server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await server.close()
+
+
+async def test_a_replica_that_cannot_be_reached_is_left_for_another() -> None:
+    replica = Replica()
+    await replica.start()
+    dead = free_port()  # nothing listens there
+    table = table_of((dead, True), (replica.port, True))
+    async with router_over(table) as router, aiohttp.ClientSession() as http:
+        for _ in range(4):  # whichever is tried first
+            async with http.post(f"{router}/v1/chat/completions", json={"model": "m"}) as answer:
+                assert answer.status == 200
+                assert (await answer.json())["port"] == replica.port
+    assert replica.runner is not None
+    await replica.runner.cleanup()
+
+
+async def test_a_stream_is_passed_on_as_it_comes_and_a_client_that_leaves_cancels_it() -> None:
+    replica = Replica()
+    await replica.start()
+    async with router_over(table_of((replica.port, True))) as router:
+        async with aiohttp.ClientSession() as http:
+            answer = await http.post(
+                f"{router}/v1/chat/completions", json={"model": "m", "stream": True}
+            )
+            assert answer.status == 200
+            assert answer.headers["Content-Type"].startswith("text/event-stream")
+            # The first event arrives while the replica still holds back the rest.
+            first = await asyncio.wait_for(answer.content.readline(), 5)
+            assert first == b'data: {"n": 0}\n'
+            answer.close()  # the client goes away mid-stream
+        await asyncio.wait_for(replica.cancelled.wait(), 5)
+    assert replica.runner is not None
+    await replica.runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "not JSON"),
+        (b'{"messages": []}', 400, "model"),
+        (b'["m"]', 400, "model"),
+        (json.dumps({"model": "other"}).encode(), 404, "does not exist"),
+        (None, 413, "over"),  # a body one byte over the limit
+    ],
+    ids=["malformed", "no-model", "not-an-object", "unknown-model", "huge"],
+)
+async def test_bad_requests_get_openai_shaped_errors(
+    body: bytes | None, status: int, says: str
+) -> None:
+    data = io.BytesIO(b"x" * (MAX_BODY_BYTES + 1)) if body is None else body
+    async with (
+        router_over(table_of()) as router,
+        aiohttp.ClientSession() as http,
+        http.post(f"{router}/v1/chat/completions", data=data) as answer,
+    ):
+        assert answer.status == status
+        error = (await answer.json())["error"]
+        assert says in error["message"]
+        assert error["type"]
+
+
+async def test_a_client_that_sends_half_a_request_holds_up_nobody() -> None:
+    replica = Replica()
+    await replica.start()
+    async with router_over(table_of((replica.port, True))) as router:
+        host, port = router.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+        await writer.drain()  # ... and never the rest
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{router}/v1/chat/completions", json={"model": "m"}) as answer,
+        ):
+            assert answer.status == 200
+        writer.close()
+    assert replica.runner is not None
+    await replica.runner.cleanup()
