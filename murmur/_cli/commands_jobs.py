@@ -20,22 +20,18 @@ from murmur._cli.job_wait import (
 )
 from murmur._cli.output import human_bytes, note, print_json, print_record, print_table
 from murmur._cli.parsing import (
-    non_negative_float,
     non_negative_int,
     parse_duration,
     parse_key_value,
-    parse_size,
     positive_int,
 )
+from murmur._cli.run_flags import add_run_flags, run_spec
 from murmur._cli.scan_progress import ScanProgressLine
 
 if TYPE_CHECKING:
     from murmur import AsyncClient
     from murmur.v1 import types_pb2
 
-RUNTIMES = ("docker", "process")
-"""The words of ``--runtime``: JobRuntime's names, lower case and written out, so that
-parsing the command line needs no protobuf (a test holds them to the proto)."""
 JOB_STATES = (
     "pending", "scheduled", "starting", "running", "succeeded", "failed", "cancelled", "lost",
 )  # fmt: skip
@@ -72,18 +68,8 @@ def register(commands: Any) -> None:
         "With --wait, waits for the job to end and exits with its exit code.",
     )
     submit.add_argument("--name", default="")
-    submit.add_argument("--image", default="", help="docker image (docker runtime)")
-    submit.add_argument("--runtime", choices=RUNTIMES, help="default: docker with --image")
-    submit.add_argument("--venv", default="", help="process runtime: a virtualenv path")
-    submit.add_argument("--conda-env", default="", help="process runtime: a conda env path")
-    submit.add_argument("--gpus", type=non_negative_int, default=0)
-    submit.add_argument("--gpu-model", default="", help="e.g. A100 (substring of the model)")
+    add_run_flags(submit)
     submit.add_argument("--gpu-share", action="store_true", help="may share GPUs with others")
-    submit.add_argument("--cpus", type=non_negative_float, default=0.0)
-    submit.add_argument("--memory", type=parse_size, default=0, help="e.g. 16GiB")
-    submit.add_argument("--dataset", action="append", default=[], metavar="NAME")
-    submit.add_argument("--queue", default="")
-    submit.add_argument("--priority", type=int, default=0)
     submit.add_argument("--time-limit", type=parse_duration, help="e.g. 2h")
     submit.add_argument("--retries", type=non_negative_int, default=0)
     submit.add_argument(
@@ -93,7 +79,6 @@ def register(commands: Any) -> None:
         "without spending one)",
     )
     submit.add_argument("--nodes", type=positive_int, default=1)
-    submit.add_argument("--env", action="append", type=parse_key_value, default=[], metavar="K=V")
     submit.add_argument(
         "--secret",
         action="append",
@@ -110,9 +95,7 @@ def register(commands: Any) -> None:
         metavar="NAME=PATH",
         help="a secret read from a local file, less its trailing newline (repeatable)",
     )
-    submit.add_argument("--workdir", default="")
     submit.add_argument("--label", action="append", type=parse_key_value, default=[], metavar="K=V")
-    submit.add_argument("--shell", action="store_true", help="run CMD through /bin/sh -c")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
     _add_wait_flags(submit)
     add_connection_flags(submit)
@@ -261,42 +244,14 @@ def secrets_of(args: argparse.Namespace) -> dict[str, str]:
 def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
     from google.protobuf.duration_pb2 import Duration
 
-    from murmur.v1 import types_pb2
-
-    command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        raise CommandError(
-            "no command: put it after `--`, e.g. murmur job submit -- python train.py"
-        )
-    runtime = (
-        types_pb2.JobRuntime.Value(f"JOB_RUNTIME_{args.runtime.upper()}")
-        if args.runtime
-        else types_pb2.JOB_RUNTIME_UNSPECIFIED
-    )
-    spec = types_pb2.JobSpec(
-        name=args.name,
-        queue=args.queue,
-        priority=args.priority,
-        runtime=runtime,
-        image=args.image,
-        venv=args.venv,
-        conda_env=args.conda_env,
-        command=[" ".join(command)] if args.shell else command,
-        shell=args.shell,
-        env=dict(args.env),
-        secrets=secrets_of(args),
-        workdir=args.workdir,
-        gpus=types_pb2.GpuRequest(count=args.gpus, model=args.gpu_model, share=args.gpu_share),
-        cpus=args.cpus,
-        memory_bytes=args.memory,
-        datasets=args.dataset,
-        retries=args.retries,
-        no_requeue=args.no_requeue,
-        nodes=args.nodes,
-        labels=dict(args.label),
-    )
+    spec = run_spec(args, example="murmur job submit -- python train.py")
+    spec.name = args.name
+    spec.secrets.update(secrets_of(args))
+    spec.gpus.share = args.gpu_share
+    spec.retries = args.retries
+    spec.no_requeue = args.no_requeue
+    spec.nodes = args.nodes
+    spec.labels.update(dict(args.label))
     if args.time_limit is not None:
         spec.time_limit.CopyFrom(Duration(seconds=int(args.time_limit.total_seconds())))
     return spec

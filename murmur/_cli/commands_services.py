@@ -7,21 +7,17 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
-from murmur._cli.errors import CommandError
 from murmur._cli.output import note, print_json, print_record, print_table
 from murmur._cli.parsing import (
-    non_negative_float,
     non_negative_int,
     parse_duration,
     parse_key_value,
-    parse_size,
     positive_int,
 )
+from murmur._cli.run_flags import add_run_flags, run_spec
 
 if TYPE_CHECKING:
     from murmur.v1 import types_pb2
-
-RUNTIMES = ("docker", "process")
 
 
 def register(commands: Any) -> None:
@@ -107,20 +103,7 @@ def create_parser() -> argparse.ArgumentParser:
         "--restart", choices=("always", "on-failure"), default="always",
         help="run a replica again when CMD ends (always), or only when it failed",
     )  # fmt: skip
-    create.add_argument("--image", default="", help="docker image (docker runtime)")
-    create.add_argument("--runtime", choices=RUNTIMES, help="default: docker with --image")
-    create.add_argument("--venv", default="", help="process runtime: a virtualenv path")
-    create.add_argument("--conda-env", default="", help="process runtime: a conda env path")
-    create.add_argument("--gpus", type=non_negative_int, default=0, help="per replica")
-    create.add_argument("--gpu-model", default="", help="e.g. A100 (substring of the model)")
-    create.add_argument("--cpus", type=non_negative_float, default=0.0)
-    create.add_argument("--memory", type=parse_size, default=0, help="e.g. 16GiB")
-    create.add_argument("--dataset", action="append", default=[], metavar="NAME")
-    create.add_argument("--queue", default="")
-    create.add_argument("--priority", type=int, default=0)
-    create.add_argument("--env", action="append", type=parse_key_value, default=[], metavar="K=V")
-    create.add_argument("--workdir", default="")
-    create.add_argument("--shell", action="store_true", help="run CMD through /bin/sh -c")
+    add_run_flags(create)
     add_connection_flags(create)
     add_json_flag(create)
     return create
@@ -130,19 +113,8 @@ def service_spec(args: argparse.Namespace) -> types_pb2.ServiceSpec:
     """The spec the flags describe (the node checks it)."""
     from murmur.v1 import types_pb2
 
-    command = list(args.command)
-    if not command:
-        raise CommandError("give the command after --: murmur service create NAME ... -- CMD")
-    runtime = types_pb2.JOB_RUNTIME_UNSPECIFIED
-    if args.runtime is not None:
-        runtime = types_pb2.JobRuntime.Value(f"JOB_RUNTIME_{args.runtime.upper()}")
-    template = types_pb2.JobSpec(
-        name=args.name, queue=args.queue, priority=args.priority, runtime=runtime,
-        image=args.image, venv=args.venv, conda_env=args.conda_env, command=command,
-        shell=args.shell, env=dict(args.env), workdir=args.workdir,
-        gpus=types_pb2.GpuRequest(count=args.gpus, model=args.gpu_model),
-        cpus=args.cpus, memory_bytes=args.memory, datasets=args.dataset,
-    )  # fmt: skip
+    template = run_spec(args, example=f"murmur service create {args.name} -- CMD")
+    template.name = args.name
     spec = types_pb2.ServiceSpec(
         name=args.name, template=template, replicas=args.replicas, model=args.model,
         aliases=args.alias, adapters=dict(args.adapter), restart=args.restart,

@@ -32,8 +32,8 @@ def test_a_service_is_created_listed_scaled_and_deleted(lab: Lab, ca_node: NodeP
     created = lab.murmur(
         "service", "create", "toy", "--model", "toy-llm", "--alias", "toy",
         "--replicas", "2", "--runtime", "process", "--ready-period", "200ms",
-        "--node", ca_node.address, "--", sys.executable, "-S", openai_server.__file__,
-        "--model", "toy-llm",
+        "--node", ca_node.address, "--shell", "--",
+        f"exec {sys.executable} -S {openai_server.__file__} --model toy-llm",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == "toy"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from murmur._cli.commands_admin import USER_ROLES
-from murmur._cli.commands_jobs import JOB_STATES, RUNTIMES
+from murmur._cli.commands_jobs import JOB_STATES
 from murmur._cli.output import node_state_name
+from murmur._cli.run_flags import RUNTIMES
 from murmur.v1 import types_pb2
 
 

@@ -1,4 +1,4 @@
-"""The short soak: a minute of mixed load against a real 3-node cluster (bursts from
+"""The short soak: 36 seconds of mixed load against a real 3-node cluster (bursts from
 client processes, cancels, long and short jobs, failures on purpose, leader and
 follower kills, stalls and, where network namespaces can be made, a partition),
 checked continuously and at the end: no job stuck past its bound, none lost, none
@@ -26,7 +26,7 @@ RUN_TIMEOUT_SECONDS = 420
 def test_short_soak_finds_no_stuck_lost_or_double_run_and_honest_status(tmp_path: Path) -> None:
     run = run_fault_harness(
         "tests.soak.run",
-        ["--minutes", "1", "--nodes", "3", "--seed", "1", "--workdir", str(tmp_path / "soak")],
+        ["--minutes", "0.6", "--nodes", "3", "--seed", "1", "--workdir", str(tmp_path / "soak")],
         report_path=tmp_path / "report.json",
         timeout=RUN_TIMEOUT_SECONDS,
         what="soak",
