@@ -135,9 +135,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=4)
     parser.add_argument("--event-gap", type=float, default=0.0)
     parser.add_argument("--record", default="")
+    parser.add_argument("--pid-dir", default="", help="write DIR/$MURMUR_JOB_ID.pid")
     settings = parser.parse_args()
     Handler.settings = settings
     Handler.ready_at = time.monotonic() + settings.start_delay
+    if settings.pid_dir:
+        job = os.environ.get("MURMUR_JOB_ID", "replica")
+        with open(os.path.join(settings.pid_dir, f"{job}.pid"), "w") as out:
+            out.write(str(os.getpid()))
     server = ThreadingHTTPServer(("", int(os.environ["PORT"])), Handler)
     server.daemon_threads = True
     print(f"serving {settings.model} on {os.environ['PORT']}", flush=True)
