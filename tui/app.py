@@ -1,7 +1,7 @@
 """`MurmurTop`: the app, its navigation, its refresh tick and its actions.
 
-Navigation is k9s-like: three top-level views (cluster, jobs, datasets) are
-Textual modes, each with its own stack; node and job details are pushed on top.
+Navigation is k9s-like: four top-level views (cluster, jobs, datasets, services)
+are Textual modes, each with its own stack; node and job details are pushed on top.
 State arrives through `LiveFeed` and is painted on a fixed tick, so updates are
 batched however fast the streams run.
 """
@@ -28,6 +28,7 @@ from murmur.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from murmur.tui.screens.job import JobScreen
 from murmur.tui.screens.jobs import JobsScreen
 from murmur.tui.screens.node import NodeScreen
+from murmur.tui.screens.services import ServicesScreen
 from murmur.tui.screens.submit import SubmitScreen
 from murmur.tui.state import ClusterState
 from murmur.v1 import types_pb2
@@ -45,6 +46,7 @@ class MurmurTop(App[None]):
         "cluster": ClusterScreen,
         "jobs": JobsScreen,
         "datasets": DatasetsScreen,
+        "services": ServicesScreen,
     }
     DEFAULT_MODE = "cluster"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -1,4 +1,5 @@
-"""The columns and filter fields of the three tables: nodes, jobs, datasets.
+"""The columns and filter fields of the tables: nodes, jobs, datasets, services and
+a service's replicas.
 
 Each column reads one thing off a proto message; sort keys are raw values (numbers
 sort as numbers), cells are formatted at paint time.
@@ -120,7 +121,11 @@ def job_node(job: types_pb2.Job) -> str:
 
 
 def job_gpus(job: types_pb2.Job) -> str:
-    request = job.spec.gpus
+    return gpu_request(job.spec.gpus)
+
+
+def gpu_request(request: types_pb2.GpuRequest) -> str:
+    """`4xA100 shared`: how many GPUs are asked, of which model, whether shared."""
     text = str(request.count)
     if request.model:
         text += f"x{request.model}"
@@ -210,3 +215,75 @@ DATASET_FILTER: FilterSpec[types_pb2.Dataset] = FilterSpec(
     text=lambda d: f"{d.name} {d.node} {d.path} {d.added_by}",
     names=frozenset({"node", "name"}),
 )
+
+# --------------------------------------------------------------------- services
+
+
+def service_ready(service: types_pb2.Service) -> str:
+    """`1/2`: replicas ready out of the replicas the service keeps."""
+    return f"{service.ready}/{service.spec.replicas}"
+
+
+def _service_ready(service: types_pb2.Service, now: float) -> Text:
+    wanted = service.spec.replicas
+    style = "green" if service.ready >= wanted else "yellow" if service.ready else "red"
+    return Text(service_ready(service), style=style if wanted else "dim")
+
+
+def _created(service: types_pb2.Service) -> float:
+    return float(service.created_at.seconds)
+
+
+def runtime_name(runtime: types_pb2.JobRuntime.ValueType) -> str:
+    return types_pb2.JobRuntime.Name(runtime).removeprefix("JOB_RUNTIME_").lower()
+
+
+SERVICE_COLUMNS: list[Column[types_pb2.Service]] = [
+    Column("NAME", 16, lambda s: s.spec.name, lambda s, now: s.spec.name),
+    Column("MODEL", 24, lambda s: s.spec.model, lambda s, now: s.spec.model),
+    Column("READY", 7, lambda s: (s.ready, s.spec.replicas), _service_ready),
+    Column("USER", 10, lambda s: s.user, lambda s, now: s.user),
+    Column(
+        "RUNTIME",
+        8,
+        lambda s: runtime_name(s.spec.template.runtime),
+        lambda s, now: runtime_name(s.spec.template.runtime),
+    ),
+    Column(
+        "GPUS",
+        6,
+        lambda s: s.spec.template.gpus.count,
+        lambda s, now: gpu_request(s.spec.template.gpus),
+    ),
+    Column("AGE", 6, lambda s: -_created(s), lambda s, now: age(now - _created(s))),
+]
+
+
+def _service_fields(service: types_pb2.Service) -> Mapping[str, str]:
+    return {"user": service.user, "name": service.spec.name, "model": service.spec.model}
+
+
+SERVICE_FILTER: FilterSpec[types_pb2.Service] = FilterSpec(
+    fields=_service_fields,
+    text=lambda s: " ".join((s.spec.name, s.spec.model, *s.spec.aliases, s.user)),
+    names=frozenset({"user", "name", "model"}),
+)
+
+
+def _replica_state(replica: types_pb2.ServiceReplica, now: float) -> Text:
+    return Text(job_state_name(replica.state), style=JOB_STATE_STYLES.get(replica.state, ""))
+
+
+def _replica_ready(replica: types_pb2.ServiceReplica, now: float) -> Text:
+    return Text("yes", style="green") if replica.ready else Text("no", style="yellow")
+
+
+REPLICA_COLUMNS: list[Column[types_pb2.ServiceReplica]] = [
+    Column("SLOT", 6, lambda r: r.slot, lambda r, now: str(r.slot)),
+    Column("JOB", 13, lambda r: r.job_id, lambda r, now: r.job_id or MISSING),
+    Column("STATE", 10, lambda r: r.state, _replica_state),
+    Column("NODE", 12, lambda r: r.node, lambda r, now: r.node),
+    Column("PORT", 6, lambda r: r.port, lambda r, now: str(r.port) if r.port else MISSING),
+    Column("READY", 5, lambda r: r.ready, _replica_ready),
+    Column("REASON", 30, lambda r: r.reason, lambda r, now: r.reason),
+]

@@ -10,6 +10,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "jobs": ("jobs", "j"),
     "job": ("job",),
     "datasets": ("datasets", "ds"),
+    "services": ("services", "svc"),
     "help": ("help", "?"),
     "quit": ("quit", "q", "q!"),
 }
@@ -33,7 +34,9 @@ def parse_command(text: str) -> Command:
     word, _, argument = text.strip().partition(" ")
     word, argument = word.lower(), argument.strip()
     if not word:
-        raise CommandError("type a view: cluster, node NAME, jobs, job ID, datasets, help, quit")
+        raise CommandError(
+            "type a view: cluster, node NAME, jobs, job ID, datasets, services, help, quit"
+        )
     exact = [view for view, words in VIEWS.items() if word in words]
     matches = exact or [
         view for view, words in VIEWS.items() if any(w.startswith(word) for w in words)
@@ -45,7 +48,9 @@ def parse_command(text: str) -> Command:
         matches = [view for view in matches if view not in NEEDS_ARGUMENT] or matches
     if len(matches) != 1:
         options = ", ".join(sorted(matches)) or "none"
-        raise CommandError(f"`{word}` matches {options}; try cluster, jobs, datasets, help")
+        raise CommandError(
+            f"`{word}` matches {options}; try cluster, jobs, datasets, services, help"
+        )
     view = matches[0]
     if view in NEEDS_ARGUMENT and not argument:
         raise CommandError(f"`{view}` needs a {'name' if view == 'node' else 'job id'}")

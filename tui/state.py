@@ -30,10 +30,16 @@ class ClusterState:
     """Grows with every change; a view compares it with the revision it last showed."""
     node_revisions: dict[str, int] = field(default_factory=dict)
     job_revisions: dict[str, int] = field(default_factory=dict)
+    service_news: int = 0
+    """Grows when the streams tell of a change to some service's replicas: a replica's
+    job, or a node's endpoints (the replicas' ports and readiness) or its state.
+    Services have no watch stream; the services view reads them again when this moves."""
     _holders: dict[tuple[str, int], GpuHolder] = field(default_factory=dict)
     _held_by_job: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
     def apply_node(self, node: types_pb2.NodeInfo) -> None:
+        if _changes_endpoints(self.nodes.get(node.name), node):
+            self.service_news += 1
         self.revision += 1
         self.nodes[node.name] = node
         self.node_revisions[node.name] = self.revision
@@ -52,6 +58,8 @@ class ClusterState:
         if unless_older and held is not None and stamp < held.updated_at.ToNanoseconds():
             return
         self.revision += 1
+        if job.spec.HasField("replica_of"):
+            self.service_news += 1
         self.jobs[job.id] = job
         self.job_revisions[job.id] = self.revision
         self._index_holders(job)
@@ -60,6 +68,7 @@ class ClusterState:
         """Forgets streamed state (after a reconnect the streams send it all again),
         keeping the telemetry history so sparklines survive a failover."""
         self.revision += 1
+        self.service_news += 1
         self.nodes.clear()
         self.jobs.clear()
         self._holders.clear()
@@ -102,3 +111,14 @@ class ClusterState:
                     held.append(key)
         if held:
             self._held_by_job[job.id] = held
+
+
+def _changes_endpoints(held: types_pb2.NodeInfo | None, node: types_pb2.NodeInfo) -> bool:
+    """Whether `node` changes what the cluster says of the replicas it runs: their
+    endpoints, or (as a gone node's replicas stop counting as ready) its state. A new
+    telemetry sample alone, the stream's most frequent news, changes nothing."""
+    if held is None:
+        return len(node.endpoints) > 0
+    if not held.endpoints and not node.endpoints:
+        return False
+    return held.state != node.state or list(held.endpoints) != list(node.endpoints)

@@ -1,10 +1,10 @@
 """A small, fixed lab for the snapshot tests and the docs' screenshots: six nodes in
-every state, jobs in every state, datasets, a job's events and log."""
+every state, jobs in every state, datasets, services, a job's events and log."""
 
 from __future__ import annotations
 
 from murmur.v1 import types_pb2
-from tests.tui.fake_cluster import EPOCH, FakeCluster, make_job, make_node
+from tests.tui.fake_cluster import EPOCH, FakeCluster, make_job, make_node, make_service
 
 GIB = 1024**3
 
@@ -54,6 +54,15 @@ def demo_cluster() -> FakeCluster:
         _dataset("c4-en", "gpu-02", "/data/c4/en", 806 * GIB, 1_024, "carol"),
         _dataset("mnist", "sim-01", "/srv/datasets/mnist", 55 * 1024**2, 4, "dave"),
     ]
+    services = [
+        make_service("llama", model="llama-3-8b", aliases=["llama"], user="carol",
+                     replicas=[("j-2001", "gpu-01", 41017, True),
+                               ("j-2002", "gpu-03", 40112, False)],
+                     age_seconds=86400),
+        make_service("embed", model="bge-large-en", replicas=[("j-2003", "sim-01", 40501, True)]),
+        make_service("coder", model="qwen2.5-coder-7b", user="bob", gpus=2,
+                     replicas=[("j-2004", "", 0, False)], age_seconds=300),
+    ]  # fmt: skip
     events = [
         _event(1, "job.submitted", "j-1001", "submitted by alice", 3 * 3600 + 600),
         _event(2, "job.state", "j-1001", "starting on gpu-01 (GPUs 0,1,2,3)", 3 * 3600 + 598),
@@ -72,7 +81,8 @@ def demo_cluster() -> FakeCluster:
         )
     )  # fmt: skip
     return FakeCluster(
-        nodes=nodes, jobs=jobs, datasets=datasets, events=events, log_lines=log_lines,
+        nodes=nodes, jobs=jobs, datasets=datasets, services=services, events=events,
+        log_lines=log_lines,
         identity=types_pb2.Identity(name="alice", role=types_pb2.ROLE_ADMIN),
         attached_node="gpu-01", address="10.0.0.1:7070",
     )  # fmt: skip

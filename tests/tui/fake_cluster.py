@@ -121,9 +121,45 @@ def make_job(
     return job
 
 
+def make_service(
+    name: str,
+    *,
+    model: str = "",
+    user: str = "alice",
+    replicas: Iterable[tuple[str, str, int, bool]] = (),
+    wanted: int | None = None,
+    gpus: int = 1,
+    aliases: Iterable[str] = (),
+    age_seconds: int = 3600,
+) -> types_pb2.Service:
+    """A service; `replicas` are (job id, node, port, ready), by slot. A replica with a
+    node runs (starting until ready); one without waits to be placed."""
+    service = types_pb2.Service(
+        spec=types_pb2.ServiceSpec(
+            name=name, model=model or name, aliases=list(aliases),
+            template=types_pb2.JobSpec(
+                runtime=types_pb2.JOB_RUNTIME_PROCESS, gpus=types_pb2.GpuRequest(count=gpus)
+            ),
+        ),
+        user=user,
+    )  # fmt: skip
+    for slot, (job_id, node, port, ready) in enumerate(replicas):
+        state = types_pb2.JOB_STATE_RUNNING if node else types_pb2.JOB_STATE_PENDING
+        reason = "" if node else "waiting: 1 GPU asked, none free"
+        service.replicas.add(
+            slot=slot, job_id=job_id, state=state, node=node, port=port, ready=ready,
+            reason=reason,
+        )  # fmt: skip
+    service.spec.replicas = len(service.replicas) if wanted is None else wanted
+    service.ready = sum(replica.ready for replica in service.replicas)
+    service.created_at.FromSeconds(EPOCH - age_seconds)
+    return service
+
+
 @dataclass
 class FakeCluster:
-    """Serves fixed nodes, jobs, datasets and logs; records the actions asked of it.
+    """Serves fixed nodes, jobs, datasets, services and logs; records the actions asked
+    of it.
 
     Streams send what they hold, then whatever is pushed with `push_node`/`push_job`.
     """
@@ -131,6 +167,7 @@ class FakeCluster:
     nodes: list[types_pb2.NodeInfo] = field(default_factory=list)
     jobs: list[types_pb2.Job] = field(default_factory=list)
     datasets: list[types_pb2.Dataset] = field(default_factory=list)
+    services: list[types_pb2.Service] = field(default_factory=list)
     events: list[types_pb2.Event] = field(default_factory=list)
     log_lines: list[types_pb2.LogLine] = field(default_factory=list)
     identity: types_pb2.Identity = field(
@@ -210,6 +247,11 @@ class FakeCluster:
     async def list_datasets(self, *, node: str = "") -> list[types_pb2.Dataset]:
         self._check("list_datasets")
         return list(self.datasets)
+
+    async def list_services(self) -> list[types_pb2.Service]:
+        self._check("list_services")
+        # Copies, as off the wire: a test changing its services changes no answer given.
+        return [types_pb2.Service.FromString(s.SerializeToString()) for s in self.services]
 
     async def submit_job(self, spec: types_pb2.JobSpec) -> types_pb2.Job:
         self._check("submit_job", spec.name)

@@ -8,6 +8,7 @@ import re
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -17,8 +18,10 @@ from murmur.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from murmur.tui.screens.job import JobScreen
 from murmur.tui.screens.jobs import JobsScreen
 from murmur.tui.screens.node import NodeScreen
+from murmur.tui.screens.services import ServicesScreen
 from murmur.tui.screens.submit import SubmitScreen
 from murmur.v1 import types_pb2
+from tests.support import openai_server
 from tests.support.nodes import Lab, NodeProcess
 from tests.tui.conftest import WAIT_SECONDS, top_for, wait_for_text
 from tests.tui.screen_text import screen_text
@@ -171,6 +174,33 @@ async def test_datasets_view_lists_what_lives_where(lab: Lab, ca_node: NodeProce
         text = await wait_for_text(pilot, "mnist", "2.0 KiB", "1 of 1 shown")
         assert "node-1" in text
         assert "/node-1/datasets/mnist" in text
+
+
+async def test_services_view_shows_a_replica_become_ready(
+    lab: Lab, ca_node: NodeProcess, tmp_path: Path
+) -> None:
+    loaded = tmp_path / "loaded"  # the replica answers its probe once this exists
+    created = lab.murmur(
+        "service", "create", "toy", "--model", "toy-llm", "--alias", "toy", "--replicas", "1",
+        "--runtime", "process", "--ready-period", "200ms", "--node", ca_node.address, "--shell",
+        "--", f"exec {sys.executable} -S {openai_server.__file__} --model toy-llm "
+        f"--ready-when {shlex.quote(str(loaded))}",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    app = top_for(lab, ca_node)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for_text(pilot, "★ node-1")
+        await pilot.press("colon", *"svc", "enter")
+        assert isinstance(app.screen, ServicesScreen)
+        text = await wait_for_match(pilot, r"running\s+node-1\s+\d+\s+no")
+        assert re.search(r"toy\s+toy-llm\s+0/1\s+admin\s+process", text), text
+        assert "replicas of toy  0/1 ready  models toy-llm, toy" in text
+        loaded.touch()
+        text = await wait_for_match(pilot, r"running\s+node-1\s+\d+\s+yes")
+        assert "replicas of toy  1/1 ready" in text
+    shown = lab.murmur("service", "show", "toy", "--json", "--node", ca_node.address)
+    replica = json.loads(shown.stdout)["replicas"][0]
+    assert re.search(rf"{replica['job_id']}\s+running\s+node-1\s+{replica['port']}\s+yes", text)
 
 
 async def test_help_and_command_errors_are_shown_not_raised(lab: Lab, ca_node: NodeProcess) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from murmur import PermissionDenied, Unavailable, Unimplemented
 from murmur.tui.actions import cancel_warning, describe_failure
-from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER, job_node
+from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER, SERVICE_FILTER, job_node
 from murmur.tui.commands import Command, CommandError, parse_command
 from murmur.tui.connection import Connection
 from murmur.tui.format import age, gpu_bar, human_bytes, sparkline
@@ -20,7 +20,7 @@ from murmur.tui.screens.job import JobScreen
 from murmur.tui.state import ClusterState
 from murmur.tui.table_model import TableModel
 from murmur.v1 import types_pb2
-from tests.tui.fake_cluster import FakeCluster, make_job, make_node
+from tests.tui.fake_cluster import FakeCluster, make_job, make_node, make_service
 
 DOCS = Path(__file__).parents[2] / "docs" / "tui.md"
 
@@ -62,6 +62,8 @@ def test_filter_language_matches_fields_by_prefix_and_words_anywhere() -> None:
         ("j", Command("jobs")),
         ("no", Command("cluster")),
         ("ds", Command("datasets")),
+        ("svc", Command("services")),
+        ("s", Command("services")),
         ("node gpu-3", Command("node", "gpu-3")),
         ("job abc123", Command("job", "abc123")),
         ("q", Command("quit")),
@@ -199,3 +201,49 @@ def test_a_gangs_node_column_names_every_rank_of_its_latest_run() -> None:
     job.runs.add(id="r2", node="gpu-2", node_rank=1)
     job.runs.add(id="r2", node="gpu-1", node_rank=0)
     assert job_node(job) == "gpu-1,gpu-2"
+
+
+def test_service_news_counts_replica_changes_not_telemetry() -> None:
+    def gpu01(
+        utilization: int,
+        *,
+        ready: bool | None = None,
+        state: types_pb2.NodeState.ValueType = types_pb2.NODE_STATE_ALIVE,
+    ) -> types_pb2.NodeInfo:
+        node = make_node("gpu-01", utilization=[utilization], state=state)
+        if ready is not None:
+            node.endpoints.add(service="llama", job_id="j-2", port=41000, ready=ready)
+        return node
+
+    state = ClusterState()
+    state.apply_node(gpu01(10))
+    state.apply_job(make_job("j-1"))
+    assert state.service_news == 0  # no replica anywhere
+    state.apply_node(gpu01(10, ready=False))
+    assert state.service_news == 1
+    state.apply_node(gpu01(90, ready=False))
+    assert state.service_news == 1  # a telemetry sample alone
+    state.apply_node(gpu01(90, ready=True))
+    assert state.service_news == 2
+    state.apply_node(gpu01(90, ready=True, state=types_pb2.NODE_STATE_DEAD))
+    assert state.service_news == 3
+    replica = make_job("j-2")
+    replica.spec.replica_of.service = "llama"
+    state.apply_job(replica)
+    assert state.service_news == 4
+
+
+def test_services_filter_by_user_model_and_words() -> None:
+    services = [
+        make_service("llama", model="llama-3-8b", aliases=["chat"], user="carol"),
+        make_service("coder", model="qwen2.5-coder-7b", user="bob"),
+    ]
+
+    def kept(text: str) -> list[str]:
+        predicate = SERVICE_FILTER.predicate(text)
+        return [s.spec.name for s in services if predicate is None or predicate(s)]
+
+    assert kept("user:bob") == ["coder"]
+    assert kept("model:llama") == ["llama"]
+    assert kept("chat") == ["llama"]
+    assert kept("name:c") == ["coder"]

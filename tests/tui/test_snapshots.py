@@ -63,6 +63,10 @@ def test_datasets_view(snap_compare: SnapCompare) -> None:
     assert snap(snap_compare, ["colon", *"datasets", "enter", "_", "_"])
 
 
+def test_services_view(snap_compare: SnapCompare) -> None:
+    assert snap(snap_compare, ["colon", *"services", "enter", "_", "down", "_", "_"])
+
+
 def test_help(snap_compare: SnapCompare) -> None:
     assert snap(snap_compare, ["question_mark", "_"])
 

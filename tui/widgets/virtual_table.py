@@ -55,6 +55,14 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
             self.table = table
             self.key = key
 
+    class CursorMoved(Message):
+        """The cursor is on another row: a screen can show what that row holds."""
+
+        def __init__(self, table: VirtualTable[Any], key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
     def __init__(
         self,
         model: TableModel[T],
@@ -90,7 +98,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         """Call after changing the model: resizes the scroll area and repaints."""
         rows = self.model.visible()
         if rows and (self.cursor_key is None or self.cursor_key not in self.model_keys()):
-            self.cursor_key = rows[0]
+            self._place_cursor(rows[0])
         width = sum(column.width + _GAP for column in self.model.columns)
         self.virtual_size = Size(width, len(rows) + 1)
         self.refresh()
@@ -103,7 +111,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         if not rows:
             return
         row = max(0, min(row, len(rows) - 1))
-        self.cursor_key = rows[row]
+        self._place_cursor(rows[row])
         body = max(1, self.size.height - 1)
         top = round(self.scroll_offset.y)
         if row < top:
@@ -111,6 +119,11 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         elif row >= top + body:
             self.scroll_to(y=row - body + 1, animate=False)
         self.refresh()
+
+    def _place_cursor(self, key: str) -> None:
+        if key != self.cursor_key:
+            self.cursor_key = key
+            self.post_message(self.CursorMoved(self, key))
 
     # ---------------------------------------------------------------- actions
 
