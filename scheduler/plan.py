@@ -17,14 +17,17 @@ either places every rank or records why it waits:
 Starvation rule, exactly (details and the argument in ``scheduler.reservation``):
 per queue, the first job in queue order that is blocked but could run on enough
 schedulable nodes once running jobs end reserves the ``nodes`` not-yet-reserved
-nodes closest to fitting it. Every job after it in queue order, of any queue, may
-use a reserved node only if it leaves the reserver, for each of usable GPUs, free
-CPUs and free memory, at least min(what the reserver asks, what was free when it
-reserved). A job kept out only by this rule waits "behind job X". Backfill: a
-job whose time limit ends by the reserver's shadow time (when the reserver could
-start there, from the running jobs' time limits: ``ClusterSnapshot.now_us`` and
-``NodeState.releases``) may use a reserved node whatever it takes; a job without a
-time limit never does.
+nodes closest to fitting it, and among equally close ones those where it could
+start soonest (from the running jobs' time limits: ``ClusterSnapshot.now_us`` and
+``NodeState.releases``); the reservation starts when the last of them is ready
+(unknown when a job it waits for has no time limit). Every job after it in queue
+order, of any queue, may use a reserved node only if it leaves the reserver what
+it needs: with the start unknown, for each of usable GPUs, free CPUs and free
+memory, at least min(what the reserver asks, what was free when it reserved);
+with the start known, a rank of the reserver at the start, counting what running
+jobs give back by then. A job kept out only by this rule waits "behind job X".
+Backfill: a job whose time limit ends by the start may use a reserved node
+whatever it takes; a job without a time limit never does.
 
 Quotas (``QuotaLedger``, from the lab policy): a job that would take its user, group
 or cohort over quota waits with the quota's words ("quota: group nlp uses 16/16
@@ -58,7 +61,7 @@ from murmur.scheduler.leftover import Leftover
 from murmur.scheduler.policy import DEFAULT_POLICY, NodeChoice, Policy
 from murmur.scheduler.quota import QuotaLedger
 from murmur.scheduler.ranking import NodeScore, choose_indices, score_room
-from murmur.scheduler.reservation import NodeHold, Reservation, closest_rooms
+from murmur.scheduler.reservation import NodeHold, Reservation, rooms_to_reserve
 from murmur.scheduler.room import NodeRoom
 from murmur.scheduler.room_index import RoomIndex
 from murmur.scheduler.slices import Slices, finish
@@ -338,7 +341,11 @@ class PlanBuilder:
         self, job: JobRequest, ask: Ask, chosen: list[tuple[NodeRoom, tuple[int, ...]]]
     ) -> None:
         assignments = []
+        holds = self._holds
         for rank, (room, gpu_indices) in enumerate(chosen):
+            hold = holds.get(room.name) if holds else None
+            if hold is not None and not hold.lets_backfill(job.time_limit_us, self._now_us):
+                hold.take(ask, gpu_indices)
             room.take(ask, gpu_indices)
             self._index.moved(room)
             assignments.append(RankAssignment(rank, room.name, gpu_indices))
@@ -365,12 +372,14 @@ class PlanBuilder:
         open_rooms = [room for room in could if room.name not in self._holds]
         if not open_rooms:
             return
-        chosen = closest_rooms(open_rooms, ask, frozenset(job.datasets), ask.nodes)
+        chosen, start = rooms_to_reserve(
+            open_rooms, ask, frozenset(job.datasets), ask.nodes, self._now_us
+        )
         for room in chosen:
-            self._holds[room.name] = NodeHold(job, order, ask, room)
+            self._holds[room.name] = NodeHold(job, order, ask, room, start)
         self._reserved_queues.add(job.queue)
         names = tuple(room.name for room in chosen)
-        self._reservations.append(Reservation(job.id, job.queue, names))
+        self._reservations.append(Reservation(job.id, job.queue, names, start))
 
     def extend(self, jobs: Sequence[JobRequest], now_us: int | None = None) -> bool:
         """Adds ``jobs`` (new pending jobs) to be decided after this plan's own, if the

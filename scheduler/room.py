@@ -43,6 +43,7 @@ class NodeRoom:
         "memory_free",
         "memory_total",
         "name",
+        "placed",
         "schedulable",
         "shared",
         "state",
@@ -66,6 +67,8 @@ class NodeRoom:
         self.shared: list[int] = sorted(
             gpu.index for gpu in state.gpus if gpu.holders and gpu.shared
         )
+        self.placed: set[int] = set()
+        """GPUs handed to jobs of this plan (which hold them past any ``releases``)."""
         # Where RoomIndex filed this room; kept here to spare a dict of tuples.
         self.index_free = -1
         self.index_shareable = -1
@@ -124,6 +127,7 @@ class NodeRoom:
     def take(self, ask: Ask, gpu_indices: tuple[int, ...]) -> None:
         """Hand one rank of ``ask`` the given GPUs and its CPUs and memory."""
         self.choices = None
+        self.placed.update(gpu_indices)
         for index in gpu_indices:
             if index in self.free:
                 self.free.remove(index)

@@ -131,21 +131,7 @@ def main(argv: list[str] | None = None) -> list[ReplaySummary]:
             summaries.append(summary)
             if args.plot is not None:
                 results.append(result)
-            gang_delays = [
-                run.start - run.job.arrival_us for run in result.runs if run.job.nodes > 1
-            ]
-            gang_note = (
-                f"{len(gang_delays)} gangs ran, mean delay "
-                f"{sum(gang_delays) / len(gang_delays) / US / 60:.1f} min"
-                if gang_delays
-                else "no gang ran"
-            )
-            print(
-                f"  {summary.scheduler}: {result.passes} passes, "
-                f"{summary.wall_seconds:.1f} s, ended at {result.end_time / US / 3600:.1f} h; "
-                f"{gang_note}",
-                flush=True,
-            )
+            print(f"  {summary.scheduler}: {replay_notes(result, summary)}", flush=True)
     print()
     print(markdown_table(summaries))
     if args.plot is not None:
@@ -156,6 +142,32 @@ def main(argv: list[str] | None = None) -> list[ReplaySummary]:
         )
         print(f"\nplot: {args.plot}")
     return summaries
+
+
+def mean_minutes(values: list[int]) -> str:
+    """The mean of microsecond ``values`` in minutes, or "-" for none."""
+    return f"{sum(values) / len(values) / US / 60:.1f} min" if values else "-"
+
+
+def replay_notes(result: ReplayResult, summary: ReplaySummary) -> str:
+    """What the table does not show: passes, wall time, the end; the queueing delay
+    of gangs, of 1-GPU jobs and of jobs of 4 GPUs or more, and the share started at
+    once; how long and how well the drain after the last arrival was saturated."""
+    delays = [(run.start - run.job.arrival_us, run.job) for run in result.runs]
+    gangs = [delay for delay, job in delays if job.nodes > 1]
+    narrow = [delay for delay, job in delays if job.gpu_ranks == 1]
+    wide = [delay for delay, job in delays if job.gpu_ranks >= 4]
+    at_once = sum(1 for delay, _ in delays if delay == 0) / len(delays) if delays else 0.0
+    return (
+        f"{result.passes} passes, {summary.wall_seconds:.1f} s, ended at "
+        f"{result.end_time / US / 3600:.1f} h; mean queueing delay of the {len(gangs)} gangs "
+        f"{mean_minutes(gangs)}, of the {len(narrow)} 1-GPU jobs {mean_minutes(narrow)}, of "
+        f"the {len(wide)} jobs of 4 GPUs or more {mean_minutes(wide)}; {at_once:.0%} started "
+        f"at once; saturated {summary.saturated_after_window:.1f} h after the last arrival "
+        f"(whole replay at saturation: {summary.allocation_saturated_whole:.1%} allocated, "
+        f"{summary.idle_too_few_gpus_whole:.1%} free on nodes with too few GPUs for any "
+        "waiting job)"
+    )
 
 
 if __name__ == "__main__":

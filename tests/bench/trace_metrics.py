@@ -2,10 +2,11 @@
 
 - allocation: GPUs held, time-averaged over the arrival window (first to last
   arrival), as a fraction of all GPUs; *at saturation*: the same over the instants
-  when waiting jobs ask for at least as many GPUs as are free (see ``trace_sim``),
-  and the GPUs free at those instants, by kind (kept free where a waiting rank
-  fits, short of CPUs or memory, too few GPUs on the node), as fractions of the
-  GPU time then: the four add up to 1.
+  of the arrival window when waiting jobs ask for at least as many GPUs as are
+  free (see ``trace_sim``), and the GPUs free at those instants, by kind (kept
+  free where a waiting rank fits, short of CPUs or memory, too few GPUs on the
+  node), as fractions of the GPU time then: the four add up to 1. Also at
+  saturation over the whole replay, the drain after the last arrival included.
 - queueing delay: start minus arrival, over the jobs that ran; JCT: end minus
   arrival.
 - fragmentation: see ``trace_sim`` (free GPUs stranded for the oldest waiting GPU
@@ -39,9 +40,15 @@ class ReplaySummary:
     allocation: float
     allocation_saturated: float
     saturated_share: float
+    """Of the arrival window, the share that was saturated."""
     idle_kept: float
     idle_cpu_memory: float
     idle_too_few_gpus: float
+    allocation_saturated_whole: float
+    """At saturation over the whole replay, the drain after the last arrival included."""
+    idle_too_few_gpus_whole: float
+    saturated_after_window: float
+    """Saturated time after the last arrival, virtual hours."""
     delay_mean: float
     delay_p50: float
     delay_p95: float
@@ -119,18 +126,29 @@ def summarize(result: ReplayResult) -> ReplaySummary:
     jcts = [(run.end - run.job.arrival_us) / minutes for run in result.runs]
     fitting = sum(1 for job in result.never_ran if job.id not in result.unfit)
     window = tally.window_end * result.gpus
-    saturated = tally.saturated_time * result.gpus
+    saturated = tally.saturated_in_window * result.gpus
+    saturated_whole = tally.saturated_time * result.gpus
+    kept, cpu_memory, too_few = tally.idle_saturated_in_window
     return ReplaySummary(
         scheduler=result.scheduler,
         nodes=len(result.nodes),
         gpus=result.gpus,
         jobs=len(result.jobs),
         allocation=tally.allocated_in_window / window if window else 0.0,
-        allocation_saturated=tally.allocated_saturated / saturated if saturated else 0.0,
-        saturated_share=tally.saturated_time / result.end_time if result.end_time else 0.0,
-        idle_kept=tally.idle_saturated_kept / saturated if saturated else 0.0,
-        idle_cpu_memory=tally.idle_saturated_cpu_memory / saturated if saturated else 0.0,
-        idle_too_few_gpus=tally.idle_saturated_too_few_gpus / saturated if saturated else 0.0,
+        allocation_saturated=(
+            tally.allocated_saturated_in_window / saturated if saturated else 0.0
+        ),
+        saturated_share=(tally.saturated_in_window / tally.window_end if tally.window_end else 0.0),
+        idle_kept=kept / saturated if saturated else 0.0,
+        idle_cpu_memory=cpu_memory / saturated if saturated else 0.0,
+        idle_too_few_gpus=too_few / saturated if saturated else 0.0,
+        allocation_saturated_whole=(
+            tally.allocated_saturated / saturated_whole if saturated_whole else 0.0
+        ),
+        idle_too_few_gpus_whole=(
+            tally.idle_saturated_too_few_gpus / saturated_whole if saturated_whole else 0.0
+        ),
+        saturated_after_window=(tally.saturated_time - tally.saturated_in_window) / 3600e6,
         delay_mean=sum(delays) / len(delays) if delays else 0.0,
         delay_p50=percentile(delays, 0.50),
         delay_p95=percentile(delays, 0.95),
@@ -148,11 +166,11 @@ def summarize(result: ReplayResult) -> ReplaySummary:
 
 HEADER = (
     "| nodes x GPUs | scheduler | GPUs allocated | at saturation (time saturated) "
-    "| free at saturation: kept / CPU-memory / too few GPUs "
+    "| free at saturation: kept / CPU-memory / too few GPUs | at saturation, drain included "
     "| queueing delay mean / p50 / p95 / p99 (min) | mean JCT (min) | fragmentation "
     "| Jain (groups) | never ran (of them, fit the cluster) | replay wall time |"
 )
-RULE = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+RULE = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
 
 def markdown_row(summary: ReplaySummary) -> str:
@@ -162,7 +180,7 @@ def markdown_row(summary: ReplaySummary) -> str:
         f"| {summary.allocation:.1%} "
         f"| {summary.allocation_saturated:.1%} ({summary.saturated_share:.0%}) "
         f"| {summary.idle_kept:.1%} / {summary.idle_cpu_memory:.1%} "
-        f"/ {summary.idle_too_few_gpus:.1%} "
+        f"/ {summary.idle_too_few_gpus:.1%} | {summary.allocation_saturated_whole:.1%} "
         f"| {summary.delay_mean:.1f} / {summary.delay_p50:.1f} / {summary.delay_p95:.1f} "
         f"/ {summary.delay_p99:.1f} | {summary.jct_mean:.1f} | {summary.fragmentation:.1%} "
         f"| {summary.jain:.3f} | {summary.never_ran} ({summary.never_ran_fitting}) "

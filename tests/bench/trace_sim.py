@@ -15,14 +15,16 @@ are sums over the intervals between events:
 - GPUs allocated over the arrival window (first to last arrival);
 - saturation: the instants when waiting jobs (that fit the cluster at all) ask for
   at least as many GPUs as are free, i.e. the queue holds the work to fill every
-  GPU; allocation is also measured over those instants only, and the GPUs left
-  free then are sorted by the node they sit on, into three kinds (nodes are
-  checked against the waiting jobs' per-rank asks, not against the replay's mix):
-  *kept free*, where a rank of some waiting job fits now (so a scheduler chose
-  not to start it there: a reservation holds the node, or a gang lacks enough
-  such nodes); *CPU or memory*, where some waiting job fits by GPU count but none
-  by CPUs or memory too; *too few GPUs*, where every waiting job asks more GPUs
-  per rank than the node has free;
+  GPU; allocation is also measured over those instants only, over the whole
+  replay and over those in the arrival window (the steady state: after the last
+  arrival no new work comes to use what the last, often wide, jobs cannot), and
+  the GPUs left free then are sorted by the node they sit on, into three kinds
+  (nodes are checked against the waiting jobs' per-rank asks, not against the
+  replay's mix): *kept free*, where a rank of some waiting job fits now (so a
+  scheduler chose not to start it there: a reservation holds the node, or a gang
+  lacks enough such nodes); *CPU or memory*, where some waiting job fits by GPU
+  count but none by CPUs or memory too; *too few GPUs*, where every waiting job
+  asks more GPUs per rank than the node has free;
 - fragmentation: over the instants when a GPU job waits and some GPU is free, the
   expected fraction of the free GPUs that a job drawn from the replay's own GPU job
   mix (by count; one rank of it, for gangs) could not use because the node they sit
@@ -144,6 +146,10 @@ class ReplayTally:
     idle_saturated_kept: float = 0.0
     idle_saturated_cpu_memory: float = 0.0
     idle_saturated_too_few_gpus: float = 0.0
+    saturated_in_window: float = 0.0
+    allocated_saturated_in_window: float = 0.0
+    idle_saturated_in_window: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Free GPU time while saturated in the window: kept, CPU or memory, too few GPUs."""
     fragmentation_time: float = 0.0
     fragmented: float = 0.0
     group_gpu_time: dict[str, float] = field(default_factory=dict)
@@ -332,6 +338,15 @@ class Replay:
             tally.idle_saturated_kept += kept * span
             tally.idle_saturated_cpu_memory += cpu_memory * span
             tally.idle_saturated_too_few_gpus += too_few * span
+            if in_window > 0:
+                tally.saturated_in_window += in_window
+                tally.allocated_saturated_in_window += allocated * in_window
+                kept_sum, cpu_memory_sum, too_few_sum = tally.idle_saturated_in_window
+                tally.idle_saturated_in_window = (
+                    kept_sum + kept * in_window,
+                    cpu_memory_sum + cpu_memory * in_window,
+                    too_few_sum + too_few * in_window,
+                )
         if self._fragmentation is not None:
             tally.fragmentation_time += span
             tally.fragmented += self._fragmentation * span

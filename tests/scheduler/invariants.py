@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from murmur.scheduler import ClusterSnapshot, DatasetLocality, Plan, Policy
+from murmur.scheduler import ClusterSnapshot, DatasetLocality, NodeState, Placement, Plan, Policy
 from tests.scheduler.reference import EPSILON, NodeFree, all_datasets, free_after
 
 
@@ -39,6 +39,7 @@ def check_plan(snapshot: ClusterSnapshot, policy: Policy, plan: Plan) -> None:
     check_each_job_once(snapshot, policy, plan)
     check_passed_over_only_behind_a_reserver(snapshot, policy, plan)
     check_reservations_kept(snapshot, policy, plan)
+    check_reservations_start_on_time(snapshot, policy, plan)
 
 
 def check_gpus_given_once(snapshot: ClusterSnapshot, plan: Plan) -> None:
@@ -136,7 +137,8 @@ def check_passed_over_only_behind_a_reserver(
 
 def check_reservations_kept(snapshot: ClusterSnapshot, policy: Policy, plan: Plan) -> None:
     """(3, starvation) Jobs after a reserver never take, on its nodes, what it asked
-    for and had free when its turn came; one reservation per queue, per node."""
+    for and had free when its turn came, unless the reservation knows when it starts
+    (then ``check_reservations_start_on_time``); one reservation per queue, per node."""
     if not policy.reserve_for_blocked_jobs:
         assert plan.reservations == ()
         return
@@ -152,6 +154,8 @@ def check_reservations_kept(snapshot: ClusterSnapshot, policy: Policy, plan: Pla
         job = jobs[reservation.job_id]
         assert reservation.job_id in waiting
         assert 1 <= len(reservation.nodes) <= job.nodes
+        if reservation.start_us is not None:
+            continue
         ahead = set(order[: order.index(job.id)])
         before = free_after(snapshot, [p for p in plan.placements if p.job_id in ahead])
         for name in reservation.nodes:
@@ -160,3 +164,47 @@ def check_reservations_kept(snapshot: ClusterSnapshot, policy: Policy, plan: Pla
             assert len(now.usable(job)) >= min(job.gpus, len(then.usable(job)))
             assert now.cpus + EPSILON >= min(job.cpus, then.cpus)
             assert now.memory >= min(job.memory_bytes, then.memory)
+
+
+def check_reservations_start_on_time(snapshot: ClusterSnapshot, policy: Policy, plan: Plan) -> None:
+    """(3, backfill) A reservation that knows when its reserver starts holds a node
+    for every rank, and at that start each of them has room for one rank: what the
+    plan leaves free, plus what running jobs give back by then (``releases``), plus
+    what jobs the plan places give back by then (their time limits). So nothing
+    placed, backfilled or not, delays the reserver past its start."""
+    jobs = {job.id: job for job in snapshot.pending}
+    nodes = {node.name: node for node in snapshot.nodes}
+    for reservation in plan.reservations:
+        start = reservation.start_us
+        if start is None:
+            continue
+        job = jobs[reservation.job_id]
+        assert start >= snapshot.now_us, reservation
+        assert len(reservation.nodes) == job.nodes, reservation
+        for name in reservation.nodes:
+            room = free_at_time(snapshot, plan.placements, nodes[name], start)
+            assert room.fits(job, policy.dataset_locality), (reservation, name)
+
+
+def free_at_time(
+    snapshot: ClusterSnapshot, placements: tuple[Placement, ...], node: NodeState, at_us: int
+) -> NodeFree:
+    """What ``node`` has free at ``at_us``: running jobs whose release ends by then
+    are gone, and so are jobs of ``placements`` whose time limit ends by then."""
+    gone = {release.job_id for release in node.releases if release.end_us <= at_us}
+    free = NodeFree.of(node)
+    for gpu in node.gpus:
+        free.holders[gpu.index] = [gpu.shared for holder in gpu.holders if holder not in gone]
+    for release in node.releases:
+        if release.end_us <= at_us:
+            free.cpus += release.cpus
+            free.memory += release.memory_bytes
+    jobs = {job.id: job for job in snapshot.pending}
+    for placement in placements:
+        job = jobs[placement.job_id]
+        if job.time_limit_us and snapshot.now_us + job.time_limit_us <= at_us:
+            continue
+        for assignment in placement.assignments:
+            if assignment.node == node.name:
+                free.apply(job, assignment.gpu_indices)
+    return free

@@ -1,6 +1,9 @@
-"""Hypothesis strategies: small random clusters with random holders, random pending jobs."""
+"""Hypothesis strategies: small random clusters with random holders, random pending jobs,
+and the same on a clock (running jobs' time limits, pending jobs' time limits)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from hypothesis import strategies as st
 
@@ -14,9 +17,12 @@ from murmur.scheduler import (
     JobRequest,
     NodeState,
     Policy,
+    Release,
 )
 
 GIB = 2**30
+HOUR = 3_600_000_000
+NOW = 1_000 * HOUR
 MODELS = ("A100-80GB", "H100-80GB", "T4")
 DATASETS = ("imagenet", "coco", "wiki")
 POLICIES = (
@@ -99,3 +105,33 @@ def snapshots(draw: st.DrawFn, max_nodes: int = 5, max_jobs: int = 12) -> Cluste
 
 
 policies = st.sampled_from(POLICIES)
+
+
+@st.composite
+def timed_snapshots(draw: st.DrawFn, max_nodes: int = 5, max_jobs: int = 12) -> ClusterSnapshot:
+    """``snapshots`` at ``NOW``, where most running jobs (GPU holders, and CPU-only
+    jobs) give their node's resources back at a time limit (``Release``; some are
+    already past it) and most pending jobs have a time limit: what backfill and
+    reservation starts work from."""
+    snapshot = draw(snapshots(max_nodes, max_jobs))
+    half_hours = st.integers(-2, 16).map(lambda count: NOW + count * HOUR // 2)
+    nodes = []
+    for node in snapshot.nodes:
+        running = sorted({holder for gpu in node.gpus for holder in gpu.holders})
+        running += draw(st.lists(st.sampled_from(("cpu-a", "cpu-b")), unique=True, max_size=2))
+        releases = tuple(
+            Release(
+                holder,
+                draw(half_hours),
+                draw(st.sampled_from((0.0, 1.0, 4.0, 16.0))),
+                draw(st.sampled_from((0, 1, 16))) * GIB,
+            )
+            for holder in running
+            if draw(st.integers(0, 4)) > 0  # one in five has no time limit
+        )
+        nodes.append(dataclasses.replace(node, releases=releases))
+    limits = st.sampled_from((0, HOUR // 2, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR))
+    pending = tuple(
+        dataclasses.replace(job, time_limit_us=draw(limits)) for job in snapshot.pending
+    )
+    return ClusterSnapshot(tuple(nodes), pending, now_us=NOW)

@@ -16,12 +16,31 @@ from murmur.scheduler import ClusterSnapshot, NodeChoice, PlanBuilder, Policy, s
 from murmur.scheduler.slices import finish
 from tests.scheduler.builders import make_job, make_node, make_snapshot
 from tests.scheduler.invariants import check_plan
-from tests.scheduler.strategies import policies, snapshots
+from tests.scheduler.strategies import policies, snapshots, timed_snapshots
 
 
 @settings(max_examples=400, deadline=None)
 @given(snapshots(), policies)
 def test_every_plan_keeps_every_invariant(snapshot: ClusterSnapshot, policy: Policy) -> None:
+    check_plan(snapshot, policy, schedule(snapshot, policy=policy))
+
+
+@settings(max_examples=400, deadline=None)
+@given(timed_snapshots(), policies)
+def test_every_plan_on_a_clock_keeps_every_invariant(
+    snapshot: ClusterSnapshot, policy: Policy
+) -> None:
+    """With time limits, reservations know their start, jobs backfill before it and
+    take what the reserver will not need: nothing over-allocated, and every
+    reserver has its room at its start."""
+    check_plan(snapshot, policy, schedule(snapshot, policy=policy))
+
+
+@settings(max_examples=150, deadline=None)
+@given(timed_snapshots(max_nodes=3, max_jobs=20), policies)
+def test_long_queues_on_small_clusters_on_a_clock(
+    snapshot: ClusterSnapshot, policy: Policy
+) -> None:
     check_plan(snapshot, policy, schedule(snapshot, policy=policy))
 
 

@@ -26,9 +26,11 @@ def test_a_short_job_runs_before_the_reserved_head_and_a_long_one_waits() -> Non
     assert log.apply(AssignJob("running", "n1", "r0", 1, tuple(range(6)), SECOND)).ok
     log.apply(ReportRun("running", "r0", "n1", states.RUNNING, None, "", SECOND))
     log.apply(SubmitJob("head", spec(gpus=8), "u", "", 0))
-    log.apply(SubmitJob("long", limited(2, 3), "u", "", 0))
-    log.apply(SubmitJob("short", limited(2, 1), "u", "", 0))
-    log.apply(SubmitJob("unlimited", spec(gpus=2), "u", "", 0))
+    # At the head's start (2 h) n1 has 10 free, 2 more than the head needs: a job
+    # may hold 2 GPUs past it, not 3.
+    log.apply(SubmitJob("long", limited(3, 3), "u", "", 0))
+    log.apply(SubmitJob("short", limited(1, 1), "u", "", 0))
+    log.apply(SubmitJob("unlimited", spec(gpus=3), "u", "", 0))
     plan = plan_cluster(log.state, [offer("n1", 10)], 10 * SECOND, new_run_id=lambda: "r")
     assert [a.job_id for a in plan.assignments] == ["short"]
     reasons = waiting_reasons(plan)
