@@ -62,6 +62,7 @@ bench: install test-deps
 	$(BIN)/python -m tests.bench.bench_retention
 	$(BIN)/python -m tests.bench.bench_imports
 	$(BIN)/python -m tests.bench.bench_trace_replay
+	$(BIN)/python -m tests.bench.bench_router
 
 # Kill -9 (leader included), restarts and partitions against real clusters; exit 1 on any
 # lost acknowledged job, job running twice at once, or orphan process. About 15 s a round.

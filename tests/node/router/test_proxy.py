@@ -147,3 +147,91 @@ async def test_a_client_that_sends_half_a_request_holds_up_nobody() -> None:
         writer.close()
     assert replica.runner is not None
     await replica.runner.cleanup()
+
+
+async def test_a_whole_answer_cut_short_is_a_502_not_half_an_answer() -> None:
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(len(b'{"model": "m"}'))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b'Content-Length: 100\r\n\r\n{"choices": [')
+        await writer.drain()
+        writer.close()  # ... and never the other 87 bytes
+
+    replica = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    port = replica.sockets[0].getsockname()[1]
+    async with (
+        router_over(table_of((port, True))) as router,
+        aiohttp.ClientSession() as http,
+        http.post(f"{router}/v1/chat/completions", data=b'{"model": "m"}') as answer,
+    ):
+        assert answer.status == 502
+        assert (await answer.json())["error"]["code"] == "upstream_failed"
+    replica.close()
+    await replica.wait_closed()
+
+
+async def test_the_routing_table_is_reused_briefly_but_never_to_refuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("murmur.node.router.proxy.TABLE_REUSE_SECONDS", 60.0)
+    replica = Replica()
+    await replica.start()
+    built: list[int] = []
+
+    def table() -> RoutingTable:
+        built.append(1)
+        return table_of((replica.port, True))
+
+    port = free_port()
+    server = RouterServer(ModelRouter(table), "127.0.0.1", port)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(5):
+                async with http.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "m"}
+                ) as answer:
+                    assert answer.status == 200
+            assert len(built) == 1
+            async with http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "other"}
+            ) as answer:
+                assert answer.status == 404
+            assert len(built) == 2  # a refusal asks the latest table
+    finally:
+        await server.close()
+        assert replica.runner is not None
+        await replica.runner.cleanup()
+
+
+async def test_no_cookie_travels_between_requests_and_a_compressed_answer_stays_readable() -> None:
+    seen_cookies: list[str] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen_cookies.append(request.headers.get("Cookie", ""))
+        answer = web.json_response({"answer": "x" * 2000})
+        answer.set_cookie("session", "of-the-first-user")
+        answer.enable_compression()
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            router_over(table_of((port, True))) as router,
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+        ):
+            for _ in range(2):
+                async with http.post(
+                    f"{router}/v1/chat/completions", json={"model": "m"}
+                ) as answer:
+                    assert answer.status == 200
+                    assert (await answer.json())["answer"] == "x" * 2000
+        assert seen_cookies == ["", ""]
+    finally:
+        await runner.cleanup()
