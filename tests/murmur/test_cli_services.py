@@ -29,6 +29,13 @@ def until_ready(lab: Lab, node: NodeProcess, count: int) -> dict[str, object]:
 
 
 def test_a_service_is_created_listed_scaled_and_deleted(lab: Lab, ca_node: NodeProcess) -> None:
+    try:
+        create_scale_delete(lab, ca_node)
+    finally:  # a failure must not leave replicas running after the node is gone
+        lab.murmur("service", "delete", "toy", "--node", ca_node.address)
+
+
+def create_scale_delete(lab: Lab, ca_node: NodeProcess) -> None:
     created = lab.murmur(
         "service", "create", "toy", "--model", "toy-llm", "--alias", "toy",
         "--replicas", "2", "--runtime", "process", "--ready-period", "200ms",
