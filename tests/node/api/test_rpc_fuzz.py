@@ -10,7 +10,7 @@ import pytest
 
 from tests.fuzz.rpc import contract_methods, fuzz, running_target
 
-CASES = 600
+CASES = 350
 MAX_SECONDS = 40.0
 """Enough for a few cases per method on a loaded 2-core machine."""
 
