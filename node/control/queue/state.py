@@ -438,15 +438,25 @@ class ControlState:
         self._services[spec.name] = record
         return ApplyResult(ok=True, changed=tuple(made))
 
-    def _scale_service(self, index: int, command: ScaleService) -> ApplyResult:
+    def _owned_service(
+        self, command: ScaleService | DeleteService, verb: str
+    ) -> ServiceRecord | ApplyResult:
+        """The service ``command`` names, when its caller owns it or is an admin; else
+        the refusal."""
         record = self._services.get(command.name)
         if record is None:
             return refused(ErrorKind.NOT_FOUND, f"no service {command.name}")
         if record.user != command.user and not command.is_admin:
             return refused(
                 ErrorKind.PERMISSION_DENIED,
-                f"service {command.name} is {record.user}'s; only they or an admin may scale it",
+                f"service {command.name} is {record.user}'s; only they or an admin may {verb} it",
             )
+        return record
+
+    def _scale_service(self, index: int, command: ScaleService) -> ApplyResult:
+        record = self._owned_service(command, "scale")
+        if isinstance(record, ApplyResult):
+            return record
         spec = types_pb2.ServiceSpec()
         spec.CopyFrom(record.spec)
         spec.replicas = command.replicas
@@ -462,14 +472,9 @@ class ControlState:
         return ApplyResult(ok=True, changed=tuple(changed))
 
     def _delete_service(self, command: DeleteService) -> ApplyResult:
-        record = self._services.get(command.name)
-        if record is None:
-            return refused(ErrorKind.NOT_FOUND, f"no service {command.name}")
-        if record.user != command.user and not command.is_admin:
-            return refused(
-                ErrorKind.PERMISSION_DENIED,
-                f"service {command.name} is {record.user}'s; only they or an admin may delete it",
-            )
+        record = self._owned_service(command, "delete")
+        if isinstance(record, ApplyResult):
+            return record
         del self._services[command.name]
         why = f"service {command.name} deleted by {command.user}"
         return ApplyResult(
