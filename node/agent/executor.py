@@ -549,9 +549,9 @@ class RunExecutor:
             return None
         return await asyncio.to_thread(self._replicas.port_of, run.record.id)
 
-    async def _watch_replica(self, run: _ActiveRun) -> None:
-        """Probe a service replica's readiness while it runs (a started or adopted one)."""
-        port = await self._replica_port(run)
+    def _watch_replica(self, run: _ActiveRun, port: int | None) -> None:
+        """Probe a service replica's readiness on ``port`` while it runs (a started or
+        adopted one)."""
         if self._replicas is not None and port is not None:
             self._replicas.watch(run.record.id, run.record.job_id, run.spec.replica_of, port)
 
@@ -592,6 +592,7 @@ class RunExecutor:
         """Starts (unless adopted), waits, enforces the time limit, records the end."""
         runtime = self._runtimes.get(run.record.runtime)
         try:
+            port = await self._replica_port(run)  # read once: for the start, then the probe
             if run.handle is None:
                 if runtime is None:
                     raise RuntimeStartError(
@@ -603,11 +604,10 @@ class RunExecutor:
                 # File system and NSS (maybe a directory server): not on the event loop.
                 account = await asyncio.to_thread(self._checked_account, run)
                 notices = await asyncio.to_thread(self._notices.prepare, run.record.id)
-                port = await self._replica_port(run)
                 run.handle = await runtime.start(self._launch_spec(run, account, notices, port))
                 await self._started(run)
             assert runtime is not None
-            await self._watch_replica(run)
+            self._watch_replica(run, port)
             exit_ = await self._wait(runtime, run)
         except RuntimeStartError as exc:
             exit_ = RunExit(None, f"could not start: {exc}")

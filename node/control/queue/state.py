@@ -773,13 +773,12 @@ class ControlState:
             event = f"{who} {command.state}: {reason}; stopping the other ranks"
         live = sum(1 for other in runs if other.is_live)
         if live:
-            why = (
-                f"{job.stop_reason}; waiting for {live} rank(s) to stop"
-                if job.cancel_requested
-                else f"{event or job.reason}"
-                if stop is not None
-                else f"{who} succeeded; waiting for {live} more rank(s)"
-            )
+            if job.cancel_requested:
+                why = f"{job.stop_reason}; waiting for {live} rank(s) to stop"
+            elif stop is not None:
+                why = event or job.reason
+            else:
+                why = f"{who} succeeded; waiting for {live} more rank(s)"
             return self._change(job, at, reason=why, runs=runs, gang_stop=stop)
         last = dataclasses.replace(job, runs=runs, gang_stop=stop)
         self._put(job, last)  # the last rank gives back what it held
