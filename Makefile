@@ -8,6 +8,9 @@
 #   make fuzz    hostile requests to every RPC of a real node (FUZZ_CASES, FUZZ_SEED)
 #   make proto   regenerate the gRPC stubs from proto/
 #   make lint    ruff + mypy
+#   make dist    the one self-contained program: dist/onedir/murmur/murmur, dist/onefile/murmur
+#   make dist-check  make dist, then the offline chroot smoke test of it (root; scripts/dist-smoke.sh)
+#   make dist-repro  make dist twice and check both builds are byte-identical
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +18,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/murmur/v1/*.proto)
 
-.PHONY: install up test test-deps lint proto bench chaos soak fuzz clean
+.PHONY: install up test test-deps lint proto bench chaos soak fuzz clean dist dist-check dist-repro
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,5 +93,24 @@ FUZZ_SEED ?= 1
 fuzz: install
 	$(BIN)/python -m tests.fuzz.rpc --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
+DIST_STAMP := $(VENV)/.dist-installed-stamp
+
+$(DIST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,dist]'
+	touch $(DIST_STAMP)
+
+# PyInstaller, offline from the package index; about 30 s here. Prints the glibc floor.
+dist: $(DIST_STAMP)
+	$(BIN)/python scripts/packaging/build.py
+
+dist-repro: $(DIST_STAMP)
+	$(BIN)/python scripts/packaging/build.py --twice
+
+# The frozen build in a chroot with no Python and only loopback: --version, ca init, two
+# nodes joined, a process job, status, top under tmux, then a bundle made, verified,
+# tampered with and installed into a fresh root.
+dist-check: dist
+	./scripts/dist-smoke.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -17,7 +17,7 @@ import collections
 import dataclasses
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
@@ -39,7 +39,7 @@ from murmur._errors import (
     translate_rpc_errors,
 )
 from murmur.certs import CertificateError, check_validity
-from murmur.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
+from murmur.v1 import apikeys_pb2, cluster_pb2, cluster_pb2_grpc, types_pb2
 
 if TYPE_CHECKING:
     import os
@@ -275,6 +275,46 @@ class AsyncClient:
         )
 
     @translate_rpc_errors
+    async def submit_jobs(
+        self,
+        specs: Sequence[types_pb2.JobSpec],
+        *,
+        idempotency_keys: Sequence[str] | None = None,
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> list[types_pb2.Job]:
+        """Submits several jobs in one call: every one is accepted, or none is.
+
+        A job may wait for another of the same call: ``@N`` in its
+        ``spec.after`` names the Nth spec (1-based). An array comes back as one
+        record (its id the array's).
+
+        Args:
+            specs: What to run, as for `submit_job`; at most 1000.
+            idempotency_keys: One per spec; a submission with the same keys again
+                returns the jobs the first made. Fresh random keys when None.
+
+        Raises:
+            InvalidArgument: A spec is refused; the message begins ``job N:`` (1-based)
+                and nothing was submitted.
+        """
+        keys = list(idempotency_keys) if idempotency_keys is not None else []
+        if idempotency_keys is None:
+            keys = [str(uuid.uuid4()) for _ in specs]
+        if len(keys) != len(specs):
+            raise ValueError(f"{len(specs)} specs but {len(keys)} idempotency keys")
+        request = cluster_pb2.SubmitJobsRequest(
+            jobs=[
+                cluster_pb2.SubmitJobRequest(spec=spec, idempotency_key=key)
+                for spec, key in zip(specs, keys, strict=True)
+            ]
+        )
+        response = await self._unary(
+            lambda stub: stub.SubmitJobs, request, timeout, metadata, retry=True
+        )
+        return list(response.jobs)
+
+    @translate_rpc_errors
     async def list_jobs(
         self,
         *,
@@ -284,15 +324,27 @@ class AsyncClient:
         limit: int = 0,
         include_archived: bool = False,
         newest_first: bool = False,
+        labels: Mapping[str, str] | None = None,
+        project: str = "",
+        tasks: bool = False,
+        ids: Iterable[str] = (),
         timeout: float | None = None,
         metadata: CallMetadata = (),
     ) -> list[types_pb2.Job]:
         """Jobs matching every filter given, oldest first, fetching page after page.
 
+        An array whose every task matches comes as one record (its id the array's,
+        ``array.tasks_by_state`` counting its tasks), unless `tasks` is set.
+
         Args:
             states: Only jobs in one of these states; all states when empty.
             user: Only this user's jobs.
             queue: Only jobs of this queue.
+            labels: Only jobs with every one of these labels (a sweep's task has
+                its values as labels).
+            project: Only jobs of this project.
+            tasks: Each task of an array on its own.
+            ids: Only these jobs (or arrays).
             limit: At most this many jobs (the oldest, or with `newest_first` the
                 newest); 0 for all of them.
             include_archived: Also jobs the cluster no longer keeps in its queue
@@ -304,6 +356,7 @@ class AsyncClient:
             timeout: Seconds for each page's call.
         """
         wanted_states = list(states)
+        wanted_ids = list(ids)
         kept: collections.deque[types_pb2.Job] = collections.deque(
             maxlen=limit if newest_first and limit else None
         )
@@ -317,6 +370,10 @@ class AsyncClient:
                 limit=_NEWEST_FIRST_PAGE if newest_first else still_wanted,
                 page_token=page_token,
                 include_archived=include_archived,
+                labels=dict(labels or {}),
+                project=project,
+                tasks=tasks,
+                ids=wanted_ids,
             )
             page = await self._unary(
                 lambda stub: stub.ListJobs, request, timeout, metadata, retry=True
@@ -362,11 +419,16 @@ class AsyncClient:
         states: Iterable[types_pb2.JobState.ValueType] = (),
         user: str = "",
         queue: str = "",
+        fold_arrays: bool = False,
         timeout: float | None = None,
         metadata: CallMetadata = (),
     ) -> AsyncIterator[types_pb2.Job]:
-        """The matching jobs, then each of them again whenever it changes."""
-        request = cluster_pb2.WatchJobsRequest(states=list(states), user=user, queue=queue)
+        """The matching jobs, then each of them again whenever it changes. With
+        `fold_arrays`, an array's tasks come as the array's own record, again
+        whenever one of them changes."""
+        request = cluster_pb2.WatchJobsRequest(
+            states=list(states), user=user, queue=queue, fold_arrays=fold_arrays
+        )
         stub = await self._reachable_stub()
         call = stub.WatchJobs(request, timeout=timeout, metadata=tuple(metadata))
         try:
@@ -716,6 +778,23 @@ class AsyncClient:
         )
 
     @translate_rpc_errors
+    async def update_service(
+        self,
+        spec: types_pb2.ServiceSpec,
+        *,
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> types_pb2.Service:
+        """Gives service ``spec.name`` a new spec (its owner or an admin): its replicas
+        are replaced one at a time, never leaving fewer than N-1 ready. ``replicas``
+        0 keeps the count. Sending the same spec again changes nothing, so a retry is
+        safe."""
+        request = cluster_pb2.UpdateServiceRequest(spec=spec)
+        return await self._unary(
+            lambda stub: stub.UpdateService, request, timeout, metadata, retry=True
+        )
+
+    @translate_rpc_errors
     async def delete_service(
         self, name: str, *, timeout: float | None = None, metadata: CallMetadata = ()
     ) -> types_pb2.Service:
@@ -744,6 +823,60 @@ class AsyncClient:
         request = cluster_pb2.GetServiceRequest(name=name)
         return await self._unary(
             lambda stub: stub.GetService, request, timeout, metadata, retry=True
+        )
+
+    # ------------------------------------------------------------------ API keys
+
+    @translate_rpc_errors
+    async def create_api_key(
+        self,
+        name: str,
+        *,
+        models: Iterable[str] = (),
+        rpm: int = 0,
+        expires_at: datetime | None = None,
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> apikeys_pb2.CreateApiKeyResponse:
+        """Creates an API key for the model router, yours: ``models`` it may call (none:
+        every one), ``rpm`` requests a minute on each router (0: no limit), when it
+        expires (None: never). The answer's ``key`` is the whole key, shown this once:
+        only its hash is kept. Not retried: a retry would make a second key."""
+        request = apikeys_pb2.CreateApiKeyRequest(name=name, models=list(models), rpm=rpm)
+        if expires_at is not None:
+            request.expires_at.FromDatetime(expires_at)
+        return await self._unary(
+            lambda stub: stub.CreateApiKey, request, timeout, metadata, retry=False
+        )
+
+    @translate_rpc_errors
+    async def list_api_keys(
+        self, *, owner: str = "", timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> list[apikeys_pb2.ApiKey]:
+        """Your API keys with their usage (an admin: everyone's, or ``owner``'s); never
+        their secrets."""
+        request = apikeys_pb2.ListApiKeysRequest(owner=owner)
+        answer = await self._unary(
+            lambda stub: stub.ListApiKeys, request, timeout, metadata, retry=True
+        )
+        return list(answer.api_keys)
+
+    @translate_rpc_errors
+    async def revoke_api_key(
+        self,
+        *,
+        name: str = "",
+        key_id: str = "",
+        owner: str = "",
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> apikeys_pb2.ApiKey:
+        """Revokes an API key, by ``name`` (yours, or ``owner``'s for an admin) or by
+        ``key_id`` (a whole key is taken for its id: its secret is not sent). Every
+        router refuses it within seconds."""
+        request = apikeys_pb2.RevokeApiKeyRequest(name=name, id=_key_id_of(key_id), owner=owner)
+        return await self._unary(
+            lambda stub: stub.RevokeApiKey, request, timeout, metadata, retry=True
         )
 
     # ------------------------------------------------------------------ plumbing
@@ -903,3 +1036,10 @@ def _check_certificate_dates(tls: TLSConfig) -> None:
         check_validity(tls.identity)
     except CertificateError as err:
         raise ConfigError(f"cannot use your identity: {err}") from err
+
+
+def _key_id_of(text: str) -> str:
+    """A key's id, from its id or from the whole key (``mur_<id>_<secret>``)."""
+    if text.startswith("mur_"):
+        return text[len("mur_") :].partition("_")[0]
+    return text

@@ -128,7 +128,24 @@ class NodeConfig:
 
     router_listen: HostPort | None = None
     """Where this node's OpenAI-compatible router listens (node/router/): off unless
-    set. Plain HTTP, so a loopback address only (``127.0.0.1:8000``)."""
+    set. HTTPS with the node's certificate from the lab CA, or plain HTTP on a
+    loopback address (``router_tls``)."""
+
+    router_tls: bool | None = None
+    """Whether the router speaks HTTPS, presenting the node's certificate (from the
+    lab CA, renewed live). ``None`` (the default): HTTPS unless ``router_listen`` is
+    a loopback address, where clients on this machine speak plain HTTP. ``false``:
+    plain HTTP, refused beyond loopback (API keys and prompts would cross the network
+    in the clear). ``true``: HTTPS on loopback too."""
+
+    router_require_keys: bool = False
+    """Whether the router refuses a request without an API key (node/router/keys.py).
+    A router that listens beyond loopback always does; on loopback it serves
+    requests without a key unless this is set (a key a request brings is checked
+    either way)."""
+
+    router_usage_flush_seconds: float = 5.0
+    """How often the router commits its API keys' usage to the control log."""
 
     token: str | None = None
     """One-time join token from ``murmur token create``; needed with ``join``."""
@@ -274,10 +291,16 @@ class NodeConfig:
             )
         if (self.join is None) != (self.token is None):
             raise ConfigError("--join and --token go together: pass both to join a cluster")
-        if self.router_listen is not None and not _is_loopback(self.router_listen.host):
+        if (
+            self.router_tls is False
+            and self.router_listen is not None
+            and not _is_loopback(self.router_listen.host)
+        ):
             raise ConfigError(
-                f"router_listen {self.router_listen} is not a loopback address: the router "
-                "speaks plain HTTP with no API keys yet, so it listens on loopback only"
+                f"router_listen {self.router_listen} is not a loopback address: plain HTTP "
+                "(router_tls = false) would carry API keys and prompts across the network "
+                "in the clear; drop router_tls to serve HTTPS with the node's certificate, "
+                "or listen on 127.0.0.1"
             )
         for name in (
             "shutdown_grace_seconds",
@@ -290,6 +313,7 @@ class NodeConfig:
             "run_start_timeout_seconds",
             "cert_renew_check_seconds",
             "ca_custody_interval_seconds",
+            "router_usage_flush_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -332,6 +356,20 @@ class NodeConfig:
     @property
     def effective_data_roots(self) -> tuple[Path, ...]:
         return self.data_roots or (self.data_dir / "datasets",)
+
+    @property
+    def router_https(self) -> bool:
+        """Whether the router speaks HTTPS (``router_tls``; by default beyond loopback)."""
+        if self.router_tls is not None:
+            return self.router_tls
+        return self.router_listen is not None and not _is_loopback(self.router_listen.host)
+
+    @property
+    def router_requires_keys(self) -> bool:
+        """Whether the router refuses requests without an API key: beyond loopback
+        always, on loopback when ``router_require_keys`` says so."""
+        listen = self.router_listen
+        return self.router_require_keys or (listen is not None and not _is_loopback(listen.host))
 
     @property
     def runs_dir(self) -> Path:
@@ -397,7 +435,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return _account_table(value, what)
         if name == "job_fallback_account":
             return str(value) or None  # "" (an env var or flag set empty): none
-        if name == "allow_root_jobs":
+        if name in {"allow_root_jobs", "router_require_keys", "router_tls"}:
             return _boolean(value, what)
         if name == "job_retention_seconds":
             return _duration_seconds(value, what)
@@ -416,6 +454,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "cert_renew_fraction",
             "cert_renew_check_seconds",
             "ca_custody_interval_seconds",
+            "router_usage_flush_seconds",
         }:
             if isinstance(value, bool):
                 raise ConfigError(f"{what} must be a number, got {value!r}")

@@ -39,6 +39,7 @@ from murmur.node.agent.runtimes.docker import DockerRuntime
 from murmur.node.agent.runtimes.process import ProcessRuntime
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.server import build_api_server
+from murmur.node.api.services.api_keys import ApiKeyCalls
 from murmur.node.api.services.cluster import ClusterServicer
 from murmur.node.api.services.peer import PeerServicer
 from murmur.node.api.services.revocations import RevocationCalls
@@ -70,8 +71,14 @@ from murmur.node.logs import configure_logging
 from murmur.node.membership import MembershipRunner, PeerTransport, encode_meta
 from murmur.node.membership.node_meta import LoadDamper
 from murmur.node.membership.seeds import SeedBook
+from murmur.node.router.key_sync import KeyBookSync, fetch_over
+from murmur.node.router.keys import KeyGate
 from murmur.node.router.proxy import ModelRouter, RouterServer
 from murmur.node.router.routes import RoutingTable
+from murmur.node.router.tls import RouterTls
+from murmur.node.router.traffic import TrafficWindow
+from murmur.node.router.usage import UsageCounter
+from murmur.node.router.usage_flush import UsageFlusher
 from murmur.node.trust import ClusterTrust
 from murmur.storage import Store, StoreError
 
@@ -267,7 +274,10 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         )
         run_reporter = RunReporter(cluster_jobs)
         replicas = ReplicaEndpoints(
-            run_dir=lambda run_id: config.runs_dir / run_id, on_change=local.publish
+            run_dir=lambda run_id: config.runs_dir / run_id,
+            on_change=local.publish,
+            # The executor is made below; by the time a replica runs, it exists.
+            on_unhealthy=lambda run_id, reason: executor.fail_run(run_id, reason),
         )
         local.endpoints = replicas.endpoints
         executor = RunExecutor(
@@ -408,6 +418,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                         sync=revocation_sync, cluster_jobs=cluster_jobs, node_name=identity.name
                     ),
                     rotate_ca=trust.rotate,
+                    api_keys=ApiKeyCalls(cluster_jobs=cluster_jobs),
                 ),
                 peer=PeerServicer(
                     view=view,
@@ -417,6 +428,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     cluster_jobs=cluster_jobs,
                     executor=executor,
                     audit_trail=audit_trail,
+                    api_keys=lambda: control.api_keys,
                 ),
                 health_servicer=health_servicer,
                 audit_recorder=audit_trail.record,
@@ -445,11 +457,34 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             },
         )
         router: RouterServer | None = None
+        key_sync: KeyBookSync | None = None
+        usage_flusher: UsageFlusher | None = None
         if config.router_listen is not None:
+            # API keys (node/router/keys.py): checked against the log's table, their
+            # usage flushed into the log (node/router/usage_flush.py).
+            key_sync = KeyBookSync(
+                table=lambda: control.api_keys, is_voter=lambda: consensus.is_voter,
+                leadership=leadership, fetch=fetch_over(transport.node_stub),
+            )  # fmt: skip
+            usage = UsageCounter()
+            usage_flusher = UsageFlusher(
+                counter=usage, commit=cluster_jobs.commit, origin=identity.name,
+                interval=config.router_usage_flush_seconds,
+            )  # fmt: skip
+            # Each service's requests/s and latency, gossiped for `murmur top`.
+            traffic = TrafficWindow()
+            local.traffic = traffic.summary
             router = RouterServer(
-                ModelRouter(lambda: RoutingTable(view.nodes(), identity.name)),
+                ModelRouter(
+                    lambda: RoutingTable(view.nodes(), identity.name),
+                    keys=KeyGate(key_sync.book, required=config.router_requires_keys),
+                    usage=usage,
+                    traffic=traffic,
+                ),
                 config.router_listen.host,
                 config.router_listen.port,
+                # HTTPS with this node's certificate, renewed live (node/router/tls.py).
+                tls=RouterTls(trust.certificates) if config.router_https else None,
             )
             await router.start()
         async with asyncio.TaskGroup() as tasks:
@@ -483,6 +518,9 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     )
                 ),
             ]
+            if key_sync is not None and usage_flusher is not None:
+                background.append(tasks.create_task(key_sync.run()))
+                background.append(tasks.create_task(usage_flusher.run()))
             await stop.wait()
             _log.info("node stopping", extra={"event": "node.stopping", "node": identity.name})
             await health_servicer.enter_graceful_shutdown()
@@ -491,6 +529,11 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             await membership.leave(LEAVE_TIMEOUT_SECONDS)
             if router is not None:
                 await router.close()
+            if usage_flusher is not None:
+                # What the router counted since its last flush, while a leader may
+                # still take it (lost if none does in time).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(usage_flusher.flush_once(), USAGE_FLUSH_AT_STOP_SECONDS)
             await asyncio.gather(
                 *(server.stop(config.shutdown_grace_seconds) for server in servers),
                 trust.close(config.shutdown_grace_seconds),
@@ -539,6 +582,9 @@ def log_task_stacks() -> None:
             extra={"event": "node.task_stack"},
         )  # fmt: skip
 
+
+USAGE_FLUSH_AT_STOP_SECONDS = 2.0
+"""How long a stopping node waits to commit its router's last API key usage."""
 
 STATS_LOG_INTERVAL_SECONDS = 15.0
 """How often the daemon logs its asyncio task count (debug level, event

@@ -69,6 +69,9 @@ class LocalNode:
     """This node's dataset catalog, gossiped with the rest of its facts."""
     endpoints: Callable[[], list[types_pb2.ServiceEndpoint]] = list
     """The service replicas running here, ready or not (node/agent/replicas.py)."""
+    traffic: Callable[[], list[types_pb2.ServiceTraffic]] = list
+    """What this node's router sent each service lately (node/router/traffic.py), for
+    ``murmur top``'s requests/s and latency."""
     election: Callable[[], ElectionFacts | None] = lambda: None
     """This node's Raft view (node/control/consensus; ``None`` without one): its voter flag,
     whether it leads and its term are gossiped so that any node can tell clients who
@@ -145,6 +148,7 @@ class LocalNode:
             ca_fingerprint=self.ca_fingerprint,
             ca_changes_revision=self.ca_changes_revision,
             endpoints=self.endpoints(),
+            traffic=self.traffic(),
         )
 
     def allocation_changed(self) -> bool:

@@ -12,6 +12,7 @@ typo never silently does nothing)::
     cpus = 1                 # what a job that names no CPUs counts as
     memory = "2GiB"          # ... and no memory
     time_limit = "24h"       # the time limit of a job submitted without one
+    project = "lab"          # the project of a job submitted without one
 
     [tiers]                  # higher runs first; jobs get a tier from their queue
     urgent = 100
@@ -38,6 +39,10 @@ typo never silently does nothing)::
 
     [users.alice]
     gpus = 4                 # this user's cap, whatever their group says
+
+    [projects.vision]        # a project's jobs get MLFLOW_TRACKING_URI and
+    mlflow_tracking_uri = "http://mlflow.lab:5000"   # MLFLOW_EXPERIMENT_NAME set
+    mlflow_experiment = "vision"  # default: the project's name
 
 Quotas follow Kueue's model: a group's jobs may hold its quota; beyond it, they may
 borrow what the other groups of its cohort leave idle, as long as the cohort as a
@@ -85,6 +90,16 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class Project:
+    """What the policy says of one project: where its runs' MLflow tracking goes."""
+
+    name: str
+    mlflow_tracking_uri: str = ""
+    mlflow_experiment: str = ""
+    """The experiment its runs log to; empty: the project's name."""
+
+
+@dataclass(frozen=True, slots=True)
 class LabPolicy:
     """A checked policy. ``LabPolicy()`` is the policy of a cluster that applied none:
     no quotas, one tier, no default request beyond the node configuration's."""
@@ -106,6 +121,9 @@ class LabPolicy:
     and requeued."""
     fair_share_half_life_us: int = 0
     """0: no fair-share ordering (priority, then submission, as without a policy)."""
+    default_project: str = ""
+    """The project of a job submitted without one; empty: none."""
+    projects: Mapping[str, Project] = field(default_factory=dict)
     _group_of: Mapping[str, str] = field(default_factory=dict)
 
     def tier_of(self, queue: str) -> tuple[str, int]:
@@ -149,7 +167,9 @@ def parse_policy(text: str) -> LabPolicy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"not valid TOML: {exc}") from None
     _known(
-        document, "", {"defaults", "tiers", "queues", "groups", "users", "fair_share", "preemption"}
+        document,
+        "",
+        {"defaults", "tiers", "queues", "groups", "users", "fair_share", "preemption", "projects"},
     )
     preemption = _table(document, "preemption")
     _known(preemption, "preemption", {"tiers", "reclaim_lent_quota"})
@@ -165,7 +185,12 @@ def parse_policy(text: str) -> LabPolicy:
         raise PolicyError('fair_share.half_life is missing (e.g. half_life = "7d")')
     half_life_us = _duration_us(fair["half_life"], "fair_share.half_life") if fair else 0
     defaults = _table(document, "defaults")
-    _known(defaults, "defaults", {"cpus", "memory", "time_limit"})
+    _known(defaults, "defaults", {"cpus", "memory", "time_limit", "project"})
+    default_project = defaults.get("project", "")
+    if not isinstance(default_project, str):
+        raise PolicyError("defaults.project must be a project's name")
+    if default_project:
+        _check_project_name(default_project, "defaults.project")
     default_time_limit = (
         _time_limit(defaults["time_limit"], "defaults.time_limit")
         if "time_limit" in defaults
@@ -252,7 +277,24 @@ def parse_policy(text: str) -> LabPolicy:
         cap = _count(settings, where, "gpus")
         if cap is not None:
             user_gpus[user] = cap
+    projects: dict[str, Project] = {}
+    for name, settings in _table(document, "projects").items():
+        where = f"projects.{name}"
+        _check_project_name(name, where)
+        if not isinstance(settings, dict):
+            raise PolicyError(f"{where} must be a table")
+        _known(settings, where, {"mlflow_tracking_uri", "mlflow_experiment"})
+        uri = settings.get("mlflow_tracking_uri", "")
+        experiment = settings.get("mlflow_experiment", "")
+        for key, value in (("mlflow_tracking_uri", uri), ("mlflow_experiment", experiment)):
+            if not isinstance(value, str) or len(value) > 1024 or "\x00" in value:
+                raise PolicyError(f"{where}.{key} must be text (at most 1024 characters)")
+        if experiment and not uri:
+            raise PolicyError(f"{where}.mlflow_experiment needs mlflow_tracking_uri")
+        projects[name] = Project(name, uri, experiment)
     return LabPolicy(
+        default_project=default_project,
+        projects=projects,
         default_cpus=default_cpus,
         default_memory_bytes=default_memory,
         tiers=tiers,
@@ -282,6 +324,18 @@ def _known(table: Mapping[str, Any], where: str, keys: set[str]) -> None:
         place = f"{where}." if where else ""
         raise PolicyError(
             f"unknown key {place}{unknown[0]} (known here: {', '.join(sorted(keys))})"
+        )
+
+
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def _check_project_name(name: str, where: str) -> None:
+    """A project's name as ``--project`` takes it (node/jobspec/arrays.py)."""
+    if not _PROJECT_NAME.fullmatch(name):
+        raise PolicyError(
+            f"{where}: a project's name is letters, digits, '.', '_' or '-' (at most 63, "
+            "starting and ending with a letter or digit)"
         )
 
 

@@ -329,7 +329,7 @@ class PlanBuilder:
                 if len(found) == ask.nodes:
                     break
             else:
-                scored.append((score_room(room, ask, datasets), room))
+                scored.append((score_room(room, ask, datasets, job), room))
         if not first_fit:
             scored.sort(key=lambda pair: pair[0])
             found = [room for _, room in scored[: ask.nodes]]
@@ -347,6 +347,8 @@ class PlanBuilder:
             if hold is not None and not hold.lets_backfill(job.time_limit_us, self._now_us):
                 hold.take(ask, gpu_indices)
             room.take(ask, gpu_indices)
+            if job.spread:
+                room.add_to_spread(job.spread)
             self._index.moved(room)
             assignments.append(RankAssignment(rank, room.name, gpu_indices))
         self._placements.append(Placement(job.id, tuple(assignments)))

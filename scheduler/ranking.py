@@ -2,6 +2,13 @@
 
 A node's score is a tuple compared smallest first (``NodeScore``):
 
+0. spread peers: for a job of a spread group (a service's replica), how many of the
+   group's jobs the node runs already, fewest first: replicas land on different
+   nodes while there are nodes with room, so one node's loss takes one replica,
+   not all of them. 0 everywhere for other jobs;
+0b. elsewhere: 1 on a node other than the job's ``previous_node`` (when it names
+   one), so a replica restarting after a crash runs where its image and weights
+   are warm;
 1. datasets missing: the number of the job's datasets the node lacks, so a node
    holding all of them beats one holding some, which beats one holding none;
 2. other data: how many datasets the node holds that pending jobs want but this
@@ -45,6 +52,8 @@ from murmur.scheduler.snapshot import JobRequest, NodeState
 class NodeScore(NamedTuple):
     """How good a node is for one rank; smaller is better (see module doc)."""
 
+    spread_peers: int
+    elsewhere: int
     datasets_missing: int
     other_data: int
     gpus_taken: int
@@ -60,7 +69,7 @@ def score_node(node: NodeState, job: JobRequest) -> NodeScore:
     for ``other_data``; inside ``schedule`` only those some pending job names do.
     """
     ask = Ask.of(job, DatasetLocality.PREFER)
-    return score_room(NodeRoom(node), ask, frozenset(job.datasets))
+    return score_room(NodeRoom(node), ask, frozenset(job.datasets), job)
 
 
 def rank_nodes(
@@ -76,7 +85,7 @@ def rank_nodes(
     for node in nodes:
         room = NodeRoom(node)
         if check_room(room, ask) is None:
-            scored.append((score_room(room, ask, datasets), node))
+            scored.append((score_room(room, ask, datasets, job), node))
     scored.sort(key=lambda pair: pair[0])
     return tuple(node for _, node in scored)
 
@@ -86,15 +95,25 @@ def choose_gpu_indices(node: NodeState, job: JobRequest) -> tuple[int, ...]:
     return choose_indices(NodeRoom(node), Ask.of(job, DatasetLocality.PREFER))
 
 
-def score_room(room: NodeRoom, ask: Ask, datasets: frozenset[str]) -> NodeScore:
-    """``score_node`` on the planner's working copy of a node."""
+def score_room(
+    room: NodeRoom, ask: Ask, datasets: frozenset[str], job: JobRequest | None = None
+) -> NodeScore:
+    """``score_node`` on the planner's working copy of a node (``job`` for its spread
+    group and previous node; None: neither)."""
     missing = len(datasets - room.datasets) if datasets else 0
     wanted = room.wanted_datasets
     other = (len(wanted - datasets) if datasets else len(wanted)) if wanted else 0
     taken = gpus_taken_from_free(room, ask)
+    peers = elsewhere = 0
+    if job is not None:
+        if job.spread:
+            peers = room.spread.get(job.spread, 0)
+        if job.previous_node and room.name != job.previous_node:
+            elsewhere = 1
     return NodeScore(
-        missing, other, taken, len(room.free) - taken, room.cpus_free - ask.cpus, room.name
-    )
+        peers, elsewhere, missing, other, taken, len(room.free) - taken,
+        room.cpus_free - ask.cpus, room.name,
+    )  # fmt: skip
 
 
 def gpus_taken_from_free(room: NodeRoom, ask: Ask) -> int:

@@ -46,6 +46,7 @@ class NodeRoom:
         "placed",
         "schedulable",
         "shared",
+        "spread",
         "state",
         "unschedulable_reason",
         "wanted_datasets",
@@ -69,6 +70,8 @@ class NodeRoom:
         )
         self.placed: set[int] = set()
         """GPUs handed to jobs of this plan (which hold them past any ``releases``)."""
+        self.spread = state.spread
+        """Jobs of each spread group here, this plan's included (copied on first write)."""
         # Where RoomIndex filed this room; kept here to spare a dict of tuples.
         self.index_free = -1
         self.index_shareable = -1
@@ -123,6 +126,12 @@ class NodeRoom:
         if ask.share:
             count += sum(1 for index in self.shared if index in matching)
         return count
+
+    def add_to_spread(self, group: str) -> None:
+        """One more job of spread ``group`` runs here (placed by this plan)."""
+        counts = dict(self.spread)
+        counts[group] = counts.get(group, 0) + 1
+        self.spread = counts
 
     def take(self, ask: Ask, gpu_indices: tuple[int, ...]) -> None:
         """Hand one rank of ``ask`` the given GPUs and its CPUs and memory."""

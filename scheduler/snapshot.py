@@ -26,6 +26,7 @@ from murmur.scheduler.errors import (
 )
 
 _EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
+_EMPTY_COUNTS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,8 @@ class NodeState:
             use a reserved node only if it ends before the reserver could start.
             A running job without a time limit is not here: it never ends, as far as
             planning knows.
+        spread: how many jobs of each spread group (``JobRequest.spread``) the node
+            runs now.
     """
 
     name: str
@@ -113,6 +116,7 @@ class NodeState:
     unschedulable_reason: str = ""
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY_LABELS, hash=False)
     releases: tuple[Release, ...] = ()
+    spread: Mapping[str, int] = field(default_factory=lambda: _EMPTY_COUNTS, hash=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -172,6 +176,13 @@ class JobRequest:
             placed in one plan or none.
         time_limit_us: how long the job may run (0: no limit); a job with one may
             run on a reserved node if it ends before the reserver could start.
+        spread: a group whose jobs would rather not share a node (a service's
+            replicas carry its name): ranking puts the nodes running fewer of the
+            group's jobs first, so one node's loss takes as few of them as it can.
+            Empty: none.
+        previous_node: a node the job would rather run on again, all else equal
+            but its spread (a service replica restarting after a crash: its image
+            and model weights are warm in that node's caches). Empty: none.
     """
 
     id: str
@@ -187,6 +198,8 @@ class JobRequest:
     datasets: tuple[str, ...] = ()
     nodes: int = 1
     time_limit_us: int = 0
+    spread: str = ""
+    previous_node: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -30,6 +30,7 @@ ROOMS = (
     "murmur.scheduler",
     "murmur.storage",
     "murmur.certs",
+    "murmur.bundle",
     f"{NODE}.api",
     f"{NODE}.identity",
     f"{NODE}.gossip",
@@ -61,7 +62,7 @@ def murmur_contracts(extra_sources: tuple[Path, ...] = ()) -> Contracts:
     return Contracts(
         independent=[
             Independent(f"murmur.{pure}", why="a pure core, usable and testable alone")
-            for pure in ("scheduler", "storage", "certs")
+            for pure in ("scheduler", "storage", "certs", "bundle")
         ],
         only_through=[
             OnlyThrough(

@@ -8,6 +8,7 @@ sort as numbers), cells are formatted at paint time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from rich.text import Text
 
@@ -25,6 +26,7 @@ from murmur.tui.format import (
 )
 from murmur.tui.node_summary import summarize
 from murmur.tui.table_model import Column
+from murmur.tui.traffic import NO_TRAFFIC, ServiceRates, latency_text, rate_text
 from murmur.v1 import types_pb2
 
 # ------------------------------------------------------------------------ nodes
@@ -219,53 +221,86 @@ DATASET_FILTER: FilterSpec[types_pb2.Dataset] = FilterSpec(
 # --------------------------------------------------------------------- services
 
 
+@dataclass(frozen=True)
+class ServiceRow:
+    """A row of the services table: the service as ListServices told it, and its
+    traffic as every node's router gossips it (tui/traffic.py)."""
+
+    service: types_pb2.Service
+    rates: ServiceRates = NO_TRAFFIC
+
+
 def service_ready(service: types_pb2.Service) -> str:
     """`1/2`: replicas ready out of the replicas the service keeps."""
     return f"{service.ready}/{service.spec.replicas}"
 
 
-def _service_ready(service: types_pb2.Service, now: float) -> Text:
+def _service_ready(row: ServiceRow, now: float) -> Text:
+    service = row.service
     wanted = service.spec.replicas
     style = "green" if service.ready >= wanted else "yellow" if service.ready else "red"
     return Text(service_ready(service), style=style if wanted else "dim")
 
 
-def _created(service: types_pb2.Service) -> float:
-    return float(service.created_at.seconds)
+def _created(row: ServiceRow) -> float:
+    return float(row.service.created_at.seconds)
+
+
+def _requests(row: ServiceRow, now: float) -> Text:
+    rate = row.rates.requests
+    return Text(rate_text(rate), style="" if rate else "dim")
+
+
+def _errors(row: ServiceRow, now: float) -> Text:
+    rate = row.rates.errors
+    return Text(rate_text(rate), style="bold red" if rate else "dim")
+
+
+def _p50(row: ServiceRow, now: float) -> str:
+    return latency_text(row.rates.p50_seconds)
 
 
 def runtime_name(runtime: types_pb2.JobRuntime.ValueType) -> str:
     return types_pb2.JobRuntime.Name(runtime).removeprefix("JOB_RUNTIME_").lower()
 
 
-SERVICE_COLUMNS: list[Column[types_pb2.Service]] = [
-    Column("NAME", 16, lambda s: s.spec.name, lambda s, now: s.spec.name),
-    Column("MODEL", 24, lambda s: s.spec.model, lambda s, now: s.spec.model),
-    Column("READY", 7, lambda s: (s.ready, s.spec.replicas), _service_ready),
-    Column("USER", 10, lambda s: s.user, lambda s, now: s.user),
+SERVICE_COLUMNS: list[Column[ServiceRow]] = [
+    Column("NAME", 16, lambda r: r.service.spec.name, lambda r, now: r.service.spec.name),
+    Column("MODEL", 24, lambda r: r.service.spec.model, lambda r, now: r.service.spec.model),
+    Column("READY", 7, lambda r: (r.service.ready, r.service.spec.replicas), _service_ready),
+    Column("REQ/S", 7, lambda r: r.rates.requests, _requests),
+    Column("ERR/S", 6, lambda r: r.rates.errors, _errors),
+    Column("P50", 8, lambda r: _or_minus_one(r.rates.p50_seconds), _p50),
+    Column("USER", 10, lambda r: r.service.user, lambda r, now: r.service.user),
     Column(
         "RUNTIME",
         8,
-        lambda s: runtime_name(s.spec.template.runtime),
-        lambda s, now: runtime_name(s.spec.template.runtime),
+        lambda r: runtime_name(r.service.spec.template.runtime),
+        lambda r, now: runtime_name(r.service.spec.template.runtime),
     ),
     Column(
         "GPUS",
         6,
-        lambda s: s.spec.template.gpus.count,
-        lambda s, now: gpu_request(s.spec.template.gpus),
+        lambda r: r.service.spec.template.gpus.count,
+        lambda r, now: gpu_request(r.service.spec.template.gpus),
     ),
-    Column("AGE", 6, lambda s: -_created(s), lambda s, now: age(now - _created(s))),
+    Column("AGE", 6, lambda r: -_created(r), lambda r, now: age(now - _created(r))),
 ]
 
 
-def _service_fields(service: types_pb2.Service) -> Mapping[str, str]:
+def _service_fields(row: ServiceRow) -> Mapping[str, str]:
+    service = row.service
     return {"user": service.user, "name": service.spec.name, "model": service.spec.model}
 
 
-SERVICE_FILTER: FilterSpec[types_pb2.Service] = FilterSpec(
+def _service_text(row: ServiceRow) -> str:
+    spec = row.service.spec
+    return " ".join((spec.name, spec.model, *spec.aliases, row.service.user))
+
+
+SERVICE_FILTER: FilterSpec[ServiceRow] = FilterSpec(
     fields=_service_fields,
-    text=lambda s: " ".join((s.spec.name, s.spec.model, *s.spec.aliases, s.user)),
+    text=_service_text,
     names=frozenset({"user", "name", "model"}),
 )
 

@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
+from murmur._cli.job_arrays import (
+    add_array_flags,
+    apply_array_flags,
+    is_array,
+    is_task,
+    read_batch,
+    tasks_summary,
+)
 from murmur._cli.job_wait import (
     EXIT_TIMED_OUT,
     WaitTimedOut,
@@ -25,7 +33,7 @@ from murmur._cli.parsing import (
     parse_key_value,
     positive_int,
 )
-from murmur._cli.run_flags import add_run_flags, run_spec
+from murmur._cli.run_flags import add_run_flags, project_of, run_spec
 from murmur._cli.scan_progress import ScanProgressLine
 
 if TYPE_CHECKING:
@@ -96,6 +104,7 @@ def register(commands: Any) -> None:
         help="a secret read from a local file, less its trailing newline (repeatable)",
     )
     submit.add_argument("--label", action="append", type=parse_key_value, default=[], metavar="K=V")
+    add_array_flags(submit)
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
     _add_wait_flags(submit)
     add_connection_flags(submit)
@@ -119,6 +128,21 @@ def register(commands: Any) -> None:
         action="store_true",
         dest="include_archived",
         help="also jobs that ended longer ago than the cluster's job retention (archived)",
+    )
+    listing.add_argument(
+        "--label",
+        action="append",
+        type=parse_key_value,
+        default=[],
+        metavar="K=V",
+        help="only jobs with this label (repeatable; a sweep's tasks have its values)",
+    )
+    listing.add_argument("--project", default="", help="only jobs of this project")
+    listing.add_argument(
+        "--tasks",
+        action="store_true",
+        help="each task of an array on its own line (default: an array whose every task "
+        "is listed is one line)",
     )
     add_connection_flags(listing)
     add_json_flag(listing)
@@ -153,7 +177,9 @@ def register(commands: Any) -> None:
         "(0 when it succeeded; its run's exit code, or 1, when it did not). With several "
         "jobs (--all, the default): 0 if all succeeded, else the code of the first, in "
         "the order given, that did not. --any returns when the first ends, with its "
-        f"code. A wait that runs out of --timeout exits {EXIT_TIMED_OUT}.",
+        "code. An array ends when all its tasks have: 0 if all succeeded, else the exit "
+        f"code of its first task, by index, that did not. A wait that runs out of --timeout "
+        f"exits {EXIT_TIMED_OUT}.",
     )
     wait.add_argument("ids", nargs="+", metavar="ID")
     either = wait.add_mutually_exclusive_group()
@@ -254,10 +280,13 @@ def build_spec(args: argparse.Namespace) -> types_pb2.JobSpec:
     spec.labels.update(dict(args.label))
     if args.time_limit is not None:
         spec.time_limit.CopyFrom(Duration(seconds=int(args.time_limit.total_seconds())))
+    apply_array_flags(spec, args)
     return spec
 
 
 def submit_command(args: argparse.Namespace) -> int:
+    if args.from_file is not None:
+        return _submit_batch(args)
     spec = build_spec(args)
 
     async def given(client: AsyncClient) -> types_pb2.JobSpec:
@@ -296,6 +325,47 @@ def _submit(
         if args.json:
             print_json(jobs[0])
         return outcome(jobs, ended, first=False)
+
+    return _run_waiting(args, session)
+
+
+def _submit_batch(args: argparse.Namespace) -> int:
+    """``job submit --from FILE``: every job of the file in one call, all or none;
+    prints their ids, one a line (an array's id for an array)."""
+    if [word for word in args.command if word != "--"]:
+        raise CommandError("--from FILE takes the jobs from the file: give no command")
+    if args.array is not None or args.sweep or args.after:
+        raise CommandError("with --from, give arrays, sweeps and dependencies in the file's specs")
+    batch = read_batch(args.from_file, project=project_of(args))
+    wait = args.wait or args.wait_timeout is not None
+
+    async def session(client: AsyncClient) -> int:
+        from murmur import MurmurError
+        from murmur.v1 import cluster_pb2
+
+        try:
+            jobs = await client.submit_jobs(
+                [request.spec for request in batch.requests],
+                idempotency_keys=[request.idempotency_key for request in batch.requests],
+            )
+        except MurmurError as exc:
+            raise CommandError(batch.located(exc.message)) from None
+        if not args.json or not wait:
+            print_record(
+                cluster_pb2.SubmitJobsResponse(jobs=jobs),
+                as_json=args.json,
+                text=lambda: print("\n".join(job.id for job in jobs), flush=True),
+            )
+        note(f"submitted {len(jobs)} jobs from {batch.name}")
+        if not wait:
+            return 0
+        ended_jobs, ended = await wait_within(
+            client, [job.id for job in jobs], args.wait_timeout,
+            on_end=lambda job: note(describe_end(job)),
+        )  # fmt: skip
+        if args.json:
+            print_json(cluster_pb2.ListJobsResponse(jobs=ended_jobs))
+        return outcome(ended_jobs, ended, first=False)
 
     return _run_waiting(args, session)
 
@@ -342,8 +412,14 @@ def resubmittable_spec(job: types_pb2.Job, spec: types_pb2.JobSpec) -> types_pb2
 
     Raises:
         CommandError: The spec as returned is not the spec submitted: the job has
-            secrets (values never returned) or env values hidden from the caller.
+            secrets (values never returned) or env values hidden from the caller;
+            or the job is one task of an array.
     """
+    if is_task(job):
+        raise CommandError(
+            f"job {job.id} is a task of array {job.array.array_id}: resubmit the array "
+            f"({job.array.array_id}), or submit the task's command again"
+        )
     if job.spec.secret_names:
         names = ", ".join(sorted(job.spec.secret_names))
         raise CommandError(
@@ -400,6 +476,9 @@ def list_command(args: argparse.Namespace) -> int:
             limit=args.limit,
             include_archived=args.include_archived,
             newest_first=not args.oldest_first,
+            labels=dict(args.label),
+            project=args.project,
+            tasks=args.tasks,
         ),
     )
     print_record(
@@ -416,9 +495,9 @@ def _job_table(jobs: list[types_pb2.Job]) -> None:
             job.user,
             _state(job.state),
             str(job.spec.gpus.count),
-            _where(job),
+            f"{job.array.tasks} tasks" if is_array(job) else _where(job),
             _age(job),
-            job.reason,
+            tasks_summary(job) if is_array(job) else job.reason,
         ]
         for job in jobs
     ]
@@ -442,6 +521,7 @@ def _print_job(job: types_pb2.Job) -> None:
     if job.queue_position:
         print(f"position {job.queue_position} in queue {spec.queue}")
     print(f"user: {job.user}   queue: {spec.queue}   priority: {spec.priority}")
+    _print_array_parts(job)
     runtime = types_pb2.JobRuntime.Name(spec.runtime).removeprefix("JOB_RUNTIME_").lower()
     target = spec.image or spec.venv or spec.conda_env
     print(f"runtime: {runtime}" + (f" ({target})" if target else ""))
@@ -480,19 +560,37 @@ def _print_job(job: types_pb2.Job) -> None:
         print_table(("  TIME (UTC)", "STATE", "WHAT"), rows)
 
 
-def logs_command(args: argparse.Namespace) -> int:
+def _print_array_parts(job: types_pb2.Job) -> None:
+    """What ``job show`` says of a job's project, array and dependencies."""
     from murmur.v1 import types_pb2
+
+    spec = job.spec
+    if spec.project:
+        print(f"project: {spec.project}")
+    if is_array(job):
+        limit = f", at most {spec.array.max_running} at once" if spec.array.max_running else ""
+        what = f"indices {spec.array.indices}" if spec.array.indices else "a sweep"
+        print(f"array: {job.array.tasks} tasks ({what}{limit}): {tasks_summary(job)}")
+        print(f"tasks: {job.id}[INDEX] (`murmur job list --tasks` lists them)")
+    elif is_task(job):
+        array = job.array
+        print(f"task {array.task_index} of array {array.array_id} ({array.tasks} tasks)")
+    for parameter in spec.array.sweep:
+        print(f"sweep {parameter.name}: {', '.join(parameter.values)}")
+    for dependency in spec.after:
+        word = types_pb2.DependencyCondition.Name(dependency.condition)
+        condition = word.removeprefix("DEPENDENCY_CONDITION_").lower()
+        print(f"after: {dependency.job_id}:{'ok' if condition == 'unspecified' else condition}")
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    from murmur._cli.log_output import print_log_line
 
     async def stream(client: Any) -> None:
         async for line in client.stream_logs(
             args.id, run_id=args.run, follow=args.follow, tail_lines=args.tail or 0
         ):
-            text = line.text
-            if args.timestamps:
-                moment = line.time.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds")
-                text = f"{moment} {text}"
-            target = sys.stderr if line.stream == types_pb2.LOG_STREAM_STDERR else sys.stdout
-            print(text, file=target, flush=args.follow)
+            print_log_line(line, timestamps=args.timestamps, flush=args.follow)
 
     run_with_client(args, stream)
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from murmur._cli import node_install
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
 from murmur._cli.output import NODE_HEADERS, node_rows, note, print_json, print_table
@@ -31,7 +32,13 @@ def register(commands: Any) -> None:
     start.add_argument("--join-listen", metavar="HOST:PORT", help="join listener (default: port+1)")
     start.add_argument(
         "--router-listen", metavar="HOST:PORT",
-        help="serve the OpenAI-compatible router here (loopback only; docs/serving.md)",
+        help="serve the OpenAI-compatible router here: HTTPS with the node's certificate, "
+        "or plain HTTP on a loopback address (docs/serving.md)",
+    )  # fmt: skip
+    start.add_argument(
+        "--router-require-keys", action="store_true", default=None,
+        help="the router refuses requests without an API key (`murmur apikey create`); "
+        "off unless given on a loopback router",
     )  # fmt: skip
     start.add_argument("--advertise", metavar="HOST:PORT", help="address others should dial")
     start.add_argument("--join", metavar="HOST:PORT", help="an existing node, to join its cluster")
@@ -134,6 +141,8 @@ def register(commands: Any) -> None:
     )
     restore.set_defaults(handler=restore_command)
 
+    node_install.register(actions)
+
 
 def start_command(args: argparse.Namespace) -> int:
     from murmur.node.config import load_node_config
@@ -145,6 +154,7 @@ def start_command(args: argparse.Namespace) -> int:
         "listen": args.listen,
         "join_listen": args.join_listen,
         "router_listen": args.router_listen,
+        "router_require_keys": args.router_require_keys,
         "advertise": args.advertise,
         "join": args.join,
         "token": args.token,

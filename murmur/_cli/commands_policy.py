@@ -35,7 +35,8 @@ def register(commands: Any) -> None:
     show.set_defaults(handler=policy_show_command)
     usage = commands.add_parser(
         "usage",
-        help="GPU-hours of runs that ended, by user and group, and fair-share factors",
+        help="GPU-hours of runs that ended, by user and group (and by project), and "
+        "fair-share factors",
     )
     usage.add_argument("--group", default="", help="only this group's users")
     usage.add_argument(
@@ -98,4 +99,10 @@ def usage_command(args: argparse.Namespace) -> int:
         for row in response.rows
     ]
     print_table(headers, rows)
+    if response.projects and not args.group:
+        print()
+        print_table(
+            ["PROJECT", "GPU-HOURS"],
+            [[row.project, f"{row.gpu_hours:.2f}"] for row in response.projects],
+        )
     return 0

@@ -1,5 +1,6 @@
-"""Services: ``service create|list|show|scale|delete``: model servers kept running as
-replicas, probed ready, and reached through every node's router (docs/serving.md)."""
+"""Services: ``service create|list|show|scale|update|delete``: model servers kept
+running as replicas, probed ready, and reached through every node's router
+(docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from murmur._cli.parsing import (
 from murmur._cli.run_flags import add_run_flags, run_spec
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from murmur._client import AsyncClient
     from murmur.v1 import types_pb2
 
 
@@ -39,6 +43,16 @@ def register(commands: Any) -> None:
     create.add_argument("rest", nargs=argparse.REMAINDER)
     create.set_defaults(handler=create_command)
 
+    update = actions.add_parser(
+        "update",
+        help="give a service a new spec: its replicas are replaced one at a time",
+        add_help=False,
+        usage="murmur service update NAME [options] -- CMD...",
+    )
+    update.add_argument("-h", "--help", action=_UpdateHelp, nargs=0, help=argparse.SUPPRESS)
+    update.add_argument("rest", nargs=argparse.REMAINDER)
+    update.set_defaults(handler=update_command)
+
     listing = actions.add_parser("list", help="every service, its replicas ready")
     add_connection_flags(listing)
     add_json_flag(listing)
@@ -57,6 +71,17 @@ def register(commands: Any) -> None:
     add_json_flag(scale)
     scale.set_defaults(handler=scale_command)
 
+    logs = actions.add_parser(
+        "logs", help="its replicas' output, each line behind its slot (one with --replica)"
+    )
+    logs.add_argument("name")
+    logs.add_argument("--replica", type=non_negative_int, help="only this slot's replica")
+    logs.add_argument("-f", "--follow", action="store_true", help="stream until they end")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+    logs.add_argument("--tail", type=positive_int, help="only the last N lines of each")
+    add_connection_flags(logs)
+    logs.set_defaults(handler=logs_command)
+
     delete = actions.add_parser("delete", help="delete a service: its replicas are stopped")
     delete.add_argument("name")
     add_connection_flags(delete)
@@ -72,20 +97,59 @@ class _CreateHelp(argparse.Action):
         parser.exit()
 
 
+class _UpdateHelp(argparse.Action):
+    """``service update --help``: the help of its own parser (``update_parser``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        update_parser().print_help()
+        parser.exit()
+
+
+_SPEC_HELP = (
+    "Each replica runs CMD on a node of the cluster with a port of its own in $PORT, "
+    "where it must listen (on every interface). It is ready once an HTTP GET of "
+    "--ready-path on that port answers 2xx; only then do the routers send it requests "
+    "for --model (and its aliases, and MODEL:ADAPTER). A replica whose CMD ends runs "
+    "again (--restart), and the cluster keeps --replicas of them."
+)
+
+
 def create_parser() -> argparse.ArgumentParser:
     """``service create``'s own parser: NAME, then options, then ``-- CMD...``."""
     create = argparse.ArgumentParser(
         prog="murmur service create",
         usage="murmur service create NAME --model MODEL [options] -- CMD...",
-        description="Each replica runs CMD on a node of the cluster with a port of its "
-        "own in $PORT, where it must listen (on every interface). It is ready once an "
-        "HTTP GET of --ready-path on that port answers 2xx; only then do the routers "
-        "send it requests for --model (and its aliases, and MODEL:ADAPTER). A replica "
-        "whose CMD ends runs again (--restart), and the cluster keeps --replicas of them.",
+        description=_SPEC_HELP,
     )
     create.add_argument("name", help="the service's name: lowercase letters, digits, -")
     create.add_argument("--model", required=True, help="the model name requests use")
     create.add_argument("--replicas", type=non_negative_int, default=1)
+    _add_spec_flags(create)
+    return create
+
+
+def update_parser() -> argparse.ArgumentParser:
+    """``service update``'s own parser: create's, but the model and the replica count
+    default to the service's current ones."""
+    update = argparse.ArgumentParser(
+        prog="murmur service update",
+        usage="murmur service update NAME [options] -- CMD...",
+        description="The new spec is the whole spec, as `service create` takes it: an "
+        "option not given takes its default, not the service's current value (but "
+        "--model and --replicas, which keep theirs). The replicas are then replaced one "
+        "at a time, a new one ready before the next old one stops, so no fewer than "
+        "N-1 are ready at any moment; a new revision that never gets ready stops the "
+        "update with the others still serving. " + _SPEC_HELP,
+    )
+    update.add_argument("name", help="the service to update")
+    update.add_argument("--model", help="the model name requests use (default: kept)")
+    update.add_argument("--replicas", type=non_negative_int, help="(default: kept)")
+    _add_spec_flags(update)
+    return update
+
+
+def _add_spec_flags(create: argparse.ArgumentParser) -> None:
+    """The flags of a service's spec that create and update share."""
     create.add_argument("--alias", action="append", default=[], metavar="NAME")
     create.add_argument(
         "--adapter", action="append", type=parse_key_value, default=[], metavar="NAME=PATH",
@@ -100,13 +164,24 @@ def create_parser() -> argparse.ArgumentParser:
         help="failures in a row that make a ready replica not ready (3)",
     )  # fmt: skip
     create.add_argument(
+        "--live-path", default="",
+        help="a liveness probe path: a replica failing it --live-failures times in a row "
+        "is stopped and restarts (none unless a --live-* option is given)",
+    )  # fmt: skip
+    create.add_argument("--live-period", type=parse_duration, help="between probes (2s)")
+    create.add_argument("--live-timeout", type=parse_duration, help="of one probe (1s)")
+    create.add_argument("--live-delay", type=parse_duration, help="before the first probe")
+    create.add_argument(
+        "--live-failures", type=positive_int, default=0,
+        help="failures in a row that make a replica restart (3)",
+    )  # fmt: skip
+    create.add_argument(
         "--restart", choices=("always", "on-failure"), default="always",
         help="run a replica again when CMD ends (always), or only when it failed",
     )  # fmt: skip
     add_run_flags(create)
     add_connection_flags(create)
     add_json_flag(create)
-    return create
 
 
 def service_spec(args: argparse.Namespace) -> types_pb2.ServiceSpec:
@@ -119,28 +194,65 @@ def service_spec(args: argparse.Namespace) -> types_pb2.ServiceSpec:
         name=args.name, template=template, replicas=args.replicas, model=args.model,
         aliases=args.alias, adapters=dict(args.adapter), restart=args.restart,
     )  # fmt: skip
-    probe = spec.readiness
-    probe.path = args.ready_path
-    probe.failure_threshold = args.ready_failures
-    for field, value in (
-        (probe.period, args.ready_period),
-        (probe.timeout, args.ready_timeout),
-        (probe.initial_delay, args.ready_delay),
-    ):
-        if value is not None:
-            field.FromTimedelta(value)
+    _set_probe(
+        spec.readiness, args.ready_path, args.ready_failures,
+        (args.ready_period, args.ready_timeout, args.ready_delay),
+    )  # fmt: skip
+    live = (args.live_period, args.live_timeout, args.live_delay)
+    if args.live_path or args.live_failures or any(value is not None for value in live):
+        _set_probe(spec.liveness, args.live_path, args.live_failures, live)
     return spec
 
 
-def create_command(parsed: argparse.Namespace) -> int:
-    rest = list(parsed.rest)
+def _set_probe(
+    probe: types_pb2.HttpProbe,
+    path: str,
+    failures: int,
+    times: tuple[timedelta | None, timedelta | None, timedelta | None],
+) -> None:
+    """``probe`` as flags give it: path, failure threshold, (period, timeout, delay);
+    what is not given is the node's default."""
+    probe.path = path
+    probe.failure_threshold = failures
+    probe.SetInParent()
+    for field, value in zip((probe.period, probe.timeout, probe.initial_delay), times, strict=True):
+        if value is not None:
+            field.FromTimedelta(value)
+
+
+def _parsed(parser: argparse.ArgumentParser, rest: list[str]) -> argparse.Namespace:
+    """NAME and options from ``parser``, then the command after ``--``."""
     cut = rest.index("--") if "--" in rest else len(rest)
-    args = create_parser().parse_args(rest[:cut])
+    args = parser.parse_args(rest[:cut])
     args.command = rest[cut + 1 :]
+    return args
+
+
+def create_command(parsed: argparse.Namespace) -> int:
+    args = _parsed(create_parser(), list(parsed.rest))
     spec = service_spec(args)
     service = run_with_client(args, lambda client: client.create_service(spec))
     note(f"created service {service.spec.name}: {len(service.replicas)} replica(s) placed")
     print_record(service, as_json=args.json, text=lambda: print(service.spec.name))
+    return 0
+
+
+def update_command(parsed: argparse.Namespace) -> int:
+    args = _parsed(update_parser(), list(parsed.rest))
+    replicas = args.replicas
+    args.replicas = replicas or 0  # 0: the node keeps the count
+
+    async def update(client: AsyncClient) -> types_pb2.Service:
+        if args.model is None:
+            args.model = (await client.get_service(args.name)).spec.model
+        return await client.update_service(service_spec(args))
+
+    service = run_with_client(args, update)
+    note(
+        f"service {service.spec.name} is at revision {service.revision}: its replicas are "
+        "replaced one at a time (`murmur service show` follows it)"
+    )
+    print_record(service, as_json=args.json, text=lambda: _show(service))
     return 0
 
 
@@ -178,13 +290,21 @@ def _show(service: types_pb2.Service) -> None:
     spec = service.spec
     names = [spec.model, *spec.aliases, *(f"{spec.model}:{a}" for a in sorted(spec.adapters))]
     print(f"service {spec.name}: {service.ready}/{spec.replicas} ready, owner {service.user}")
+    revision = service.revision or 1
+    old = sum(1 for replica in service.replicas if (replica.revision or 1) < revision)
+    rolling = f" ({old} replica(s) of older revisions left to replace)" if old else ""
+    print(f"revision: {revision}{rolling}")
     print(f"models: {', '.join(names)}")
     print(f"readiness: GET {spec.readiness.path}; restart {spec.restart}")
+    if spec.HasField("liveness"):
+        live = spec.liveness
+        print(f"liveness: GET {live.path}; restart after {live.failure_threshold} failures")
     print_table(
-        ("SLOT", "JOB", "STATE", "NODE", "PORT", "READY", "REASON"),
+        ("SLOT", "REV", "JOB", "STATE", "NODE", "PORT", "READY", "REASON"),
         [
             [
                 str(replica.slot),
+                str(replica.revision or 1),
                 replica.job_id,
                 types_pb2.JobState.Name(replica.state).removeprefix("JOB_STATE_").lower(),
                 replica.node or "-",
@@ -201,6 +321,41 @@ def scale_command(args: argparse.Namespace) -> int:
     service = run_with_client(args, lambda client: client.scale_service(args.name, args.replicas))
     note(f"service {service.spec.name} keeps {service.spec.replicas} replica(s)")
     print_record(service, as_json=args.json, text=lambda: _show(service))
+    return 0
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    """Each replica's latest run's output; with several replicas, every line behind
+    ``[SLOT]`` and, with ``--follow``, the replicas streamed side by side (a line is
+    never cut by another's)."""
+    import asyncio
+
+    from murmur._cli.log_output import print_log_line
+    from murmur._errors import NotFound
+
+    async def stream(client: AsyncClient) -> None:
+        service = await client.get_service(args.name)
+        replicas = list(service.replicas)
+        if args.replica is not None:
+            replicas = [r for r in replicas if r.slot == args.replica]
+            if not replicas:
+                raise NotFound(f"service {args.name} has no replica {args.replica}")
+        several = len(replicas) > 1
+
+        async def one(replica: types_pb2.ServiceReplica) -> None:
+            prefix = f"[{replica.slot}] " if several else ""
+            async for line in client.stream_logs(
+                replica.job_id, follow=args.follow, tail_lines=args.tail or 0
+            ):
+                print_log_line(line, timestamps=args.timestamps, flush=args.follow, prefix=prefix)
+
+        if args.follow:
+            await asyncio.gather(*(one(replica) for replica in replicas))
+        else:
+            for replica in replicas:
+                await one(replica)
+
+    run_with_client(args, stream)
     return 0
 
 

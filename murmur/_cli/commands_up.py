@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from murmur._cli.errors import CommandError
 from murmur._cli.output import note
 from murmur._cli.parsing import positive_int
+from murmur._frozen import murmur_command
 
 DEFAULT_SIMULATED_GPUS = "8xA100-80GB"
 READY_TIMEOUT_SECONDS = 30.0
@@ -113,7 +113,7 @@ def _start_node(
     data_dir = home / "cluster" / f"node-{index}"
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     command = [
-        sys.executable, "-m", "murmur", "node", "start",
+        *murmur_command(), "node", "start",
         "--name", f"node-{index}",
         "--data-dir", str(data_dir),
         "--listen", _node_address(index, port),

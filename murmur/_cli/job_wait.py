@@ -208,7 +208,8 @@ async def _follow_stream(
                 for job_id in job_ids:
                     if seen(await client.get_job(job_id)):
                         return True
-            jobs = client.watch_jobs(user=user)
+            # An array comes as its own record (ended when every task has).
+            jobs = client.watch_jobs(user=user, fold_arrays=True)
             try:
                 async for job in jobs:
                     broken_since = None

@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 
 from murmur._cli import (
     commands_admin,
+    commands_apikey,
+    commands_bundle,
     commands_certs,
     commands_cluster,
     commands_jobs,
@@ -27,6 +29,7 @@ from murmur._cli import (
     commands_top,
     commands_up,
 )
+from murmur._frozen import RUN_HELPER, run_helper
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -80,13 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands_cluster.register(commands)
     commands_jobs.register(commands)
     commands_services.register(commands)
+    commands_apikey.register(commands)
     commands_top.register(commands)
+    commands_bundle.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == [RUN_HELPER]:
+        # The daemon's helper as `murmur __run-helper MODULE` (murmur/_frozen.py), before
+        # any parsing. The frozen build dispatches it earlier still (scripts/packaging/entry.py);
+        # here it serves `python -m murmur`, through which tests play the frozen build.
+        return run_helper(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     handler: Handler = args.handler
     from murmur._cli.errors import CommandError, describe_error
 

@@ -21,7 +21,7 @@ parsing the command line needs no protobuf (a test holds them to the proto)."""
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """``--image``, ``--runtime``, ``--venv``, ``--conda-env``, ``--gpus``,
     ``--gpu-model``, ``--cpus``, ``--memory``, ``--dataset``, ``--queue``,
-    ``--priority``, ``--env``, ``--workdir``, ``--shell``."""
+    ``--priority``, ``--env``, ``--workdir``, ``--shell``, ``--project``."""
     parser.add_argument("--image", default="", help="docker image (docker runtime)")
     parser.add_argument("--runtime", choices=RUNTIMES, help="default: docker with --image")
     parser.add_argument("--venv", default="", help="process runtime: a virtualenv path")
@@ -36,6 +36,19 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", action="append", type=parse_key_value, default=[], metavar="K=V")
     parser.add_argument("--workdir", default="")
     parser.add_argument("--shell", action="store_true", help="run CMD through /bin/sh -c")
+    parser.add_argument(
+        "--project",
+        help="the project it belongs to (default: $MURMUR_PROJECT, else the lab policy's)",
+    )
+
+
+def project_of(args: argparse.Namespace) -> str:
+    """``--project``, else ``$MURMUR_PROJECT`` (a job submitted from a job of a
+    project has it), else none (the lab policy's default applies)."""
+    import os
+
+    project: str | None = args.project
+    return project if project is not None else os.environ.get("MURMUR_PROJECT", "")
 
 
 def run_spec(args: argparse.Namespace, *, example: str) -> types_pb2.JobSpec:
@@ -72,4 +85,5 @@ def run_spec(args: argparse.Namespace, *, example: str) -> types_pb2.JobSpec:
         cpus=args.cpus,
         memory_bytes=args.memory,
         datasets=args.dataset,
+        project=project_of(args),
     )

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from murmur.v1 import apikeys_pb2 as murmur_dot_v1_dot_apikeys__pb2
 from murmur.v1 import cluster_pb2 as murmur_dot_v1_dot_cluster__pb2
 from murmur.v1 import types_pb2 as murmur_dot_v1_dot_types__pb2
 
@@ -74,6 +75,11 @@ class ClusterServiceStub:
                 '/murmur.v1.ClusterService/SubmitJob',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_types__pb2.Job.FromString,
+                _registered_method=True)
+        self.SubmitJobs = channel.unary_unary(
+                '/murmur.v1.ClusterService/SubmitJobs',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.SubmitJobsResponse.FromString,
                 _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/murmur.v1.ClusterService/ListJobs',
@@ -185,6 +191,11 @@ class ClusterServiceStub:
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.ScaleServiceRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
                 _registered_method=True)
+        self.UpdateService = channel.unary_unary(
+                '/murmur.v1.ClusterService/UpdateService',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.UpdateServiceRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
+                _registered_method=True)
         self.DeleteService = channel.unary_unary(
                 '/murmur.v1.ClusterService/DeleteService',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.DeleteServiceRequest.SerializeToString,
@@ -199,6 +210,21 @@ class ClusterServiceStub:
                 '/murmur.v1.ClusterService/GetService',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.GetServiceRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_types__pb2.Service.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/murmur.v1.ClusterService/CreateApiKey',
+                request_serializer=murmur_dot_v1_dot_apikeys__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_apikeys__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/murmur.v1.ClusterService/ListApiKeys',
+                request_serializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/murmur.v1.ClusterService/RevokeApiKey',
+                request_serializer=murmur_dot_v1_dot_apikeys__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_apikeys__pb2.ApiKey.FromString,
                 _registered_method=True)
 
 
@@ -254,6 +280,14 @@ class ClusterServiceServicer:
 
     def SubmitJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobs(self, request, context):
+        """Several jobs in one call and one control log entry: all are accepted or none
+        is (the first refusal names its job, 1-based). Each has its own idempotency key.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -416,6 +450,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateService(self, request, context):
+        """A new spec for a service: its replicas are replaced one at a time, never
+        leaving fewer than N-1 ready (the leader rolls them as the new ones get ready).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteService(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -429,6 +471,27 @@ class ClusterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """API keys for the model router (murmur/v1/apikeys.proto): a member or admin
+        creates their own (the answer holds the key, once); its owner or an admin
+        revokes it; a member lists their own, an admin anyone's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -476,6 +539,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.SubmitJobRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_types__pb2.Job.SerializeToString,
+            ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.SubmitJobsResponse.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobs,
@@ -587,6 +655,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.ScaleServiceRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
             ),
+            'UpdateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateService,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.UpdateServiceRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
+            ),
             'DeleteService': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteService,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.DeleteServiceRequest.FromString,
@@ -601,6 +674,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetService,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetServiceRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_types__pb2.Service.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=murmur_dot_v1_dot_apikeys__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_apikeys__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=murmur_dot_v1_dot_apikeys__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_apikeys__pb2.ApiKey.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -819,6 +907,33 @@ class ClusterService:
             '/murmur.v1.ClusterService/SubmitJob',
             murmur_dot_v1_dot_cluster__pb2.SubmitJobRequest.SerializeToString,
             murmur_dot_v1_dot_types__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/SubmitJobs',
+            murmur_dot_v1_dot_cluster__pb2.SubmitJobsRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.SubmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1424,6 +1539,33 @@ class ClusterService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/UpdateService',
+            murmur_dot_v1_dot_cluster__pb2.UpdateServiceRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteService(request,
             target,
             options=(),
@@ -1494,6 +1636,87 @@ class ClusterService:
             '/murmur.v1.ClusterService/GetService',
             murmur_dot_v1_dot_cluster__pb2.GetServiceRequest.SerializeToString,
             murmur_dot_v1_dot_types__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/CreateApiKey',
+            murmur_dot_v1_dot_apikeys__pb2.CreateApiKeyRequest.SerializeToString,
+            murmur_dot_v1_dot_apikeys__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/ListApiKeys',
+            murmur_dot_v1_dot_apikeys__pb2.ListApiKeysRequest.SerializeToString,
+            murmur_dot_v1_dot_apikeys__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/RevokeApiKey',
+            murmur_dot_v1_dot_apikeys__pb2.RevokeApiKeyRequest.SerializeToString,
+            murmur_dot_v1_dot_apikeys__pb2.ApiKey.FromString,
             options,
             channel_credentials,
             insecure,

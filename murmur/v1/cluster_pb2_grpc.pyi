@@ -8,6 +8,7 @@ forwards the rest to the leader.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from murmur.v1 import apikeys_pb2 as _apikeys_pb2
 from murmur.v1 import cluster_pb2 as _cluster_pb2
 from murmur.v1 import types_pb2 as _types_pb2
 import abc as _abc_1
@@ -48,6 +49,10 @@ class ClusterServiceStub:
     WatchNodes: _grpc.UnaryStreamMultiCallable[_cluster_pb2.WatchNodesRequest, _types_pb2.NodeInfo]
     """The current nodes, then every change, until the caller goes away."""
     SubmitJob: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.SubmitJobRequest, _types_pb2.Job]
+    SubmitJobs: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.SubmitJobsRequest, _cluster_pb2.SubmitJobsResponse]
+    """Several jobs in one call and one control log entry: all are accepted or none
+    is (the first refusal names its job, 1-based). Each has its own idempotency key.
+    """
     ListJobs: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListJobsRequest, _cluster_pb2.ListJobsResponse]
     GetJob: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetJobRequest, _types_pb2.Job]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.CancelJobRequest, _types_pb2.Job]
@@ -105,9 +110,20 @@ class ClusterServiceStub:
     create, scale and delete their own; admin: any). Anyone lists and reads them.
     """
     ScaleService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ScaleServiceRequest, _types_pb2.Service]
+    UpdateService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.UpdateServiceRequest, _types_pb2.Service]
+    """A new spec for a service: its replicas are replaced one at a time, never
+    leaving fewer than N-1 ready (the leader rolls them as the new ones get ready).
+    """
     DeleteService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.DeleteServiceRequest, _types_pb2.Service]
     ListServices: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListServicesRequest, _cluster_pb2.ListServicesResponse]
     GetService: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetServiceRequest, _types_pb2.Service]
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_apikeys_pb2.CreateApiKeyRequest, _apikeys_pb2.CreateApiKeyResponse]
+    """API keys for the model router (murmur/v1/apikeys.proto): a member or admin
+    creates their own (the answer holds the key, once); its owner or an admin
+    revokes it; a member lists their own, an admin anyone's.
+    """
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_apikeys_pb2.ListApiKeysRequest, _apikeys_pb2.ListApiKeysResponse]
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_apikeys_pb2.RevokeApiKeyRequest, _apikeys_pb2.ApiKey]
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -125,6 +141,10 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     WatchNodes: _aio.UnaryStreamMultiCallable[_cluster_pb2.WatchNodesRequest, _types_pb2.NodeInfo]  # type: ignore[assignment]
     """The current nodes, then every change, until the caller goes away."""
     SubmitJob: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SubmitJobRequest, _types_pb2.Job]  # type: ignore[assignment]
+    SubmitJobs: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SubmitJobsRequest, _cluster_pb2.SubmitJobsResponse]  # type: ignore[assignment]
+    """Several jobs in one call and one control log entry: all are accepted or none
+    is (the first refusal names its job, 1-based). Each has its own idempotency key.
+    """
     ListJobs: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListJobsRequest, _cluster_pb2.ListJobsResponse]  # type: ignore[assignment]
     GetJob: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetJobRequest, _types_pb2.Job]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_cluster_pb2.CancelJobRequest, _types_pb2.Job]  # type: ignore[assignment]
@@ -182,9 +202,20 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     create, scale and delete their own; admin: any). Anyone lists and reads them.
     """
     ScaleService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ScaleServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
+    UpdateService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.UpdateServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
+    """A new spec for a service: its replicas are replaced one at a time, never
+    leaving fewer than N-1 ready (the leader rolls them as the new ones get ready).
+    """
     DeleteService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.DeleteServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
     ListServices: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListServicesRequest, _cluster_pb2.ListServicesResponse]  # type: ignore[assignment]
     GetService: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetServiceRequest, _types_pb2.Service]  # type: ignore[assignment]
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_apikeys_pb2.CreateApiKeyRequest, _apikeys_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
+    """API keys for the model router (murmur/v1/apikeys.proto): a member or admin
+    creates their own (the answer holds the key, once); its owner or an admin
+    revokes it; a member lists their own, an admin anyone's.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_apikeys_pb2.ListApiKeysRequest, _apikeys_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_apikeys_pb2.RevokeApiKeyRequest, _apikeys_pb2.ApiKey]  # type: ignore[assignment]
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -247,6 +278,16 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.SubmitJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_types_pb2.Job, _abc.Awaitable[_types_pb2.Job]]: ...
+
+    @_abc_1.abstractmethod
+    def SubmitJobs(
+        self,
+        request: _cluster_pb2.SubmitJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.SubmitJobsResponse, _abc.Awaitable[_cluster_pb2.SubmitJobsResponse]]:
+        """Several jobs in one call and one control log entry: all are accepted or none
+        is (the first refusal names its job, 1-based). Each has its own idempotency key.
+        """
 
     @_abc_1.abstractmethod
     def ListJobs(
@@ -438,6 +479,16 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]: ...
 
     @_abc_1.abstractmethod
+    def UpdateService(
+        self,
+        request: _cluster_pb2.UpdateServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]:
+        """A new spec for a service: its replicas are replaced one at a time, never
+        leaving fewer than N-1 ready (the leader rolls them as the new ones get ready).
+        """
+
+    @_abc_1.abstractmethod
     def DeleteService(
         self,
         request: _cluster_pb2.DeleteServiceRequest,
@@ -457,5 +508,30 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.GetServiceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_types_pb2.Service, _abc.Awaitable[_types_pb2.Service]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _apikeys_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_apikeys_pb2.CreateApiKeyResponse, _abc.Awaitable[_apikeys_pb2.CreateApiKeyResponse]]:
+        """API keys for the model router (murmur/v1/apikeys.proto): a member or admin
+        creates their own (the answer holds the key, once); its owner or an admin
+        revokes it; a member lists their own, an admin anyone's.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _apikeys_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_apikeys_pb2.ListApiKeysResponse, _abc.Awaitable[_apikeys_pb2.ListApiKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _apikeys_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_apikeys_pb2.ApiKey, _abc.Awaitable[_apikeys_pb2.ApiKey]]: ...
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

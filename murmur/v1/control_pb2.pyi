@@ -16,6 +16,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from murmur.v1 import apikeys_pb2 as _apikeys_pb2
 from murmur.v1 import trust_pb2 as _trust_pb2
 from murmur.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
@@ -51,9 +52,15 @@ class ControlCommand(_message.Message):
     CREATE_SERVICE_FIELD_NUMBER: _builtins.int
     SCALE_SERVICE_FIELD_NUMBER: _builtins.int
     DELETE_SERVICE_FIELD_NUMBER: _builtins.int
+    UPDATE_SERVICE_FIELD_NUMBER: _builtins.int
+    ROLL_REPLICA_FIELD_NUMBER: _builtins.int
+    SUBMIT_JOBS_FIELD_NUMBER: _builtins.int
     RECORD_AUDIT_FIELD_NUMBER: _builtins.int
     CREATE_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
     CONSUME_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATE_API_KEY_FIELD_NUMBER: _builtins.int
+    REVOKE_API_KEY_FIELD_NUMBER: _builtins.int
+    RECORD_API_KEY_USAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def submit_job(self) -> Global___SubmitJobCommand: ...
     @_builtins.property
@@ -95,6 +102,16 @@ class ControlCommand(_message.Message):
     @_builtins.property
     def delete_service(self) -> Global___DeleteServiceCommand: ...
     @_builtins.property
+    def update_service(self) -> Global___UpdateServiceCommand:
+        """A service's rolling update: a new revision, then its replicas one at a time."""
+
+    @_builtins.property
+    def roll_replica(self) -> Global___RollReplicaCommand: ...
+    @_builtins.property
+    def submit_jobs(self) -> Global___SubmitJobsCommand:
+        """Several submissions in one entry, all applied or none (ClusterService.SubmitJobs)."""
+
+    @_builtins.property
     def record_audit(self) -> Global___RecordAuditCommand:
         """The audit trail (high number: other commands take the next ones in order)."""
 
@@ -103,7 +120,15 @@ class ControlCommand(_message.Message):
         """Join tokens, single use cluster-wide (murmur/v1/trust.proto)."""
 
     @_builtins.property
-    def consume_join_token(self) -> _trust_pb2.ConsumeJoinTokenCommand:
+    def consume_join_token(self) -> _trust_pb2.ConsumeJoinTokenCommand: ...
+    @_builtins.property
+    def create_api_key(self) -> _apikeys_pb2.CreateApiKeyCommand:
+        """API keys for the model router (murmur/v1/apikeys.proto)."""
+
+    @_builtins.property
+    def revoke_api_key(self) -> _apikeys_pb2.RevokeApiKeyCommand: ...
+    @_builtins.property
+    def record_api_key_usage(self) -> _apikeys_pb2.RecordApiKeyUsageCommand:
         """Later: certificate revocations, usage records."""
 
     def __init__(
@@ -125,15 +150,21 @@ class ControlCommand(_message.Message):
         create_service: Global___CreateServiceCommand | None = ...,
         scale_service: Global___ScaleServiceCommand | None = ...,
         delete_service: Global___DeleteServiceCommand | None = ...,
+        update_service: Global___UpdateServiceCommand | None = ...,
+        roll_replica: Global___RollReplicaCommand | None = ...,
+        submit_jobs: Global___SubmitJobsCommand | None = ...,
         record_audit: Global___RecordAuditCommand | None = ...,
         create_join_token: _trust_pb2.CreateJoinTokenCommand | None = ...,
         consume_join_token: _trust_pb2.ConsumeJoinTokenCommand | None = ...,
+        create_api_key: _apikeys_pb2.CreateApiKeyCommand | None = ...,
+        revoke_api_key: _apikeys_pb2.RevokeApiKeyCommand | None = ...,
+        record_api_key_usage: _apikeys_pb2.RecordApiKeyUsageCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "record_audit", "create_join_token", "consume_join_token"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "update_service", "roll_replica", "submit_jobs", "record_audit", "create_join_token", "consume_join_token", "create_api_key", "revoke_api_key", "record_api_key_usage"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -176,6 +207,32 @@ class SubmitJobCommand(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitJobCommand: _TypeAlias = SubmitJobCommand  # noqa: Y015
+
+@_typing.final
+class SubmitJobsCommand(_message.Message):
+    """Several jobs submitted together: the state makes every one or none (the first
+    refusal names its job). A submission may wait for one made earlier in the entry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitJobCommand]:
+        """in order; each with its own idempotency key"""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___SubmitJobCommand] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitJobsCommand: _TypeAlias = SubmitJobsCommand  # noqa: Y015
 
 @_typing.final
 class CancelJobCommand(_message.Message):
@@ -303,6 +360,78 @@ class DeleteServiceCommand(_message.Message):
 Global___DeleteServiceCommand: _TypeAlias = DeleteServiceCommand  # noqa: Y015
 
 @_typing.final
+class UpdateServiceCommand(_message.Message):
+    """Its owner or an admin gives a service a new spec (a new revision): its replicas
+    are then replaced one at a time by the leader (RollReplicaCommand).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    IS_ADMIN_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    is_admin: _builtins.bool
+    at_us: _builtins.int
+    @_builtins.property
+    def spec(self) -> _types_pb2.ServiceSpec:
+        """validated; replicas 0 keeps the count"""
+
+    def __init__(
+        self,
+        *,
+        spec: _types_pb2.ServiceSpec | None = ...,
+        user: _builtins.str = ...,
+        is_admin: _builtins.bool = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "is_admin", b"is_admin", "spec", b"spec", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateServiceCommand: _TypeAlias = UpdateServiceCommand  # noqa: Y015
+
+@_typing.final
+class RollReplicaCommand(_message.Message):
+    """The leader replaces one slot's replica of an older revision with one of the
+    service's current revision (refused unless both still hold).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    REPLACED_JOB_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    slot: _builtins.int
+    revision: _builtins.int
+    """the service's current revision, as the leader saw it"""
+    replaced_job: _builtins.str
+    """the slot's job, as the leader saw it"""
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        slot: _builtins.int = ...,
+        revision: _builtins.int = ...,
+        replaced_job: _builtins.str = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "name", b"name", "replaced_job", b"replaced_job", "revision", b"revision", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollReplicaCommand: _TypeAlias = RollReplicaCommand  # noqa: Y015
+
+@_typing.final
 class ControlService(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -311,9 +440,12 @@ class ControlService(_message.Message):
     CREATED_AT_US_FIELD_NUMBER: _builtins.int
     CREATED_INDEX_FIELD_NUMBER: _builtins.int
     REPLICA_JOBS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     created_at_us: _builtins.int
     created_index: _builtins.int
+    revision: _builtins.int
+    """1 until its first update (0 reads as 1)"""
     @_builtins.property
     def spec(self) -> _types_pb2.ServiceSpec: ...
     @_builtins.property
@@ -328,10 +460,11 @@ class ControlService(_message.Message):
         created_at_us: _builtins.int = ...,
         created_index: _builtins.int = ...,
         replica_jobs: _abc.Iterable[_builtins.str] | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_us", b"created_at_us", "created_index", b"created_index", "replica_jobs", b"replica_jobs", "spec", b"spec", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_us", b"created_at_us", "created_index", b"created_index", "replica_jobs", b"replica_jobs", "revision", b"revision", "spec", b"spec", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -976,6 +1109,9 @@ class ControlSnapshot(_message.Message):
     LAB_POLICY_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
+    API_KEYS_FIELD_NUMBER: _builtins.int
+    ARRAYS_FIELD_NUMBER: _builtins.int
+    PROJECT_USAGE_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
@@ -1016,6 +1152,20 @@ class ControlSnapshot(_message.Message):
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlService]:
         """Services, by name (then format >= 35: older versions refuse it)."""
 
+    @_builtins.property
+    def api_keys(self) -> _apikeys_pb2.ControlApiKeys:
+        """API keys (hashes only) and their usage (then format >= 36: older versions refuse it)."""
+
+    @_builtins.property
+    def arrays(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlArray]:
+        """Arrays, in submit order; their tasks are `jobs`, whose spec is left out when it
+        is the array's (then format >= 38, as with dependencies or projects).
+        """
+
+    @_builtins.property
+    def project_usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlProjectUsage]:
+        """GPU-seconds by project and day (then format >= 38)."""
+
     def __init__(
         self,
         *,
@@ -1030,14 +1180,84 @@ class ControlSnapshot(_message.Message):
         lab_policy: Global___ControlLabPolicy | None = ...,
         usage: _abc.Iterable[Global___ControlUsage] | None = ...,
         services: _abc.Iterable[Global___ControlService] | None = ...,
+        api_keys: _apikeys_pb2.ControlApiKeys | None = ...,
+        arrays: _abc.Iterable[Global___ControlArray] | None = ...,
+        project_usage: _abc.Iterable[Global___ControlProjectUsage] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "revocations", b"revocations", "services", b"services", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "applied_index", b"applied_index", "arrays", b"arrays", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "project_usage", b"project_usage", "revocations", b"revocations", "services", b"services", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlSnapshot: _TypeAlias = ControlSnapshot  # noqa: Y015
+
+@_typing.final
+class ControlArray(_message.Message):
+    """An array of tasks (types.proto ArraySpec): one submission, one spec for all."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    SUBMIT_ORDER_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_US_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    UNSUCCESSFUL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    user: _builtins.str
+    submit_order: _builtins.int
+    submitted_at_us: _builtins.int
+    idempotency_key: _builtins.str
+    unsuccessful: _builtins.int
+    """tasks that ended other than succeeded, forgotten ones too"""
+    @_builtins.property
+    def spec(self) -> _types_pb2.JobSpec: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        spec: _types_pb2.JobSpec | None = ...,
+        user: _builtins.str = ...,
+        submit_order: _builtins.int = ...,
+        submitted_at_us: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        unsuccessful: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "idempotency_key", b"idempotency_key", "spec", b"spec", "submit_order", b"submit_order", "submitted_at_us", b"submitted_at_us", "unsuccessful", b"unsuccessful", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlArray: _TypeAlias = ControlArray  # noqa: Y015
+
+@_typing.final
+class ControlProjectUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    GPU_SECONDS_FIELD_NUMBER: _builtins.int
+    project: _builtins.str
+    day: _builtins.int
+    """days since the Unix epoch, UTC"""
+    gpu_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        project: _builtins.str = ...,
+        day: _builtins.int = ...,
+        gpu_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "gpu_seconds", b"gpu_seconds", "project", b"project"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlProjectUsage: _TypeAlias = ControlProjectUsage  # noqa: Y015
 
 @_typing.final
 class ControlUsage(_message.Message):

@@ -23,85 +23,86 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from murmur.v1 import apikeys_pb2 as murmur_dot_v1_dot_apikeys__pb2
 from murmur.v1 import cluster_pb2 as murmur_dot_v1_dot_cluster__pb2
 from murmur.v1 import types_pb2 as murmur_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14murmur/v1/node.proto\x12\tmurmur.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17murmur/v1/cluster.proto\x1a\x15murmur/v1/types.proto\"2\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"X\n\x0cPingResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x11\n\x0f\x44\x65scribeRequest\"6\n\rGossipRequest\x12\x14\n\x0c\x66rom_address\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x10\n\x0eGossipResponse\"\xa0\x02\n\x0bRaftRequest\x12\x14\n\x0c\x66rom_address\x18\x01 \x01(\t\x12#\n\x04vote\x18\x02 \x01(\x0b\x32\x13.murmur.v1.RaftVoteH\x00\x12\x30\n\x0bvote_answer\x18\x03 \x01(\x0b\x32\x19.murmur.v1.RaftVoteAnswerH\x00\x12\'\n\x06\x61ppend\x18\x04 \x01(\x0b\x32\x15.murmur.v1.RaftAppendH\x00\x12\x34\n\rappend_answer\x18\x05 \x01(\x0b\x32\x1b.murmur.v1.RaftAppendAnswerH\x00\x12:\n\x10install_snapshot\x18\x06 \x01(\x0b\x32\x1e.murmur.v1.RaftInstallSnapshotH\x00\x42\t\n\x07message\"\x0e\n\x0cRaftResponse\"(\n\x0eProposeRequest\x12\x10\n\x08\x63ommands\x18\x02 \x03(\x0cJ\x04\x08\x01\x10\x02\">\n\x0fProposeResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.murmur.v1.ProposeOutcome\"a\n\x0eProposeOutcome\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x0e.murmur.v1.JobH\x00\x12%\n\x07refusal\x18\x02 \x01(\x0b\x32\x12.murmur.v1.RefusalH\x00\x42\t\n\x07outcome\"(\n\x07Refusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x01\n\x0fStartRunRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12 \n\x04spec\x18\x04 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x13\n\x0bgpu_indices\x18\x05 \x03(\r\x12\x0c\n\x04term\x18\x06 \x01(\x04\x12\x10\n\x08sequence\x18\x07 \x01(\x04\x12\x0c\n\x04user\x18\x08 \x01(\t\x12\x15\n\rlease_seconds\x18\t \x01(\x01\x12\x13\n\x0bsender_term\x18\n \x01(\x04\x12!\n\x04gang\x18\x0b \x01(\x0b\x32\x13.murmur.v1.GangRank\"\x12\n\x10StartRunResponse\"G\n\x08GangRank\x12\x11\n\tnode_rank\x18\x01 \x01(\r\x12\x13\n\x0bmaster_addr\x18\x02 \x01(\t\x12\x13\n\x0bmaster_port\x18\x03 \x01(\r\"L\n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04lost\x18\x04 \x01(\x08\"\x11\n\x0fStopRunResponse\"F\n\x0fListRunsRequest\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x15\n\rlease_seconds\x18\x03 \x01(\x01\"F\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.murmur.v1.Run\x12\x14\n\x0chighest_term\x18\x02 \x01(\x04\"/\n\x10ReportRunRequest\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.murmur.v1.Run\"\x13\n\x11ReportRunResponse\"\"\n\x12\x46orgetVoterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x13\x46orgetVoterResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\".\n\x0fRaftLogPosition\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\"k\n\x08RaftVote\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x11\n\tcandidate\x18\x02 \x01(\t\x12,\n\x08last_log\x18\x03 \x01(\x0b\x32\x1a.murmur.v1.RaftLogPosition\x12\x10\n\x08pre_vote\x18\x04 \x01(\x08\"P\n\x0eRaftVoteAnswer\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05voter\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x10\n\x08pre_vote\x18\x04 \x01(\x08\"n\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.murmur.v1.RaftEntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06voters\x18\x05 \x03(\t\"\x8f\x01\n\nRaftAppend\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12,\n\x08previous\x18\x03 \x01(\x0b\x32\x1a.murmur.v1.RaftLogPosition\x12%\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x14.murmur.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x05 \x01(\x04\"X\n\x10RaftAppendAnswer\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x10\n\x08\x66ollower\x18\x02 \x01(\t\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x04 \x01(\x04\"{\n\x13RaftInstallSnapshot\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12(\n\x04last\x18\x03 \x01(\x0b\x32\x1a.murmur.v1.RaftLogPosition\x12\x0e\n\x06voters\x18\x04 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"]\n\x12SetDrainingRequest\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_log\x18\x03 \x01(\x08\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"n\n\x0bJoinRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x04 \x01(\x0c\x12\x19\n\x11\x61\x64vertise_address\x18\x05 \x01(\t\"h\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12#\n\x06issuer\x18\x03 \x01(\x0b\x32\x13.murmur.v1.NodeInfo*\x83\x01\n\rRaftEntryKind\x12\x1f\n\x1bRAFT_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17RAFT_ENTRY_KIND_COMMAND\x10\x01\x12\x18\n\x14RAFT_ENTRY_KIND_NOOP\x10\x02\x12\x1a\n\x16RAFT_ENTRY_KIND_VOTERS\x10\x03\x32\xb9\x07\n\x0bNodeService\x12\x37\n\x04Ping\x12\x16.murmur.v1.PingRequest\x1a\x17.murmur.v1.PingResponse\x12;\n\x08\x44\x65scribe\x12\x1a.murmur.v1.DescribeRequest\x1a\x13.murmur.v1.NodeInfo\x12=\n\x06Gossip\x12\x18.murmur.v1.GossipRequest\x1a\x19.murmur.v1.GossipResponse\x12\x41\n\x0bSetDraining\x12\x1d.murmur.v1.SetDrainingRequest\x1a\x13.murmur.v1.NodeInfo\x12\x37\n\x04Raft\x12\x16.murmur.v1.RaftRequest\x1a\x17.murmur.v1.RaftResponse\x12?\n\nRaftStream\x12\x16.murmur.v1.RaftRequest\x1a\x17.murmur.v1.RaftResponse(\x01\x12@\n\x07Propose\x12\x19.murmur.v1.ProposeRequest\x1a\x1a.murmur.v1.ProposeResponse\x12\x43\n\x08StartRun\x12\x1a.murmur.v1.StartRunRequest\x1a\x1b.murmur.v1.StartRunResponse\x12@\n\x07StopRun\x12\x19.murmur.v1.StopRunRequest\x1a\x1a.murmur.v1.StopRunResponse\x12\x43\n\x08ListRuns\x12\x1a.murmur.v1.ListRunsRequest\x1a\x1b.murmur.v1.ListRunsResponse\x12\x46\n\tReportRun\x12\x1b.murmur.v1.ReportRunRequest\x1a\x1c.murmur.v1.ReportRunResponse\x12L\n\x0b\x46orgetVoter\x12\x1d.murmur.v1.ForgetVoterRequest\x1a\x1e.murmur.v1.ForgetVoterResponse\x12\x46\n\tListAudit\x12\x1b.murmur.v1.ListAuditRequest\x1a\x1c.murmur.v1.ListAuditResponse\x12L\n\x0bVerifyAudit\x12\x1d.murmur.v1.VerifyAuditRequest\x1a\x1e.murmur.v1.VerifyAuditResponse2F\n\x0bJoinService\x12\x37\n\x04Join\x12\x16.murmur.v1.JoinRequest\x1a\x17.murmur.v1.JoinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14murmur/v1/node.proto\x12\tmurmur.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17murmur/v1/apikeys.proto\x1a\x17murmur/v1/cluster.proto\x1a\x15murmur/v1/types.proto\"2\n\x0bPingRequest\x12\x11\n\tfrom_node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"X\n\x0cPingResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x11\n\x0f\x44\x65scribeRequest\"6\n\rGossipRequest\x12\x14\n\x0c\x66rom_address\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x10\n\x0eGossipResponse\"\xa0\x02\n\x0bRaftRequest\x12\x14\n\x0c\x66rom_address\x18\x01 \x01(\t\x12#\n\x04vote\x18\x02 \x01(\x0b\x32\x13.murmur.v1.RaftVoteH\x00\x12\x30\n\x0bvote_answer\x18\x03 \x01(\x0b\x32\x19.murmur.v1.RaftVoteAnswerH\x00\x12\'\n\x06\x61ppend\x18\x04 \x01(\x0b\x32\x15.murmur.v1.RaftAppendH\x00\x12\x34\n\rappend_answer\x18\x05 \x01(\x0b\x32\x1b.murmur.v1.RaftAppendAnswerH\x00\x12:\n\x10install_snapshot\x18\x06 \x01(\x0b\x32\x1e.murmur.v1.RaftInstallSnapshotH\x00\x42\t\n\x07message\"\x0e\n\x0cRaftResponse\"(\n\x0eProposeRequest\x12\x10\n\x08\x63ommands\x18\x02 \x03(\x0cJ\x04\x08\x01\x10\x02\">\n\x0fProposeResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.murmur.v1.ProposeOutcome\"a\n\x0eProposeOutcome\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x0e.murmur.v1.JobH\x00\x12%\n\x07refusal\x18\x02 \x01(\x0b\x32\x12.murmur.v1.RefusalH\x00\x42\t\n\x07outcome\"(\n\x07Refusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x01\n\x0fStartRunRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12 \n\x04spec\x18\x04 \x01(\x0b\x32\x12.murmur.v1.JobSpec\x12\x13\n\x0bgpu_indices\x18\x05 \x03(\r\x12\x0c\n\x04term\x18\x06 \x01(\x04\x12\x10\n\x08sequence\x18\x07 \x01(\x04\x12\x0c\n\x04user\x18\x08 \x01(\t\x12\x15\n\rlease_seconds\x18\t \x01(\x01\x12\x13\n\x0bsender_term\x18\n \x01(\x04\x12!\n\x04gang\x18\x0b \x01(\x0b\x32\x13.murmur.v1.GangRank\"\x12\n\x10StartRunResponse\"G\n\x08GangRank\x12\x11\n\tnode_rank\x18\x01 \x01(\r\x12\x13\n\x0bmaster_addr\x18\x02 \x01(\t\x12\x13\n\x0bmaster_port\x18\x03 \x01(\r\"L\n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04lost\x18\x04 \x01(\x08\"\x11\n\x0fStopRunResponse\"F\n\x0fListRunsRequest\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x15\n\rlease_seconds\x18\x03 \x01(\x01\"F\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.murmur.v1.Run\x12\x14\n\x0chighest_term\x18\x02 \x01(\x04\"/\n\x10ReportRunRequest\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.murmur.v1.Run\"\x13\n\x11ReportRunResponse\"\"\n\x12\x46orgetVoterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x13\x46orgetVoterResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\".\n\x0fRaftLogPosition\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\"k\n\x08RaftVote\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x11\n\tcandidate\x18\x02 \x01(\t\x12,\n\x08last_log\x18\x03 \x01(\x0b\x32\x1a.murmur.v1.RaftLogPosition\x12\x10\n\x08pre_vote\x18\x04 \x01(\x08\"P\n\x0eRaftVoteAnswer\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05voter\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x10\n\x08pre_vote\x18\x04 \x01(\x08\"n\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.murmur.v1.RaftEntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06voters\x18\x05 \x03(\t\"\x8f\x01\n\nRaftAppend\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12,\n\x08previous\x18\x03 \x01(\x0b\x32\x1a.murmur.v1.RaftLogPosition\x12%\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x14.murmur.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x05 \x01(\x04\"X\n\x10RaftAppendAnswer\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x10\n\x08\x66ollower\x18\x02 \x01(\t\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x04 \x01(\x04\"{\n\x13RaftInstallSnapshot\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12(\n\x04last\x18\x03 \x01(\x0b\x32\x1a.murmur.v1.RaftLogPosition\x12\x0e\n\x06voters\x18\x04 \x03(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"]\n\x12SetDrainingRequest\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_log\x18\x03 \x01(\x08\x12\r\n\x05\x61t_us\x18\x04 \x01(\x03\"n\n\x0bJoinRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x04 \x01(\x0c\x12\x19\n\x11\x61\x64vertise_address\x18\x05 \x01(\t\"h\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12#\n\x06issuer\x18\x03 \x01(\x0b\x32\x13.murmur.v1.NodeInfo*\x83\x01\n\rRaftEntryKind\x12\x1f\n\x1bRAFT_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17RAFT_ENTRY_KIND_COMMAND\x10\x01\x12\x18\n\x14RAFT_ENTRY_KIND_NOOP\x10\x02\x12\x1a\n\x16RAFT_ENTRY_KIND_VOTERS\x10\x03\x32\x96\x08\n\x0bNodeService\x12\x37\n\x04Ping\x12\x16.murmur.v1.PingRequest\x1a\x17.murmur.v1.PingResponse\x12;\n\x08\x44\x65scribe\x12\x1a.murmur.v1.DescribeRequest\x1a\x13.murmur.v1.NodeInfo\x12=\n\x06Gossip\x12\x18.murmur.v1.GossipRequest\x1a\x19.murmur.v1.GossipResponse\x12\x41\n\x0bSetDraining\x12\x1d.murmur.v1.SetDrainingRequest\x1a\x13.murmur.v1.NodeInfo\x12\x37\n\x04Raft\x12\x16.murmur.v1.RaftRequest\x1a\x17.murmur.v1.RaftResponse\x12?\n\nRaftStream\x12\x16.murmur.v1.RaftRequest\x1a\x17.murmur.v1.RaftResponse(\x01\x12@\n\x07Propose\x12\x19.murmur.v1.ProposeRequest\x1a\x1a.murmur.v1.ProposeResponse\x12\x43\n\x08StartRun\x12\x1a.murmur.v1.StartRunRequest\x1a\x1b.murmur.v1.StartRunResponse\x12@\n\x07StopRun\x12\x19.murmur.v1.StopRunRequest\x1a\x1a.murmur.v1.StopRunResponse\x12\x43\n\x08ListRuns\x12\x1a.murmur.v1.ListRunsRequest\x1a\x1b.murmur.v1.ListRunsResponse\x12\x46\n\tReportRun\x12\x1b.murmur.v1.ReportRunRequest\x1a\x1c.murmur.v1.ReportRunResponse\x12L\n\x0b\x46orgetVoter\x12\x1d.murmur.v1.ForgetVoterRequest\x1a\x1e.murmur.v1.ForgetVoterResponse\x12\x46\n\tListAudit\x12\x1b.murmur.v1.ListAuditRequest\x1a\x1c.murmur.v1.ListAuditResponse\x12L\n\x0bVerifyAudit\x12\x1d.murmur.v1.VerifyAuditRequest\x1a\x1e.murmur.v1.VerifyAuditResponse\x12[\n\x10ListApiKeyHashes\x12\".murmur.v1.ListApiKeyHashesRequest\x1a#.murmur.v1.ListApiKeyHashesResponse2F\n\x0bJoinService\x12\x37\n\x04Join\x12\x16.murmur.v1.JoinRequest\x1a\x17.murmur.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'murmur.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RAFTENTRYKIND']._serialized_start=2660
-  _globals['_RAFTENTRYKIND']._serialized_end=2791
-  _globals['_PINGREQUEST']._serialized_start=116
-  _globals['_PINGREQUEST']._serialized_end=166
-  _globals['_PINGRESPONSE']._serialized_start=168
-  _globals['_PINGRESPONSE']._serialized_end=256
-  _globals['_DESCRIBEREQUEST']._serialized_start=258
-  _globals['_DESCRIBEREQUEST']._serialized_end=275
-  _globals['_GOSSIPREQUEST']._serialized_start=277
-  _globals['_GOSSIPREQUEST']._serialized_end=331
-  _globals['_GOSSIPRESPONSE']._serialized_start=333
-  _globals['_GOSSIPRESPONSE']._serialized_end=349
-  _globals['_RAFTREQUEST']._serialized_start=352
-  _globals['_RAFTREQUEST']._serialized_end=640
-  _globals['_RAFTRESPONSE']._serialized_start=642
-  _globals['_RAFTRESPONSE']._serialized_end=656
-  _globals['_PROPOSEREQUEST']._serialized_start=658
-  _globals['_PROPOSEREQUEST']._serialized_end=698
-  _globals['_PROPOSERESPONSE']._serialized_start=700
-  _globals['_PROPOSERESPONSE']._serialized_end=762
-  _globals['_PROPOSEOUTCOME']._serialized_start=764
-  _globals['_PROPOSEOUTCOME']._serialized_end=861
-  _globals['_REFUSAL']._serialized_start=863
-  _globals['_REFUSAL']._serialized_end=903
-  _globals['_STARTRUNREQUEST']._serialized_start=906
-  _globals['_STARTRUNREQUEST']._serialized_end=1152
-  _globals['_STARTRUNRESPONSE']._serialized_start=1154
-  _globals['_STARTRUNRESPONSE']._serialized_end=1172
-  _globals['_GANGRANK']._serialized_start=1174
-  _globals['_GANGRANK']._serialized_end=1245
-  _globals['_STOPRUNREQUEST']._serialized_start=1247
-  _globals['_STOPRUNREQUEST']._serialized_end=1323
-  _globals['_STOPRUNRESPONSE']._serialized_start=1325
-  _globals['_STOPRUNRESPONSE']._serialized_end=1342
-  _globals['_LISTRUNSREQUEST']._serialized_start=1344
-  _globals['_LISTRUNSREQUEST']._serialized_end=1414
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1416
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1486
-  _globals['_REPORTRUNREQUEST']._serialized_start=1488
-  _globals['_REPORTRUNREQUEST']._serialized_end=1535
-  _globals['_REPORTRUNRESPONSE']._serialized_start=1537
-  _globals['_REPORTRUNRESPONSE']._serialized_end=1556
-  _globals['_FORGETVOTERREQUEST']._serialized_start=1558
-  _globals['_FORGETVOTERREQUEST']._serialized_end=1592
-  _globals['_FORGETVOTERRESPONSE']._serialized_start=1594
-  _globals['_FORGETVOTERRESPONSE']._serialized_end=1632
-  _globals['_RAFTLOGPOSITION']._serialized_start=1634
-  _globals['_RAFTLOGPOSITION']._serialized_end=1680
-  _globals['_RAFTVOTE']._serialized_start=1682
-  _globals['_RAFTVOTE']._serialized_end=1789
-  _globals['_RAFTVOTEANSWER']._serialized_start=1791
-  _globals['_RAFTVOTEANSWER']._serialized_end=1871
-  _globals['_RAFTENTRY']._serialized_start=1873
-  _globals['_RAFTENTRY']._serialized_end=1983
-  _globals['_RAFTAPPEND']._serialized_start=1986
-  _globals['_RAFTAPPEND']._serialized_end=2129
-  _globals['_RAFTAPPENDANSWER']._serialized_start=2131
-  _globals['_RAFTAPPENDANSWER']._serialized_end=2219
-  _globals['_RAFTINSTALLSNAPSHOT']._serialized_start=2221
-  _globals['_RAFTINSTALLSNAPSHOT']._serialized_end=2344
-  _globals['_SETDRAININGREQUEST']._serialized_start=2346
-  _globals['_SETDRAININGREQUEST']._serialized_end=2439
-  _globals['_JOINREQUEST']._serialized_start=2441
-  _globals['_JOINREQUEST']._serialized_end=2551
-  _globals['_JOINRESPONSE']._serialized_start=2553
-  _globals['_JOINRESPONSE']._serialized_end=2657
-  _globals['_NODESERVICE']._serialized_start=2794
-  _globals['_NODESERVICE']._serialized_end=3747
-  _globals['_JOINSERVICE']._serialized_start=3749
-  _globals['_JOINSERVICE']._serialized_end=3819
+  _globals['_RAFTENTRYKIND']._serialized_start=2685
+  _globals['_RAFTENTRYKIND']._serialized_end=2816
+  _globals['_PINGREQUEST']._serialized_start=141
+  _globals['_PINGREQUEST']._serialized_end=191
+  _globals['_PINGRESPONSE']._serialized_start=193
+  _globals['_PINGRESPONSE']._serialized_end=281
+  _globals['_DESCRIBEREQUEST']._serialized_start=283
+  _globals['_DESCRIBEREQUEST']._serialized_end=300
+  _globals['_GOSSIPREQUEST']._serialized_start=302
+  _globals['_GOSSIPREQUEST']._serialized_end=356
+  _globals['_GOSSIPRESPONSE']._serialized_start=358
+  _globals['_GOSSIPRESPONSE']._serialized_end=374
+  _globals['_RAFTREQUEST']._serialized_start=377
+  _globals['_RAFTREQUEST']._serialized_end=665
+  _globals['_RAFTRESPONSE']._serialized_start=667
+  _globals['_RAFTRESPONSE']._serialized_end=681
+  _globals['_PROPOSEREQUEST']._serialized_start=683
+  _globals['_PROPOSEREQUEST']._serialized_end=723
+  _globals['_PROPOSERESPONSE']._serialized_start=725
+  _globals['_PROPOSERESPONSE']._serialized_end=787
+  _globals['_PROPOSEOUTCOME']._serialized_start=789
+  _globals['_PROPOSEOUTCOME']._serialized_end=886
+  _globals['_REFUSAL']._serialized_start=888
+  _globals['_REFUSAL']._serialized_end=928
+  _globals['_STARTRUNREQUEST']._serialized_start=931
+  _globals['_STARTRUNREQUEST']._serialized_end=1177
+  _globals['_STARTRUNRESPONSE']._serialized_start=1179
+  _globals['_STARTRUNRESPONSE']._serialized_end=1197
+  _globals['_GANGRANK']._serialized_start=1199
+  _globals['_GANGRANK']._serialized_end=1270
+  _globals['_STOPRUNREQUEST']._serialized_start=1272
+  _globals['_STOPRUNREQUEST']._serialized_end=1348
+  _globals['_STOPRUNRESPONSE']._serialized_start=1350
+  _globals['_STOPRUNRESPONSE']._serialized_end=1367
+  _globals['_LISTRUNSREQUEST']._serialized_start=1369
+  _globals['_LISTRUNSREQUEST']._serialized_end=1439
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1441
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1511
+  _globals['_REPORTRUNREQUEST']._serialized_start=1513
+  _globals['_REPORTRUNREQUEST']._serialized_end=1560
+  _globals['_REPORTRUNRESPONSE']._serialized_start=1562
+  _globals['_REPORTRUNRESPONSE']._serialized_end=1581
+  _globals['_FORGETVOTERREQUEST']._serialized_start=1583
+  _globals['_FORGETVOTERREQUEST']._serialized_end=1617
+  _globals['_FORGETVOTERRESPONSE']._serialized_start=1619
+  _globals['_FORGETVOTERRESPONSE']._serialized_end=1657
+  _globals['_RAFTLOGPOSITION']._serialized_start=1659
+  _globals['_RAFTLOGPOSITION']._serialized_end=1705
+  _globals['_RAFTVOTE']._serialized_start=1707
+  _globals['_RAFTVOTE']._serialized_end=1814
+  _globals['_RAFTVOTEANSWER']._serialized_start=1816
+  _globals['_RAFTVOTEANSWER']._serialized_end=1896
+  _globals['_RAFTENTRY']._serialized_start=1898
+  _globals['_RAFTENTRY']._serialized_end=2008
+  _globals['_RAFTAPPEND']._serialized_start=2011
+  _globals['_RAFTAPPEND']._serialized_end=2154
+  _globals['_RAFTAPPENDANSWER']._serialized_start=2156
+  _globals['_RAFTAPPENDANSWER']._serialized_end=2244
+  _globals['_RAFTINSTALLSNAPSHOT']._serialized_start=2246
+  _globals['_RAFTINSTALLSNAPSHOT']._serialized_end=2369
+  _globals['_SETDRAININGREQUEST']._serialized_start=2371
+  _globals['_SETDRAININGREQUEST']._serialized_end=2464
+  _globals['_JOINREQUEST']._serialized_start=2466
+  _globals['_JOINREQUEST']._serialized_end=2576
+  _globals['_JOINRESPONSE']._serialized_start=2578
+  _globals['_JOINRESPONSE']._serialized_end=2682
+  _globals['_NODESERVICE']._serialized_start=2819
+  _globals['_NODESERVICE']._serialized_end=3865
+  _globals['_JOINSERVICE']._serialized_start=3867
+  _globals['_JOINSERVICE']._serialized_end=3937
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from murmur.v1 import apikeys_pb2 as murmur_dot_v1_dot_apikeys__pb2
 from murmur.v1 import cluster_pb2 as murmur_dot_v1_dot_cluster__pb2
 from murmur.v1 import node_pb2 as murmur_dot_v1_dot_node__pb2
 from murmur.v1 import types_pb2 as murmur_dot_v1_dot_types__pb2
@@ -105,6 +106,11 @@ class NodeServiceStub:
                 '/murmur.v1.NodeService/VerifyAudit',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeyHashes = channel.unary_unary(
+                '/murmur.v1.NodeService/ListApiKeyHashes',
+                request_serializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeyHashesRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeyHashesResponse.FromString,
                 _registered_method=True)
 
 
@@ -229,6 +235,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApiKeyHashes(self, request, context):
+        """The API key table (hashes, no usage) for a node's router that does not follow
+        the control log itself: a voter answers from its own (node/router/key_sync.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +315,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'ListApiKeyHashes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeyHashes,
+                    request_deserializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeyHashesRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_apikeys__pb2.ListApiKeyHashesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -681,6 +700,33 @@ class NodeService:
             '/murmur.v1.NodeService/VerifyAudit',
             murmur_dot_v1_dot_cluster__pb2.VerifyAuditRequest.SerializeToString,
             murmur_dot_v1_dot_cluster__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeyHashes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/ListApiKeyHashes',
+            murmur_dot_v1_dot_apikeys__pb2.ListApiKeyHashesRequest.SerializeToString,
+            murmur_dot_v1_dot_apikeys__pb2.ListApiKeyHashesResponse.FromString,
             options,
             channel_credentials,
             insecure,

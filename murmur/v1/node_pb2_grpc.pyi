@@ -11,6 +11,7 @@ itself with a one-time token instead.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from murmur.v1 import apikeys_pb2 as _apikeys_pb2
 from murmur.v1 import cluster_pb2 as _cluster_pb2
 from murmur.v1 import node_pb2 as _node_pb2
 from murmur.v1 import types_pb2 as _types_pb2
@@ -96,6 +97,10 @@ class NodeServiceStub:
     the relaying node checked the admin).
     """
     VerifyAudit: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.VerifyAuditRequest, _cluster_pb2.VerifyAuditResponse]
+    ListApiKeyHashes: _grpc.UnaryUnaryMultiCallable[_apikeys_pb2.ListApiKeyHashesRequest, _apikeys_pb2.ListApiKeyHashesResponse]
+    """The API key table (hashes, no usage) for a node's router that does not follow
+    the control log itself: a voter answers from its own (node/router/key_sync.py).
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -157,6 +162,10 @@ class NodeServiceAsyncStub(NodeServiceStub):
     the relaying node checked the admin).
     """
     VerifyAudit: _aio.UnaryUnaryMultiCallable[_cluster_pb2.VerifyAuditRequest, _cluster_pb2.VerifyAuditResponse]  # type: ignore[assignment]
+    ListApiKeyHashes: _aio.UnaryUnaryMultiCallable[_apikeys_pb2.ListApiKeyHashesRequest, _apikeys_pb2.ListApiKeyHashesResponse]  # type: ignore[assignment]
+    """The API key table (hashes, no usage) for a node's router that does not follow
+    the control log itself: a voter answers from its own (node/router/key_sync.py).
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -299,6 +308,16 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.VerifyAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.VerifyAuditResponse, _abc.Awaitable[_cluster_pb2.VerifyAuditResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListApiKeyHashes(
+        self,
+        request: _apikeys_pb2.ListApiKeyHashesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_apikeys_pb2.ListApiKeyHashesResponse, _abc.Awaitable[_apikeys_pb2.ListApiKeyHashesResponse]]:
+        """The API key table (hashes, no usage) for a node's router that does not follow
+        the control log itself: a voter answers from its own (node/router/key_sync.py).
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

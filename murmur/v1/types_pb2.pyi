@@ -123,6 +123,33 @@ JOB_RUNTIME_DOCKER: JobRuntime.ValueType  # 1
 JOB_RUNTIME_PROCESS: JobRuntime.ValueType  # 2
 Global___JobRuntime: _TypeAlias = JobRuntime  # noqa: Y015
 
+class _DependencyCondition:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DependencyConditionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DependencyCondition.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEPENDENCY_CONDITION_UNSPECIFIED: _DependencyCondition.ValueType  # 0
+    """reads as OK"""
+    DEPENDENCY_CONDITION_OK: _DependencyCondition.ValueType  # 1
+    """Slurm's afterok: it succeeded"""
+    DEPENDENCY_CONDITION_ANY: _DependencyCondition.ValueType  # 2
+    """afterany: it ended, however"""
+    DEPENDENCY_CONDITION_FAILED: _DependencyCondition.ValueType  # 3
+    """afternotok: it ended other than succeeded"""
+
+class DependencyCondition(_DependencyCondition, metaclass=_DependencyConditionEnumTypeWrapper): ...
+
+DEPENDENCY_CONDITION_UNSPECIFIED: DependencyCondition.ValueType  # 0
+"""reads as OK"""
+DEPENDENCY_CONDITION_OK: DependencyCondition.ValueType  # 1
+"""Slurm's afterok: it succeeded"""
+DEPENDENCY_CONDITION_ANY: DependencyCondition.ValueType  # 2
+"""afterany: it ended, however"""
+DEPENDENCY_CONDITION_FAILED: DependencyCondition.ValueType  # 3
+"""afternotok: it ended other than succeeded"""
+Global___DependencyCondition: _TypeAlias = DependencyCondition  # noqa: Y015
+
 class _JobState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -459,6 +486,7 @@ class NodeInfo(_message.Message):
     CA_FINGERPRINT_FIELD_NUMBER: _builtins.int
     CA_CHANGES_REVISION_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    TRAFFIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -507,6 +535,10 @@ class NodeInfo(_message.Message):
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceEndpoint]:
         """The service replicas running here, ready or not (murmur service create)."""
 
+    @_builtins.property
+    def traffic(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceTraffic]:
+        """What this node's router sent each service lately (node/router/traffic.py)."""
+
     def __init__(
         self,
         *,
@@ -531,10 +563,11 @@ class NodeInfo(_message.Message):
         ca_fingerprint: _builtins.str = ...,
         ca_changes_revision: _builtins.int = ...,
         endpoints: _abc.Iterable[Global___ServiceEndpoint] | None = ...,
+        traffic: _abc.Iterable[Global___ServiceTraffic] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "endpoints", b"endpoints", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "endpoints", b"endpoints", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "traffic", b"traffic", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -656,6 +689,9 @@ class JobSpec(_message.Message):
     SECRET_NAMES_FIELD_NUMBER: _builtins.int
     NO_REQUEUE_FIELD_NUMBER: _builtins.int
     REPLICA_OF_FIELD_NUMBER: _builtins.int
+    ARRAY_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     queue: _builtins.str
     priority: _builtins.int
@@ -679,6 +715,11 @@ class JobSpec(_message.Message):
     leader until its runs' lease lapsed) puts the job back in the queue without
     spending a retry, unless this is set: then such a loss counts against `retries`
     like a failure (`murmur job submit --no-requeue`).
+    """
+    project: _builtins.str
+    """The project the job belongs to (`--project`, else MURMUR_PROJECT, else the lab
+    policy's default): listings and usage group by it, the policy may give its
+    jobs an MLflow tracking URI.
     """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -715,6 +756,18 @@ class JobSpec(_message.Message):
         it is refused.
         """
 
+    @_builtins.property
+    def array(self) -> Global___ArraySpec:
+        """Many runs of this spec, each a task of its own (`murmur job submit --array`,
+        `--sweep`): one submission, tasks addressed as ID[INDEX] (node/jobspec/arrays.py).
+        """
+
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dependency]:
+        """Start only once these jobs (or arrays: all their tasks) ended as each says;
+        a dependency that can no longer be met ends the job (`--after`).
+        """
+
     def __init__(
         self,
         *,
@@ -741,14 +794,102 @@ class JobSpec(_message.Message):
         secret_names: _abc.Iterable[_builtins.str] | None = ...,
         no_requeue: _builtins.bool = ...,
         replica_of: Global___ReplicaOf | None = ...,
+        array: Global___ArraySpec | None = ...,
+        after: _abc.Iterable[Global___Dependency] | None = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "replica_of", b"replica_of", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["array", b"array", "gpus", b"gpus", "replica_of", b"replica_of", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "no_requeue", b"no_requeue", "nodes", b"nodes", "priority", b"priority", "queue", b"queue", "replica_of", b"replica_of", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "array", b"array", "command", b"command", "conda_env", b"conda_env", "cpus", b"cpus", "datasets", b"datasets", "env", b"env", "gpus", b"gpus", "image", b"image", "labels", b"labels", "memory_bytes", b"memory_bytes", "name", b"name", "no_requeue", b"no_requeue", "nodes", b"nodes", "priority", b"priority", "project", b"project", "queue", b"queue", "replica_of", b"replica_of", "retries", b"retries", "runtime", b"runtime", "secret_names", b"secret_names", "secrets", b"secrets", "shell", b"shell", "time_limit", b"time_limit", "venv", b"venv", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
+
+@_typing.final
+class ArraySpec(_message.Message):
+    """An array: the indices of its tasks, or the values a sweep crosses (not both), and
+    how many of its tasks may run at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDICES_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_FIELD_NUMBER: _builtins.int
+    SWEEP_FIELD_NUMBER: _builtins.int
+    indices: _builtins.str
+    """Slurm's syntax: "0-999", "1,3,5-7", "0-15:4" (a step); empty with `sweep`."""
+    max_running: _builtins.int
+    """"%P": 0 for no limit"""
+    @_builtins.property
+    def sweep(self) -> _containers.RepeatedCompositeFieldContainer[Global___SweepParameter]:
+        """A sweep: one task per combination of the parameters' values (the cartesian
+        product, the last parameter varying fastest), indexed 0, 1, ...
+        """
+
+    def __init__(
+        self,
+        *,
+        indices: _builtins.str = ...,
+        max_running: _builtins.int = ...,
+        sweep: _abc.Iterable[Global___SweepParameter] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["indices", b"indices", "max_running", b"max_running", "sweep", b"sweep"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArraySpec: _TypeAlias = ArraySpec  # noqa: Y015
+
+@_typing.final
+class SweepParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """MURMUR_SWEEP_<NAME> in the task's environment"""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """each also the task's label `name=value`"""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepParameter: _TypeAlias = SweepParameter  # noqa: Y015
+
+@_typing.final
+class Dependency(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """a job, an array (all its tasks) or a task ID[i]"""
+    condition: Global___DependencyCondition.ValueType
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        condition: Global___DependencyCondition.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Dependency: _TypeAlias = Dependency  # noqa: Y015
 
 @_typing.final
 class HttpProbe(_message.Message):
@@ -831,6 +972,7 @@ class ServiceSpec(_message.Message):
     ADAPTERS_FIELD_NUMBER: _builtins.int
     READINESS_FIELD_NUMBER: _builtins.int
     RESTART_FIELD_NUMBER: _builtins.int
+    LIVENESS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     replicas: _builtins.int
     model: _builtins.str
@@ -851,6 +993,12 @@ class ServiceSpec(_message.Message):
 
     @_builtins.property
     def readiness(self) -> Global___HttpProbe: ...
+    @_builtins.property
+    def liveness(self) -> Global___HttpProbe:
+        """Unset: none. Set: a replica whose probe fails failure_threshold times in a row
+        (after the initial delay) is stopped as failed, and restarts as restart says.
+        """
+
     def __init__(
         self,
         *,
@@ -862,10 +1010,11 @@ class ServiceSpec(_message.Message):
         adapters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         readiness: Global___HttpProbe | None = ...,
         restart: _builtins.str = ...,
+        liveness: Global___HttpProbe | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["readiness", b"readiness", "template", b"template"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "readiness", b"readiness", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapters", b"adapters", "aliases", b"aliases", "model", b"model", "name", b"name", "readiness", b"readiness", "replicas", b"replicas", "restart", b"restart", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapters", b"adapters", "aliases", b"aliases", "liveness", b"liveness", "model", b"model", "name", b"name", "readiness", b"readiness", "replicas", b"replicas", "restart", b"restart", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -881,15 +1030,23 @@ class ReplicaOf(_message.Message):
     SLOT_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     READINESS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    LIVENESS_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     slot: _builtins.int
     """0 .. replicas-1"""
+    revision: _builtins.int
+    """the service's revision it was made from (0 reads as 1)"""
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the names it answers to: model, aliases, model:adapter"""
 
     @_builtins.property
     def readiness(self) -> Global___HttpProbe: ...
+    @_builtins.property
+    def liveness(self) -> Global___HttpProbe:
+        """unset: none (ServiceSpec.liveness)"""
+
     def __init__(
         self,
         *,
@@ -897,10 +1054,12 @@ class ReplicaOf(_message.Message):
         slot: _builtins.int = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
         readiness: Global___HttpProbe | None = ...,
+        revision: _builtins.int = ...,
+        liveness: Global___HttpProbe | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["readiness", b"readiness"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "readiness", b"readiness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "readiness", b"readiness", "service", b"service", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "models", b"models", "readiness", b"readiness", "revision", b"revision", "service", b"service", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -917,6 +1076,7 @@ class ServiceReplica(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     slot: _builtins.int
     job_id: _builtins.str
     state: Global___JobState.ValueType
@@ -927,6 +1087,8 @@ class ServiceReplica(_message.Message):
     """its node's port for it (0 until known)"""
     ready: _builtins.bool
     """its readiness probe passes (as gossip says)"""
+    revision: _builtins.int
+    """the service's revision it runs"""
     def __init__(
         self,
         *,
@@ -937,10 +1099,11 @@ class ServiceReplica(_message.Message):
         reason: _builtins.str = ...,
         port: _builtins.int = ...,
         ready: _builtins.bool = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "node", b"node", "port", b"port", "ready", b"ready", "reason", b"reason", "slot", b"slot", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "node", b"node", "port", b"port", "ready", b"ready", "reason", b"reason", "revision", b"revision", "slot", b"slot", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -955,10 +1118,13 @@ class Service(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     """its owner, whose jobs its replicas are"""
     ready: _builtins.int
     """replicas ready"""
+    revision: _builtins.int
+    """the spec's revision: 1, then one more per update"""
     @_builtins.property
     def spec(self) -> Global___ServiceSpec: ...
     @_builtins.property
@@ -975,10 +1141,11 @@ class Service(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         replicas: _abc.Iterable[Global___ServiceReplica] | None = ...,
         ready: _builtins.int = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ready", b"ready", "replicas", b"replicas", "spec", b"spec", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ready", b"ready", "replicas", b"replicas", "revision", b"revision", "spec", b"spec", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1021,6 +1188,50 @@ class ServiceEndpoint(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServiceEndpoint: _TypeAlias = ServiceEndpoint  # noqa: Y015
+
+@_typing.final
+class ServiceTraffic(_message.Message):
+    """The requests one node's router sent a service over its last `window_seconds`:
+    `murmur top` sums requests/s over the nodes and merges the histograms.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_LOG2_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    window_seconds: _builtins.int
+    """what the counts cover (less while the router is new)"""
+    requests: _builtins.int
+    """answered by a replica, or refused by the router"""
+    errors: _builtins.int
+    """of those, a 5xx (the replica's or the router's)"""
+    @_builtins.property
+    def latency_ms_log2(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Time to the first byte of the replica's answer, as counts per bucket: bucket 0
+        under 1 ms, bucket i in [2^(i-1), 2^i) ms, bucket 19 (the last) from 2^18 ms up;
+        trailing empty buckets left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        window_seconds: _builtins.int = ...,
+        requests: _builtins.int = ...,
+        errors: _builtins.int = ...,
+        latency_ms_log2: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "latency_ms_log2", b"latency_ms_log2", "requests", b"requests", "service", b"service", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceTraffic: _TypeAlias = ServiceTraffic  # noqa: Y015
 
 @_typing.final
 class Run(_message.Message):
@@ -1114,6 +1325,7 @@ class Job(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     ARCHIVED_FIELD_NUMBER: _builtins.int
+    ARRAY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user: _builtins.str
     """from the submitter's certificate"""
@@ -1139,6 +1351,10 @@ class Job(_message.Message):
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
         """the job's story as the queue recorded it, oldest first"""
 
+    @_builtins.property
+    def array(self) -> Global___ArrayInfo:
+        """Set on an array (the whole of it: `id` is the array's) and on each of its tasks."""
+
     def __init__(
         self,
         *,
@@ -1155,16 +1371,74 @@ class Job(_message.Message):
         attempts: _builtins.int = ...,
         history: _abc.Iterable[Global___Event] | None = ...,
         archived: _builtins.bool = ...,
+        array: Global___ArrayInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "spec", b"spec", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "array", b"array", "exit_code", b"exit_code", "spec", b"spec", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "archived", b"archived", "attempts", b"attempts", "exit_code", b"exit_code", "history", b"history", "id", b"id", "queue_position", b"queue_position", "reason", b"reason", "runs", b"runs", "spec", b"spec", "state", b"state", "submitted_at", b"submitted_at", "updated_at", b"updated_at", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "archived", b"archived", "array", b"array", "attempts", b"attempts", "exit_code", b"exit_code", "history", b"history", "id", b"id", "queue_position", b"queue_position", "reason", b"reason", "runs", b"runs", "spec", b"spec", "state", b"state", "submitted_at", b"submitted_at", "updated_at", b"updated_at", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class ArrayInfo(_message.Message):
+    """What a job record says of its array."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TasksByStateEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ARRAY_ID_FIELD_NUMBER: _builtins.int
+    TASK_INDEX_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    TASKS_BY_STATE_FIELD_NUMBER: _builtins.int
+    array_id: _builtins.str
+    task_index: _builtins.int
+    """a task's index; absent on the array's own record"""
+    tasks: _builtins.int
+    """how many tasks the array has"""
+    @_builtins.property
+    def tasks_by_state(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """the array's record: JobState name -> count"""
+
+    def __init__(
+        self,
+        *,
+        array_id: _builtins.str = ...,
+        task_index: _builtins.int | None = ...,
+        tasks: _builtins.int = ...,
+        tasks_by_state: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_task_index", b"_task_index", "task_index", b"task_index"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_task_index", b"_task_index", "array_id", b"array_id", "task_index", b"task_index", "tasks", b"tasks", "tasks_by_state", b"tasks_by_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__task_index: _TypeAlias = _typing.Literal["task_index"]  # noqa: Y015
+    _WhichOneofArgType__task_index: _TypeAlias = _typing.Literal["_task_index", b"_task_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__task_index) -> _WhichOneofReturnType__task_index | None: ...
+
+Global___ArrayInfo: _TypeAlias = ArrayInfo  # noqa: Y015
 
 @_typing.final
 class Dataset(_message.Message):

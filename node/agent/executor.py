@@ -367,6 +367,14 @@ class RunExecutor:
                 run.request_stop(states.CANCELLED, reason or "cancelled by the leader")
             return True
 
+    def fail_run(self, run_id: str, reason: str) -> None:
+        """Stops a run this node judged broken (a service replica whose liveness
+        probe kept failing): it ends failed with ``reason``, and its job goes on as a
+        failure's would (a replica restarts after its backoff)."""
+        run = self._active.get(run_id)
+        if run is not None:
+            run.request_stop(states.FAILED, reason)
+
     async def runs_report(self, *, term: int, lease_seconds: float) -> list[RunRecord]:
         """Every active run, then the runs that ended in the last ``RECENT_RUNS_SECONDS``:
         what a leader reconciles its state with. Renews the lease of all runs.

@@ -10,6 +10,12 @@ it is ready: 2xx is ready; ``failure_threshold`` failures in a row (no answer wi
 the timeout, a refused connection, another status) make it not ready again. Nothing
 is ready before its first success. Every change is gossiped at once (this node's
 NodeInfo ``endpoints``), which is what the routers of every node route by.
+
+A service may also name a liveness probe: readiness says whether to send a replica
+requests, liveness whether it is worth keeping. A server wedged for good (a
+deadlocked engine still holding its port) fails the liveness probe
+``failure_threshold`` times in a row after its initial delay, and the node stops its
+run as failed (``on_unhealthy``), so the control state restarts it with its backoff.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class _Replica:
     models: tuple[str, ...]
     ready: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    liveness: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 def free_port() -> int:
@@ -56,11 +63,19 @@ class ReplicaEndpoints:
         run_dir: a run's directory (where its port is kept).
         on_change: called (synchronously) whenever a replica starts, becomes ready or
             not, or ends: this node's NodeInfo is published again.
+        on_unhealthy: called (synchronously) with a run id and a reason when the
+            replica's liveness probe failed too often: the run is to be stopped.
     """
 
-    def __init__(self, run_dir: Callable[[str], Path], on_change: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        run_dir: Callable[[str], Path],
+        on_change: Callable[[], object],
+        on_unhealthy: Callable[[str, str], object] = lambda run_id, reason: None,
+    ) -> None:
         self._run_dir = run_dir
         self._on_change = on_change
+        self._on_unhealthy = on_unhealthy
         self._replicas: dict[str, _Replica] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -83,9 +98,12 @@ class ReplicaEndpoints:
         if run_id in self._replicas:
             return
         entry = _Replica(run_id, job_id, replica.service, port, tuple(replica.models))
-        entry.task = asyncio.get_running_loop().create_task(
-            self._probe(entry, replica.readiness), name=f"probe-{run_id}"
-        )
+        loop = asyncio.get_running_loop()
+        entry.task = loop.create_task(self._probe(entry, replica.readiness), name=f"probe-{run_id}")
+        if replica.HasField("liveness"):
+            entry.liveness = loop.create_task(
+                self._live(entry, replica.liveness), name=f"liveness-{run_id}"
+            )
         self._replicas[run_id] = entry
         self._changed()
 
@@ -94,8 +112,9 @@ class ReplicaEndpoints:
         entry = self._replicas.pop(run_id, None)
         if entry is None:
             return
-        if entry.task is not None:
-            entry.task.cancel()
+        for task in (entry.task, entry.liveness):
+            if task is not None:
+                task.cancel()
         self._changed()
 
     def endpoints(self) -> list[types_pb2.ServiceEndpoint]:
@@ -144,6 +163,29 @@ class ReplicaEndpoints:
                 )  # fmt: skip
                 self._changed()
             await asyncio.sleep(period)
+
+    async def _live(self, entry: _Replica, probe: types_pb2.HttpProbe) -> None:
+        """Probes liveness until ``failure_threshold`` failures in a row, then asks
+        for the run's stop, once: the run ends, and :meth:`forget` ends this."""
+        url = f"http://127.0.0.1:{entry.port}{probe.path}"
+        timeout = aiohttp.ClientTimeout(total=probe.timeout.ToNanoseconds() / 1e9)
+        period = probe.period.ToNanoseconds() / 1e9
+        threshold = max(1, probe.failure_threshold)
+        await asyncio.sleep(probe.initial_delay.ToNanoseconds() / 1e9)
+        failures = 0
+        while failures < threshold:
+            failures = 0 if await self._answers(url, timeout) else failures + 1
+            if failures < threshold:
+                await asyncio.sleep(period)
+        reason = f"liveness probe GET {probe.path} failed {threshold} times in a row"
+        _log.warning(
+            "replica %s of service %s: %s; stopping it", entry.job_id, entry.service, reason,
+            extra={"event": "replica.unhealthy", "job": entry.job_id},
+        )  # fmt: skip
+        try:
+            self._on_unhealthy(entry.run_id, reason)
+        except Exception:
+            _log.exception("stopping an unhealthy replica failed")
 
     async def _answers(self, url: str, limit: aiohttp.ClientTimeout) -> bool:
         if self._session is None:

@@ -146,6 +146,18 @@ class ClusterView:
                 return dataset
         return None
 
+    # --- service replicas ----------------------------------------------------------------
+
+    def replica_endpoints(self) -> dict[str, types_pb2.ServiceEndpoint]:
+        """Every service replica's endpoint that a node not down gossips, by job id:
+        where it listens and whether its readiness probe passes."""
+        return {
+            endpoint.job_id: endpoint
+            for info in self.nodes()
+            if info.state not in DOWN_STATES
+            for endpoint in info.endpoints
+        }
+
     # --- live updates ------------------------------------------------------------------
 
     async def relay(self) -> None:

@@ -77,24 +77,28 @@ def validate_service_spec(
         raise _fail("a replica has no time limit and no retries: it restarts as --restart says")
     if template.secrets:
         raise _fail("a service's replicas take no secrets yet: give them in the environment")
+    if template.HasField("array") or template.after:
+        raise _fail("a replica is one job: no array, sweep or dependencies")
     result.template.CopyFrom(
         validate_job_spec(template, known_datasets=known_datasets, path_roots=path_roots).spec
     )
-    _complete_probe(result.readiness)
+    _complete_probe(result.readiness, "readiness")
+    if result.HasField("liveness"):
+        _complete_probe(result.liveness, "liveness")
     return result
 
 
-def _complete_probe(probe: types_pb2.HttpProbe) -> None:
+def _complete_probe(probe: types_pb2.HttpProbe, kind: str) -> None:
     probe.path = probe.path or DEFAULT_READY_PATH
     if not probe.path.startswith("/") or any(c.isspace() or c == "\0" for c in probe.path):
-        raise _fail(f"the readiness path must start with / and hold no spaces: {probe.path!r}")
+        raise _fail(f"the {kind} path must start with / and hold no spaces: {probe.path!r}")
     if not probe.HasField("period"):
         probe.period.seconds = DEFAULT_PERIOD_S
     if not probe.HasField("timeout"):
         probe.timeout.seconds = DEFAULT_TIMEOUT_S
     for field, value in (("period", probe.period), ("timeout", probe.timeout)):
         if not 0 < value.ToNanoseconds() <= MAX_PROBE_SECONDS * 10**9:
-            raise _fail(f"the readiness {field} must be between 0 and {MAX_PROBE_SECONDS} s")
+            raise _fail(f"the {kind} {field} must be between 0 and {MAX_PROBE_SECONDS} s")
     if not 0 <= probe.initial_delay.ToNanoseconds() <= MAX_PROBE_SECONDS * 10**9:
-        raise _fail(f"the readiness initial delay must be between 0 and {MAX_PROBE_SECONDS} s")
+        raise _fail(f"the {kind} initial delay must be between 0 and {MAX_PROBE_SECONDS} s")
     probe.failure_threshold = probe.failure_threshold or DEFAULT_FAILURE_THRESHOLD

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from google.protobuf.message import Message
 
 from murmur.node.errors import InvalidArgumentError
+from murmur.node.jobspec.arrays import check_array, check_dependencies, check_project
 from murmur.node.jobspec.paths import check_path_text, contained_path
 from murmur.v1 import types_pb2
 
@@ -238,6 +239,7 @@ def validate_job_spec(
     *,
     known_datasets: Collection[str],
     path_roots: Collection[PurePosixPath] = (),
+    batch_size: int = 0,
 ) -> ValidatedJob:
     """Checks ``spec`` and returns a copy with defaults filled in.
 
@@ -245,6 +247,8 @@ def validate_job_spec(
         spec: as submitted.
         known_datasets: names of datasets the cluster knows.
         path_roots: where working dirs and environments may live; empty: anywhere absolute.
+        batch_size: the jobs of the batch it is submitted in (its dependencies may
+            name them as ``@N``); 0: submitted alone.
 
     Raises:
         InvalidArgumentError: the first problem found, naming the field.
@@ -331,6 +335,12 @@ def validate_job_spec(
 
     _check_labels(result.labels)
     check_secrets(result)
+    check_array(result)
+    check_dependencies(result, batch_size=batch_size)
+    for dependency in result.after:
+        if dependency.condition == types_pb2.DEPENDENCY_CONDITION_UNSPECIFIED:
+            dependency.condition = types_pb2.DEPENDENCY_CONDITION_OK  # as it reads
+    check_project(result.project)
     return ValidatedJob(spec=result, time_limit=time_limit)
 
 

@@ -13,7 +13,8 @@ retransmitted several times, so the blob is kept small:
   readings that barely moved do not make a new version (and a cluster-wide
   retransmission) at every sample;
 - the blob is at most :data:`MAX_META_BYTES`. Over it, parts are dropped in this
-  order until it fits (:data:`TRIM_ORDER`): per-GPU telemetry, runtime notes,
+  order until it fits (:data:`TRIM_ORDER`): the router's per-service traffic,
+  per-GPU telemetry, runtime notes,
   dataset details (path, manifest hash, who added it and when; the name, size and
   file count stay), then the dataset list itself. A node whose remaining facts are
   still over (thousands of labels) gets :class:`NodeMetaTooLargeError`.
@@ -42,6 +43,10 @@ MAX_META_BYTES = 8 * 1024
 blob would never leave the broadcast queue (see :mod:`murmur.node.membership.runner`)."""
 
 
+def _drop_traffic(info: types_pb2.NodeInfo) -> None:
+    info.ClearField("traffic")
+
+
 def _drop_gpu_telemetry(info: types_pb2.NodeInfo) -> None:
     info.load.ClearField("gpu_stats")
 
@@ -61,13 +66,15 @@ def _drop_datasets(info: types_pb2.NodeInfo) -> None:
 
 
 TRIM_ORDER: tuple[tuple[str, Callable[[types_pb2.NodeInfo], None]], ...] = (
+    ("service traffic", _drop_traffic),
     ("gpu telemetry", _drop_gpu_telemetry),
     ("runtime notes", _drop_runtime_notes),
     ("dataset details", _drop_dataset_details),
     ("datasets", _drop_datasets),
 )
 """What goes, in order, when a blob is over the limit: live telemetry first (the
-next sample replaces it anyway), the node's catalog last."""
+router's traffic and the GPUs': the next refresh replaces them anyway), the node's
+catalog last."""
 
 UTILIZATION_STEP_PERCENT = 5.0
 """A CPU or GPU utilization is re-gossiped once it moved this many points."""

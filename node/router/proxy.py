@@ -14,32 +14,68 @@ event loop).
   ``TABLE_REUSE_SECONDS``, except to refuse a request or when every replica in it failed.
 - A client that goes away cancels its request to the replica (the handler is
   cancelled, which closes the upstream connection).
-- Errors are OpenAI's shape (``{"error": {"message", "type", "code"}}``): malformed
-  JSON or no ``model`` 400, an unknown model 404, a model with no ready replica 503
-  (with why), a body over ``MAX_BODY_BYTES`` 413, every replica failing 502.
+- Errors are OpenAI's shape (``{"error": {"message", "type", "code"}}``), their
+  statuses chosen in one place (node/router/errors.py): malformed JSON or no
+  ``model`` 400, an unknown model 404, a body too slow 408 or too large 413, a model
+  with no ready replica 503 (with why), every replica failing 502, a replica that
+  took the request but sent nothing for ``ANSWER_SECONDS`` 504 (not sent to another:
+  the first may still be working on it, and an overloaded service would get the work
+  twice).
+- Hostile clients are bounded: bodies by node/router/intake.py (size, deadline, the
+  bodies held at once, the cost of their JSON), connections by
+  node/router/listener.py (how many, how long without a request); beyond loopback
+  the listener speaks TLS with the node's certificate (node/router/tls.py).
+- Every request for a service counts toward its requests/s and latency
+  (node/router/traffic.py), which the node gossips for ``murmur top``.
+- API keys (node/router/keys.py), checked before the body is read: a missing key
+  where one is required, or a wrong, revoked or expired one, 401; a model the key may
+  not use 403 (and ``/v1/models`` lists only the key's); over its requests per
+  minute 429 with ``Retry-After``. What each key used is counted as the answers
+  pass (node/router/usage.py); the key itself never goes on to the replica.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from murmur.node.router.errors import Failure, failure_response
+from murmur.node.router.intake import Intake, Refused
+from murmur.node.router.keys import ANONYMOUS, Caller, KeyGate, Refusal
+from murmur.node.router.listener import (
+    IDLE_SECONDS,
+    LINGER_SECONDS,
+    CappedListener,
+    connection_limit,
+)
 from murmur.node.router.routes import RoutingTable
+from murmur.node.router.tls import RouterTls, covers
+from murmur.node.router.traffic import AnswerTiming, TrafficWindow
+from murmur.node.router.usage import (
+    StreamUsageScanner,
+    TailUsageScanner,
+    Tokens,
+    UsageCounter,
+    usage_of_answer,
+)
 
 _log = logging.getLogger("murmur.router")
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-"""A request body larger than this is refused (413): prompts, not uploads."""
 ROUTED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=600)
-"""No limit on a whole answer (a long generation streams for minutes); a replica that
-takes 5 s to accept a connection, or sends nothing for 10 minutes, has failed."""
+CONNECT_SECONDS = 5.0
+"""A replica that takes this long to accept a connection has failed (the request goes
+to another)."""
+ANSWER_SECONDS = 600.0
+"""How long a replica that took a request may send nothing: before its answer begins
+(an answer that is not streamed begins when the whole generation is done), then 504;
+or between two parts of it, then the answer is cut. There is no limit on a whole
+answer: a long generation streams for minutes."""
+SHUTDOWN_SECONDS = 5.0
+"""Requests in flight when the node stops get this long to finish, then are cut."""
 _PASSED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "Content-Encoding")
 """A compressed answer is passed on compressed (the router does not decompress), so
 its encoding goes with it."""
@@ -53,21 +89,39 @@ gossip takes longer than this to bring a change anyway. A table that names no re
 for a request is never reused: that answer is always the cluster's latest."""
 
 
-def openai_error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
-    """An error as OpenAI's API words one."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.json_response(body, status=status)
-
-
 class ModelRouter:
     """Routes OpenAI API requests to the cluster's ready replicas.
 
     Args:
         table: the routing table as gossip says now (called per request).
+        keys: checks requests' API keys; None: none are (every request is anonymous).
+        usage: where each key's requests and tokens are counted; None: nowhere.
+        traffic: where each service's requests and latency are counted.
+        intake: takes the request bodies, within their limits.
+        answer_seconds: how long a replica may send nothing (504 before its answer).
     """
 
-    def __init__(self, table: Callable[[], RoutingTable]) -> None:
+    def __init__(
+        self,
+        table: Callable[[], RoutingTable],
+        *,
+        keys: KeyGate | None = None,
+        usage: UsageCounter | None = None,
+        traffic: TrafficWindow | None = None,
+        intake: Intake | None = None,
+        answer_seconds: float = ANSWER_SECONDS,
+    ) -> None:
         self._table = table
+        self._keys = keys
+        self._usage = usage
+        self.traffic = traffic or TrafficWindow()
+        self._intake = intake or Intake()
+        self._answer_seconds = answer_seconds
+        # aiohttp's read timer covers the wait for the answer's head too: one timer,
+        # not a second one around each request.
+        self._upstream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_SECONDS, sock_read=answer_seconds
+        )
         self._reused: RoutingTable | None = None
         self._built_at = 0.0
         self._in_flight: dict[str, int] = {}
@@ -77,7 +131,9 @@ class ModelRouter:
         """Requests answered by a replica (counters for the node's stats)."""
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(
+            client_max_size=self._intake.max_body_bytes, middlewares=[self._intake.middleware()]
+        )
         app.router.add_get("/v1/models", self._models)
         for path in ROUTED_PATHS:
             app.router.add_post(path, self._forward)
@@ -96,28 +152,34 @@ class ModelRouter:
             self._built_at = now
         return self._reused
 
+    def _caller(self, request: web.Request) -> Caller | Refusal:
+        if self._keys is None:
+            return ANONYMOUS
+        return self._keys.authenticate(request.headers.get("Authorization"))
+
     async def _models(self, request: web.Request) -> web.Response:
+        caller = self._caller(request)
+        if isinstance(caller, Refusal):
+            return caller.response()
         # Fresh, so that a request for a model listed here finds it.
         table = self._routes(fresh=True)
-        data = [{"id": name, "object": "model", "owned_by": "murmur"} for name in table.models()]
+        data = [
+            {"id": name, "object": "model", "owned_by": "murmur"}
+            for name in table.models()
+            if caller.allows(name)
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        caller = self._caller(request)  # before the body: a stranger's is not read
+        if isinstance(caller, Refusal):
+            return caller.response()
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return openai_error(
-                413, f"the request body is over {MAX_BODY_BYTES} bytes", "invalid_request_error"
-            )
-        try:
-            payload: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return openai_error(400, "the request body is not JSON", "invalid_request_error")
-        model = payload.get("model") if isinstance(payload, dict) else None
-        if not isinstance(model, str) or not model:
-            return openai_error(
-                400, "you must give a model (the 'model' field)", "invalid_request_error"
-            )
+            body, model = await self._intake.take(request)
+        except Refused as refused:
+            return refused.response()
+        if self._keys is not None and (refusal := self._keys.admit(caller, model)) is not None:
+            return refusal.response()
         asked = time.monotonic()
         table, built_at = self._routes(), self._built_at
         tried: set[str] = set()
@@ -129,25 +191,39 @@ class ModelRouter:
                 table, built_at = self._routes(fresh=True), self._built_at
                 route = table.choose(model, self._in_flight, turn=self._turn, excluded=tried)
             if route is None:
+                service = table.service_of(model)
+                if service is not None:
+                    self.traffic.record(service, latency=None, error=True)
                 if tried:
-                    return openai_error(
-                        502, f"every ready replica of {model!r} failed before answering",
-                        "api_error", "upstream_failed",
-                    )  # fmt: skip
+                    return failure_response(
+                        Failure.UPSTREAM_FAILED,
+                        f"every ready replica of {model!r} failed before answering",
+                    )
                 status, why = table.why_none(model)
                 if status == 404:
-                    return openai_error(404, why, "invalid_request_error", "model_not_found")
-                return openai_error(503, why, "api_error", "no_ready_replica")
+                    return failure_response(Failure.MODEL_NOT_FOUND, why)
+                return failure_response(Failure.NO_READY_REPLICA, why)
             tried.add(route.key)
-            answered = await self._through(request, body, route.url, route.key)
+            timing = AnswerTiming(asked)
+            answered = await self._through(request, body, route.url, route.key, caller, timing)
             if answered is not None:
+                self.traffic.record(
+                    route.service, latency=timing.latency, error=answered.status >= 500
+                )
                 return answered
 
     async def _through(
-        self, request: web.Request, body: bytes, base: str, key: str
+        self,
+        request: web.Request,
+        body: bytes,
+        base: str,
+        key: str,
+        caller: Caller = ANONYMOUS,
+        timing: AnswerTiming | None = None,
     ) -> web.StreamResponse | None:
         """The replica's answer passed through; None when it failed before its answer
         began (the caller tries another)."""
+        timing = timing or AnswerTiming(time.monotonic())
         session = self._client()
         kind = request.headers.get("Content-Type", "application/json")
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
@@ -157,7 +233,15 @@ class ModelRouter:
                     base + request.path,
                     data=body,
                     headers={"Content-Type": kind},
-                    timeout=UPSTREAM_TIMEOUT,
+                    timeout=self._upstream_timeout,
+                )
+            except aiohttp.SocketTimeoutError:  # connected, sent, and no answer came
+                _log.info("replica %s took a request but did not begin its answer within "
+                          "%g s", key, self._answer_seconds,
+                          extra={"event": "router.upstream_timeout", "job": key})  # fmt: skip
+                return failure_response(
+                    Failure.UPSTREAM_TIMEOUT,
+                    f"the replica did not begin its answer within {self._answer_seconds:g} s",
                 )
             except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
                 _log.debug("replica %s failed before answering: %s", key, exc,
@@ -165,21 +249,34 @@ class ModelRouter:
                 return None
             async with upstream:
                 if _is_whole(upstream):
-                    return await self._whole(upstream, key)
+                    return await self._whole(upstream, key, caller, timing)
                 response = web.StreamResponse(status=upstream.status)
                 for name in _PASSED_RESPONSE_HEADERS:
                     if name in upstream.headers:
                         response.headers[name] = upstream.headers[name]
                 await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
+                scanner = self._scanner(caller, upstream)
+                try:
+                    async for chunk in upstream.content.iter_any():
+                        timing.begin()
+                        await response.write(chunk)
+                        if scanner is not None:
+                            scanner.feed(chunk)
+                    await response.write_eof()
+                finally:  # a client gone, or a replica failing, mid-answer: counted too
+                    self._count(caller, scanner.finish() if scanner is not None else None)
                 self.served += 1
                 return response
         finally:
             self._in_flight[key] -= 1
 
-    async def _whole(self, upstream: aiohttp.ClientResponse, key: str) -> web.Response:
+    async def _whole(
+        self,
+        upstream: aiohttp.ClientResponse,
+        key: str,
+        caller: Caller = ANONYMOUS,
+        timing: AnswerTiming | None = None,
+    ) -> web.Response:
         """A small answer that is not a stream, read whole and sent in one write (a
         stream's chunked framing costs it two writes more)."""
         try:
@@ -187,22 +284,46 @@ class ModelRouter:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             _log.info("replica %s failed while answering: %s", key, exc,
                       extra={"event": "router.upstream_failed", "job": key})  # fmt: skip
-            return openai_error(
-                502, "the replica failed while answering", "api_error", "upstream_failed"
-            )
+            return failure_response(Failure.UPSTREAM_FAILED, "the replica failed while answering")
+        if timing is not None:
+            timing.begin()
         response = web.Response(status=upstream.status, body=data)
         for name in _PASSED_RESPONSE_HEADERS:
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
         self.served += 1
+        if caller.key is not None:
+            compressed = "Content-Encoding" in upstream.headers  # its usage is not readable
+            self._count(caller, None if compressed else usage_of_answer(data))
         return response
+
+    def _count(self, caller: Caller, tokens: Tokens | None) -> None:
+        """One request answered for ``caller``'s key (nothing for an anonymous one)."""
+        if caller.key is not None and self._usage is not None:
+            self._usage.add(caller.key.id, tokens)
+
+    def _scanner(
+        self, caller: Caller, upstream: aiohttp.ClientResponse
+    ) -> StreamUsageScanner | TailUsageScanner | None:
+        """What reads the usage of an answer passed on in pieces; None when nothing is
+        read (no key, or an answer compressed: its usage is not readable)."""
+        if caller.key is None or self._usage is None or "Content-Encoding" in upstream.headers:
+            return None
+        if upstream.content_type.startswith("text/event-stream"):
+            return StreamUsageScanner()
+        return TailUsageScanner()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # No cookie jar: a cookie one replica sets must never go out with another
             # user's request.
+            # No limit of its own on connections (aiohttp's default, 100, would let
+            # 100 requests stuck on one replica hold up every other): the listener's
+            # cap on client connections bounds the requests in flight.
             self._session = aiohttp.ClientSession(
-                auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(limit=0),
             )
         return self._session
 
@@ -224,23 +345,87 @@ def _is_whole(upstream: aiohttp.ClientResponse) -> bool:
 
 class RouterServer:
     """The router's listener: ``start`` binds it, ``close`` stops it (requests in
-    flight are cancelled)."""
+    flight get ``SHUTDOWN_SECONDS``, then are cancelled).
 
-    def __init__(self, router: ModelRouter, host: str, port: int) -> None:
+    Args:
+        router: what answers the requests.
+        host: the address to listen on.
+        port: the port to listen on.
+        tls: HTTPS with the node's certificate; None: plain HTTP (on loopback only:
+            node/config.py refuses it elsewhere).
+        max_connections: most client connections open at once (default:
+            ``connection_limit()``, from the process's file descriptors).
+        idle_seconds: a connection without a whole request for this long is closed.
+        linger_seconds: how long the rest of a refused body is read before the
+            connection is closed.
+    """
+
+    def __init__(
+        self,
+        router: ModelRouter,
+        host: str,
+        port: int,
+        *,
+        tls: RouterTls | None = None,
+        max_connections: int | None = None,
+        idle_seconds: float = IDLE_SECONDS,
+        linger_seconds: float = LINGER_SECONDS,
+    ) -> None:
         self._router = router
         self._host = host
         self._port = port
+        self._tls = tls
+        self._max_connections = max_connections or connection_limit()
+        self._idle_seconds = idle_seconds
+        self._linger_seconds = linger_seconds
         self._runner: web.AppRunner | None = None
+        self._listener: CappedListener | None = None
+
+    @property
+    def turned_away(self) -> int:
+        """Connections closed at once because the most were open."""
+        return self._listener.turned_away if self._listener is not None else 0
 
     async def start(self) -> None:
-        runner = web.AppRunner(self._router.app(), handler_cancellation=True, access_log=None)
+        runner = web.AppRunner(
+            self._router.app(),
+            handler_cancellation=True,
+            access_log=None,
+            keepalive_timeout=self._idle_seconds,
+            lingering_time=self._linger_seconds,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
         await runner.setup()
-        await web.TCPSite(runner, self._host, self._port).start()
-        self._runner = runner
-        _log.info("router listening on %s:%d", self._host, self._port,
-                  extra={"event": "router.listening", "port": self._port})  # fmt: skip
+        if runner.server is None:  # setup() made it
+            raise RuntimeError("the router's HTTP server was not set up")
+        listener = CappedListener(runner.server, self._max_connections)
+        try:
+            await listener.start(
+                self._host,
+                self._port,
+                tls=self._tls.context() if self._tls is not None else None,
+                handshake_seconds=self._tls.handshake_seconds if self._tls is not None else 0,
+            )
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._listener = runner, listener
+        if self._tls is not None and not covers(self._tls.bundle, self._host):
+            _log.warning(
+                "the router listens on %s, which this node's certificate does not name: "
+                "clients that dial it there fail to verify it; they can dial the node's "
+                "advertised address instead", self._host,
+                extra={"event": "router.tls_name_mismatch"},
+            )  # fmt: skip
+        scheme = "https" if self._tls is not None else "http"
+        _log.info("router listening on %s://%s:%d", scheme, self._host, self._port,
+                  extra={"event": "router.listening", "port": self._port,
+                         "tls": self._tls is not None})  # fmt: skip
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

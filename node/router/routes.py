@@ -104,6 +104,11 @@ class RoutingTable:
         )
         return tied[turn % len(tied)]
 
+    def service_of(self, model: str) -> str | None:
+        """The service whose replicas answer to ``model``, ready or not (what a
+        request for it counts toward); None for an unknown model."""
+        return min((route.service for route in self.routes if model in route.models), default=None)
+
     def why_none(self, model: str) -> tuple[int, str]:
         """Why no replica takes ``model``: (404, unknown model) or (503, its replicas
         are not ready)."""

@@ -23,6 +23,7 @@ def make_node(
     datasets: Iterable[str] = (),
     schedulable: bool = True,
     reason: str = "",
+    spread: dict[str, int] | None = None,
 ) -> NodeState:
     """A node of ``gpus`` identical GPUs; ``busy`` ones held exclusively, ``shared`` by sharers."""
     busy_set, shared_set = set(busy), set(shared)
@@ -44,6 +45,7 @@ def make_node(
         datasets=frozenset(datasets),
         schedulable=schedulable,
         unschedulable_reason=reason,
+        spread=spread or {},
     )
 
 
@@ -63,6 +65,8 @@ def make_job(
     memory_gib: float = 0,
     datasets: Iterable[str] = (),
     nodes: int = 1,
+    spread: str = "",
+    previous_node: str = "",
 ) -> JobRequest:
     """A pending job; ``submit_order`` defaults to the order of calls."""
     global _submitted
@@ -80,6 +84,8 @@ def make_job(
         memory_bytes=int(memory_gib * GIB),
         datasets=tuple(datasets),
         nodes=nodes,
+        spread=spread,
+        previous_node=previous_node,
     )
 
 

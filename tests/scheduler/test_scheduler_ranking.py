@@ -34,7 +34,7 @@ def test_data_locality_beats_best_fit_all_then_some_then_none() -> None:
 def test_best_fit_leaves_fewest_free_gpus() -> None:
     nodes = [make_node("empty"), make_node("half", busy=range(4)), make_node("full", busy=range(8))]
     assert names(rank_nodes(nodes, make_job("j", 2))) == ["half", "empty"]
-    assert score_node(nodes[1], make_job("j", 2)) == NodeScore(0, 0, 2, 2, 64, "half")
+    assert score_node(nodes[1], make_job("j", 2)) == NodeScore(0, 0, 0, 0, 2, 2, 64, "half")
 
 
 def test_jobs_without_data_keep_off_data_nodes() -> None:

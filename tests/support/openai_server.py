@@ -2,16 +2,19 @@
 where no GPU (and no vLLM) exists.
 
     python openai_server.py --model NAME [--adapter NAME ...] [--start-delay S]
-        [--ready-when FILE] [--events N] [--record FILE]
+        [--ready-when FILE] [--events N] [--record FILE] [--hang]
 
 It listens on ``$PORT`` on every interface (as a replica must) and serves:
 
 - ``GET /v1/models``: 503 until ``--start-delay`` has passed and ``--ready-when``
   exists (a model still loading), then the model and its adapters (``model:adapter``);
 - ``POST /v1/chat/completions`` and ``/v1/completions``: an answer naming the model
-  asked for and this replica (``$MURMUR_JOB_ID``), with a ``usage`` block; with
+  asked for and this replica (``$MURMUR_JOB_ID``), with a ``usage`` block and the
+  SHA-256 of the request's body as it arrived (``request_sha256``); with
   ``"stream": true``, ``--events`` server-sent events then ``data: [DONE]``, the
-  last chunk carrying ``usage``;
+  last chunk carrying ``usage`` (with ``"stream_options": {"include_usage": true}``,
+  a chunk of its own after them, with no choices, as OpenAI's and vLLM's); with
+  ``--hang``, no answer at all (a replica that takes requests and never answers them);
 - ``POST /crash``: exits at once with code 3 (a replica that dies).
 
 Every request is appended to ``--record`` (one JSON line: path, model, replica)
@@ -21,6 +24,7 @@ when given, so a test can tell which replica answered what.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -60,9 +64,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        raw = self.rfile.read(length)
+        body = json.loads(raw or b"{}")
         if self.path == "/crash":
             os._exit(3)
+        if self.settings.hang:
+            threading.Event().wait()  # the connection stays open, unanswered
         if self.path not in ("/v1/chat/completions", "/v1/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -89,9 +96,12 @@ class Handler(BaseHTTPRequestHandler):
                     ],
                     "usage": usage,
                     "replica": replica,
+                    "request_sha256": hashlib.sha256(raw).hexdigest(),
                 },
             )
             return
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
@@ -104,11 +114,15 @@ class Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "delta": {"content": f"{index} "}}],
                 "replica": replica,
             }
-            if index == self.settings.events - 1:
+            if index == self.settings.events - 1 and not include_usage:
                 chunk["usage"] = usage
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             time.sleep(self.settings.event_gap)
+        if include_usage:  # as OpenAI and vLLM: a last chunk of its own, with no choices
+            last = {"id": "cmpl-1", "object": "chat.completion.chunk", "model": model,
+                    "choices": [], "usage": usage}  # fmt: skip
+            self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
@@ -145,6 +159,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=4)
     parser.add_argument("--event-gap", type=float, default=0.0)
     parser.add_argument("--record", default="")
+    parser.add_argument("--hang", action="store_true", help="take requests, never answer")
     parser.add_argument("--pid-dir", default="", help="write DIR/$MURMUR_JOB_ID.pid")
     settings = parser.parse_args()
     Handler.settings = settings

@@ -25,6 +25,17 @@ def demo_cluster() -> FakeCluster:
         make_node("gpu-05", gpus=2, model="T4-16GB", state=types_pb2.NODE_STATE_DEAD),
         make_node("sim-01", used=2, simulated=True, runs_active=1),
     ]  # fmt: skip
+    # What the routers carried in their last 30 s: llama through gpu-01's and gpu-02's,
+    # embed through gpu-01's (counts of answers begun within [0, 1), [1, 2), [2, 4)... ms).
+    for node, service, requests, errors, latency in (
+        (nodes[2], "llama", 372, 2, [0, 0, 0, 0, 0, 12, 250, 108]),
+        (nodes[2], "embed", 96, 0, [0, 0, 0, 40, 56]),
+        (nodes[3], "llama", 120, 0, [0, 0, 0, 0, 0, 4, 90, 26]),
+    ):
+        node.traffic.add(
+            service=service, window_seconds=30, requests=requests, errors=errors,
+            latency_ms_log2=latency,
+        )  # fmt: skip
     jobs = [
         make_job("j-1001", name="resnet50", node="gpu-01", gpu_indices=[0, 1, 2, 3], gpus=4,
                  age_seconds=3 * 3600 + 600),

@@ -9,7 +9,7 @@ import pytest
 
 from murmur import PermissionDenied, Unavailable, Unimplemented
 from murmur.tui.actions import cancel_warning, describe_failure
-from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER, SERVICE_FILTER, job_node
+from murmur.tui.columns import JOB_COLUMNS, JOB_FILTER, SERVICE_FILTER, ServiceRow, job_node
 from murmur.tui.commands import Command, CommandError, parse_command
 from murmur.tui.connection import Connection
 from murmur.tui.format import age, gpu_bar, human_bytes, sparkline
@@ -235,13 +235,13 @@ def test_service_news_counts_replica_changes_not_telemetry() -> None:
 
 def test_services_filter_by_user_model_and_words() -> None:
     services = [
-        make_service("llama", model="llama-3-8b", aliases=["chat"], user="carol"),
-        make_service("coder", model="qwen2.5-coder-7b", user="bob"),
+        ServiceRow(make_service("llama", model="llama-3-8b", aliases=["chat"], user="carol")),
+        ServiceRow(make_service("coder", model="qwen2.5-coder-7b", user="bob")),
     ]
 
     def kept(text: str) -> list[str]:
         predicate = SERVICE_FILTER.predicate(text)
-        return [s.spec.name for s in services if predicate is None or predicate(s)]
+        return [r.service.spec.name for r in services if predicate is None or predicate(r)]
 
     assert kept("user:bob") == ["coder"]
     assert kept("model:llama") == ["llama"]

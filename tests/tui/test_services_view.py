@@ -116,3 +116,48 @@ async def test_a_refused_read_is_one_notification_not_a_retry_loop() -> None:
         fake.push_node(gpu01(second_ready=False, utilization=50))
         await pilot.pause(0.3)  # the sample's repaint has come and gone
         assert reads(fake) == 1
+
+
+def with_traffic(
+    node: types_pb2.NodeInfo, window: int, requests: int, errors: int, bucket: int
+) -> types_pb2.NodeInfo:
+    """``node`` whose router carried ``requests`` for llama over ``window`` seconds,
+    every answer begun within the latency bucket ``bucket``."""
+    histogram = [0] * bucket + [requests - errors]
+    node.traffic.add(
+        service="llama", window_seconds=window, requests=requests, errors=errors,
+        latency_ms_log2=histogram,
+    )  # fmt: skip
+    return node
+
+
+async def test_requests_per_second_and_latency_are_summed_over_every_router() -> None:
+    fake = lab()
+    # Two routers carried llama's requests: 300 in 30 s here, 50 in 10 s there, all
+    # begun within [32, 64) ms: 10 + 5 = 15 requests/s, a median of 48 ms.
+    gpu02 = make_node("gpu-02")
+    fake.nodes = [
+        with_traffic(gpu01(second_ready=False), window=30, requests=303, errors=3, bucket=6),
+        with_traffic(gpu02, window=10, requests=50, errors=0, bucket=6),
+    ]
+    app = MurmurTop(Connection(fake.address, lambda address: fake), clock=lambda: EPOCH)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for_text(pilot, "★ gpu-01")
+        await pilot.press("colon", *"svc", "enter")
+        text = await wait_for_text(pilot, "REQ/S", "P50", "llama-3-8b")
+        llama_row = next(line for line in text.splitlines() if "llama-3-8b" in line)
+        assert "15.1" in llama_row  # 303 / 30 + 50 / 10
+        assert "0.10" in llama_row  # 3 errors in 30 s
+        assert "48 ms" in llama_row
+        coder_row = next(line for line in text.splitlines() if "qwen2.5-coder-7b" in line)
+        assert "—" in coder_row  # no answer: no latency
+        await pilot.press("down")
+        await wait_for_text(pilot, "15.1 req/s, 0.10 err/s, p50 48 ms")
+
+        # The rates follow the node stream, with no new read of the services; a node
+        # that is gone counts no more.
+        before = reads(fake)
+        gone = make_node("gpu-02", state=types_pb2.NODE_STATE_DEAD)
+        fake.push_node(with_traffic(gone, window=10, requests=50, errors=0, bucket=6))
+        await wait_for_text(pilot, "10.1 req/s")
+        assert reads(fake) == before

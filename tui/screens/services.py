@@ -1,10 +1,11 @@
-"""Services view: every service with its model, ready count and owner, and below it
-the replicas of the service under the cursor.
+"""Services view: every service with its model, ready count, requests/s, errors/s,
+median latency and owner, and below it the replicas of the service under the cursor.
 
 Services have no watch stream: the view reads ListServices when it opens, on
 ctrl+r, and whenever the job and node streams tell of a change to a replica (the
-state's `service_news`), at most one read at a time. Requests/s and latency are not
-shown: the API does not report them yet.
+state's `service_news`), at most one read at a time. Their traffic comes with the
+nodes (each node gossips what its router carried: tui/traffic.py sums it), so the
+rates follow the node stream without a read.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from murmur.tui.columns import (
     REPLICA_COLUMNS,
     SERVICE_COLUMNS,
     SERVICE_FILTER,
+    ServiceRow,
     gpu_request,
     runtime_name,
     service_ready,
 )
 from murmur.tui.screens.table_screen import TableScreen
 from murmur.tui.table_model import TableModel
+from murmur.tui.traffic import NO_TRAFFIC, ServiceRates, latency_text, rate_text, service_rates
 from murmur.tui.widgets.virtual_table import VirtualTable
 from murmur.v1 import types_pb2
 
@@ -39,7 +42,7 @@ def replica_key(replica: types_pb2.ServiceReplica) -> str:
     return f"{replica.slot}/{replica.job_id}"
 
 
-class ServicesScreen(TableScreen[types_pb2.Service]):
+class ServicesScreen(TableScreen[ServiceRow]):
     VIEW_NAME = "services"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+r", "reload", "Reload")]
     DEFAULT_CSS = """
@@ -51,6 +54,8 @@ class ServicesScreen(TableScreen[types_pb2.Service]):
         self.replicas: TableModel[types_pb2.ServiceReplica] = TableModel(REPLICA_COLUMNS)
         self._read_for: ServicesRead | None = None
         self._reading = False
+        self._services: list[types_pb2.Service] = []
+        self._rates: dict[str, ServiceRates] = {}
 
     def compose_body(self) -> ComposeResult:
         yield from super().compose_body()
@@ -63,6 +68,16 @@ class ServicesScreen(TableScreen[types_pb2.Service]):
 
     def sync_model(self) -> None:
         self._read_if_stale()
+        rates = service_rates(self.top.state.nodes.values())
+        if rates != self._rates:
+            self._rates = rates
+            self._show_rows()
+
+    def _show_rows(self) -> None:
+        self.model.replace_all(
+            (service.spec.name, ServiceRow(service, self._rates.get(service.spec.name, NO_TRAFFIC)))
+            for service in self._services
+        )
 
     def update_body(self, *, changed: bool) -> None:
         super().update_body(changed=changed)
@@ -84,7 +99,8 @@ class ServicesScreen(TableScreen[types_pb2.Service]):
         except MurmurError as exc:
             self.notify(describe_failure("list services", exc), severity="error")
         else:
-            self.model.replace_all((service.spec.name, service) for service in services)
+            self._services = services
+            self._show_rows()
         finally:
             self._reading = False
         # A failed read counts too: it is tried again on news or ctrl+r, not on every
@@ -99,16 +115,16 @@ class ServicesScreen(TableScreen[types_pb2.Service]):
     # --------------------------------------------------------------- replicas
 
     def _show_replicas(self) -> None:
-        service = self.selected() if self.model.visible() else None
+        row = self.selected() if self.model.visible() else None
         facts = self.query_one("#service-facts", Static)
-        if service is None:
+        if row is None:
             self.replicas.replace_all(())
             facts.update(Text("no service selected", style="dim"))
         else:
             self.replicas.replace_all(
-                (replica_key(replica), replica) for replica in service.replicas
+                (replica_key(replica), replica) for replica in row.service.replicas
             )
-            facts.update(service_facts(service))
+            facts.update(service_facts(row.service, row.rates))
         self.replicas_table.rows_changed()
 
     def on_virtual_table_cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
@@ -132,12 +148,17 @@ class ServicesScreen(TableScreen[types_pb2.Service]):
         return False
 
 
-def service_facts(service: types_pb2.Service) -> Text:
-    """One line on the replicas: whose service, what it answers to, how each runs."""
+def service_facts(service: types_pb2.Service, rates: ServiceRates = NO_TRAFFIC) -> Text:
+    """One line on the replicas: whose service, its traffic, what it answers to, how
+    each runs."""
     spec = service.spec
     line = Text()
     line.append(f"replicas of {spec.name}", style="bold")
     line.append(f"  {service_ready(service)} ready")
+    line.append(
+        f"  {rate_text(rates.requests)} req/s, {rate_text(rates.errors)} err/s, "
+        f"p50 {latency_text(rates.p50_seconds)}"
+    )
     adapters = (f"{spec.model}:{name}" for name in sorted(spec.adapters))
     models = [spec.model, *spec.aliases, *adapters]
     line.append(f"  models {', '.join(models)}")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import murmur
+from murmur._frozen import helper_command
 
 PACKAGE_ROOT = Path(murmur.__file__).parent.parent
 """The folder that holds the ``murmur`` package: what the new interpreter imports our
@@ -30,7 +31,8 @@ def spawn_module(
     log_path: Path,
     inherit_fds: Sequence[tuple[int, int]] = (),
 ) -> int:
-    """Starts ``python FLAGS -m MODULE ARGS``; returns its pid (the caller reaps it).
+    """Starts ``python FLAGS -m MODULE ARGS`` (the frozen build: itself, told to be
+    MODULE, :mod:`murmur._frozen`); returns its pid (the caller reaps it).
 
     Args:
         inherit_fds: (our fd, its fd) pairs to hand over besides stdio.
@@ -38,9 +40,10 @@ def spawn_module(
     Raises:
         OSError: it could not be started.
     """
+    command = helper_command(module, args, python=python, flags=flags)
     return os.posix_spawnp(
-        python,
-        [python, *flags, "-m", module, *args],
+        command[0],
+        command,
         {
             "PATH": os.environ.get("PATH", os.defpath),
             "PYTHONPATH": str(PACKAGE_ROOT),

@@ -58,6 +58,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from murmur._frozen import helper_command
 from murmur.node.agent.runtimes import supervisor
 from murmur.node.agent.runtimes.procfs import process_start_time
 from murmur.node.agent.runtimes.run_files import SUPERVISOR_LOG
@@ -217,7 +218,9 @@ def serve() -> None:
             os.close(started_fd)  # the child has its own copy
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Takes no arguments (``argv`` is accepted so that every helper has one shape:
+    the frozen build calls ``main(args)``, :mod:`murmur._frozen`)."""
     os.chdir("/")  # hold no directory busy
     _name_process("murmur-forksrv")
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # nobody to answer
@@ -322,9 +325,12 @@ class ForkServer:
             raise ForkServerError(f"cannot start the fork server: {exc}") from exc
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            command = helper_command(
+                "murmur.node.agent.runtimes.forkserver", [], python=self._python, flags=["-S", "-P"]
+            )
             self._pid = os.posix_spawn(
-                self._python,
-                [self._python, "-S", "-P", "-m", "murmur.node.agent.runtimes.forkserver"],
+                command[0],
+                command,
                 {
                     "PATH": os.environ.get("PATH", os.defpath),
                     "PYTHONPATH": str(self._package_root),

@@ -37,6 +37,7 @@ from murmur.node.api.rpc.caller import (
 )
 from murmur.node.api.rpc.policy import policy_for
 from murmur.node.api.rpc.status_map import status_for
+from murmur.node.control.queue.api_keys import parse_key
 from murmur.node.errors import PermissionDeniedError
 from murmur.storage import AuditEntry, Store
 
@@ -233,13 +234,16 @@ class StatusInterceptor(_WrappingInterceptor):
 
 
 def _audit_target(request: Message) -> str:
-    """What a request acts on: its first non-empty naming field."""
+    """What a request acts on: its first non-empty naming field. A whole API key
+    pasted where its id belongs is written as its id: the audit trail never holds
+    a key."""
     for field_name in ("name", "id", "job_id", "node_name", "token_id"):
         descriptor = request.DESCRIPTOR.fields_by_name.get(field_name)
         if descriptor is not None:
             value = getattr(request, field_name)
             if value:
-                return str(value)
+                key = parse_key(str(value))
+                return str(value) if key is None else key[0]
     return ""
 
 

@@ -46,6 +46,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "DrainNode": _write(_ADMINS),
     _CLUSTER + "RemoveNode": _write(_ADMINS),
     _CLUSTER + "SubmitJob": _write(),
+    _CLUSTER + "SubmitJobs": _write(),
     _CLUSTER + "ListJobs": _read(),
     _CLUSTER + "GetJob": _read(),
     _CLUSTER + "CancelJob": _write(),
@@ -71,9 +72,16 @@ POLICIES: dict[str, MethodPolicy] = {
     # whose), an admin any; anyone reads them.
     _CLUSTER + "CreateService": _write(),
     _CLUSTER + "ScaleService": _write(),
+    _CLUSTER + "UpdateService": _write(),
     _CLUSTER + "DeleteService": _write(),
     _CLUSTER + "ListServices": _read(),
     _CLUSTER + "GetService": _read(),
+    # API keys: a member creates their own and lists and revokes their own (the
+    # handler and the state check whose), an admin anyone's; a viewer may list
+    # (their own: none). A node relays a listing to the leader.
+    _CLUSTER + "CreateApiKey": _write(),
+    _CLUSTER + "ListApiKeys": _read(),
+    _CLUSTER + "RevokeApiKey": _write(),
     _NODE + "Ping": MethodPolicy(_NODES, audited=False),
     _NODE + "Describe": MethodPolicy(_NODES, audited=False),
     _NODE + "Gossip": MethodPolicy(_NODES, audited=False),
@@ -91,6 +99,8 @@ POLICIES: dict[str, MethodPolicy] = {
     # An admin's audit reads, relayed to the leader (the relaying node checked the admin).
     _NODE + "ListAudit": MethodPolicy(_NODES, audited=False),
     _NODE + "VerifyAudit": MethodPolicy(_NODES, audited=False),
+    # A router that follows no log pulls the API key table (hashes) from a voter.
+    _NODE + "ListApiKeyHashes": MethodPolicy(_NODES, audited=False),
     # A change to the node: audited, with the forwarding node as the caller (the
     # admin's name is in the request and in the forwarding node's own audit log).
     _NODE + "SetDraining": _write(_NODES),

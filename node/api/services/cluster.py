@@ -34,6 +34,7 @@ from murmur.node.agent.run_logs import run_log_entries
 from murmur.node.agent.runtimes.base import RunFiles
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.rpc.caller import current_caller
+from murmur.node.api.services.api_keys import ApiKeyCalls
 from murmur.node.api.services.job_visibility import check_may_read_output, visible_job
 from murmur.node.api.services.revocations import RevocationCalls
 from murmur.node.control.cluster_view import DOWN_STATES, ClusterView
@@ -43,13 +44,17 @@ from murmur.node.control.drain import NodeDrain
 from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs, refused_by_peer
 from murmur.node.control.queue.commands import (
+    MAX_BATCH_JOBS,
     CancelJob,
     CreateService,
     DeleteService,
     ScaleService,
     SetLabPolicy,
     SubmitJob,
+    SubmitJobs,
+    UpdateService,
 )
+from murmur.node.control.queue.job_listing import parse_page_token
 from murmur.node.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -61,6 +66,8 @@ from murmur.node.errors import (
 from murmur.node.event_log import EventLog
 from murmur.node.identity.enrollment import Enrollment
 from murmur.node.jobspec import states as job_states
+from murmur.node.jobspec.arrays import split_task_id, task_indices
+from murmur.node.jobspec.batches import batch_job_id, batch_order, with_ids
 from murmur.node.jobspec.services import MAX_REPLICAS, validate_service_spec
 from murmur.node.jobspec.validation import check_idempotency_key, check_reason, validate_job_spec
 from murmur.node.local_node import VERSION
@@ -68,7 +75,7 @@ from murmur.node.membership import MembershipRunner
 from murmur.node.membership.transport import PeerTransport
 from murmur.scheduler.lab_policy import PolicyError, parse_policy
 from murmur.storage import DatasetRecord, Store
-from murmur.v1 import cluster_pb2, cluster_pb2_grpc, node_pb2, types_pb2
+from murmur.v1 import apikeys_pb2, cluster_pb2, cluster_pb2_grpc, node_pb2, types_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -113,7 +120,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         revocations: RevocationCalls | None = None,
         audit_trail: AuditTrail | None = None,
         rotate_ca: CaRotator | None = None,
+        api_keys: ApiKeyCalls | None = None,
     ) -> None:
+        self._api_keys = api_keys
         self._audit_trail = audit_trail
         self._rotate_ca = rotate_ca
         self._revocations = revocations
@@ -345,7 +354,53 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 submitted_at_us=time.time_ns() // 1000,
             )
         )
+        split = split_task_id(submitted.id) if validated.spec.HasField("array") else None
+        if split is not None:
+            # An array: its first task came back; the answer is the whole array.
+            submitted = await self._cluster_jobs.get(split[0])
         return visible_job(submitted, current_caller())
+
+    async def SubmitJobs(
+        self, request: cluster_pb2.SubmitJobsRequest, context: Context
+    ) -> cluster_pb2.SubmitJobsResponse:
+        """Every job of the batch in one entry of the control log (node/jobspec/batches.py)."""
+        count = len(request.jobs)
+        if not 0 < count <= MAX_BATCH_JOBS:
+            raise InvalidArgumentError(f"a batch has 1 to {MAX_BATCH_JOBS} jobs, not {count}")
+        caller = current_caller()
+        wants_datasets = any(job.spec.datasets for job in request.jobs)
+        known = {d.name for d in self._view.datasets()} if wants_datasets else set()
+        specs: list[types_pb2.JobSpec] = []
+        keys: list[str] = []
+        for number, job in enumerate(request.jobs, 1):
+            try:
+                check_idempotency_key(job.idempotency_key)
+                validated = validate_job_spec(
+                    job.spec, known_datasets=known, path_roots=self._path_roots,
+                    batch_size=count,
+                )  # fmt: skip
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"job {number}: {exc}") from None
+            specs.append(validated.spec)
+            keys.append(job.idempotency_key[:128] or f"~{uuid.uuid4().hex}")
+        ids = [batch_job_id(caller.name, key) for key in keys]
+        at_us = time.time_ns() // 1000
+        await self._cluster_jobs.propose(
+            SubmitJobs(
+                tuple(
+                    SubmitJob(ids[n], with_ids(specs[n], ids), caller.name, keys[n], at_us)
+                    for n in batch_order(specs)
+                )
+            )
+        )
+        listing = await self._cluster_jobs.list(cluster_pb2.ListJobsRequest(ids=ids, limit=count))
+        made = {job.id: job for job in listing.jobs}
+        missing = [job_id for job_id in ids if job_id not in made]
+        if missing:
+            raise UnavailableError(f"the batch was accepted but job {missing[0]} is not found")
+        return cluster_pb2.SubmitJobsResponse(
+            jobs=[visible_job(made[job_id], caller) for job_id in ids]
+        )
 
     async def GetJob(self, request: cluster_pb2.GetJobRequest, context: Context) -> types_pb2.Job:
         return visible_job(await self._cluster_jobs.get(request.id), current_caller())
@@ -356,11 +411,13 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         if request.limit > MAX_JOBS_PAGE:
             raise InvalidArgumentError(f"limit must be at most {MAX_JOBS_PAGE}")
         try:
-            int(request.page_token or "0")
+            parse_page_token(request.page_token)
             for state in request.states:
                 job_states.from_proto(state)
         except ValueError as exc:
             raise InvalidArgumentError(f"bad request: {exc}") from None
+        if len(request.ids) > MAX_JOBS_PAGE:
+            raise InvalidArgumentError(f"ids names at most {MAX_JOBS_PAGE} jobs")
         checked = cluster_pb2.ListJobsRequest()
         checked.CopyFrom(request)
         checked.limit = request.limit or DEFAULT_JOBS_PAGE
@@ -386,6 +443,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 at_us=time.time_ns() // 1000,
             )
         )
+        if not cancelled.id:  # an array: every task cancelled; the answer is the array
+            cancelled = await self._cluster_jobs.get(request.id)
         return visible_job(cancelled, caller)
 
     async def WatchJobs(
@@ -486,6 +545,11 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         while True:
             job = await self._cluster_jobs.get(request.job_id)
             check_may_read_output(caller, job)
+            if job.HasField("array") and not job.array.HasField("task_index"):
+                raise InvalidArgumentError(
+                    f"job {job.id} is an array of {job.array.tasks} tasks: name one, "
+                    f"e.g. '{job.id}[{_first_index(job)}]'"
+                )
             if request.run_id:
                 for run in job.runs:
                     if run.id == request.run_id:
@@ -629,6 +693,23 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         )  # fmt: skip
         return await self._service(request.name)
 
+    async def UpdateService(
+        self, request: cluster_pb2.UpdateServiceRequest, context: Context
+    ) -> types_pb2.Service:
+        template = request.spec.template
+        known = {d.name for d in self._view.datasets()} if template.datasets else set()
+        spec = validate_service_spec(
+            request.spec, known_datasets=known, path_roots=self._path_roots
+        )
+        caller = current_caller()
+        await self._cluster_jobs.commit(
+            UpdateService(
+                spec, user=caller.name, is_admin=caller.role is Role.ADMIN,
+                at_us=time.time_ns() // 1000,
+            )
+        )  # fmt: skip
+        return await self._service(spec.name)
+
     async def DeleteService(
         self, request: cluster_pb2.DeleteServiceRequest, context: Context
     ) -> types_pb2.Service:
@@ -646,7 +727,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.ListServicesRequest, context: Context
     ) -> cluster_pb2.ListServicesResponse:
         listing = await self._cluster_jobs.services()
-        endpoints = self._endpoints()
+        endpoints = self._view.replica_endpoints()
         for service in listing.services:
             with_readiness(service, endpoints)
         return listing
@@ -665,23 +746,42 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         """
         for service in (await self._cluster_jobs.services()).services:
             if service.spec.name == name:
-                return with_readiness(service, self._endpoints())
+                return with_readiness(service, self._view.replica_endpoints())
         raise NotFoundError(f"no service {name[:64]}")
 
-    def _endpoints(self) -> dict[str, types_pb2.ServiceEndpoint]:
-        """Every replica's endpoint gossip knows of, by job id."""
-        return {
-            endpoint.job_id: endpoint
-            for info in self._view.nodes()
-            if info.state not in DOWN_STATES
-            for endpoint in info.endpoints
-        }
+    # ------------------------------------------------------------ API keys
+
+    def _api_key_calls(self) -> ApiKeyCalls:
+        if self._api_keys is None:
+            raise NotServedError(f"API keys are not served by {self._name}")
+        return self._api_keys
+
+    async def CreateApiKey(
+        self, request: apikeys_pb2.CreateApiKeyRequest, context: Context
+    ) -> apikeys_pb2.CreateApiKeyResponse:
+        return await self._api_key_calls().create(request, caller=current_caller())
+
+    async def ListApiKeys(
+        self, request: apikeys_pb2.ListApiKeysRequest, context: Context
+    ) -> apikeys_pb2.ListApiKeysResponse:
+        return await self._api_key_calls().listing(request, caller=current_caller())
+
+    async def RevokeApiKey(
+        self, request: apikeys_pb2.RevokeApiKeyRequest, context: Context
+    ) -> apikeys_pb2.ApiKey:
+        return await self._api_key_calls().revoke(request, caller=current_caller())
 
     async def _revoke_removed(self, name: str) -> None:
         """A removed node's certificates are revoked, so it cannot rejoin with them
         (node/api/services/revocations.py)."""
         if self._revocations is not None:
             await self._revocations.revoke_node(name, by=current_caller().name)
+
+
+def _first_index(array: types_pb2.Job) -> int:
+    """An index of one of the array's tasks, for a message's example."""
+    indices = task_indices(array.spec.array)
+    return indices[0] if len(indices) else 0
 
 
 def with_readiness(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from murmur.node.control.consensus.errors import NotLeaderError
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.consensus.wire import WireError
 from murmur.node.control.drain import NodeDrain
+from murmur.node.control.queue.api_keys import ApiKeyTable, hashes_answer
 from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
 from murmur.node.control.queue.commands import (
@@ -29,9 +30,14 @@ from murmur.node.control.queue.commands import (
     report_of,
 )
 from murmur.node.control.queue.proposal_forwarder import MAX_BATCH
-from murmur.node.errors import InvalidArgumentError, NotServedError, PermissionDeniedError
+from murmur.node.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotServedError,
+    PermissionDeniedError,
+)
 from murmur.node.membership import MembershipRunner
-from murmur.v1 import cluster_pb2, node_pb2, node_pb2_grpc, types_pb2
+from murmur.v1 import apikeys_pb2, cluster_pb2, node_pb2, node_pb2_grpc, types_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -60,8 +66,10 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         cluster_jobs: ClusterJobs | None = None,
         executor: RunExecutor | None = None,
         audit_trail: AuditTrail | None = None,
+        api_keys: Callable[[], ApiKeyTable] | None = None,
     ) -> None:
         self._audit_trail = audit_trail
+        self._api_keys = api_keys
         self._view = view
         self._drain = drain
         self._membership = membership
@@ -188,6 +196,19 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: cluster_pb2.VerifyAuditRequest, context: Context
     ) -> cluster_pb2.VerifyAuditResponse:
         return await self._trail().verify_here()
+
+    async def ListApiKeyHashes(
+        self, request: apikeys_pb2.ListApiKeyHashesRequest, context: Context
+    ) -> apikeys_pb2.ListApiKeyHashesResponse:
+        """The key table for a router that follows no log (node/router/key_sync.py):
+        only a voter's own is current enough to answer with."""
+        if self._api_keys is None or self._consensus is None:
+            raise NotServedError(f"API keys are not served by {self._view.local_name}")
+        if not self._consensus.is_voter:
+            raise FailedPreconditionError(
+                f"{self._view.local_name} is no voter: ask the leader for the API key table"
+            )
+        return hashes_answer(self._api_keys(), request.known_revision)
 
     def _queue(self) -> ClusterJobs:
         if self._cluster_jobs is None:

@@ -36,6 +36,7 @@ from murmur.node.control.leader.term import LeaderTerm, now_us
 from murmur.node.control.queue.commands import ReportRun, RevokeAssignment
 from murmur.node.control.queue.records import Assignment, ClusterJob
 from murmur.node.jobspec import states
+from murmur.node.jobspec.arrays import spec_to_run
 from murmur.node.membership.transport import SendOutcome, classify_error
 from murmur.v1 import node_pb2
 
@@ -93,7 +94,7 @@ class RunDispatch:
             job_id=job.id,
             run_id=rank.run_id,
             attempt=rank.attempt,
-            spec=job.spec,
+            spec=spec_to_run(job.id, job.spec),  # an array's task: its index, its values
             gpu_indices=list(rank.gpu_indices),
             term=rank.term,
             sequence=rank.sequence,

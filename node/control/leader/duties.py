@@ -17,7 +17,9 @@ anything meanwhile) and:
    lease, and gives up the runs of dead nodes once their lease lapsed
    (node/control/leader/renewals.py, node/control/leader/node_loss.py);
 4. delivers a cancel committed for a running job at once, rather than at the
-   next reconciliation.
+   next reconciliation;
+5. after each placement pass, replaces a replica of each service being updated
+   when readiness allows (node/control/leader/rollout.py).
 
 Everything the term starts is a task of the term (node/control/leader/term.py):
 when this node is deposed, or stops, the term's tasks are cancelled and awaited
@@ -46,6 +48,7 @@ from murmur.node.control.leader.node_loss import NodeLoss
 from murmur.node.control.leader.placing import JobPlacer
 from murmur.node.control.leader.reconcile import Reconciler
 from murmur.node.control.leader.renewals import LeaseRenewals
+from murmur.node.control.leader.rollout import ServiceRollout
 from murmur.node.control.leader.start_ledger import StartLedger
 from murmur.node.control.leader.stats import LeaderStats
 from murmur.node.control.leader.term import TERM_ENDED, LeaderTerm
@@ -87,6 +90,7 @@ class TermDuties:
     reconciler: Reconciler
     placer: JobPlacer
     renewals: LeaseRenewals
+    rollout: ServiceRollout
 
 
 class LeaderDuties:
@@ -202,6 +206,7 @@ class LeaderDuties:
                 node_loss=node_loss,
                 lease_seconds=self._lease_seconds,
             ),
+            rollout=ServiceRollout(term, control=self._control, view=self._view),
         )
 
     # --- the loop -------------------------------------------------------------------
@@ -249,6 +254,7 @@ class LeaderDuties:
         while duties.term.leads() and not renewals.done():
             self._freed.clear()
             cost = await duties.placer.place()
+            await duties.rollout.roll()
             # A plan costs in proportion to the queue: after one, let submissions
             # gather for a few times its cost rather than plan again for each, so
             # planning takes a small share of the event loop; a run that ended (its

@@ -32,6 +32,10 @@ jobs that would borrow: ``borrowing_jobs``), its default request replaces the
 configuration's, and its quotas hold back jobs that would go over
 (``quota_ledger``: what active assignments hold, by user).
 
+Held jobs: a job waiting on another's end (``spec.after``) and an array's tasks
+beyond its ``%P`` are not planned at all (``ControlState.placeable``): the state
+says why they wait (``ControlState.hold_reason``).
+
 Multi-node jobs (``spec.nodes > 1``, gangs) are placed whole or not at all: the
 scheduler gives every rank a node of its own in one decision, and one ``AssignJob``
 carries every rank, with a rendezvous port on rank 0's node (``MASTER_PORT``) that no
@@ -48,6 +52,7 @@ from murmur import scheduler
 from murmur.node.control.queue.commands import AssignJob, RankPlacement
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.state import ControlState
+from murmur.node.jobspec import states
 from murmur.scheduler.fair_share import decayed_usage, fair_share, multifactor_order
 from murmur.scheduler.lab_policy import LabPolicy
 from murmur.scheduler.queue_order import QueueOrder, lenders_first, tiered
@@ -264,26 +269,49 @@ BACKFILL_SLACK_US = 90_000_000
 counts from the run's start on its node, which may come later than the plan (an
 image to load, the start itself), and the stop takes its grace after the limit."""
 
-_REQUESTS: dict[str, tuple[types_pb2.JobSpec, int, scheduler.JobRequest]] = {}
-"""``job_request`` memo, by job id, with the spec object and submit order it was made
-from: what a job asks never changes (the state shares one spec object per job for
-its whole life), and a leader plans over the whole pending queue many times a second."""
+_REQUESTS: dict[str, tuple[types_pb2.JobSpec, int, str, scheduler.JobRequest]] = {}
+"""``job_request`` memo, by job id, with the spec object, submit order and previous
+node it was made from: what a job asks never changes (the state shares one spec
+object per job for its whole life) but for the node a restarting replica would rather
+have, and a leader plans over the whole pending queue many times a second."""
 _REQUESTS_LIMIT = 200_000
 
 
 def job_request(job: ClusterJob) -> scheduler.JobRequest:
     """What ``job`` asks of the cluster (what it needs, and its place in the queue)."""
     known = _REQUESTS.get(job.id)
-    if known is not None and known[0] is job.spec and known[1] == job.submit_order:
-        return known[2]
+    previous = previous_node(job)
+    if (
+        known is not None
+        and known[0] is job.spec
+        and known[1] == job.submit_order
+        and known[2] == previous
+    ):
+        return known[3]
     if len(_REQUESTS) >= _REQUESTS_LIMIT:
         _REQUESTS.clear()
-    request = _build_request(job)
-    _REQUESTS[job.id] = (job.spec, job.submit_order, request)
+    request = _build_request(job, previous)
+    _REQUESTS[job.id] = (job.spec, job.submit_order, previous, request)
     return request
 
 
-def _build_request(job: ClusterJob) -> scheduler.JobRequest:
+def previous_node(job: ClusterJob) -> str:
+    """The node a service replica restarting after its run ended there would rather
+    run on again (its image and weights are warm there); none for other jobs, and
+    none after a run lost with its node."""
+    if not job.past_runs or not job.spec.HasField("replica_of"):
+        return ""
+    last = job.past_runs[-1]
+    return "" if last.state == states.LOST else last.assignment.node
+
+
+def spread_group(spec: types_pb2.JobSpec) -> str:
+    """The scheduler's spread group of a job: its service's name for a replica (so
+    one node's loss takes as few of a service's replicas as it can), else none."""
+    return spec.replica_of.service if spec.HasField("replica_of") else ""
+
+
+def _build_request(job: ClusterJob, previous: str) -> scheduler.JobRequest:
     spec = job.spec
     return scheduler.JobRequest(
         id=job.id,
@@ -298,6 +326,8 @@ def _build_request(job: ClusterJob) -> scheduler.JobRequest:
         memory_bytes=spec.memory_bytes,
         datasets=tuple(spec.datasets),
         nodes=max(1, spec.nodes),
+        spread=spread_group(spec),
+        previous_node=previous,
         time_limit_us=(
             spec.time_limit.ToMicroseconds() + BACKFILL_SLACK_US
             if spec.time_limit.ToMicroseconds() > 0
@@ -311,6 +341,7 @@ class _NodeUse:
 
     __slots__ = (
         "cpus", "default_request", "holders", "memory", "offer", "ports", "releases", "shared",
+        "spread",
     )  # fmt: skip
 
     def __init__(self, offer: NodeOffer, default_request: scheduler.DefaultRequest) -> None:
@@ -323,6 +354,8 @@ class _NodeUse:
         self.releases: list[scheduler.Release] = []
         self.ports: set[int] = set()
         """Rendezvous ports of the gangs mastered here."""
+        self.spread: dict[str, int] = {}
+        """Replicas running here, by service (the scheduler spreads a service's)."""
 
     def take_port(self) -> int:
         """A rendezvous port for a new gang mastered here (``GANG_PORTS``); 0 when
@@ -347,6 +380,9 @@ class _NodeUse:
             self.shared[index] = self.shared.get(index, True) and shares
         cpus = self.default_request.cpus_of(spec.cpus)
         memory = self.default_request.memory_of(spec.memory_bytes)
+        group = spread_group(spec)
+        if group:
+            self.spread[group] = self.spread.get(group, 0) + 1
         self.cpus += cpus
         self.memory += memory
         limit_us = spec.time_limit.ToMicroseconds()
@@ -384,6 +420,7 @@ class _NodeUse:
             unschedulable_reason=why if not schedulable else "",
             labels=offer.labels,
             releases=tuple(self.releases),
+            spread=dict(self.spread),
         )
 
 
@@ -470,7 +507,7 @@ def plan_keeping_builder(
     """``plan_in_slices``, returning with the plan what the next may build on when it
     was made in one pass (``OnePass``)."""
     offers = honour_drains(state, offers)
-    due = state.pending_due(now_us)
+    due = state.placeable(now_us)  # less jobs held back: dependencies, an array's %P
     quota = quota_ledger(state)
     lab = state.lab_policy
     policy = effective_policy(

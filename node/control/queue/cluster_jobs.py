@@ -42,9 +42,18 @@ from murmur.node.broadcast import Broadcaster
 from murmur.node.control.consensus.errors import NotLeaderError
 from murmur.node.control.consensus.leadership import Leadership
 from murmur.node.control.consensus.runner import ConsensusRunner
+from murmur.node.control.queue.api_keys import api_key_message
+from murmur.node.control.queue.array_view import array_message, with_task_view
 from murmur.node.control.queue.commands import Command, encode
 from murmur.node.control.queue.convert import job_message, service_message
 from murmur.node.control.queue.job_archive import JobArchive
+from murmur.node.control.queue.job_listing import (
+    Entry,
+    listed,
+    matches,
+    page_of,
+    parse_page_token,
+)
 from murmur.node.control.queue.proposal_forwarder import ProposalForwarder, refusal_error
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.results import ApplyResult
@@ -53,7 +62,7 @@ from murmur.node.errors import InvalidArgumentError, NodeError, NotFoundError, U
 from murmur.node.jobspec import states as job_states
 from murmur.node.membership.transport import PeerTransport
 from murmur.scheduler.fair_share import DAY_US, decayed_usage, fair_share, share_key
-from murmur.v1 import cluster_pb2, types_pb2
+from murmur.v1 import apikeys_pb2, cluster_pb2, types_pb2
 
 if TYPE_CHECKING:
     from murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
@@ -132,7 +141,17 @@ class ClusterJobs:
 
     def message(self, job: ClusterJob) -> types_pb2.Job:
         reason, position = self._waiting().get(job.id, ("", 0))
-        return job_message(job, queue_position=position, waiting_reason=reason)
+        if not reason and job.state == job_states.PENDING:
+            # Not in the last plan: held back (a dependency, its array's %P), or new.
+            reason = self._control.hold_reason(job)
+        message = job_message(job, queue_position=position, waiting_reason=reason)
+        return with_task_view(message, job)
+
+    def entry_message(self, entry: Entry) -> types_pb2.Job:
+        """A listing's record: a job's, or a whole array's (its id the array's)."""
+        if isinstance(entry, ClusterJob):
+            return self.message(entry)
+        return array_message(entry, self._control.job)
 
     def outcome(self, result: object) -> types_pb2.Job:
         """The job a committed command made or changed, or its refusal raised; an
@@ -147,7 +166,7 @@ class ClusterJobs:
         return self.message(result.job)
 
     def archived_message(self, job: ClusterJob) -> types_pb2.Job:
-        message = job_message(job)
+        message = with_task_view(job_message(job), job)
         message.archived = True
         return message
 
@@ -234,6 +253,9 @@ class ClusterJobs:
                 job = self._control.job(job_id)
                 if job is not None:
                     return self.message(job)
+                array = self._control.array(job_id)
+                if array is not None:
+                    return array_message(array, self._control.job)
                 archived = await self._archive.job(job_id) if self._archive else None
                 if archived is None:
                     raise NotFoundError(f"no job {job_id!r}")
@@ -254,34 +276,34 @@ class ClusterJobs:
                 return await self._forward(
                     lambda stub: stub.ListJobs(request, timeout=FORWARD_TIMEOUT_SECONDS)
                 )
-            after = int(request.page_token) if request.page_token else 0
-            wanted = [job_states.from_proto(state) for state in request.states]
-            found = self._control.jobs(
-                states=wanted or None,
-                user=request.user or None,
-                queue=request.queue or None,
-            )
-            page = [job for job in found if job.submit_order > after][: request.limit]
+            token = parse_page_token(request.page_token)
+            entries = listed(self._control, request)
             archived: set[str] = set()
             if request.include_archived and self._archive is not None:
                 old = await self._archive.jobs(
-                    after_submit_order=after,
-                    states=wanted,
+                    # A token inside an entry: that entry's archived jobs too.
+                    after_submit_order=token.after - (1 if token.within else 0),
+                    states=[job_states.from_proto(state) for state in request.states],
                     user=request.user or None,
                     queue=request.queue or None,
                     limit=request.limit,
                 )
-                live = {job.id for job in page}
-                archived = {job.id for job in old if job.id not in live}
-                merged = page + [job for job in old if job.id in archived]
-                page = sorted(merged, key=lambda job: job.submit_order)[: request.limit]
-            token = str(page[-1].submit_order) if len(page) == request.limit else ""
+                live = {entry.id for entry in entries}
+                ids = set(request.ids)
+                archived = {
+                    job.id for job in old if job.id not in live and matches(job, request, ids)
+                }
+                merged = entries + [job for job in old if job.id in archived]
+                entries = sorted(merged, key=lambda entry: entry.submit_order)
+            page, next_token = page_of(entries, token, request.limit)
             return cluster_pb2.ListJobsResponse(
                 jobs=[
-                    self.archived_message(job) if job.id in archived else self.message(job)
-                    for job in page
+                    self.archived_message(entry)
+                    if entry.id in archived and isinstance(entry, ClusterJob)
+                    else self.entry_message(entry)
+                    for entry in page
                 ],
-                next_page_token=token,
+                next_page_token=next_token,
             )
 
         return await self._with_leader(once)
@@ -324,6 +346,24 @@ class ClusterJobs:
                     for record in self._control.services()
                 ]
             )
+
+        return await self._with_leader(once)
+
+    async def api_keys(self, owner: str) -> apikeys_pb2.ListApiKeysResponse:
+        """``owner``'s API keys (every key when empty), with their usage: this node's
+        replica when it is current, else the leader's (asked as this node, which
+        checked the caller may see them)."""
+
+        async def once() -> apikeys_pb2.ListApiKeysResponse:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.ListApiKeys(
+                        apikeys_pb2.ListApiKeysRequest(owner=owner),
+                        timeout=FORWARD_TIMEOUT_SECONDS,
+                    )
+                )
+            records = self._control.api_keys.records(owner or None)
+            return apikeys_pb2.ListApiKeysResponse(api_keys=[api_key_message(k) for k in records])
 
         return await self._with_leader(once)
 
@@ -382,10 +422,22 @@ class ClusterJobs:
                 raise refused_by_peer(exc, "the leader") from None
             raise UnavailableError("the leader's job stream ended; reconnect to follow on")
         async with self.updates.subscribe() as updates:
+            folded: set[str] = set()
             for current in self._control.jobs():
-                yield self.message(current)
+                array = self._control.arrays.of(current) if request.fold_arrays else None
+                if array is None:
+                    yield self.message(current)
+                elif array.id not in folded:
+                    folded.add(array.id)
+                    yield array_message(array, self._control.job)
             while True:
-                yield await updates.get()
+                update = await updates.get()
+                if request.fold_arrays and update.array.HasField("task_index"):
+                    array = self._control.array(update.array.array_id)
+                    if array is not None:
+                        yield array_message(array, self._control.job)
+                        continue
+                yield update
 
     async def job_events(self, job_id: str, since_id: int) -> AsyncGenerator[types_pb2.Event, None]:
         """The job's story (its history, oldest first, after ``since_id``), then each
@@ -494,4 +546,12 @@ def usage_report(
         )
         for (user, in_group), used in sorted(hours.items(), key=lambda item: (-item[1], item[0]))
     ]
-    return cluster_pb2.GetUsageResponse(rows=rows, fair_share=ordered)
+    by_project: dict[str, float] = {}
+    for project, day, seconds in control.project_usage():
+        if day >= since_day:
+            by_project[project] = by_project.get(project, 0.0) + seconds / 3600
+    projects = [
+        cluster_pb2.ProjectUsageRow(project=project, gpu_hours=used)
+        for project, used in sorted(by_project.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return cluster_pb2.GetUsageResponse(rows=rows, fair_share=ordered, projects=projects)

@@ -206,6 +206,7 @@ def service_to_message(record: ServiceRecord) -> control_pb2.ControlService:
         created_at_us=record.created_at_us,
         created_index=record.created_index,
         replica_jobs=record.replica_jobs,
+        revision=record.revision,
     )
 
 
@@ -216,6 +217,7 @@ def service_from_message(message: control_pb2.ControlService) -> ServiceRecord:
         created_at_us=message.created_at_us,
         created_index=message.created_index,
         replica_jobs=tuple(message.replica_jobs),
+        revision=message.revision or 1,
     )
 
 

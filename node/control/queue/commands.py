@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from murmur.node.control.queue.audit_chain import AuditCall
 from murmur.node.jobspec import states
-from murmur.v1 import control_pb2, trust_pb2, types_pb2
+from murmur.v1 import apikeys_pb2, control_pb2, trust_pb2, types_pb2
 
 REPORTABLE_STATES = frozenset(
     {
@@ -48,6 +48,39 @@ class SubmitJob:
     user: str
     idempotency_key: str
     submitted_at_us: int
+
+
+MAX_BATCH_JOBS = 1000
+"""Submissions per SubmitJobs entry: bounds the entry (a spec is at most a few KiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJobs:
+    """Several submissions in one entry (``ClusterService.SubmitJobs``): the state
+    makes every one of them or none. A submission's dependencies may name a job
+    made earlier in the same entry."""
+
+    jobs: tuple[SubmitJob, ...]
+
+
+def _submit_to_message(command: SubmitJob) -> control_pb2.SubmitJobCommand:
+    return control_pb2.SubmitJobCommand(
+        job_id=command.job_id,
+        spec=command.spec,
+        user=command.user,
+        idempotency_key=command.idempotency_key,
+        submitted_at_us=command.submitted_at_us,
+    )
+
+
+def _submit_from_message(submit: control_pb2.SubmitJobCommand) -> SubmitJob:
+    return SubmitJob(
+        job_id=submit.job_id,
+        spec=submit.spec,
+        user=submit.user,
+        idempotency_key=submit.idempotency_key,
+        submitted_at_us=submit.submitted_at_us,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +394,34 @@ class DeleteService:
     at_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateService:
+    """Its owner or an admin gives a service a new spec (validated by the node that
+    took the request): the service's revision goes up by one and nothing else
+    changes in this entry. Replicas of the older revision are replaced one by one
+    afterwards, by the leader (``RollReplica``), as readiness allows."""
+
+    spec: types_pb2.ServiceSpec
+    user: str
+    is_admin: bool
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollReplica:
+    """The leader replaces ``slot``'s replica (``replaced_job``, of an older
+    revision) with a new one of ``revision``. Both facts are checked when the entry
+    applies: a proposal made on a view that has since changed (another update, a
+    scale, a replica already replaced) is refused, so a stale leader cannot roll a
+    slot twice."""
+
+    name: str
+    slot: int
+    revision: int
+    replaced_job: str
+    at_us: int
+
+
 # -------------------------------------------------------------- join tokens
 
 
@@ -438,8 +499,127 @@ def _join_token_from_message(
     return None
 
 
+# -------------------------------------------------------------- API keys
+
+MAX_USAGE_DELTAS = 2000
+"""Keys per RecordApiKeyUsage command: bounds the entry (about 40 bytes a key); a
+router with more keys used since its last flush sends the rest at the next one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateApiKey:
+    """A user created an API key for the model router (node/control/queue/api_keys.py).
+    Only the SHA-256 of its secret is here: the key itself is never in the log."""
+
+    id: str
+    name: str
+    owner: str
+    secret_sha256: str
+    models: tuple[str, ...]
+    rpm: int
+    expires_at_us: int
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeApiKey:
+    """Its owner (``by``) or an admin revoked an API key: routers refuse it from then on."""
+
+    id: str
+    by: str
+    is_admin: bool
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyUsageDelta:
+    """What one key was used for on one router since that router's last flush."""
+
+    id: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordApiKeyUsage:
+    """A router's usage since its last flush, per key (node/router/usage_flush.py).
+    (``origin``, ``incarnation``, ``seq``) make a flush that was retried after a lost
+    answer count once."""
+
+    origin: str
+    incarnation: str
+    seq: int
+    deltas: tuple[ApiKeyUsageDelta, ...]
+    at_us: int
+
+
+def _api_key_to_message(
+    command: CreateApiKey | RevokeApiKey | RecordApiKeyUsage, message: control_pb2.ControlCommand
+) -> None:
+    if isinstance(command, CreateApiKey):
+        message.create_api_key.CopyFrom(
+            apikeys_pb2.CreateApiKeyCommand(
+                id=command.id, name=command.name, owner=command.owner,
+                secret_sha256=command.secret_sha256, models=command.models, rpm=command.rpm,
+                expires_at_us=command.expires_at_us, at_us=command.at_us,
+            )
+        )  # fmt: skip
+    elif isinstance(command, RevokeApiKey):
+        message.revoke_api_key.CopyFrom(
+            apikeys_pb2.RevokeApiKeyCommand(
+                id=command.id, by=command.by, is_admin=command.is_admin, at_us=command.at_us
+            )
+        )
+    else:
+        message.record_api_key_usage.CopyFrom(
+            apikeys_pb2.RecordApiKeyUsageCommand(
+                origin=command.origin, incarnation=command.incarnation, seq=command.seq,
+                at_us=command.at_us,
+                deltas=[
+                    apikeys_pb2.ApiKeyUsageDelta(
+                        id=delta.id, requests=delta.requests,
+                        prompt_tokens=delta.prompt_tokens,
+                        completion_tokens=delta.completion_tokens,
+                    )
+                    for delta in command.deltas
+                ],
+            )
+        )  # fmt: skip
+
+
+def _api_key_from_message(
+    message: control_pb2.ControlCommand,
+) -> CreateApiKey | RevokeApiKey | RecordApiKeyUsage | None:
+    kind = message.WhichOneof("command")
+    if kind == "create_api_key":
+        create = message.create_api_key
+        return CreateApiKey(
+            id=create.id, name=create.name, owner=create.owner,
+            secret_sha256=create.secret_sha256, models=tuple(create.models), rpm=create.rpm,
+            expires_at_us=create.expires_at_us, at_us=create.at_us,
+        )  # fmt: skip
+    if kind == "revoke_api_key":
+        revoke = message.revoke_api_key
+        return RevokeApiKey(revoke.id, revoke.by, revoke.is_admin, revoke.at_us)
+    if kind == "record_api_key_usage":
+        usage = message.record_api_key_usage
+        return RecordApiKeyUsage(
+            origin=usage.origin,
+            incarnation=usage.incarnation,
+            seq=usage.seq,
+            deltas=tuple(
+                ApiKeyUsageDelta(d.id, d.requests, d.prompt_tokens, d.completion_tokens)
+                for d in usage.deltas
+            ),
+            at_us=usage.at_us,
+        )
+    return None
+
+
 Command = (
     SubmitJob
+    | SubmitJobs
     | CancelJob
     | AssignJob
     | ReportRun
@@ -457,7 +637,12 @@ Command = (
     | CreateService
     | ScaleService
     | DeleteService
+    | UpdateService
+    | RollReplica
     | PreemptJob
+    | CreateApiKey
+    | RevokeApiKey
+    | RecordApiKeyUsage
 )
 
 
@@ -465,15 +650,9 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
     message = control_pb2.ControlCommand()
     match command:
         case SubmitJob():
-            message.submit_job.CopyFrom(
-                control_pb2.SubmitJobCommand(
-                    job_id=command.job_id,
-                    spec=command.spec,
-                    user=command.user,
-                    idempotency_key=command.idempotency_key,
-                    submitted_at_us=command.submitted_at_us,
-                )
-            )
+            message.submit_job.CopyFrom(_submit_to_message(command))
+        case SubmitJobs():
+            message.submit_jobs.jobs.extend(_submit_to_message(job) for job in command.jobs)
         case CancelJob():
             message.cancel_job.CopyFrom(
                 control_pb2.CancelJobCommand(
@@ -553,6 +732,8 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
             _join_token_to_message(command, message)
         case AddTrustedCa() | RetireCa():
             _ca_rotation_to_message(command, message)
+        case CreateApiKey() | RevokeApiKey() | RecordApiKeyUsage():
+            _api_key_to_message(command, message)
         case PreemptJob():
             message.preempt_job.CopyFrom(
                 control_pb2.PreemptJobCommand(
@@ -588,6 +769,20 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     at_us=command.at_us,
                 )
             )  # fmt: skip
+        case UpdateService():
+            message.update_service.CopyFrom(
+                control_pb2.UpdateServiceCommand(
+                    spec=command.spec, user=command.user, is_admin=command.is_admin,
+                    at_us=command.at_us,
+                )
+            )  # fmt: skip
+        case RollReplica():
+            message.roll_replica.CopyFrom(
+                control_pb2.RollReplicaCommand(
+                    name=command.name, slot=command.slot, revision=command.revision,
+                    replaced_job=command.replaced_job, at_us=command.at_us,
+                )
+            )  # fmt: skip
     return message
 
 
@@ -604,14 +799,9 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     """
     kind = message.WhichOneof("command")
     if kind == "submit_job":
-        submit = message.submit_job
-        return SubmitJob(
-            job_id=submit.job_id,
-            spec=submit.spec,
-            user=submit.user,
-            idempotency_key=submit.idempotency_key,
-            submitted_at_us=submit.submitted_at_us,
-        )
+        return _submit_from_message(message.submit_job)
+    if kind == "submit_jobs":
+        return SubmitJobs(tuple(_submit_from_message(job) for job in message.submit_jobs.jobs))
     if kind == "cancel_job":
         cancel = message.cancel_job
         return CancelJob(cancel.job_id, cancel.user, cancel.is_admin, cancel.reason, cancel.at_us)
@@ -664,6 +854,9 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     join_token = _join_token_from_message(message)
     if join_token is not None:
         return join_token
+    api_key = _api_key_from_message(message)
+    if api_key is not None:
+        return api_key
     if kind == "add_trusted_ca":
         add = message.add_trusted_ca
         return AddTrustedCa(
@@ -687,6 +880,12 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "delete_service":
         delete = message.delete_service
         return DeleteService(delete.name, delete.user, delete.is_admin, delete.at_us)
+    if kind == "update_service":
+        update = message.update_service
+        return UpdateService(update.spec, update.user, update.is_admin, update.at_us)
+    if kind == "roll_replica":
+        roll = message.roll_replica
+        return RollReplica(roll.name, roll.slot, roll.revision, roll.replaced_job, roll.at_us)
     raise CommandDecodeError("the entry carries no command this version knows")
 
 

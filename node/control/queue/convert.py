@@ -7,7 +7,7 @@ from collections.abc import Callable
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from murmur.node.control.queue.records import Assignment, ClusterJob, EndedRun, JobEvent
-from murmur.node.control.queue.services import ServiceRecord
+from murmur.node.control.queue.services import ServiceRecord, replica_revision
 from murmur.node.jobspec import states
 from murmur.node.jobspec.secrets import without_secret_values
 from murmur.v1 import types_pb2
@@ -98,7 +98,10 @@ def service_message(
     """The client API's view of a service, its replicas as the log holds them (their
     port and readiness are gossip's: the answering node adds them)."""
     message = types_pb2.Service(
-        spec=record.spec, user=record.user, created_at=timestamp_us(record.created_at_us)
+        spec=record.spec,
+        user=record.user,
+        created_at=timestamp_us(record.created_at_us),
+        revision=record.revision,
     )
     for slot, job_id in enumerate(record.replica_jobs):
         replica = message.replicas.add(slot=slot, job_id=job_id)
@@ -107,6 +110,7 @@ def service_message(
             continue
         replica.state = states.to_proto(job.state)
         replica.reason = job.reason
+        replica.revision = replica_revision(job.spec)
         if job.assignment is not None:
             replica.node = job.assignment.node
     return message

@@ -18,6 +18,8 @@ from murmur.node.control.queue.records import ClusterJob
 class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     """The command names a job the state does not hold."""
+    ALREADY_EXISTS = "already_exists"
+    """The command would make something that exists (an API key's name, per owner)."""
     PERMISSION_DENIED = "permission_denied"
     """The caller may not do this (cancelling someone else's job without being admin)."""
     FAILED_PRECONDITION = "failed_precondition"
@@ -34,6 +36,7 @@ class ErrorKind(enum.Enum):
 
 _ERROR_TYPES: dict[ErrorKind, type[errors.NodeError]] = {
     ErrorKind.NOT_FOUND: errors.NotFoundError,
+    ErrorKind.ALREADY_EXISTS: errors.AlreadyExistsError,
     ErrorKind.PERMISSION_DENIED: errors.PermissionDeniedError,
     ErrorKind.FAILED_PRECONDITION: errors.FailedPreconditionError,
     ErrorKind.INVALID: errors.InvalidArgumentError,

@@ -12,8 +12,10 @@ was scaled away or its service deleted (then the job is cancelled).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from murmur.node.control.queue.records import ClusterJob
 from murmur.node.jobspec.services import RESTART_ON_FAILURE
 from murmur.v1 import types_pb2
 
@@ -38,6 +40,8 @@ class ServiceRecord:
             carry it, so a service created again under the same name never reuses
             the ids of the first one's jobs).
         replica_jobs: the job that is each slot's replica, by slot.
+        revision: 1, then one more for each update of its spec; a replica made from
+            an older revision is replaced by the leader (``RollReplica``).
     """
 
     spec: types_pb2.ServiceSpec
@@ -45,6 +49,7 @@ class ServiceRecord:
     created_at_us: int
     created_index: int
     replica_jobs: tuple[str, ...]
+    revision: int = 1
 
     @property
     def name(self) -> str:
@@ -59,8 +64,8 @@ def replica_models(spec: types_pb2.ServiceSpec) -> list[str]:
     return names
 
 
-def replica_spec(spec: types_pb2.ServiceSpec, slot: int) -> types_pb2.JobSpec:
-    """The job spec of ``spec``'s replica in ``slot``."""
+def replica_spec(spec: types_pb2.ServiceSpec, slot: int, revision: int = 1) -> types_pb2.JobSpec:
+    """The job spec of ``spec``'s replica in ``slot``, made from its ``revision``."""
     job = types_pb2.JobSpec()
     job.CopyFrom(spec.template)
     job.name = job.name or f"{spec.name}/{slot}"
@@ -69,7 +74,24 @@ def replica_spec(spec: types_pb2.ServiceSpec, slot: int) -> types_pb2.JobSpec:
     job.replica_of.slot = slot
     job.replica_of.models.extend(replica_models(spec))
     job.replica_of.readiness.CopyFrom(spec.readiness)
+    job.replica_of.revision = revision
+    if spec.HasField("liveness"):
+        job.replica_of.liveness.CopyFrom(spec.liveness)
     return job
+
+
+def replica_revision(job: types_pb2.JobSpec) -> int:
+    """The revision of its service a replica's job was made from (1 for one made
+    before services had revisions)."""
+    return job.replica_of.revision or 1
+
+
+def outdated(record: ServiceRecord, job: ClusterJob, drained: Collection[str]) -> bool:
+    """Whether replica ``job`` is to be replaced (node/control/leader/rollout.py):
+    made from an older revision of its service, or running on a drained node."""
+    if replica_revision(job.spec) < record.revision:
+        return True
+    return any(rank.node in drained for rank in job.live_runs) if drained else False
 
 
 def replica_job_id(record: ServiceRecord, slot: int, index: int) -> str:

@@ -11,10 +11,25 @@ never stops on an entry.
 Rules, one command at a time:
 
 - ``SubmitJob``: a new pending job, or, for a (user, idempotency key) seen before,
-  the job made the first time.
+  the job made the first time. An array (``spec.array``) makes all its tasks, jobs
+  ``ID[INDEX]`` sharing its spec (node/control/queue/arrays.py). Its dependencies
+  (``spec.after``) must name jobs or arrays the state holds, never itself; a job
+  whose dependency can never be met ends cancelled at once, one still waiting is
+  held from placement (node/control/queue/dependencies.py). The lab policy's
+  default time limit, default project and the project's MLflow settings become the
+  spec's own (node/control/queue/projects.py).
+- ``SubmitJobs``: several submissions, each as above, all made or none (the first
+  refusal names its job, 1-based); one may wait for a job made earlier in it. Sent
+  again (every idempotency key seen, each job's id the one it made), the jobs made
+  the first time; a key a job outside the batch used is refused.
+- Every entry that ends a job (or the last task of an array, or a task an
+  ``ok`` dependency waited on) settles the jobs waiting on it: one whose
+  dependencies are all met is placeable, one whose dependency can no longer be met
+  ends cancelled, "dependency never satisfied: ...", which may settle others.
 - ``CancelJob``: owner or admin; a pending job ends ``cancelled`` at once; an active
   one is marked ``cancel_requested`` and ends ``cancelled`` when its node reports
-  the run's end; a terminal job refuses (failed precondition).
+  the run's end; a terminal job refuses (failed precondition). An array's id
+  cancels every task not ended (refused when all have).
 - ``AssignJob``: only for a job still pending, due, at the next attempt, whose GPUs
   are free on the node as this state knows it (no exclusive holder; sharers only
   join sharers): otherwise stale, nothing changes (the plan raced another entry).
@@ -63,6 +78,9 @@ Rules, one command at a time:
   changes again), from every index; any other is skipped. The result carries the
   forgotten jobs, for each voter's archive. An idempotency key of a forgotten job
   is forgotten with it.
+- ``CreateApiKey`` / ``RevokeApiKey`` / ``RecordApiKeyUsage``: the model router's
+  API keys (hashes only) and their usage (node/control/queue/api_keys.py). They
+  change no job.
 
 Every query is answered from indexes kept in step with the jobs, so applying a
 command costs the same with 100 jobs as with 100,000.
@@ -77,11 +95,14 @@ from collections.abc import Callable, Collection, Iterable
 
 from murmur.certs import InvalidNameError, validate_name
 from murmur.node.control.queue import codec
+from murmur.node.control.queue.api_keys import ApiKeyTable
+from murmur.node.control.queue.arrays import ArrayRecord, ArrayTable, new_array
 from murmur.node.control.queue.audit_chain import GENESIS_HASH, AuditCall, extend
 from murmur.node.control.queue.ca_rotations import CaRotationTable
 from murmur.node.control.queue.codec import ControlSnapshotError
 from murmur.node.control.queue.commands import (
     MAX_AUDIT_CALLS,
+    MAX_BATCH_JOBS,
     MAX_FORGET_JOBS,
     REPORTABLE_STATES,
     AddTrustedCa,
@@ -90,24 +111,39 @@ from murmur.node.control.queue.commands import (
     Command,
     CommandDecodeError,
     ConsumeJoinToken,
+    CreateApiKey,
     CreateJoinToken,
     CreateService,
     DeleteService,
     ForgetJobs,
     NodeLost,
     PreemptJob,
+    RecordApiKeyUsage,
     RecordAudit,
     ReportRun,
     RetireCa,
+    RevokeApiKey,
     RevokeAssignment,
     RevokeCertificate,
+    RollReplica,
     ScaleService,
     SetLabPolicy,
     SetNodeDrain,
     SubmitJob,
+    SubmitJobs,
+    UpdateService,
     decode,
 )
+from murmur.node.control.queue.dependencies import (
+    NEVER_SATISFIED,
+    DependencyStatus,
+    DependentsIndex,
+    Verdict,
+    overall,
+    status_of,
+)
 from murmur.node.control.queue.join_tokens import JoinTokenTable
+from murmur.node.control.queue.projects import with_project_defaults
 from murmur.node.control.queue.records import (
     ALL_STATES,
     HISTORY_LIMIT,
@@ -124,12 +160,15 @@ from murmur.node.control.queue.results import ApplyResult, ErrorKind, refused
 from murmur.node.control.queue.services import (
     HEALTHY_RUN_US,
     ServiceRecord,
+    outdated,
     replica_job_id,
+    replica_revision,
     replica_spec,
     restarts,
 )
 from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
+from murmur.node.jobspec.arrays import iter_task_ids, split_task_id, task_count
 from murmur.node.jobspec.secrets import without_secret_values
 from murmur.node.jobspec.validation import DEFAULT_QUEUE
 from murmur.scheduler.fair_share import DAY_US, UsageBucket
@@ -162,6 +201,19 @@ version that knows none refuses it rather than forget who has had what."""
 SNAPSHOT_FORMAT_WITH_SERVICES = 35
 """A snapshot that holds services says format 35 (whatever else it holds): a version
 that knows none refuses it rather than let their replicas end for good."""
+SNAPSHOT_FORMAT_WITH_SERVICE_REVISIONS = 37
+"""A snapshot that holds a service updated at least once says format 37 (whatever
+else it holds): a version that knows no revisions refuses it rather than take the
+old revision's replicas for current ones and never finish the update."""
+SNAPSHOT_FORMAT_WITH_API_KEYS = 36
+"""A snapshot that holds API keys (or their usage's origins) says format 36 (whatever
+else it holds): a version that knows none refuses it rather than let a revoked key
+work again, or lose what the keys were used for."""
+SNAPSHOT_FORMAT_WITH_ARRAYS = 38
+"""A snapshot that holds arrays, dependencies or projects (a job that names one, or
+usage by project) says format 38 (whatever else it holds): a version that knows
+none refuses it rather than run a task without its index, a job before the one it
+waits for, or forget what a project used."""
 SNAPSHOT_FORMAT_WITH_GANGS = 34
 """A snapshot that holds a run of several ranks (a gang's) says format 34 (whatever
 else it holds): a version that knows one rank per run refuses it rather than lose
@@ -231,6 +283,8 @@ class ControlState:
         self._reset_audit()
         self._reset_revocations()
         self.join_tokens = JoinTokenTable()
+        self.api_keys = ApiKeyTable()
+        """The model router's API keys (node/control/queue/api_keys.py)."""
         """Join tokens, single use cluster-wide (node/control/queue/join_tokens.py)."""
         self.ca_rotations = CaRotationTable()
         """CA rotation steps (node/control/queue/ca_rotations.py)."""
@@ -244,6 +298,12 @@ class ControlState:
         self._submitted_since_change: list[str] = []
         self._services: dict[str, ServiceRecord] = {}
         """Services by name (node/control/queue/services.py)."""
+        self.arrays = ArrayTable()
+        """Arrays by id, with their tasks counted by state (node/control/queue/arrays.py)."""
+        self._dependents = DependentsIndex()
+        """Jobs waiting on others (node/control/queue/dependencies.py)."""
+        self._project_usage: dict[tuple[str, int], float] = {}
+        """(project, day) -> GPU-seconds of runs that ended that day."""
 
     @property
     def other_changes(self) -> int:
@@ -300,17 +360,29 @@ class ControlState:
             return refused(ErrorKind.INVALID, f"entry {index}: {exc}")
         try:
             result = self._apply(term, index, command)
+            settled = self._settle_dependents(result.changed) if result.changed else []
         except Exception as exc:  # a bug must not stop the voter; checks precede changes
             self._note_other_change()
             return refused(
                 ErrorKind.INTERNAL, f"entry {index} could not be applied: {exc!r}", failure=exc
             )
-        if isinstance(command, SubmitJob) and result.job is not None and result.changed:
-            self._submitted_since_change.append(result.job.id)  # a new pending job
+        if settled:
+            result = dataclasses.replace(result, changed=(*result.changed, *settled))
+            self._note_other_change()
+        elif (
+            isinstance(command, SubmitJob | SubmitJobs)
+            and result.changed
+            and all(_plainly_pending(job) for job in result.changed)
+        ):
+            # New pending jobs, placeable as any (placement may decide them on top
+            # of its last plan); the others hold back or ended at once.
+            self._submitted_since_change.extend(job.id for job in result.changed)
         elif isinstance(command, RecordAudit):
             pass  # the audit chain changes no job: placement need not look again
         elif isinstance(command, CreateJoinToken | ConsumeJoinToken):
             pass  # nor do join tokens
+        elif isinstance(command, CreateApiKey | RevokeApiKey | RecordApiKeyUsage):
+            pass  # nor do API keys
         else:
             self._note_other_change()
         return result
@@ -323,6 +395,8 @@ class ControlState:
         match command:
             case SubmitJob():
                 return self._submit(index, command)
+            case SubmitJobs():
+                return self._submit_batch(index, command)
             case CancelJob():
                 return self._cancel(command)
             case AssignJob():
@@ -359,30 +433,209 @@ class ControlState:
                 return self._scale_service(index, command)
             case DeleteService():
                 return self._delete_service(command)
+            case UpdateService():
+                return self._update_service(index, command)
+            case RollReplica():
+                return self._roll_replica(index, command)
+            case CreateApiKey():
+                return self.api_keys.create(index, command)
+            case RevokeApiKey():
+                return self.api_keys.revoke(index, command)
+            case RecordApiKeyUsage():
+                return self.api_keys.record_usage(command)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
-        if command.idempotency_key:
-            first = self._by_idempotency.get((command.user, command.idempotency_key))
-            if first is not None:
-                return ApplyResult(ok=True, job=self._jobs[first])
+        seen = self._submitted_before(command)
+        if seen is not None:
+            return ApplyResult(ok=True, job=seen)
+        problem = self._submission_problem(command, frozenset())
+        if problem is not None:
+            return problem
+        made = self._make_submission(index, command)
+        return ApplyResult(ok=True, job=made[0], changed=tuple(made))
+
+    def _submit_batch(self, index: int, command: SubmitJobs) -> ApplyResult:
+        """Every submission of the batch, or none: each is checked before any is made."""
+        if not command.jobs or len(command.jobs) > MAX_BATCH_JOBS:
+            return refused(ErrorKind.INVALID, f"a batch has 1 to {MAX_BATCH_JOBS} jobs")
+        seen = [self._submitted_before(job) for job in command.jobs]
+        if all(job is not None for job in seen) and all(
+            _made_id(job) == submission.job_id
+            for job, submission in zip(seen, command.jobs, strict=True)
+            if job is not None
+        ):
+            return ApplyResult(ok=True, job=seen[0])  # the same batch again
+        keys: dict[tuple[str, str], int] = {}
+        earlier: set[str] = set()
+        for number, (submission, before) in enumerate(zip(command.jobs, seen, strict=True), 1):
+            if before is not None:
+                return refused(
+                    ErrorKind.FAILED_PRECONDITION,
+                    f"job {number}: its idempotency key was used by job {_made_id(before)}, "
+                    "which is not of this batch",
+                )
+            key = (submission.user, submission.idempotency_key)
+            if submission.idempotency_key and key in keys:
+                return refused(
+                    ErrorKind.INVALID,
+                    f"job {number}: the same idempotency key as job {keys[key]}",
+                )
+            keys[key] = number
+            problem = self._submission_problem(submission, frozenset(earlier))
+            if problem is not None:
+                return dataclasses.replace(problem, message=f"job {number}: {problem.message}")
+            earlier.add(submission.job_id)
+            if submission.spec.HasField("array"):
+                earlier.update(iter_task_ids(submission.job_id, submission.spec.array))
+        made: list[ClusterJob] = []
+        for submission in command.jobs:
+            made.extend(self._make_submission(index, submission))
+        return ApplyResult(ok=True, job=made[0], changed=tuple(made))
+
+    def _submitted_before(self, command: SubmitJob) -> ClusterJob | None:
+        """The job a submission with the same (user, idempotency key) made (an array's
+        first task the queue still holds); None if none did."""
+        if not command.idempotency_key:
+            return None
+        first = self._by_idempotency.get((command.user, command.idempotency_key))
+        if first is not None:
+            return self._jobs[first]
+        record = self.arrays.by_key(command.user, command.idempotency_key)
+        if record is None:
+            return None
+        return next((self._jobs[t] for t in record.task_ids if t in self._jobs), None)
+
+    def _submission_problem(
+        self, command: SubmitJob, earlier: Collection[str]
+    ) -> ApplyResult | None:
+        """Why the state refuses ``command`` (``earlier``: the ids a batch made before
+        it, tasks included); None when it takes it."""
         if not command.job_id or not command.user:
             return refused(ErrorKind.INVALID, "a submission needs a job id and a user")
-        if command.job_id in self._jobs:
-            return refused(ErrorKind.INVALID, f"job id {command.job_id} is taken")
-        spec = command.spec
+        job_id, spec = command.job_id, command.spec
+        if job_id in self._jobs or self.arrays.get(job_id) is not None or job_id in earlier:
+            return refused(ErrorKind.INVALID, f"job id {job_id} is taken")
         # The scheduler refuses a snapshot holding such a job: it would block every plan.
         if not math.isfinite(spec.cpus) or spec.cpus < 0:
             return refused(ErrorKind.INVALID, f"cpus is {spec.cpus}, must be >= 0")
+        if spec.HasField("array"):
+            if split_task_id(job_id) is not None:
+                return refused(ErrorKind.INVALID, f"an array's id is not a task's: {job_id}")
+            try:
+                tasks = task_count(spec.array)
+            except ValueError as exc:
+                return refused(ErrorKind.INVALID, f"array indices: {exc}")
+            if not tasks:
+                return refused(ErrorKind.INVALID, "an array needs at least one task")
+        for dependency in spec.after:
+            target = dependency.job_id
+            split = split_task_id(target)
+            if target == job_id or (split is not None and split[0] == job_id):
+                return refused(ErrorKind.INVALID, f"job {job_id} cannot wait for itself")
+            if (
+                target not in self._jobs
+                and self.arrays.get(target) is None
+                and target not in earlier
+            ):
+                return refused(
+                    ErrorKind.NOT_FOUND,
+                    f"no job {target} to wait for (a job waits only for jobs submitted "
+                    "before it that the queue still holds)",
+                )
+        return None
+
+    def _make_submission(self, index: int, command: SubmitJob) -> list[ClusterJob]:
+        """The jobs a checked submission makes (an array's tasks, in index order):
+        pending, or ended at once when a dependency can never be met."""
+        spec = command.spec
         default_limit = self.lab_policy.time_limit_of(spec.queue or DEFAULT_QUEUE)
         if default_limit and not spec.time_limit.ToMicroseconds():
             # The lab policy's default time limit becomes the job's own: its node
             # enforces it, and backfill counts on it.
             spec = _with_time_limit(spec, default_limit)
-        job = self._new_job(
-            command.job_id, spec, command.user, index, command.submitted_at_us,
-            idempotency_key=command.idempotency_key, why=f"submitted by {command.user}",
-        )  # fmt: skip
-        return ApplyResult(ok=True, job=job, changed=(job,))
+        spec = with_project_defaults(spec, self.lab_policy)
+        at, why = command.submitted_at_us, f"submitted by {command.user}"
+        if spec.HasField("array"):
+            record = new_array(
+                command.job_id, spec, command.user, index, at, command.idempotency_key
+            )
+            self.arrays.add(record)
+            made = [
+                self._new_job(task, spec, command.user, index, at, why=why)
+                for task in record.task_ids
+            ]
+        else:
+            job = self._new_job(
+                command.job_id, spec, command.user, index, at,
+                idempotency_key=command.idempotency_key, why=why,
+            )  # fmt: skip
+            made = [job]
+        if not spec.after:
+            return made
+        status = self._dependency_status(spec)
+        if status.verdict is Verdict.NEVER:
+            reason = f"{NEVER_SATISFIED}: {status.why}"
+            return [self._never_satisfied(job, reason, at) for job in made]
+        if status.verdict is Verdict.WAITING:
+            for job in made:
+                self._dependents.register(job)
+        return made
+
+    def _never_satisfied(self, job: ClusterJob, reason: str, at: int) -> ClusterJob:
+        """``job`` (pending) ended: what it waited for can no longer happen."""
+        return self._change(
+            job, at, state=states.CANCELLED, reason=reason, cancel_reason=reason, not_before_us=0
+        )
+
+    def _dependency_status(self, spec: types_pb2.JobSpec) -> DependencyStatus:
+        return overall(spec.after, self._jobs.get, self.arrays.get)
+
+    def _waits_no_more_on(self, spec: types_pb2.JobSpec, target: str) -> bool:
+        """Whether the dependency of ``spec`` on ``target`` is settled (met) while
+        others still wait."""
+        return all(
+            status_of(dependency, self._jobs.get, self.arrays.get).verdict is not Verdict.WAITING
+            for dependency in spec.after
+            if dependency.job_id == target
+        )
+
+    def _settle_dependents(self, changed: Iterable[ClusterJob]) -> list[ClusterJob]:
+        """The jobs waiting on those of ``changed`` that ended, settled: a job whose
+        dependencies are all met now gets an event saying so (it is placeable), one
+        whose dependency can never be met ends cancelled (which settles those that
+        wait on it in turn). Returns the jobs so changed."""
+        settled: list[ClusterJob] = []
+        work = [job for job in changed if job.is_terminal]
+        while work:
+            ended = work.pop(0)
+            targets = [ended.id]
+            record = self.arrays.of(ended)
+            if record is not None and (record.finished or ended.state != states.SUCCEEDED):
+                targets.append(record.id)
+            for target in targets:
+                for waiting_id in self._dependents.waiting_on(target):
+                    waiting = self._jobs.get(waiting_id)
+                    if waiting is None or waiting.state != states.PENDING:
+                        self._dependents.discard(target, waiting_id)
+                        continue
+                    status = self._dependency_status(waiting.spec)
+                    if status.verdict is Verdict.WAITING:
+                        if self._waits_no_more_on(waiting.spec, target):
+                            self._dependents.discard(target, waiting_id)
+                        continue
+                    self._dependents.discard(target, waiting_id)
+                    at = ended.updated_at_us
+                    if status.verdict is Verdict.NEVER:
+                        done = self._never_satisfied(
+                            waiting, f"{NEVER_SATISFIED}: {status.why}", at
+                        )
+                        work.append(done)
+                    else:
+                        done = self._change(
+                            waiting, at, reason="queued", event=f"dependencies met: {status.why}"
+                        )
+                    settled.append(done)
+        return settled
 
     def _new_job(
         self,
@@ -396,6 +649,7 @@ class ControlState:
         why: str,
     ) -> ClusterJob:
         """A new pending job, stored (its submission's log index orders it)."""
+        spec = with_project_defaults(spec, self.lab_policy)
         job = ClusterJob(
             id=job_id,
             spec=spec,
@@ -439,40 +693,96 @@ class ControlState:
         return ApplyResult(ok=True, changed=tuple(made))
 
     def _owned_service(
-        self, command: ScaleService | DeleteService, verb: str
+        self, name: str, user: str, is_admin: bool, verb: str
     ) -> ServiceRecord | ApplyResult:
-        """The service ``command`` names, when its caller owns it or is an admin; else
-        the refusal."""
-        record = self._services.get(command.name)
+        """Service ``name``, when ``user`` owns it or is an admin; else the refusal."""
+        record = self._services.get(name)
         if record is None:
-            return refused(ErrorKind.NOT_FOUND, f"no service {command.name}")
-        if record.user != command.user and not command.is_admin:
+            return refused(ErrorKind.NOT_FOUND, f"no service {name}")
+        if record.user != user and not is_admin:
             return refused(
                 ErrorKind.PERMISSION_DENIED,
-                f"service {command.name} is {record.user}'s; only they or an admin may {verb} it",
+                f"service {name} is {record.user}'s; only they or an admin may {verb} it",
             )
         return record
 
     def _scale_service(self, index: int, command: ScaleService) -> ApplyResult:
-        record = self._owned_service(command, "scale")
+        record = self._owned_service(command.name, command.user, command.is_admin, "scale")
         if isinstance(record, ApplyResult):
             return record
         spec = types_pb2.ServiceSpec()
         spec.CopyFrom(record.spec)
         spec.replicas = command.replicas
-        record = dataclasses.replace(record, spec=spec)
-        record, changed = self._add_replicas(record, command.replicas, index, command.at_us)
-        kept, gone = (
-            record.replica_jobs[: command.replicas],
-            record.replica_jobs[command.replicas :],
-        )
-        self._services[command.name] = dataclasses.replace(record, replica_jobs=kept)
         why = f"service {command.name} scaled to {command.replicas} by {command.user}"
-        changed.extend(self._end_replicas(gone, why, command.at_us))
+        return self._resized(dataclasses.replace(record, spec=spec), index, why, command.at_us)
+
+    def _resized(self, record: ServiceRecord, index: int, why: str, at: int) -> ApplyResult:
+        """``record`` (its spec's replica count new) kept, with replicas made for new
+        slots and the jobs of slots past the count ended."""
+        replicas = record.spec.replicas
+        record, changed = self._add_replicas(record, replicas, index, at)
+        kept, gone = record.replica_jobs[:replicas], record.replica_jobs[replicas:]
+        self._services[record.name] = dataclasses.replace(record, replica_jobs=kept)
+        changed.extend(self._end_replicas(gone, why, at))
         return ApplyResult(ok=True, changed=tuple(changed))
 
+    def _update_service(self, index: int, command: UpdateService) -> ApplyResult:
+        """A new revision of the spec; the replicas are replaced later, one at a time
+        (``_roll_replica``). A count named with it applies at once, as a scale would
+        (new slots get the new revision)."""
+        spec = command.spec
+        record = self._owned_service(spec.name, command.user, command.is_admin, "update")
+        if isinstance(record, ApplyResult):
+            return record
+        if spec.template.nodes > 1:
+            return refused(ErrorKind.INVALID, "a service's replica runs on one node")
+        new = types_pb2.ServiceSpec()
+        new.CopyFrom(spec)
+        new.replicas = spec.replicas or record.spec.replicas
+        if new == record.spec:
+            return ApplyResult(ok=True)  # nothing changes (or a retried forward)
+        revision = record.revision + 1
+        updated = dataclasses.replace(record, spec=new, revision=revision)
+        why = f"service {spec.name} updated to revision {revision} by {command.user}"
+        return self._resized(updated, index, why, command.at_us)
+
+    def _roll_replica(self, index: int, command: RollReplica) -> ApplyResult:
+        """One slot's replica of an older revision, or on a drained node, is replaced
+        by one of the current revision: the new job is made and the old one ended in
+        the same entry."""
+        record = self._services.get(command.name)
+        if record is None:
+            return refused(ErrorKind.NOT_FOUND, f"no service {command.name}")
+        slot = command.slot
+        current = record.replica_jobs[slot] if slot < len(record.replica_jobs) else None
+        old = self._jobs.get(current) if current is not None else None
+        if (
+            record.revision != command.revision
+            or current != command.replaced_job
+            or (old is not None and not outdated(record, old, self._drained))
+        ):
+            return refused(
+                ErrorKind.FAILED_PRECONDITION,
+                f"service {command.name} changed since replica {slot} was chosen to roll",
+            )
+        job = self._new_job(
+            replica_job_id(record, slot, index),
+            replica_spec(record.spec, slot, record.revision),
+            record.user, index, command.at_us,
+            why=f"replica {slot} of service {record.name}, revision {record.revision}",
+        )  # fmt: skip
+        jobs = list(record.replica_jobs)
+        jobs[slot] = job.id
+        self._services[record.name] = dataclasses.replace(record, replica_jobs=tuple(jobs))
+        why = f"replaced by {job.id} (service {record.name} revision {record.revision})"
+        if old is not None and replica_revision(old.spec) >= record.revision:
+            why = f"replaced by {job.id}: its node is drained"
+        return ApplyResult(
+            ok=True, changed=(job, *self._end_replicas([command.replaced_job], why, command.at_us))
+        )
+
     def _delete_service(self, command: DeleteService) -> ApplyResult:
-        record = self._owned_service(command, "delete")
+        record = self._owned_service(command.name, command.user, command.is_admin, "delete")
         if isinstance(record, ApplyResult):
             return record
         del self._services[command.name]
@@ -489,7 +799,8 @@ class ControlState:
         jobs = list(record.replica_jobs)
         for slot in range(len(jobs), replicas):
             job = self._new_job(
-                replica_job_id(record, slot, index), replica_spec(record.spec, slot),
+                replica_job_id(record, slot, index),
+                replica_spec(record.spec, slot, record.revision),
                 record.user, index, at, why=f"replica {slot} of service {record.name}",
             )  # fmt: skip
             jobs.append(job.id)
@@ -560,6 +871,9 @@ class ControlState:
     def _cancel(self, command: CancelJob) -> ApplyResult:
         job = self._jobs.get(command.job_id)
         if job is None:
+            record = self.arrays.get(command.job_id)
+            if record is not None:
+                return self._cancel_array(record, command)
             return refused(ErrorKind.NOT_FOUND, f"no job {command.job_id}")
         if job.user != command.user and not command.is_admin:
             return refused(
@@ -592,6 +906,26 @@ class ControlState:
                 cancel_requested=True, cancel_reason=why,
             )  # fmt: skip
         return ApplyResult(ok=True, job=changed, changed=(changed,))
+
+    def _cancel_array(self, record: ArrayRecord, command: CancelJob) -> ApplyResult:
+        """Cancels every task of the array that has not ended, as a cancel of each would."""
+        if record.user != command.user and not command.is_admin:
+            return refused(
+                ErrorKind.PERMISSION_DENIED,
+                f"array {record.id} is {record.user}'s; only they or an admin may cancel it",
+            )
+        live = [
+            self._jobs[task]
+            for task in record.task_ids
+            if task in self._jobs and not self._jobs[task].is_terminal
+        ]
+        if not live:
+            return refused(ErrorKind.FAILED_PRECONDITION, f"array {record.id} already ended")
+        changed: list[ClusterJob] = []
+        for task in live:
+            cancelled = self._cancel(dataclasses.replace(command, job_id=task.id))
+            changed.extend(job for job in cancelled.changed)
+        return ApplyResult(ok=True, changed=tuple(changed))
 
     def _preempt(self, command: PreemptJob) -> ApplyResult:
         job = self._jobs.get(command.job_id)
@@ -897,7 +1231,7 @@ class ControlState:
             with_node or states.lost_with_its_node(reported)
         )
         preempted = job.cancel_requested and bool(job.preempted_by)
-        self._record_usage(job.user, runs, at)
+        self._record_usage(job.user, runs, at, project=job.spec.project)
         past_runs = job.past_runs[-(PAST_RUNS_LIMIT - 1) :]
         unset = {"runs": (), "gang_stop": None, "not_before_us": 0}
         if preempted and run_state != states.SUCCEEDED:
@@ -991,6 +1325,8 @@ class ControlState:
     def _put(self, before: ClusterJob | None, job: ClusterJob) -> None:
         """Stores ``job`` and keeps every index in step with it."""
         self._jobs[job.id] = job
+        if job.spec.HasField("array"):
+            self.arrays.note(before, job)
         if before is None:
             self._by_state[job.state][job.id] = None
             if job.idempotency_key:
@@ -1030,6 +1366,12 @@ class ControlState:
         key = (job.user, job.idempotency_key)
         if job.idempotency_key and self._by_idempotency.get(key) == job.id:
             del self._by_idempotency[key]
+        self._dependents.forget([job.id])
+        if job.spec.HasField("array"):
+            record = self.arrays.of(job)
+            self.arrays.note(job, None)
+            if record is not None and self.arrays.get(record.id) is None:
+                self._dependents.forget([record.id])
 
     def _hold(self, job: ClusterJob, assignment: Assignment) -> None:
         self._active_by_node.setdefault(assignment.node, {})[job.id] = None
@@ -1087,6 +1429,51 @@ class ControlState:
         """Pending jobs whose backoff (if any) is over at ``now_us``, in submit order."""
         due = [self._jobs[job_id] for job_id in self._by_state[states.PENDING]]
         return sorted((job for job in due if job.not_before_us <= now_us), key=_submit_order)
+
+    def placeable(self, now_us: int) -> list[ClusterJob]:
+        """``pending_due`` less the jobs held back: those waiting on another job's
+        end (``spec.after``), and an array's tasks beyond what its ``%P`` leaves room
+        for (its lowest indices first). What placement plans."""
+        due = self.pending_due(now_us)
+        if len(self.arrays):
+            due.sort(key=_submit_then_index)
+        room: dict[str, int] = {}
+        placeable = []
+        for job in due:
+            if job.spec.after and self._dependency_status(job.spec).verdict is not Verdict.MET:
+                continue
+            if job.spec.array.max_running:
+                record = self.arrays.of(job)
+                if record is not None:
+                    left = room.get(record.id, record.max_running - record.active)
+                    room[record.id] = left - 1
+                    if left <= 0:
+                        continue
+            placeable.append(job)
+        return placeable
+
+    def hold_reason(self, job: ClusterJob) -> str:
+        """Why placement holds ``job`` back (``placeable``): the dependency it waits
+        on, or its array's ``%P``; empty when nothing does (a pending task of an array
+        with a limit always names it: one not held would be in the plan)."""
+        if job.state != states.PENDING:
+            return ""
+        if job.spec.after:
+            status = self._dependency_status(job.spec)
+            if status.verdict is not Verdict.MET:
+                return status.why
+        if job.spec.array.max_running:
+            record = self.arrays.of(job)
+            if record is not None:
+                return (
+                    f"waiting: array {record.id} runs at most {record.max_running} tasks "
+                    f"at once ({record.active} running)"
+                )
+        return ""
+
+    def array(self, array_id: str) -> ArrayRecord | None:
+        """The array with this id; None if the state holds none."""
+        return self.arrays.get(array_id)
 
     def becomes_due(self, after_us: int, until_us: int) -> bool:
         """Whether a pending job's backoff ends in (``after_us``, ``until_us``]: the
@@ -1262,11 +1649,13 @@ class ControlState:
 
     # -------------------------------------------------------------- usage
 
-    def _record_usage(self, user: str, ranks: Iterable[Assignment], ended_at_us: int) -> None:
+    def _record_usage(
+        self, user: str, ranks: Iterable[Assignment], ended_at_us: int, *, project: str = ""
+    ) -> None:
         """Adds the GPU-seconds of a run that ended (each rank from its start to its
         own end) to its user's bucket of the day (with the group the lab policy puts
-        them in now): what fair share and ``murmur usage`` read. A rank that never
-        ran used nothing."""
+        them in now), and its project's: what fair share and ``murmur usage`` read.
+        A rank that never ran used nothing."""
         gpu_seconds = sum(
             max(0, (rank.ended_at_us or ended_at_us) - rank.started_at_us)
             / 1e6
@@ -1280,11 +1669,25 @@ class ControlState:
         day = ended_at_us // DAY_US
         key = (user, group.name if group is not None else "", day)
         self._usage[key] = self._usage.get(key, 0.0) + gpu_seconds
+        if project:
+            by_project = (project, day)
+            self._project_usage[by_project] = self._project_usage.get(by_project, 0.0) + gpu_seconds
         if day > self._usage_newest_day:
             self._usage_newest_day = day
             oldest = day - USAGE_KEPT_DAYS
             for stale in [k for k in self._usage if k[2] < oldest]:
                 del self._usage[stale]
+            for gone in [k for k in self._project_usage if k[1] < oldest]:
+                del self._project_usage[gone]
+
+    def project_usage(self) -> list[tuple[str, int, float]]:
+        """GPU-seconds by (project, day), oldest day first."""
+        return [
+            (project, day, seconds)
+            for (project, day), seconds in sorted(
+                self._project_usage.items(), key=lambda item: (item[0][1], item[0][0])
+            )
+        ]
 
     def usage_buckets(self) -> list[UsageBucket]:
         """GPU-seconds by user, group and day, oldest day first."""
@@ -1327,13 +1730,17 @@ class ControlState:
         lab_policy = self.lab_policy_record
         usage = self.usage_buckets()
         services = self.services()
+        api_keys = self.api_keys.frozen()
+        arrays = self.arrays.messages()
+        array_specs = {record.id: record.spec for record in self.arrays}
+        project_usage = self.project_usage()
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
                 format=SNAPSHOT_FORMAT_WITH_DRAINS if drains else SNAPSHOT_FORMAT,
                 applied_index=applied_index,
             )
-            message.jobs.extend(codec.job_to_message(job) for job in jobs)
+            message.jobs.extend(_job_message(job, array_specs) for job in jobs)
             message.drains.extend(codec.drain_to_message(drain) for drain in drains)
             if audit is not None:
                 message.format = SNAPSHOT_FORMAT_WITH_AUDIT
@@ -1370,6 +1777,18 @@ class ControlState:
             if services:
                 message.format = max(message.format, SNAPSHOT_FORMAT_WITH_SERVICES)
                 message.services.extend(codec.service_to_message(s) for s in services)
+            if any(service.revision > 1 for service in services):
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_SERVICE_REVISIONS)
+            if api_keys is not None:
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_API_KEYS)
+                message.api_keys.CopyFrom(api_keys.message())
+            message.arrays.extend(arrays)
+            message.project_usage.extend(
+                control_pb2.ControlProjectUsage(project=project, day=day, gpu_seconds=seconds)
+                for project, day, seconds in project_usage
+            )
+            if arrays or project_usage or any(job.spec.after or job.spec.project for job in jobs):
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_ARRAYS)
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -1399,9 +1818,16 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_USAGE,
             SNAPSHOT_FORMAT_WITH_GANGS,
             SNAPSHOT_FORMAT_WITH_SERVICES,
+            SNAPSHOT_FORMAT_WITH_SERVICE_REVISIONS,
+            SNAPSHOT_FORMAT_WITH_API_KEYS,
+            SNAPSHOT_FORMAT_WITH_ARRAYS,
         ):
             raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
-        jobs = sorted((codec.job_from_message(job) for job in message.jobs), key=_submit_order)
+        try:
+            arrays = ArrayTable.from_messages(list(message.arrays))
+        except ValueError as exc:
+            raise ControlSnapshotError(str(exc)) from None
+        jobs = sorted((_job_of(job, arrays) for job in message.jobs), key=_submit_order)
         if len({job.id for job in jobs}) != len(jobs):
             raise ControlSnapshotError("the snapshot holds a job id twice")
         drains = [codec.drain_from_message(drain) for drain in message.drains]
@@ -1411,6 +1837,7 @@ class ControlState:
         revocations = _revocations_of(message)
         join_tokens = JoinTokenTable.from_messages(list(message.join_tokens))
         ca_rotations = CaRotationTable.from_messages(list(message.ca_changes))
+        api_keys = ApiKeyTable.from_message(message.api_keys)
         lab_policy_record, lab_policy = _lab_policy_of(message)
         usage = {(u.user, u.group, u.day): u.gpu_seconds for u in message.usage}
         services = {s.spec.name: codec.service_from_message(s) for s in message.services}
@@ -1418,10 +1845,23 @@ class ControlState:
             raise ControlSnapshotError("the snapshot holds a service twice")
         if len(usage) != len(message.usage):
             raise ControlSnapshotError("the snapshot holds a usage bucket twice")
+        project_usage = {(u.project, u.day): u.gpu_seconds for u in message.project_usage}
+        if len(project_usage) != len(message.project_usage):
+            raise ControlSnapshotError("the snapshot holds a project's usage of a day twice")
         self._reset()
         self._applied_index = message.applied_index
+        self.arrays = arrays
         for job in jobs:
             self._put(None, job)
+        arrays.restored_unsuccessful(list(message.arrays))
+        for job in self._jobs.values():
+            if (
+                job.spec.after
+                and job.state == states.PENDING
+                and self._dependency_status(job.spec).verdict is Verdict.WAITING
+            ):
+                self._dependents.register(job)
+        self._project_usage = project_usage
         by_end = sorted(self._ended, key=lambda job_id: _end_order(self._jobs[job_id]))
         self._ended = dict.fromkeys(by_end)
         self._drains = {drain.node: drain for drain in sorted(drains, key=lambda d: d.node)}
@@ -1429,6 +1869,7 @@ class ControlState:
         self._restore_audit(audit)
         self._revocations = revocations
         self.join_tokens = join_tokens
+        self.api_keys = api_keys
         self.ca_rotations = ca_rotations
         self.lab_policy_record = lab_policy_record
         self.lab_policy = lab_policy
@@ -1497,6 +1938,55 @@ def _gang_shape_error(job: ClusterJob, command: AssignJob) -> str | None:
 
 def _submit_order(job: ClusterJob) -> int:
     return job.submit_order
+
+
+def _submit_then_index(job: ClusterJob) -> tuple[int, int]:
+    """Submit order, then an array's tasks by index (they share their submit order)."""
+    split = split_task_id(job.id) if job.spec.HasField("array") else None
+    return job.submit_order, split[1] if split is not None else 0
+
+
+def _plainly_pending(job: ClusterJob) -> bool:
+    """A new job placement may take as any: pending, waiting on nothing, not a task
+    of an array with a limit."""
+    return job.state == states.PENDING and not job.spec.after and not job.spec.array.max_running
+
+
+def _made_id(job: ClusterJob) -> str:
+    """The id the submission that made ``job`` gave: its own, or its array's."""
+    split = split_task_id(job.id) if job.spec.HasField("array") else None
+    return split[0] if split is not None else job.id
+
+
+def _job_message(
+    job: ClusterJob, array_specs: dict[str, types_pb2.JobSpec]
+) -> control_pb2.ControlJob:
+    """A job's snapshot record; a task's without the spec it shares with its array."""
+    split = split_task_id(job.id) if job.spec.HasField("array") else None
+    if split is None or array_specs.get(split[0]) is not job.spec:
+        return codec.job_to_message(job)
+    message = codec.job_to_message(dataclasses.replace(job, spec=_NO_SPEC))
+    message.ClearField("spec")
+    return message
+
+
+_NO_SPEC = types_pb2.JobSpec()
+
+
+def _job_of(message: control_pb2.ControlJob, arrays: ArrayTable) -> ClusterJob:
+    """The job a snapshot record holds; a task without a spec gets its array's.
+
+    Raises:
+        ControlSnapshotError: a job without a spec that is no array's task.
+    """
+    job = codec.job_from_message(message)
+    if message.HasField("spec"):
+        return job
+    split = split_task_id(job.id)
+    record = arrays.get(split[0]) if split is not None else None
+    if record is None:
+        raise ControlSnapshotError(f"job {job.id} has no spec and no array")
+    return dataclasses.replace(job, spec=record.spec)
 
 
 def _end_order(job: ClusterJob) -> tuple[int, int]:

@@ -78,3 +78,71 @@ async def test_ready_at_the_first_success_not_ready_after_the_threshold(tmp_path
     finally:
         await endpoints.close()
         await runner.cleanup()
+
+
+async def test_a_replica_failing_its_liveness_probe_is_reported_unhealthy_once(
+    tmp_path: Path,
+) -> None:
+    """Readiness flaps (not ready, then ready again) cost nothing but traffic; the
+    liveness probe failing ``failure_threshold`` times in a row asks for the run's
+    stop, once, with a reason that says why."""
+    live = {"code": 200, "asked": 0}
+    asked_enough = asyncio.Event()
+
+    async def alive(request: web.Request) -> web.Response:
+        live["asked"] += 1
+        if live["asked"] >= 6:  # both probes passed a few times
+            asked_enough.set()
+        return web.Response(status=live["code"])
+
+    app = web.Application()
+    app.router.add_get("/health", alive)
+    app.router.add_get("/alive", alive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stops: list[tuple[str, str]] = []
+    stopped = asyncio.Event()
+
+    def unhealthy(run_id: str, reason: str) -> None:
+        stops.append((run_id, reason))
+        stopped.set()
+
+    endpoints = ReplicaEndpoints(
+        run_dir=lambda run_id: tmp_path / run_id, on_change=lambda: None, on_unhealthy=unhealthy
+    )
+    replica = replica_of()
+    replica.liveness.path = "/alive"
+    replica.liveness.period.FromMilliseconds(20)
+    replica.liveness.timeout.FromMilliseconds(500)
+    replica.liveness.failure_threshold = 3
+    try:
+        endpoints.watch("run1", "job1", replica, port)
+        await asyncio.wait_for(asked_enough.wait(), 5)
+        assert stops == []  # passing probes change nothing
+        live["code"] = 500
+        await asyncio.wait_for(stopped.wait(), 5)
+        await asyncio.sleep(0.2)  # no second ask while the run stops
+        assert stops == [("run1", "liveness probe GET /alive failed 3 times in a row")]
+    finally:
+        await endpoints.close()
+        await runner.cleanup()
+
+
+async def test_without_a_liveness_probe_a_failing_replica_is_only_not_ready(
+    tmp_path: Path,
+) -> None:
+    stops: list[tuple[str, str]] = []
+    endpoints = ReplicaEndpoints(
+        run_dir=lambda run_id: tmp_path / run_id,
+        on_change=lambda: None,
+        on_unhealthy=lambda run_id, reason: stops.append((run_id, reason)),
+    )
+    try:
+        endpoints.watch("run1", "job1", replica_of(), free_port())  # nothing listens
+        await asyncio.sleep(0.3)
+        assert not endpoints.endpoints()[0].ready
+        assert stops == []
+    finally:
+        await endpoints.close()

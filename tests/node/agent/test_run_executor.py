@@ -175,6 +175,23 @@ async def test_stop_run_cancels_with_the_reason(store: Store, runs_dir: Path) ->
     assert (await store.get_job("j1")).state == states.CANCELLED
 
 
+async def test_a_run_the_node_judges_broken_ends_failed_with_why(
+    store: Store, runs_dir: Path
+) -> None:
+    """What a replica's failing liveness probe asks (``fail_run``): the run is stopped
+    and ends failed, not cancelled, so its job goes on as a failure's would."""
+    async with executor(store, runs_dir) as node:
+        await node.jobs.start_assigned(assignment("j1.1", "sleep", "30"))
+        await node.running("j1.1")
+        node.jobs.fail_run("j1.1", "liveness probe GET /health failed 3 times in a row")
+        node.jobs.fail_run("nobody.1", "not here: nothing happens")
+        done = await node.ended("j1.1")
+    assert (done.state, done.reason) == (
+        states.FAILED,
+        "liveness probe GET /health failed 3 times in a row",
+    )
+
+
 async def test_a_time_limit_fails_the_run(store: Store, runs_dir: Path) -> None:
     async with executor(store, runs_dir) as node:
         await node.jobs.start_assigned(assignment("j1.1", "sleep", "30", time_limit=0.5))

@@ -34,6 +34,18 @@ def test_defaults_are_filled_in() -> None:
     assert checked.readiness.timeout.seconds == 1
     assert checked.readiness.failure_threshold == 3
     assert checked.template.queue == "default"  # completed as a job's
+    assert not checked.HasField("liveness")  # none unless asked for
+
+
+def test_a_liveness_probe_asked_for_is_completed_and_checked() -> None:
+    asked = spec()
+    asked.liveness.failure_threshold = 5
+    checked = validate_service_spec(asked, known_datasets=())
+    assert checked.liveness.path == "/v1/models"
+    assert (checked.liveness.period.seconds, checked.liveness.failure_threshold) == (2, 5)
+    asked.liveness.path = "health"
+    with pytest.raises(InvalidArgumentError, match="liveness path"):
+        validate_service_spec(asked, known_datasets=())
 
 
 @pytest.mark.parametrize(

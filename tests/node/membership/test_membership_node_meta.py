@@ -57,6 +57,11 @@ def full_info(*, gpus: int = 8, datasets: int = 3) -> types_pb2.NodeInfo:
         ),
         runtimes=["process", "docker"],
         runtime_notes="docker: no engine at unix:///var/run/docker.sock",
+        traffic=[
+            types_pb2.ServiceTraffic(
+                service="llama", window_seconds=30, requests=900, latency_ms_log2=[0, 3, 40]
+            )
+        ],
         version="0.1.0",
         datasets=[
             types_pb2.Dataset(
@@ -118,7 +123,7 @@ def sizes_after_each_trim(info: types_pb2.NodeInfo) -> list[int]:
     return sizes
 
 
-@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
 def test_over_the_limit_the_parts_go_in_order(steps: int) -> None:
     info = full_info(gpus=8, datasets=40)
     sizes = sizes_after_each_trim(info)
@@ -130,6 +135,7 @@ def test_over_the_limit_the_parts_go_in_order(steps: int) -> None:
 
     assert decoded is not None
     dropped = {part for part, _ in TRIM_ORDER[:steps]}
+    assert (len(decoded.traffic) == 0) == ("service traffic" in dropped)
     assert (len(decoded.load.gpu_stats) == 0) == ("gpu telemetry" in dropped)
     assert (decoded.runtime_notes == "") == ("runtime notes" in dropped)
     assert (len(decoded.datasets) == 0) == ("datasets" in dropped)
@@ -147,7 +153,7 @@ def test_trimming_is_logged_once_per_change(caplog: pytest.LogCaptureFixture) ->
         encode_meta(info, limit=limit)
         encode_meta(info, limit=limit)
     assert [r.message for r in caplog.records] == [
-        "gossip metadata over its size limit; dropped gpu telemetry"
+        "gossip metadata over its size limit; dropped service traffic"
     ]
 
 

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from murmur.node.router.proxy import MAX_BODY_BYTES, ModelRouter, RouterServer
+from murmur.node.router.intake import MAX_BODY_BYTES
+from murmur.node.router.proxy import ModelRouter, RouterServer
 from murmur.node.router.routes import RoutingTable
 from murmur.v1 import types_pb2
 from tests.support.nodes import free_port

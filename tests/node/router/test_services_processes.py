@@ -3,10 +3,13 @@
 gets no traffic while its model loads, becomes ready, is listed by every node's
 /v1/models and answers chat completions, streamed and not, through every router; an
 adapter is addressed as model:adapter; a replica that crashes restarts and is ready
-again; scaling down and deleting stop replicas, and their models leave the routers."""
+again; the replicas run on different nodes; an update with a changed command replaces
+them one at a time, a replica ready and every request answered throughout; scaling
+down and deleting stop replicas, and their models leave the routers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -15,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 import murmur
-from murmur.v1 import types_pb2
+from murmur.v1 import apikeys_pb2, types_pb2
 from tests.node.control.consensus.test_consensus_processes import FAST_VOTERS, wait_agreed
 from tests.support import openai_server
 from tests.support.cluster import client_for, eventually, host_of, start_cluster
@@ -25,6 +28,7 @@ SETTINGS = {
     **FAST_VOTERS,
     "MURMUR_NODE_STOP_GRACE_SECONDS": "1",
     "MURMUR_NODE_RETRY_BACKOFF_SECONDS": "0.5",
+    "MURMUR_NODE_ROUTER_USAGE_FLUSH_SECONDS": "0.5",
 }
 MODEL = "toy-llm"
 
@@ -113,6 +117,8 @@ async def test_a_service_is_served_through_every_nodes_router(lab: Lab, tmp_path
         assert {entry["replica"] for entry in answered} == {r.job_id for r in service.replicas}
         assert f"{MODEL}:sql" in {entry["model"] for entry in answered}
 
+        await keys_are_checked_and_usage_adds_up(client, http, list(routers.values()))
+
         status, text = await chat(http, routers[1], "no-such-model")
         assert status == 404, text
         async with http.post(
@@ -143,6 +149,12 @@ async def test_a_service_is_served_through_every_nodes_router(lab: Lab, tmp_path
             what="both replicas ready again",
         )
 
+        # Spread: one node's loss takes one replica, not both.
+        service = await ready_count(client)
+        assert len({replica.node for replica in service.replicas}) == 2
+
+        await rolling_update(client, http, routers[3], record, gate)
+
         await client.scale_service("toy", 1, timeout=10)
         await eventually(
             lambda: ready_count(client),
@@ -160,3 +172,111 @@ async def test_a_service_is_served_through_every_nodes_router(lab: Lab, tmp_path
         )
         gone = await client.list_services(timeout=10)
         assert gone == []
+
+
+async def rolling_update(
+    client: murmur.AsyncClient,
+    http: aiohttp.ClientSession,
+    router: str,
+    record: Path,
+    gate: Path,
+) -> None:
+    """An update with a changed command (its replicas now take a second to load):
+    while the replicas are replaced, at least one is ready at every look and every
+    request through the router is answered."""
+    old = {replica.job_id for replica in (await ready_count(client)).replicas}
+    new_spec = service_spec(record, gate)
+    new_spec.template.command.extend(["--start-delay", "1"])
+    new_spec.replicas = 0  # keeps the count
+    updated = await client.update_service(new_spec, timeout=10)
+    assert updated.revision == 2
+    fewest_ready, statuses = 2, []
+    async with asyncio.timeout(60):
+        while True:
+            service = await ready_count(client)
+            fewest_ready = min(fewest_ready, service.ready)
+            statuses.append((await chat(http, router, MODEL))[0])
+            done = [r for r in service.replicas if r.revision == 2 and r.ready]
+            if len(done) == 2 and service.ready == 2:
+                break
+            await asyncio.sleep(0.1)
+    assert fewest_ready >= 1
+    assert set(statuses) == {200}, statuses
+    assert not old & {replica.job_id for replica in service.replicas}
+    assert all("--start-delay" in job.spec.command for job in [
+        await client.get_job(replica.job_id, timeout=10) for replica in service.replicas
+    ])  # fmt: skip
+
+
+async def keys_are_checked_and_usage_adds_up(
+    client: murmur.AsyncClient, http: aiohttp.ClientSession, routers: list[str]
+) -> None:
+    """API keys on every node's router: a wrong key is 401, a key without the model
+    403 (and /v1/models lists nothing for it), a revoked key 401; what each router
+    counted reaches the control log, and the usage of the key adds up exactly to the
+    answers the test got, streamed (the usage in the last chunk, or in a chunk of its
+    own) or not."""
+
+    async def keyed(router: str, key: str, model: str = MODEL, **extra: object) -> tuple[int, str]:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        headers = {"Authorization": f"Bearer {key}"}
+        async with http.post(
+            f"http://{router}/v1/chat/completions", json=body, headers=headers
+        ) as answer:
+            return answer.status, await answer.text()
+
+    wide = (await client.create_api_key("eval", models=[MODEL], timeout=10)).key
+    narrow = (await client.create_api_key("narrow", models=["elsewhere"], timeout=10)).key
+    sent = 0
+    for router in routers:  # every node knows the keys (a voter: within a heartbeat)
+        await eventually(
+            lambda router=router: keyed(router, wide),  # type: ignore[misc]
+            lambda answer: answer[0] == 200,
+            within=10,
+            what=f"the key taken at {router}",
+        )
+        sent += 1
+        for extra in (
+            {"stream": True},
+            {"stream": True, "stream_options": {"include_usage": True}},
+        ):
+            status, text = await keyed(router, wide, f"{MODEL}:sql", **extra)
+            assert status == 200, text
+            assert text.rstrip().endswith("data: [DONE]")
+            sent += 1
+        status, text = await keyed(router, narrow)
+        assert status == 403, text
+        assert json.loads(text)["error"]["code"] == "model_not_allowed"
+        async with http.get(
+            f"http://{router}/v1/models", headers={"Authorization": f"Bearer {narrow}"}
+        ) as answer:
+            assert (await answer.json())["data"] == []
+        status, text = await keyed(router, "mur_000000000000_" + "x" * 43)
+        assert status == 401, text
+        assert json.loads(text)["error"]["code"] == "invalid_api_key"
+
+    def eval_key(keys: list[apikeys_pb2.ApiKey]) -> apikeys_pb2.ApiKey:
+        return next(key for key in keys if key.name == "eval")
+
+    keys = await eventually(
+        lambda: client.list_api_keys(timeout=10),
+        lambda keys: eval_key(keys).usage.requests >= sent,
+        within=20,
+        what="the routers' usage flushed",
+    )
+    usage = eval_key(keys).usage
+    # The toy replica counts 5 prompt tokens and one completion token per event (4).
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (
+        sent, 5 * sent, 4 * sent,
+    )  # fmt: skip
+    assert next(key for key in keys if key.name == "narrow").usage.requests == 0
+
+    await client.revoke_api_key(name="eval", timeout=10)
+    for router in routers:
+        status, text = await eventually(
+            lambda router=router: keyed(router, wide),  # type: ignore[misc]
+            lambda answer: answer[0] == 401,
+            within=10,
+            what=f"the key refused at {router}",
+        )
+        assert json.loads(text)["error"]["code"] == "revoked_api_key"

@@ -408,3 +408,25 @@ def test_two_gangs_that_cannot_both_fit_never_hold_each_others_nodes() -> None:
     (second,) = plan_cluster(log.state, nodes, 3 * SECOND, new_run_id=lambda: "r2").assignments
     assert second.job_id == "g2"
     assert len(second.placements) == 2
+
+
+def test_a_services_replicas_spread_and_a_crashed_one_returns_to_its_node() -> None:
+    from murmur.node.control.queue.commands import CreateService
+
+    log = Log(ControlState(retry_backoff_base_us=SECOND))
+    template = spec(gpus=1)
+    service = types_pb2.ServiceSpec(name="llm", template=template, replicas=2, model="m")
+    assert log.apply(CreateService(service, "alice", 0)).ok
+    offers = [offer("a"), offer("b"), offer("c", gpus=2)]
+    placed = planner(log, offers)
+    # Best fit alone would put both on c (fewest GPUs left); spread puts them apart.
+    assert len({assign.node for assign in placed}) == 2
+    for assign in placed:
+        assert log.apply(assign).ok
+    crashed = placed[0]
+    assert log.apply(
+        ReportRun(crashed.job_id, crashed.run_id, crashed.node, states.FAILED, 1, "", SECOND)
+    ).ok
+    # A node that fits better has joined meanwhile; the replica still goes back.
+    (again,) = planner(log, [*offers, offer("d", gpus=1)], now=100 * SECOND)
+    assert (again.job_id, again.node) == (crashed.job_id, crashed.node)

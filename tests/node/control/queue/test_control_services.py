@@ -3,10 +3,19 @@ running; scale and delete cancel what is no longer wanted."""
 
 from __future__ import annotations
 
+from murmur.node.control.leader.rollout import next_roll
 from murmur.node.control.queue import AssignJob, ClusterJob, ControlState, ReportRun, encode
-from murmur.node.control.queue.commands import CreateService, DeleteService, ScaleService
+from murmur.node.control.queue.commands import (
+    CreateService,
+    DeleteService,
+    RollReplica,
+    ScaleService,
+    SetNodeDrain,
+    UpdateService,
+    decode,
+)
 from murmur.node.control.queue.results import ErrorKind
-from murmur.node.control.queue.services import HEALTHY_RUN_US, SERVICE_LABEL
+from murmur.node.control.queue.services import HEALTHY_RUN_US, SERVICE_LABEL, replica_spec
 from murmur.node.jobspec import states
 from murmur.v1 import control_pb2, types_pb2
 from tests.node.control.queue.builders import SECOND, Log, spec
@@ -134,3 +143,127 @@ def test_a_snapshot_keeps_services_and_their_replicas() -> None:
     restored.apply(log.term, log.index, failed)
     assert restored.jobs() == log.state.jobs()
     assert restored.job(job.id).state == states.PENDING  # type: ignore[union-attr]
+
+
+def updated(spec: types_pb2.ServiceSpec, command: str) -> types_pb2.ServiceSpec:
+    new = types_pb2.ServiceSpec()
+    new.CopyFrom(spec)
+    del new.template.command[:]
+    new.template.command.append(command)
+    return new
+
+
+def test_an_update_raises_the_revision_and_leaves_the_replicas_to_the_leader() -> None:
+    log = Log(ControlState(retry_backoff_base_us=SECOND))
+    log.apply(CreateService(service_spec(), "alice", 0))
+    before = replicas(log)
+    assert all(job.spec.replica_of.revision == 1 for job in before)
+    assert log.apply(UpdateService(updated(service_spec(), "v2"), "bob", False, SECOND)).error is (
+        ErrorKind.PERMISSION_DENIED
+    )
+    new = updated(service_spec(), "v2")
+    new.replicas = 0  # keeps the count
+    assert log.apply(UpdateService(new, "alice", False, SECOND)).ok
+    record = log.state.service("llama")
+    assert record is not None
+    assert (record.revision, record.spec.replicas) == (2, 2)
+    assert replicas(log) == before  # nothing replaced in the update's own entry
+    # The same spec again is no new revision (a retried request).
+    assert log.apply(UpdateService(new, "alice", False, 2 * SECOND)).ok
+    assert log.state.service("llama").revision == 2  # type: ignore[union-attr]
+
+
+def test_rolling_replaces_one_slot_and_refuses_a_stale_proposal() -> None:
+    log = Log(ControlState(retry_backoff_base_us=SECOND))
+    log.apply(CreateService(service_spec(), "alice", 0))
+    first, second = replicas(log)
+    run_id = run(log, first, "n1", SECOND)
+    log.apply(UpdateService(updated(service_spec(), "v2"), "alice", False, 2 * SECOND))
+    # A proposal made before the update (revision 1) changes nothing.
+    assert log.apply(RollReplica("llama", 0, 1, first.id, 3 * SECOND)).error is (
+        ErrorKind.FAILED_PRECONDITION
+    )
+    result = log.apply(RollReplica("llama", 0, 2, first.id, 3 * SECOND))
+    assert result.ok
+    new_first, kept = replicas(log)
+    assert kept == second
+    assert new_first.id != first.id
+    assert (new_first.spec.replica_of.revision, list(new_first.spec.command)) == (2, ["v2"])
+    old = log.state.job(first.id)
+    assert old is not None
+    assert old.cancel_requested
+    # Its run ends as a cancel: the old replica does not restart.
+    log.apply(ReportRun(first.id, run_id, "n1", states.CANCELLED, None, "", 4 * SECOND))
+    assert log.state.job(first.id).state == states.CANCELLED  # type: ignore[union-attr]
+    # The same roll again (a second leader's, or a retry) is refused.
+    assert log.apply(RollReplica("llama", 0, 2, first.id, 5 * SECOND)).error is (
+        ErrorKind.FAILED_PRECONDITION
+    )
+    # A snapshot of an updated service says format 37 and keeps the revision.
+    data = log.state.snapshot()
+    assert control_pb2.ControlSnapshot.FromString(data).format == 37
+    restored = ControlState.from_snapshot(data, retry_backoff_base_us=SECOND)
+    assert restored.services() == log.state.services()
+
+
+def test_the_leader_rolls_one_replica_at_a_time_never_below_n_minus_1_ready() -> None:
+    log = Log(ControlState(retry_backoff_base_us=SECOND))
+    log.apply(CreateService(service_spec(replicas=3), "alice", 0))
+    jobs = [job.id for job in replicas(log)]
+    record = log.state.service("llama")
+    assert record is not None
+    assert next_roll(record, log.state.job, set(jobs)) is None  # nothing is old
+    log.apply(UpdateService(updated(service_spec(replicas=3), "v2"), "alice", False, SECOND))
+    record = log.state.service("llama")
+    assert record is not None
+    # All ready: the lowest slot goes first.
+    assert next_roll(record, log.state.job, set(jobs)) == 0
+    # An old replica that is not ready goes first: replacing it costs no readiness.
+    assert next_roll(record, log.state.job, {jobs[0], jobs[1]}) == 2
+    log.apply(RollReplica("llama", 0, 2, jobs[0], 2 * SECOND))
+    record = log.state.service("llama")
+    assert record is not None
+    new = record.replica_jobs[0]
+    # Until the new replica is ready, nothing else is replaced.
+    assert next_roll(record, log.state.job, {jobs[1], jobs[2]}) is None
+    assert next_roll(record, log.state.job, {new, jobs[1], jobs[2]}) == 1
+
+
+def test_update_and_roll_commands_survive_the_log_bytes() -> None:
+    update = UpdateService(updated(service_spec(), "v2"), "alice", True, SECOND)
+    roll = RollReplica("llama", 1, 3, "llama-4-1-4", 2 * SECOND)
+    assert decode(encode(update)) == update
+    assert decode(encode(roll)) == roll
+
+
+def test_a_replica_carries_its_services_probes_and_revision() -> None:
+    with_liveness = service_spec()
+    with_liveness.liveness.path = "/alive"
+    job = replica_spec(with_liveness, 1, revision=3)
+    assert (job.replica_of.slot, job.replica_of.revision) == (1, 3)
+    assert job.replica_of.liveness.path == "/alive"
+    assert not replica_spec(service_spec(), 0).replica_of.HasField("liveness")
+
+
+def test_a_replica_on_a_drained_node_is_moved_one_at_a_time() -> None:
+    """Replicas never end by themselves, so a drained node would keep them (and its
+    drain never finish) unless the leader moves them as it rolls an update."""
+    log = Log(ControlState(retry_backoff_base_us=SECOND))
+    log.apply(CreateService(service_spec(), "alice", 0))
+    first, second = replicas(log)
+    run(log, first, "n1", SECOND)
+    run(log, second, "n2", SECOND)
+    record = log.state.service("llama")
+    assert record is not None
+    ready = {first.id, second.id}
+    assert next_roll(record, log.state.job, ready, log.state.drained_nodes()) is None
+    # A roll the drain does not call for is refused.
+    assert not log.apply(RollReplica("llama", 1, 1, second.id, 2 * SECOND)).ok
+    assert log.apply(SetNodeDrain("n2", True, "admin", 2 * SECOND)).ok
+    assert next_roll(record, log.state.job, ready, log.state.drained_nodes()) == 1
+    assert log.apply(RollReplica("llama", 1, 1, second.id, 3 * SECOND)).ok
+    moved = log.state.job(second.id)
+    assert moved is not None
+    assert moved.cancel_requested
+    assert moved.cancel_reason.endswith("its node is drained")
+    assert replicas(log)[1].id != second.id
