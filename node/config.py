@@ -559,18 +559,37 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     gossip = data.pop("gossip", {})
     if not isinstance(gossip, dict):
         raise ConfigError(f"config file {path}: [gossip] must be a table")
+    router = data.pop("router", {})
+    if not isinstance(router, dict):
+        raise ConfigError(f"config file {path}: [router] must be a table")
     if "node" not in data:
-        return data, gossip
+        return _with_router(data, router, path), gossip
     section = data["node"]
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [node] must be a table")
     stray = sorted(set(data) - {"node"})
     if stray:
         raise ConfigError(
-            f"config file {path}: settings outside [node] and [gossip] ({', '.join(stray)}); "
-            "put every node setting in the [node] table or none"
+            f"config file {path}: settings outside [node], [router] and [gossip] "
+            f"({', '.join(stray)}); put every node setting in the [node] table or none"
         )
-    return section, gossip
+    return _with_router(section, router, path), gossip
+
+
+def _with_router(node: dict[str, Any], router: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The node settings with the ``[router]`` table's folded in: ``[router] listen``
+    is ``router_listen``, and so on (the table reads better in a file; the flat names
+    are what flags and ``MURMUR_NODE_ROUTER_*`` say)."""
+    merged = dict(node)
+    for key, value in router.items():
+        name = f"router_{key}"
+        if name in node:
+            raise ConfigError(
+                f"config file {path}: the router's {key} is set twice, as [router] {key} "
+                f"and as {name}; keep one"
+            )
+        merged[name] = value
+    return merged
 
 
 _GOSSIP_FIELDS = {f.name: f for f in dataclasses.fields(GossipConfig)}

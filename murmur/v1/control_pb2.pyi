@@ -61,6 +61,14 @@ class ControlCommand(_message.Message):
     CREATE_API_KEY_FIELD_NUMBER: _builtins.int
     REVOKE_API_KEY_FIELD_NUMBER: _builtins.int
     RECORD_API_KEY_USAGE_FIELD_NUMBER: _builtins.int
+    SET_CLUSTER_LEVEL_FIELD_NUMBER: _builtins.int
+    PROTOCOL_LEVEL_FIELD_NUMBER: _builtins.int
+    protocol_level: _builtins.int
+    """The control protocol level the entry needs (node/control/queue/protocol.py), set
+    by the proposer when above 1. A node of a lower level stops applying the log at
+    such an entry rather than skip it: a version that knows the command but not a
+    meaning it has since gained reads this field, not the command's new fields.
+    """
     @_builtins.property
     def submit_job(self) -> Global___SubmitJobCommand: ...
     @_builtins.property
@@ -128,8 +136,12 @@ class ControlCommand(_message.Message):
     @_builtins.property
     def revoke_api_key(self) -> _apikeys_pb2.RevokeApiKeyCommand: ...
     @_builtins.property
-    def record_api_key_usage(self) -> _apikeys_pb2.RecordApiKeyUsageCommand:
-        """Later: certificate revocations, usage records."""
+    def record_api_key_usage(self) -> _apikeys_pb2.RecordApiKeyUsageCommand: ...
+    @_builtins.property
+    def set_cluster_level(self) -> Global___SetClusterLevelCommand:
+        """The cluster's control protocol level goes up (node/control/queue/protocol.py).
+        Later: certificate revocations, usage records.
+        """
 
     def __init__(
         self,
@@ -159,16 +171,44 @@ class ControlCommand(_message.Message):
         create_api_key: _apikeys_pb2.CreateApiKeyCommand | None = ...,
         revoke_api_key: _apikeys_pb2.RevokeApiKeyCommand | None = ...,
         record_api_key_usage: _apikeys_pb2.RecordApiKeyUsageCommand | None = ...,
+        set_cluster_level: Global___SetClusterLevelCommand | None = ...,
+        protocol_level: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_cluster_level", b"set_cluster_level", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "protocol_level", b"protocol_level", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_cluster_level", b"set_cluster_level", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "update_service", "roll_replica", "submit_jobs", "record_audit", "create_join_token", "consume_join_token", "create_api_key", "revoke_api_key", "record_api_key_usage"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "update_service", "roll_replica", "submit_jobs", "record_audit", "create_join_token", "consume_join_token", "create_api_key", "revoke_api_key", "record_api_key_usage", "set_cluster_level"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
 Global___ControlCommand: _TypeAlias = ControlCommand  # noqa: Y015
+
+@_typing.final
+class SetClusterLevelCommand(_message.Message):
+    """Every node runs a version that speaks `level`: from this entry on, commands that
+    need it are accepted (the leader commits it; it never goes down).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    level: _builtins.int
+    at_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        level: _builtins.int = ...,
+        at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_us", b"at_us", "level", b"level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetClusterLevelCommand: _TypeAlias = SetClusterLevelCommand  # noqa: Y015
 
 @_typing.final
 class SubmitJobCommand(_message.Message):
@@ -1112,10 +1152,15 @@ class ControlSnapshot(_message.Message):
     API_KEYS_FIELD_NUMBER: _builtins.int
     ARRAYS_FIELD_NUMBER: _builtins.int
     PROJECT_USAGE_FIELD_NUMBER: _builtins.int
+    CLUSTER_PROTOCOL_LEVEL_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
     """the last command entry applied"""
+    cluster_protocol_level: _builtins.int
+    """The cluster's control protocol level once above 1 (then format >= 40: older
+    versions refuse it; node/control/queue/protocol.py).
+    """
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlJob]:
         """in submit order"""
@@ -1183,10 +1228,11 @@ class ControlSnapshot(_message.Message):
         api_keys: _apikeys_pb2.ControlApiKeys | None = ...,
         arrays: _abc.Iterable[Global___ControlArray] | None = ...,
         project_usage: _abc.Iterable[Global___ControlProjectUsage] | None = ...,
+        cluster_protocol_level: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "applied_index", b"applied_index", "arrays", b"arrays", "audit", b"audit", "ca_changes", b"ca_changes", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "project_usage", b"project_usage", "revocations", b"revocations", "services", b"services", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "applied_index", b"applied_index", "arrays", b"arrays", "audit", b"audit", "ca_changes", b"ca_changes", "cluster_protocol_level", b"cluster_protocol_level", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "project_usage", b"project_usage", "revocations", b"revocations", "services", b"services", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

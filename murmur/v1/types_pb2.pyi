@@ -487,6 +487,8 @@ class NodeInfo(_message.Message):
     CA_CHANGES_REVISION_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     TRAFFIC_FIELD_NUMBER: _builtins.int
+    PROTOCOL_LEVEL_FIELD_NUMBER: _builtins.int
+    UPGRADE_NEEDED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     address: _builtins.str
     """host:port of the mTLS client/node API"""
@@ -514,6 +516,14 @@ class NodeInfo(_message.Message):
     ca_changes_revision: _builtins.int
     """The newest CA rotation step this node knows (its log index), as
     `revocations_revision` is for revocations.
+    """
+    protocol_level: _builtins.int
+    """The control protocol level this node's version speaks (node/control/queue/
+    protocol.py); 0: a version from before levels, which speaks level 1.
+    """
+    upgrade_needed: _builtins.str
+    """Set when this node stopped applying the control log because it met an entry its
+    version does not know: why, and that it must be upgraded. It still runs its jobs.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -564,10 +574,12 @@ class NodeInfo(_message.Message):
         ca_changes_revision: _builtins.int = ...,
         endpoints: _abc.Iterable[Global___ServiceEndpoint] | None = ...,
         traffic: _abc.Iterable[Global___ServiceTraffic] | None = ...,
+        protocol_level: _builtins.int = ...,
+        upgrade_needed: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "load", b"load", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "endpoints", b"endpoints", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "traffic", b"traffic", "version", b"version", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_changes_revision", b"ca_changes_revision", "ca_fingerprint", b"ca_fingerprint", "datasets", b"datasets", "endpoints", b"endpoints", "gpus", b"gpus", "holds_ca", b"holds_ca", "incarnation", b"incarnation", "join_address", b"join_address", "labels", b"labels", "leader", b"leader", "load", b"load", "name", b"name", "protocol_level", b"protocol_level", "revocations_revision", b"revocations_revision", "runtime_notes", b"runtime_notes", "runtimes", b"runtimes", "started_at", b"started_at", "state", b"state", "term", b"term", "traffic", b"traffic", "upgrade_needed", b"upgrade_needed", "version", b"version", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,9 +66,15 @@ from murmur.node.router.usage import (
 _log = logging.getLogger("murmur.router")
 
 ROUTED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-CONNECT_SECONDS = 5.0
+CONNECT_SECONDS = 2.0
 """A replica that takes this long to accept a connection has failed (the request goes
-to another)."""
+to another): a kernel answers a connection within milliseconds on a lab's network,
+whatever its server's load, so this long means the host is gone."""
+SET_ASIDE_SECONDS = 10.0
+"""A replica that failed before answering goes after every other one for this long
+(routes.py ``set_aside``), unless it answers meanwhile: long enough for membership
+to declare a dead node dead, short enough that a replica restarted in place gets
+its share again soon."""
 ANSWER_SECONDS = 600.0
 """How long a replica that took a request may send nothing: before its answer begins
 (an answer that is not streamed begins when the whole generation is done), then 504;
@@ -125,6 +131,8 @@ class ModelRouter:
         self._reused: RoutingTable | None = None
         self._built_at = 0.0
         self._in_flight: dict[str, int] = {}
+        self._failed_at: dict[str, float] = {}
+        """Replicas that failed before answering, and when (``SET_ASIDE_SECONDS``)."""
         self._turn = 0
         self._session: aiohttp.ClientSession | None = None
         self.served = 0
@@ -151,6 +159,16 @@ class ModelRouter:
             self._reused = self._table()
             self._built_at = now
         return self._reused
+
+    def _set_aside(self, now: float) -> frozenset[str]:
+        """Replicas that failed before answering within ``SET_ASIDE_SECONDS``; older
+        failures are forgotten (so this holds only replicas failing now)."""
+        failed = self._failed_at
+        if not failed:
+            return frozenset()
+        for key in [key for key, at in failed.items() if now - at >= SET_ASIDE_SECONDS]:
+            del failed[key]
+        return frozenset(failed)
 
     def _caller(self, request: web.Request) -> Caller | Refusal:
         if self._keys is None:
@@ -183,13 +201,18 @@ class ModelRouter:
         asked = time.monotonic()
         table, built_at = self._routes(), self._built_at
         tried: set[str] = set()
+        set_aside = self._set_aside(asked)
         while True:
             self._turn += 1
-            route = table.choose(model, self._in_flight, turn=self._turn, excluded=tried)
+            route = table.choose(
+                model, self._in_flight, turn=self._turn, excluded=tried, set_aside=set_aside
+            )
             if route is None and built_at < asked:
                 # No replica left in a table built before this request: ask the latest.
                 table, built_at = self._routes(fresh=True), self._built_at
-                route = table.choose(model, self._in_flight, turn=self._turn, excluded=tried)
+                route = table.choose(
+                    model, self._in_flight, turn=self._turn, excluded=tried, set_aside=set_aside
+                )
             if route is None:
                 service = table.service_of(model)
                 if service is not None:
@@ -246,7 +269,10 @@ class ModelRouter:
             except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
                 _log.debug("replica %s failed before answering: %s", key, exc,
                           extra={"event": "router.upstream_failed", "job": key})  # fmt: skip
+                self._failed_at[key] = time.monotonic()
                 return None
+            if self._failed_at:
+                self._failed_at.pop(key, None)  # it answers again
             async with upstream:
                 if _is_whole(upstream):
                     return await self._whole(upstream, key, caller, timing)

@@ -7,6 +7,11 @@ from this router. A request goes to the ready replica of its model with the fewe
 requests in flight here (least outstanding requests); on a tie, one on this node
 (no network hop); among replicas still tied, each in turn (``turn``: a count the
 router keeps), so that requests one after another spread evenly.
+
+A replica this router could not reach a moment ago (``set_aside``: its host gone,
+say, before membership has declared the node dead) comes after every other one,
+whatever its load: requests go to it only when no other replica is left, so one
+dead machine does not cost every request the connect timeout.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class RoutingTable:
         *,
         turn: int = 0,
         excluded: Collection[str] = (),
+        set_aside: Collection[str] = (),
     ) -> Route | None:
         """The replica a request for ``model`` goes to (see the module docstring);
         None when no ready replica serves it."""
@@ -94,8 +100,9 @@ class RoutingTable:
         if not found:
             return None
 
-        def rank(route: Route) -> tuple[int, bool]:
-            return in_flight.get(route.key, 0), route.node != self.local
+        def rank(route: Route) -> tuple[bool, int, bool]:
+            key = route.key
+            return key in set_aside, in_flight.get(key, 0), route.node != self.local
 
         best = min(map(rank, found))
         tied = sorted(

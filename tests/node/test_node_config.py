@@ -205,3 +205,30 @@ def test_default_job_requests_from_a_file_and_the_environment(tmp_path: Path) ->
 def test_bad_default_job_requests_are_refused(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_node_config(env=env)
+
+
+def test_a_router_table_sets_the_router_and_a_setting_given_twice_is_refused(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "node.toml"
+    file.write_text(
+        '[node]\nname = "n1"\n\n[router]\nlisten = "10.0.0.1:8000"\nrequire_keys = true\n'
+    )
+    config = load_node_config(config_file=file, env={}, flags={"data_dir": str(tmp_path)})
+    assert config.router_listen == HostPort("10.0.0.1", 8000)
+    assert config.router_require_keys
+    assert config.router_https  # beyond loopback: HTTPS with the node's certificate
+    # Flags and the environment still win over the file, as for every setting.
+    local = load_node_config(
+        config_file=file, env={"MURMUR_NODE_ROUTER_LISTEN": "127.0.0.1:8001"},
+        flags={"data_dir": str(tmp_path)},
+    )  # fmt: skip
+    assert local.router_listen == HostPort("127.0.0.1", 8001)
+    twice = tmp_path / "twice.toml"
+    twice.write_text('[node]\nrouter_listen = "127.0.0.1:8000"\n\n[router]\nlisten = "x:1"\n')
+    with pytest.raises(ConfigError, match="set twice"):
+        load_node_config(config_file=twice, env={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('[router]\nlistn = "127.0.0.1:8000"\n')
+    with pytest.raises(ConfigError, match="router_listn"):
+        load_node_config(config_file=unknown, env={})

@@ -18,3 +18,15 @@ class NotLeaderError(UnavailableError):
 
 class ProposalTimeoutError(UnavailableError):
     """A proposal was neither committed nor lost in time: its fate is unknown."""
+
+
+class UpgradeRequiredError(Exception):
+    """The state machine cannot apply what the log holds: a newer version wrote it (a
+    command it does not know, an entry or snapshot of a higher protocol level).
+
+    Raised by ``StateMachine.apply`` or ``restore`` *before* they change anything.
+    The runner then stops applying the log (fail-stop: skipping the entry would leave
+    this node's state apart from the others', silently) until the node runs a version
+    that knows it; the message says what it met, for the node's status and logs.
+    Not a NodeError: no caller ever sees it as an RPC's answer.
+    """

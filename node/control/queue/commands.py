@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from murmur.node.control.queue.audit_chain import AuditCall
+from murmur.node.control.queue.protocol import BASE_LEVEL, required_level
 from murmur.node.jobspec import states
 from murmur.v1 import apikeys_pb2, control_pb2, trust_pb2, types_pb2
 
@@ -617,6 +618,16 @@ def _api_key_from_message(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class SetClusterLevel:
+    """Every node that applies the log speaks control protocol ``level``
+    (node/control/queue/protocol.py): the leader raises the cluster's level, and
+    commands that need it are accepted from this entry on. Never lowers it."""
+
+    level: int
+    at_us: int
+
+
 Command = (
     SubmitJob
     | SubmitJobs
@@ -643,6 +654,7 @@ Command = (
     | CreateApiKey
     | RevokeApiKey
     | RecordApiKeyUsage
+    | SetClusterLevel
 )
 
 
@@ -783,6 +795,15 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     replaced_job=command.replaced_job, at_us=command.at_us,
                 )
             )  # fmt: skip
+        case SetClusterLevel():
+            message.set_cluster_level.CopyFrom(
+                control_pb2.SetClusterLevelCommand(level=command.level, at_us=command.at_us)
+            )
+    level = required_level(message)
+    if level > BASE_LEVEL:
+        # Read by a later version that adds a meaning to this command: it knows the
+        # number even where it does not know the new field (protocol.py).
+        message.protocol_level = level
     return message
 
 
@@ -886,7 +907,25 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "roll_replica":
         roll = message.roll_replica
         return RollReplica(roll.name, roll.slot, roll.revision, roll.replaced_job, roll.at_us)
+    if kind == "set_cluster_level":
+        raised = message.set_cluster_level
+        return SetClusterLevel(raised.level, raised.at_us)
     raise CommandDecodeError("the entry carries no command this version knows")
+
+
+def parse(data: bytes) -> control_pb2.ControlCommand:
+    """A log entry's bytes as a ``ControlCommand``, whatever command it holds (what
+    its level is read from: node/control/queue/protocol.py).
+
+    Raises:
+        CommandDecodeError: not a ``ControlCommand``.
+    """
+    message = control_pb2.ControlCommand()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise CommandDecodeError(f"not a control command: {exc}") from None
+    return message
 
 
 def decode(data: bytes) -> Command:
@@ -895,12 +934,7 @@ def decode(data: bytes) -> Command:
     Raises:
         CommandDecodeError: not a ``ControlCommand``, or a kind this version does not know.
     """
-    message = control_pb2.ControlCommand()
-    try:
-        message.ParseFromString(data)
-    except DecodeError as exc:
-        raise CommandDecodeError(f"not a control command: {exc}") from None
-    return from_message(message)
+    return from_message(parse(data))
 
 
 def report_of(job_id: str, node: str, run: types_pb2.Run) -> ReportRun:

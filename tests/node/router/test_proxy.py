@@ -87,6 +87,33 @@ async def test_a_replica_that_cannot_be_reached_is_left_for_another() -> None:
     await replica.runner.cleanup()
 
 
+async def test_a_replica_that_failed_is_set_aside_so_later_requests_skip_it() -> None:
+    """A dead host costs one request the connect attempt, not every request: the
+    replica that failed is tried last until it answers again."""
+    replica = Replica()
+    await replica.start()
+    attempts = 0
+
+    async def refuse_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.close()  # fails before a byte of answer
+
+    broken = await asyncio.start_server(refuse_at_once, "127.0.0.1", 0)
+    broken_port = broken.sockets[0].getsockname()[1]
+    table = table_of((broken_port, True), (replica.port, True))
+    async with router_over(table) as router, aiohttp.ClientSession() as http:
+        for _ in range(8):  # in turn, the broken one would get half of them
+            async with http.post(f"{router}/v1/chat/completions", json={"model": "m"}) as answer:
+                assert answer.status == 200
+                assert (await answer.json())["port"] == replica.port
+    assert attempts == 1
+    broken.close()
+    await broken.wait_closed()
+    assert replica.runner is not None
+    await replica.runner.cleanup()
+
+
 async def test_a_stream_is_passed_on_as_it_comes_and_a_client_that_leaves_cancels_it() -> None:
     replica = Replica()
     await replica.start()

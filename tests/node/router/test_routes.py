@@ -35,6 +35,14 @@ def test_the_least_busy_replica_wins_then_the_local_one_then_each_in_turn() -> N
     assert route.url == "http://10.0.0.1:9000"
 
 
+def test_a_replica_set_aside_comes_last_whatever_its_load_but_is_not_dropped() -> None:
+    table = RoutingTable([node("n1", ("a", True)), node("n2", ("b", True))], "n1")
+    # a is local and idle, b is busy: a would win, but a just failed.
+    assert table.choose("m", {"b": 5}, set_aside={"a"}).job_id == "b"  # type: ignore[union-attr]
+    # With nothing else left, a replica set aside is still tried.
+    assert table.choose("m", {}, excluded={"b"}, set_aside={"a"}).job_id == "a"  # type: ignore[union-attr]
+
+
 def test_replicas_not_ready_or_on_dead_nodes_get_nothing() -> None:
     table = RoutingTable(
         [node("n1", ("a", False)), node("n2", ("b", True), state=types_pb2.NODE_STATE_DEAD)], "n1"
