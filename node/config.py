@@ -153,6 +153,13 @@ class NodeConfig:
     simulate_gpus: str | None = None
     """Declared GPU inventory such as ``8xA100-80GB``, labelled simulated everywhere."""
 
+    simulate_protocol_level: int | None = None
+    """TESTING ONLY: behave as an older murmur that speaks this control protocol level
+    (node/control/queue/protocol.py), to rehearse a rolling upgrade without two builds.
+    The node gossips the level and a version labelled ``+simulated-protocol-N``, and
+    stops applying the control log at an entry above it, as that version would. No
+    flag; ``MURMUR_NODE_SIMULATE_PROTOCOL_LEVEL`` or the file. None: this version's."""
+
     labels: Mapping[str, str] = field(default_factory=dict)
     """Free-form node labels, shown in listings and usable by placement later."""
 
@@ -328,6 +335,8 @@ class NodeConfig:
         for name in ("join_token_ttl_seconds", "node_certificate_days", "user_certificate_days"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer")
+        if self.simulate_protocol_level is not None and self.simulate_protocol_level < 1:
+            raise ConfigError("simulate_protocol_level must be a protocol level: 1 or more")
         if not (math.isfinite(self.default_job_cpus) and 0 <= self.default_job_cpus <= 4096):
             raise ConfigError(
                 f"default_job_cpus must be between 0 and 4096, got {self.default_job_cpus}"
@@ -465,6 +474,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             "user_certificate_days",
             "max_voters",
             "raft_snapshot_entries",
+            "simulate_protocol_level",
         }:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ConfigError(f"{what} must be an integer, got {value!r}")

@@ -57,6 +57,8 @@ from murmur.node.control.leader.retention import JobRetention
 from murmur.node.control.queue.audit_trail import AuditTrail
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
 from murmur.node.control.queue.job_archive import JobArchive
+from murmur.node.control.queue.protocol import PROTOCOL_LEVEL
+from murmur.node.control.queue.protocol_gate import ProtocolGate
 from murmur.node.control.queue.state import ControlState
 from murmur.node.control.raft import ElectionConfig
 from murmur.node.control.revocation_sync import RevocationSync
@@ -66,7 +68,7 @@ from murmur.node.deny_list import DenyList
 from murmur.node.errors import StartupError
 from murmur.node.event_log import EventLog
 from murmur.node.identity.bootstrap import obtain_identity
-from murmur.node.local_node import LocalNode
+from murmur.node.local_node import VERSION, LocalNode
 from murmur.node.logs import configure_logging
 from murmur.node.membership import MembershipRunner, PeerTransport, encode_meta
 from murmur.node.membership.node_meta import LoadDamper
@@ -174,6 +176,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         default_root = config.effective_data_roots[0]
         default_root.mkdir(parents=True, exist_ok=True)
         default_root.chmod(0o711)
+    protocol_level, version = speaks(config)
     try:
         identity = await obtain_identity(config)
     except CertificateError as exc:
@@ -194,6 +197,8 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             holds_ca=identity.ca is not None,
             gpu_probe=probe,
             labels=dict(config.labels),
+            version=version,
+            protocol_level=protocol_level,
         )
         events = EventLog(store)
         datasets = DatasetCatalog(store, config.effective_data_roots)
@@ -223,7 +228,10 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             membership.request_meta_refresh()
             local.updates.publish(local.describe())
 
-        control = ControlState(retry_backoff_base_us=int(config.retry_backoff_seconds * 1e6))
+        control = ControlState(
+            retry_backoff_base_us=int(config.retry_backoff_seconds * 1e6),
+            protocol_level=protocol_level,
+        )
         consensus = ConsensusRunner(
             name=identity.name,
             advertise_address=str(config.advertise_address),
@@ -238,6 +246,14 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
         )
         await consensus.start()
         local.election = consensus.election_facts
+        local.upgrade_needed = lambda: consensus.halted
+        # Control protocol levels: a command some node would not read is refused
+        # (node/control/queue/protocol_gate.py).
+        protocol_gate = ProtocolGate(
+            name=identity.name, version=version, level=protocol_level, control=control,
+            consensus=consensus, membership=membership,
+        )  # fmt: skip
+        consensus.admit = protocol_gate.admit
         voter_manager = VoterManager(
             consensus=consensus,
             membership=membership,
@@ -245,6 +261,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 stabilization_seconds=config.voter_stabilization_seconds,
                 max_voters=config.max_voters,
             ),
+            may_apply_log=protocol_gate.may_apply_log,
         )
         runtimes = build_runtimes(
             config, identity.name, real_gpus=probe.inventory().source is GpuSource.NVML
@@ -266,6 +283,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             leadership=leadership,
             waiting=waiting,
             archive=job_archive,
+            gate=protocol_gate,
         )
         job_retention = JobRetention(
             consensus=consensus,
@@ -503,6 +521,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 tasks.create_task(job_archive.run()),
                 tasks.create_task(audit_trail.run()),
                 tasks.create_task(run_reporter.run()),
+                tasks.create_task(protocol_gate.run()),
                 tasks.create_task(view.relay()),
                 tasks.create_task(
                     seed_book.keep_up_to_date(membership, interval=PEER_RECORD_INTERVAL_SECONDS)
@@ -554,6 +573,31 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
             await asyncio.to_thread(probe.close)
         await store.close()
     _log.info("node stopped", extra={"event": "node.stopped"})
+
+
+def speaks(config: NodeConfig) -> tuple[int, str]:
+    """The control protocol level and the version this node reports: this version's,
+    or, with ``simulate_protocol_level`` (a testing knob), an older level and a
+    version that says it is simulated.
+
+    Raises:
+        StartupError: the simulated level is above this version's.
+    """
+    level = config.simulate_protocol_level
+    if level is None:
+        return PROTOCOL_LEVEL, VERSION
+    if level > PROTOCOL_LEVEL:
+        raise StartupError(
+            f"simulate_protocol_level {level} is above this version's control protocol "
+            f"({PROTOCOL_LEVEL}): only an older version can be simulated"
+        )
+    _log.warning(
+        "SIMULATING an older murmur: control protocol %d (this version speaks %d); for tests",
+        level,
+        PROTOCOL_LEVEL,
+        extra={"event": "node.simulated_protocol", "level": level},
+    )
+    return level, f"{VERSION}+simulated-protocol-{level}"
 
 
 async def _serve_until_signalled(config: NodeConfig) -> None:

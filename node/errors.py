@@ -10,6 +10,7 @@ these (or the errors of ``certs`` and ``storage``) and never touch status codes.
     ├── InvalidArgumentError      the request itself is wrong
     ├── PermissionDeniedError     the caller's role does not allow it
     ├── FailedPreconditionError   not possible in the current state (e.g. no CA here)
+    │   └── UpgradeInProgressError  a node does not speak the control protocol it needs
     ├── ResourceExhaustedError    no capacity now
     ├── UnavailableError          a dependency is unreachable; try again
     ├── PeerRefusedError          the peer a request was forwarded to refused it (its code)
@@ -43,6 +44,12 @@ class PermissionDeniedError(NodeError):
 
 class FailedPreconditionError(NodeError):
     pass
+
+
+class UpgradeInProgressError(FailedPreconditionError):
+    """The request needs a control protocol level that some node of the cluster does
+    not speak yet (node/control/queue/protocol.py): it is refused rather than written
+    to a log that node would read otherwise. Finishing the upgrade is the remedy."""
 
 
 class ResourceExhaustedError(NodeError):

@@ -87,6 +87,14 @@ class LocalNode:
     ca_fingerprint: str = ""
     """The lab CA that issued this node's certificate: a CA rotation can finish once
     every node's is the new CA's (node/trust.py)."""
+    version: str = VERSION
+    """The murmur version this node reports (a simulated older one says so in it)."""
+    protocol_level: int = 0
+    """The control protocol level it speaks (node/control/queue/protocol.py), gossiped
+    so that a request needing more is refused while this node runs; 0: none said."""
+    upgrade_needed: Callable[[], str] = lambda: ""
+    """Why this node stopped applying the control log and must be upgraded, or ""
+    (the consensus runner's ``halted``)."""
     _inventory: GpuInventory | None = None
     _telemetry: list[GpuTelemetry] = field(default_factory=list)
     _host_load: HostLoad | None = None
@@ -140,7 +148,9 @@ class LocalNode:
             ),
             runtimes=list(self.runtimes),
             runtime_notes=self.runtime_notes,
-            version=VERSION,
+            version=self.version,
+            protocol_level=self.protocol_level,
+            upgrade_needed=self.upgrade_needed(),
             started_at=timestamp(self.started_at),
             holds_ca=self.holds_ca,
             datasets=self.datasets(),

@@ -56,8 +56,9 @@ class StoreVersionError(StoreError):
 
     def __init__(self, path: Path, found_version: int, known_version: int) -> None:
         super().__init__(
-            f"store at {path} has schema version {found_version}, "
-            f"this murmur knows up to {known_version}; upgrade murmur"
+            f"store at {path} was written by a newer murmur (schema version "
+            f"{found_version}; this one knows up to {known_version}): run that murmur, "
+            "or a newer one, on it"
         )
         self.path = path
         self.found_version = found_version

@@ -99,6 +99,10 @@ class MurmurTop(App[None]):
 
     def _tick(self) -> None:
         self._ticks += 1
+        if not self.screen_stack:
+            # The app is closing (its screens went first) and the timer fired once
+            # more: there is nothing to refresh, and asking for the screen raises.
+            return
         screen = self.screen
         if isinstance(screen, ViewScreen):
             screen.refresh_view(force=self._ticks % AGE_REFRESH_TICKS == 0)

@@ -12,6 +12,7 @@ from murmur._cli.output import (
     node_state_name,
     print_record,
     print_table,
+    upgrade_lines,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ def _print_status(status: cluster_pb2.ClusterStatus) -> None:
     queue = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs_by_state.items()))
     print(f"jobs: {queue or 'none'}")
     print(f"answered by: {status.answered_by} (murmur {status.version})")
+    for line in upgrade_lines(status.nodes, status.voters):
+        print(line)
     print()
     print_table(NODE_HEADERS, node_rows(status.nodes))
 

@@ -575,6 +575,10 @@ def _print_array_parts(job: types_pb2.Job) -> None:
     elif is_task(job):
         array = job.array
         print(f"task {array.task_index} of array {array.array_id} ({array.tasks} tasks)")
+        sweep = [p.name for p in spec.array.sweep if p.name in spec.labels]
+        values = [f"{name}={spec.labels[name]}" for name in sweep]
+        if values:
+            print(f"values: {' '.join(values)}")
     for parameter in spec.array.sweep:
         print(f"sweep {parameter.name}: {', '.join(parameter.values)}")
     for dependency in spec.after:

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 from murmur._cli import node_install
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
 from murmur._cli.errors import CommandError
-from murmur._cli.output import NODE_HEADERS, node_rows, note, print_json, print_table
+from murmur._cli.output import (
+    NODE_HEADERS,
+    node_rows,
+    note,
+    print_json,
+    print_table,
+    protocol_of,
+)
 from murmur._cli.parsing import parse_key_value
 
 if TYPE_CHECKING:
@@ -205,6 +212,12 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"runtimes: {', '.join(node.runtimes)}")
     if node.runtime_notes:
         print(f"runtime notes: {node.runtime_notes}")
+    print(f"version: murmur {node.version or '?'}, control protocol {protocol_of(node)}")
+    if node.upgrade_needed:
+        print(
+            f"must be upgraded: it stopped applying the control log at {node.upgrade_needed} "
+            "(its jobs run on)"
+        )
     return 0
 
 

@@ -112,3 +112,42 @@ def node_rows(nodes: Sequence[types_pb2.NodeInfo]) -> list[list[str]]:
 
 
 NODE_HEADERS = ("NAME", "STATE", "ROLE", "ADDRESS", "GPUS (free/total)", "CPU", "MEMORY")
+
+
+def protocol_of(node: types_pb2.NodeInfo) -> int:
+    """The control protocol level a node speaks: a version from before levels gossips
+    none, and speaks level 1."""
+    return max(node.protocol_level, 1)
+
+
+def upgrade_lines(nodes: Sequence[types_pb2.NodeInfo], voters: Sequence[str]) -> list[str]:
+    """What ``murmur status`` says of a rolling upgrade (docs/operations.md, "Upgrading
+    a cluster"): each node that stopped applying the control log and must be upgraded,
+    and, while the nodes run different versions, which runs what and what waits.
+    Nothing when every node runs the same version. A node that left and does not vote
+    is not counted (it is not coming back as it was)."""
+    from murmur.v1 import types_pb2
+
+    lines = [
+        f"node {node.name} must be upgraded: it stopped applying the control log at "
+        f"{node.upgrade_needed} (its jobs run on)"
+        for node in nodes
+        if node.upgrade_needed
+    ]
+    counted = [
+        node for node in nodes if node.state != types_pb2.NODE_STATE_LEFT or node.name in voters
+    ]
+    by_version: dict[tuple[int, str], list[str]] = {}
+    for node in counted:
+        by_version.setdefault((protocol_of(node), node.version or "?"), []).append(node.name)
+    if len(by_version) > 1:
+        lowest = min(level for level, _ in by_version)
+        runs = "; ".join(
+            f"murmur {version} (protocol {level}) on {', '.join(sorted(names))}"
+            for (level, version), names in sorted(by_version.items(), reverse=True)
+        )
+        lines.append(
+            f"upgrade in progress: {runs}. Requests that need protocol {lowest + 1} or "
+            "more are refused until every node runs it"
+        )
+    return lines

@@ -36,6 +36,7 @@ from murmur.node.errors import (
     NotFoundError,
     PeerRefusedError,
     PermissionDeniedError,
+    UpgradeInProgressError,
 )
 from murmur.node.router.usage import UsageCounter
 
@@ -110,6 +111,8 @@ class UsageFlusher:
                 )
             try:
                 await self._commit(self._unsent)
+            except UpgradeInProgressError as exc:  # a node of an older murmur: later
+                return self._unflushed(exc)
             except _REFUSED as exc:
                 self._drop(exc)
             except PeerRefusedError as exc:

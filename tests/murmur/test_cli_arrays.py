@@ -101,7 +101,7 @@ def test_arrays_sweeps_and_dependencies_end_to_end(cli: Cli, tmp_path: Path) -> 
     sweep_results = _results_dir(tmp_path, "sweep")
 
     array = cli.submit(
-        "--array", "0-99%4", "--gpus", "1", command=(*task, str(array_results), "0.1")
+        "--array", "0-99%4", "--gpus", "1", command=(*task, str(array_results), "0.05")
     )
     sweep = cli.submit(
         "--sweep", "lr=1e-3,3e-4", "--sweep", "batch=32,64",

@@ -82,3 +82,53 @@ def test_gpu_counts_say_they_are_gossiped_when_other_nodes_hold_gpus(
     assert printed(two, monkeypatch, capsys)[1] == (
         "gpus: 0/4 free (other nodes' counts as gossiped to m1: seconds old)"
     )
+
+
+def versioned(name: str, version: str, level: int, **fields: object) -> types_pb2.NodeInfo:
+    info = node(name)
+    info.version = version
+    info.protocol_level = level
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+def test_a_rolling_upgrade_says_who_runs_what_and_what_waits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = cluster_pb2.ClusterStatus(
+        answered_by="gpu1",
+        leader="gpu1",
+        term=4,
+        voters=["gpu1", "gpu2", "gpu3"],
+        nodes=[
+            versioned("gpu1", "0.2.0", 5),
+            versioned("gpu2", "0.2.0", 5),
+            versioned("gpu3", "0.1.0", 0),  # from before levels: it speaks level 1
+            versioned("old", "0.0.9", 0, state=types_pb2.NODE_STATE_LEFT),  # gone for good
+        ],
+        version="0.2.0",
+    )
+    lines = printed(status, monkeypatch, capsys)
+    assert (
+        "upgrade in progress: murmur 0.2.0 (protocol 5) on gpu1, gpu2; murmur 0.1.0 "
+        "(protocol 1) on gpu3. Requests that need protocol 2 or more are refused until "
+        "every node runs it"
+    ) in lines
+
+
+def test_a_node_that_stopped_applying_the_log_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = "entry 812: it needs control protocol 5 (job arrays); this node speaks protocol 1"
+    status = cluster_pb2.ClusterStatus(
+        answered_by="gpu1",
+        voters=["gpu1"],
+        nodes=[versioned("gpu1", "0.2.0", 5), versioned("gpu2", "0.2.0", 5, upgrade_needed=reason)],
+    )
+    lines = printed(status, monkeypatch, capsys)
+    assert (
+        f"node gpu2 must be upgraded: it stopped applying the control log at {reason} "
+        "(its jobs run on)"
+    ) in lines
+    assert not any(line.startswith("upgrade in progress") for line in lines)

@@ -232,3 +232,28 @@ def test_a_router_table_sets_the_router_and_a_setting_given_twice_is_refused(
     unknown.write_text('[router]\nlistn = "127.0.0.1:8000"\n')
     with pytest.raises(ConfigError, match="router_listn"):
         load_node_config(config_file=unknown, env={})
+
+
+def test_the_simulated_protocol_level_is_a_labelled_testing_knob(tmp_path: Path) -> None:
+    from murmur.node.control.queue.protocol import PROTOCOL_LEVEL
+    from murmur.node.daemon import speaks
+    from murmur.node.errors import StartupError
+    from murmur.node.local_node import VERSION
+
+    plain = load_node_config(env={}, flags={"data_dir": str(tmp_path)})
+    assert plain.simulate_protocol_level is None
+    assert speaks(plain) == (PROTOCOL_LEVEL, VERSION)
+    older = load_node_config(
+        env={"MURMUR_NODE_SIMULATE_PROTOCOL_LEVEL": "1"}, flags={"data_dir": str(tmp_path)}
+    )
+    assert speaks(older) == (1, f"{VERSION}+simulated-protocol-1")
+    with pytest.raises(ConfigError, match="1 or more"):
+        load_node_config(env={"MURMUR_NODE_SIMULATE_PROTOCOL_LEVEL": "0"})
+    with pytest.raises(ConfigError, match="simulate_protocol_level"):
+        load_node_config(env={"MURMUR_NODE_SIMULATE_PROTOCOL_LEVEL": "1.5"})
+    newer = load_node_config(
+        env={"MURMUR_NODE_SIMULATE_PROTOCOL_LEVEL": str(PROTOCOL_LEVEL + 1)},
+        flags={"data_dir": str(tmp_path)},
+    )
+    with pytest.raises(StartupError, match="only an older version can be simulated"):
+        speaks(newer)

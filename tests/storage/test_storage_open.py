@@ -119,8 +119,8 @@ async def test_newer_schema_version_is_refused(store_path: Path) -> None:
     with pytest.raises(StoreVersionError) as refused:
         await Store.open(store_path)
     assert str(refused.value) == (
-        f"store at {store_path} has schema version 999, "
-        f"this murmur knows up to {latest_version()}; upgrade murmur"
+        f"store at {store_path} was written by a newer murmur (schema version 999; this "
+        f"one knows up to {latest_version()}): run that murmur, or a newer one, on it"
     )
     assert refused.value.found_version == 999
 

@@ -247,3 +247,14 @@ def test_services_filter_by_user_model_and_words() -> None:
     assert kept("model:llama") == ["llama"]
     assert kept("chat") == ["llama"]
     assert kept("name:c") == ["coder"]
+
+
+async def test_a_refresh_tick_while_the_app_closes_is_a_no_op() -> None:
+    """The refresh timer can fire once more after the screens are gone (seen as a
+    ScreenStackError when a test's app closed under load): the tick does nothing."""
+    from murmur.tui.app import MurmurTop
+
+    cluster = FakeCluster(attached_node="a")
+    app = MurmurTop(Connection("10.0.0.1:7070", lambda address: cluster))
+    assert app.screen_stack == []
+    app._tick()  # must not raise

@@ -38,3 +38,20 @@ def test_gpus_of_gone_nodes_are_not_counted() -> None:
     fake = FakeCluster(nodes=list(state.nodes.values()))
     text = header_text("cluster", Connection(fake.address, lambda address: fake), state).plain
     assert "GPUs 2/4 in use" in text
+
+
+async def test_on_a_narrow_terminal_the_header_keeps_its_numbers_line() -> None:
+    """The bar is two lines high: a first line wrapped on a narrow terminal pushed the
+    cluster's numbers out of sight (seen in the tmux test); it is cut instead."""
+    from murmur.tui import MurmurTop
+    from tests.tui.conftest import wait_for_text
+    from tests.tui.fake_cluster import EPOCH
+
+    fake = FakeCluster(nodes=[make_node("m1", gpus=4, used=2, leader=True)])
+    app = MurmurTop(Connection(fake.address, lambda address: fake), clock=lambda: EPOCH)
+    async with app.run_test(size=(60, 20)) as pilot:
+        text = await wait_for_text(pilot, "nodes 1 (1 alive)")
+        first, second = (line.strip() for line in text.splitlines()[:2])
+        assert first.startswith("murmur top")
+        assert first.endswith("…")
+        assert second.startswith("nodes 1 (1 alive)")

@@ -19,8 +19,13 @@ from murmur.v1 import types_pb2
 
 
 class ConnectionBar(Static):
+    # Two lines high, neither wrapping: a first line wrapped on a narrow terminal
+    # pushed the cluster's numbers out of sight; a line too long is cut instead.
     DEFAULT_CSS = """
-    ConnectionBar { height: 2; background: $boost; padding: 0 1; }
+    ConnectionBar {
+        height: 2; background: $boost; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     def show(self, view: str, connection: Connection, state: ClusterState) -> None:

@@ -25,6 +25,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    # A node of the cluster runs an older murmur: not retryable until it is upgraded.
+    (errors.UpgradeInProgressError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),

@@ -168,7 +168,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             gpus_free=sum(n.load.gpus_free for n in up if n.state != types_pb2.NODE_STATE_DRAINING),
             gpus_simulated=any(n.gpus.source == types_pb2.GPU_SOURCE_SIMULATED for n in nodes),
             jobs_by_state=jobs_by_state,
-            version=VERSION,
+            # This node's as it gossips it (a simulated older version says so).
+            version=next((n.version for n in nodes if n.name == self._name), VERSION),
         )
 
     async def ListNodes(

@@ -30,11 +30,13 @@ from murmur.node.control.queue.commands import (
     report_of,
 )
 from murmur.node.control.queue.proposal_forwarder import MAX_BATCH
+from murmur.node.control.queue.protocol import PROTOCOL_LEVEL, entry_level
 from murmur.node.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotServedError,
     PermissionDeniedError,
+    UpgradeInProgressError,
 )
 from murmur.node.membership import MembershipRunner
 from murmur.v1 import apikeys_pb2, cluster_pb2, node_pb2, node_pb2_grpc, types_pb2
@@ -132,7 +134,16 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
             try:
                 decoded = decode(command)  # only well-formed commands reach the log
             except CommandDecodeError as exc:
-                outcomes[index] = InvalidArgumentError(f"not a control command: {exc}")
+                outcomes[index] = (
+                    # A newer node's, sent on a view of this one's level that was stale.
+                    UpgradeInProgressError(
+                        f"the leader {self._view.local_name} runs an older murmur (protocol "
+                        f"{PROTOCOL_LEVEL}), which does not know this command: finish the "
+                        "upgrade first"
+                    )
+                    if entry_level(command) > PROTOCOL_LEVEL
+                    else InvalidArgumentError(f"not a control command: {exc}")
+                )
                 continue
             if (forged := _audit_of_another_node(decoded, current_caller().name)) is not None:
                 outcomes[index] = forged

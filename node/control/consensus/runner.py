@@ -22,7 +22,21 @@ that a retry is harmless (an idempotency key for submissions).
 A bug met applying an entry cannot stop this node's Raft: a state machine that
 raises on a committed command, or an ``on_applied`` that raises on its result, is
 logged with its traceback and counted (:meth:`ConsensusRunner.stats`, with the
-sender's counts), and the loop goes on.
+sender's counts), and the loop goes on. Such a bug is met alike by every voter of
+the version, so the entry counts as applied everywhere.
+
+An entry a *newer version* wrote is another matter: an older voter that skipped it
+would hold a state apart from the others' for good. The state machine says so with
+:class:`UpgradeRequiredError`, and the runner fails stop (:attr:`ConsensusRunner.halted`):
+it applies nothing from that entry on, fails the proposals waiting on later entries,
+and withholds its candidacy (a leader acts on its state); Raft goes on storing and
+acknowledging entries and granting votes, which need only the log, so the node
+still helps commit and elect. Restarted on a version that knows the entry, it
+applies the log from its snapshot on. A snapshot it cannot restore (a newer format)
+halts it the same way, at start or when a leader sends one.
+
+Proposals pass :attr:`ConsensusRunner.admit` first (the control protocol's gating,
+node/control/queue/protocol_gate.py): it may refuse one, or put entries before it.
 """
 
 from __future__ import annotations
@@ -36,7 +50,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from murmur.node.control.consensus.errors import NotLeaderError, ProposalTimeoutError
+from murmur.node.control.consensus.errors import (
+    NotLeaderError,
+    ProposalTimeoutError,
+    UpgradeRequiredError,
+)
 from murmur.node.control.consensus.streams import RaftSender, RaftSendStats
 from murmur.node.control.consensus.wire import (
     entries_from_records,
@@ -63,6 +81,7 @@ from murmur.node.control.raft import (
     bootstrap_entry,
 )
 from murmur.node.control.raft.errors import NotLeaderError as ElectionNotLeaderError
+from murmur.node.errors import NodeError
 from murmur.node.membership.transport import SendOutcome
 from murmur.storage import Store
 from murmur.v1 import node_pb2
@@ -88,14 +107,18 @@ class StateMachine(Protocol):
     """What the log's COMMAND entries are applied to (node/control's ControlState)."""
 
     def apply(self, term: int, index: int, data: bytes) -> object:
-        """Apply one committed command; the result goes to whoever proposed it."""
+        """Apply one committed command; the result goes to whoever proposed it.
+        Raises :class:`UpgradeRequiredError`, having changed nothing, for an entry
+        only a newer version can apply."""
 
     def snapshot_encoder(self) -> Callable[[], bytes]:
         """Takes the whole state as it is now; the function returned encodes it, for
         compaction (run in a worker thread: the event loop goes on meanwhile)."""
 
     def restore(self, data: bytes) -> None:
-        """Replace the whole state with a snapshot's."""
+        """Replace the whole state with a snapshot's. Raises
+        :class:`UpgradeRequiredError`, having changed nothing, for a snapshot only a
+        newer version can restore."""
 
 
 class RaftTransport(Protocol):
@@ -220,6 +243,11 @@ class ConsensusRunner:
         self._last_seen: tuple[Role, int, str | None, frozenset[str]] | None = None
         self._apply_failures = 0
         self._on_applied_failures = 0
+        self._halted = ""
+        self.admit: Callable[[bytes], Sequence[bytes]] = lambda data: ()
+        """Called with every command before it is proposed here (the leader's, and
+        forwarded ones); returns entries to append before it (in order), or raises a
+        NodeError that refuses it. Settable after construction, like ``on_applied``."""
 
     # --- reading ------------------------------------------------------------------
 
@@ -257,10 +285,21 @@ class ConsensusRunner:
 
     @property
     def is_voter(self) -> bool:
-        """Whether this node votes: it then applies every committed entry. A node
-        restored from a backup does not until it has caught up (``rejoining``)."""
+        """Whether this node votes and applies every committed entry, so that its own
+        state may answer reads. A node restored from a backup does not until it has
+        caught up (``rejoining``); a halted one (:attr:`halted`) has stopped applying."""
         raft = self._raft
-        return raft is not None and not raft.rejoining and self.name in raft.voters
+        return (
+            raft is not None
+            and not raft.rejoining
+            and not self._halted
+            and self.name in raft.voters
+        )
+
+    @property
+    def halted(self) -> str:
+        """Why this node stopped applying the log (it must be upgraded), or ""."""
+        return self._halted
 
     @property
     def is_leader(self) -> bool:
@@ -274,7 +313,7 @@ class ConsensusRunner:
         """Whether this node leads and has applied every entry of earlier terms (its
         term's first entry is applied): only then may it act on the replicated state,
         e.g. schedule, since a new leader's state is incomplete until then."""
-        return self.is_leader and self._applied.term == self.raft.term
+        return self.is_leader and not self._halted and self._applied.term == self.raft.term
 
     def applied_signal(self) -> asyncio.Event:
         """An event set the next time entries are applied (or leadership changes)."""
@@ -306,10 +345,15 @@ class ConsensusRunner:
             entry = bootstrap_entry(self.name)
             await self._store.save_raft(entries=[entry_to_record(entry)])
             entries = [entry]
+        halt = ""
         if snapshot is not None:
-            self._state_machine.restore(snapshot.data)
-            self._applied = snapshot.last
-            self._applied_voters = snapshot.voters
+            try:
+                self._state_machine.restore(snapshot.data)
+            except UpgradeRequiredError as exc:
+                halt = f"its snapshot (up to entry {snapshot.last.index}): {exc}"
+            else:
+                self._applied = snapshot.last
+                self._applied_voters = snapshot.voters
             self._snapshot_index = snapshot.last.index
         self._raft = Raft(
             self.name,
@@ -332,6 +376,8 @@ class ConsensusRunner:
                 "rejoining": durable.rejoining,
             },
         )
+        if halt:
+            self._halt(halt)
         if durable.rejoining:
             _log.warning(
                 "restored from a backup: this node takes no part in elections until a "
@@ -401,7 +447,7 @@ class ConsensusRunner:
         for data in commands:
             try:
                 pending = self._append_pending(data)
-            except NotLeaderError as exc:
+            except NodeError as exc:  # not the leader, or refused by ``admit``
                 outcomes.append(exc)
             else:
                 outcomes.append(pending.future)
@@ -419,8 +465,11 @@ class ConsensusRunner:
         raft = self.raft
         if not raft.is_leader:
             raise NotLeaderError(raft.leader, f"{self.name} is not the leader")
+        before = self.admit(data)
         now = time.monotonic()
         try:
+            for entry in before:
+                raft.propose(entry, now)  # nobody waits for its result
             position = raft.propose(data, now)
         except ElectionNotLeaderError as exc:  # leads, but may not take entries now
             raise NotLeaderError(raft.leader, f"{self.name} cannot take entries: {exc}") from None
@@ -523,9 +572,24 @@ class ConsensusRunner:
             await self._compact()
 
     def _restore(self, snapshot: Snapshot) -> None:
-        self._state_machine.restore(snapshot.data)
-        self._applied = snapshot.last
-        self._applied_voters = snapshot.voters
+        try:
+            self._state_machine.restore(snapshot.data)
+        except UpgradeRequiredError as exc:
+            # The state stays what it was; Raft holds the snapshot, for the version
+            # that reads it (after the upgrade, from the store).
+            self._halt(f"the snapshot a leader sent (up to entry {snapshot.last.index}): {exc}")
+        else:
+            if self._halted:
+                # A whole state that this version reads: it applies from there on.
+                self._halted = ""
+                self.raft.set_candidacy(True, time.monotonic())
+                _log.warning(
+                    "a snapshot replaced the state this node could not apply: it applies "
+                    "the log again",
+                    extra={"event": "consensus.resumed", "index": snapshot.last.index},
+                )
+            self._applied = snapshot.last
+            self._applied_voters = snapshot.voters
         self._snapshot_index = snapshot.last.index
         for index in [i for i in self._pending if i <= snapshot.last.index]:
             pending = self._pending.pop(index)
@@ -536,11 +600,18 @@ class ConsensusRunner:
 
     def _apply(self, committed: Iterable[LogEntry]) -> None:
         for entry in committed:
+            if self._halted:
+                self._skip(entry)
+                continue
             result: object = None
             failure: Exception | None = None
             if entry.kind is EntryKind.COMMAND:
                 try:
                     result = self._state_machine.apply(entry.term, entry.index, entry.data)
+                except UpgradeRequiredError as exc:
+                    self._halt(f"entry {entry.index}: {exc}")
+                    self._skip(entry)
+                    continue
                 except Exception as exc:
                     failure = exc
                     self._note_apply_failure(entry, exc)
@@ -563,6 +634,28 @@ class ConsensusRunner:
                         self.raft.leader, "leadership changed before the entry committed"
                     )
                 )
+
+    def _halt(self, reason: str) -> None:
+        """Stop applying the log (see the module doc): loudly, once."""
+        self._halted = reason
+        self.raft.set_candidacy(False, time.monotonic())
+        _log.error(
+            "this node stopped applying the control log at %s; it takes part in Raft but "
+            "never leads, and runs its jobs as before: upgrade it to the version the other "
+            "nodes run (it then applies the log from where it stopped)",
+            reason,
+            extra={"event": "consensus.halted", "reason": reason},
+        )
+        self._on_change()
+
+    def _skip(self, entry: LogEntry) -> None:
+        """A committed entry a halted node does not apply: whoever waits on it here
+        learns that this node cannot tell its result."""
+        pending = self._pending.pop(entry.index, None)
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(
+                NotLeaderError(None, f"{self.name} cannot apply the control log: {self._halted}")
+            )
 
     def _note_apply_failure(self, entry: LogEntry, error: Exception) -> None:
         # The state machine is to answer what it cannot apply with a value; one that

@@ -5,6 +5,12 @@ next step, and applies it to Raft. Only the leader acts; elsewhere this loop idl
 Gossip discovers the nodes; Raft's log decides who votes. A step Raft refuses (a
 change still uncommitted, or a new leader that has not committed in its term yet)
 is simply asked for again on the next round.
+
+A node that cannot apply the log (one that stopped at an entry its version does not
+know, or of a protocol level below the log's: node/control/queue/protocol.py) counts
+as not alive here: it is not made a learner, a learner is dropped, and a voter is
+replaced as a dead one would be. A version from before levels would otherwise skip
+what it does not know; this one would stop, and hold a seat it cannot lead from.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.consensus.voter_policy import (
@@ -29,6 +35,7 @@ from murmur.node.control.consensus.voter_policy import (
 from murmur.node.control.raft import ElectionError
 from murmur.node.gossip import MemberState
 from murmur.node.membership import MembershipRunner
+from murmur.v1 import types_pb2
 
 _log = logging.getLogger("murmur.consensus")
 
@@ -39,23 +46,41 @@ time, so a dead voter is replaced soon after that time has passed."""
 _ALIVE_STATES = frozenset({MemberState.ALIVE, MemberState.SUSPECT})
 
 
-def member_liveness(membership: MembershipRunner) -> Mapping[str, Liveness]:
-    """Gossip's members as the policy sees them (``since`` on the monotonic clock)."""
+def member_liveness(
+    membership: MembershipRunner,
+    may_apply_log: Callable[[types_pb2.NodeInfo | None], bool] = lambda info: True,
+) -> Mapping[str, Liveness]:
+    """Gossip's members as the policy sees them (``since`` on the monotonic clock); one
+    that cannot apply the log (``may_apply_log``) is not alive."""
     return {
         member.name: Liveness(
-            alive=member.state in _ALIVE_STATES, since=member.member.state_changed_at
+            alive=member.state in _ALIVE_STATES and may_apply_log(member.info),
+            since=member.member.state_changed_at,
         )
         for member in membership.members()
     }
 
 
 class VoterManager:
+    """The leader's voter steps (see the module doc).
+
+    Args:
+        may_apply_log: whether a node, by its gossiped NodeInfo, can apply the log
+            (node/control/queue/protocol_gate.py); one that cannot is not alive here.
+    """
+
     def __init__(
-        self, *, consensus: ConsensusRunner, membership: MembershipRunner, config: VoterPolicyConfig
+        self,
+        *,
+        consensus: ConsensusRunner,
+        membership: MembershipRunner,
+        config: VoterPolicyConfig,
+        may_apply_log: Callable[[types_pb2.NodeInfo | None], bool] = lambda info: True,
     ) -> None:
         self._consensus = consensus
         self._membership = membership
         self._config = config
+        self._may_apply_log = may_apply_log
 
     async def run(self) -> None:
         while True:
@@ -88,7 +113,10 @@ class VoterManager:
             commit_index=raft.commit_index,
         )
         step = next_voter_step(
-            view, member_liveness(self._membership), now=time.monotonic(), config=self._config
+            view,
+            member_liveness(self._membership, self._may_apply_log),
+            now=time.monotonic(),
+            config=self._config,
         )
         if step is None:
             return None

@@ -38,6 +38,7 @@ from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.results import ApplyResult
 from murmur.node.control.queue.services import ServiceRecord, outdated
 from murmur.node.control.queue.state import ControlState
+from murmur.node.errors import UpgradeInProgressError
 
 _log = logging.getLogger(__name__)
 
@@ -96,7 +97,13 @@ class ServiceRollout:
             command = RollReplica(
                 record.name, slot, record.revision, record.replica_jobs[slot], now_us()
             )
-            result = await self._term.commit(command)
+            try:
+                result = await self._term.commit(command)
+            except UpgradeInProgressError as exc:
+                # A node of an older murmur that knows no RollReplica is back (or new):
+                # replicas wait where they are until it is upgraded (protocol.py).
+                _log.debug("roll of %s slot %d waits: %s", record.name, slot, exc)
+                return
             if isinstance(result, ApplyResult) and not result.ok:
                 _log.debug("roll of %s slot %d refused: %s", record.name, slot, result.message)
             else:

@@ -10,8 +10,11 @@ the forwarder batches proposals to the leader, the archive keeps forgotten jobs.
     results.py     ApplyResult: errors as values
     state.py       ControlState: apply, queries, snapshot / restore
     codec.py       records to and from the snapshot's protobuf
+    arrays.py dependencies.py projects.py
+                   arrays and their tasks, jobs that wait on others, a project's defaults
     convert.py     ClusterJob to murmur.v1.Job for the client API
     cluster_jobs.py        ClusterJobs: the queue as the services use it
+    job_listing.py array_view.py   ListJobs' pages and filters; an array as one record
     proposal_forwarder.py  proposals from a follower, batched to the leader
     job_archive.py         jobs the log forgot (retention), on this node's disk
 """

@@ -11,7 +11,8 @@ An array's own record:
 - exit code, once it ended other than succeeded: the first task's, by index, that
   did not succeed and has one (what ``murmur job wait`` exits with);
 - reason: the tasks by state ("100 tasks: 4 running, 90 pending, 6 succeeded"),
-  and its ``%P`` when it has one.
+  and its ``%P`` when it has one; once it ended other than succeeded, the reason of
+  its first task (by index) that did not succeed.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def array_message(record: ArrayRecord, job_of: Callable[[str], ClusterJob | None
         code = _first_exit_code(record, job_of)
         if code is not None:
             message.exit_code = code
+        first = _first_unsuccessful(record, job_of)
+        if first is not None:
+            message.reason += f"; {first.id}: {first.reason}"
     elif state == states.SUCCEEDED:
         message.exit_code = 0
     submitted = f"array of {len(record.task_ids)} tasks submitted by {record.user}"
@@ -94,6 +98,18 @@ def array_message(record: ArrayRecord, job_of: Callable[[str], ClusterJob | None
         history_event(record.id, JobEvent(record.submitted_at_us, states.PENDING, submitted))
     )
     return message
+
+
+def _first_unsuccessful(
+    record: ArrayRecord, job_of: Callable[[str], ClusterJob | None]
+) -> ClusterJob | None:
+    """The first task, by index, that ended other than succeeded: its reason says
+    why the array did (a failure, a cancel, a dependency never met)."""
+    for task_id in record.task_ids:
+        task = job_of(task_id)
+        if task is not None and task.is_terminal and task.state != states.SUCCEEDED:
+            return task
+    return None
 
 
 def _first_exit_code(record: ArrayRecord, job_of: Callable[[str], ClusterJob | None]) -> int | None:

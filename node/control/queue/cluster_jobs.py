@@ -44,7 +44,7 @@ from murmur.node.control.consensus.leadership import Leadership
 from murmur.node.control.consensus.runner import ConsensusRunner
 from murmur.node.control.queue.api_keys import api_key_message
 from murmur.node.control.queue.array_view import array_message, with_task_view
-from murmur.node.control.queue.commands import Command, encode
+from murmur.node.control.queue.commands import Command, to_message
 from murmur.node.control.queue.convert import job_message, service_message
 from murmur.node.control.queue.job_archive import JobArchive
 from murmur.node.control.queue.job_listing import (
@@ -55,6 +55,7 @@ from murmur.node.control.queue.job_listing import (
     parse_page_token,
 )
 from murmur.node.control.queue.proposal_forwarder import ProposalForwarder, refusal_error
+from murmur.node.control.queue.protocol_gate import ProtocolGate
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.results import ApplyResult
 from murmur.node.control.queue.state import ControlState
@@ -109,6 +110,9 @@ class ClusterJobs:
         leadership: who leads, as this node can tell (own Raft, else gossip).
         waiting: the leader's latest "why it waits" and queue position per job.
         archive: this node's archive of forgotten jobs; None: none is kept or read.
+        gate: the control protocol's gating (node/control/queue/protocol_gate.py): a
+            command some node would not read is refused here, before it is sent to
+            the leader; None: none (the leader's own gate still holds).
     """
 
     def __init__(
@@ -120,8 +124,10 @@ class ClusterJobs:
         leadership: Callable[[], Leadership],
         waiting: Callable[[], Mapping[str, tuple[str, int]]],
         archive: JobArchive | None = None,
+        gate: ProtocolGate | None = None,
     ) -> None:
         self._consensus = consensus
+        self._gate = gate
         self._archive = archive
         self._control = control
         self._peers = peers
@@ -207,9 +213,14 @@ class ClusterJobs:
 
         Raises:
             UnavailableError: no leader took it within ``LEADER_PATIENCE_SECONDS``.
+            UpgradeInProgressError: a node of the cluster does not speak the control
+                protocol level it needs (or this one does not know all of it).
             NodeError: the control state refused it (not found, not allowed, ended).
         """
-        data = encode(command)
+        message = to_message(command)
+        if self._gate is not None:
+            self._gate.check(message)
+        data = message.SerializeToString(deterministic=True)  # commands.encode
         return await self._with_leader(lambda: self._propose_once(data))
 
     async def commit(self, command: Command) -> None:

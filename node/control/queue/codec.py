@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
+from murmur.node.control.consensus.errors import UpgradeRequiredError
 from murmur.node.control.queue.records import (
     Assignment,
     ClusterJob,
@@ -26,6 +27,11 @@ from murmur.v1 import control_pb2, types_pb2
 
 class ControlSnapshotError(ValueError):
     """Bytes that are not a control snapshot this version can restore."""
+
+
+class SnapshotTooNewError(ControlSnapshotError, UpgradeRequiredError):
+    """A snapshot a newer version wrote (a format or a protocol level this one does not
+    know): the node stops applying the log rather than guess (fail-stop)."""
 
 
 def _state_of(value: int, where: str) -> str:

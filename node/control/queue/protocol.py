@@ -52,7 +52,7 @@ BASE_LEVEL = 1
 
 LEVELS: Mapping[int, str] = {
     1: "the base protocol",
-    2: "service updates and the cluster's protocol level",
+    2: "service updates",
     3: "service liveness probes",
     4: "API keys",
     5: "job arrays, dependencies, projects and batch submissions",
@@ -91,7 +91,8 @@ COMMAND_LEVELS: Mapping[str, int] = {
     "submit_jobs": 5,
 }
 """The level each command (``ControlCommand``'s oneof field) first appeared at. A test
-holds it to the proto: a command added without a line here fails it."""
+holds it to the proto: a command added without a line here fails it (and is taken to
+need this version's level meanwhile)."""
 
 UNKNOWN = PROTOCOL_LEVEL + 1
 """What :func:`required_level` says of a command this version does not know: more
@@ -115,7 +116,9 @@ def required_level(message: control_pb2.ControlCommand) -> int:
     kind = message.WhichOneof("command")
     if kind is None:
         return max(message.protocol_level, UNKNOWN) if message.ByteSize() else BASE_LEVEL
-    level = COMMAND_LEVELS.get(kind, UNKNOWN)
+    # A command of this version's contract not in the table yet (the test holds the
+    # table to the contract) needs this version: gated, but never stopped on here.
+    level = COMMAND_LEVELS.get(kind, PROTOCOL_LEVEL)
     if kind == "submit_job":
         level = max(level, _job_spec_level(message.submit_job.spec))
     elif kind in ("create_service", "update_service"):

@@ -5,8 +5,12 @@ Pure and deterministic: no I/O, no clock, no randomness, no iteration over anyth
 whose order could differ between voters (or between a voter that replayed its log
 and one that restored a snapshot). Every time comes from a command; the
 assignment's fencing token is the entry's own (term, index). A command that cannot
-be decoded or is not allowed changes nothing and returns an error value: a voter
-never stops on an entry.
+be decoded or is not allowed changes nothing and returns an error value: every
+voter of every version refuses it alike. One exception: an entry above this
+version's control protocol level (a command it does not know, or one whose meaning
+grew since: node/control/queue/protocol.py) raises ``UpgradeRequiredError`` having
+changed nothing, and the runner stops applying the log there (fail-stop) rather
+than skip what the other voters apply.
 
 Rules, one command at a time:
 
@@ -81,6 +85,8 @@ Rules, one command at a time:
 - ``CreateApiKey`` / ``RevokeApiKey`` / ``RecordApiKeyUsage``: the model router's
   API keys (hashes only) and their usage (node/control/queue/api_keys.py). They
   change no job.
+- ``SetClusterLevel``: the cluster's control protocol level (``cluster_level``)
+  goes up to the command's; one at or below it changes nothing. It changes no job.
 
 Every query is answered from indexes kept in step with the jobs, so applying a
 command costs the same with 100 jobs as with 100,000.
@@ -94,12 +100,13 @@ import re
 from collections.abc import Callable, Collection, Iterable
 
 from murmur.certs import InvalidNameError, validate_name
+from murmur.node.control.consensus.errors import UpgradeRequiredError
 from murmur.node.control.queue import codec
 from murmur.node.control.queue.api_keys import ApiKeyTable
 from murmur.node.control.queue.arrays import ArrayRecord, ArrayTable, new_array
 from murmur.node.control.queue.audit_chain import GENESIS_HASH, AuditCall, extend
 from murmur.node.control.queue.ca_rotations import CaRotationTable
-from murmur.node.control.queue.codec import ControlSnapshotError
+from murmur.node.control.queue.codec import ControlSnapshotError, SnapshotTooNewError
 from murmur.node.control.queue.commands import (
     MAX_AUDIT_CALLS,
     MAX_BATCH_JOBS,
@@ -127,12 +134,14 @@ from murmur.node.control.queue.commands import (
     RevokeCertificate,
     RollReplica,
     ScaleService,
+    SetClusterLevel,
     SetLabPolicy,
     SetNodeDrain,
     SubmitJob,
     SubmitJobs,
     UpdateService,
-    decode,
+    from_message,
+    parse,
 )
 from murmur.node.control.queue.dependencies import (
     NEVER_SATISFIED,
@@ -144,6 +153,12 @@ from murmur.node.control.queue.dependencies import (
 )
 from murmur.node.control.queue.join_tokens import JoinTokenTable
 from murmur.node.control.queue.projects import with_project_defaults
+from murmur.node.control.queue.protocol import (
+    BASE_LEVEL,
+    PROTOCOL_LEVEL,
+    feature,
+    required_level,
+)
 from murmur.node.control.queue.records import (
     ALL_STATES,
     HISTORY_LIMIT,
@@ -214,6 +229,10 @@ SNAPSHOT_FORMAT_WITH_ARRAYS = 38
 usage by project) says format 38 (whatever else it holds): a version that knows
 none refuses it rather than run a task without its index, a job before the one it
 waits for, or forget what a project used."""
+SNAPSHOT_FORMAT_WITH_CLUSTER_LEVEL = 40
+"""A snapshot of a cluster whose protocol level was raised above 1 says format 40
+(whatever else it holds): a version from before levels refuses it rather than apply
+later entries it may not know (node/control/queue/protocol.py)."""
 SNAPSHOT_FORMAT_WITH_GANGS = 34
 """A snapshot that holds a run of several ranks (a gang's) says format 34 (whatever
 else it holds): a version that knows one rank per run refuses it rather than lose
@@ -255,10 +274,19 @@ class ControlState:
     Args:
         retry_backoff_base_us: the first retry's backoff. A cluster-wide setting: every
             voter must use the same value, or their states drift apart.
+        protocol_level: the control protocol level this node speaks (this version's,
+            unless a test simulates an older one: ``simulate_protocol_level``): an entry
+            or snapshot above it raises ``UpgradeRequiredError``.
     """
 
-    def __init__(self, *, retry_backoff_base_us: int = DEFAULT_RETRY_BACKOFF_BASE_US) -> None:
+    def __init__(
+        self,
+        *,
+        retry_backoff_base_us: int = DEFAULT_RETRY_BACKOFF_BASE_US,
+        protocol_level: int = PROTOCOL_LEVEL,
+    ) -> None:
         self._retry_backoff_base_us = retry_backoff_base_us
+        self._protocol_level = protocol_level
         self._other_changes = 0
         self._reset()
 
@@ -304,6 +332,10 @@ class ControlState:
         """Jobs waiting on others (node/control/queue/dependencies.py)."""
         self._project_usage: dict[tuple[str, int], float] = {}
         """(project, day) -> GPU-seconds of runs that ended that day."""
+        self.cluster_level = BASE_LEVEL
+        """The control protocol level every node speaks, as the log says
+        (``SetClusterLevel``): commands that need more are refused before they are
+        proposed (node/control/queue/protocol_gate.py)."""
 
     @property
     def other_changes(self) -> int:
@@ -333,29 +365,49 @@ class ControlState:
     def retry_backoff_base_us(self) -> int:
         return self._retry_backoff_base_us
 
+    @property
+    def protocol_level(self) -> int:
+        """The control protocol level this state applies entries up to."""
+        return self._protocol_level
+
     # ------------------------------------------------------------------ apply
 
     def apply(self, term: int, index: int, data: bytes) -> ApplyResult:
         """Applies one committed command entry.
 
-        Never raises: an entry that cannot be decoded, or a command that is not
-        allowed, changes nothing (but still counts as applied) and returns an error.
-        So does a bug met on the way, whose exception the result carries
-        (``ApplyResult.failure``) for the log.
+        An entry that cannot be decoded, or a command that is not allowed, changes
+        nothing (but still counts as applied) and returns an error. So does a bug met
+        on the way, whose exception the result carries (``ApplyResult.failure``) for
+        the log.
 
         Args:
             term: the entry's term (the assignment's fencing term).
             index: the entry's log index (a submission's order, an assignment's sequence).
             data: the entry's bytes (``commands.encode``).
+
+        Raises:
+            UpgradeRequiredError: the entry is above this state's protocol level (see
+                the module doc); nothing changed, the entry does not count as applied.
         """
         if index <= self._applied_index:
             return refused(
                 ErrorKind.INVALID,
                 f"entry {index} is not after the last one applied ({self._applied_index})",
             )
+        try:
+            message = parse(data)
+        except CommandDecodeError as exc:
+            self._applied_index = index
+            return refused(ErrorKind.INVALID, f"entry {index}: {exc}")
+        needed = required_level(message)
+        if needed > self._protocol_level:
+            raise UpgradeRequiredError(
+                f"it needs control protocol {needed} ({feature(needed)}); this node speaks "
+                f"protocol {self._protocol_level}"
+            )
         self._applied_index = index
         try:
-            command = decode(data)
+            command = from_message(message)
         except CommandDecodeError as exc:
             return refused(ErrorKind.INVALID, f"entry {index}: {exc}")
         try:
@@ -443,6 +495,13 @@ class ControlState:
                 return self.api_keys.revoke(index, command)
             case RecordApiKeyUsage():
                 return self.api_keys.record_usage(command)
+            case SetClusterLevel():
+                return self._set_cluster_level(command)
+
+    def _set_cluster_level(self, command: SetClusterLevel) -> ApplyResult:
+        # Only up: a leader's proposal made on a stale view, or sent twice, is harmless.
+        self.cluster_level = max(self.cluster_level, command.level)
+        return ApplyResult(ok=True)
 
     def _submit(self, index: int, command: SubmitJob) -> ApplyResult:
         seen = self._submitted_before(command)
@@ -1734,6 +1793,7 @@ class ControlState:
         arrays = self.arrays.messages()
         array_specs = {record.id: record.spec for record in self.arrays}
         project_usage = self.project_usage()
+        cluster_level = self.cluster_level
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
@@ -1789,6 +1849,9 @@ class ControlState:
             )
             if arrays or project_usage or any(job.spec.after or job.spec.project for job in jobs):
                 message.format = max(message.format, SNAPSHOT_FORMAT_WITH_ARRAYS)
+            if cluster_level > BASE_LEVEL:
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_CLUSTER_LEVEL)
+                message.cluster_protocol_level = cluster_level
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -1800,7 +1863,8 @@ class ControlState:
 
         Raises:
             ControlSnapshotError: not a snapshot this version can restore; the state is
-                left as it was.
+                left as it was. ``SnapshotTooNewError`` (also an ``UpgradeRequiredError``)
+                when a newer version wrote it: a format or a protocol level not known here.
         """
         message = control_pb2.ControlSnapshot()
         try:
@@ -1821,8 +1885,17 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_SERVICE_REVISIONS,
             SNAPSHOT_FORMAT_WITH_API_KEYS,
             SNAPSHOT_FORMAT_WITH_ARRAYS,
+            SNAPSHOT_FORMAT_WITH_CLUSTER_LEVEL,
         ):
-            raise ControlSnapshotError(f"snapshot format {message.format} is not known here")
+            raise SnapshotTooNewError(
+                f"snapshot format {message.format} is not known here (a newer murmur wrote it)"
+            )
+        cluster_level = max(message.cluster_protocol_level, BASE_LEVEL)
+        if cluster_level > self._protocol_level:
+            raise SnapshotTooNewError(
+                f"the snapshot is of a cluster at control protocol {cluster_level} "
+                f"({feature(cluster_level)}); this node speaks protocol {self._protocol_level}"
+            )
         try:
             arrays = ArrayTable.from_messages(list(message.arrays))
         except ValueError as exc:
@@ -1876,6 +1949,7 @@ class ControlState:
         self._usage = usage
         self._services = services
         self._usage_newest_day = max((day for _, _, day in usage), default=0)
+        self.cluster_level = cluster_level
 
     @classmethod
     def from_snapshot(

@@ -83,6 +83,12 @@ check-quorum, §9.6 pre-vote):
   follower's match index means the follower lost entries it had acknowledged: the
   match index drops to the hint, so the leader counts only what the follower holds
   and sends it the rest again (or a snapshot).
+- Withheld candidacy (``set_candidacy(False)``: the caller's state machine cannot
+  apply the log, node/control/consensus/runner.py). The node never stands, and
+  steps down if it leads, since a leader acts on its state; it goes on storing and
+  acknowledging entries and granting votes, which depend on its log alone, so it
+  still counts towards commits and elections. Volatile: a restarted node stands
+  again unless told otherwise.
 """
 
 from __future__ import annotations
@@ -245,6 +251,7 @@ class Raft:
     ) -> None:
         self._node_id = node_id
         self._rejoining = rejoining
+        self._candidacy = True  # set_candidacy
         self._rejoined = False  # rejoining ended since the last ready()
         self._config = config
         self._rng = rng
@@ -316,6 +323,12 @@ class Raft:
         """Restored from a backup and not caught up with a leader yet: it neither
         votes nor stands."""
         return self._rejoining
+
+    @property
+    def candidacy(self) -> bool:
+        """Whether this node may stand for leader when it is a voter (see
+        :meth:`set_candidacy`)."""
+        return self._candidacy
 
     @property
     def voter_change_pending(self) -> bool:
@@ -450,6 +463,19 @@ class Raft:
             )
         return self._append(EntryKind.VOTERS, now, voters=voters).position
 
+    def set_candidacy(self, allowed: bool, now: float) -> None:
+        """Whether this node may stand for leader. Withheld, it stops leading or
+        standing at once and never stands again until allowed; it still votes and
+        takes entries (see the module doc)."""
+        self._now = now
+        if allowed == self._candidacy:
+            return
+        self._candidacy = allowed
+        if not allowed and self._role is not Role.FOLLOWER:
+            self._step_down(now)  # leader, candidate or pre-candidate
+            return
+        self._reset_election_timer(now)
+
     def add_learner(self, node_id: str) -> None:
         """Leader: replicate to ``node_id`` too, without counting it (volatile: a new
         leader starts with none, so the caller adds them again).
@@ -558,8 +584,8 @@ class Raft:
         change and not known to be committed: it stands to commit its removal (with
         the new voters' votes, not its own), for if it held the only up-to-date log
         nobody else could win. Any other non-voter never stands, nor does a node
-        that is rejoining."""
-        if self._rejoining:
+        that is rejoining, or whose candidacy is withheld."""
+        if self._rejoining or not self._candidacy:
             return False
         if self._node_id in self._voters:
             return True

@@ -45,6 +45,8 @@ from murmur.node.control.consensus.wire import entry_to_record
 from murmur.node.control.drain import NodeDrain
 from murmur.node.control.queue.cluster_jobs import ClusterJobs
 from murmur.node.control.queue.job_archive import JobArchive
+from murmur.node.control.queue.protocol import PROTOCOL_LEVEL
+from murmur.node.control.queue.protocol_gate import ProtocolGate
 from murmur.node.control.queue.state import ControlState
 from murmur.node.control.raft import ElectionConfig, EntryKind, LogEntry
 from murmur.node.event_log import EventLog
@@ -111,6 +113,7 @@ class InProcessNode:
     consensus: ConsensusRunner
     voter_manager: VoterManager
     cluster_jobs: ClusterJobs
+    gate: ProtocolGate
     peer: PeerServicer
     cluster: ClusterServicer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -143,6 +146,7 @@ class InProcessCluster:
         founder: bool = False,
         voters: Collection[str] = (),
         seeds: Collection[str] = (),
+        protocol_level: int = PROTOCOL_LEVEL,
     ) -> InProcessNode:
         """Start node ``name`` (again, from its store, if it ran before).
 
@@ -152,6 +156,8 @@ class InProcessCluster:
             voters: with an empty log, start with these voters instead (one VOTERS
                 entry naming them, as if the voter manager had grown the set).
             seeds: names of nodes to join through (gossip); none for the first.
+            protocol_level: the control protocol level it speaks (an older one is what
+                the daemon's ``simulate_protocol_level`` runs, with a version saying so).
         """
         address = self.address_of(name)
         data = self.root / name
@@ -168,6 +174,8 @@ class InProcessCluster:
             holds_ca=founder,
             gpu_probe=open_gpu_probe(simulate="2xA100-80GB"),
             labels={"zone": "test"},
+            version=f"0.1.0+level-{protocol_level}",
+            protocol_level=protocol_level,
         )
         events = EventLog(store)
         transport = self.network.transport(name)
@@ -190,7 +198,7 @@ class InProcessCluster:
             membership.request_meta_refresh()
             local.updates.publish(local.describe())
 
-        control = ControlState()
+        control = ControlState(protocol_level=protocol_level)
         consensus = ConsensusRunner(
             name=name,
             advertise_address=address,
@@ -204,8 +212,21 @@ class InProcessCluster:
         )
         await consensus.start()
         local.election = consensus.election_facts
+        local.upgrade_needed = lambda: consensus.halted
+        gate = ProtocolGate(
+            name=name,
+            version=local.version,
+            level=protocol_level,
+            control=control,
+            consensus=consensus,
+            membership=membership,
+        )
+        consensus.admit = gate.admit
         voter_manager = VoterManager(
-            consensus=consensus, membership=membership, config=VOTER_POLICY
+            consensus=consensus,
+            membership=membership,
+            config=VOTER_POLICY,
+            may_apply_log=gate.may_apply_log,
         )
 
         def leadership() -> Leadership:
@@ -223,6 +244,7 @@ class InProcessCluster:
             leadership=leadership,
             waiting=dict,
             archive=archive,
+            gate=gate,
         )
         consensus.on_applied = cluster_jobs.applied
         drain = NodeDrain(store=store, local=local, events=events, replicate=cluster_jobs.commit)
@@ -271,6 +293,7 @@ class InProcessCluster:
             consensus=consensus,
             voter_manager=voter_manager,
             cluster_jobs=cluster_jobs,
+            gate=gate,
             peer=peer,
             cluster=cluster,
         )

@@ -59,6 +59,7 @@ class FakeConsensus:
 class Member:
     name: str
     state: MemberState
+    info: None = None  # ClusterMember's gossiped NodeInfo: none here
 
     @property
     def member(self) -> Member:

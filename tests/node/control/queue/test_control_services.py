@@ -15,7 +15,12 @@ from murmur.node.control.queue.commands import (
     decode,
 )
 from murmur.node.control.queue.results import ErrorKind
-from murmur.node.control.queue.services import HEALTHY_RUN_US, SERVICE_LABEL, replica_spec
+from murmur.node.control.queue.services import (
+    HEALTHY_RUN_US,
+    SERVICE_LABEL,
+    replica_revision,
+    replica_spec,
+)
 from murmur.node.jobspec import states
 from murmur.v1 import control_pb2, types_pb2
 from tests.node.control.queue.builders import SECOND, Log, spec
@@ -157,7 +162,7 @@ def test_an_update_raises_the_revision_and_leaves_the_replicas_to_the_leader() -
     log = Log(ControlState(retry_backoff_base_us=SECOND))
     log.apply(CreateService(service_spec(), "alice", 0))
     before = replicas(log)
-    assert all(job.spec.replica_of.revision == 1 for job in before)
+    assert all(replica_revision(job.spec) == 1 for job in before)
     assert log.apply(UpdateService(updated(service_spec(), "v2"), "bob", False, SECOND)).error is (
         ErrorKind.PERMISSION_DENIED
     )
@@ -241,6 +246,7 @@ def test_a_replica_carries_its_services_probes_and_revision() -> None:
     with_liveness.liveness.path = "/alive"
     job = replica_spec(with_liveness, 1, revision=3)
     assert (job.replica_of.slot, job.replica_of.revision) == (1, 3)
+    assert not replica_spec(service_spec(), 0).replica_of.revision  # 1 reads as unset
     assert job.replica_of.liveness.path == "/alive"
     assert not replica_spec(service_spec(), 0).replica_of.HasField("liveness")
 
