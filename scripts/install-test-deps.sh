@@ -3,7 +3,8 @@
 # (docker.io: dockerd + docker CLI), a static busybox, from which the tests
 # build their own tiny image (no registry is reachable on the test machines),
 # iproute2, whose `ip netns` lets the partition test cut a node off for real, and
-# strace, with which the offline test sees every connection a node tries to make.
+# strace, with which the offline test sees every connection a node tries to make,
+# and tmux, the real terminal `murmur top` is tested in (and dist-check's).
 #
 # Idempotent: installs only what is missing. Without root or apt-get it prints
 # a note and exits 0; the Docker tests then skip with a reason (unless CI=true).
@@ -13,6 +14,7 @@ missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v strace >/dev/null 2>&1 || missing="$missing strace"
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed"; then
     missing="$missing busybox-static"
 fi

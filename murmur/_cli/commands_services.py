@@ -155,6 +155,10 @@ def _add_spec_flags(create: argparse.ArgumentParser) -> None:
         "--adapter", action="append", type=parse_key_value, default=[], metavar="NAME=PATH",
         help="a LoRA adapter the replicas load, addressed as MODEL:NAME",
     )  # fmt: skip
+    create.add_argument(
+        "--port-name", default="", metavar="NAME",
+        help="the port's name: the replica finds its port in $PORT and $PORT_<NAME> (http)",
+    )  # fmt: skip
     create.add_argument("--ready-path", default="", help="readiness probe path (/v1/models)")
     create.add_argument("--ready-period", type=parse_duration, help="between probes (2s)")
     create.add_argument("--ready-timeout", type=parse_duration, help="of one probe (1s)")
@@ -193,6 +197,7 @@ def service_spec(args: argparse.Namespace) -> types_pb2.ServiceSpec:
     spec = types_pb2.ServiceSpec(
         name=args.name, template=template, replicas=args.replicas, model=args.model,
         aliases=args.alias, adapters=dict(args.adapter), restart=args.restart,
+        port_name=args.port_name,
     )  # fmt: skip
     _set_probe(
         spec.readiness, args.ready_path, args.ready_failures,
@@ -296,6 +301,8 @@ def _show(service: types_pb2.Service) -> None:
     print(f"revision: {revision}{rolling}")
     print(f"models: {', '.join(names)}")
     print(f"readiness: GET {spec.readiness.path}; restart {spec.restart}")
+    port = spec.port_name or "http"
+    print(f"port: $PORT and $PORT_{port.upper()} on each replica's node")
     if spec.HasField("liveness"):
         live = spec.liveness
         print(f"liveness: GET {live.path}; restart after {live.failure_threshold} failures")

@@ -985,12 +985,17 @@ class ServiceSpec(_message.Message):
     READINESS_FIELD_NUMBER: _builtins.int
     RESTART_FIELD_NUMBER: _builtins.int
     LIVENESS_FIELD_NUMBER: _builtins.int
+    PORT_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     replicas: _builtins.int
     model: _builtins.str
     """the model name requests use"""
     restart: _builtins.str
     """"always" (default) or "on-failure" """
+    port_name: _builtins.str
+    """The port's name: the replica finds its port in PORT and in PORT_<NAME>
+    (default "http": PORT_HTTP).
+    """
     @_builtins.property
     def template(self) -> Global___JobSpec:
         """each replica's job (one node; no retries, no time limit)"""
@@ -1023,10 +1028,11 @@ class ServiceSpec(_message.Message):
         readiness: Global___HttpProbe | None = ...,
         restart: _builtins.str = ...,
         liveness: Global___HttpProbe | None = ...,
+        port_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "readiness", b"readiness", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapters", b"adapters", "aliases", b"aliases", "liveness", b"liveness", "model", b"model", "name", b"name", "readiness", b"readiness", "replicas", b"replicas", "restart", b"restart", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapters", b"adapters", "aliases", b"aliases", "liveness", b"liveness", "model", b"model", "name", b"name", "port_name", b"port_name", "readiness", b"readiness", "replicas", b"replicas", "restart", b"restart", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1044,11 +1050,14 @@ class ReplicaOf(_message.Message):
     READINESS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     LIVENESS_FIELD_NUMBER: _builtins.int
+    PORT_NAME_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     slot: _builtins.int
     """0 .. replicas-1"""
     revision: _builtins.int
     """the service's revision it was made from (0 reads as 1)"""
+    port_name: _builtins.str
+    """ServiceSpec.port_name"""
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the names it answers to: model, aliases, model:adapter"""
@@ -1068,10 +1077,11 @@ class ReplicaOf(_message.Message):
         readiness: Global___HttpProbe | None = ...,
         revision: _builtins.int = ...,
         liveness: Global___HttpProbe | None = ...,
+        port_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "readiness", b"readiness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "models", b"models", "readiness", b"readiness", "revision", b"revision", "service", b"service", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["liveness", b"liveness", "models", b"models", "port_name", b"port_name", "readiness", b"readiness", "revision", b"revision", "service", b"service", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -594,6 +594,7 @@ class RunExecutor:
             gang=run.gang,
             stop_notice_dir=notices,
             port=port,
+            port_name=spec.replica_of.port_name if port is not None else "",
         )
 
     async def _lifecycle(self, run: _ActiveRun) -> None:

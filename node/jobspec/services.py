@@ -26,6 +26,9 @@ _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 joins a model to an adapter)."""
 
 DEFAULT_READY_PATH = "/v1/models"
+DEFAULT_PORT_NAME = "http"
+_PORT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,14}$")
+"""A port's name becomes part of an environment variable's: no - or upper case."""
 DEFAULT_PERIOD_S = 2
 DEFAULT_TIMEOUT_S = 1
 DEFAULT_FAILURE_THRESHOLD = 3
@@ -67,6 +70,12 @@ def validate_service_spec(
     for adapter, path in result.adapters.items():
         if not path or "\0" in path:
             raise _fail(f"adapter {adapter} needs a path")
+    result.port_name = result.port_name or DEFAULT_PORT_NAME
+    if not _PORT_NAME_RE.match(result.port_name):
+        raise _fail(
+            f"port name {result.port_name[:32]!r}: a lowercase letter, then letters, "
+            "digits or _, at most 15 (it names the variable PORT_<NAME>)"
+        )
     result.restart = result.restart or RESTART_ALWAYS
     if result.restart not in (RESTART_ALWAYS, RESTART_ON_FAILURE):
         raise _fail(f"restart must be {RESTART_ALWAYS} or {RESTART_ON_FAILURE}")

@@ -40,8 +40,9 @@ def create_scale_delete(lab: Lab, ca_node: NodeProcess) -> None:
     created = lab.murmur(
         "service", "create", "toy", "--model", "toy-llm", "--alias", "toy",
         "--replicas", "2", "--runtime", "process", "--ready-period", "200ms",
-        "--node", ca_node.address, "--shell", "--",
-        f"exec {sys.executable} -S {openai_server.__file__} --model toy-llm",
+        "--port-name", "api", "--node", ca_node.address, "--shell", "--",
+        f'echo "named $PORT_API"; exec {sys.executable} -S {openai_server.__file__} '
+        "--model toy-llm",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == "toy"
@@ -61,6 +62,8 @@ def create_scale_delete(lab: Lab, ca_node: NodeProcess) -> None:
         f"[{slot}] serving toy-llm on {port}" for slot, port in sorted(ports.items())
     ]
     assert all(line.startswith(("[0] ", "[1] ")) for line in logs.stdout.splitlines())
+    named = sorted(line for line in logs.stdout.splitlines() if "named" in line)
+    assert named == [f"[{slot}] named {port}" for slot, port in sorted(ports.items())]
     one = lab.murmur("service", "logs", "toy", "--replica", "1", "--node", ca_node.address)
     assert f"serving toy-llm on {ports[1]}" in one.stdout.splitlines()
     assert not any(line.startswith("[") for line in one.stdout.splitlines())

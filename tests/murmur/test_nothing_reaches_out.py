@@ -64,6 +64,7 @@ def outside_loopback(trace: str) -> list[str]:
     return [line for address, _, line in destinations(trace) if not is_loopback(address)]
 
 
+@pytest.mark.exclusive
 def test_the_trace_reader_sees_what_leaves_loopback() -> None:
     trace = "\n".join(
         [
@@ -85,6 +86,7 @@ def test_the_trace_reader_sees_what_leaves_loopback() -> None:
     assert len(outside_loopback(trace)) == 3
 
 
+@pytest.mark.exclusive
 def test_a_node_the_cli_and_a_job_work_with_only_loopback_and_reach_nothing_else(
     tmp_path: Path,
 ) -> None:
@@ -114,7 +116,7 @@ def test_a_node_the_cli_and_a_job_work_with_only_loopback_and_reach_nothing_else
     log = result.get("node_log", "")
     assert result["status"][0] == 0, (result["status"], log)
     assert result["submit"][0] == 0, (result["submit"], log)
-    assert result["job_state"] == "JOB_STATE_SUCCEEDED"
+    assert result["job_state"] == "JOB_STATE_SUCCEEDED", (result.get("job"), log)
     assert result["logs"][0] == 0
     assert "offline-ok" in result["logs"][1].splitlines()
     assert result["node_list"][0] == 0

@@ -37,6 +37,8 @@ def main(root: Path) -> int:
         if submitted.returncode == 0:
             job = submitted.stdout.strip()
             result["job_state"] = _wait_until_ended(lab, node.address, job)
+            shown = lab.murmur("job", "show", job, "--node", node.address, timeout=30)
+            result["job"] = shown.stdout
             logs = lab.murmur("job", "logs", job, "--node", node.address, timeout=30)
             result["logs"] = [logs.returncode, logs.stdout, logs.stderr]
         listed = lab.murmur("node", "list", "--node", node.address, timeout=30)

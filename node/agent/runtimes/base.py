@@ -137,6 +137,9 @@ class LaunchSpec:
     port: int | None = None
     """A service replica's port on the node (``PORT``), where it listens on every
     interface; None for other runs."""
+    port_name: str = ""
+    """The port's name (``--port-name``): the replica also finds it in
+    ``PORT_<NAME>``, for servers configured by a named variable."""
     stop_notice_dir: Path | None = None
     """Where the node writes the notice of a stop (:mod:`murmur.node.agent.runtimes.stop_notice`),
     named to the run by ``MURMUR_PREEMPT_DEADLINE``; ``None``: no notice (runtime tests)."""
@@ -206,3 +209,14 @@ class Runtime(Protocol):
 
 class RunFilesOf(Protocol):
     def __call__(self, run_id: str) -> RunFiles: ...
+
+
+def port_environment(spec: LaunchSpec) -> dict[str, str]:
+    """A service replica's port in its environment: ``PORT``, and ``PORT_<NAME>``
+    when the port is named (``PORT_HTTP``); nothing for other runs."""
+    if spec.port is None:
+        return {}
+    env = {"PORT": str(spec.port)}
+    if spec.port_name:
+        env[f"PORT_{spec.port_name.upper()}"] = str(spec.port)
+    return env

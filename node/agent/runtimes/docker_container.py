@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from murmur.node.agent.runtimes.base import LaunchSpec, gang_environment
+from murmur.node.agent.runtimes.base import LaunchSpec, gang_environment, port_environment
 from murmur.node.agent.runtimes.docker_labels import (
     LABEL_JOB,
     LABEL_NODE,
@@ -70,8 +70,7 @@ def container_environment(spec: LaunchSpec, *, real_gpus: bool) -> dict[str, str
     env.update(gang_environment(spec.gang))
     if spec.stop_notice_dir is not None:
         env["MURMUR_PREEMPT_DEADLINE"] = f"{CONTAINER_NOTICE_DIR}/{NOTICE_FILE}"
-    if spec.port is not None:
-        env["PORT"] = str(spec.port)
+    env.update(port_environment(spec))
     visible = range(len(spec.gpu_indices)) if real_gpus else spec.gpu_indices
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in visible)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"

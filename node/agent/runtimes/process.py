@@ -42,6 +42,7 @@ from murmur.node.agent.runtimes.base import (
     RunHandle,
     RuntimeStartError,
     gang_environment,
+    port_environment,
 )
 from murmur.node.agent.runtimes.detached import PACKAGE_ROOT, spawn_module
 from murmur.node.agent.runtimes.forkserver import FORKSERVER_LOG, ForkServer, ForkServerError
@@ -129,8 +130,7 @@ def job_environment(spec: LaunchSpec, inherited: Mapping[str, str]) -> dict[str,
     env.update(gang_environment(spec.gang))
     if spec.stop_notice_dir is not None:
         env["MURMUR_PREEMPT_DEADLINE"] = str(spec.stop_notice_dir / NOTICE_FILE)
-    if spec.port is not None:
-        env["PORT"] = str(spec.port)
+    env.update(port_environment(spec))
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in spec.gpu_indices)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     for dataset in spec.datasets:

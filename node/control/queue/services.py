@@ -74,6 +74,7 @@ def replica_spec(spec: types_pb2.ServiceSpec, slot: int, revision: int = 1) -> t
     job.replica_of.slot = slot
     job.replica_of.models.extend(replica_models(spec))
     job.replica_of.readiness.CopyFrom(spec.readiness)
+    job.replica_of.port_name = spec.port_name
     if revision > 1:  # revision 1 stays unset: the bytes versions before revisions make
         job.replica_of.revision = revision
     if spec.HasField("liveness"):

@@ -35,6 +35,7 @@ def test_defaults_are_filled_in() -> None:
     assert checked.readiness.failure_threshold == 3
     assert checked.template.queue == "default"  # completed as a job's
     assert not checked.HasField("liveness")  # none unless asked for
+    assert checked.port_name == "http"
 
 
 def test_a_liveness_probe_asked_for_is_completed_and_checked() -> None:
@@ -59,6 +60,7 @@ def test_a_liveness_probe_asked_for_is_completed_and_checked() -> None:
         ({"aliases": ["llama-3-8b"]}, "twice"),
         ({"adapters": {"sql": ""}}, "adapter sql"),
         ({"restart": "sometimes"}, "restart"),
+        ({"port_name": "Http-2"}, "port name"),
         ({"template": types_pb2.JobSpec(nodes=2)}, "one node"),
         ({"template": types_pb2.JobSpec(retries=1)}, "retries"),
         ({"template": types_pb2.JobSpec(command=[])}, "command"),

@@ -9,6 +9,7 @@ scripts/dist-smoke.sh (``make dist-check``) runs a job on the real frozen build.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import sys
@@ -77,9 +78,18 @@ async def test_a_process_run_starts_through_the_frozen_fork_server(
         assert await runtime.available() == (True, "")
         server = runtime.fork_server_pid
         assert server is not None
-        with open(f"/proc/{server}/cmdline", "rb") as cmdline:  # noqa: ASYNC230 - procfs
-            command = cmdline.read().split(b"\0")
-        assert [RUN_HELPER.encode(), FORKSERVER.encode()] == command[-3:-1]
+        # Read until the launcher has exec'd the helper: while the shell or the
+        # execve itself runs, the command line is the shell's, or empty (seen under
+        # load).
+        helper = [RUN_HELPER.encode(), FORKSERVER.encode()]
+        command: list[bytes] = []
+        for _ in range(100):
+            with open(f"/proc/{server}/cmdline", "rb") as cmdline:  # noqa: ASYNC230 - procfs
+                command = cmdline.read().split(b"\0")
+            if command[-3:-1] == helper:
+                break
+            await asyncio.sleep(0.05)
+        assert command[-3:-1] == helper
         spec = LaunchSpec(
             run_id="frozen-1", job_id="job-1", node_name="node-1",
             argv=("sh", "-c", "echo from-frozen"), shell=False, env={}, workdir=None,
