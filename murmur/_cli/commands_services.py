@@ -5,6 +5,7 @@ running as replicas, probed ready, and reached through every node's router
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from murmur._cli.connect import add_connection_flags, add_json_flag, run_with_client
@@ -31,27 +32,16 @@ def register(commands: Any) -> None:
     actions = service.add_subparsers(dest="service_command", metavar="ACTION")
     actions.required = True
 
-    create = actions.add_parser(
-        "create",
+    _add_spec_action(
+        actions, "create", create_parser, create_command,
         help="create a service: replicas of CMD, each with a port in $PORT",
-        add_help=False,
         usage="murmur service create NAME --model MODEL [options] -- CMD...",
-    )
-    # NAME comes first and options follow it: argparse cannot put a positional before
-    # options and the command after them, so the whole rest is parsed by the handler.
-    create.add_argument("-h", "--help", action=_CreateHelp, nargs=0, help=argparse.SUPPRESS)
-    create.add_argument("rest", nargs=argparse.REMAINDER)
-    create.set_defaults(handler=create_command)
-
-    update = actions.add_parser(
-        "update",
+    )  # fmt: skip
+    _add_spec_action(
+        actions, "update", update_parser, update_command,
         help="give a service a new spec: its replicas are replaced one at a time",
-        add_help=False,
         usage="murmur service update NAME [options] -- CMD...",
-    )
-    update.add_argument("-h", "--help", action=_UpdateHelp, nargs=0, help=argparse.SUPPRESS)
-    update.add_argument("rest", nargs=argparse.REMAINDER)
-    update.set_defaults(handler=update_command)
+    )  # fmt: skip
 
     listing = actions.add_parser("list", help="every service, its replicas ready")
     add_connection_flags(listing)
@@ -89,20 +79,28 @@ def register(commands: Any) -> None:
     delete.set_defaults(handler=delete_command)
 
 
-class _CreateHelp(argparse.Action):
-    """``service create --help``: the help of its own parser (``create_parser``)."""
+def _add_spec_action(
+    actions: Any,
+    name: str,
+    own_parser: Callable[[], argparse.ArgumentParser],
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    usage: str,
+) -> None:
+    """``service create`` or ``update``: NAME comes first and options follow it, which
+    argparse cannot do with the command after them, so the action takes the whole
+    rest and its handler parses it with ``own_parser`` (whose help ``--help`` shows)."""
 
-    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        create_parser().print_help()
-        parser.exit()
+    class OwnHelp(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+            own_parser().print_help()
+            parser.exit()
 
-
-class _UpdateHelp(argparse.Action):
-    """``service update --help``: the help of its own parser (``update_parser``)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        update_parser().print_help()
-        parser.exit()
+    action = actions.add_parser(name, help=help, add_help=False, usage=usage)
+    action.add_argument("-h", "--help", action=OwnHelp, nargs=0, help=argparse.SUPPRESS)
+    action.add_argument("rest", nargs=argparse.REMAINDER)
+    action.set_defaults(handler=handler)
 
 
 _SPEC_HELP = (

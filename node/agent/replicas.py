@@ -49,6 +49,16 @@ class _Replica:
     liveness: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+def _probe_settings(
+    port: int, probe: types_pb2.HttpProbe
+) -> tuple[str, aiohttp.ClientTimeout, float, int]:
+    """What one probe of a replica on ``port`` asks: its URL, its timeout, the period
+    between probes, and the failures in a row that count."""
+    url = f"http://127.0.0.1:{port}{probe.path}"
+    timeout = aiohttp.ClientTimeout(total=probe.timeout.ToNanoseconds() / 1e9)
+    return url, timeout, probe.period.ToNanoseconds() / 1e9, max(1, probe.failure_threshold)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (the kernel's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -139,10 +149,7 @@ class ReplicaEndpoints:
             self._session = None
 
     async def _probe(self, entry: _Replica, probe: types_pb2.HttpProbe) -> None:
-        url = f"http://127.0.0.1:{entry.port}{probe.path}"
-        timeout = aiohttp.ClientTimeout(total=probe.timeout.ToNanoseconds() / 1e9)
-        period = probe.period.ToNanoseconds() / 1e9
-        threshold = max(1, probe.failure_threshold)
+        url, timeout, period, threshold = _probe_settings(entry.port, probe)
         await asyncio.sleep(probe.initial_delay.ToNanoseconds() / 1e9)
         failures = 0
         while True:
@@ -167,10 +174,7 @@ class ReplicaEndpoints:
     async def _live(self, entry: _Replica, probe: types_pb2.HttpProbe) -> None:
         """Probes liveness until ``failure_threshold`` failures in a row, then asks
         for the run's stop, once: the run ends, and :meth:`forget` ends this."""
-        url = f"http://127.0.0.1:{entry.port}{probe.path}"
-        timeout = aiohttp.ClientTimeout(total=probe.timeout.ToNanoseconds() / 1e9)
-        period = probe.period.ToNanoseconds() / 1e9
-        threshold = max(1, probe.failure_threshold)
+        url, timeout, period, threshold = _probe_settings(entry.port, probe)
         await asyncio.sleep(probe.initial_delay.ToNanoseconds() / 1e9)
         failures = 0
         while failures < threshold:
