@@ -13,9 +13,7 @@ an mTLS connection, so they travel together.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -24,12 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from murmur.certs.errors import (
-    CertificateExpiredError,
-    CertificateNotYetValidError,
-    IdentityError,
-    IdentityFileError,
-)
+from murmur.certs.errors import IdentityError, IdentityFileError
 from murmur.certs.files import create_private_directory, write_private_file
 from murmur.certs.keys import (
     generate_private_key,
@@ -38,8 +31,9 @@ from murmur.certs.keys import (
     private_key_pem,
     public_key_der,
 )
+from murmur.certs.pem import pem_blocks, split_blocks, with_final_newline
 from murmur.certs.roles import Role
-from murmur.certs.times import resolve_now
+from murmur.certs.validity import CertificateIdentity, check_validity
 
 __all__ = [
     "CertificateIdentity",
@@ -55,26 +49,6 @@ __all__ = [
 ]
 
 MISSING_IDENTITY_HINT = "run `murmur ca init` or ask an admin for `murmur user add`"
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
-_PRIVATE_KEY_LABELS = {b"PRIVATE KEY", b"EC PRIVATE KEY"}
-_CERTIFICATE_LABEL = b"CERTIFICATE"
-
-
-@dataclass(frozen=True)
-class CertificateIdentity:
-    """The name and role a certificate grants, and when it is valid."""
-
-    name: str
-    """The subject's common name: a user or node name."""
-    role: Role
-    """The subject's organizational unit."""
-    serial: str
-    """The serial number in lowercase hex without prefix; revocation lists use this."""
-    not_before: datetime
-    """Start of validity, aware UTC."""
-    not_after: datetime
-    """End of validity, aware UTC."""
 
 
 def load_certificate(pem_or_der: bytes) -> x509.Certificate:
@@ -152,30 +126,6 @@ def _single_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier,
     return text
 
 
-def check_validity(identity: CertificateIdentity, now: datetime | None = None) -> None:
-    """Raise unless `now` lies within the certificate's validity period.
-
-    Clients call this before connecting, so a user sees "your certificate expired"
-    rather than a bare TLS handshake failure.
-
-    Raises:
-        CertificateExpiredError: `now` is after `not_after`.
-        CertificateNotYetValidError: `now` is before `not_before`.
-    """
-    moment = resolve_now(now)
-    if moment < identity.not_before:
-        raise CertificateNotYetValidError(
-            f"the certificate of {identity.name!r} is not valid before "
-            f"{identity.not_before.isoformat()} (now {moment.isoformat()}); "
-            "check this machine's clock"
-        )
-    if moment > identity.not_after:
-        raise CertificateExpiredError(
-            f"the certificate of {identity.name!r} expired at {identity.not_after.isoformat()}; "
-            "ask an admin for a new identity"
-        )
-
-
 @dataclass(frozen=True)
 class IdentityBundle:
     """A private key, its certificate and the lab CA certificates, kept in one file."""
@@ -196,14 +146,14 @@ class IdentityBundle:
     def certificate_chain_pem(self) -> bytes:
         """What the holder presents in a TLS handshake: its certificate, then the
         intermediates."""
-        return _with_final_newline(self.certificate_pem) + self.intermediate_pem
+        return with_final_newline(self.certificate_pem) + self.intermediate_pem
 
     @property
     def ca_certificates(self) -> list[x509.Certificate]:
         """The trusted lab CA certificates, in file order."""
         return [
             x509.load_pem_x509_certificate(block)
-            for _, block in _pem_blocks(self.ca_certificate_pem)
+            for _, block in pem_blocks(self.ca_certificate_pem)
         ]
 
     @property
@@ -258,9 +208,9 @@ class IdentityBundle:
         and CA blocks."""
         header = _header_for(self.certificate_pem)
         blocks = [self.key_pem, self.certificate_pem]
-        blocks += [block for _, block in _pem_blocks(self.intermediate_pem)]
-        blocks += [block for _, block in _pem_blocks(self.ca_certificate_pem)]
-        return header + b"".join(_with_final_newline(block) for block in blocks)
+        blocks += [block for _, block in pem_blocks(self.intermediate_pem)]
+        blocks += [block for _, block in pem_blocks(self.ca_certificate_pem)]
+        return header + b"".join(with_final_newline(block) for block in blocks)
 
     def write(self, path: Path) -> None:
         """Write the bundle to `path` with mode 0600, creating its directory (0700).
@@ -300,7 +250,7 @@ class IdentityBundle:
         Raises:
             IdentityFileError: as for `read`.
         """
-        key_block, certificate_block, rest = _split_blocks(data, source)
+        key_block, certificate_block, rest = split_blocks(data, source)
         key = _load_key(key_block, source)
         certificate = _load_block_certificate(certificate_block, "certificate", source)
         anchors: list[tuple[bytes, x509.Certificate]] = []
@@ -352,73 +302,10 @@ def _issuer_among(
     return None
 
 
-def _pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
-    """(label, block) for each PEM block in ``data``, each ending in a newline."""
-    return [
-        (match.group(1), _with_final_newline(match.group(0).rstrip(b"\r\n")))
-        for match in _PEM_BLOCK.finditer(data)
-    ]
-
-
 def _certificate_public_key_der(certificate: x509.Certificate) -> bytes:
     return certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def _split_blocks(data: bytes, source: str) -> tuple[bytes, bytes, list[bytes]]:
-    blocks: list[tuple[bytes, bytes]] = []
-    position = 0
-    for match in _PEM_BLOCK.finditer(data):
-        between = data[position : match.start()]
-        if not _is_only_comments(between, allow_comments=not blocks):
-            raise IdentityFileError(
-                f"identity file {source}: unexpected text outside the PEM blocks"
-            )
-        blocks.append((match.group(1), _with_final_newline(match.group(0).rstrip(b"\r\n"))))
-        position = match.end()
-    if not _is_only_comments(data[position:], allow_comments=not blocks):
-        raise IdentityFileError(
-            f"identity file {source}: unexpected text after the PEM blocks "
-            "(a truncated or corrupt block?)"
-        )
-    expected = (
-        ("private key", _PRIVATE_KEY_LABELS),
-        ("certificate", {_CERTIFICATE_LABEL}),
-        ("CA certificate", {_CERTIFICATE_LABEL}),
-    )
-    for index, (what, labels) in enumerate(expected):
-        if index >= len(blocks):
-            raise IdentityFileError(f"identity file {source}: missing the {what} block")
-        label = blocks[index][0]
-        if label == b"ENCRYPTED PRIVATE KEY":
-            raise IdentityFileError(
-                f"identity file {source}: the private key is encrypted; Murmur reads "
-                "unencrypted keys and protects them by file mode 0600"
-            )
-        if label not in labels:
-            raise IdentityFileError(
-                f"identity file {source}: expected the {what} as block {index + 1}, "
-                f"found {label.decode('ascii')!r}"
-            )
-    for index, (label, _) in enumerate(blocks[len(expected) :], start=len(expected)):
-        if label != _CERTIFICATE_LABEL:
-            raise IdentityFileError(
-                f"identity file {source}: expected a certificate as block {index + 1}, "
-                f"found {label.decode('ascii')!r}"
-            )
-    return blocks[0][1], blocks[1][1], [block for _, block in blocks[2:]]
-
-
-def _is_only_comments(text: bytes, *, allow_comments: bool) -> bool:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if allow_comments and (stripped == b"#" or line.startswith(b"# ")):
-            continue
-        return False
-    return True
 
 
 def _load_key(block: bytes, source: str) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
@@ -454,7 +341,3 @@ def _header_for(certificate_pem: bytes) -> bytes:
         f"valid until {identity.not_after.isoformat()}.\n"
         "# Keep this file private: it holds a private key.\n"
     ).encode()
-
-
-def _with_final_newline(block: bytes) -> bytes:
-    return block if block.endswith(b"\n") else block + b"\n"

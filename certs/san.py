@@ -11,11 +11,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from murmur.certs.errors import InvalidNameError
 from murmur.certs.roles import Role
+
+if TYPE_CHECKING:
+    # Imported where used: a client needs NODE_TLS_NAME alone, and cryptography costs
+    # a fifth of a CLI command's start-up.
+    from cryptography import x509
 
 __all__ = ["NODE_TLS_NAME", "USER_DNS_SUFFIX", "subject_alternative_names"]
 
@@ -47,6 +51,8 @@ def subject_alternative_names(
         InvalidNameError: an address is neither an IP address nor a host name, or is
             a name under `node.murmur`.
     """
+    from cryptography import x509
+
     if role is not Role.NODE:
         return [x509.DNSName(name + USER_DNS_SUFFIX)]
     names: list[x509.GeneralName] = [
@@ -63,6 +69,8 @@ def subject_alternative_names(
 
 def _general_name_for_address(address: str) -> x509.GeneralName:
     """An IP SAN for an IP address, a DNS SAN for a host name; a port is dropped."""
+    from cryptography import x509
+
     host = _host_part(address.strip())
     try:
         return x509.IPAddress(ipaddress.ip_address(host))

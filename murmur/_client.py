@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import os
 import random
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -42,8 +42,6 @@ from murmur.certs import CertificateError, check_validity
 from murmur.v1 import apikeys_pb2, cluster_pb2, cluster_pb2_grpc, types_pb2
 
 if TYPE_CHECKING:
-    import os
-
     from murmur.v1.cluster_pb2_grpc import ClusterServiceAsyncStub
 
 __all__ = ["AsyncClient"]
@@ -268,7 +266,7 @@ class AsyncClient:
                 submission after a lost connection safe.
         """
         request = cluster_pb2.SubmitJobRequest(
-            spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4())
+            spec=spec, idempotency_key=idempotency_key or _random_key()
         )
         return await self._unary(
             lambda stub: stub.SubmitJob, request, timeout, metadata, retry=True
@@ -300,7 +298,7 @@ class AsyncClient:
         """
         keys = list(idempotency_keys) if idempotency_keys is not None else []
         if idempotency_keys is None:
-            keys = [str(uuid.uuid4()) for _ in specs]
+            keys = [_random_key() for _ in specs]
         if len(keys) != len(specs):
             raise ValueError(f"{len(specs)} specs but {len(keys)} idempotency keys")
         request = cluster_pb2.SubmitJobsRequest(
@@ -556,6 +554,25 @@ class AsyncClient:
             lambda stub: stub.GetDataset, request, timeout, metadata, retry=True
         )
 
+    @translate_rpc_errors
+    async def remove_dataset(
+        self,
+        name: str,
+        *,
+        node: str = "",
+        timeout: float | None = None,
+        metadata: CallMetadata = (),
+    ) -> types_pb2.Dataset:
+        """Unregisters dataset `name` from `node` (default: the one node that holds
+        it) and returns its record. Its files are left on disk. Raises `NotFound`,
+        `PermissionDenied` (neither an admin nor who added it), `InvalidArgument`
+        (several nodes hold it and `node` is not given) or `FailedPrecondition` (a
+        running job on that node mounts it)."""
+        request = cluster_pb2.RemoveDatasetRequest(name=name, node=node)
+        return await self._unary(
+            lambda stub: stub.RemoveDataset, request, timeout, metadata, retry=False
+        )
+
     # ------------------------------------------------------------- events, audit
 
     @translate_rpc_errors
@@ -686,6 +703,18 @@ class AsyncClient:
         request = cluster_pb2.ListRevocationsRequest()
         return await self._unary(
             lambda stub: stub.ListRevocations, request, timeout, metadata, retry=True
+        )
+
+    @translate_rpc_errors
+    async def list_users(
+        self, *, timeout: float | None = None, metadata: CallMetadata = ()
+    ) -> cluster_pb2.ListUsersResponse:
+        """Every user certificate the lab CA issued since records began, in issue
+        order, each with its revocation if any. Serials, issuers and revocation
+        details are left empty unless the caller is an admin (``details_withheld``)."""
+        request = cluster_pb2.ListUsersRequest()
+        return await self._unary(
+            lambda stub: stub.ListUsers, request, timeout, metadata, retry=True
         )
 
     @translate_rpc_errors
@@ -1036,6 +1065,17 @@ def _check_certificate_dates(tls: TLSConfig) -> None:
         check_validity(tls.identity)
     except CertificateError as err:
         raise ConfigError(f"cannot use your identity: {err}") from err
+
+
+def _random_key() -> str:
+    """A fresh idempotency key: a random (version 4) UUID, as ``str(uuid.uuid4())``
+    writes it, made without the uuid module, whose import (with platform's) costs a
+    CLI command's start-up more than a millisecond."""
+    octets = bytearray(os.urandom(16))
+    octets[6] = (octets[6] & 0x0F) | 0x40  # version 4
+    octets[8] = (octets[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = octets.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _key_id_of(text: str) -> str:

@@ -9,6 +9,14 @@ A node setting may name several nodes of one cluster (`a:7070,b:7070`): the firs
 called, the others are fallbacks when it cannot be reached. The CLI also remembers the
 addresses of the nodes a cluster reported (`known-nodes.json` in the home), to fall
 back on them the same way (`remembered_addresses`, `remember_addresses`).
+
+Checking an identity file (key, certificate and CA belong together) takes
+cryptography, whose import is a fifth of a CLI command's start. The CLI therefore
+keeps a record, in the home, of the identity file contents that passed the checks,
+keyed by the SHA-256 of the whole content (`checked_identities_path`): the same bytes
+again skip the checks and the import; any other bytes, a changed or replaced file, are
+checked in full. The record holds no key material, and what is presented and trusted
+is always the file's own blocks.
 """
 
 from __future__ import annotations
@@ -19,19 +27,24 @@ import ipaddress
 import json
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from murmur._errors import ConfigError
-from murmur.certs import NODE_TLS_NAME, CertificateIdentity, IdentityBundle, IdentityFileError
+
+# Each from its own light module, not cryptography's (see murmur/certs/__init__.py).
+from murmur.certs import NODE_TLS_NAME, CertificateIdentity, IdentityFileError, Role
+from murmur.certs.pem import pem_blocks, split_blocks
 
 __all__ = [
     "DEFAULT_NODE_ADDRESS",
     "ConnectConfig",
     "RetryConfig",
     "TLSConfig",
+    "checked_identities_path",
     "client_settings_path",
     "default_home",
     "known_nodes_path",
@@ -47,6 +60,10 @@ DEFAULT_NODE_ADDRESS = "127.0.0.1:7070"
 _IDENTITY_FILE_NAME = "identity.pem"
 _CLIENT_SETTINGS_FILE_NAME = "client.toml"
 _KNOWN_NODES_FILE_NAME = "known-nodes.json"
+_CHECKED_IDENTITIES_FILE_NAME = "checked-identities.json"
+_MAX_CHECKED_IDENTITIES = 16
+"""Identity contents remembered as checked: enough for the identities one user switches
+between; the oldest is forgotten first."""
 _MAX_REMEMBERED_ADDRESSES = 64
 """At most this many remembered addresses per cluster: enough to find one that answers."""
 
@@ -82,6 +99,8 @@ class TLSConfig:
         Raises:
             ConfigError: The file is missing, unreadable or not a valid bundle.
         """
+        from murmur.certs.identity import IdentityBundle  # imports cryptography
+
         try:
             bundle = IdentityBundle.read(Path(path).expanduser())
         except IdentityFileError as err:
@@ -217,6 +236,7 @@ def resolve_connect_config(
     identity: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] = os.environ,
     home: Path | None = None,
+    checked_identities: bool = False,
 ) -> ConnectConfig:
     """Works out which node to call and with which identity.
 
@@ -229,6 +249,9 @@ def resolve_connect_config(
             `identity.pem` in the home directory.
         env: The environment to read (tests pass their own).
         home: The Murmur home directory; `default_home(env)` when None.
+        checked_identities: Skip checking an identity file whose exact content is
+            recorded in the home as checked, and record it when it passes (see the
+            module's docstring): the CLI's start-up.
 
     Raises:
         ConfigError: The address is malformed, the settings file is not valid TOML,
@@ -242,11 +265,11 @@ def resolve_connect_config(
         identity_path = Path(env["MURMUR_IDENTITY"])
     else:
         identity_path = home / _IDENTITY_FILE_NAME
-    return ConnectConfig(
-        address=address,
-        tls=TLSConfig.from_identity_file(identity_path),
-        fallback_addresses=tuple(fallbacks),
-    )
+    if checked_identities:
+        tls = _tls_from_checked_identity_file(identity_path, home)
+    else:
+        tls = TLSConfig.from_identity_file(identity_path)
+    return ConnectConfig(address=address, tls=tls, fallback_addresses=tuple(fallbacks))
 
 
 def _resolve_addresses(node: str | None, env: Mapping[str, str], settings_path: Path) -> list[str]:
@@ -280,6 +303,8 @@ def _node_from_client_settings(path: Path) -> list[str] | None:
         return None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read client settings {path}: {err}") from err
+    import tomllib  # only when there is a file: it costs a command's start-up
+
     try:
         settings = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -292,6 +317,139 @@ def _node_from_client_settings(path: Path) -> list[str] | None:
             f'client settings {path}: `node` must be a string like "HOST:PORT", or a list of them'
         )
     return [node] if node else None
+
+
+# --------------------------------------------------------------- checked identities
+
+
+def checked_identities_path(home: Path) -> Path:
+    """Where the CLI records the identity file contents that passed the checks."""
+    return home / _CHECKED_IDENTITIES_FILE_NAME
+
+
+def _tls_from_checked_identity_file(path: Path, home: Path) -> TLSConfig:
+    """`TLSConfig.from_identity_file`, but content recorded as checked is taken without
+    checking it again (nor importing cryptography), and content that passes is recorded.
+
+    The record is keyed by the SHA-256 of the whole file, so a tampered or replaced
+    file never matches a stale record; a record that does not make sense is ignored.
+    """
+    path = path.expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return TLSConfig.from_identity_file(path)  # which says why, as ever
+    digest = hashlib.sha256(data).hexdigest()
+    records = _checked_identities(home)
+    record = records.get(digest)
+    if record is not None:
+        with contextlib.suppress(KeyError, ValueError, TypeError, IdentityFileError):
+            return _tls_from_record(data, str(path), record)
+    from murmur.certs.identity import IdentityBundle  # imports cryptography
+
+    try:
+        bundle = IdentityBundle.parse(data, source=str(path))
+    except IdentityFileError as err:
+        raise ConfigError(str(err)) from err
+    identity = bundle.identity
+    tls = TLSConfig(
+        key_pem=bundle.key_pem,
+        certificate_pem=bundle.certificate_pem,
+        ca_certificate_pem=bundle.ca_certificate_pem,
+        identity=identity,
+    )
+    record = {
+        "name": identity.name,
+        "role": identity.role.value,
+        "serial": identity.serial,
+        "not_before": identity.not_before.isoformat(),
+        "not_after": identity.not_after.isoformat(),
+        "intermediates": len(pem_blocks(bundle.intermediate_pem)),
+    }
+    # Recorded only when the record gives back exactly what the checks gave.
+    if _tls_from_record(data, str(path), record) == tls:
+        records.pop(digest, None)
+        records[digest] = record
+        _write_checked_identities(home, dict(list(records.items())[-_MAX_CHECKED_IDENTITIES:]))
+    return tls
+
+
+def _tls_from_record(data: bytes, source: str, record: Mapping[str, Any]) -> TLSConfig:
+    """The TLS settings of bundle content `data` that passed the checks, as `record`
+    (written when it did) says: its blocks, split without parsing them, and the facts
+    of its certificate.
+
+    Raises:
+        KeyError, ValueError, TypeError: The record is malformed.
+        IdentityFileError: `data` is not a bundle's blocks.
+    """
+    key_pem, certificate_pem, rest = split_blocks(data, source)
+    intermediates = record["intermediates"]
+    if not isinstance(intermediates, int) or not 0 <= intermediates < len(rest):
+        raise ValueError(f"bad count of intermediates: {intermediates!r}")
+    identity = CertificateIdentity(
+        name=str(record["name"]),
+        role=Role(record["role"]),
+        serial=str(record["serial"]),
+        not_before=_utc_time(record["not_before"]),
+        not_after=_utc_time(record["not_after"]),
+    )
+    return TLSConfig(
+        key_pem=key_pem,
+        certificate_pem=certificate_pem,
+        ca_certificate_pem=b"".join(rest[intermediates:]),
+        identity=identity,
+    )
+
+
+def _utc_time(text: object) -> datetime:
+    """An aware time from its ISO form; ValueError for anything else."""
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {text!r}")
+    moment = datetime.fromisoformat(text)
+    if moment.utcoffset() is None:
+        raise ValueError(f"not an aware time: {text!r}")
+    return moment
+
+
+def _checked_identities(home: Path) -> dict[str, dict[str, Any]]:
+    """The records of checked identity contents by SHA-256, oldest first; empty when
+    none can be read (the record only saves time, never a reason to fail)."""
+    try:
+        data = json.loads(checked_identities_path(home).read_text(encoding="utf-8"))
+        identities = data["identities"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(identities, dict):
+        return {}
+    return {k: v for k, v in identities.items() if isinstance(k, str) and isinstance(v, dict)}
+
+
+def _write_checked_identities(home: Path, records: Mapping[str, Mapping[str, Any]]) -> None:
+    """Replaces the records atomically (private to the user); a home that cannot be
+    written is left as it is."""
+    _write_json_atomically(home, checked_identities_path(home), {"identities": dict(records)})
+
+
+def _write_json_atomically(home: Path, path: Path, content: object) -> bool:
+    """Writes `content` to `path` in `home` by renaming a temporary file over it, so a
+    reader never sees half a file; False (and nothing changed) when it cannot."""
+    import tempfile  # only when something changed: it costs a client's start-up
+
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=home, prefix=f".{path.stem}.")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        return False
+    return True
 
 
 # ------------------------------------------------------------- remembered addresses
@@ -339,19 +497,4 @@ def remember_addresses(home: Path, tls: TLSConfig, addresses: Iterable[str]) -> 
     except (OSError, ValueError, AttributeError):
         clusters = {}
     clusters[_cluster_key(tls)] = {"addresses": wanted}
-    import tempfile  # only when the addresses changed: it costs a client's start-up
-
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=home, prefix=".known-nodes.")
-    except OSError:
-        return False
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump({"clusters": clusters}, handle, indent=2)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        return False
-    return True
+    return _write_json_atomically(home, path, {"clusters": clusters})

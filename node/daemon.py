@@ -447,6 +447,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                     executor=executor,
                     audit_trail=audit_trail,
                     api_keys=lambda: control.api_keys,
+                    datasets=datasets,
                 ),
                 health_servicer=health_servicer,
                 audit_recorder=audit_trail.record,

@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from cryptography import x509
 
-from murmur.certs import CertificateAuthority, IdentityBundle, Role
+from murmur.certs import CertificateAuthority, CertificateIdentity, IdentityBundle, Role
+from murmur.node.agent.convert import ROLE_TO_PROTO
 from murmur.node.api.peer_client import PeerClient
 from murmur.node.api.server import build_join_server
 from murmur.node.api.services.join import JoinServicer
@@ -33,9 +34,19 @@ from murmur.node.api.tls import ServerCertificates
 from murmur.node.config import NodeConfig
 from murmur.node.control.cluster_view import ClusterView
 from murmur.node.control.consensus.runner import ConsensusRunner
-from murmur.node.control.queue.commands import AddTrustedCa, Command, RetireCa
+from murmur.node.control.queue.commands import (
+    AddTrustedCa,
+    Command,
+    RecordUserCertificate,
+    RetireCa,
+)
 from murmur.node.deny_list import DenyList
-from murmur.node.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from murmur.node.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    UnavailableError,
+    UpgradeInProgressError,
+)
 from murmur.node.event_log import EventLog
 from murmur.node.identity.bootstrap import NodeIdentity
 from murmur.node.identity.ca_custody import CaCustody, ca_passphrase
@@ -131,6 +142,7 @@ class ClusterTrust:
             relay=self._relay_user_certificate,
             name_in_use=name_in_use,
             anchors=lambda: self.trust().anchors_pem,
+            record_user=self._record_user_certificate,
         )
         self.servicer = TrustServicer(
             enrollment=self.enrollment,
@@ -424,6 +436,35 @@ class ClusterTrust:
         return found
 
     # ------------------------------------------------------------- user certificates
+
+    async def _record_user_certificate(self, issued: CertificateIdentity, issued_by: str) -> None:
+        """Commits a user certificate this node signed to the control log.
+
+        While an upgrade is under way (a node that does not know the record yet) the
+        certificate is issued unrecorded, as before this record existed: refusing
+        ``murmur user add`` until every node is upgraded would cost more than a line
+        missing from ``murmur user list`` (the event log and the audit trail still
+        hold the issuance).
+        """
+        command = RecordUserCertificate(
+            name=issued.name,
+            role=ROLE_TO_PROTO[issued.role],
+            serial=issued.serial,
+            not_before_us=int(issued.not_before.timestamp() * 1_000_000),
+            not_after_us=int(issued.not_after.timestamp() * 1_000_000),
+            issued_by=issued_by,
+            signed_by=self._name,
+        )
+        try:
+            await self._commit(command)
+        except UpgradeInProgressError as exc:
+            _log.warning(
+                "user certificate %s (serial %s) issued unrecorded: %s",
+                issued.name,
+                issued.serial,
+                exc,
+                extra={"event": "user.unrecorded", "user": issued.name},
+            )
 
     async def _relay_user_certificate(
         self, name: str, role: Role, csr_pem: bytes, ttl_days: int, requested_by: str

@@ -240,6 +240,15 @@ class Store:
         async with self._reading() as connection:
             return await datasets.get(connection, name)
 
+    async def remove_dataset(self, name: str) -> bool:
+        """Unregister the dataset called ``name``; its files are not touched.
+
+        Returns:
+            False when no dataset had that name.
+        """
+        async with self._writing() as connection:
+            return await datasets.delete(connection, name)
+
     async def list_datasets(self) -> list[DatasetRecord]:
         """Every dataset on this node, by name."""
         async with self._reading() as connection:

@@ -1,4 +1,4 @@
-"""Administration: ``ca init``, ``token create``, ``user add|renew``, ``audit``."""
+"""Administration: ``ca init``, ``token create``, ``user add|renew|list``, ``audit``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,20 @@ def register(commands: Any) -> None:
     )
     add_connection_flags(renew)
     renew.set_defaults(handler=user_renew_command)
+    user_list = user_actions.add_parser(
+        "list",
+        help="every user the lab CA issued a certificate to, with role, expiry and status",
+        description="Users the lab CA issued certificates to since the cluster recorded "
+        "them (murmur with control protocol 6; docs/security.md): by default each user's "
+        "newest certificate. Serials, issuers and revocation details are shown to admins "
+        "only.",
+    )
+    user_list.add_argument(
+        "--all", action="store_true", help="every certificate, renewed and revoked ones too"
+    )
+    add_connection_flags(user_list)
+    add_json_flag(user_list)
+    user_list.set_defaults(handler=user_list_command)
 
     audit = commands.add_parser(
         "audit",
@@ -183,6 +197,60 @@ def user_add_command(args: argparse.Namespace) -> int:
     note(f"wrote {args.role} identity {name!r} to {out}; hand it to {name} over a safe channel")
     note(f"they use it with: MURMUR_IDENTITY={out} murmur status")
     print(out)
+    return 0
+
+
+def user_list_command(args: argparse.Namespace) -> int:
+    """``murmur user list``: each user's newest certificate (``--all``: every one)."""
+    import time
+
+    from murmur.v1 import cluster_pb2, types_pb2
+
+    answer = run_with_client(args, lambda client: client.list_users())
+    certificates = list(answer.certificates)
+    if not args.all:
+        newest: dict[str, cluster_pb2.UserCertificate] = {}
+        for certificate in certificates:  # in issue order: the last one wins
+            newest[certificate.name] = certificate
+        certificates = sorted(newest.values(), key=lambda c: c.name)
+    if args.json:
+        print_json(
+            cluster_pb2.ListUsersResponse(
+                certificates=certificates, details_withheld=answer.details_withheld
+            )
+        )
+        return 0
+    now_us = time.time_ns() // 1000
+
+    def when(stamp: Any) -> str:
+        return str(stamp.ToDatetime().strftime("%Y-%m-%d %H:%M"))
+
+    def status(c: cluster_pb2.UserCertificate) -> str:
+        if c.revoked:
+            return f"revoked {when(c.revoked_at)}"
+        return "expired" if c.not_after.ToMicroseconds() <= now_us else "valid"
+
+    headers = ["USER", "ROLE", "ISSUED (UTC)", "EXPIRES (UTC)", "STATUS"]
+    if not answer.details_withheld:
+        headers += ["ISSUED BY", "SERIAL"]
+    rows = []
+    for c in certificates:
+        row = [
+            c.name,
+            types_pb2.Role.Name(c.role).removeprefix("ROLE_").lower(),
+            when(c.not_before),
+            when(c.not_after),
+            status(c),
+        ]
+        if not answer.details_withheld:
+            row += [c.issued_by or "-", c.serial]
+        rows.append(row)
+    print_table(headers, rows)
+    if not certificates:
+        note(
+            "no user certificates recorded: those issued before the cluster ran "
+            "control protocol 6 are not listed (see docs/security.md)"
+        )
     return 0
 
 

@@ -231,6 +231,26 @@ def register(commands: Any) -> None:
     add_connection_flags(dataset_show)
     add_json_flag(dataset_show)
     dataset_show.set_defaults(handler=dataset_show_command)
+    dataset_remove = dataset_actions.add_parser(
+        "remove",
+        help="unregister a dataset from a node (its files stay on disk)",
+        description="Unregisters a dataset from the node that holds it: jobs can no "
+        "longer mount it there and the node stops advertising it. Its files are NOT "
+        "deleted. Refused while a running job on that node mounts it. The user who "
+        "added it, or an admin.",
+    )
+    dataset_remove.add_argument("name")
+    dataset_remove.add_argument(
+        "--from",
+        dest="from_node",
+        default="",
+        metavar="NODE",
+        help="the node (by name) to remove it from; needed when several hold it "
+        "(--node is the address the CLI connects to)",
+    )
+    add_connection_flags(dataset_remove)
+    add_json_flag(dataset_remove)
+    dataset_remove.set_defaults(handler=dataset_remove_command)
 
 
 def _secret_pair(text: str) -> tuple[str, str]:
@@ -654,6 +674,20 @@ def dataset_list_command(args: argparse.Namespace) -> int:
 def dataset_show_command(args: argparse.Namespace) -> int:
     dataset = run_with_client(args, lambda client: client.get_dataset(args.name))
     print_record(dataset, as_json=args.json, text=lambda: _print_dataset(dataset))
+    return 0
+
+
+def dataset_remove_command(args: argparse.Namespace) -> int:
+    dataset = run_with_client(
+        args, lambda client: client.remove_dataset(args.name, node=args.from_node)
+    )
+    if args.json:
+        print_json(dataset)
+    else:
+        print(
+            f"dataset {dataset.name} removed from {dataset.node}; "
+            f"its files at {dataset.path} were left in place"
+        )
     return 0
 
 

@@ -72,7 +72,9 @@ def run_with_client(
 
     async def session() -> T:
         home = default_home()
-        config = resolve_connect_config(node=args.node, identity=args.identity, home=home)
+        config = resolve_connect_config(
+            node=args.node, identity=args.identity, home=home, checked_identities=True
+        )
         if failover:
             remembered = remembered_addresses(home, config.tls)
             fallbacks = (*config.fallback_addresses, *remembered)

@@ -126,6 +126,11 @@ class ClusterServiceStub:
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.GetDatasetRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_types__pb2.Dataset.FromString,
                 _registered_method=True)
+        self.RemoveDataset = channel.unary_unary(
+                '/murmur.v1.ClusterService/RemoveDataset',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.RemoveDatasetRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Dataset.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/murmur.v1.ClusterService/WatchEvents',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.WatchEventsRequest.SerializeToString,
@@ -160,6 +165,11 @@ class ClusterServiceStub:
                 '/murmur.v1.ClusterService/ListRevocations',
                 request_serializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/murmur.v1.ClusterService/ListUsers',
+                request_serializer=murmur_dot_v1_dot_cluster__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_cluster__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
         self.RotateCa = channel.unary_unary(
                 '/murmur.v1.ClusterService/RotateCa',
@@ -351,6 +361,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveDataset(self, request, context):
+        """Unregisters a dataset from one node's store (its files stay on disk); refused
+        while a run on that node mounts it. The admin, or the user who added it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Events (job transitions, joins, ...) from `since_id`, then live.
         """
@@ -400,6 +418,15 @@ class ClusterServiceServicer:
     def ListRevocations(self, request, context):
         """The revocations this node enforces (the control log's, as this node has them). Admin;
         nodes also pull the list from each other with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Every user certificate the lab CA issued since records began (the control
+        log's), with its revocation if any. Anyone; serials, who issued and why revoked
+        are for admins only (left empty for others).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -590,6 +617,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.GetDatasetRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_types__pb2.Dataset.SerializeToString,
             ),
+            'RemoveDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDataset,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.RemoveDatasetRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Dataset.SerializeToString,
+            ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.WatchEventsRequest.FromString,
@@ -624,6 +656,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListRevocations,
                     request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=murmur_dot_v1_dot_cluster__pb2.ListUsersRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_cluster__pb2.ListUsersResponse.SerializeToString,
             ),
             'RotateCa': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateCa,
@@ -1188,6 +1225,33 @@ class ClusterService:
             _registered_method=True)
 
     @staticmethod
+    def RemoveDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/RemoveDataset',
+            murmur_dot_v1_dot_cluster__pb2.RemoveDatasetRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def WatchEvents(request,
             target,
             options=(),
@@ -1366,6 +1430,33 @@ class ClusterService:
             '/murmur.v1.ClusterService/ListRevocations',
             murmur_dot_v1_dot_cluster__pb2.ListRevocationsRequest.SerializeToString,
             murmur_dot_v1_dot_cluster__pb2.ListRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.ClusterService/ListUsers',
+            murmur_dot_v1_dot_cluster__pb2.ListUsersRequest.SerializeToString,
+            murmur_dot_v1_dot_cluster__pb2.ListUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,10 @@ class ClusterServiceStub:
     """
     ListDatasets: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListDatasetsRequest, _cluster_pb2.ListDatasetsResponse]
     GetDataset: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetDatasetRequest, _types_pb2.Dataset]
+    RemoveDataset: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.RemoveDatasetRequest, _types_pb2.Dataset]
+    """Unregisters a dataset from one node's store (its files stay on disk); refused
+    while a run on that node mounts it. The admin, or the user who added it.
+    """
     WatchEvents: _grpc.UnaryStreamMultiCallable[_cluster_pb2.WatchEventsRequest, _types_pb2.Event]
     """Events (job transitions, joins, ...) from `since_id`, then live."""
     ListAudit: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListAuditRequest, _cluster_pb2.ListAuditResponse]
@@ -90,6 +94,11 @@ class ClusterServiceStub:
     ListRevocations: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListRevocationsRequest, _cluster_pb2.ListRevocationsResponse]
     """The revocations this node enforces (the control log's, as this node has them). Admin;
     nodes also pull the list from each other with it.
+    """
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListUsersRequest, _cluster_pb2.ListUsersResponse]
+    """Every user certificate the lab CA issued since records began (the control
+    log's), with its revocation if any. Anyone; serials, who issued and why revoked
+    are for admins only (left empty for others).
     """
     RotateCa: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.RotateCaRequest, _cluster_pb2.RotateCaResponse]
     """Starts a CA rotation (a new CA signs; old and new are trusted) or finishes
@@ -160,6 +169,10 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     """
     ListDatasets: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListDatasetsRequest, _cluster_pb2.ListDatasetsResponse]  # type: ignore[assignment]
     GetDataset: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetDatasetRequest, _types_pb2.Dataset]  # type: ignore[assignment]
+    RemoveDataset: _aio.UnaryUnaryMultiCallable[_cluster_pb2.RemoveDatasetRequest, _types_pb2.Dataset]  # type: ignore[assignment]
+    """Unregisters a dataset from one node's store (its files stay on disk); refused
+    while a run on that node mounts it. The admin, or the user who added it.
+    """
     WatchEvents: _aio.UnaryStreamMultiCallable[_cluster_pb2.WatchEventsRequest, _types_pb2.Event]  # type: ignore[assignment]
     """Events (job transitions, joins, ...) from `since_id`, then live."""
     ListAudit: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListAuditRequest, _cluster_pb2.ListAuditResponse]  # type: ignore[assignment]
@@ -182,6 +195,11 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     ListRevocations: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListRevocationsRequest, _cluster_pb2.ListRevocationsResponse]  # type: ignore[assignment]
     """The revocations this node enforces (the control log's, as this node has them). Admin;
     nodes also pull the list from each other with it.
+    """
+    ListUsers: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListUsersRequest, _cluster_pb2.ListUsersResponse]  # type: ignore[assignment]
+    """Every user certificate the lab CA issued since records began (the control
+    log's), with its revocation if any. Anyone; serials, who issued and why revoked
+    are for admins only (left empty for others).
     """
     RotateCa: _aio.UnaryUnaryMultiCallable[_cluster_pb2.RotateCaRequest, _cluster_pb2.RotateCaResponse]  # type: ignore[assignment]
     """Starts a CA rotation (a new CA signs; old and new are trusted) or finishes
@@ -359,6 +377,16 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_types_pb2.Dataset, _abc.Awaitable[_types_pb2.Dataset]]: ...
 
     @_abc_1.abstractmethod
+    def RemoveDataset(
+        self,
+        request: _cluster_pb2.RemoveDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Dataset, _abc.Awaitable[_types_pb2.Dataset]]:
+        """Unregisters a dataset from one node's store (its files stay on disk); refused
+        while a run on that node mounts it. The admin, or the user who added it.
+        """
+
+    @_abc_1.abstractmethod
     def WatchEvents(
         self,
         request: _cluster_pb2.WatchEventsRequest,
@@ -421,6 +449,17 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.ListRevocationsResponse, _abc.Awaitable[_cluster_pb2.ListRevocationsResponse]]:
         """The revocations this node enforces (the control log's, as this node has them). Admin;
         nodes also pull the list from each other with it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _cluster_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ListUsersResponse, _abc.Awaitable[_cluster_pb2.ListUsersResponse]]:
+        """Every user certificate the lab CA issued since records began (the control
+        log's), with its revocation if any. Anyone; serials, who issued and why revoked
+        are for admins only (left empty for others).
         """
 
     @_abc_1.abstractmethod

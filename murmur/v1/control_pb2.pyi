@@ -55,6 +55,7 @@ class ControlCommand(_message.Message):
     UPDATE_SERVICE_FIELD_NUMBER: _builtins.int
     ROLL_REPLICA_FIELD_NUMBER: _builtins.int
     SUBMIT_JOBS_FIELD_NUMBER: _builtins.int
+    RECORD_USER_CERTIFICATE_FIELD_NUMBER: _builtins.int
     RECORD_AUDIT_FIELD_NUMBER: _builtins.int
     CREATE_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
     CONSUME_JOIN_TOKEN_FIELD_NUMBER: _builtins.int
@@ -120,6 +121,12 @@ class ControlCommand(_message.Message):
         """Several submissions in one entry, all applied or none (ClusterService.SubmitJobs)."""
 
     @_builtins.property
+    def record_user_certificate(self) -> Global___RecordUserCertificateCommand:
+        """A CA holder signed a user's certificate (`murmur user add|renew`): the record
+        `murmur user list` reads (never the key: it never leaves the user's machine).
+        """
+
+    @_builtins.property
     def record_audit(self) -> Global___RecordAuditCommand:
         """The audit trail (high number: other commands take the next ones in order)."""
 
@@ -165,6 +172,7 @@ class ControlCommand(_message.Message):
         update_service: Global___UpdateServiceCommand | None = ...,
         roll_replica: Global___RollReplicaCommand | None = ...,
         submit_jobs: Global___SubmitJobsCommand | None = ...,
+        record_user_certificate: Global___RecordUserCertificateCommand | None = ...,
         record_audit: Global___RecordAuditCommand | None = ...,
         create_join_token: _trust_pb2.CreateJoinTokenCommand | None = ...,
         consume_join_token: _trust_pb2.ConsumeJoinTokenCommand | None = ...,
@@ -174,11 +182,11 @@ class ControlCommand(_message.Message):
         set_cluster_level: Global___SetClusterLevelCommand | None = ...,
         protocol_level: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_cluster_level", b"set_cluster_level", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "record_user_certificate", b"record_user_certificate", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_cluster_level", b"set_cluster_level", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "protocol_level", b"protocol_level", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_cluster_level", b"set_cluster_level", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_trusted_ca", b"add_trusted_ca", "assign_job", b"assign_job", "cancel_job", b"cancel_job", "command", b"command", "consume_join_token", b"consume_join_token", "create_api_key", b"create_api_key", "create_join_token", b"create_join_token", "create_service", b"create_service", "delete_service", b"delete_service", "forget_jobs", b"forget_jobs", "node_lost", b"node_lost", "preempt_job", b"preempt_job", "protocol_level", b"protocol_level", "record_api_key_usage", b"record_api_key_usage", "record_audit", b"record_audit", "record_user_certificate", b"record_user_certificate", "report_run", b"report_run", "retire_ca", b"retire_ca", "revoke_api_key", b"revoke_api_key", "revoke_assignment", b"revoke_assignment", "revoke_certificate", b"revoke_certificate", "roll_replica", b"roll_replica", "scale_service", b"scale_service", "set_cluster_level", b"set_cluster_level", "set_lab_policy", b"set_lab_policy", "set_node_drain", b"set_node_drain", "submit_job", b"submit_job", "submit_jobs", b"submit_jobs", "update_service", b"update_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "update_service", "roll_replica", "submit_jobs", "record_audit", "create_join_token", "consume_join_token", "create_api_key", "revoke_api_key", "record_api_key_usage", "set_cluster_level"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["submit_job", "cancel_job", "assign_job", "report_run", "node_lost", "revoke_assignment", "set_node_drain", "forget_jobs", "revoke_certificate", "add_trusted_ca", "retire_ca", "set_lab_policy", "preempt_job", "create_service", "scale_service", "delete_service", "update_service", "roll_replica", "submit_jobs", "record_user_certificate", "record_audit", "create_join_token", "consume_join_token", "create_api_key", "revoke_api_key", "record_api_key_usage", "set_cluster_level"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
@@ -939,6 +947,78 @@ class RevokeCertificateCommand(_message.Message):
 Global___RevokeCertificateCommand: _TypeAlias = RevokeCertificateCommand  # noqa: Y015
 
 @_typing.final
+class RecordUserCertificateCommand(_message.Message):
+    """------------------------------------------------------------ user certificates
+
+    A user certificate the lab CA issued, as the node that signed it read it from the
+    certificate itself.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_US_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_US_FIELD_NUMBER: _builtins.int
+    ISSUED_BY_FIELD_NUMBER: _builtins.int
+    SIGNED_BY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    role: _types_pb2.Role.ValueType
+    """admin, member or viewer"""
+    serial: _builtins.str
+    """lowercase hex, no prefix"""
+    not_before_us: _builtins.int
+    not_after_us: _builtins.int
+    issued_by: _builtins.str
+    """the admin who asked"""
+    signed_by: _builtins.str
+    """the node that signed it"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        role: _types_pb2.Role.ValueType = ...,
+        serial: _builtins.str = ...,
+        not_before_us: _builtins.int = ...,
+        not_after_us: _builtins.int = ...,
+        issued_by: _builtins.str = ...,
+        signed_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_by", b"issued_by", "name", b"name", "not_after_us", b"not_after_us", "not_before_us", b"not_before_us", "role", b"role", "serial", b"serial", "signed_by", b"signed_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordUserCertificateCommand: _TypeAlias = RecordUserCertificateCommand  # noqa: Y015
+
+@_typing.final
+class ControlUserCertificate(_message.Message):
+    """A user certificate the control state holds; `index` is its entry's log index."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    @_builtins.property
+    def certificate(self) -> Global___RecordUserCertificateCommand: ...
+    def __init__(
+        self,
+        *,
+        certificate: Global___RecordUserCertificateCommand | None = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlUserCertificate: _TypeAlias = ControlUserCertificate  # noqa: Y015
+
+@_typing.final
 class AddTrustedCaCommand(_message.Message):
     """A new lab CA joins the trusted ones and signs from now on (`murmur ca rotate
     start`); refused while another rotation is under way.
@@ -1153,6 +1233,7 @@ class ControlSnapshot(_message.Message):
     ARRAYS_FIELD_NUMBER: _builtins.int
     PROJECT_USAGE_FIELD_NUMBER: _builtins.int
     CLUSTER_PROTOCOL_LEVEL_FIELD_NUMBER: _builtins.int
+    USER_CERTIFICATES_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """1; 2 when `drains` is not empty; 3 with `audit` (older versions refuse it)"""
     applied_index: _builtins.int
@@ -1211,6 +1292,12 @@ class ControlSnapshot(_message.Message):
     def project_usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlProjectUsage]:
         """GPU-seconds by project and day (then format >= 38)."""
 
+    @_builtins.property
+    def user_certificates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlUserCertificate]:
+        """User certificates issued since records began, in log order (then format >= 41:
+        older versions refuse it).
+        """
+
     def __init__(
         self,
         *,
@@ -1229,10 +1316,11 @@ class ControlSnapshot(_message.Message):
         arrays: _abc.Iterable[Global___ControlArray] | None = ...,
         project_usage: _abc.Iterable[Global___ControlProjectUsage] | None = ...,
         cluster_protocol_level: _builtins.int = ...,
+        user_certificates: _abc.Iterable[Global___ControlUserCertificate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "audit", b"audit", "lab_policy", b"lab_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "applied_index", b"applied_index", "arrays", b"arrays", "audit", b"audit", "ca_changes", b"ca_changes", "cluster_protocol_level", b"cluster_protocol_level", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "project_usage", b"project_usage", "revocations", b"revocations", "services", b"services", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "applied_index", b"applied_index", "arrays", b"arrays", "audit", b"audit", "ca_changes", b"ca_changes", "cluster_protocol_level", b"cluster_protocol_level", "drains", b"drains", "format", b"format", "jobs", b"jobs", "join_tokens", b"join_tokens", "lab_policy", b"lab_policy", "project_usage", b"project_usage", "revocations", b"revocations", "services", b"services", "usage", b"usage", "user_certificates", b"user_certificates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -789,6 +789,31 @@ class RaftInstallSnapshot(_message.Message):
 Global___RaftInstallSnapshot: _TypeAlias = RaftInstallSnapshot  # noqa: Y015
 
 @_typing.final
+class RelayedRemoveDatasetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_ADMIN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    requested_by: _builtins.str
+    requested_by_admin: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+        requested_by_admin: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "requested_by", b"requested_by", "requested_by_admin", b"requested_by_admin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayedRemoveDatasetRequest: _TypeAlias = RelayedRemoveDatasetRequest  # noqa: Y015
+
+@_typing.final
 class SetDrainingRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

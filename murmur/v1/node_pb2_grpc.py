@@ -57,6 +57,11 @@ class NodeServiceStub:
                 request_serializer=murmur_dot_v1_dot_node__pb2.SetDrainingRequest.SerializeToString,
                 response_deserializer=murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.RemoveDataset = channel.unary_unary(
+                '/murmur.v1.NodeService/RemoveDataset',
+                request_serializer=murmur_dot_v1_dot_node__pb2.RelayedRemoveDatasetRequest.SerializeToString,
+                response_deserializer=murmur_dot_v1_dot_types__pb2.Dataset.FromString,
+                _registered_method=True)
         self.Raft = channel.unary_unary(
                 '/murmur.v1.NodeService/Raft',
                 request_serializer=murmur_dot_v1_dot_node__pb2.RaftRequest.SerializeToString,
@@ -145,6 +150,14 @@ class NodeServiceServicer:
         forwards an admin's ClusterService.DrainNode of another node here; the admin's
         name travels in `requested_by` for the peer's event log. The peer commits the
         drain to the control log (SetNodeDrainCommand) before it answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveDataset(self, request, context):
+        """A user's ClusterService.RemoveDataset of a dataset held here, relayed by the node
+        the user reached (which checked their certificate; who they are is in the request).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -265,6 +278,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.SetDraining,
                     request_deserializer=murmur_dot_v1_dot_node__pb2.SetDrainingRequest.FromString,
                     response_serializer=murmur_dot_v1_dot_types__pb2.NodeInfo.SerializeToString,
+            ),
+            'RemoveDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDataset,
+                    request_deserializer=murmur_dot_v1_dot_node__pb2.RelayedRemoveDatasetRequest.FromString,
+                    response_serializer=murmur_dot_v1_dot_types__pb2.Dataset.SerializeToString,
             ),
             'Raft': grpc.unary_unary_rpc_method_handler(
                     servicer.Raft,
@@ -430,6 +448,33 @@ class NodeService:
             '/murmur.v1.NodeService/SetDraining',
             murmur_dot_v1_dot_node__pb2.SetDrainingRequest.SerializeToString,
             murmur_dot_v1_dot_types__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.v1.NodeService/RemoveDataset',
+            murmur_dot_v1_dot_node__pb2.RelayedRemoveDatasetRequest.SerializeToString,
+            murmur_dot_v1_dot_types__pb2.Dataset.FromString,
             options,
             channel_credentials,
             insecure,

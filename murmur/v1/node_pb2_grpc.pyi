@@ -55,6 +55,10 @@ class NodeServiceStub:
     name travels in `requested_by` for the peer's event log. The peer commits the
     drain to the control log (SetNodeDrainCommand) before it answers.
     """
+    RemoveDataset: _grpc.UnaryUnaryMultiCallable[_node_pb2.RelayedRemoveDatasetRequest, _types_pb2.Dataset]
+    """A user's ClusterService.RemoveDataset of a dataset held here, relayed by the node
+    the user reached (which checked their certificate; who they are is in the request).
+    """
     Raft: _grpc.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]
     """One Raft message (node/control/raft, driven by node/control/consensus). One-way like
     Gossip: the answer, when Raft has one, is a separate Raft call back to
@@ -119,6 +123,10 @@ class NodeServiceAsyncStub(NodeServiceStub):
     forwards an admin's ClusterService.DrainNode of another node here; the admin's
     name travels in `requested_by` for the peer's event log. The peer commits the
     drain to the control log (SetNodeDrainCommand) before it answers.
+    """
+    RemoveDataset: _aio.UnaryUnaryMultiCallable[_node_pb2.RelayedRemoveDatasetRequest, _types_pb2.Dataset]  # type: ignore[assignment]
+    """A user's ClusterService.RemoveDataset of a dataset held here, relayed by the node
+    the user reached (which checked their certificate; who they are is in the request).
     """
     Raft: _aio.UnaryUnaryMultiCallable[_node_pb2.RaftRequest, _node_pb2.RaftResponse]  # type: ignore[assignment]
     """One Raft message (node/control/raft, driven by node/control/consensus). One-way like
@@ -205,6 +213,16 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         forwards an admin's ClusterService.DrainNode of another node here; the admin's
         name travels in `requested_by` for the peer's event log. The peer commits the
         drain to the control log (SetNodeDrainCommand) before it answers.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveDataset(
+        self,
+        request: _node_pb2.RelayedRemoveDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Dataset, _abc.Awaitable[_types_pb2.Dataset]]:
+        """A user's ClusterService.RemoveDataset of a dataset held here, relayed by the node
+        the user reached (which checked their certificate; who they are is in the request).
         """
 
     @_abc_1.abstractmethod

@@ -33,6 +33,8 @@ from murmur.node.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
 )
 from murmur.node.jobspec.paths import contained_path
 from murmur.storage import DatasetExistsError, DatasetRecord, Store
@@ -274,7 +276,8 @@ class DatasetCatalog:
         self._adding: set[str] = set()
         """Names whose scan is under way: a second add of one is refused at once."""
         self.on_change: Callable[[], None] = lambda: None
-        """Called after a dataset is added (the daemon gossips the catalog at once)."""
+        """Called after a dataset is added or removed (the daemon gossips the catalog
+        at once)."""
 
     async def load(self) -> None:
         self._records = {d.name: d for d in await self._store.list_datasets()}
@@ -418,6 +421,62 @@ class DatasetCatalog:
                     extra={"event": "dataset.add_failed", "dataset": record.name},
                 )
             raise
+
+    async def remove(
+        self,
+        name: str,
+        *,
+        requested_by: str,
+        is_admin: bool,
+        mounted_by: Callable[[str], list[str]],
+    ) -> DatasetRecord:
+        """Unregisters ``name`` from this node: runs can no longer mount it and gossip
+        stops advertising it. Its files stay where they are: the data is the lab's,
+        and a dataset is often a directory other tools use too.
+
+        Args:
+            requested_by: who asks; they may remove a dataset they added.
+            is_admin: they may remove any.
+            mounted_by: the jobs whose runs on this node mount a dataset now
+                (``RunExecutor.jobs_mounting``): refused while there are any.
+
+        Raises:
+            NotFoundError: this node holds no dataset of that name.
+            PermissionDeniedError: neither an admin nor the user who added it.
+            FailedPreconditionError: a run on this node mounts it.
+        """
+        record = self._records.get(name)
+        if record is None:
+            raise NotFoundError(f"node has no dataset named {name!r}")
+        if not is_admin and (not record.added_by or record.added_by != requested_by):
+            added = f"was added by {record.added_by}" if record.added_by else "has no owner"
+            raise PermissionDeniedError(
+                f"dataset {name!r} {added}: only they or an admin may remove it"
+            )
+        jobs = mounted_by(name)
+        if jobs:
+            shown = ", ".join(jobs[:5]) + (f" and {len(jobs) - 5} more" if len(jobs) > 5 else "")
+            raise FailedPreconditionError(
+                f"dataset {name!r} is mounted by running job(s) {shown}: "
+                "cancel them or wait for them to end"
+            )
+
+        async def unregister() -> None:
+            await self._store.remove_dataset(name)
+            self._records.pop(name, None)
+            self.on_change()
+
+        # Like an add: a caller cancelled mid-write leaves the store and the map
+        # (which runs and gossip read) in step.
+        await asyncio.shield(asyncio.ensure_future(unregister()))
+        _log.info(
+            "dataset %s removed by %s (its files at %s are left in place)",
+            name,
+            requested_by,
+            record.path,
+            extra={"event": "dataset.removed", "dataset": name},
+        )
+        return record
 
     async def list(self) -> list[DatasetRecord]:
         return await self._store.list_datasets()

@@ -259,6 +259,13 @@ class RunExecutor:
         """Whether the run still holds resources (its end is not recorded yet)."""
         return run_id in self._active
 
+    def jobs_mounting(self, dataset: str) -> list[str]:
+        """The jobs whose runs on this node mount ``dataset`` now (from their start
+        until their end is recorded): a dataset is not unregistered under them."""
+        return sorted(
+            {run.record.job_id for run in self._active.values() if dataset in run.spec.datasets}
+        )
+
     @property
     def active_run_count(self) -> int:
         return len(self._active)

@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 
 from murmur.certs import IdentityBundle
-from murmur.node.errors import UnavailableError
+from murmur.node.errors import PeerRefusedError, UnavailableError
 from murmur.node.membership.transport import channel_options
 from murmur.v1 import node_pb2, node_pb2_grpc, types_pb2
 
@@ -55,6 +55,34 @@ class PeerClient:
                     f"node {node} at {address} did not take the drain: "
                     f"{exc.code().name.lower()}: {exc.details()}"
                 ) from None
+
+    async def remove_dataset(
+        self, address: str, *, node: str, name: str, requested_by: str, is_admin: bool
+    ) -> types_pb2.Dataset:
+        """Ask the node at ``address`` to unregister its dataset ``name`` for a user.
+
+        Raises:
+            UnavailableError: the node did not answer; says which node.
+            PeerRefusedError: it refused (not found, not theirs, mounted), with its code.
+        """
+        async with grpc.aio.secure_channel(address, self._credentials, channel_options()) as ch:
+            stub = node_pb2_grpc.NodeServiceStub(ch)
+            request = node_pb2.RelayedRemoveDatasetRequest(
+                name=name, requested_by=requested_by, requested_by_admin=is_admin
+            )
+            try:
+                return await stub.RemoveDataset(request, timeout=PEER_CALL_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.UNIMPLEMENTED,
+                ):
+                    raise UnavailableError(
+                        f"node {node} at {address} did not take the removal: "
+                        f"{exc.code().name.lower()}: {exc.details()}"
+                    ) from None
+                raise PeerRefusedError(exc.code(), f"node {node}: {exc.details()}") from None
 
     async def describe(self, address: str) -> types_pb2.NodeInfo | None:
         """The node's own, fresh NodeInfo (with the telemetry gossip leaves out), or

@@ -17,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 from murmur.certs import (
     CertificateAuthority,
+    CertificateIdentity,
     JoinToken,
     Role,
     hash_secret,
+    identity_from_certificate,
     new_join_token,
     validate_name,
 )
@@ -47,6 +49,10 @@ class IssuedCertificate:
 UserCertificateRelay = Callable[[str, Role, bytes, int, str], Awaitable[IssuedCertificate]]
 """Has a CA holder sign a user certificate: (name, role, CSR, ttl days, admin)."""
 
+UserCertificateRecorder = Callable[[CertificateIdentity, str], Awaitable[None]]
+"""Records a user certificate this node signed, with the admin who asked, in the
+control log (``murmur user list`` reads it); raises when it could not."""
+
 
 class Enrollment:
     """Issues join tokens and signs certificates with this node's CA."""
@@ -67,7 +73,9 @@ class Enrollment:
         relay: UserCertificateRelay | None = None,
         name_in_use: Callable[[str], bool] | None = None,
         anchors: Callable[[], bytes] | None = None,
+        record_user: UserCertificateRecorder | None = None,
     ) -> None:
+        self._record_user = record_user
         self._deny_list = deny_list
         self._anchors = anchors
         self._ca = ca
@@ -218,6 +226,10 @@ class Enrollment:
             validity_days=ttl_days or self._user_certificate_days,
             not_before_floor=self._not_before_floor(name),
         )
+        if self._record_user is not None:
+            # Recorded before the certificate is handed over: one the log does not
+            # hold never leaves this node (the caller retries with a new CSR).
+            await self._record_user(identity_from_certificate(certificate), requested_by)
         await self._events.record(
             kind="user.issued", subject=name, message=f"certificate issued to {name} ({role.value})"
         )

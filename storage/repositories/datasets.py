@@ -67,6 +67,12 @@ async def get(connection: aiosqlite.Connection, name: str) -> DatasetRecord:
     return _from_row(rows[0])
 
 
+async def delete(connection: aiosqlite.Connection, name: str) -> bool:
+    """Unregister a dataset (its files are not touched); False when none had the name."""
+    cursor = await connection.execute("DELETE FROM datasets WHERE name = ?", (name,))
+    return cursor.rowcount > 0
+
+
 async def list_all(connection: aiosqlite.Connection) -> list[DatasetRecord]:
     """Every dataset on this node, by name."""
     rows = await connection.execute_fetchall(f"SELECT {_COLUMNS} FROM datasets ORDER BY name")

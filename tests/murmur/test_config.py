@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import murmur
 from murmur._config import (
     DEFAULT_NODE_ADDRESS,
+    checked_identities_path,
     client_settings_path,
     default_home,
     resolve_connect_config,
@@ -261,6 +262,90 @@ def test_configs_are_frozen(home: Path) -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.address = "10.0.0.1:7070"  # type: ignore[misc]
+
+
+# ------------------------------------- identity contents recorded as checked (the CLI's)
+
+
+def checked(home: Path, identity: Path) -> murmur.TLSConfig:
+    config = resolve_connect_config(env={}, home=home, identity=identity, checked_identities=True)
+    return config.tls
+
+
+def test_a_recorded_identity_gives_the_same_tls_material_as_a_checked_one(
+    lab_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    identity = write_identity(lab_ca, tmp_path / "alice.pem")
+    home = tmp_path / "home"
+
+    first = checked(home, identity)  # checked in full, then recorded
+    recorded = checked(home, identity)  # taken from the record
+
+    assert first == recorded == murmur.TLSConfig.from_identity_file(identity)
+    assert checked_identities_path(home).stat().st_mode & 0o077 == 0
+    assert b"PRIVATE KEY" not in checked_identities_path(home).read_bytes()
+
+
+def test_a_tampered_identity_is_checked_again_whatever_was_recorded(
+    lab_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    identity = write_identity(lab_ca, tmp_path / "alice.pem")
+    home = tmp_path / "home"
+    checked(home, identity)
+    # Alice's key with Mallory's certificate, in the file that was recorded as fine.
+    mallory = lab_ca.issue(name="mallory", role=Role.ADMIN, validity_days=30)
+    alice = murmur.TLSConfig.from_identity_file(identity)
+    identity.write_bytes(alice.key_pem + mallory.certificate_pem + mallory.ca_certificate_pem)
+
+    with pytest.raises(murmur.ConfigError, match="private key does not match"):
+        checked(home, identity)
+
+
+def test_a_forged_record_does_not_change_what_is_presented_or_trusted(
+    lab_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    identity = write_identity(lab_ca, tmp_path / "alice.pem")
+    home = tmp_path / "home"
+    checked(home, identity)
+    path = checked_identities_path(home)
+    path.write_text(path.read_text().replace('"member"', '"admin"').replace('"alice"', '"eve"'))
+
+    tls = checked(home, identity)
+
+    genuine = murmur.TLSConfig.from_identity_file(identity)
+    assert (tls.key_pem, tls.certificate_pem, tls.ca_certificate_pem) == (
+        genuine.key_pem,
+        genuine.certificate_pem,
+        genuine.ca_certificate_pem,
+    )
+
+
+@pytest.mark.parametrize("record", ["not json", '{"identities": []}', '{"identities": {"x": 1}}'])
+def test_an_unreadable_record_means_checking_in_full(
+    lab_ca: CertificateAuthority, tmp_path: Path, record: str
+) -> None:
+    identity = write_identity(lab_ca, tmp_path / "alice.pem")
+    home = tmp_path / "home"
+    home.mkdir()
+    checked_identities_path(home).write_text(record)
+
+    assert checked(home, identity) == murmur.TLSConfig.from_identity_file(identity)
+    assert checked(home, identity) == murmur.TLSConfig.from_identity_file(identity)
+
+
+def test_a_recorded_identity_past_its_dates_is_still_refused_before_connecting(
+    lab_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    issued = datetime.now(UTC) - timedelta(days=60)
+    identity = write_identity(lab_ca, tmp_path / "old.pem", now=issued)
+    home = tmp_path / "home"
+    checked(home, identity)
+
+    tls = checked(home, identity)
+
+    assert tls.identity is not None
+    assert tls.identity.not_after < datetime.now(UTC)
+    assert tls.identity == murmur.TLSConfig.from_identity_file(identity).identity
 
 
 # --------------------------------------------- certificate dates, checked before dialing

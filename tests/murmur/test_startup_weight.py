@@ -2,26 +2,39 @@
 
 The run supervisors import ``murmur``, and ``murmur --help`` should answer at once:
 neither pays for grpc, protobuf, cryptography, asyncio, Textual, the Docker SDK or
-NVML; the daemon loads NVML only to probe real GPUs. Each check runs in a fresh
-interpreter, since this one has all of them loaded.
+NVML; the daemon loads NVML only to probe real GPUs. ``murmur status`` and ``murmur
+job submit`` need grpc (which brings asyncio) and protobuf, but not cryptography once
+their identity file is recorded as checked, nor what else they were spared (the
+timings: tests/bench/bench_scripting.py). Each check runs in a fresh interpreter,
+since this one has all of them loaded.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from murmur.certs import CertificateAuthority, Role
+from tests.support.nodes import free_port
+
 HEAVY = ("grpc", "google.protobuf", "cryptography", "asyncio", "textual", "docker", "pynvml")
 
 
-def run_python(code: str, *args: str) -> Any:
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> Any:
     """Runs ``code`` in a fresh interpreter; returns the JSON it prints."""
     result = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -102,3 +115,34 @@ def test_version_still_prints_the_installed_version() -> None:
     import murmur
 
     assert run_python(CLI, "--version")["out"] == f"murmur {murmur.__version__}\n"
+
+
+SPARED_BY_COMMANDS = ("cryptography", "uuid", "shutil", "tomllib", "textual", "docker", "pynvml")
+"""What `murmur status` and `murmur job submit` no longer load: cryptography (the
+identity file recorded as checked), uuid (idempotency keys from os.urandom), shutil
+(argparse's formatter, for the terminal's width), tomllib (no client settings file)."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["status", "job submit --runtime process -- true"],
+)
+def test_status_and_submit_load_no_cryptography_once_the_identity_is_recorded(
+    tmp_path: Path, command: str
+) -> None:
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    identity = tmp_path / "alice.pem"
+    ca.issue(name="alice", role=Role.MEMBER, validity_days=30).write(identity)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
+    env |= {
+        "MURMUR_HOME": str(tmp_path / "home"),
+        "MURMUR_IDENTITY": str(identity),
+        "MURMUR_NODE": f"127.0.0.1:{free_port()}",  # nobody there: the command fails
+    }
+    first = run_python(CLI, *command.split(), env=env)  # checks the identity, records it
+    later = run_python(CLI, *command.split(), env=env)
+
+    assert first["code"] == later["code"] == 1
+    assert "cryptography" in first["modules"]
+    assert {"grpc", "murmur._client"} <= set(later["modules"])
+    assert [name for name in SPARED_BY_COMMANDS if name in later["modules"]] == []

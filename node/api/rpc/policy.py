@@ -56,6 +56,8 @@ POLICIES: dict[str, MethodPolicy] = {
     _CLUSTER + "AddDatasetWithProgress": _write(),
     _CLUSTER + "ListDatasets": _read(),
     _CLUSTER + "GetDataset": _read(),
+    # The user who added a dataset, or an admin (the holding node checks whose).
+    _CLUSTER + "RemoveDataset": _write(),
     _CLUSTER + "WatchEvents": _read(),
     _CLUSTER + "ListAudit": MethodPolicy(_ADMINS, audited=False),
     _CLUSTER + "VerifyAudit": MethodPolicy(_ADMINS, audited=False),
@@ -64,6 +66,10 @@ POLICIES: dict[str, MethodPolicy] = {
     # Revocations: an admin revokes (audited); nodes pull the list from each other.
     _CLUSTER + "RevokeCertificate": _write(_ADMINS),
     _CLUSTER + "ListRevocations": MethodPolicy(_ADMINS | _NODES, audited=False),
+    # The lab's users are no secret to its members: anyone lists them; serials,
+    # issuers and revocation details are cleared for all but admins (and nodes,
+    # which relay a listing to the leader).
+    _CLUSTER + "ListUsers": _read(),
     _CLUSTER + "RotateCa": _write(_ADMINS),
     _CLUSTER + "ApplyPolicy": _write(_ADMINS),
     _CLUSTER + "GetPolicy": _read(),
@@ -104,6 +110,7 @@ POLICIES: dict[str, MethodPolicy] = {
     # A change to the node: audited, with the forwarding node as the caller (the
     # admin's name is in the request and in the forwarding node's own audit log).
     _NODE + "SetDraining": _write(_NODES),
+    _NODE + "RemoveDataset": _write(_NODES),
     # The lab CA key handed to a voter, a node's own renewal, a relayed user
     # certificate (node/api/services/trust.py): audited on the signing node.
     _TRUST + "FetchCaKey": _write(_NODES),

@@ -613,6 +613,58 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             raise NotFoundError(f"no dataset named {request.name!r} on any node")
         return dataset
 
+    async def RemoveDataset(
+        self, request: cluster_pb2.RemoveDatasetRequest, context: Context
+    ) -> types_pb2.Dataset:
+        """Unregisters a dataset on the node that holds it: here, or relayed to it
+        (which checks whose it is and that no run there mounts it). Files stay."""
+        caller = current_caller()
+        is_admin = caller.role is Role.ADMIN
+        holder = self._dataset_holder(request.name, request.node)
+        if holder == self._name:
+            record = await self._datasets.remove(
+                request.name,
+                requested_by=caller.name,
+                is_admin=is_admin,
+                mounted_by=self._executor.jobs_mounting,
+            )
+            return dataset_message(record, self._name)
+        node = self._view.node(holder)
+        if node is None or node.state in DOWN_STATES:
+            raise FailedPreconditionError(
+                f"node {holder} is not up: its dataset cannot be removed now"
+            )
+        return await self._peers.remove_dataset(
+            node.address,
+            node=holder,
+            name=request.name,
+            requested_by=caller.name,
+            is_admin=is_admin,
+        )
+
+    def _dataset_holder(self, name: str, node: str) -> str:
+        """The node to remove dataset ``name`` from: ``node``, or the one node that
+        holds it as gossip tells.
+
+        Raises:
+            InvalidArgumentError: no name, or several nodes hold it and none was named.
+            NotFoundError: no node of that name, or none holds the dataset.
+        """
+        if not name:
+            raise InvalidArgumentError("name the dataset to remove")
+        if node:
+            if node != self._name and self._view.node(node) is None:
+                raise NotFoundError(f"no node named {node!r}")
+            return node
+        holders = sorted({d.node for d in self._view.datasets("") if d.name == name})
+        if not holders:
+            raise NotFoundError(f"no dataset named {name!r} on any node")
+        if len(holders) > 1:
+            raise InvalidArgumentError(
+                f"dataset {name!r} is on nodes {', '.join(holders)}: say which with --from"
+            )
+        return holders[0]
+
     # ------------------------------------------------------------ revocations
 
     def _revocation_calls(self) -> RevocationCalls:
@@ -634,6 +686,18 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.ListRevocationsRequest, context: Context
     ) -> cluster_pb2.ListRevocationsResponse:
         return self._revocation_calls().listing()
+
+    async def ListUsers(
+        self, request: cluster_pb2.ListUsersRequest, context: Context
+    ) -> cluster_pb2.ListUsersResponse:
+        answer = await self._cluster_jobs.users()
+        if current_caller().role not in (Role.ADMIN, Role.NODE):
+            # A member may see who is in the lab, not what revoking them would take.
+            answer.details_withheld = True
+            for certificate in answer.certificates:
+                certificate.serial = certificate.issued_by = ""
+                certificate.revoked_by = certificate.revoke_reason = ""
+        return answer
 
     async def RotateCa(
         self, request: cluster_pb2.RotateCaRequest, context: Context

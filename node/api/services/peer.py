@@ -9,7 +9,8 @@ from typing import Any
 
 import grpc
 
-from murmur.node.agent.convert import timestamp
+from murmur.node.agent.convert import dataset_message, timestamp
+from murmur.node.agent.datasets import DatasetCatalog
 from murmur.node.agent.executor import RunExecutor
 from murmur.node.api.rpc.caller import current_caller
 from murmur.node.api.rpc.status_map import status_for
@@ -69,7 +70,9 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         executor: RunExecutor | None = None,
         audit_trail: AuditTrail | None = None,
         api_keys: Callable[[], ApiKeyTable] | None = None,
+        datasets: DatasetCatalog | None = None,
     ) -> None:
+        self._datasets = datasets
         self._audit_trail = audit_trail
         self._api_keys = api_keys
         self._view = view
@@ -235,6 +238,25 @@ class PeerServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: node_pb2.DescribeRequest, context: Context
     ) -> types_pb2.NodeInfo:
         return self._view.describe_local()
+
+    async def RemoveDataset(
+        self, request: node_pb2.RelayedRemoveDatasetRequest, context: Context
+    ) -> types_pb2.Dataset:
+        """A user's removal of a dataset held here, relayed by the node they reached
+        (which checked their certificate): the same checks as one made here."""
+        if self._datasets is None or self._executor is None:
+            raise NotServedError(f"datasets are not served by {self._view.local_name}")
+        if len(request.requested_by) > MAX_REQUESTED_BY_CHARS:
+            raise InvalidArgumentError(
+                f"requested_by is longer than {MAX_REQUESTED_BY_CHARS} characters"
+            )
+        record = await self._datasets.remove(
+            request.name,
+            requested_by=request.requested_by,
+            is_admin=request.requested_by_admin,
+            mounted_by=self._executor.jobs_mounting,
+        )
+        return dataset_message(record, self._view.local_name)
 
     async def SetDraining(
         self, request: node_pb2.SetDrainingRequest, context: Context

@@ -59,6 +59,8 @@ from murmur.node.control.queue.protocol_gate import ProtocolGate
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.results import ApplyResult
 from murmur.node.control.queue.state import ControlState
+from murmur.node.control.queue.user_certificates import IssuedUserCertificate
+from murmur.node.deny_list import Revocation
 from murmur.node.errors import InvalidArgumentError, NodeError, NotFoundError, UnavailableError
 from murmur.node.jobspec import states as job_states
 from murmur.node.membership.transport import PeerTransport
@@ -339,6 +341,24 @@ class ClusterJobs:
 
         return await self._with_leader(once)
 
+    async def users(self) -> cluster_pb2.ListUsersResponse:
+        """Every user certificate the log records, each with the revocation that
+        denies it if any: this node's replica when it is current, else the leader's.
+        Everything is in it; what a caller may not see is the handler's to clear."""
+
+        async def once() -> cluster_pb2.ListUsersResponse:
+            if not self._consensus.state_is_current():
+                return await self._forward(
+                    lambda stub: stub.ListUsers(
+                        cluster_pb2.ListUsersRequest(), timeout=FORWARD_TIMEOUT_SECONDS
+                    )
+                )
+            return user_listing(
+                self._control.user_certificates.entries(), self._control.revocations()
+            )
+
+        return await self._with_leader(once)
+
     async def services(self) -> cluster_pb2.ListServicesResponse:
         """Every service with its replicas' jobs (their state, node and why): this
         node's replica when it is current, else the leader's. Readiness and ports
@@ -512,6 +532,32 @@ class ClusterJobs:
             return await call(self._peers.cluster_stub(address))
         except grpc.aio.AioRpcError as exc:
             raise refused_by_peer(exc, "the leader") from None
+
+
+def user_listing(
+    issued: Sequence[IssuedUserCertificate], revocations: Sequence[Revocation]
+) -> cluster_pb2.ListUsersResponse:
+    """The certificates, in issue order, each with the first revocation that denies
+    it: its serial's, or its name's made at or after the certificate's start (the
+    rule every node enforces, node/deny_list.py)."""
+    answer = cluster_pb2.ListUsersResponse()
+    for entry in issued:
+        record = entry.certificate
+        certificate = answer.certificates.add(
+            name=record.name, role=record.role, serial=record.serial, issued_by=record.issued_by
+        )
+        certificate.not_before.FromMicroseconds(record.not_before_us)
+        certificate.not_after.FromMicroseconds(record.not_after_us)
+        for revocation in revocations:
+            if revocation.serial == record.serial or (
+                revocation.name == record.name and record.not_before_us <= revocation.revoked_at_us
+            ):
+                certificate.revoked = True
+                certificate.revoked_at.FromMicroseconds(revocation.revoked_at_us)
+                certificate.revoked_by = revocation.by
+                certificate.revoke_reason = revocation.reason
+                break
+    return answer
 
 
 def usage_since_us(request: cluster_pb2.GetUsageRequest) -> int:

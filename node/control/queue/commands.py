@@ -290,6 +290,49 @@ def _revocation_from_message(message: control_pb2.RevokeCertificateCommand) -> R
     )
 
 
+# ---------------------------------------------------------- user certificates
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUserCertificate:
+    """A CA holder signed a user's certificate (``murmur user add|renew``). The node
+    that signed commits it, read from the certificate it made, so ``murmur user list``
+    can answer from any node's replica: the CA key alone knows nothing of what it
+    signed, and a node's local event log holds only what that node signed."""
+
+    name: str
+    role: types_pb2.Role.ValueType
+    """Admin, member or viewer."""
+    serial: str
+    """Lowercase hex, no prefix, as ``CertificateIdentity.serial``."""
+    not_before_us: int
+    not_after_us: int
+    issued_by: str
+    """The admin who asked."""
+    signed_by: str
+    """The node that signed."""
+
+
+def user_certificate_to_message(
+    command: RecordUserCertificate,
+) -> control_pb2.RecordUserCertificateCommand:
+    return control_pb2.RecordUserCertificateCommand(
+        name=command.name, role=command.role, serial=command.serial,
+        not_before_us=command.not_before_us, not_after_us=command.not_after_us,
+        issued_by=command.issued_by, signed_by=command.signed_by,
+    )  # fmt: skip
+
+
+def user_certificate_from_message(
+    message: control_pb2.RecordUserCertificateCommand,
+) -> RecordUserCertificate:
+    return RecordUserCertificate(
+        name=message.name, role=message.role, serial=message.serial,
+        not_before_us=message.not_before_us, not_after_us=message.not_after_us,
+        issued_by=message.issued_by, signed_by=message.signed_by,
+    )  # fmt: skip
+
+
 # -------------------------------------------------------------- CA rotation
 
 
@@ -655,6 +698,7 @@ Command = (
     | RevokeApiKey
     | RecordApiKeyUsage
     | SetClusterLevel
+    | RecordUserCertificate
 )
 
 
@@ -795,6 +839,8 @@ def to_message(command: Command) -> control_pb2.ControlCommand:
                     replaced_job=command.replaced_job, at_us=command.at_us,
                 )
             )  # fmt: skip
+        case RecordUserCertificate():
+            message.record_user_certificate.CopyFrom(user_certificate_to_message(command))
         case SetClusterLevel():
             message.set_cluster_level.CopyFrom(
                 control_pb2.SetClusterLevelCommand(level=command.level, at_us=command.at_us)
@@ -907,6 +953,8 @@ def from_message(message: control_pb2.ControlCommand) -> Command:
     if kind == "roll_replica":
         roll = message.roll_replica
         return RollReplica(roll.name, roll.slot, roll.revision, roll.replaced_job, roll.at_us)
+    if kind == "record_user_certificate":
+        return user_certificate_from_message(message.record_user_certificate)
     if kind == "set_cluster_level":
         raised = message.set_cluster_level
         return SetClusterLevel(raised.level, raised.at_us)

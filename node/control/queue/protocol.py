@@ -56,6 +56,7 @@ LEVELS: Mapping[int, str] = {
     3: "service liveness probes",
     4: "API keys",
     5: "job arrays, dependencies, projects and batch submissions",
+    6: "records of issued user certificates",
 }
 """What each level added, as a refusal names it ("does not know service updates")."""
 
@@ -89,6 +90,7 @@ COMMAND_LEVELS: Mapping[str, int] = {
     "revoke_api_key": 4,
     "record_api_key_usage": 4,
     "submit_jobs": 5,
+    "record_user_certificate": 6,
 }
 """The level each command (``ControlCommand``'s oneof field) first appeared at. A test
 holds it to the proto: a command added without a line here fails it (and is taken to

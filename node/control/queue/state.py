@@ -127,6 +127,7 @@ from murmur.node.control.queue.commands import (
     PreemptJob,
     RecordApiKeyUsage,
     RecordAudit,
+    RecordUserCertificate,
     ReportRun,
     RetireCa,
     RevokeApiKey,
@@ -181,6 +182,7 @@ from murmur.node.control.queue.services import (
     replica_spec,
     restarts,
 )
+from murmur.node.control.queue.user_certificates import UserCertificateTable
 from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
 from murmur.node.jobspec.arrays import iter_task_ids, split_task_id, task_count
@@ -233,6 +235,10 @@ SNAPSHOT_FORMAT_WITH_CLUSTER_LEVEL = 40
 """A snapshot of a cluster whose protocol level was raised above 1 says format 40
 (whatever else it holds): a version from before levels refuses it rather than apply
 later entries it may not know (node/control/queue/protocol.py)."""
+SNAPSHOT_FORMAT_WITH_USER_CERTIFICATES = 41
+"""A snapshot that holds records of issued user certificates says format 41
+(whatever else it holds): a version that knows none refuses it rather than forget
+who the lab CA has issued certificates to."""
 SNAPSHOT_FORMAT_WITH_GANGS = 34
 """A snapshot that holds a run of several ranks (a gang's) says format 34 (whatever
 else it holds): a version that knows one rank per run refuses it rather than lose
@@ -332,6 +338,8 @@ class ControlState:
         """Jobs waiting on others (node/control/queue/dependencies.py)."""
         self._project_usage: dict[tuple[str, int], float] = {}
         """(project, day) -> GPU-seconds of runs that ended that day."""
+        self.user_certificates = UserCertificateTable()
+        """User certificates the lab CA issued (node/control/queue/user_certificates.py)."""
         self.cluster_level = BASE_LEVEL
         """The control protocol level every node speaks, as the log says
         (``SetClusterLevel``): commands that need more are refused before they are
@@ -435,6 +443,8 @@ class ControlState:
             pass  # nor do join tokens
         elif isinstance(command, CreateApiKey | RevokeApiKey | RecordApiKeyUsage):
             pass  # nor do API keys
+        elif isinstance(command, RecordUserCertificate):
+            pass  # nor does a record of a user certificate
         else:
             self._note_other_change()
         return result
@@ -497,6 +507,8 @@ class ControlState:
                 return self.api_keys.record_usage(command)
             case SetClusterLevel():
                 return self._set_cluster_level(command)
+            case RecordUserCertificate():
+                return self.user_certificates.record(index, command)
 
     def _set_cluster_level(self, command: SetClusterLevel) -> ApplyResult:
         # Only up: a leader's proposal made on a stale view, or sent twice, is harmless.
@@ -1794,6 +1806,7 @@ class ControlState:
         array_specs = {record.id: record.spec for record in self.arrays}
         project_usage = self.project_usage()
         cluster_level = self.cluster_level
+        user_certificates = self.user_certificates.messages()
 
         def encode() -> bytes:
             message = control_pb2.ControlSnapshot(
@@ -1852,6 +1865,9 @@ class ControlState:
             if cluster_level > BASE_LEVEL:
                 message.format = max(message.format, SNAPSHOT_FORMAT_WITH_CLUSTER_LEVEL)
                 message.cluster_protocol_level = cluster_level
+            if user_certificates:
+                message.format = max(message.format, SNAPSHOT_FORMAT_WITH_USER_CERTIFICATES)
+                message.user_certificates.extend(user_certificates)
             return message.SerializeToString(deterministic=True)
 
         return encode
@@ -1886,6 +1902,7 @@ class ControlState:
             SNAPSHOT_FORMAT_WITH_API_KEYS,
             SNAPSHOT_FORMAT_WITH_ARRAYS,
             SNAPSHOT_FORMAT_WITH_CLUSTER_LEVEL,
+            SNAPSHOT_FORMAT_WITH_USER_CERTIFICATES,
         ):
             raise SnapshotTooNewError(
                 f"snapshot format {message.format} is not known here (a newer murmur wrote it)"
@@ -1911,6 +1928,7 @@ class ControlState:
         join_tokens = JoinTokenTable.from_messages(list(message.join_tokens))
         ca_rotations = CaRotationTable.from_messages(list(message.ca_changes))
         api_keys = ApiKeyTable.from_message(message.api_keys)
+        user_certificates = UserCertificateTable.from_messages(message.user_certificates)
         lab_policy_record, lab_policy = _lab_policy_of(message)
         usage = {(u.user, u.group, u.day): u.gpu_seconds for u in message.usage}
         services = {s.spec.name: codec.service_from_message(s) for s in message.services}
@@ -1950,6 +1968,7 @@ class ControlState:
         self._services = services
         self._usage_newest_day = max((day for _, _, day in usage), default=0)
         self.cluster_level = cluster_level
+        self.user_certificates = user_certificates
 
     @classmethod
     def from_snapshot(

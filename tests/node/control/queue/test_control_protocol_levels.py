@@ -72,7 +72,7 @@ def test_a_snapshot_of_a_higher_level_is_refused_and_the_state_kept() -> None:
     ahead.apply(SetClusterLevel(PROTOCOL_LEVEL, SECOND))
     old = Log(ControlState(protocol_level=2))
     old.apply(SubmitJob("kept", spec(), "alice", "", SECOND))
-    with pytest.raises(SnapshotTooNewError, match="control protocol 5") as refused:
+    with pytest.raises(SnapshotTooNewError, match=f"control protocol {PROTOCOL_LEVEL}") as refused:
         old.state.restore(ahead.state.snapshot())
     assert isinstance(refused.value, UpgradeRequiredError)  # the runner halts on it
     assert isinstance(refused.value, ControlSnapshotError)  # as before, for other callers
