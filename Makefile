@@ -40,10 +40,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Two test processes at a time (pytest-xdist), then the tests marked exclusive one at
-# a time (they time faults against a clock, or trace every syscall): on two cores the
-# suite takes about half as long, and no timing-sensitive test shares the machine.
-# Then, as root, the frozen build and its offline chroot smoke test (dist-check).
+# The pure tests two at a time (pytest-xdist: CPU-bound, twice as fast on two cores),
+# then every test that starts real processes, drives a terminal app or times itself
+# (marked exclusive, by hand or by tests/conftest.py) one at a time, as the whole suite
+# ran before: run two at a time they met each other's load, and a clock. Then, as
+# root, the frozen build and its offline chroot smoke test (dist-check).
 test: install test-deps lint
 	$(BIN)/pytest -q -n 2 -m "not exclusive"
 	$(BIN)/pytest -q -m exclusive

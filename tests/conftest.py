@@ -61,3 +61,30 @@ def ca_node(lab: Lab) -> NodeProcess:
     return lab.start_node(
         "node-1", data_dir=lab.first_data_dir, extra_args=["--simulate-gpus", "8xA100-80GB"]
     )
+
+
+_HEAVY_FIXTURES = frozenset({"lab", "ca_node", "docker_engine"})
+"""Fixtures that start real daemons or a Docker engine."""
+_HEAVY_SOURCE = (
+    "subprocess", "Popen", "create_subprocess", "start_cluster", "ProcessRuntime",
+    "RunExecutor", "executor(", "run_test(", "inprocess", "monotonic",
+)  # fmt: skip
+"""What a test module that starts processes, drives a terminal app or times itself
+says somewhere in its text."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks ``exclusive`` every test that starts real processes, drives a terminal
+    app or measures time, besides those marked by hand: ``make test`` runs only the
+    rest two at a time (pure code, CPU-bound: twice as fast on two cores), and these
+    one at a time after, as the whole suite ran before, so no test that waits on
+    daemons or a clock shares the machine with another."""
+    heavy_modules: dict[Path, bool] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        heavy = heavy_modules.get(path)
+        if heavy is None:
+            text = path.read_text(errors="replace") if path.suffix == ".py" else ""
+            heavy = heavy_modules[path] = any(word in text for word in _HEAVY_SOURCE)
+        if heavy or _HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.exclusive)

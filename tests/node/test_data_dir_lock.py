@@ -32,10 +32,13 @@ from murmur.node.data_dir_lock import lock_data_dir
 
 lock = lock_data_dir(Path(sys.argv[1]))
 if sys.argv[2] == "fork":
+    ready, told = os.pipe()
     child = os.fork()
     if child == 0:
+        os.write(told, b"x")  # the at-fork hook closed the lock before fork returned
         time.sleep(60)
         os._exit(0)
+    os.read(ready, 1)  # not before: until then the child may still share the lock
     print(child, flush=True)
 print("locked", flush=True)
 time.sleep(60)
