@@ -81,7 +81,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     daemons or a clock shares the machine with another."""
     heavy_modules: dict[Path, bool] = {}
     for item in items:
-        path = Path(str(item.fspath))
+        path = item.path
         heavy = heavy_modules.get(path)
         if heavy is None:
             text = path.read_text(errors="replace") if path.suffix == ".py" else ""
