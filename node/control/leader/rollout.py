@@ -83,15 +83,26 @@ class ServiceRollout:
 
     async def roll(self) -> None:
         """Replace at most one replica per service that has older ones."""
-        services: Sequence[ServiceRecord] = self._control.services()
-        if not services:
+        drained = self._control.drained_nodes()
+        job_of = self._control.job
+        rolling: Sequence[ServiceRecord] = [
+            record
+            for record in self._control.services()
+            if any(
+                (job := job_of(job_id)) is not None
+                and not job.is_terminal
+                and outdated(record, job, drained)
+                for job_id in record.replica_jobs
+            )
+        ]
+        if not rolling:
+            # The usual pass (every half second): no gossip read to describe every node.
             return
         ready = {
             job_id for job_id, endpoint in self._view.replica_endpoints().items() if endpoint.ready
         }
-        drained = self._control.drained_nodes()
-        for record in services:
-            slot = next_roll(record, self._control.job, ready, drained)
+        for record in rolling:
+            slot = next_roll(record, job_of, ready, drained)
             if slot is None or not self._term.leads():
                 continue
             command = RollReplica(

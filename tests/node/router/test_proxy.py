@@ -20,6 +20,7 @@ from murmur.node.router.intake import MAX_BODY_BYTES
 from murmur.node.router.proxy import ModelRouter, RouterServer
 from murmur.node.router.routes import RoutingTable
 from murmur.v1 import types_pb2
+from tests.support.chat_replica import chat_replica
 from tests.support.nodes import free_port
 
 
@@ -243,23 +244,13 @@ async def test_no_cookie_travels_between_requests_and_a_compressed_answer_stays_
         answer.enable_compression()
         return answer
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with (
-            router_over(table_of((port, True))) as router,
-            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
-        ):
-            for _ in range(2):
-                async with http.post(
-                    f"{router}/v1/chat/completions", json={"model": "m"}
-                ) as answer:
-                    assert answer.status == 200
-                    assert (await answer.json())["answer"] == "x" * 2000
-        assert seen_cookies == ["", ""]
-    finally:
-        await runner.cleanup()
+    async with (
+        chat_replica(chat) as port,
+        router_over(table_of((port, True))) as router,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+    ):
+        for _ in range(2):
+            async with http.post(f"{router}/v1/chat/completions", json={"model": "m"}) as answer:
+                assert answer.status == 200
+                assert (await answer.json())["answer"] == "x" * 2000
+    assert seen_cookies == ["", ""]

@@ -25,6 +25,7 @@ from murmur.node.router.proxy import ModelRouter, RouterServer
 from murmur.node.router.routes import RoutingTable
 from murmur.node.router.tls import RouterTls, covers
 from murmur.v1 import types_pb2
+from tests.support.chat_replica import chat_replica
 from tests.support.nodes import free_port
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
@@ -41,16 +42,8 @@ async def replica() -> AsyncIterator[int]:
     async def chat(request: web.Request) -> web.Response:
         return web.json_response({"object": "chat.completion", "model": "m"})
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with chat_replica(chat) as port:
         yield port
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

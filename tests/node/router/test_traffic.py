@@ -15,6 +15,7 @@ from murmur.node.router.proxy import ModelRouter, RouterServer
 from murmur.node.router.routes import RoutingTable
 from murmur.node.router.traffic import LATENCY_BUCKETS, TrafficWindow, latency_bucket
 from murmur.v1 import types_pb2
+from tests.support.chat_replica import chat_replica
 from tests.support.nodes import free_port
 
 
@@ -95,16 +96,8 @@ async def replica() -> AsyncIterator[int]:
             return web.json_response({"error": {"message": "boom"}}, status=500)
         return web.json_response({"object": "chat.completion"})
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with chat_replica(chat) as port:
         yield port
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_router_counts_what_it_carries_per_service() -> None:
