@@ -55,6 +55,7 @@ def run_with_client(
     """
     import asyncio
     import dataclasses
+    import gc
 
     from murmur import AsyncClient
     from murmur._config import (
@@ -87,4 +88,8 @@ def run_with_client(
                 remember_addresses(home, config.tls, client.learned_addresses)
             return result
 
+    # Imports are over: collect again (`murmur._cli.main.QUICK_COMMANDS` paused it),
+    # first setting aside what they loaded, which lives as long as the process.
+    gc.freeze()
+    gc.enable()
     return asyncio.run(session())

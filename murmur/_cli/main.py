@@ -13,6 +13,7 @@ registers it; ``murmur --help`` or an unknown command builds them all.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -116,6 +117,16 @@ parsers, which spares importing and building the others (a fifth of a quick
 command's start)."""
 
 
+QUICK_COMMANDS = frozenset(
+    {"status", "whoami", "job", "dataset", "service", "apikey", "user", "audit", "policy", "usage"}
+)
+"""Commands that import the client, make their calls through `run_with_client` and
+exit. The cyclic garbage collector is paused from the start of such a command until
+its calls begin (`run_with_client` resumes it): importing grpc and protobuf allocates
+tens of thousands of objects and frees none, so the collections it triggers find
+nothing and cost a tenth of the command's start (tests/bench/bench_scripting.py)."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line instead of a usage dump, and without
     shutil."""
@@ -197,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # any parsing. The frozen build dispatches it earlier still (scripts/packaging/entry.py);
         # here it serves `python -m murmur`, through which tests play the frozen build.
         return run_helper(arguments[1:])
+    if arguments[:1] == ["--version"]:
+        from murmur import __version__
+
+        print(f"murmur {__version__}")  # without building every command's parser
+        return 0
+    if arguments[:1] and arguments[0] in QUICK_COMMANDS:
+        gc.disable()
     parser = build_parser(arguments)
     args = parser.parse_args(arguments)
     handler: Handler = args.handler

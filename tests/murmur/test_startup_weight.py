@@ -146,3 +146,47 @@ def test_status_and_submit_load_no_cryptography_once_the_identity_is_recorded(
     assert "cryptography" in first["modules"]
     assert {"grpc", "murmur._client"} <= set(later["modules"])
     assert [name for name in SPARED_BY_COMMANDS if name in later["modules"]] == []
+
+
+COLLECTIONS = """
+import asyncio, contextlib, gc, io, json, sys
+from murmur._cli.main import main
+in_loop = []  # for each collection: did an event loop run (the calls), or not (start-up)?
+
+def note(phase, info):
+    if phase == "start":
+        in_loop.append(asyncio._get_running_loop() is not None)
+
+gc.callbacks.append(note)
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "in_loop": in_loop, "enabled": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}))
+"""
+
+
+@pytest.mark.parametrize("command", ["status", "job submit --runtime process -- true"])
+def test_quick_commands_collect_no_garbage_while_they_import_only_once_their_calls_begin(
+    tmp_path: Path, command: str
+) -> None:
+    """The start of `status` and `job submit` is mostly importing grpc and protobuf,
+    which frees nothing: the collector waits until the calls begin (main pauses it,
+    run_with_client resumes it), and then runs, over all but what was imported."""
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    identity = tmp_path / "alice.pem"
+    ca.issue(name="alice", role=Role.MEMBER, validity_days=30).write(identity)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
+    env |= {
+        "MURMUR_HOME": str(tmp_path / "home"),
+        "MURMUR_IDENTITY": str(identity),
+        "MURMUR_NODE": f"127.0.0.1:{free_port()}",  # nobody there: the command fails
+    }
+    quick = run_python(COLLECTIONS, *command.split(), env=env)
+    other = run_python(COLLECTIONS, "node", "list", env=env)  # not paused: collects early
+
+    assert quick["code"] == other["code"] == 1
+    assert quick["in_loop"]
+    assert all(quick["in_loop"])
+    assert quick["enabled"]
+    assert quick["frozen"] > 10_000
+    assert not all(other["in_loop"])
