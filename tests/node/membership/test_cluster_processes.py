@@ -273,6 +273,44 @@ async def test_datasets_of_every_node_are_listed_from_any_node(lab: Lab) -> None
     )
     assert json.loads(shown.stdout)["node"] == "node-2"
 
+    # `dataset remove` through a node that does not hold it: relayed to the holder.
+    copy = nodes[2].data_dir / "datasets" / "shards"
+    copy.mkdir(parents=True)
+    (copy / "part-0").write_bytes(b"z" * 10)
+    added = lab.murmur("dataset", "add", str(copy), "--name", "shards", "--node", nodes[2].address)
+    assert added.returncode == 0, added.stderr
+
+    async def listed_on_node_1() -> list[dict[str, object]]:
+        result = lab.murmur("dataset", "list", "--node", nodes[0].address, "--json")
+        assert result.returncode == 0, result.stderr
+        return list(json.loads(result.stdout).get("datasets", []))
+
+    # Only once node-1 knows of both copies: before, it would take node-2's as the one.
+    await eventually(listed_on_node_1, lambda d: len(d) == 2, within=30, what="both on node-1")
+
+    async def remove_via_node_1(*more: str) -> subprocess.CompletedProcess[str]:
+        return lab.murmur("dataset", "remove", "shards", *more, "--node", nodes[0].address)
+
+    ambiguous = await remove_via_node_1()
+    assert ambiguous.returncode == 1
+    assert ambiguous.stderr.strip().splitlines() == [
+        "murmur: error: dataset 'shards' is on nodes node-2, node-3: say which with --from"
+    ]
+    relayed = await remove_via_node_1("--from", "node-2", "--json")
+    assert relayed.returncode == 0, relayed.stderr
+    assert json.loads(relayed.stdout)["node"] == "node-2"
+    assert (shards / "part-0").read_bytes() == b"x" * 1000  # the files stay
+    remaining = await eventually(listed, lambda d: len(d) == 1, within=30, what="one copy left")
+    assert remaining[0]["node"] == "node-3"
+
+    # Now one node holds it: no --from needed, relayed from node-1 to node-3.
+    await eventually(listed_on_node_1, lambda d: len(d) == 1, within=30, what="one on node-1")
+    last = await remove_via_node_1("--json")
+    assert last.returncode == 0, last.stderr
+    assert json.loads(last.stdout)["node"] == "node-3"
+    assert (copy / "part-0").read_bytes() == b"z" * 10
+    await eventually(listed, lambda d: d == [], within=30, what="no copy left")
+
 
 async def test_a_node_restarts_through_remembered_peers_when_its_seed_is_down(lab: Lab) -> None:
     nodes = start_cluster(lab, 3)
