@@ -100,7 +100,7 @@ def multifactor_order(
     policy: LabPolicy, shares: FairShare, now_us: int, submitted_at_us: Mapping[str, int]
 ) -> QueueOrder:
     """Fair share, then age, own priority and size (see the module docstring); ties
-    by submission order, then id."""
+    by submission order (an array's tasks by index), then id."""
 
     def order(pending: Sequence[JobRequest]) -> tuple[JobRequest, ...]:
         largest = max((job.gpus * job.nodes for job in pending), default=0) or 1
@@ -120,6 +120,11 @@ def multifactor_order(
                 + WEIGHT_SIZE * (job.gpus * job.nodes) / largest
             )
 
-        return tuple(sorted(pending, key=lambda job: (-score(job), job.submit_order, job.id)))
+        return tuple(
+            sorted(
+                pending,
+                key=lambda job: (-score(job), job.submit_order, job.submit_rank, job.id),
+            )
+        )
 
     return order

@@ -26,13 +26,17 @@ class QueueOrder(Protocol):
 
 
 def priority_then_submit_order(pending: Sequence[JobRequest], /) -> tuple[JobRequest, ...]:
-    """Higher priority first; among equals, earlier submission first, then job id."""
-    return tuple(sorted(pending, key=lambda job: (-job.priority, job.submit_order, job.id)))
+    """Higher priority first; among equals, earlier submission first (an array's
+    tasks by index), then job id."""
+    return tuple(
+        sorted(pending, key=lambda job: (-job.priority, job.submit_order, job.submit_rank, job.id))
+    )
 
 
 def submit_order_only(pending: Sequence[JobRequest], /) -> tuple[JobRequest, ...]:
-    """Strict arrival order (FIFO), ignoring priority; the baseline's order."""
-    return tuple(sorted(pending, key=lambda job: (job.submit_order, job.id)))
+    """Strict arrival order (FIFO; an array's tasks by index), ignoring priority;
+    the baseline's order."""
+    return tuple(sorted(pending, key=lambda job: (job.submit_order, job.submit_rank, job.id)))
 
 
 def lenders_first(borrowing: Collection[str], within: QueueOrder) -> QueueOrder:

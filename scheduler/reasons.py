@@ -53,7 +53,10 @@ def behind(blocker: JobRequest, job: JobRequest, reserved_from_us: int | None = 
     may still go there, given a time limit)."""
     if blocker.priority > job.priority:
         why = "higher priority"
-    elif blocker.priority == job.priority and blocker.submit_order < job.submit_order:
+    elif blocker.priority == job.priority and (blocker.submit_order, blocker.submit_rank) < (
+        job.submit_order,
+        job.submit_rank,
+    ):
         why = "submitted earlier"
     else:
         why = "ahead in queue order"

@@ -164,6 +164,9 @@ class JobRequest:
         priority: higher goes first.
         submit_order: a sequence number from submission, lower is earlier; breaks
             ties between equal priorities.
+        submit_rank: the job's place among those of one submission (which share
+            their ``submit_order``): an array task's index, so an array's tasks go
+            in index order (``ID[2]`` before ``ID[10]``, which their ids would not).
         gpus: GPUs per rank; 0 for a CPU-only job.
         gpu_model: a case-insensitive substring of ``GpuState.model`` every GPU must
             match (``"a100"`` matches ``"A100-80GB"``); empty means any model.
@@ -191,6 +194,7 @@ class JobRequest:
     priority: int
     submit_order: int
     gpus: int
+    submit_rank: int = 0
     gpu_model: str = ""
     gpu_share: bool = False
     cpus: float = 0

@@ -92,6 +92,13 @@ def split_task_id(job_id: str) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
+def task_index(job_id: str) -> int:
+    """A task's index in its array, by which its tasks go (they share one submit
+    order, and their ids sort ``ID[10]`` before ``ID[2]``); 0 for any other job."""
+    split = split_task_id(job_id)
+    return split[1] if split is not None else 0
+
+
 # ------------------------------------------------------------------ indices
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -17,7 +18,9 @@ from murmur.scheduler import (
     schedule,
     submit_order_only,
 )
-from murmur.scheduler.queue_order import lenders_first
+from murmur.scheduler.fair_share import fair_share, multifactor_order
+from murmur.scheduler.lab_policy import parse_policy
+from murmur.scheduler.queue_order import QueueOrder, lenders_first
 from tests.scheduler.builders import make_job, make_node, make_snapshot
 
 
@@ -34,6 +37,35 @@ def test_priority_first_then_submission_then_id() -> None:
     ]
     assert ids(priority_then_submit_order(jobs)) == ["high", "b-tie", "early-low", "late-low"]
     assert ids(submit_order_only(jobs)) == ["b-tie", "early-low", "late-low", "high"]
+
+
+def array_tasks(array_id: str, indices: Sequence[int]) -> list[JobRequest]:
+    """An array's tasks as the leader asks for them: one submit order, ranked by index."""
+    return [
+        dataclasses.replace(make_job(f"{array_id}[{index}]", submit_order=7), submit_rank=index)
+        for index in indices
+    ]
+
+
+ORDERS = {
+    "priority": priority_then_submit_order,
+    "fifo": submit_order_only,
+    "multifactor": multifactor_order(parse_policy(""), fair_share(parse_policy(""), {}), 0, {}),
+}
+
+
+@pytest.mark.parametrize("order", ORDERS.values(), ids=list(ORDERS))
+@given(indices=st.sets(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=40))
+def test_an_arrays_tasks_go_in_index_order_whatever_their_ids_sort_to(
+    order: QueueOrder, indices: set[int]
+) -> None:
+    tasks = array_tasks("4b1d", sorted(indices, key=str))  # as their ids sort: 10 before 2
+    assert ids(order(tasks)) == [f"4b1d[{index}]" for index in sorted(indices)]
+
+
+def test_an_array_without_a_limit_starts_its_lowest_indices_first() -> None:
+    snapshot = make_snapshot([make_node("node-1", 3)], array_tasks("4b1d", range(12)))
+    assert ids_of_placed(schedule(snapshot)) == ["4b1d[0]", "4b1d[1]", "4b1d[2]"]
 
 
 def test_a_custom_order_decides_who_gets_the_last_gpu() -> None:

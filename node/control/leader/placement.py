@@ -53,6 +53,7 @@ from murmur.node.control.queue.commands import AssignJob, RankPlacement
 from murmur.node.control.queue.records import ClusterJob
 from murmur.node.control.queue.state import ControlState
 from murmur.node.jobspec import states
+from murmur.node.jobspec.arrays import task_index
 from murmur.scheduler.fair_share import decayed_usage, fair_share, multifactor_order
 from murmur.scheduler.lab_policy import LabPolicy
 from murmur.scheduler.queue_order import QueueOrder, lenders_first, tiered
@@ -319,6 +320,7 @@ def _build_request(job: ClusterJob, previous: str) -> scheduler.JobRequest:
         queue=job.queue,
         priority=job.priority,
         submit_order=job.submit_order,
+        submit_rank=task_index(job.id),
         gpus=spec.gpus.count,
         gpu_model=spec.gpus.model,
         gpu_share=spec.gpus.share,

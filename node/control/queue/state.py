@@ -185,7 +185,7 @@ from murmur.node.control.queue.services import (
 from murmur.node.control.queue.user_certificates import UserCertificateTable
 from murmur.node.deny_list import Revocation
 from murmur.node.jobspec import states
-from murmur.node.jobspec.arrays import iter_task_ids, split_task_id, task_count
+from murmur.node.jobspec.arrays import iter_task_ids, split_task_id, task_count, task_index
 from murmur.node.jobspec.secrets import without_secret_values
 from murmur.node.jobspec.validation import DEFAULT_QUEUE
 from murmur.scheduler.fair_share import DAY_US, UsageBucket
@@ -2035,8 +2035,7 @@ def _submit_order(job: ClusterJob) -> int:
 
 def _submit_then_index(job: ClusterJob) -> tuple[int, int]:
     """Submit order, then an array's tasks by index (they share their submit order)."""
-    split = split_task_id(job.id) if job.spec.HasField("array") else None
-    return job.submit_order, split[1] if split is not None else 0
+    return job.submit_order, task_index(job.id)
 
 
 def _plainly_pending(job: ClusterJob) -> bool:

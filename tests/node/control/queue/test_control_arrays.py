@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from murmur.node.control.leader.placement import plan_cluster
 from murmur.node.control.queue import (
     AssignJob,
     CancelJob,
@@ -21,6 +22,7 @@ from murmur.node.control.queue.commands import SetLabPolicy, SubmitJobs, decode,
 from murmur.node.control.queue.state import SNAPSHOT_FORMAT_WITH_ARRAYS
 from murmur.node.jobspec import states
 from murmur.v1 import control_pb2, types_pb2
+from tests.node.control.leader.test_control_placement import offer
 from tests.node.control.queue.builders import SECOND, Log, spec
 
 OK = types_pb2.DEPENDENCY_CONDITION_OK
@@ -499,3 +501,13 @@ def test_a_snapshot_without_any_of_it_keeps_its_old_format() -> None:
     log = Log()
     submit(log, "a", spec())
     assert control_pb2.ControlSnapshot.FromString(log.state.snapshot()).format == 1
+
+
+def test_the_leader_places_an_arrays_tasks_lowest_index_first_without_a_limit() -> None:
+    # Their ids sort arr[0], arr[1], arr[10], arr[11], arr[2]...: the index decides.
+    log = Log()
+    made = array_spec("0-11")
+    made.gpus.count = 1
+    submit(log, "arr", made)
+    plan = plan_cluster(log.state, [offer("n1", 3)], 10 * SECOND, new_run_id=lambda: "r")
+    assert [a.job_id for a in plan.assignments] == ["arr[0]", "arr[1]", "arr[2]"]
