@@ -16,6 +16,7 @@ from murmur._cli.job_arrays import (
     apply_array_flags,
     is_array,
     is_task,
+    job_id_argument,
     read_batch,
     tasks_summary,
 )
@@ -39,6 +40,8 @@ from murmur._cli.scan_progress import ScanProgressLine
 if TYPE_CHECKING:
     from murmur import AsyncClient
     from murmur.v1 import types_pb2
+
+JOB_ID_HELP = "a job id; an array's task is ID[INDEX] (quoted in a shell) or ID_INDEX"
 
 JOB_STATES = (
     "pending", "scheduled", "starting", "running", "succeeded", "failed", "cancelled", "lost",
@@ -149,13 +152,13 @@ def register(commands: Any) -> None:
     listing.set_defaults(handler=list_command)
 
     show = actions.add_parser("show", help="one job: spec, state, reason, runs, events")
-    show.add_argument("id")
+    show.add_argument("id", type=job_id_argument, help=JOB_ID_HELP)
     add_connection_flags(show)
     add_json_flag(show)
     show.set_defaults(handler=show_command)
 
     logs = actions.add_parser("logs", help="a job's output (latest run unless --run)")
-    logs.add_argument("id")
+    logs.add_argument("id", type=job_id_argument, help=JOB_ID_HELP)
     logs.add_argument("-f", "--follow", action="store_true", help="stream until the run ends")
     logs.add_argument("-t", "--timestamps", action="store_true")
     logs.add_argument("--tail", type=positive_int, help="only the last N lines")
@@ -164,7 +167,7 @@ def register(commands: Any) -> None:
     logs.set_defaults(handler=logs_command)
 
     cancel = actions.add_parser("cancel", help="cancel a pending or running job")
-    cancel.add_argument("id")
+    cancel.add_argument("id", type=job_id_argument, help=JOB_ID_HELP)
     cancel.add_argument("--reason", default="")
     add_connection_flags(cancel)
     add_json_flag(cancel)
@@ -181,7 +184,7 @@ def register(commands: Any) -> None:
         f"code of its first task, by index, that did not. A wait that runs out of --timeout "
         f"exits {EXIT_TIMED_OUT}.",
     )
-    wait.add_argument("ids", nargs="+", metavar="ID")
+    wait.add_argument("ids", nargs="+", metavar="ID", type=job_id_argument, help=JOB_ID_HELP)
     either = wait.add_mutually_exclusive_group()
     either.add_argument(
         "--all",
@@ -207,7 +210,7 @@ def register(commands: Any) -> None:
         description="Submits the spec of job ID, as the cluster returns it, as a new "
         "job of yours. A job with secrets cannot be: their values are never returned.",
     )
-    resubmit.add_argument("id")
+    resubmit.add_argument("id", type=job_id_argument, help=JOB_ID_HELP)
     _add_wait_flags(resubmit)
     add_connection_flags(resubmit)
     add_json_flag(resubmit)

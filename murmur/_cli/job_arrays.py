@@ -58,12 +58,24 @@ def parse_sweep(text: str) -> tuple[str, list[str]]:
     return name.strip(), items
 
 
+_SLURM_TASK_ID = re.compile(r"([0-9a-f]+)_([0-9]+)")
+
+
+def job_id_argument(text: str) -> str:
+    """A job id as typed: ``ID``, ``ID[7]`` for an array's task, or Slurm's ``ID_7``
+    for the same task, which needs no quotes in a shell (unquoted, ``ID[7]`` is a
+    glob pattern: zsh refuses it when no file matches, bash passes it on only then)."""
+    task = _SLURM_TASK_ID.fullmatch(text)
+    return f"{task.group(1)}[{int(task.group(2))}]" if task is not None else text
+
+
 def parse_after(text: str) -> tuple[str, str]:
     """``ID``, ``ID:ok``, ``ID:any``, ``ID:failed`` (also Slurm's words, and ``ID[7]``
-    for a task): the job and the condition."""
+    or ``ID_7`` for a task): the job and the condition."""
     job_id, sep, condition = text.rpartition(":")
     if not sep:
         job_id, condition = text, "ok"
+    job_id = job_id_argument(job_id)
     condition = _CONDITION_ALIASES.get(condition.lower(), condition.lower())
     if not job_id or condition not in CONDITIONS:
         raise argparse.ArgumentTypeError(

@@ -12,6 +12,7 @@ from murmur._cli.errors import CommandError
 from murmur._cli.job_arrays import (
     ArrayFlag,
     apply_array_flags,
+    job_id_argument,
     parse_after,
     parse_array,
     parse_sweep,
@@ -39,6 +40,36 @@ def test_sweep_and_after_flags() -> None:
     assert parse_after("abc:afternotok") == ("abc", "failed")
     with pytest.raises(argparse.ArgumentTypeError, match="ok, any, failed"):
         parse_after("abc:sometimes")
+    assert parse_after("4b1d_7:any") == ("4b1d[7]", "any")
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("4b1dc0ffee00_7", "4b1dc0ffee00[7]"),  # Slurm's form of a task: no quotes needed
+        ("4b1dc0ffee00_007", "4b1dc0ffee00[7]"),
+        ("4b1dc0ffee00[7]", "4b1dc0ffee00[7]"),
+        ("4b1dc0ffee00", "4b1dc0ffee00"),
+        ("my_job_7", "my_job_7"),  # not a hex id: taken as typed
+        ("4b1d_x", "4b1d_x"),
+    ],
+)
+def test_a_task_may_be_named_as_slurm_does(typed: str, meant: str) -> None:
+    assert job_id_argument(typed) == meant
+
+
+def test_every_job_command_taking_an_id_takes_slurms_form() -> None:
+    from murmur._cli.main import build_parser
+
+    for command in (
+        ["job", "show", "4b1d_7"],
+        ["job", "logs", "4b1d_7"],
+        ["job", "cancel", "4b1d_7"],
+        ["job", "resubmit", "4b1d_7"],
+    ):
+        assert build_parser(command).parse_args(command).id == "4b1d[7]", command
+    wait = ["job", "wait", "4b1d_7", "4b1d_8"]
+    assert build_parser(wait).parse_args(wait).ids == ["4b1d[7]", "4b1d[8]"]
 
 
 def test_flags_become_the_spec_s_array_and_dependencies() -> None:
