@@ -33,7 +33,6 @@ import json
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestPayloadError
 
 from murmur.node.router.errors import Failure, failure_response
@@ -121,45 +120,49 @@ class Intake:
         """What the requests in progress reserved of the budget."""
         self._costly = asyncio.Lock()
 
-    def middleware(self) -> Middleware:
-        """Reserves each POST's body in the budget for as long as its handler runs
-        (the body lives that long: a retry sends it again), or refuses it from its
-        headers alone."""
+    def reserve(self, request: web.BaseRequest) -> int:
+        """Reserves the request's body in the budget, from its headers alone (the
+        body lives until ``release``: a retry sends it again); returns the bytes
+        reserved.
 
-        @web.middleware
-        async def reserve(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.method != "POST":
-                return await handler(request)
-            length = request.content_length
-            if length is not None and length > self.max_body_bytes:
-                return failure_response(
-                    Failure.BODY_TOO_LARGE,
-                    f"the request body is over {self.max_body_bytes} bytes",
-                )
-            needed = self.max_body_bytes if length is None else length
-            if self.held_bytes + needed > self.budget_bytes:
-                return failure_response(
-                    Failure.BUSY,
-                    "the router holds as many request bodies as it may; try again shortly",
-                )
-            self.held_bytes += needed
-            try:
-                return await handler(request)
-            finally:
-                self.held_bytes -= needed
+        Raises:
+            Refused: its Content-Length is over the largest body (413), or the
+                budget holds no room for it (503).
+        """
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise self._too_large()
+        needed = self.max_body_bytes if length is None else length
+        if self.held_bytes + needed > self.budget_bytes:
+            raise Refused(
+                Failure.BUSY,
+                "the router holds as many request bodies as it may; try again shortly",
+            )
+        self.held_bytes += needed
+        return needed
 
-        return reserve
+    def _too_large(self) -> Refused:
+        return Refused(
+            Failure.BODY_TOO_LARGE, f"the request body is over {self.max_body_bytes} bytes"
+        )
 
-    async def take(self, request: web.Request) -> tuple[bytes, str]:
+    def release(self, reserved: int) -> None:
+        """The request whose body ``reserve`` counted is done."""
+        self.held_bytes -= reserved
+
+    async def take(self, request: web.BaseRequest) -> tuple[bytes, str]:
         """The request's body and its model.
 
         Raises:
             Refused: too large (413), too slow (408), not a JSON object with a model
                 (400).
         """
+        content = request.content
         try:
-            if request.content.is_eof():  # all here already (most bodies): no timer
-                body = await request.read()
+            if content.is_eof():  # all here already (most bodies): taken as it is
+                body = content.read_nowait()
+                if len(body) > self.max_body_bytes:  # not said in advance (chunked)
+                    raise self._too_large()
             else:
                 async with asyncio.timeout(self.body_seconds):
                     body = await request.read()
@@ -170,9 +173,7 @@ class Intake:
                 close=True,
             ) from None
         except web.HTTPRequestEntityTooLarge:
-            raise Refused(
-                Failure.BODY_TOO_LARGE, f"the request body is over {self.max_body_bytes} bytes"
-            ) from None
+            raise self._too_large() from None
         except RequestPayloadError:
             raise Refused(
                 Failure.BAD_REQUEST, "the request body is malformed HTTP", close=True

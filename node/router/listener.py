@@ -59,7 +59,7 @@ class CappedListener:
     """Accepts connections for an aiohttp server, at most ``limit`` open at once.
 
     Args:
-        server: the runner's protocol factory (``AppRunner.server``).
+        server: the runner's protocol factory (``ServerRunner.server``).
         limit: most connections open at once.
     """
 

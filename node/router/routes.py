@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from yarl import URL
+
 from murmur.node.config import host_of
 from murmur.v1 import types_pb2
 
@@ -72,6 +74,12 @@ class RoutingTable:
             if info.state not in DOWN_STATES
             for endpoint in info.endpoints
         )
+        self._ready: dict[str, tuple[Route, ...]] = _ready_by_model(self.routes)
+        """Each model's ready replicas in the order ties are taken (node, job): a
+        table serves thousands of requests (proxy.py reuses it), so ``choose`` reads
+        this rather than searching every route per request."""
+        self._urls: dict[tuple[str, int, str], URL] = {}
+        """Where a replica answers a path (``url_for``), parsed once per table."""
 
     def models(self) -> list[str]:
         """Every name a ready replica answers to, sorted (``/v1/models``)."""
@@ -96,20 +104,30 @@ class RoutingTable:
     ) -> Route | None:
         """The replica a request for ``model`` goes to (see the module docstring);
         None when no ready replica serves it."""
-        found = self.candidates(model, excluded=excluded)
-        if not found:
-            return None
+        found = self._ready.get(model, ())
+        if len(found) == 1 and not excluded:  # one replica (most services): no ranking
+            return found[0]
+        best: tuple[bool, int, bool] | None = None
+        tied: list[Route] = []
+        for route in found:  # in (node, job) order, which ``tied`` keeps
+            key = route.job_id
+            if key in excluded:
+                continue
+            rank = (key in set_aside, in_flight.get(key, 0), route.node != self.local)
+            if best is None or rank < best:
+                best, tied = rank, [route]
+            elif rank == best:
+                tied.append(route)
+        return tied[turn % len(tied)] if tied else None
 
-        def rank(route: Route) -> tuple[bool, int, bool]:
-            key = route.key
-            return key in set_aside, in_flight.get(key, 0), route.node != self.local
-
-        best = min(map(rank, found))
-        tied = sorted(
-            (route for route in found if rank(route) == best),
-            key=lambda route: (route.node, route.job_id),
-        )
-        return tied[turn % len(tied)]
+    def url_for(self, route: Route, path: str) -> URL:
+        """Where ``route`` answers ``path`` (one of the router's few paths: the
+        cache is as bounded as the table)."""
+        where = (route.host, route.port, path)
+        url = self._urls.get(where)
+        if url is None:
+            url = self._urls[where] = URL(route.url + path)
+        return url
 
     def service_of(self, model: str) -> str | None:
         """The service whose replicas answer to ``model``, ready or not (what a
@@ -126,3 +144,16 @@ class RoutingTable:
             f"The model {model!r} has no ready replica ({len(known)} starting or failing "
             "their readiness probe)"
         )
+
+
+def _ready_by_model(routes: Iterable[Route]) -> dict[str, tuple[Route, ...]]:
+    """Each model's ready routes, sorted by (node, job): how ties are taken in turn."""
+    found: dict[str, list[Route]] = {}
+    for route in routes:
+        if route.ready:
+            for model in route.models:
+                found.setdefault(model, []).append(route)
+    return {
+        model: tuple(sorted(ready, key=lambda route: (route.node, route.job_id)))
+        for model, ready in found.items()
+    }

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
-from murmur.node.router.intake import MAX_BODY_BYTES
+from murmur.node.router.intake import MAX_BODY_BYTES, Intake
 from murmur.node.router.proxy import ModelRouter, RouterServer
 from murmur.node.router.routes import RoutingTable
 from murmur.v1 import types_pb2
@@ -254,3 +255,78 @@ async def test_no_cookie_travels_between_requests_and_a_compressed_answer_stays_
                 assert answer.status == 200
                 assert (await answer.json())["answer"] == "x" * 2000
     assert seen_cookies == ["", ""]
+
+
+async def test_paths_and_methods_the_router_does_not_serve_get_aiohttps_404_and_405() -> None:
+    """The router's own dispatch (no aiohttp Application in front of it) answers as
+    aiohttp's URL dispatcher would."""
+    async with router_over(table_of()) as router, aiohttp.ClientSession() as http:
+        for path in ("/v1/other", "/v1/chat%2Fcompletions"):  # an encoded slash is no slash
+            url = URL(f"{router}{path}", encoded=True)
+            async with http.post(url, json={"model": "m"}) as answer:
+                assert answer.status == 404
+                assert await answer.text() == "404: Not Found"  # not routed at all
+        async with http.get(f"{router}/v1/chat/completions") as answer:
+            assert answer.status == 405
+            assert answer.headers["Allow"] == "POST"
+        async with http.post(f"{router}/v1/models") as answer:
+            assert answer.status == 405
+            assert answer.headers["Allow"] == "GET,HEAD"
+        async with http.head(f"{router}/v1/models") as answer:
+            assert answer.status == 200
+        async with http.get(f"{router}/v1/models") as answer:
+            assert answer.status == 200
+            assert (await answer.json())["data"] == []
+
+
+async def test_a_client_that_expects_100_continue_gets_it_then_its_answer() -> None:
+    replica = Replica()
+    await replica.start()
+    async with router_over(table_of((replica.port, True))) as router:
+        host, port = router.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = b'{"model": "m"}'
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        assert await asyncio.wait_for(reader.readline(), 2) == b"HTTP/1.1 100 Continue\r\n"
+        assert await asyncio.wait_for(reader.readline(), 2) == b"\r\n"
+        writer.write(body)
+        assert (await asyncio.wait_for(reader.readline(), 2)).startswith(b"HTTP/1.1 200")
+        writer.close()
+    assert replica.runner is not None
+    await replica.runner.cleanup()
+
+
+async def test_a_body_without_a_length_is_held_to_the_intakes_limit_not_aiohttps() -> None:
+    """Chunked bodies: one over aiohttp's own 1 MiB default is taken (the intake's
+    limit is 16 MiB), and one over the intake's limit is refused even when it all
+    arrived before it was read (the router takes such a body without waiting)."""
+
+    async def chunked(body: bytes) -> AsyncIterator[bytes]:
+        yield body
+
+    large = json.dumps({"model": "unknown", "pad": "x" * (2 * 1024 * 1024)}).encode()
+    async with (
+        router_over(table_of()) as router,
+        aiohttp.ClientSession() as http,
+        http.post(f"{router}/v1/chat/completions", data=chunked(large)) as answer,
+    ):
+        assert answer.status == 404  # read whole, then found no model of that name
+    port = free_port()
+    server = RouterServer(
+        ModelRouter(lambda: table_of(), intake=Intake(max_body_bytes=100)), "127.0.0.1", port
+    )
+    await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                data=chunked(json.dumps({"model": "m", "pad": "x" * 200}).encode()),
+            ) as answer,
+        ):
+            assert answer.status == 413
+    finally:
+        await server.close()

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from murmur.node.config import host_of
-from murmur.node.router.routes import RoutingTable
+from murmur.node.router.routes import Route, RoutingTable
 from murmur.v1 import types_pb2
 
 
@@ -73,3 +73,65 @@ def test_the_choice_is_always_a_ready_replica_with_the_fewest_in_flight(
 def test_the_host_of_an_address() -> None:
     assert host_of("10.0.0.5:7000") == "10.0.0.5"
     assert host_of("[fd00::1]:7000") == "fd00::1"
+
+
+def reference_choice(
+    table: RoutingTable,
+    model: str,
+    in_flight: dict[str, int],
+    turn: int,
+    excluded: set[str],
+    set_aside: set[str],
+) -> str | None:
+    """The choice as the module docstring words it, searched the slow way."""
+    found = table.candidates(model, excluded=excluded)
+    if not found:
+        return None
+
+    def rank(route: Route) -> tuple[bool, int, bool]:
+        key = route.job_id
+        return key in set_aside, in_flight.get(key, 0), route.node != table.local
+
+    best = min(map(rank, found))
+    tied = sorted((r for r in found if rank(r) == best), key=lambda r: (r.node, r.job_id))
+    return tied[turn % len(tied)].job_id
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["n1", "n2", "n3"]), st.booleans(), st.integers(0, 2)),
+        max_size=8,
+    ),
+    st.integers(0, 20),
+    st.sets(st.integers(0, 7)),
+    st.sets(st.integers(0, 7)),
+)
+def test_the_choice_from_the_precomputed_index_is_the_one_the_rules_make(
+    replicas: list[tuple[str, bool, int]], turn: int, excluded: set[int], set_aside: set[int]
+) -> None:
+    """``choose`` reads each model's ready replicas from an index built with the
+    table (the per-request search is gone); it picks exactly what the rules pick."""
+    infos = {name: node(name) for name in ("n1", "n2", "n3")}
+    in_flight: dict[str, int] = {}
+    for index, (name, ready, load) in enumerate(replicas):
+        infos[name].endpoints.add(
+            service="llm", job_id=f"j{index}", port=9000, ready=ready, models=["m"]
+        )
+        in_flight[f"j{index}"] = load
+    table = RoutingTable(list(infos.values()), "n2")
+    out = {f"j{index}" for index in excluded}
+    aside = {f"j{index}" for index in set_aside}
+    chosen = table.choose("m", in_flight, turn=turn, excluded=out, set_aside=aside)
+    expected = reference_choice(table, "m", in_flight, turn, out, aside)
+    assert (chosen.job_id if chosen is not None else None) == expected
+
+
+def test_a_replicas_url_for_a_path_is_its_address_and_the_path() -> None:
+    info = types_pb2.NodeInfo(name="n6", address="[fd00::6]:7000", state=types_pb2.NODE_STATE_ALIVE)
+    info.endpoints.add(service="llm", job_id="a", port=9000, ready=True, models=["m"])
+    table = RoutingTable([info], "n6")
+    route = table.choose("m", {})
+    assert route is not None
+    url = table.url_for(route, "/v1/embeddings")
+    assert str(url) == "http://[fd00::6]:9000/v1/embeddings"
+    assert table.url_for(route, "/v1/embeddings") is url  # parsed once per table
