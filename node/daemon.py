@@ -456,25 +456,7 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 certificates=trust.certificates,
             )
         ]
-        await trust.start()
         await local.sample_once()
-        for server in servers:
-            await server.start()
-        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        inventory = local.inventory
-        _log.info(
-            "node ready",
-            extra={
-                "event": "node.ready",
-                "node": identity.name,
-                "address": str(config.advertise_address),
-                "join_address": str(join_address) if join_address else "",
-                "gpus": len(inventory.devices),
-                "gpu_source": inventory.source.value,
-                "gpu_reason": inventory.reason,
-                "pid": os.getpid(),
-            },
-        )
         router: RouterServer | None = None
         key_sync: KeyBookSync | None = None
         usage_flusher: UsageFlusher | None = None
@@ -505,7 +487,33 @@ async def _serve_holding_data_dir(config: NodeConfig, *, stop: asyncio.Event) ->
                 # HTTPS with this node's certificate, renewed live (node/router/tls.py).
                 tls=RouterTls(trust.certificates) if config.router_https else None,
             )
-            await router.start()
+        # What listens, the router's port first: a port taken ends the start before
+        # anything serves (and before the node says it is ready), closing what opened.
+        async with contextlib.AsyncExitStack() as opened:
+            await trust.start()
+            opened.push_async_callback(trust.close, 0)
+            if router is not None:
+                await router.start()
+                opened.push_async_callback(router.close)
+            for server in servers:
+                await server.start()
+                opened.push_async_callback(server.stop, 0)
+            opened.pop_all()  # all open: the stop below closes them
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        inventory = local.inventory
+        _log.info(
+            "node ready",
+            extra={
+                "event": "node.ready",
+                "node": identity.name,
+                "address": str(config.advertise_address),
+                "join_address": str(join_address) if join_address else "",
+                "gpus": len(inventory.devices),
+                "gpu_source": inventory.source.value,
+                "gpu_reason": inventory.reason,
+                "pid": os.getpid(),
+            },
+        )
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(local.run_telemetry(config.telemetry_interval_seconds)),

@@ -185,9 +185,19 @@ async def _create_token(address: str, identity: Path) -> str:
 
 
 def _last_log_line(home: Path, index: int) -> str:
+    """Why a node stopped: its one-line error (``murmur node: ...`` or ``murmur:
+    error: ...``), else its log's last line (what came after the error, a
+    traceback's end, says less)."""
     log = home / "cluster" / f"node-{index}" / "node.log"
     lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    for line in reversed(lines):
+        for prefix in _ERROR_PREFIXES:
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
     return lines[-1] if lines else "(no output)"
+
+
+_ERROR_PREFIXES = ("murmur node: ", "murmur: error: ")
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,30 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
     for index in (1, 2, 3):
         log = (home / "cluster" / f"node-{index}" / "node.log").read_text()
         assert '"event": "node.stopped"' in log, f"node-{index} did not stop cleanly"
+
+
+def test_murmur_up_with_its_router_port_taken_says_so_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
+    env["MURMUR_HOME"] = str(home)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        router_port = taken.getsockname()[1]
+        up = subprocess.run(
+            [sys.executable, "-m", "murmur", "up", "--nodes", "1",
+             "--port", str(free_port("127.0.0.1")), "--router-port", str(router_port)],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert up.returncode == 1
+    assert up.stderr.strip().splitlines()[-1] == (
+        f"murmur: error: node-1 exited at start: the router cannot listen on "
+        f"127.0.0.1:{router_port}: Address already in use"
+    )
+    # The node closed what it had opened before it stopped: nothing left to complain
+    # at exit (grpc's servers, when left open, did), and no process left behind.
+    log = (home / "cluster" / "node-1" / "node.log").read_text()
+    assert "Traceback" not in log, log
+    assert [line for line in _command_lines() if str(home) in line] == []
