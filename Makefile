@@ -40,14 +40,16 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The pure tests two at a time (pytest-xdist: CPU-bound, twice as fast on two cores),
-# then every test that starts real processes, drives a terminal app or times itself
-# (marked exclusive, by hand or by tests/conftest.py) one at a time, as the whole suite
-# ran before: run two at a time they met each other's load, and a clock. Then, as
+# The pure tests two at a time (pytest-xdist: CPU-bound, twice as fast on two cores);
+# then the tests that start real processes (marked exclusive by tests/conftest.py), two
+# at a time, each test file on one worker: they mostly wait on daemons, so one at a
+# time left the machine half idle; then, alone, those marked serial by hand: faults and
+# load on purpose (chaos, soak, bursts), network namespaces, a real terminal. Then, as
 # root, the frozen build and its offline chroot smoke test (dist-check).
 test: install test-deps lint
 	$(BIN)/pytest -q -n 2 -m "not exclusive"
-	$(BIN)/pytest -q -m exclusive
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "exclusive and not serial"
+	$(BIN)/pytest -q -m serial
 	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) --no-print-directory dist-check; \
 	else echo "make test: not root: skipping dist-check (the frozen build's chroot smoke test)"; fi
 

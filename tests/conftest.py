@@ -75,10 +75,13 @@ says somewhere in its text."""
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks ``exclusive`` every test that starts real processes, drives a terminal
-    app or measures time, besides those marked by hand: ``make test`` runs only the
-    rest two at a time (pure code, CPU-bound: twice as fast on two cores), and these
-    one at a time after, as the whole suite ran before, so no test that waits on
-    daemons or a clock shares the machine with another."""
+    app or measures time, and every ``serial`` one (marked by hand). ``make test``
+    runs the rest first, two at a time (pure code, CPU-bound: twice as fast on two
+    cores); then the exclusive ones but serial, two at a time, each test file on one
+    worker (they mostly wait on daemons, so two leave the machine half idle, and a
+    file's module-scoped cluster stays one); then the serial ones alone: they load
+    the machine or a clock on purpose (chaos, soak, bursts), cut networks in shared
+    namespaces, drive a real terminal, or look at the whole host."""
     heavy_modules: dict[Path, bool] = {}
     for item in items:
         path = item.path
@@ -86,5 +89,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if heavy is None:
             text = path.read_text(errors="replace") if path.suffix == ".py" else ""
             heavy = heavy_modules[path] = any(word in text for word in _HEAVY_SOURCE)
-        if heavy or _HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if (
+            heavy
+            or _HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or item.get_closest_marker("serial") is not None
+        ):
             item.add_marker(pytest.mark.exclusive)

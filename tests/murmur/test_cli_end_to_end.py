@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,13 +109,24 @@ def test_a_missing_identity_is_one_line(lab: Lab, ca_node: NodeProcess, tmp_path
     assert "nope.pem" in result.stderr
 
 
+def _kill_demo(up: subprocess.Popen[str], home: Path) -> None:
+    """``murmur up`` and the nodes it started (each in a session of its own)."""
+    up.kill()
+    up.wait()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and str(home).encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
 def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
     env["MURMUR_HOME"] = str(home)
     port = free_port("127.0.0.1")
     up = subprocess.Popen(
-        [sys.executable, "-m", "murmur", "up", "--nodes", "3", "--port", str(port)],
+        [sys.executable, "-m", "murmur", "up", "--nodes", "3", "--port", str(port),
+         "--router-port", str(free_port("127.0.0.1"))],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -160,7 +172,11 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
         assert own_account_name() in logs.stdout.splitlines(), (logs.stdout, logs.stderr)
     finally:
         up.send_signal(signal.SIGINT)
-        _, stderr = up.communicate(timeout=30)
+        try:
+            _, stderr = up.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            _kill_demo(up, home)  # a failure here must not leave a cluster running
+            raise
     assert up.returncode == 0, stderr
     assert any("murmur: a 3-node cluster is up" in line for line in seen)
     assert not any("does not see all" in line for line in seen), seen

@@ -64,7 +64,7 @@ def outside_loopback(trace: str) -> list[str]:
     return [line for address, _, line in destinations(trace) if not is_loopback(address)]
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 def test_the_trace_reader_sees_what_leaves_loopback() -> None:
     trace = "\n".join(
         [
@@ -86,7 +86,7 @@ def test_the_trace_reader_sees_what_leaves_loopback() -> None:
     assert len(outside_loopback(trace)) == 3
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 def test_a_node_the_cli_and_a_job_work_with_only_loopback_and_reach_nothing_else(
     tmp_path: Path,
 ) -> None:

@@ -23,7 +23,7 @@ from tests.support.nodes import Lab
 CAUGHT = (types_pb2.JOB_STATE_SCHEDULED, types_pb2.JOB_STATE_STARTING)
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 async def test_a_burst_on_one_node_all_succeeds(lab: Lab) -> None:
     node = lab.start_node("node-1", data_dir=lab.first_data_dir)
     job_ids = await asyncio.to_thread(burst, [node.address], lab.admin_identity)
@@ -34,7 +34,7 @@ async def test_a_burst_on_one_node_all_succeeds(lab: Lab) -> None:
     assert failed == []
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 async def test_a_burst_through_every_node_of_a_cluster_all_succeeds(lab: Lab) -> None:
     nodes = start_cluster(lab, 3, env=FAST_VOTERS)
     await wait_agreed(nodes, lab, voters=3)
@@ -47,7 +47,7 @@ async def test_a_burst_through_every_node_of_a_cluster_all_succeeds(lab: Lab) ->
     assert failed == []
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 async def test_jobs_cancelled_while_scheduled_or_starting_all_end(lab: Lab) -> None:
     """A watcher cancels every job it sees scheduled or starting, during a burst:
     half of them as soon as they are scheduled, the other half once starting."""

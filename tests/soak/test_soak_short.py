@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.fault_runs import run_fault_harness
 
-pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 RUN_TIMEOUT_SECONDS = 420
 

@@ -26,7 +26,7 @@ TICKER = "import time\nfor i in range(3000):\n    print(f'tick {i}', flush=True)
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.exclusive,
+    pytest.mark.serial,
     pytest.mark.skipif(not os.path.exists(TMUX), reason="tmux is not installed"),
 ]
 

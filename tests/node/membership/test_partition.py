@@ -49,7 +49,7 @@ def states(view: dict[str, tuple[str, int]]) -> dict[str, str]:
     return {name: state for name, (state, _) in view.items()}
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 async def test_a_node_cut_off_is_declared_dead_both_ways_and_rejoins_when_healed(
     lab: Lab,
 ) -> None:

@@ -69,7 +69,7 @@ def start_three(lab: Lab, net: Hosts) -> tuple[list[NodeProcess], list[str]]:
     return nodes, addresses
 
 
-@pytest.mark.exclusive
+@pytest.mark.serial
 async def test_a_cut_off_leader_accepts_nothing_and_the_majority_goes_on(lab: Lab) -> None:
     assert _WHY_NOT is None, _WHY_NOT
     with hosts(3) as net:
