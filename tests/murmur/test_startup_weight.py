@@ -123,6 +123,20 @@ identity file recorded as checked), uuid (idempotency keys from os.urandom), shu
 (argparse's formatter, for the terminal's width), tomllib (no client settings file)."""
 
 
+def member_env_with_no_node(tmp_path: Path) -> dict[str, str]:
+    """A member's identity, a fresh Murmur home, and a node address nobody listens on
+    (a command gets as far as calling it, and fails)."""
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    identity = tmp_path / "alice.pem"
+    ca.issue(name="alice", role=Role.MEMBER, validity_days=30).write(identity)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
+    return env | {
+        "MURMUR_HOME": str(tmp_path / "home"),
+        "MURMUR_IDENTITY": str(identity),
+        "MURMUR_NODE": f"127.0.0.1:{free_port()}",
+    }
+
+
 @pytest.mark.parametrize(
     "command",
     ["status", "job submit --runtime process -- true"],
@@ -130,15 +144,7 @@ identity file recorded as checked), uuid (idempotency keys from os.urandom), shu
 def test_status_and_submit_load_no_cryptography_once_the_identity_is_recorded(
     tmp_path: Path, command: str
 ) -> None:
-    ca = CertificateAuthority.create(tmp_path / "ca")
-    identity = tmp_path / "alice.pem"
-    ca.issue(name="alice", role=Role.MEMBER, validity_days=30).write(identity)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
-    env |= {
-        "MURMUR_HOME": str(tmp_path / "home"),
-        "MURMUR_IDENTITY": str(identity),
-        "MURMUR_NODE": f"127.0.0.1:{free_port()}",  # nobody there: the command fails
-    }
+    env = member_env_with_no_node(tmp_path)
     first = run_python(CLI, *command.split(), env=env)  # checks the identity, records it
     later = run_python(CLI, *command.split(), env=env)
 
@@ -172,15 +178,7 @@ def test_quick_commands_collect_no_garbage_while_they_import_only_once_their_cal
     """The start of `status` and `job submit` is mostly importing grpc and protobuf,
     which frees nothing: the collector waits until the calls begin (main pauses it,
     run_with_client resumes it), and then runs, over all but what was imported."""
-    ca = CertificateAuthority.create(tmp_path / "ca")
-    identity = tmp_path / "alice.pem"
-    ca.issue(name="alice", role=Role.MEMBER, validity_days=30).write(identity)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MURMUR_")}
-    env |= {
-        "MURMUR_HOME": str(tmp_path / "home"),
-        "MURMUR_IDENTITY": str(identity),
-        "MURMUR_NODE": f"127.0.0.1:{free_port()}",  # nobody there: the command fails
-    }
+    env = member_env_with_no_node(tmp_path)
     quick = run_python(COLLECTIONS, *command.split(), env=env)
     other = run_python(COLLECTIONS, "node", "list", env=env)  # not paused: collects early
 
