@@ -17,6 +17,7 @@ from murmur._cli.scan_progress import ScanProgressLine
 from murmur.v1 import cluster_pb2
 from tests.support.datasets import bytes_scanned_in
 from tests.support.nodes import Lab, NodeProcess
+from tests.support.signals import interruptible
 
 
 def slow_tree(root: Path, *, sparse_bytes: int | None = None) -> Path:
@@ -122,22 +123,23 @@ def test_on_a_terminal_one_line_is_rewritten_in_place_then_erased(
 
 def test_ctrl_c_leaves_no_dataset_and_an_error_is_one_line(lab: Lab, ca_node: NodeProcess) -> None:
     root = slow_tree(ca_node.data_dir / "datasets" / "huge", sparse_bytes=256 * 1024**3)
-    process = subprocess.Popen(
+    with subprocess.Popen(
         murmur_command("dataset", "add", str(root), "--name", "huge", "--node", ca_node.address),
         env=cli_env(lab),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stderr is not None
-        first = process.stderr.readline()  # the first progress line, after a second
-        assert first.startswith("scanning huge: "), first
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        process.kill()
+        preexec_fn=interruptible,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            first = process.stderr.readline()  # the first progress line, after a second
+            assert first.startswith("scanning huge: "), first
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
     assert process.returncode == 130
     assert stdout == ""
     assert stderr.splitlines()[-1] == "murmur: interrupted"

@@ -14,6 +14,7 @@ from pathlib import Path
 from murmur._cli.accounts import own_account_name
 from murmur.certs import IdentityBundle, Role
 from tests.support.nodes import Lab, NodeProcess, free_port
+from tests.support.signals import interruptible
 
 
 def _command_lines() -> list[str]:
@@ -112,7 +113,7 @@ def test_a_missing_identity_is_one_line(lab: Lab, ca_node: NodeProcess, tmp_path
 def _kill_demo(up: subprocess.Popen[str], home: Path) -> None:
     """``murmur up`` and the nodes it started (each in a session of its own)."""
     up.kill()
-    up.wait()
+    up.communicate()  # and its pipes closed
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             if entry.name.isdigit() and str(home).encode() in (entry / "cmdline").read_bytes():
@@ -128,7 +129,7 @@ def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: 
         [sys.executable, "-m", "murmur", "up", "--nodes", "3", "--port", str(port),
          "--router-port", str(free_port("127.0.0.1"))],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=interruptible,  # stopped with SIGINT, as Ctrl-C would
     )  # fmt: skip
     seen: list[str] = []
     try:
