@@ -249,7 +249,7 @@ fi
 ok
 step "one flipped byte fails verify and install.sh"
 cp -a "$WORK/bundle" "$WORK/tampered"
-target=$(find "$WORK/tampered/linux-$(uname -m)/murmur/_internal" -name 'base_library.zip')
+target="$WORK/tampered/linux-$(uname -m)/murmur/_internal/libpython3.11.so.1.0"
 byte=$(od -An -tu1 -j1000 -N1 "$target" | tr -d ' ')
 # shellcheck disable=SC2059  # the octal escape is the point
 printf "\\$(printf %03o $((byte ^ 1)))" | dd of="$target" bs=1 seek=1000 conv=notrunc status=none
