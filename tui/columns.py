@@ -260,6 +260,10 @@ def _p50(row: ServiceRow, now: float) -> str:
     return latency_text(row.rates.p50_seconds)
 
 
+def _p99(row: ServiceRow, now: float) -> str:
+    return latency_text(row.rates.p99_seconds)
+
+
 def runtime_name(runtime: types_pb2.JobRuntime.ValueType) -> str:
     return types_pb2.JobRuntime.Name(runtime).removeprefix("JOB_RUNTIME_").lower()
 
@@ -271,6 +275,7 @@ SERVICE_COLUMNS: list[Column[ServiceRow]] = [
     Column("REQ/S", 7, lambda r: r.rates.requests, _requests),
     Column("ERR/S", 6, lambda r: r.rates.errors, _errors),
     Column("P50", 8, lambda r: _or_minus_one(r.rates.p50_seconds), _p50),
+    Column("P99", 8, lambda r: _or_minus_one(r.rates.p99_seconds), _p99),
     Column("USER", 10, lambda r: r.service.user, lambda r, now: r.service.user),
     Column(
         "RUNTIME",

@@ -1,12 +1,14 @@
-"""Requests/s, errors/s and median latency per service, summed over every node's
-router from what each gossips (``NodeInfo.traffic``: each router's counts over its
-last seconds, and a histogram of how long answers took to begin, in buckets that
-double: see ``ServiceTraffic`` in proto/murmur/v1/types.proto). Pure.
+"""Requests/s, errors/s and latency (median and 99th percentile) per service,
+summed over every node's router from what each gossips (``NodeInfo.traffic``: each
+router's counts over its last seconds, and a histogram of how long answers took to
+begin, in buckets that double: see ``ServiceTraffic`` in
+proto/murmur/v1/types.proto). Pure.
 
 A client may send its requests to any node's router, so a service's rate is the sum
-of every router's; the histograms are merged before the median is read (medians of
-nodes cannot be combined), with linear interpolation inside the bucket that holds
-it. A node that is gone counts for nothing: its last word is stale.
+of every router's; the histograms are merged before a percentile is read
+(percentiles of nodes cannot be combined), with linear interpolation inside the
+bucket that holds it: the median, and the 99th percentile, the slow answers a median
+hides. A node that is gone counts for nothing: its last word is stale.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class ServiceRates:
     errors: float
     p50_seconds: float | None
     """None when no answer began in the window."""
+    p99_seconds: float | None = None
+    """Likewise; within its doubling bucket, as the median."""
 
 
 NO_TRAFFIC = ServiceRates(requests=0.0, errors=0.0, p50_seconds=None)
@@ -79,6 +83,7 @@ def service_rates(nodes: Iterable[types_pb2.NodeInfo]) -> dict[str, ServiceRates
             requests=requests[name],
             errors=errors[name],
             p50_seconds=quantile_seconds(histograms[name], 0.5),
+            p99_seconds=quantile_seconds(histograms[name], 0.99),
         )
         for name in requests
     }

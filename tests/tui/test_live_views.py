@@ -194,8 +194,13 @@ async def test_services_view_shows_a_replica_become_ready(
         assert isinstance(app.screen, ServicesScreen)
         text = await wait_for_match(pilot, r"running\s+node-1\s+\d+\s+no")
         # No request yet: no rate, no latency.
-        assert re.search(r"toy\s+toy-llm\s+0/1\s+0\.00\s+0\.00\s+—\s+admin\s+process", text), text
-        assert "replicas of toy  0/1 ready  0.00 req/s, 0.00 err/s, p50 —  models toy-llm" in text
+        assert re.search(r"toy\s+toy-llm\s+0/1\s+0\.00\s+0\.00\s+—\s+—\s+admin\s+process", text), (
+            text
+        )
+        assert (
+            "replicas of toy  0/1 ready  0.00 req/s, 0.00 err/s, p50 —, p99 —  models toy-llm"
+            in text
+        )
         loaded.touch()
         text = await wait_for_match(pilot, r"running\s+node-1\s+\d+\s+yes")
         assert "replicas of toy  1/1 ready" in text

@@ -54,6 +54,8 @@ def test_rates_are_summed_over_routers_and_histograms_merged_before_the_median()
     assert rates["llama"].requests == pytest.approx(60 / 30 + 22 / 10)
     assert rates["llama"].errors == pytest.approx(0.2)
     assert rates["llama"].p50_seconds == pytest.approx((1 + 40 / 60) / 1000)
+    # The slow router's answers, which the median hides, are the 99th percentile.
+    assert rates["llama"].p99_seconds == pytest.approx((512 + 512 * (79.2 - 60) / 20) / 1000)
     assert rates["coder"] == ServiceRates(requests=0.1, errors=0.1, p50_seconds=None)
     assert rates.get("absent", NO_TRAFFIC) == NO_TRAFFIC
 
@@ -102,3 +104,5 @@ def test_what_a_router_gossips_reads_back_as_its_rates() -> None:
     assert rates.errors == pytest.approx(1 / WINDOW_SECONDS)
     assert rates.p50_seconds is not None
     assert 0.032 <= rates.p50_seconds < 0.064  # the bucket that holds 45 ms
+    assert rates.p99_seconds is not None
+    assert 0.256 <= rates.p99_seconds < 0.512  # the bucket that holds the 300 ms one

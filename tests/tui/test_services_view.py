@@ -144,15 +144,16 @@ async def test_requests_per_second_and_latency_are_summed_over_every_router() ->
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for_text(pilot, "★ gpu-01")
         await pilot.press("colon", *"svc", "enter")
-        text = await wait_for_text(pilot, "REQ/S", "P50", "llama-3-8b")
+        text = await wait_for_text(pilot, "REQ/S", "P50", "P99", "llama-3-8b")
         llama_row = next(line for line in text.splitlines() if "llama-3-8b" in line)
         assert "15.1" in llama_row  # 303 / 30 + 50 / 10
         assert "0.10" in llama_row  # 3 errors in 30 s
         assert "48 ms" in llama_row
+        assert "64 ms" in llama_row  # p99: near the top of the [32, 64) ms bucket
         coder_row = next(line for line in text.splitlines() if "qwen2.5-coder-7b" in line)
         assert "—" in coder_row  # no answer: no latency
         await pilot.press("down")
-        await wait_for_text(pilot, "15.1 req/s, 0.10 err/s, p50 48 ms")
+        await wait_for_text(pilot, "15.1 req/s, 0.10 err/s, p50 48 ms, p99 64 ms")
 
         # The rates follow the node stream, with no new read of the services; a node
         # that is gone counts no more.

@@ -157,7 +157,7 @@ def service_facts(service: types_pb2.Service, rates: ServiceRates = NO_TRAFFIC) 
     line.append(f"  {service_ready(service)} ready")
     line.append(
         f"  {rate_text(rates.requests)} req/s, {rate_text(rates.errors)} err/s, "
-        f"p50 {latency_text(rates.p50_seconds)}"
+        f"p50 {latency_text(rates.p50_seconds)}, p99 {latency_text(rates.p99_seconds)}"
     )
     adapters = (f"{spec.model}:{name}" for name in sorted(spec.adapters))
     models = [spec.model, *spec.aliases, *adapters]
