@@ -124,7 +124,7 @@ QUICK_COMMANDS = frozenset(
 exit. The cyclic garbage collector is paused from the start of such a command until
 its calls begin (`run_with_client` resumes it): importing grpc and protobuf allocates
 tens of thousands of objects and frees none, so the collections it triggers find
-nothing and cost a tenth of the command's start (tests/bench/bench_scripting.py)."""
+nothing: up to ~5 ms of a ~90 ms start, measured (docs/benchmarks.md, issue 17)."""
 
 
 class _Parser(argparse.ArgumentParser):
