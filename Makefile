@@ -76,6 +76,10 @@ bench: install test-deps
 	$(BIN)/python -m tests.bench.bench_imports
 	$(BIN)/python -m tests.bench.bench_trace_replay
 	$(BIN)/python -m tests.bench.bench_router
+	$(BIN)/python -m tests.bench.bench_audit --per-client 100 --rounds 2
+	$(BIN)/python -m tests.bench.bench_scripting
+	$(MAKE) --no-print-directory dist
+	$(BIN)/python -m tests.bench.bench_dist
 
 # Kill -9 (leader included), restarts and partitions against real clusters; exit 1 on any
 # lost acknowledged job, job running twice at once, or orphan process. About 15 s a round.
