@@ -120,6 +120,7 @@ def test_arrays_sweeps_and_dependencies_end_to_end(cli: Cli, tmp_path: Path) -> 
     task_7 = cli.json("job", "show", f"{array}[7]")
     assert task_7["array"]["array_id"] == array
     assert task_7["array"]["task_index"] == 7
+    assert cli.json("job", "show", f"{array}_7")["id"] == f"{array}[7]"  # Slurm's form
 
     waited = cli("job", "wait", array, sweep, after_first, either, "--timeout", "120s")
     assert waited.returncode == 0, waited.stderr
