@@ -17,17 +17,21 @@ from tests.support.nodes import Lab, NodeProcess, free_port
 from tests.support.signals import interruptible
 
 
-def _command_lines() -> list[str]:
-    """Every process's command line, as ``ps`` shows it to any account."""
-    lines = []
+def _processes() -> dict[int, str]:
+    """Every process's command line by pid, as ``ps`` shows it to any account."""
+    lines = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 raw = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            lines.append(raw.replace(b"\0", b" ").decode(errors="replace"))
+            lines[int(entry.name)] = raw.replace(b"\0", b" ").decode(errors="replace")
     return lines
+
+
+def _command_lines() -> list[str]:
+    return list(_processes().values())
 
 
 def test_ca_init_writes_the_ca_and_an_admin_identity_then_refuses_to_overwrite(
@@ -114,10 +118,10 @@ def _kill_demo(up: subprocess.Popen[str], home: Path) -> None:
     """``murmur up`` and the nodes it started (each in a session of its own)."""
     up.kill()
     up.communicate()  # and its pipes closed
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and str(home).encode() in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
+    for pid, line in _processes().items():
+        if str(home) in line:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_murmur_up_starts_a_cluster_that_status_reaches_with_no_flags(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from murmur.node.agent.replicas import ReplicaEndpoints
 from murmur.v1 import types_pb2
+from tests.support.chat_replica import served
 from tests.support.nodes import free_port
 
 
@@ -42,42 +43,38 @@ async def test_ready_at_the_first_success_not_ready_after_the_threshold(tmp_path
 
     app = web.Application()
     app.router.add_get("/health", health)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    changes: list[list[bool]] = []
-    moved = asyncio.Event()
-    endpoints: ReplicaEndpoints
+    async with served(app) as port:
+        changes: list[list[bool]] = []
+        moved = asyncio.Event()
+        endpoints: ReplicaEndpoints
 
-    def changed() -> None:
-        changes.append([endpoint.ready for endpoint in endpoints.endpoints()])
-        moved.set()
+        def changed() -> None:
+            changes.append([endpoint.ready for endpoint in endpoints.endpoints()])
+            moved.set()
 
-    async def until(ready: bool) -> None:
-        async with asyncio.timeout(5):
-            while endpoints.endpoints()[0].ready != ready:
-                await moved.wait()
-                moved.clear()
+        async def until(ready: bool) -> None:
+            async with asyncio.timeout(5):
+                while endpoints.endpoints()[0].ready != ready:
+                    await moved.wait()
+                    moved.clear()
 
-    endpoints = ReplicaEndpoints(run_dir=lambda run_id: tmp_path / run_id, on_change=changed)
-    try:
-        endpoints.watch("run1", "job1", replica_of(), port)
-        (endpoint,) = endpoints.endpoints()
-        assert (endpoint.job_id, endpoint.port, endpoint.ready) == ("job1", port, False)
-        await asyncio.sleep(0.1)
-        assert not endpoints.endpoints()[0].ready  # loading: 503
-        status["code"] = 200
-        await asyncio.wait_for(healthy.wait(), 5)
-        await until(ready=True)
-        status["code"] = 500
-        await until(ready=False)
-        assert changes == [[False], [True], [False]]
-        endpoints.forget("run1")
-        assert endpoints.endpoints() == []
-    finally:
-        await endpoints.close()
-        await runner.cleanup()
+        endpoints = ReplicaEndpoints(run_dir=lambda run_id: tmp_path / run_id, on_change=changed)
+        try:
+            endpoints.watch("run1", "job1", replica_of(), port)
+            (endpoint,) = endpoints.endpoints()
+            assert (endpoint.job_id, endpoint.port, endpoint.ready) == ("job1", port, False)
+            await asyncio.sleep(0.1)
+            assert not endpoints.endpoints()[0].ready  # loading: 503
+            status["code"] = 200
+            await asyncio.wait_for(healthy.wait(), 5)
+            await until(ready=True)
+            status["code"] = 500
+            await until(ready=False)
+            assert changes == [[False], [True], [False]]
+            endpoints.forget("run1")
+            assert endpoints.endpoints() == []
+        finally:
+            await endpoints.close()
 
 
 async def test_a_replica_failing_its_liveness_probe_is_reported_unhealthy_once(
@@ -98,36 +95,32 @@ async def test_a_replica_failing_its_liveness_probe_is_reported_unhealthy_once(
     app = web.Application()
     app.router.add_get("/health", alive)
     app.router.add_get("/alive", alive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    stops: list[tuple[str, str]] = []
-    stopped = asyncio.Event()
+    async with served(app) as port:
+        stops: list[tuple[str, str]] = []
+        stopped = asyncio.Event()
 
-    def unhealthy(run_id: str, reason: str) -> None:
-        stops.append((run_id, reason))
-        stopped.set()
+        def unhealthy(run_id: str, reason: str) -> None:
+            stops.append((run_id, reason))
+            stopped.set()
 
-    endpoints = ReplicaEndpoints(
-        run_dir=lambda run_id: tmp_path / run_id, on_change=lambda: None, on_unhealthy=unhealthy
-    )
-    replica = replica_of()
-    replica.liveness.path = "/alive"
-    replica.liveness.period.FromMilliseconds(20)
-    replica.liveness.timeout.FromMilliseconds(500)
-    replica.liveness.failure_threshold = 3
-    try:
-        endpoints.watch("run1", "job1", replica, port)
-        await asyncio.wait_for(asked_enough.wait(), 5)
-        assert stops == []  # passing probes change nothing
-        live["code"] = 500
-        await asyncio.wait_for(stopped.wait(), 5)
-        await asyncio.sleep(0.2)  # no second ask while the run stops
-        assert stops == [("run1", "liveness probe GET /alive failed 3 times in a row")]
-    finally:
-        await endpoints.close()
-        await runner.cleanup()
+        endpoints = ReplicaEndpoints(
+            run_dir=lambda run_id: tmp_path / run_id, on_change=lambda: None, on_unhealthy=unhealthy
+        )
+        replica = replica_of()
+        replica.liveness.path = "/alive"
+        replica.liveness.period.FromMilliseconds(20)
+        replica.liveness.timeout.FromMilliseconds(500)
+        replica.liveness.failure_threshold = 3
+        try:
+            endpoints.watch("run1", "job1", replica, port)
+            await asyncio.wait_for(asked_enough.wait(), 5)
+            assert stops == []  # passing probes change nothing
+            live["code"] = 500
+            await asyncio.wait_for(stopped.wait(), 5)
+            await asyncio.sleep(0.2)  # no second ask while the run stops
+            assert stops == [("run1", "liveness probe GET /alive failed 3 times in a row")]
+        finally:
+            await endpoints.close()
 
 
 async def test_without_a_liveness_probe_a_failing_replica_is_only_not_ready(
